@@ -1,0 +1,1 @@
+"""The ``cdx`` command line: the only place that composes kernel, connectors and streams."""

@@ -1,0 +1,87 @@
+"""``cdx dev``: local Kafka and PostgreSQL for development, tests and the demo."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from cdx.cli.app import console, user_errors
+from cdx.errors import FatalError
+
+app = typer.Typer(help="Local development services: a real Kafka broker (KRaft) and PostgreSQL.",
+                  no_args_is_help=True)
+kafka_app = typer.Typer(help="A local Apache Kafka (KRaft) broker or 3-broker cluster.", no_args_is_help=True)
+pg_app = typer.Typer(help="A local PostgreSQL server (private cluster when none answers).", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(pg_app, name="postgres")
+
+
+@pg_app.command("up")
+@user_errors
+def pg_up() -> None:
+    """Start (or find) PostgreSQL and print its DSN."""
+    from infra.postgres import launcher
+
+    try:
+        console.print(launcher.up())
+    except launcher.PostgresError as exc:
+        raise FatalError(str(exc)) from exc
+
+
+@pg_app.command("down")
+@user_errors
+def pg_down() -> None:
+    """Stop the private PostgreSQL cluster (never a server cdx did not start)."""
+    from infra.postgres import launcher
+
+    console.print("stopped" if launcher.down() else "not running")
+
+
+@pg_app.command("status")
+def pg_status() -> None:
+    """Show the private cluster's DSN, state and log file."""
+    from infra.postgres import launcher
+
+    console.print_json(json.dumps(launcher.status()))
+
+
+@kafka_app.command("up")
+@user_errors
+def kafka_up(brokers: int = typer.Option(1, "--brokers", help="1 (combined broker/controller) or 3.")) -> None:
+    """Start (or reuse) the local Kafka and print its bootstrap servers and log files."""
+    from infra.kafka import launcher
+
+    try:
+        cluster = launcher.Cluster.load(brokers)
+        bootstrap = cluster.up()
+    except launcher.KafkaLauncherError as exc:
+        raise FatalError(str(exc)) from exc
+    console.print(f"bootstrap servers: [bold]{bootstrap}[/]")
+    for node in cluster.nodes:
+        console.print(f"  node {node.node_id}: log {node.log_file}")
+
+
+@kafka_app.command("down")
+@user_errors
+def kafka_down(brokers: int = typer.Option(1, "--brokers", help="1 or 3.")) -> None:
+    """Stop exactly the broker processes the launcher started (by pid file)."""
+    from infra.kafka import launcher
+
+    try:
+        stopped = launcher.down(brokers)
+    except launcher.KafkaLauncherError as exc:
+        raise FatalError(str(exc)) from exc
+    console.print(f"stopped nodes: {stopped}" if stopped else "not running")
+
+
+@kafka_app.command("status")
+@user_errors
+def kafka_status(brokers: int = typer.Option(1, "--brokers", help="1 or 3.")) -> None:
+    """Show each node's address, pid and log file."""
+    from infra.kafka import launcher
+
+    try:
+        console.print_json(json.dumps(launcher.Cluster.load(brokers).status()))
+    except launcher.KafkaLauncherError as exc:
+        raise FatalError(str(exc)) from exc

@@ -1,0 +1,34 @@
+"""Entry point of the ``cdx`` console command: registers every command group."""
+
+from __future__ import annotations
+
+import typer
+
+from cdx import __version__
+from cdx.cli import demo, dev
+from cdx.cli.app import app
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cdx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Commerce Data Exchange on Apache Kafka."""
+
+
+app.add_typer(dev.app, name="dev")
+app.add_typer(demo.app, name="demo")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Sources and sinks: HQ capture, channel sinks, upload and the HQ upload sink."""

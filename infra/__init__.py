@@ -1,0 +1,1 @@
+"""Local launchers for the real parts: an Apache Kafka broker (KRaft) and PostgreSQL."""

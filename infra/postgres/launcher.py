@@ -1,0 +1,177 @@
+"""A PostgreSQL server for development, tests and the demo.
+
+``ensure()`` returns a DSN: ``$CDX_PG_DSN`` when set; else a local server that
+answers and accepts us; else a private cluster it creates under the state
+directory (``.cdx/postgres``), on its own port (``$CDX_PG_PORT``, default 55432),
+installing Debian's ``postgresql`` package first when no server binaries exist.
+Idempotent: calling it again reuses the running cluster.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from infra.paths import state_dir
+
+DEFAULT_PORT = 55432
+SUPERUSER = "postgres"
+
+
+class PostgresError(RuntimeError):
+    """The launcher could not provide a server; the message says why and what to do."""
+
+
+def _port() -> int:
+    return int(os.environ.get("CDX_PG_PORT", DEFAULT_PORT))
+
+
+def private_dsn(port: int | None = None, dbname: str = "postgres") -> str:
+    return f"postgresql://{SUPERUSER}@127.0.0.1:{port or _port()}/{dbname}"
+
+
+def answers(dsn: str, timeout: float = 2.0) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=max(1, int(timeout)), autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    if found:
+        return Path(found[-1]).parent
+    which = shutil.which("pg_ctl")
+    return Path(which).resolve().parent if which else None
+
+
+def _install_package() -> None:
+    if os.geteuid() != 0:
+        raise PostgresError("PostgreSQL server binaries are missing: run `sudo apt-get install -y postgresql`"
+                            " or set CDX_PG_DSN to an existing server.")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def _cluster_dir() -> Path:
+    return state_dir() / "postgres"
+
+
+def _as_owner(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run the server tools as the ``postgres`` user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", SUPERUSER, "--", *argv]
+    return argv
+
+
+def _prepare_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(SUPERUSER)
+        os.chown(path, user.pw_uid, user.pw_gid)
+        # every parent must be traversable by the server's user
+        for parent in path.parents:
+            if parent == Path("/"):
+                break
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                raise PostgresError(
+                    f"{parent} is not traversable by the 'postgres' user; set CDX_STATE_DIR to a folder"
+                    " outside it (for example /var/tmp/cdx) or set CDX_PG_DSN to an existing server.")
+
+
+def up() -> str:
+    """Ensure a server answers and return its DSN (see module docstring)."""
+    dsn = os.environ.get("CDX_PG_DSN")
+    if dsn:
+        if not answers(dsn, timeout=5):
+            raise PostgresError(f"CDX_PG_DSN is set but the server does not answer: {dsn}")
+        return dsn
+    own = private_dsn()
+    if answers(own):
+        return own
+    for candidate in ("postgresql://postgres@127.0.0.1:5432/postgres",):
+        if answers(candidate, timeout=1):
+            return candidate
+    return _start_private()
+
+
+def _start_private() -> str:
+    bindir = _bindir()
+    if bindir is None:
+        _install_package()
+        bindir = _bindir()
+        if bindir is None:
+            raise PostgresError("apt-get installed postgresql but no pg_ctl was found under /usr/lib/postgresql")
+    root = _cluster_dir()
+    data, run, log = root / "data", root / "run", root / "server.log"
+    for path in (root, run):
+        _prepare_dir(path)
+    if not (data / "PG_VERSION").exists():
+        if data.exists():
+            shutil.rmtree(data)
+        _prepare_dir(data)
+        subprocess.run(_as_owner([str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
+                                  "-E", "UTF8", "--locale=C.UTF-8"]),
+                       check=True, stdout=subprocess.DEVNULL)
+        with open(data / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# cdx private cluster\n"
+                f"port = {_port()}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{run}'\n"
+                "max_connections = 400\nshared_buffers = 256MB\nmax_wal_size = 2GB\n"
+                "max_prepared_transactions = 0\n"
+            )
+    if os.geteuid() == 0:
+        Path(log).touch()
+        user = pwd.getpwnam(SUPERUSER)
+        os.chown(log, user.pw_uid, user.pw_gid)
+    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
+                              "start"]), check=True, stdout=subprocess.DEVNULL)
+    dsn = private_dsn()
+    deadline = time.monotonic() + 30
+    while not answers(dsn):
+        if time.monotonic() > deadline:
+            raise PostgresError(f"the private PostgreSQL cluster did not answer; see {log}")
+        time.sleep(0.2)
+    return dsn
+
+
+def down() -> bool:
+    """Stop the private cluster if it runs. Never touches a server it did not start."""
+    bindir = _bindir()
+    data = _cluster_dir() / "data"
+    if bindir is None or not (data / "postmaster.pid").exists():
+        return False
+    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                   check=False, stdout=subprocess.DEVNULL)
+    return True
+
+
+def status() -> dict[str, object]:
+    own = private_dsn()
+    return {"dsn": own, "running": answers(own), "data": str(_cluster_dir() / "data"),
+            "log": str(_cluster_dir() / "server.log")}
+
+
+def create_database(admin_dsn: str, name: str) -> str:
+    """Create database ``name`` (dropping an old one of that name); return its DSN."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(admin_dsn)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})

@@ -1,0 +1,1 @@
+"""Routing: per-table topics into channel data-group topics."""
