@@ -1,0 +1,70 @@
+"""Topic creation (idempotent) and topic inspection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cdx.errors import FatalError, RetriableError
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic cdx needs. ``replication_factor=-1`` takes the broker default."""
+
+    name: str
+    partitions: int = 1
+    replication_factor: int = -1
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; return the names created.
+
+    Idempotent. An existing topic is left as it is (its partition count is never changed,
+    since that would move keys between partitions).
+    """
+    specs = list(specs)
+    if not specs:
+        return []
+    admin = AdminClient(dict(config))
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise RetriableError(f"Kafka at {config.get('bootstrap.servers')} does not answer: {exc}") from exc
+    wanted = [s for s in specs if s.name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
+                  config=dict(s.configs)) for s in wanted],
+        operation_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout)
+            created.append(name)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise FatalError(f"cannot create topic {name}: {err}") from exc
+    return created
+
+
+def partitions_of(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> list[int]:
+    """Partition ids of ``topic`` (empty when the topic does not exist)."""
+    admin = AdminClient(dict(config))
+    md = admin.list_topics(topic, timeout=timeout)
+    meta = md.topics.get(topic)
+    if meta is None or meta.error is not None:
+        return []
+    return sorted(meta.partitions)

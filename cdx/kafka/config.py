@@ -1,0 +1,65 @@
+"""librdkafka client configuration from cdx settings.
+
+Security keys (``security.protocol``, ``sasl.*``, ``ssl.*``) are passed through to
+librdkafka unchanged. librdkafka's own log lines go to the Python logger
+``cdx.kafka.librdkafka`` instead of stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+LIBRDKAFKA_LOGGER = logging.getLogger("cdx.kafka.librdkafka")
+
+# Java's default partitioner hashes keys with murmur2: use the same so Java clients agree.
+PARTITIONER = "murmur2_random"
+
+
+def client_config(bootstrap_servers: str, security: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """A confluent-kafka configuration dict: bootstrap + security passthrough + ``extra``.
+
+    ``extra`` keys may use underscores for dots (``group_id`` -> ``group.id``).
+    """
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": LIBRDKAFKA_LOGGER}
+    for key, value in (security or {}).items():
+        config[key] = value
+    for key, value in extra.items():
+        config[key.replace("_", ".")] = value
+    return config
+
+
+def producer_config(base: Mapping[str, Any], *, transactional_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Producer settings for cdx: idempotent, acks=all, murmur2 partitioning, lz4, small linger."""
+    config = dict(base)
+    config.update({
+        "enable.idempotence": True,
+        "acks": "all",
+        "partitioner": PARTITIONER,
+        "compression.type": "lz4",
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+    })
+    if transactional_id:
+        config["transactional.id"] = transactional_id
+        config["transaction.timeout.ms"] = 60_000
+    for key, value in extra.items():
+        config[key.replace("_", ".")] = value
+    return config
+
+
+def consumer_config(base: Mapping[str, Any], group_id: str, **extra: Any) -> dict[str, Any]:
+    """Consumer settings for cdx: read_committed, no auto commit (offsets are stored by the sink)."""
+    config = dict(base)
+    config.update({
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+    })
+    for key, value in extra.items():
+        config[key.replace("_", ".")] = value
+    return config

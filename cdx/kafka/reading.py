@@ -1,0 +1,96 @@
+"""Reading topics without a consumer group: to the end, from a position, and lag."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from cdx.kafka.admin import partitions_of
+
+
+def _assign_only_consumer(config: Mapping[str, Any]) -> Consumer:
+    cfg = dict(config)
+    cfg.update({"group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+    return Consumer(cfg)
+
+
+def high_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """The end offset (next offset to be written, read_committed: the LSO) of each partition."""
+    consumer = _assign_only_consumer(config)
+    try:
+        out = {}
+        for p in partitions_of(config, topic, timeout):
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            out[p] = high
+        return out
+    finally:
+        consumer.close()
+
+
+def low_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[int, int]:
+    consumer = _assign_only_consumer(config)
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[0]
+                for p in partitions_of(config, topic, timeout)}
+    finally:
+        consumer.close()
+
+
+def read_to_end(config: Mapping[str, Any], topic: str, *, start: Mapping[int, int] | None = None,
+                batch: int = 1000, timeout: float = 30.0) -> Iterator[Message]:
+    """Yield every committed message of ``topic`` from ``start`` (default: the beginning) up to
+    the end offsets observed when the call began. Tombstones are yielded too (value None)."""
+    ends = high_watermarks(config, topic)
+    consumer = _assign_only_consumer(config)
+    try:
+        pending = {}
+        assignment = []
+        for p, end in ends.items():
+            first = (start or {}).get(p, OFFSET_BEGINNING)
+            if end > 0 and (first == OFFSET_BEGINNING or first < end):
+                assignment.append(TopicPartition(topic, p, first))
+                pending[p] = end
+        if not assignment:
+            return
+        consumer.assign(assignment)
+
+
+        deadline = time.monotonic() + timeout
+        while pending:
+            msgs = consumer.consume(batch, timeout=0.5)
+            if not msgs and time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} to its end timed out; still pending: {pending}")
+            for msg in msgs:
+                if msg.error() is not None:
+                    continue
+                deadline = time.monotonic() + timeout
+                part, offset = msg.partition() or 0, msg.offset() or 0
+                if part not in pending:
+                    continue
+                yield msg
+                if offset + 1 >= pending[part]:
+                    del pending[part]
+            # a partition whose remaining range holds only transaction markers yields nothing more
+            for tp in consumer.position([TopicPartition(topic, q) for q in list(pending)]):
+                if tp.offset >= 0 and tp.offset >= pending.get(tp.partition, 0):
+                    pending.pop(tp.partition, None)
+    finally:
+        consumer.close()
+
+
+def group_lag(config: Mapping[str, Any], group_id: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """Records behind per partition for a consumer group's committed offsets (Kafka-side)."""
+    ends = high_watermarks(config, topic, timeout)
+    cfg = dict(config)
+    cfg.update({"group.id": group_id, "enable.auto.commit": False})
+    consumer = Consumer(cfg)
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=timeout)
+        return {tp.partition: ends[tp.partition] - (tp.offset if tp.offset >= 0 else 0) for tp in committed}
+    finally:
+        consumer.close()

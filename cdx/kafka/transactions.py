@@ -1,0 +1,78 @@
+"""A transactional producer whose failures are typed by what the caller should do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from cdx.errors import FatalError, RetriableError
+
+
+class TransactionalProducer:
+    """Wraps a confluent-kafka transactional producer.
+
+    Contract: ``begin()``, ``produce(...)`` any number of times, then ``commit()``; on any
+    error call ``abort()`` and retry the whole unit of work. A fenced producer (another
+    instance with the same ``transactional.id`` started) raises ``FatalError``: this
+    instance must stop. Abortable and retriable errors raise ``RetriableError``.
+    """
+
+    def __init__(self, config: Mapping[str, Any], timeout: float = 60.0) -> None:
+        if "transactional.id" not in config:
+            raise ValueError("a transactional producer needs transactional.id")
+        self.producer = Producer(dict(config))
+        self.timeout = timeout
+        self._call(self.producer.init_transactions, timeout)
+        self.in_transaction = False
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+                raise FatalError(f"Kafka producer fenced or failed fatally: {err.str()}") from exc
+            raise RetriableError(f"Kafka transaction failed ({err.str()}); retrying") from exc
+
+    def begin(self) -> None:
+        self._call(self.producer.begin_transaction)
+        self.in_transaction = True
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None = None, partition: int | None = None,
+                headers: list[tuple[str, bytes]] | None = None) -> None:
+        kwargs: dict[str, Any] = {"key": key, "value": value}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                self.producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+            except KafkaException as exc:
+                raise RetriableError(f"produce to {topic} failed: {exc}") from exc
+
+    def send_offsets(self, offsets: list[Any], group_metadata: Any) -> None:
+        self._call(self.producer.send_offsets_to_transaction, offsets, group_metadata, self.timeout)
+
+    def commit(self) -> None:
+        self._call(self.producer.commit_transaction, self.timeout)
+        self.in_transaction = False
+
+    def abort(self) -> None:
+        if self.in_transaction:
+            try:
+                self.producer.abort_transaction(self.timeout)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.fatal():
+                    raise FatalError(f"Kafka producer failed fatally: {err.str()}") from exc
+        self.in_transaction = False
+
+    def close(self) -> None:
+        self.abort()
+        self.producer.flush(5)
