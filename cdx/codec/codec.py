@@ -1,0 +1,113 @@
+"""The ``Codec`` interface and its default implementation (Avro single-object encoding).
+
+Every codec turns key/value dicts into Kafka record bytes and back::
+
+    codec.encode_key(topic, schemas.key, key_dict)            -> bytes
+    codec.encode_value(topic, schemas.value, envelope | None) -> bytes | None   (None: tombstone)
+    codec.decode_key(topic, data, reader=None)                -> dict
+    codec.decode_value(topic, data | None, reader=None)       -> dict | None
+    codec.writer_schema(topic, data, is_key=False)            -> AvroSchema     (e.g. to create a table)
+
+Decoding uses the writer schema named in the record, then projects onto ``reader`` if given (Avro
+schema resolution). Decoded values are plain dicts; decimals are ``Decimal``, timestamps aware UTC
+``datetime``, dates ``date``, UUIDs ``uuid.UUID``.
+
+``make_codec(config)`` picks the wire format: Confluent Schema Registry when
+``schema_registry.url`` is configured (``registry.RegistryCodec``), else single-object encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from cdx.codec.binary import read_body, write_body
+from cdx.codec.errors import DecodeError
+from cdx.codec.schema import AvroSchema
+from cdx.codec.schema_store import SchemaPublisher, SchemaStore
+from cdx.codec.single_object import frame, unframe
+
+SchemaLike = AvroSchema | Mapping[str, Any] | str
+
+
+@runtime_checkable
+class Codec(Protocol):
+    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes: ...
+
+    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None: ...
+
+    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]: ...
+
+    def decode_value(self, topic: str, data: bytes | None,
+                     reader: SchemaLike | None = None) -> dict[str, Any] | None: ...
+
+    def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema: ...
+
+
+class SingleObjectCodec:
+    """Avro single-object encoding: ``C3 01`` + 8-byte LE CRC-64-AVRO fingerprint + Avro binary body.
+
+    Encoding registers the writer schema in ``store`` and, with a ``publisher``, publishes it to the
+    schemas topic (inside the producer's transaction). Decoding resolves the fingerprint through
+    ``store`` (reading the schemas topic on a miss). The topic is not part of the bytes.
+    """
+
+    def __init__(self, store: SchemaStore | None = None, publisher: SchemaPublisher | None = None) -> None:
+        self.store = store if store is not None else SchemaStore()
+        self.publisher = publisher
+
+    def _writer(self, schema: SchemaLike) -> AvroSchema:
+        s = AvroSchema.of(schema)
+        self.store.register(s)
+        if self.publisher is not None:
+            self.publisher.publish(s)
+        return s
+
+    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes:
+        s = self._writer(schema)
+        return frame(s.fingerprint, write_body(s, key))
+
+    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None:
+        if value is None:
+            return None
+        s = self._writer(schema)
+        return frame(s.fingerprint, write_body(s, value))
+
+    def _decode(self, data: bytes, reader: SchemaLike | None) -> Any:
+        fp, body = unframe(data)
+        writer = self.store.resolve(fp)
+        return read_body(body, writer, AvroSchema.of(reader) if reader is not None else None)
+
+    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]:
+        if data is None:
+            raise DecodeError(f"record on {topic} has no key")
+        out: dict[str, Any] = self._decode(data, reader)
+        return out
+
+    def decode_value(self, topic: str, data: bytes | None,
+                     reader: SchemaLike | None = None) -> dict[str, Any] | None:
+        if data is None:
+            return None
+        out: dict[str, Any] = self._decode(data, reader)
+        return out
+
+    def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema:
+        fp, _ = unframe(data)
+        return self.store.resolve(fp)
+
+
+def make_codec(config: Mapping[str, Any] | None = None, *, store: SchemaStore | None = None,
+               publisher: SchemaPublisher | None = None, registry_client: Any = None) -> Codec:
+    """The codec for ``config``.
+
+    - ``schema_registry.url`` set (or ``registry_client`` given): ``RegistryCodec``; every other
+      ``schema_registry.*`` key is passed to the registry client without the prefix
+      (``schema_registry.basic.auth.user.info`` ...); ``auto.register.schemas`` (default true).
+    - otherwise: ``SingleObjectCodec(store, publisher)``.
+    """
+    conf = dict(config or {})
+    if registry_client is not None or conf.get("schema_registry.url"):
+        from cdx.codec.registry import RegistryCodec
+
+        return RegistryCodec.from_config(conf, client=registry_client)
+    return SingleObjectCodec(store, publisher)

@@ -1,0 +1,379 @@
+"""Writer schemas by fingerprint: in memory, backed by a compacted Kafka topic.
+
+The schemas topic (default ``_cdx-schemas``, ``cleanup.policy=compact``) holds one record per
+schema: key = fingerprint hex (16 lower-case hex digits of the 8 little-endian bytes, as in the
+single-object header), value = the schema JSON (UTF-8). Anyone can resolve a fingerprint by reading
+it. Producers publish with ``SchemaPublisher`` (inside their own transaction); readers use
+``SchemaStore.resolve``, which reads the topic to its end on a miss.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cdx.codec.columns import Column
+from cdx.codec.envelope import TableSchemas
+from cdx.codec.errors import SchemaConflictError, SchemaError, SchemaStoreUnavailable, UnknownSchemaError
+from cdx.codec.schema import AvroSchema
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEMAS_TOPIC = "_cdx-schemas"
+SCHEMAS_TOPIC_CONFIG: dict[str, str] = {
+    "cleanup.policy": "compact",
+    # Schemas are tiny and must never be lost: keep them forever, compact duplicates away.
+    "retention.ms": "-1",
+    "min.compaction.lag.ms": "0",
+}
+MAX_GENERATIONS = 64
+
+
+def fingerprint_key(fingerprint: bytes | str | int) -> str:
+    """The schemas-topic key (hex) of a fingerprint given as 8 bytes, hex, or Java's signed long."""
+    if isinstance(fingerprint, bytes | bytearray | memoryview):
+        fp = bytes(fingerprint)
+        if len(fp) != 8:
+            raise ValueError(f"a fingerprint has 8 bytes, not {len(fp)}")
+        return fp.hex()
+    if isinstance(fingerprint, int):
+        return fingerprint.to_bytes(8, "little", signed=fingerprint < 0).hex()
+    key = fingerprint.lower()
+    if len(key) != 16 or any(c not in "0123456789abcdef" for c in key):
+        raise ValueError(f"not a fingerprint: {fingerprint!r}")
+    return key
+
+
+def ensure_schemas_topic(bootstrap_servers: str, topic: str = DEFAULT_SCHEMAS_TOPIC, *,
+                         replication_factor: int = -1, timeout: float = 30.0,
+                         admin_config: Mapping[str, Any] | None = None) -> bool:
+    """Create the compacted schemas topic (1 partition) if it does not exist. True if created.
+
+    ``replication_factor=-1`` uses the brokers' default.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(admin_config or {})})
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=1, replication_factor=replication_factor, config=dict(SCHEMAS_TOPIC_CONFIG))],
+        request_timeout=timeout,
+    )
+    try:
+        futures[topic].result(timeout)
+        return True
+    except KafkaException as e:
+        if e.args and e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise SchemaStoreUnavailable(f"cannot create schemas topic {topic!r}: {e}") from e
+
+
+class SchemaStore:
+    """Known writer schemas by fingerprint, filled from ``register`` and from the schemas topic.
+
+    Without ``bootstrap_servers`` it is memory only (unit tests, or a producer-side cache).
+    Thread-safe. ``resolve`` reads the topic (incrementally, from where it stopped) only on a miss.
+    """
+
+    def __init__(self, bootstrap_servers: str | None = None, topic: str = DEFAULT_SCHEMAS_TOPIC, *,
+                 consumer_config: Mapping[str, Any] | None = None, timeout: float = 30.0) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.timeout = timeout
+        self._consumer_config = dict(consumer_config or {})
+        self._schemas: dict[str, AvroSchema] = {}
+        self._conflicts: dict[str, str] = {}
+        self._positions: dict[int, int] = {}
+        self._consumer: Any = None
+        self._synced = False
+        self._lock = threading.RLock()
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    def __contains__(self, fingerprint: object) -> bool:
+        try:
+            return fingerprint_key(fingerprint) in self._schemas  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+
+    def __len__(self) -> int:
+        return len(self._schemas)
+
+    def get(self, fingerprint: bytes | str | int) -> AvroSchema | None:
+        """The schema if already known here (no Kafka read)."""
+        return self._schemas.get(fingerprint_key(fingerprint))
+
+    def add(self, schema: AvroSchema | Mapping[str, Any] | str) -> AvroSchema:
+        """Remember ``schema`` in memory; refuses a different schema with the same fingerprint."""
+        s = AvroSchema.of(schema)
+        key = s.fingerprint_hex
+        with self._lock:
+            known = self._schemas.get(key)
+            if known is None:
+                self._schemas[key] = s
+            elif known.detailed != s.detailed:
+                raise SchemaConflictError(
+                    f"fingerprint {key} already names a different schema: the two differ only in attributes the"
+                    f" Avro canonical form ignores (logical types, decimal precision/scale, cdx.length).\n"
+                    f"  known: {known.detailed}\n  new:   {s.detailed}\n"
+                    "Build the new schema with the next generation (SchemaStore.register_table does it)."
+                )
+        return s
+
+    def register(self, schema: AvroSchema | Mapping[str, Any] | str) -> bytes:
+        """Add a writer schema and return its 8-byte fingerprint.
+
+        With a schemas topic, the first ``register`` reads the topic once, so that a schema that
+        clashes with one published by an earlier run is caught (``SchemaConflictError``).
+        """
+        s = AvroSchema.of(schema)
+        known = self._schemas.get(s.fingerprint_hex)
+        if known is not None and known.detailed == s.detailed:
+            return s.fingerprint
+        if not self._synced and self.bootstrap_servers:
+            self.refresh()
+        self.add(s)
+        return s.fingerprint
+
+    def register_table(self, topic_or_table: str, columns: Iterable[Column]) -> TableSchemas:
+        """``TableSchemas.build`` at the lowest generations whose fingerprints are free or identical.
+
+        Generation 0 unless an earlier schema for this table has the same canonical form but other
+        logical attributes (e.g. a decimal scale change); then the namespace gets ``.g1``, ``.g2``...
+        Key and value generations move independently, so a value change never changes key bytes.
+        Both schemas end up registered.
+        """
+        cols = tuple(columns)
+        if not self._synced and self.bootstrap_servers:
+            self.refresh()
+        key_gen = value_gen = 0
+        for _ in range(MAX_GENERATIONS):
+            ts = TableSchemas.build(topic_or_table, cols, key_generation=key_gen, value_generation=value_gen)
+            clash = False
+            for attr in ("key", "value"):
+                s: AvroSchema = getattr(ts, attr)
+                known = self._schemas.get(s.fingerprint_hex)
+                if known is not None and known.detailed != s.detailed:
+                    clash = True
+                    if attr == "key":
+                        key_gen += 1
+                    else:
+                        value_gen += 1
+            if not clash:
+                self.add(ts.key)
+                self.add(ts.value)
+                return ts
+        raise SchemaError(f"{topic_or_table}: no free schema generation below {MAX_GENERATIONS}")
+
+    # -- Kafka ----------------------------------------------------------------------------------
+
+    def resolve(self, fingerprint: bytes | str | int) -> AvroSchema:
+        """The writer schema of a fingerprint; reads the schemas topic on a miss.
+
+        Raises ``UnknownSchemaError`` (skippable) if it is still unknown after reading the topic to its
+        end, ``SchemaConflictError`` if the topic holds two different schemas for it.
+        """
+        key = fingerprint_key(fingerprint)
+        hit = self._schemas.get(key)
+        if hit is not None:
+            return hit
+        if self.bootstrap_servers:
+            self.refresh()
+            hit = self._schemas.get(key)
+            if hit is not None:
+                return hit
+            if key in self._conflicts:
+                raise SchemaConflictError(self._conflicts[key])
+            where = f"in memory nor in topic {self.topic!r}"
+        else:
+            where = "in memory (no schemas topic configured)"
+        raise UnknownSchemaError(f"unknown writer schema fingerprint {key}: not {where}", key)
+
+    def refresh(self, timeout: float | None = None) -> int:
+        """Read the schemas topic from where the last read stopped to its end; returns how many schemas were new.
+
+        "End" is the last stable offset (read_committed): schemas of open transactions are not seen.
+        Raises ``SchemaStoreUnavailable`` (retriable) if the broker does not answer in time.
+        """
+        if not self.bootstrap_servers:
+            return 0
+        from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+
+        limit = self.timeout if timeout is None else timeout
+        with self._lock:
+            consumer = self._get_consumer()
+            deadline = time.monotonic() + limit
+            try:
+                md = consumer.list_topics(self.topic, timeout=limit)
+                tmd = md.topics.get(self.topic)
+                if tmd is None or tmd.error is not None:
+                    if tmd is not None and tmd.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        raise SchemaStoreUnavailable(f"schemas topic {self.topic!r}: {tmd.error}")
+                    log.info("schemas topic %s does not exist (yet)", self.topic)
+                    self._synced = True
+                    return 0
+                pending: dict[int, int] = {}
+                for p in tmd.partitions:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, p), timeout=max(0.1, deadline - time.monotonic()), cached=False)
+                    start = max(self._positions.get(p, low), low)
+                    if high > start:
+                        pending[p] = high
+                if not pending:
+                    self._synced = True
+                    return 0
+                consumer.assign([TopicPartition(self.topic, p, self._positions.get(p, OFFSET_BEGINNING))
+                                 for p in pending])
+                added = 0
+                try:
+                    while pending:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise SchemaStoreUnavailable(
+                                f"reading schemas topic {self.topic!r} did not reach its end in {limit:.0f}s"
+                                f" (partitions {sorted(pending)} still pending)")
+                        msg = consumer.poll(min(left, 1.0))
+                        if msg is None:
+                            continue
+                        err = msg.error()
+                        if err is not None:
+                            if err.code() == KafkaError._PARTITION_EOF:
+                                pending.pop(msg.partition(), None)
+                                continue
+                            if err.retriable() or not err.fatal():
+                                log.warning("schemas topic %s: %s", self.topic, err)
+                                continue
+                            raise SchemaStoreUnavailable(f"schemas topic {self.topic!r}: {err}")
+                        p, off = msg.partition(), msg.offset()
+                        self._positions[p] = off + 1
+                        added += self._ingest(msg.key(), msg.value(), p, off)
+                        if p in pending and off + 1 >= pending[p]:
+                            pending.pop(p)
+                finally:
+                    consumer.unassign()
+            except KafkaException as e:
+                raise SchemaStoreUnavailable(f"schemas topic {self.topic!r}: {e}") from e
+            self._synced = True
+            return added
+
+    def _ingest(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> int:
+        where = f"{self.topic}[{partition}]@{offset}"
+        if value is None:
+            return 0  # a tombstone: nothing to learn
+        try:
+            s = AvroSchema.of(value.decode("utf-8"))
+        except (SchemaError, UnicodeDecodeError) as e:
+            log.warning("ignoring invalid schema at %s: %s", where, e)
+            return 0
+        if key is not None and key.decode("ascii", "replace").lower() != s.fingerprint_hex:
+            log.warning("ignoring schema at %s: key %r is not its fingerprint %s", where, key, s.fingerprint_hex)
+            return 0
+        known = self._schemas.get(s.fingerprint_hex)
+        if known is None:
+            self._schemas[s.fingerprint_hex] = s
+            return 1
+        if known.detailed != s.detailed:
+            msg = (f"schemas topic {self.topic!r} holds two different schemas for fingerprint {s.fingerprint_hex}"
+                   f" (at {where}); records with it cannot be decoded safely")
+            log.error(msg)
+            self._conflicts[s.fingerprint_hex] = msg
+        return 0
+
+    def _get_consumer(self) -> Any:
+        if self._consumer is None:
+            from confluent_kafka import Consumer
+
+            conf = {
+                "bootstrap.servers": self.bootstrap_servers,
+                # Required by the client; never joined (assign only) and never committed.
+                "group.id": f"cdx-schema-store-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                **self._consumer_config,
+            }
+            self._consumer = Consumer(conf)
+        return self._consumer
+
+    def close(self) -> None:
+        with self._lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
+
+    def __enter__(self) -> SchemaStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SchemaPublisher:
+    """Writes new writer schemas to the schemas topic with the caller's producer.
+
+    ``publish`` only calls ``producer.produce``: with a transactional producer the schema record is
+    part of the caller's open transaction, committed or aborted with the data that uses it. Tell
+    the publisher how the transaction ended so an aborted schema is published again:
+    ``transaction_committed()`` after ``commit_transaction``, ``transaction_aborted()`` after
+    ``abort_transaction``. With ``transactional=False`` each new schema is flushed at once, so it is
+    in the topic before any record that uses it.
+
+    Idempotent: key = fingerprint, so a repeated publish only adds a duplicate that compaction removes.
+    """
+
+    def __init__(self, producer: Any, topic: str = DEFAULT_SCHEMAS_TOPIC, *, transactional: bool = True,
+                 flush_timeout: float = 30.0) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.transactional = transactional
+        self.flush_timeout = flush_timeout
+        self._published: set[str] = set()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+
+    def publish(self, schema: AvroSchema | Mapping[str, Any] | str) -> bool:
+        """Produce ``schema`` unless already published (or pending in this transaction). True if produced."""
+        s = AvroSchema.of(schema)
+        key = s.fingerprint_hex
+        with self._lock:
+            if key in self._published or key in self._pending:
+                return False
+            if self.transactional:
+                self.producer.produce(self.topic, key=key.encode("ascii"), value=s.text.encode("utf-8"))
+                self._pending.add(key)
+                return True
+        errors: list[Any] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                errors.append(err)
+
+        self.producer.produce(self.topic, key=key.encode("ascii"), value=s.text.encode("utf-8"),
+                              on_delivery=delivered)
+        remaining = self.producer.flush(self.flush_timeout)
+        if remaining or errors:
+            why = errors[0] if errors else f"not delivered in {self.flush_timeout}s"
+            raise SchemaStoreUnavailable(f"schema {key} not published to {self.topic!r}: {why}")
+        with self._lock:
+            self._published.add(key)
+        return True
+
+    def transaction_committed(self) -> None:
+        with self._lock:
+            self._published |= self._pending
+            self._pending.clear()
+
+    def transaction_aborted(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
+    @property
+    def published(self) -> frozenset[str]:
+        """Fingerprints (hex) known to be in the topic (committed)."""
+        return frozenset(self._published)
