@@ -1,0 +1,141 @@
+"""The record format of channel data-group topics: the router's contract with the sinks.
+
+A routed record tells a sink everything it needs without knowing HQ names:
+
+- **key**: the target table's primary key (channel column names), Avro, in the namespace
+  ``routed.<schema>.<table>`` so two tables with equal key values never share key bytes
+  (per-key order is kept and the topic can be compacted);
+- **value**: a Debezium-style envelope (``before``/``after``/``source``/``op``/``ts_ms``, the
+  HQ change it came from) extended with ``target`` (channel schema and table), ``subjob`` and
+  ``position``: the **source position** (topic, partition, offset) of the HQ record in its
+  per-table topic. The router is at-least-once; a sink recognises a re-sent record because its
+  source offset is not above the watermark it stored for (group partition, source topic,
+  source partition). See docs/routing.md.
+- a **tombstone** (null value, same key) follows every delete, as on the table topics.
+
+Rows use the channel column names (``ToName``), DATAAREAID included when the HQ table has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from cdx.codec import AvroSchema, Column
+from cdx.codec.envelope import envelope_schema, key_schema
+from cdx.codec.naming import namespace_for
+
+ROUTED_NAMESPACE_ROOT = "routed"
+
+_POSITION = {
+    "type": "record", "name": "Position", "namespace": "cdx",
+    "fields": [{"name": "topic", "type": "string"}, {"name": "partition", "type": "int"},
+               {"name": "offset", "type": "long"}],
+}
+_TARGET = {
+    "type": "record", "name": "Target", "namespace": "cdx",
+    "fields": [{"name": "schema", "type": "string"}, {"name": "table", "type": "string"}],
+}
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """Where the HQ change sits in its per-table topic."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class RoutedSchemas:
+    """Key and value schemas of one target table's routed records."""
+
+    schema: str
+    table: str
+    columns: tuple[Column, ...]
+    key: AvroSchema
+    value: AvroSchema
+
+    @property
+    def key_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.primary_key)
+
+
+@lru_cache(maxsize=4096)
+def routed_schemas(schema: str, table: str, columns: tuple[Column, ...]) -> RoutedSchemas:
+    """Schemas for target ``schema.table`` with channel ``columns`` (cached; parse once)."""
+    namespace = namespace_for(f"{ROUTED_NAMESPACE_ROOT}.{schema}.{table}")
+    value = envelope_schema(namespace, columns)
+    value = {**value, "name": "RoutedChange", "fields": [
+        *value["fields"],
+        {"name": "target", "type": _TARGET},
+        {"name": "subjob", "type": "string"},
+        {"name": "position", "type": _POSITION},
+    ]}
+    return RoutedSchemas(schema, table, columns, AvroSchema.of(key_schema(namespace, columns)), AvroSchema.of(value))
+
+
+@dataclass(frozen=True)
+class RoutedChange:
+    """One change for one target table, as a sink applies it.
+
+    ``key`` holds the primary-key values; ``row`` the full channel row (None for a delete).
+    ``version`` is the HQ change-tracking version; ``source_ts_ms`` when capture read it.
+    """
+
+    schema: str
+    table: str
+    subjob: str
+    op: str
+    key: dict[str, Any]
+    row: dict[str, Any] | None
+    position: SourcePosition
+    version: int
+    source_ts_ms: int
+    ts_ms: int
+
+    @property
+    def is_delete(self) -> bool:
+        return self.op == "d"
+
+
+def make_value(schemas: RoutedSchemas, *, op: str, key: Mapping[str, Any], row: Mapping[str, Any] | None,
+               source: Mapping[str, Any], ts_ms: int, subjob: str, position: SourcePosition) -> dict[str, Any]:
+    """The routed envelope dict (encode it with ``codec.encode_value(topic, schemas.value, ...)``)."""
+    return {
+        "before": dict(key) if op == "d" else None,
+        "after": dict(row) if row is not None and op != "d" else None,
+        "source": dict(source),
+        "op": op,
+        "ts_ms": int(ts_ms),
+        "target": {"schema": schemas.schema, "table": schemas.table},
+        "subjob": subjob,
+        "position": {"topic": position.topic, "partition": position.partition, "offset": position.offset},
+    }
+
+
+def parse_value(key: Mapping[str, Any], value: Mapping[str, Any]) -> RoutedChange:
+    """A decoded routed value (plus its decoded key) as a ``RoutedChange``."""
+    pos = value["position"]
+    src = value["source"]
+    return RoutedChange(
+        schema=value["target"]["schema"], table=value["target"]["table"], subjob=value["subjob"],
+        op=value["op"], key=dict(key), row=value["after"],
+        position=SourcePosition(pos["topic"], int(pos["partition"]), int(pos["offset"])),
+        version=int(src["version"]), source_ts_ms=int(src["ts_ms"]), ts_ms=int(value["ts_ms"]),
+    )
+
+
+def columns_of(value_schema: AvroSchema, key_schema_: AvroSchema) -> list[Column]:
+    """The channel table's columns (types from the Avro schemas), for creating or altering it."""
+    from cdx.codec.envelope import columns_from_schemas
+
+    return columns_from_schemas(_strip_routing(value_schema.to_dict()), key_schema_.to_dict())
+
+
+def _strip_routing(value: Mapping[str, Any]) -> dict[str, Any]:
+    fields: Sequence[Mapping[str, Any]] = value["fields"]
+    return {**value, "fields": [f for f in fields if f["name"] not in ("target", "subjob", "position")]}
