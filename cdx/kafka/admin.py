@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +58,25 @@ def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise FatalError(f"cannot create topic {name}: {err}") from exc
+    _wait_for_leaders(admin, [s.name for s in wanted], timeout)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Block until every partition of ``names`` has a leader (new topics are usable then)."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        md = admin.list_topics(timeout=timeout)
+        for name in list(pending):
+            meta = md.topics.get(name)
+            if meta is not None and meta.error is None and meta.partitions and all(
+                    p.leader >= 0 for p in meta.partitions.values()):
+                pending.discard(name)
+        if pending:
+            time.sleep(0.1)
+    if pending:
+        raise RetriableError(f"topics {sorted(pending)} have no leader after {timeout:.0f}s")
 
 
 def partitions_of(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> list[int]:

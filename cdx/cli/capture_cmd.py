@@ -1,0 +1,72 @@
+"""``cdx capture`` and ``cdx hq``: HQ change tracking and the capture connector."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+
+from cdx.cli.app import console, user_errors
+from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, load, on_stop_signals, serve_metrics, setup_logging
+
+hq_app = typer.Typer(help="HQ database: change tracking set-up and cleanup.", no_args_is_help=True)
+
+
+@user_errors
+def capture(
+    topology: Path | None = TOPOLOGY_OPTION,
+    poll_interval: float = typer.Option(0.2, help="Seconds between polls when idle."),
+    batch_size: int = typer.Option(5000, help="Tracking entries read per table per transaction."),
+    metrics_port: int | None = METRICS_PORT_OPTION,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Publish HQ changes to the per-table topics, exactly once (runs until SIGTERM)."""
+    from connectors.capture.connector import CaptureConnector
+
+    setup_logging(verbose)
+    topo = load(topology)
+    connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
+    on_stop_signals(connector.stop)
+    serve_metrics(metrics_port)
+    connector.setup()
+    console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
+    connector.run()
+
+
+@hq_app.command("enable-tracking")
+@user_errors
+def enable_tracking(
+    topology: Path | None = TOPOLOGY_OPTION,
+    retention_days: float = typer.Option(2.0, help="How long change-tracking entries are kept."),
+) -> None:
+    """Enable change tracking on the HQ database and every download subjob's table (idempotent)."""
+    from connectors.capture.tracking import TableRef, open_tracker
+
+    topo = load(topology)
+    tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
+    tables = [TableRef(s.hq_table.schema, s.hq_table.name) for s in topo.download_subjobs()]
+    try:
+        tracker.enable(tables, timedelta(days=retention_days))
+    finally:
+        tracker.conn.close()
+    console.print(f"change tracking enabled on {len(tables)} tables (retention {retention_days:g} days)")
+
+
+@hq_app.command("tracking-cleanup")
+@user_errors
+def tracking_cleanup(
+    topology: Path | None = TOPOLOGY_OPTION,
+    retention_hours: float | None = typer.Option(None, help="Keep entries this recent (default: the"
+                                                 " retention given to enable-tracking)."),
+) -> None:
+    """Remove change-tracking entries older than the retention; raises the minimum valid version."""
+    from connectors.capture.tracking import open_tracker
+
+    topo = load(topology)
+    tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
+    try:
+        tracker.cleanup(timedelta(hours=retention_hours) if retention_hours is not None else None)
+    finally:
+        tracker.conn.close()
+    console.print("tracking cleanup done")

@@ -1,0 +1,266 @@
+"""SQLite (standard-library ``sqlite3``).
+
+- DSN: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (SQLAlchemy's
+  convention), a plain path, or ``:memory:``. Files are opened in WAL mode so readers
+  (capture, snapshots) never block the writer.
+- No schemas: ``schema.table`` is the table ``<schema>_<table>`` (``ax_INVENTTABLE``).
+- Storage: decimals are kept exact as canonical TEXT under the declared type
+  ``DECIMAL_TEXT(p,s)`` (TEXT affinity); dates and timestamps as ISO-8601 TEXT
+  (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC); uuids as TEXT; bools as 0/1.
+  ``encode``/``decode`` convert.
+- Connections turn ``recursive_triggers`` on, so that ``INSERT OR REPLACE`` fires delete
+  triggers (change tracking relies on them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from cdx.dialects.base import (
+    Connection,
+    Dialect,
+    as_rows,
+    check_bulk_args,
+    display_name,
+    missing_table,
+    no_primary_key,
+    unsupported_type,
+)
+from cdx.dialects.types import ColumnInfo, LogicalType
+from cdx.errors import CdxError, RetriableError, SkippableError
+
+_DDL = {
+    LogicalType.INT32: "INT", LogicalType.INT64: "BIGINT", LogicalType.FLOAT64: "DOUBLE",
+    LogicalType.BOOL: "BOOLEAN", LogicalType.DATE: "DATE", LogicalType.TIMESTAMP: "TIMESTAMP",
+    LogicalType.UUID: "UUID",
+}
+_DECLARED = {
+    **{t: LogicalType.INT32 for t in ("INT", "SMALLINT", "TINYINT", "MEDIUMINT", "INT2", "INT4")},
+    **{t: LogicalType.INT64 for t in ("INTEGER", "BIGINT", "INT8", "UNSIGNED BIG INT")},
+    **{t: LogicalType.FLOAT64 for t in ("DOUBLE", "DOUBLE PRECISION", "REAL", "FLOAT")},
+    **{t: LogicalType.DECIMAL for t in ("DECIMAL_TEXT", "DECIMAL", "NUMERIC")},
+    **{t: LogicalType.STRING for t in ("VARCHAR", "NVARCHAR", "CHAR", "NCHAR", "CHARACTER", "TEXT", "CLOB",
+                                        "VARYING CHARACTER", "NATIVE CHARACTER")},
+    **{t: LogicalType.BOOL for t in ("BOOLEAN", "BOOL")},
+    **{t: LogicalType.BYTES for t in ("BLOB", "")},
+    "DATE": LogicalType.DATE,
+    **{t: LogicalType.TIMESTAMP for t in ("TIMESTAMP", "DATETIME")},
+    **{t: LogicalType.UUID for t in ("UUID", "GUID", "UNIQUEIDENTIFIER")},
+}
+_TYPE_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_ ]*?)?\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+_RETRIABLE_CODES = {5, 6, 15}  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL
+_SKIPPABLE_CODES = {18, 19, 20, 25}  # SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_RANGE
+
+
+def sqlite_path(dsn: str | Path) -> str:
+    """The file path of a SQLite DSN (see module docstring)."""
+    text = str(dsn)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///"):]
+    elif text.startswith("sqlite://"):
+        text = text[len("sqlite://"):] or ":memory:"
+    return text or ":memory:"
+
+
+def _timestamp_text(value: dt.datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(sep=" ", timespec="microseconds")
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    placeholder = "?"
+    max_identifier_length = 128
+
+    def connect(self, dsn: str | Path) -> sqlite3.Connection:
+        path = sqlite_path(dsn)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30)
+        conn.execute("PRAGMA recursive_triggers = ON")  # REPLACE's implicit deletes fire delete triggers
+        if path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    @contextmanager
+    def transaction(self, conn: Connection) -> Iterator[Connection]:
+        if not conn.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def _quote(self, name: str) -> str:
+        return f'"{name}"'
+
+    def physical_table(self, schema: str | None, table: str) -> tuple[str | None, str]:
+        schema, table = super().physical_table(schema, table)
+        return None, f"{schema}_{table}" if schema else table
+
+    def kernel_table(self, name: str) -> str:
+        return self.quote_ident(name)
+
+    # -- types -------------------------------------------------------------------------
+    def type_ddl(self, column: ColumnInfo) -> str:
+        t, n = column.logical_type, column.length
+        if t is LogicalType.DECIMAL:
+            if column.precision is None:
+                return "DECIMAL_TEXT"
+            return f"DECIMAL_TEXT({column.precision},{column.scale or 0})"
+        if t is LogicalType.STRING:
+            return f"VARCHAR({n})" if n else "TEXT"
+        if t is LogicalType.BYTES:
+            return f"BLOB({n})" if n else "BLOB"
+        return _DDL[t]
+
+    def table_exists(self, conn: Connection, schema: str | None, table: str) -> bool:
+        _, name = self.physical_table(schema, table)
+        row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return row is not None
+
+    def introspect_columns(self, conn: Connection, schema: str | None, table: str, *,
+                           require_primary_key: bool = True) -> list[ColumnInfo]:
+        if not self.table_exists(conn, schema, table):
+            raise missing_table(schema, table, self.name)
+        _, name = self.physical_table(schema, table)
+        rows = conn.execute("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?) ORDER BY cid",
+                            (name,)).fetchall()
+        columns = [self._column(schema, table, *row) for row in rows]
+        if require_primary_key and not any(c.primary_key for c in columns):
+            raise no_primary_key(schema, table)
+        return columns
+
+    def _column(self, schema: str | None, table: str, name: str, declared: str, notnull: int,
+                pk: int) -> ColumnInfo:
+        m = _TYPE_RE.match(declared or "")
+        if not m:
+            raise unsupported_type(schema, table, name, declared)
+        base = " ".join((m.group(1) or "").upper().split())
+        a, b = (int(x) if x else None for x in m.group(2, 3))
+        logical = _DECLARED.get(base) or _affinity_type(base)
+        if logical is None:
+            raise unsupported_type(schema, table, name, declared)
+        info = {"precision": a, "scale": b if b is not None else (0 if a is not None else None)} \
+            if logical is LogicalType.DECIMAL else \
+            {"length": a} if logical in (LogicalType.STRING, LogicalType.BYTES) else {}
+        return ColumnInfo(name, logical, nullable=not notnull and not pk, primary_key=pk > 0,
+                          key_position=pk, **info)
+
+    def encode(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, dt.datetime):
+            return _timestamp_text(value)
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if isinstance(value, bytearray | memoryview):
+            return bytes(value)
+        return value
+
+    def decode(self, column: ColumnInfo, value: Any) -> Any:
+        if value is None:
+            return None
+        t = column.logical_type
+        if t in (LogicalType.INT32, LogicalType.INT64):
+            return int(value)
+        if t is LogicalType.FLOAT64:
+            return float(value)
+        if t is LogicalType.DECIMAL:
+            return Decimal(repr(value) if isinstance(value, float) else str(value))
+        if t is LogicalType.BOOL:
+            return bool(value)
+        if t is LogicalType.DATE and isinstance(value, str):
+            return dt.date.fromisoformat(value[:10])
+        if t is LogicalType.TIMESTAMP and isinstance(value, str):
+            return dt.datetime.fromisoformat(value)
+        if t is LogicalType.UUID:
+            return uuid.UUID(bytes=value) if isinstance(value, bytes) else uuid.UUID(str(value))
+        if t is LogicalType.STRING and not isinstance(value, str):
+            return str(value)
+        return value
+
+    def _encode_rows(self, rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        return [tuple(self.encode(v) for v in row) for row in rows]
+
+    # -- DDL ---------------------------------------------------------------------------
+    def ensure_schema(self, conn: Connection, schema: str | None) -> None:
+        """SQLite has no schemas: nothing to do."""
+
+    # -- bulk: executemany of INSERT ... ON CONFLICT (SQLite is in-process: no round trips)
+    def upsert_rows(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
+                    key_columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        return self._insert(conn, schema, table, columns, key_columns, rows, update=True)
+
+    def insert_ignore_existing(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
+                               key_columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        return self._insert(conn, schema, table, columns, key_columns, rows, update=False)
+
+    def _insert(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
+                key_columns: Sequence[str], rows: Iterable[Sequence[Any]], update: bool) -> int:
+        where = display_name(schema, table)
+        check_bulk_args(columns, key_columns, where)
+        data = self._encode_rows(as_rows(rows, len(columns), where))
+        if not data:
+            return 0
+        q = self.quote_ident
+        others = [c for c in columns if c not in key_columns]
+        action = ("DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others)) \
+            if update and others else "DO NOTHING"
+        sql = (f"INSERT INTO {self.qualified(schema, table)} ({self.columns_sql(columns)})"
+               f" VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({self.columns_sql(key_columns)}) {action}")
+        return int(conn.executemany(sql, data).rowcount)
+
+    def delete_rows(self, conn: Connection, schema: str | None, table: str, key_columns: Sequence[str],
+                    keys: Iterable[Sequence[Any]]) -> int:
+        where = display_name(schema, table)
+        check_bulk_args(key_columns, key_columns, where)
+        data = self._encode_rows(as_rows(keys, len(key_columns), where))
+        if not data:
+            return 0
+        cond = " AND ".join(f"{self.quote_ident(k)} = ?" for k in key_columns)
+        return int(conn.executemany(f"DELETE FROM {self.qualified(schema, table)} WHERE {cond}", data).rowcount)
+
+    # -- errors ------------------------------------------------------------------------
+    def _classify(self, exc: BaseException) -> type[CdxError] | None:
+        if isinstance(exc, OverflowError):
+            return SkippableError
+        if not isinstance(exc, sqlite3.Error):
+            return None
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary in _RETRIABLE_CODES or "database is locked" in str(exc):
+            return RetriableError
+        if primary in _SKIPPABLE_CODES or isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
+            return SkippableError
+        if "binding parameter" in str(exc):
+            return SkippableError
+        return None
+
+
+def _affinity_type(base: str) -> LogicalType | None:
+    """SQLite's own affinity rules, for declared types cdx does not know by name."""
+    if "INT" in base:
+        return LogicalType.INT64
+    if any(s in base for s in ("CHAR", "CLOB", "TEXT")):
+        return LogicalType.STRING
+    if "BLOB" in base:
+        return LogicalType.BYTES
+    if any(s in base for s in ("REAL", "FLOA", "DOUB")):
+        return LogicalType.FLOAT64
+    return None

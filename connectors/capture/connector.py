@@ -1,0 +1,317 @@
+"""The capture connector: HQ change tracking -> per-table topics, exactly once.
+
+Contract
+- Each poll reads, per tracked HQ table, the net changes after the table's stored position
+  and publishes them (Debezium envelopes, a tombstone after each delete) **together with the
+  new position in one Kafka transaction**. A crash at any moment leaves either both or
+  neither committed; on start the connector resumes from the committed positions.
+- A table without a position is snapshotted (op ``r``) consistently with a version, then
+  streaming continues from that version: no gap, no duplicate.
+- A position older than the table's minimum valid version (tracking cleaned up) triggers a
+  re-snapshot; keys present on the topic but gone from the table get a delete + tombstone,
+  so no consumer keeps a row HQ deleted while its changes were unavailable.
+- One producer per HQ database (``transactional.id`` = ``<prefix>-capture-<hqdb>``): a second
+  instance fences the first, which then stops (FatalError).
+- ``stop()`` (SIGTERM) lets the current transaction finish, then ``run`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cdx.codec import Column, LogicalType, SchemaPublisher, SchemaStore, TableSchemas, make_codec
+from cdx.codec.envelope import Op, SourceInfo, make_envelope
+from cdx.dialects import ColumnInfo, get_dialect, key_columns
+from cdx.errors import ConfigError, FatalError, RetriableError
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
+from cdx.kafka.config import client_config, producer_config
+from cdx.kafka.reading import read_to_end
+from cdx.kafka.transactions import TransactionalProducer
+from cdx.topics import positions_topic, schemas_topic, table_topic
+from cdx.topology.model import Topology
+from connectors.capture import metrics
+from connectors.capture.positions import Position, encode_position, load_positions, position_key
+from connectors.capture.tracking import ChangeTracker, ResyncRequired, TableRef, open_tracker
+
+log = logging.getLogger("cdx.capture")
+
+_OPS = {"I": Op.CREATE, "U": Op.UPDATE, "D": Op.DELETE}
+CONNECTOR = "cdx"
+
+
+def to_codec_columns(columns: Iterable[ColumnInfo]) -> list[Column]:
+    """Dialect columns -> codec columns, primary-key columns first in key order."""
+    cols = list(columns)
+    order = key_columns(cols)
+    by_name = {c.name: c for c in cols}
+    ordered = [by_name[n] for n in order] + [c for c in cols if c.name not in order]
+    return [Column(c.name, LogicalType(c.logical_type.value), nullable=c.nullable, primary_key=c.name in order,
+                   precision=c.precision, scale=c.scale, length=c.length) for c in ordered]
+
+
+class TableState:
+    """What the connector knows of one tracked table."""
+
+    def __init__(self, ref: TableRef, topic: str) -> None:
+        self.ref = ref
+        self.topic = topic
+        self.schemas: TableSchemas | None = None
+        self.fields: frozenset[str] = frozenset()
+        self.position: Position | None = None
+        self.position_written_at = 0.0
+
+    @property
+    def name(self) -> str:
+        return str(self.ref)
+
+
+class CaptureConnector:
+    """Polls HQ change tracking and publishes per-table topics (see module docstring)."""
+
+    def __init__(self, topology: Topology, *, poll_interval: float = 0.2, batch_size: int = 5000,
+                 idle_position_interval: float = 30.0, tracker_factory: Callable[[], ChangeTracker] | None = None
+                 ) -> None:
+        self.topology = topology
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.idle_position_interval = idle_position_interval
+        self._tracker_factory = tracker_factory or (lambda: open_tracker(topology.hq.dialect, topology.hq.dsn))
+        self._stop = threading.Event()
+        k = topology.kafka
+        self.prefix = k.topic_prefix
+        self.hq_name = topology.hq.name
+        self.base_config = client_config(k.bootstrap_servers, k.security)
+        self.positions_topic = positions_topic(self.prefix)
+        self.schemas_topic = schemas_topic(self.prefix)
+        self.tables: list[TableState] = []
+        for subjob in topology.download_subjobs():
+            ref = TableRef(subjob.hq_table.schema, subjob.hq_table.name)
+            topic = table_topic(self.prefix, self.hq_name, ref.schema, ref.name)
+            self.tables.append(TableState(ref, topic))
+        self.tracker: ChangeTracker | None = None
+        self.producer: TransactionalProducer | None = None
+
+    # ----------------------------------------------------------------- set-up
+    def setup(self) -> None:
+        """Create topics, open the tracker and the transactional producer, load positions."""
+        k = self.topology.kafka
+        specs = [TopicSpec(t.topic, k.default_partitions, k.replication_factor, COMPACTED) for t in self.tables]
+        specs += [TopicSpec(self.positions_topic, 1, k.replication_factor, COMPACTED),
+                  TopicSpec(self.schemas_topic, 1, k.replication_factor, COMPACTED)]
+        ensure_topics(self.base_config, specs)
+        self.tracker = self._tracker_factory()
+        self.producer = TransactionalProducer(producer_config(
+            self.base_config, transactional_id=f"{self.prefix}-capture-{self.hq_name}",
+            transaction_timeout_ms=900_000))
+        self.publisher = SchemaPublisher(self.producer.producer, self.schemas_topic, transactional=True)
+        self.store = SchemaStore(k.bootstrap_servers, self.schemas_topic, consumer_config=dict(self.base_config))
+        registry = {"schema_registry.url": k.schema_registry.url,
+                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
+            if k.schema_registry else None
+        self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
+        for table in self.tables:
+            self._refresh_schema(table)
+        positions = load_positions(self.base_config, self.positions_topic, self.hq_name)
+        for table in self.tables:
+            table.position = positions.get(table.name)
+            if table.position is not None:
+                metrics.VERSION.labels(table.name).set(table.position.version)
+
+    def _refresh_schema(self, table: TableState) -> None:
+        assert self.tracker is not None
+        dialect = self.tracker.dialect
+        columns = dialect.introspect_columns(self.tracker.conn, table.ref.schema, table.ref.name)
+        self.tracker.conn.rollback()
+        cols = to_codec_columns(columns)
+        table.schemas = self.store.register_table(table.topic, cols)
+        table.fields = frozenset(c.name for c in cols)
+
+    # ------------------------------------------------------------------- loop
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Poll until ``stop()``; retriable failures back off and retry, fatal ones raise."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                published = self.poll_once()
+                backoff = 0.5
+            except RetriableError as exc:
+                log.warning("capture will retry in %.1fs: %s", backoff, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                self._reconnect()
+                continue
+            if not published:
+                self._stop.wait(self.poll_interval)
+        self.close()
+
+    def poll_once(self) -> int:
+        """One pass over every table; returns the number of changes published."""
+        total = 0
+        for table in self.tables:
+            if self._stop.is_set():
+                break
+            total += self._capture_table(table)
+        return total
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.close()
+        if self.tracker is not None:
+            try:
+                self.tracker.conn.close()
+            except Exception:
+                pass
+
+    def _reconnect(self) -> None:
+        try:
+            if self.tracker is not None:
+                self.tracker.conn.close()
+        except Exception:
+            pass
+        try:
+            self.tracker = self._tracker_factory()
+        except Exception as exc:  # the database is still down: the next poll retries
+            log.warning("HQ database unreachable: %s", exc)
+
+    def _db(self, fn: Callable[[], Any]) -> Any:
+        """Run a tracker call; database errors become typed cdx errors."""
+        assert self.tracker is not None
+        try:
+            return fn()
+        except (ResyncRequired, ConfigError, FatalError, RetriableError):
+            raise
+        except Exception as exc:
+            category = get_dialect(self.topology.hq.dialect).classify_error(exc)
+            if category is RetriableError:
+                raise RetriableError(f"HQ database error: {exc}") from exc
+            raise FatalError(f"HQ database error while capturing: {exc}") from exc
+
+    def _capture_table(self, table: TableState) -> int:
+        assert self.tracker is not None
+        tracker = self.tracker
+        if table.position is None:
+            return self._snapshot(table, resnapshot=False)
+        try:
+            changes, reached = self._db(lambda: tracker.changes(table.ref, table.position.version,  # type: ignore[union-attr]
+                                                                limit=self.batch_size))
+        except ResyncRequired as exc:
+            log.warning("%s; re-snapshotting %s", exc, table.name)
+            metrics.RESNAPSHOTS.labels(table.name).inc()
+            return self._snapshot(table, resnapshot=True)
+        if not changes:
+            idle = time.monotonic() - table.position_written_at > self.idle_position_interval
+            if reached > table.position.version and idle:
+                self._transaction(lambda: self._produce_position(table, reached))
+                table.position = Position(reached, int(time.time() * 1000))
+            return 0
+        if any(c.row is not None and frozenset(c.row) != table.fields for c in changes):
+            self._db(lambda: self._refresh_schema(table))
+        now = int(time.time() * 1000)
+
+        def work() -> None:
+            for change in changes:
+                op = _OPS[change.op]
+                self._produce_change(table, op, change.key, change.row, change.version, now)
+                metrics.CHANGES.labels(table.name, op.value).inc()
+            self._produce_position(table, reached)
+
+        self._transaction(work)
+        table.position = Position(reached, now)
+        metrics.VERSION.labels(table.name).set(reached)
+        return len(changes)
+
+    def _snapshot(self, table: TableState, *, resnapshot: bool) -> int:
+        assert self.tracker is not None
+        tracker = self.tracker
+        self._db(lambda: self._refresh_schema(table))
+        stale_keys = self._live_keys(table) if resnapshot else set()
+        rows, version = self._db(lambda: tracker.snapshot(table.ref))
+        now = int(time.time() * 1000)
+        count = 0
+
+        def work() -> None:
+            nonlocal count
+            assert table.schemas is not None
+            with rows:
+                for row in rows:
+                    key = table.schemas.key_of(row)
+                    stale_keys.discard(_freeze(key))
+                    self._produce_change(table, Op.READ, key, row, version, now, snapshot="true")
+                    count += 1
+            for frozen in stale_keys:
+                self._produce_change(table, Op.DELETE, dict(frozen), None, version, now, snapshot="true")
+            self._produce_position(table, version)
+
+        self._transaction(work)
+        log.info("snapshot of %s: %d rows at version %d (%d stale keys deleted)", table.name, count, version,
+                 len(stale_keys))
+        table.position = Position(version, now)
+        metrics.CHANGES.labels(table.name, "r").inc(count)
+        metrics.VERSION.labels(table.name).set(version)
+        return count + len(stale_keys)
+
+    def _live_keys(self, table: TableState) -> set[tuple[tuple[str, Any], ...]]:
+        """Keys whose last record on the table topic is not a delete (for a re-snapshot)."""
+        live: set[tuple[tuple[str, Any], ...]] = set()
+        for msg in read_to_end(self.base_config, table.topic):
+            key = _freeze(self.codec.decode_key(table.topic, msg.key() or b""))
+            value = msg.value()
+            if value is None:
+                live.discard(key)
+                continue
+            env = self.codec.decode_value(table.topic, value)
+            if env is not None and env["op"] == "d":
+                live.discard(key)
+            else:
+                live.add(key)
+        return live
+
+    # -------------------------------------------------------------- producing
+    def _produce_change(self, table: TableState, op: Op, key: dict[str, Any], row: dict[str, Any] | None,
+                        version: int, now: int, snapshot: str = "false") -> None:
+        assert self.producer is not None and table.schemas is not None
+        source = SourceInfo(connector=CONNECTOR, name=self.hq_name, db=self.hq_name,
+                            schema=table.ref.schema or "", table=table.ref.name, version=version, ts_ms=now,
+                            snapshot=snapshot)
+        if op is Op.DELETE:
+            env = make_envelope(op, before=key, source=source, ts_ms=now)
+        else:
+            env = make_envelope(op, after=row, source=source, ts_ms=now)
+        key_bytes = self.codec.encode_key(table.topic, table.schemas.key, key)
+        self.producer.produce(table.topic, self.codec.encode_value(table.topic, table.schemas.value, env),
+                              key=key_bytes)
+        if op is Op.DELETE:
+            self.producer.produce(table.topic, None, key=key_bytes)
+
+    def _produce_position(self, table: TableState, version: int) -> None:
+        assert self.producer is not None
+        self.producer.produce(self.positions_topic, encode_position(version),
+                              key=position_key(self.hq_name, table.name))
+        table.position_written_at = time.monotonic()
+
+    def _transaction(self, work: Callable[[], None]) -> None:
+        assert self.producer is not None
+        self.producer.begin()
+        try:
+            work()
+            self.producer.commit()
+        except BaseException:
+            metrics.ABORTS.inc()
+            try:
+                self.producer.abort()
+            finally:
+                self.publisher.transaction_aborted()
+            raise
+        self.publisher.transaction_committed()
+        metrics.TRANSACTIONS.inc()
+
+
+def _freeze(key: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(key.items()))

@@ -1,0 +1,209 @@
+"""The ``ChangeTracker`` interface: SQL Server Change Tracking semantics on every HQ database.
+
+Versions
+    One integer clock per database, increasing in commit order: a change that commits
+    later never gets a version at or below one a reader has already been given. So a
+    reader that remembers ``reached_version`` and asks for ``changes(since=reached)``
+    never skips a change, however long the writing transaction ran.
+
+Net changes
+    ``changes(table, since)`` returns one ``Change`` per key changed in the version range
+    ``(since, reached]``, with the row as it is *now* (read in the same snapshot as
+    ``reached``; it may already include later changes, which are then reported again):
+
+    - ``D``: the row does not exist now (``row`` is None) — also for a row inserted and
+      deleted inside the range, as SQL Server reports it;
+    - ``I``: the row exists now and did not exist at the start of the range;
+    - ``U``: the row exists now and existed at the start of the range.
+
+    I and U both carry the full current row: consumers should upsert either way.
+    ``Change.version`` is the version of the key's last change in the range.
+
+Batching
+    ``limit`` caps the tracking entries read per call (a soft cap: a batch always holds
+    whole versions, so one big transaction can exceed it); ``reached_version`` is the
+    last version fully included. Call again with it until it equals ``current_version()``.
+
+Validity
+    ``since`` must be ``>= min_valid_version(table)`` (raised by ``enable``, ``cleanup``
+    and, in PostgreSQL, by TRUNCATE), else ``ResyncRequired``: take a new ``snapshot``.
+
+Snapshots
+    ``snapshot(table)`` returns ``(rows, version)`` read in one snapshot: the rows reflect
+    every change up to ``version`` (and possibly some after it), so ``changes(since=version)``
+    continues without a gap. Consume or close the iterator before other calls: it holds
+    a read transaction open.
+
+Connections
+    A tracker owns its connection: it runs and commits its own short transactions on it
+    (``tracker.conn``; ``tracker.dialect`` is its ``cdx.dialects`` dialect).
+
+Differences between dialects (all pass ``tests/conformance/test_change_tracking.py``)
+    - Version granularity: one per transaction (SQL Server, PostgreSQL); one per changed
+      row (SQLite), so there a ``limit`` boundary can fall inside a transaction.
+    - A key deleted and re-inserted inside the range: U in PostgreSQL/SQLite (it existed at
+      the range start), I in SQL Server (its creation version is in the range).
+    - ``limit`` counts tracking rows (PostgreSQL/SQLite) or changed keys (SQL Server).
+    - TRUNCATE raises ``min_valid_version`` (SQL Server, PostgreSQL); SQLite has none.
+    - See each implementation's module docstring for how versions are made.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from cdx.dialects import ColumnInfo, Connection, Dialect, validate_identifier
+from cdx.errors import CdxError
+
+DEFAULT_RETENTION = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A tracked table, ``ax.INVENTTABLE`` (schema may be None: the default schema)."""
+
+    schema: str | None
+    name: str
+
+    @classmethod
+    def parse(cls, value: str | tuple[str | None, str] | TableRef) -> TableRef:
+        if isinstance(value, TableRef):
+            ref = value
+        elif isinstance(value, tuple):
+            ref = cls(value[0], value[1])
+        else:
+            schema, _, name = str(value).rpartition(".")
+            ref = cls(schema or None, name)
+        if ref.schema is not None:
+            validate_identifier(ref.schema, "schema name")
+        validate_identifier(ref.name, "table name")
+        return ref
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+TableLike = str | tuple[str | None, str] | TableRef
+
+
+@dataclass(frozen=True)
+class Change:
+    """The net change of one key: ``op`` in I/U/D, ``key`` (key column -> value), ``row``
+    (column -> value, None for D) and ``version`` (of the key's last change in the range)."""
+
+    op: str
+    key: dict[str, Any]
+    row: dict[str, Any] | None
+    version: int
+
+
+class ResyncRequired(CdxError):
+    """``since_version`` is no longer valid for ``table``: changes were cleaned up, the table
+    was truncated or re-keyed, or tracking was reset. Take a new snapshot."""
+
+    def __init__(self, table: TableRef, since_version: int, min_valid_version: int, current_version: int):
+        super().__init__(
+            f"change tracking for {table} cannot continue from version {since_version}: valid versions are"
+            f" {min_valid_version}..{current_version}; take a new snapshot of the table")
+        self.table = table
+        self.since_version = since_version
+        self.min_valid_version = min_valid_version
+        self.current_version = current_version
+
+
+class RowStream(Iterator[dict[str, Any]]):
+    """The rows of a snapshot. Holds the snapshot's read transaction open until exhausted,
+    ``close()``d (also as a context manager) or garbage-collected."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]], finish: Callable[[], None]) -> None:
+        self._rows, self._finish, self._done = rows, finish, False
+
+    def __next__(self) -> dict[str, Any]:
+        if self._done:
+            raise StopIteration
+        try:
+            return next(self._rows)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._finish()
+
+    def __enter__(self) -> RowStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class ChangeTracker(ABC):
+    """One HQ database's change tracking (see module docstring for the contract)."""
+
+    dialect: Dialect
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @abstractmethod
+    def enable(self, tables: Iterable[TableLike], retention: timedelta = DEFAULT_RETENTION) -> None:
+        """Start tracking ``tables`` (idempotent). Raises ``ConfigError`` for a missing table or
+        one without a primary key. ``retention``: how long tracking entries are kept."""
+
+    @abstractmethod
+    def disable(self, tables: Iterable[TableLike] | None = None) -> None:
+        """Stop tracking ``tables`` and drop their tracking entries (None: every table)."""
+
+    @abstractmethod
+    def current_version(self) -> int:
+        """The version of the last change committed and visible to readers."""
+
+    @abstractmethod
+    def min_valid_version(self, table: TableLike) -> int:
+        """The oldest ``since_version`` that ``changes(table, ...)`` accepts."""
+
+    @abstractmethod
+    def changes(self, table: TableLike, since_version: int,
+                limit: int | None = None) -> tuple[list[Change], int]:
+        """Net changes after ``since_version``, ordered by version, and the version reached."""
+
+    @abstractmethod
+    def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
+        """Every current row of ``table`` (column -> value) and the version they are consistent with."""
+
+    @abstractmethod
+    def cleanup(self, retention: timedelta | None = None) -> None:
+        """Remove tracking entries older than ``retention`` (default: the one given to ``enable``)
+        and raise ``min_valid_version`` past them."""
+
+    # -- helpers shared by the implementations --------------------------------------------
+    def _row(self, columns: Sequence[ColumnInfo], values: Sequence[Any]) -> dict[str, Any]:
+        return {c.name: self.dialect.decode(c, v) for c, v in zip(columns, values, strict=True)}
+
+    @staticmethod
+    def _check_since(table: TableRef, since: int, min_valid: int, current: int) -> None:
+        if since < min_valid or since > current:
+            raise ResyncRequired(table, since, min_valid, current)
+
+    @staticmethod
+    def _net_op(first_op: str, exists_now: bool) -> str:
+        if not exists_now:
+            return "D"
+        return "I" if first_op == "I" else "U"
+
+    @staticmethod
+    def _check_limit(limit: int | None) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
