@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from cdx import __version__
-from cdx.cli import demo, dev
+from cdx.cli import capture_cmd, demo, dev, seed_cmd, topology_cmd
 from cdx.cli.app import app
 
 
@@ -23,7 +23,11 @@ def root(
 
 
 app.add_typer(dev.app, name="dev")
+app.add_typer(topology_cmd.app, name="topology")
+app.add_typer(seed_cmd.app, name="seed")
 app.add_typer(demo.app, name="demo")
+app.command("capture")(capture_cmd.capture)
+app.add_typer(capture_cmd.hq_app, name="hq")
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from codec_strategies import columns
 from hypothesis import given, settings
 
 from cdx.codec.columns import (
@@ -17,6 +16,7 @@ from cdx.codec.columns import (
 )
 from cdx.codec.errors import SchemaError
 from cdx.codec.naming import avro_name, namespace_for
+from tests.codec.codec_strategies import columns
 
 L = LogicalType
 

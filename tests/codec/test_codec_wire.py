@@ -10,7 +10,6 @@ from typing import Any
 
 import fastavro
 import pytest
-from codec_strategies import columns, expected, row_for
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,6 +28,7 @@ from cdx.codec.codec import Codec
 from cdx.codec.errors import DecodeError, EncodeError, SkippableError, UnknownSchemaError
 from cdx.codec.registry import RegistryCodec
 from cdx.codec.single_object import frame, unframe
+from tests.codec.codec_strategies import columns, expected, row_for
 
 L = LogicalType
 SRC = SourceInfo("sqlserver", "hq", "AxDB", "dbo", "T", 7, 1_700_000_000_000)

@@ -1,0 +1,252 @@
+"""What a topology change means operationally: ``cdx topology diff OLD NEW``.
+
+:func:`diff_topologies` compares two validated topologies and returns :class:`Change` s, each
+with the operational consequence: channels to bootstrap, channel schema changes, routing
+changes, tables added or dropped. Subjobs, jobs, groups, channels and registers are matched by
+id (case-insensitively).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cdx.topology.index import ChannelInfo
+from cdx.topology.model import Direction, FieldMap, Subjob, Topology
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference: ``category`` (kafka, hq, groups, channels, jobs, tables, schema, routing,
+    schedules), what changed, and what it means operationally (``action``)."""
+
+    category: str
+    summary: str
+    action: str
+
+    @property
+    def needs_bootstrap(self) -> bool:
+        """True if a channel database (or part of it) must be loaded from scratch."""
+        return "bootstrap" in self.action
+
+
+def _by_id(items: Iterable[T], key: Callable[[T], str]) -> dict[str, T]:
+    return {key(i).casefold(): i for i in items}
+
+
+def _names(items: Iterable[Any]) -> str:
+    return ", ".join(sorted(str(i) for i in items)) or "none"
+
+
+def diff_topologies(old: Topology, new: Topology) -> list[Change]:
+    """Every operational difference between ``old`` and ``new``, most disruptive categories first."""
+    out: list[Change] = []
+    _kafka(out, old, new)
+    _groups(out, old, new)
+    _channels(out, old, new)
+    _jobs(out, old, new)
+    _subjobs(out, old, new)
+    _routing(out, old, new)
+    _schedules(out, old, new)
+    return out
+
+
+def _kafka(out: list[Change], old: Topology, new: Topology) -> None:
+    ok, nk = old.kafka, new.kafka
+    if ok.topic_prefix != nk.topic_prefix:
+        out.append(Change("kafka", f"topic prefix {ok.topic_prefix!r} -> {nk.topic_prefix!r}",
+                          "every topic name changes: recreate topics and bootstrap every channel"))
+    if ok.bootstrap_servers != nk.bootstrap_servers or ok.security != nk.security:
+        out.append(Change("kafka", "connection settings changed", "restart every cdx process"))
+    if (ok.default_partitions, ok.replication_factor) != (nk.default_partitions, nk.replication_factor):
+        out.append(Change("kafka", "default partitions / replication factor changed",
+                          "applies to topics created from now on; existing topics keep theirs"))
+    if ok.schema_registry != nk.schema_registry:
+        out.append(Change("kafka", "schema registry changed", "restart every cdx process"))
+    if (old.hq.dialect, old.hq.key) != (new.hq.dialect, new.hq.key):
+        out.append(Change("hq", "HQ database changed",
+                          "capture starts over on the new database: snapshot every table and bootstrap every channel"))
+    if old.hq.name != new.hq.name:
+        out.append(Change("hq", f"HQ name {old.hq.name!r} -> {new.hq.name!r}",
+                          "HQ table topics are renamed: capture starts over (snapshot)"))
+
+
+def _groups(out: list[Change], old: Topology, new: Topology) -> None:
+    og, ng = _by_id(old.channel_data_groups, lambda g: g.id), _by_id(new.channel_data_groups, lambda g: g.id)
+    for key, g in ng.items():
+        if key not in og:
+            out.append(Change("groups", f"channel data group {g.id!r} added",
+                              f"new topic {new.group_topic(g.id)}; its channels need a bootstrap"))
+            continue
+        before = {e.casefold() for e in og[key].legal_entities}
+        after = {e.casefold() for e in g.legal_entities}
+        if after - before:
+            out.append(Change("groups", f"group {g.id!r} gains legal entities {_names(after - before)}",
+                              f"bootstrap the per-company tables for {_names(after - before)} in its channels"))
+        if before - after:
+            out.append(Change("groups", f"group {g.id!r} loses legal entities {_names(before - after)}",
+                              "their rows stay in the channel databases until purged"))
+    for key, g in og.items():
+        if key not in ng:
+            out.append(Change("groups", f"channel data group {g.id!r} removed",
+                              f"its channels stop receiving data; topic {old.group_topic(g.id)} can be deleted"))
+
+
+def _endpoints(topo: Topology) -> dict[str, tuple[str, ChannelInfo, Any]]:
+    """Channels and registers by id: (kind, channel info, the channel or register)."""
+    out: dict[str, tuple[str, ChannelInfo, Any]] = {}
+    for info in topo.channels():
+        out[info.channel.id.casefold()] = ("channel", info, info.channel)
+        for reg in info.channel.offline_registers:
+            out[reg.id.casefold()] = ("offline register", info, reg)
+    return out
+
+
+def _channels(out: list[Change], old: Topology, new: Topology) -> None:
+    oe, ne = _endpoints(old), _endpoints(new)
+    for key, (kind, info, item) in ne.items():
+        n_tables = len(new.subjobs_for_group(info.group.id))
+        if key not in oe:
+            out.append(Change("channels", f"{kind} {item.id!r} added (group {info.group.id!r})",
+                              f"bootstrap its database with the {n_tables} tables of group {info.group.id!r}"))
+            continue
+        _kind, oinfo, oitem = oe[key]
+        if oinfo.group.id.casefold() != info.group.id.casefold():
+            out.append(Change("channels", f"{kind} {item.id!r} moved from group {oinfo.group.id!r} to "
+                                          f"{info.group.id!r}",
+                              "bootstrap it again: it now receives another group's data"))
+        elif oitem.database.key != item.database.key:
+            out.append(Change("channels", f"{kind} {item.id!r} has a new database",
+                              f"bootstrap the new database ({item.database.redacted()})"))
+        if kind == "channel" and oitem.attributes != item.attributes:
+            filtered = [s.id for s in new.subjobs_for_group(info.group.id)
+                        if s.channel_filter and oitem.attributes.get(s.channel_filter.attribute)
+                        != item.attributes.get(s.channel_filter.attribute)]
+            if filtered:
+                out.append(Change("channels", f"channel {item.id!r} attributes changed",
+                                  f"bootstrap its filtered tables again: {_names(filtered)}"))
+    for key, (kind, info, item) in oe.items():
+        if key not in ne:
+            upload = " and its upload" if kind == "channel" else ""
+            out.append(Change("channels", f"{kind} {item.id!r} removed (was in group {info.group.id!r})",
+                              f"stop its sink{upload}; its database is no longer updated"))
+
+
+def _jobs(out: list[Change], old: Topology, new: Topology) -> None:
+    oj, nj = _by_id(old.jobs, lambda j: j.id), _by_id(new.jobs, lambda j: j.id)
+    for key, j in nj.items():
+        if key not in oj:
+            out.append(Change("jobs", f"{j.direction.value} job {j.id!r} added", "no effect until a schedule runs it"))
+        elif oj[key].direction is not j.direction:
+            out.append(Change("jobs", f"job {j.id!r} is now {j.direction.value}", "its subjobs change direction"))
+    for key, j in oj.items():
+        if key not in nj:
+            out.append(Change("jobs", f"job {j.id!r} removed", "its subjobs are no longer scheduled by it"))
+
+
+def _subjobs(out: list[Change], old: Topology, new: Topology) -> None:
+    os_, ns = _by_id(old.subjobs, lambda s: s.id), _by_id(new.subjobs, lambda s: s.id)
+    for key, s in ns.items():
+        if key not in os_:
+            groups = _names(g.id for g in new.groups_for_subjob(s))
+            if s.direction is Direction.DOWNLOAD:
+                action = f"create {s.target} in the channel databases of {groups} and bootstrap it"
+            else:
+                action = f"create {s.hq_table} at HQ; channels of {groups} start uploading {s.target}"
+            out.append(Change("tables", f"table {s.hq_table} added (subjob {s.id!r})", action))
+        else:
+            _subjob_change(out, os_[key], s, new)
+    for key, s in os_.items():
+        if key not in ns:
+            out.append(Change("tables", f"table {s.hq_table} removed (subjob {s.id!r})",
+                              f"{s.target} is no longer updated; drop it from the channel databases if unused"))
+
+
+def _fields_diff(out: list[Change], s: Subjob, table: str, before: tuple[FieldMap, ...],
+                 after: tuple[FieldMap, ...]) -> None:
+    ob, nb = _by_id(before, lambda f: f.name), _by_id(after, lambda f: f.name)
+    where = "channels" if s.direction is Direction.DOWNLOAD else "HQ"
+    for key, f in nb.items():
+        if key not in ob:
+            out.append(Change("schema", f"{table}: field {f.name} added (channel column {f.channel_name})",
+                              f"channel schema change: add column {f.channel_name} to {table}; "
+                              + ("bootstrap the table to backfill it" if where == "channels"
+                                 else "new uploads carry it")))
+        elif ob[key].channel_name.casefold() != f.channel_name.casefold():
+            out.append(Change("schema", f"{table}: field {f.name} renamed {ob[key].channel_name} -> {f.channel_name}",
+                              f"channel schema change: rename column {ob[key].channel_name} to {f.channel_name}"))
+    for key, f in ob.items():
+        if key not in nb:
+            out.append(Change("schema", f"{table}: field {f.name} removed (channel column {f.channel_name})",
+                              f"column {f.channel_name} is no longer updated; drop it when unused"))
+
+
+def _subjob_change(out: list[Change], o: Subjob, n: Subjob, new: Topology) -> None:
+    name = f"subjob {n.id!r}"
+    if o.direction is not n.direction:
+        out.append(Change("tables", f"{name} is now {n.direction.value}", "replication reverses: re-plan this table"))
+    if o.hq_table.key() != n.hq_table.key():
+        out.append(Change("tables", f"{name} reads {n.hq_table} instead of {o.hq_table}",
+                          "new source table: bootstrap it in every channel that receives it"))
+    if o.target.key() != n.target.key():
+        out.append(Change("schema", f"{name} targets {n.target} instead of {o.target}",
+                          f"channel schema change: create {n.target} and bootstrap it"))
+    _fields_diff(out, n, str(n.target), o.fields, n.fields)
+    if o.extension != n.extension:
+        if o.extension is None or n.extension is None:
+            what = "added" if n.extension else "removed"
+            ext = n.extension or o.extension
+            assert ext is not None
+            out.append(Change("schema", f"{name}: extension table {ext.target} {what}",
+                              f"channel schema change: {'create' if n.extension else 'stop using'} {ext.target}"))
+        else:
+            _fields_diff(out, n, str(n.extension.target), o.extension.fields, n.extension.fields)
+            if (o.extension.target.key(), o.extension.override_target, o.extension.key) != (
+                    n.extension.target.key(), n.extension.override_target, n.extension.key):
+                out.append(Change("schema", f"{name}: extension table settings changed",
+                                  f"check {n.extension.target} in the channel databases"))
+    if {j.casefold() for j in o.scheduled_by} != {j.casefold() for j in n.scheduled_by}:
+        out.append(Change("routing", f"{name} moved from jobs {_names(o.scheduled_by)} to {_names(n.scheduled_by)}",
+                          "routing change: it now runs with other jobs (see group changes below)"))
+    if o.replication_counter != n.replication_counter:
+        out.append(Change("tables", f"{name}: replication counter {o.replication_counter} -> "
+                                    f"{n.replication_counter}", "upload positions restart from the new column"))
+    if o.channel_filter != n.channel_filter:
+        out.append(Change("routing", f"{name}: channel filter changed",
+                          "bootstrap the table again in every channel that receives it"))
+
+
+def _routing(out: list[Change], old: Topology, new: Topology) -> None:
+    for s in new.subjobs:
+        prev = old.subjob(s.id)
+        if prev is None or prev.direction is not s.direction:
+            continue
+        before = {g.id.casefold(): g.id for g in old.groups_for_subjob(prev)}
+        after = {g.id.casefold(): g.id for g in new.groups_for_subjob(s)}
+        gained = [after[k] for k in after if k not in before]
+        lost = [before[k] for k in before if k not in after]
+        verb = "reaches" if s.direction is Direction.DOWNLOAD else "is uploaded from"
+        if gained:
+            action = (f"bootstrap {s.target} in the channels of {_names(gained)}" if s.direction is Direction.DOWNLOAD
+                      else f"channels of {_names(gained)} start uploading {s.target}")
+            out.append(Change("routing", f"{s.hq_table} now {verb} {_names(gained)}", action))
+        if lost:
+            out.append(Change("routing", f"{s.hq_table} no longer {verb} {_names(lost)}",
+                              "its rows there are no longer updated"))
+
+
+def _schedules(out: list[Change], old: Topology, new: Topology) -> None:
+    od = _by_id(old.distribution_schedules, lambda d: d.id)
+    nd = _by_id(new.distribution_schedules, lambda d: d.id)
+    for key, d in nd.items():
+        if key not in od:
+            out.append(Change("schedules", f"{d.direction.value} schedule {d.id!r} added", "see routing changes"))
+        elif (od[key].direction, od[key].jobs, od[key].channel_data_groups) != (
+                d.direction, d.jobs, d.channel_data_groups):
+            out.append(Change("schedules", f"schedule {d.id!r} changed", "see routing changes"))
+    for key, d in od.items():
+        if key not in nd:
+            out.append(Change("schedules", f"schedule {d.id!r} removed", "see routing changes"))

@@ -1,0 +1,274 @@
+"""Load ``topology.yaml``: parse, resolve ``${VAR}`` references, validate, report every problem.
+
+>>> topo = load_topology("topology.yaml")      # doctest: +SKIP
+
+Any problem raises :class:`~cdx.topology.issues.TopologyError` listing all of them as
+``topology.yaml:12: subjobs[3].fields[2].name: <what is wrong and how to fix it>``; a file
+that cannot be read raises :class:`~cdx.errors.ConfigError`. Nothing here ever lets a
+pydantic or YAML exception escape.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from cdx.errors import ConfigError
+from cdx.topology import model as m
+from cdx.topology.env import resolve_tree
+from cdx.topology.issues import Issue, TopologyError
+from cdx.topology.model import Topology
+from cdx.topology.validate import PLACEHOLDER, Parts, check_parts
+from cdx.topology.yamlsrc import Parsed, YPath, format_path, parse_yaml
+
+ENV_TOPOLOGY = "CDX_TOPOLOGY"
+"""Environment variable naming the topology file used when none is given."""
+
+_TOP_KEYS = list(m.Topology.model_fields)
+
+
+def default_topology_path() -> Path:
+    """``$CDX_TOPOLOGY`` if set, else ``topology.yaml`` in the current directory."""
+    return Path(os.environ.get(ENV_TOPOLOGY) or "topology.yaml")
+
+
+def read_text(path: str | Path, what: str = "topology file") -> str:
+    """Read a UTF-8 text file, turning every OS/decoding failure into a :class:`ConfigError`."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        hint = f"; pass the file or set ${ENV_TOPOLOGY}" if what == "topology file" else ""
+        raise ConfigError(f"{what} {str(p)!r} not found{hint}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {str(p)!r} is a directory, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {str(p)!r} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
+
+
+def load_topology(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Topology:
+    """Load and validate a topology file (default: :func:`default_topology_path`)."""
+    p = Path(path) if path is not None else default_topology_path()
+    return parse_topology(read_text(p), source=str(p), environ=environ)
+
+
+def parse_topology(text: str, source: str = "topology.yaml", *,
+                   environ: Mapping[str, str] | None = None) -> Topology:
+    """Validate topology YAML ``text``; ``source`` names it in messages."""
+    parsed = parse_yaml(text)
+    issues = list(parsed.issues)
+    if parsed.data is None and not issues:
+        issues.append(Issue("", 1, "the file is empty"))
+    if issues and parsed.data is None:
+        raise TopologyError(issues, source)
+    if not isinstance(parsed.data, dict):
+        raise TopologyError([Issue("", 1, f"the top level must be a mapping with keys {', '.join(_TOP_KEYS)}")],
+                            source)
+    data, env_errors = resolve_tree(parsed.data, os.environ if environ is None else environ)
+    issues += [Issue(format_path(path), parsed.line_of(path), msg) for path, msg in env_errors]
+    topo: Topology | None = None
+    try:
+        topo = Topology.model_validate(data)
+    except ValidationError as exc:
+        issues += issues_from_validation(exc, parsed)
+        issues += _locate_all(check_parts(_partial(data)), parsed)
+    except TopologyError as exc:
+        issues += _locate_all(exc.issues, parsed)
+    if issues or topo is None:
+        raise TopologyError(issues, source)
+    return topo
+
+
+# -- locating issues ---------------------------------------------------------------------------
+def _locate_all(issues: list[Issue], parsed: Parsed) -> list[Issue]:
+    return [i if i.line is not None else i.located(line=_line_for_text_path(i.path, parsed)) for i in issues]
+
+
+_TOKEN_RE = re.compile(r"\[(\d+)\]|\[(['\"])(.*?)\2\]|\.?([^.\[]+)")
+
+
+def parse_path(text: str) -> YPath:
+    """Inverse of :func:`~cdx.topology.yamlsrc.format_path`."""
+    out: list[str | int] = []
+    for index, _quote, quoted, plain in _TOKEN_RE.findall(text):
+        out.append(int(index) if index else (quoted or plain))
+    return tuple(out)
+
+
+def _line_for_text_path(text: str, parsed: Parsed) -> int | None:
+    return parsed.line_of(parse_path(text))
+
+
+def _walk(loc: tuple[Any, ...], data: Any, keep_last: bool) -> YPath:
+    """Follow ``loc`` through ``data``, skipping pydantic-only elements (union tags, ``[key]``)."""
+    out: list[str | int] = []
+    node = data
+    for n, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+            out.append(part)
+        elif keep_last and n == len(loc) - 1 and isinstance(part, str | int):
+            out.append(part)
+    return tuple(out)
+
+
+def issues_from_validation(exc: ValidationError, parsed: Parsed, base: YPath = ()) -> list[Issue]:
+    """Turn pydantic errors into located, readable issues."""
+    out: list[Issue] = []
+    nouns: dict[YPath, list[str]] = {}  # a union reports one type error per member: merge them
+    for err in _real_errors(exc):
+        loc = (*base, *err["loc"])
+        path = _walk(loc, parsed.data, keep_last=err["type"] in ("missing", "extra_forbidden"))
+        noun = _NOUNS.get(err["type"])
+        if noun and path in nouns:
+            nouns[path].append(noun)
+            index = next(i for i, issue in enumerate(out) if issue.path == format_path(path))
+            expected = " or ".join(dict.fromkeys(nouns[path]))
+            out[index] = Issue(out[index].path, out[index].line,
+                               f"expected {expected}, got {_describe(err.get('input'))}")
+            continue
+        if noun:
+            nouns[path] = [noun]
+        out.append(Issue(format_path(path), parsed.line_of(path), _message(err, loc)))
+    return out
+
+
+def _real_errors(exc: ValidationError) -> list[Any]:
+    """Pydantic's errors minus the spurious ``too_short`` it adds when items of a long-enough list fail."""
+    out = []
+    for err in exc.errors(include_url=False):
+        value, ctx = err.get("input"), err.get("ctx") or {}
+        if err["type"] == "too_short" and isinstance(value, list) and len(value) >= ctx.get("min_length", 0):
+            continue
+        out.append(err)
+    return out
+
+
+_NOUNS = {
+    "string_type": "a string", "int_type": "an integer", "int_parsing": "an integer",
+    "int_from_float": "an integer", "bool_type": "true or false", "bool_parsing": "true or false",
+    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "tuple_type": "a list", "list_type": "a list", "literal_error": None, "enum": None,
+}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return repr(value)
+
+
+def _vocabulary() -> list[str]:
+    names: set[str] = set()
+    for obj in vars(m).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == m.__name__:
+            names.update(obj.model_fields)
+    return sorted(names)
+
+
+def _message(err: Any, loc: tuple[Any, ...]) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return f"required key {loc[-1]!r} is missing"
+    if kind == "extra_forbidden":
+        match = difflib.get_close_matches(str(loc[-1]), _vocabulary(), n=1, cutoff=0.7)
+        hint = f" (did you mean {match[0]!r}?)" if match else ""
+        return f"unknown key {loc[-1]!r}{hint}; see docs/topology.md"
+    if kind == "value_error":
+        return str(ctx.get("error") or err["msg"]).removeprefix("Value error, ")
+    if kind in ("enum", "literal_error"):
+        return f"must be {ctx.get('expected', '')}, not {_describe(value)}"
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"must list at least {n} item{'s' if n != 1 else ''}"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx.get('ge')}, not {_describe(value)}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx.get('le')}, not {_describe(value)}"
+    noun = _NOUNS.get(kind)
+    if noun:
+        return f"expected {noun}, got {_describe(value)}"
+    return str(err["msg"])
+
+
+# -- partial validation ----------------------------------------------------------------------------
+def _try(cls: type[BaseModel], value: Any) -> Any:
+    """``value`` validated as ``cls``, or ``None``. Invalid entries of field and reference lists are
+    replaced by placeholders and validation retried, so the rest of the item still gets checked."""
+    for _attempt in range(2):
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            patched = _patch_lists(value, exc)
+            if patched is None:
+                return None
+            value = patched
+        except (ValueError, TypeError):
+            return None
+    return None
+
+
+_PATCHABLE = ("fields", "scheduled_by", "jobs", "channel_data_groups", "key")
+
+
+def _patch_lists(value: Any, exc: ValidationError) -> Any:
+    patched = copy.deepcopy(value)
+    for err in _real_errors(exc):
+        loc = err["loc"]
+        spots = [i for i in range(len(loc) - 1) if loc[i] in _PATCHABLE and isinstance(loc[i + 1], int)]
+        if not spots:
+            return None
+        at = spots[-1]
+        node = patched
+        try:
+            for part in loc[: at + 1]:
+                node = node[part]
+            index = loc[at + 1]
+            placeholder = f"{PLACEHOLDER}{index}"
+            node[index] = {"name": placeholder} if loc[at] == "fields" else placeholder
+        except (KeyError, IndexError, TypeError):
+            return None
+    return patched
+
+
+def _items(data: dict[str, Any], key: str, cls: type[BaseModel]) -> list[tuple[int, Any]]:
+    raw = data.get(key)
+    if not isinstance(raw, list):
+        return []
+    return [(i, obj) for i, item in enumerate(raw) if (obj := _try(cls, item)) is not None]
+
+
+def _declared(data: dict[str, Any], key: str) -> set[str]:
+    raw = data.get(key)
+    if not isinstance(raw, list):
+        return set()
+    return {str(i["id"]).casefold() for i in raw if isinstance(i, dict) and "id" in i}
+
+
+def _partial(data: dict[str, Any]) -> Parts:
+    """The structurally valid pieces of ``data``, for cross-reference checks."""
+    return Parts(
+        kafka=_try(m.KafkaConfig, data.get("kafka")),
+        hq=_try(m.HqDatabase, data.get("hq")),
+        jobs=_items(data, "jobs", m.Job),
+        subjobs=_items(data, "subjobs", m.Subjob),
+        groups=_items(data, "channel_data_groups", m.ChannelDataGroup),
+        schedules=_items(data, "distribution_schedules", m.DistributionSchedule),
+        declared_jobs=_declared(data, "jobs"),
+        declared_groups=_declared(data, "channel_data_groups"),
+    )

@@ -1,0 +1,514 @@
+"""The topology model: a frozen, validated pydantic tree of everything cdx replicates.
+
+Build one with :func:`cdx.topology.load_topology` (from ``topology.yaml``) or
+``Topology.model_validate(data)``; both run every cross-reference check and raise
+:class:`~cdx.topology.issues.TopologyError` listing all problems. Models are immutable and
+hashable; to change one, validate a new one (``model_copy(update=...)`` skips validation).
+
+Columns and tables are plain strings matched case-insensitively. ``DATAAREAID`` (the legal
+entity column) never appears in a field list: consumers add it wherever the table has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from cdx.topology.dsn import Dialect, check_dsn, dsn_key, infer_dialect, redact, sqlite_path
+from cdx.topology.identifiers import Identifier, TableRef, TableRefField, TopicId
+
+if TYPE_CHECKING:
+    from cdx.topology.index import ChannelInfo, DatabaseInfo, TopologyIndex
+
+__all__ = [
+    "DATAAREAID",
+    "DEFAULT_CHANNEL_SCHEMA",
+    "DEFAULT_EXTENSION_SCHEMA",
+    "Channel",
+    "ChannelDataGroup",
+    "ChannelExtension",
+    "ChannelFilter",
+    "ChannelType",
+    "Database",
+    "Dialect",
+    "Direction",
+    "DistributionSchedule",
+    "FieldMap",
+    "HqDatabase",
+    "Job",
+    "KafkaConfig",
+    "OfflineRegister",
+    "SchemaRegistry",
+    "Subjob",
+    "Topology",
+]
+
+DATAAREAID = "DATAAREAID"
+"""The legal-entity column; cdx handles it, so it must never be mapped explicitly."""
+DEFAULT_CHANNEL_SCHEMA = "ax"
+"""Channel schema of a subjob's target table when none is given (as in CDX channel databases)."""
+DEFAULT_EXTENSION_SCHEMA = "ext"
+"""Schema of an extension table when none is given (CDX only allows ``ext``)."""
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return tuple(_freeze(getattr(value, name)) for name in type(value).model_fields)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+class Model(BaseModel):
+    """Base of every topology model: frozen, unknown keys rejected, hashable by value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, _freeze(self)))
+
+
+class Direction(StrEnum):
+    """Which way data flows: ``download`` (HQ -> channels) or ``upload`` (channels -> HQ)."""
+
+    DOWNLOAD = "download"
+    UPLOAD = "upload"
+
+
+class ChannelType(StrEnum):
+    """The kind of channel; informational (routing does not depend on it)."""
+
+    STORE = "store"
+    ONLINE = "online"
+    CALL_CENTER = "call_center"
+
+
+def _stringify(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+_SECURITY_PREFIXES = ("sasl.", "ssl.")
+_SECURITY_KEYS = {"security.protocol", "enable.ssl.certificate.verification", "ssl_key", "ssl_certificate"}
+
+
+class SchemaRegistry(Model):
+    """Optional Confluent-compatible schema registry."""
+
+    url: str
+    """Base URL, ``http(s)://host:port``."""
+    config: dict[str, Annotated[str, BeforeValidator(_stringify)]] = Field(default_factory=dict)
+    """Extra client settings passed through (e.g. ``basic.auth.user.info``)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
+class KafkaConfig(Model):
+    """How to reach Kafka and name topics."""
+
+    bootstrap_servers: str
+    """librdkafka ``bootstrap.servers``: ``host:port[,host:port...]``."""
+    topic_prefix: TopicId = "cdx"
+    """First component of every topic name (see :mod:`cdx.topics`)."""
+    security: dict[str, Annotated[str, BeforeValidator(_stringify)]] = Field(default_factory=dict)
+    """librdkafka security settings passed through verbatim: ``security.protocol``, ``sasl.*``, ``ssl.*``."""
+    default_partitions: int = Field(default=1, ge=1, le=10_000)
+    """Partitions of topics cdx creates."""
+    replication_factor: int = Field(default=1, ge=1, le=32)
+    """Replication factor of topics cdx creates."""
+    schema_registry: SchemaRegistry | None = None
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _servers(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if isinstance(value, str):
+            hosts = [h.strip() for h in value.split(",")]
+            bad = [h for h in hosts if not h or ":" not in h or not h.rsplit(":", 1)[1].isdigit()]
+            if bad:
+                raise ValueError(f"{value!r} is not a list of host:port (bad entry {bad[0]!r})")
+            return ",".join(hosts)
+        return value
+
+    @field_validator("security")
+    @classmethod
+    def _security(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key not in _SECURITY_KEYS and not key.startswith(_SECURITY_PREFIXES):
+                raise ValueError(
+                    f"{key!r} is not a security setting: only security.protocol, sasl.* and ssl.* "
+                    "librdkafka keys belong here"
+                )
+        return value
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings every client needs: ``bootstrap.servers`` plus :attr:`security`."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.security}
+
+
+class Database(Model):
+    """A database: its dialect and DSN (the dialect may be omitted when the DSN shows it)."""
+
+    dialect: Dialect
+    dsn: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dialect" not in data and isinstance(data.get("dsn"), str):
+            found = infer_dialect(data["dsn"])
+            if found is None:
+                raise ValueError("cannot tell the dialect from the dsn: add 'dialect: sqlite|postgresql|sqlserver'")
+            data = {**data, "dialect": found}
+        return data
+
+    @field_validator("dsn")
+    @classmethod
+    def _check(cls, dsn: str, info: ValidationInfo) -> str:
+        dialect = info.data.get("dialect")
+        if dialect is not None:
+            check_dsn(dialect, dsn)
+        return dsn
+
+    @property
+    def key(self) -> str:
+        """Normalised identity (absolute path for SQLite, ``host:port/db`` otherwise)."""
+        return dsn_key(self.dialect, self.dsn)
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The file path of a SQLite database (relative to the cwd if relative), else ``None``."""
+        return sqlite_path(self.dsn) if self.dialect is Dialect.SQLITE else None
+
+    def redacted(self) -> str:
+        """The DSN with any password masked, for logs and summaries."""
+        return redact(self.dsn)
+
+
+class HqDatabase(Database):
+    """The HQ database; ``name`` is the database component of its table topics."""
+
+    name: TopicId = "hq"
+
+
+def _field_from_str(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class FieldMap(Model):
+    """One mapped column: ``name`` at HQ (AxFields/Field Name), ``to_name`` in the channel (ToName)."""
+
+    name: Identifier
+    to_name: Identifier | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return _field_from_str(data)
+
+    @property
+    def channel_name(self) -> str:
+        """The channel column: ``to_name`` or, by default, ``name``."""
+        return self.to_name or self.name
+
+
+class ChannelFilter(Model):
+    """Deliver only the rows where ``column`` equals the channel's ``attributes[attribute]``.
+
+    Used for tables that carry a channel key (e.g. ``RETAILCHANNELTABLE.RECID``) so that one
+    group topic serves every channel of the group while each channel database gets its own rows.
+    Compare ``str(row[column]) == str(value)``. An offline register uses its channel's attributes.
+    """
+
+    column: Identifier
+    """HQ column holding the channel key; must be one of the subjob's fields."""
+    attribute: Identifier
+    """Key in :attr:`Channel.attributes` every receiving channel must define."""
+
+
+class ChannelExtension(Model):
+    """An extension table for a subjob (CDX ``TargetTableName``/``TargetTableSchema`` + ``OverrideTarget``).
+
+    The extension's ``fields`` live in ``table`` rather than in the subjob's channel table;
+    rows of the two tables are matched on ``key`` (DATAAREAID implied), or on the primary
+    table's primary key when ``key`` is empty. For an upload subjob with ``override_target``,
+    only the extension table is read (the subjob's own fields are not uploaded).
+    """
+
+    table: TableRefField
+    """The extension table; schema ``ext`` if none is written."""
+    override_target: bool = False
+    fields: tuple[FieldMap, ...] = Field(min_length=1)
+    key: tuple[Identifier, ...] = ()
+    """Channel columns present in both tables that identify a row."""
+
+    @property
+    def target(self) -> TableRef:
+        """The extension table with its schema filled in."""
+        return self.table.with_default_schema(DEFAULT_EXTENSION_SCHEMA)
+
+    def channel_columns(self) -> list[tuple[str, str]]:
+        """``(hq_column, channel_column)`` for every extension field, in order."""
+        return [(f.name, f.channel_name) for f in self.fields]
+
+
+class Job(Model):
+    """A scheduler job (e.g. ``1040`` Products, ``P-0001`` upload): a named set of subjobs."""
+
+    id: TopicId
+    description: str | None = None
+    direction: Direction
+
+
+class Subjob(Model):
+    """One replicated table: where it comes from, where it goes, which columns, which jobs.
+
+    For a download subjob ``hq_table`` is the source and the channel table the target; for an
+    upload subjob it is the other way round.
+    """
+
+    id: TopicId
+    description: str | None = None
+    direction: Direction = Direction.DOWNLOAD
+    hq_table: TableRefField
+    """HQ table (CDX AxTableName), e.g. ``dbo.INVENTTABLE``; an unqualified name uses the HQ default schema."""
+    channel_table: TableRefField | None = None
+    """Channel table (TargetTableSchema.TargetTableName); default ``ax.<hq table name>``."""
+    fields: tuple[FieldMap, ...] = Field(min_length=1)
+    """Explicit column list (CDX always lists fields); DATAAREAID is implicit."""
+    scheduled_by: tuple[TopicId, ...] = Field(min_length=1)
+    """Ids of the jobs that schedule this subjob (ScheduledByJob)."""
+    replication_counter: Identifier | None = None
+    """Upload only: the channel column whose growth marks new rows (e.g. REPLICATIONCOUNTERFROMORIGIN)."""
+    extension: ChannelExtension | None = None
+    channel_filter: ChannelFilter | None = None
+
+    @field_validator("scheduled_by", mode="before")
+    @classmethod
+    def _one_job(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
+
+    @property
+    def target(self) -> TableRef:
+        """The channel table, defaults filled in (schema ``ax``, name = HQ table name)."""
+        ref = self.channel_table or TableRef(None, self.hq_table.name)
+        return ref.with_default_schema(DEFAULT_CHANNEL_SCHEMA)
+
+    @property
+    def is_upload(self) -> bool:
+        return self.direction is Direction.UPLOAD
+
+    def channel_columns(self) -> list[tuple[str, str]]:
+        """``(hq_column, channel_column)`` for every field of the subjob's own table, in order."""
+        return [(f.name, f.channel_name) for f in self.fields]
+
+    def all_fields(self) -> tuple[FieldMap, ...]:
+        """The subjob's fields followed by its extension's fields."""
+        return self.fields + (self.extension.fields if self.extension else ())
+
+
+class OfflineRegister(Model):
+    """A POS register with its own offline database; it receives what its channel receives."""
+
+    id: TopicId
+    description: str | None = None
+    database: Database
+
+
+class Channel(Model):
+    """A store, online store or call center, with its channel database."""
+
+    id: TopicId
+    description: str | None = None
+    type: ChannelType = ChannelType.STORE
+    database: Database
+    attributes: dict[Identifier, StrictStr | StrictInt] = Field(default_factory=dict)
+    """Values used by :class:`ChannelFilter` (e.g. ``recid: 5637144576``)."""
+    offline_registers: tuple[OfflineRegister, ...] = ()
+
+
+class ChannelDataGroup(Model):
+    """A channel data group: the legal entities whose rows it receives and its channels."""
+
+    id: TopicId
+    description: str | None = None
+    legal_entities: tuple[Annotated[str, BeforeValidator(_stringify)], ...] = Field(min_length=1)
+    """DATAAREAID values (compared case-insensitively); rows of tables without DATAAREAID go to every group."""
+    channels: tuple[Channel, ...] = ()
+
+    @field_validator("legal_entities")
+    @classmethod
+    def _entities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entity in value:
+            if not entity or not entity.replace("_", "a").isalnum() or len(entity) > 8:
+                raise ValueError(f"{entity!r} is not a legal entity id (DATAAREAID): use up to 8 letters/digits")
+        return value
+
+    def receives_legal_entity(self, dataareaid: str) -> bool:
+        """True if rows with this DATAAREAID value belong to the group."""
+        wanted = dataareaid.strip().casefold()
+        return any(e.casefold() == wanted for e in self.legal_entities)
+
+
+class DistributionSchedule(Model):
+    """Runs jobs for channel data groups: downloads to, or uploads from, their channels."""
+
+    id: TopicId
+    description: str | None = None
+    direction: Direction
+    jobs: tuple[TopicId, ...] = Field(min_length=1)
+    channel_data_groups: tuple[TopicId, ...] = Field(min_length=1)
+
+
+class Topology(Model):
+    """The whole ``topology.yaml``. Query helpers are pure and cached (built on first use)."""
+
+    version: Literal[1] = 1
+    kafka: KafkaConfig
+    hq: HqDatabase
+    jobs: tuple[Job, ...] = ()
+    subjobs: tuple[Subjob, ...] = ()
+    channel_data_groups: tuple[ChannelDataGroup, ...] = ()
+    distribution_schedules: tuple[DistributionSchedule, ...] = ()
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Topology:
+        from cdx.topology.issues import TopologyError
+        from cdx.topology.validate import check_topology
+
+        issues = check_topology(self)
+        if issues:
+            raise TopologyError(issues)
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Topology:
+        """Copy without the cached index (prefer ``Topology.model_validate`` to get checks)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("index", None)
+        return copy
+
+    @cached_property
+    def index(self) -> TopologyIndex:
+        """Precomputed lookups behind the query helpers below."""
+        from cdx.topology.index import TopologyIndex
+
+        return TopologyIndex(self)
+
+    # -- query helpers ------------------------------------------------------------------
+    def job(self, job_id: str) -> Job | None:
+        """The job with this id (case-insensitive), or ``None``."""
+        return self.index.jobs.get(job_id.casefold())
+
+    def subjob(self, subjob_id: str) -> Subjob | None:
+        """The subjob with this id (case-insensitive), or ``None``."""
+        return self.index.subjobs.get(subjob_id.casefold())
+
+    def group(self, group_id: str) -> ChannelDataGroup | None:
+        """The channel data group with this id (case-insensitive), or ``None``."""
+        return self.index.groups.get(group_id.casefold())
+
+    def channel(self, channel_id: str) -> Channel | None:
+        """The channel with this id (case-insensitive), or ``None``."""
+        info = self.index.channels.get(channel_id.casefold())
+        return info.channel if info else None
+
+    def subjob_for_hq_table(self, table: TableRef | str) -> Subjob | None:
+        """The subjob replicating this HQ table (case-insensitive; a missing schema means the HQ default)."""
+        return self.index.subjob_for_hq_table(table)
+
+    def download_subjobs(self) -> list[Subjob]:
+        """Download subjobs, in file order."""
+        return [s for s in self.subjobs if s.direction is Direction.DOWNLOAD]
+
+    def upload_subjobs(self) -> list[Subjob]:
+        """Upload subjobs, in file order."""
+        return [s for s in self.subjobs if s.direction is Direction.UPLOAD]
+
+    def jobs_of(self, subjob: Subjob | str) -> list[Job]:
+        """The jobs scheduling a subjob."""
+        return list(self.index.jobs_of(subjob))
+
+    def subjobs_of_job(self, job_id: str) -> list[Subjob]:
+        """The subjobs a job schedules, in file order."""
+        return list(self.index.subjobs_by_job.get(job_id.casefold(), ()))
+
+    def groups_for_subjob(self, subjob: Subjob | str) -> list[ChannelDataGroup]:
+        """Groups a subjob reaches: those of the schedules (same direction) that run one of its jobs."""
+        return list(self.index.groups_for_subjob(subjob))
+
+    def groups_for_row(self, subjob: Subjob | str, dataareaid: str | None) -> list[ChannelDataGroup]:
+        """Groups a row of a download subjob goes to: all reached groups when ``dataareaid`` is
+        ``None`` (the table has no DATAAREAID), else those listing that legal entity."""
+        groups = self.groups_for_subjob(subjob)
+        if dataareaid is None:
+            return groups
+        return [g for g in groups if g.receives_legal_entity(dataareaid)]
+
+    def subjobs_for_group(self, group_id: str, direction: Direction = Direction.DOWNLOAD) -> list[Subjob]:
+        """Subjobs of ``direction`` that reach a group, in file order."""
+        return list(self.index.subjobs_for_group(group_id, direction))
+
+    def group_of_channel(self, channel_id: str) -> ChannelDataGroup | None:
+        """The group a channel (or an offline register, by its id) belongs to."""
+        info = self.index.channels.get(channel_id.casefold()) or self.index.registers.get(channel_id.casefold())
+        return info.group if info else None
+
+    def channels(self) -> list[ChannelInfo]:
+        """Every channel with its group, in file order."""
+        return list(self.index.channels.values())
+
+    def databases(self) -> list[DatabaseInfo]:
+        """Every channel and offline-register database with its owner, channel and group."""
+        return list(self.index.databases)
+
+    def filter_value(self, subjob: Subjob, channel_id: str) -> str | None:
+        """For a subjob with a :class:`ChannelFilter`, the value (as a string) a row's column must
+        have for this channel or offline register; ``None`` when the subjob is not filtered.
+        Raises ``KeyError`` for an unknown channel or one lacking the attribute (validation
+        guarantees the attribute on every channel the subjob reaches)."""
+        return self.index.filter_value(subjob, channel_id)
+
+    def hq_table_topic(self, subjob: Subjob | str) -> str:
+        """Topic of the HQ change stream for a download subjob's table."""
+        return self.index.hq_table_topic(subjob)
+
+    def group_topic(self, group_id: str) -> str:
+        """Topic carrying a group's routed download rows."""
+        from cdx.topics import group_topic
+
+        return group_topic(self.kafka.topic_prefix, group_id)
+
+    def upload_topic(self, channel_id: str) -> str:
+        """Topic carrying a channel's uploaded rows."""
+        from cdx.topics import upload_topic
+
+        return upload_topic(self.kafka.topic_prefix, channel_id)
+
+    def topics(self) -> list[str]:
+        """Every topic this topology uses, sorted."""
+        return self.index.topics()
