@@ -86,8 +86,8 @@ def test_capture_survives_sigkill(dialect: str, tmp_path: Path, kafka: str, requ
     rng = random.Random(11)
     kills = 0
     try:
-        while not done.is_set() or kills < 5:
-            time.sleep(rng.uniform(1.0, 3.0))
+        while kills < 5 or (not done.is_set() and kills < 8):
+            time.sleep(rng.uniform(2.0, 5.0))
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             kills += 1
