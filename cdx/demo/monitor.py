@@ -1,0 +1,77 @@
+"""What the demo shows while it runs: rows per channel database, sales at HQ, process state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+from cdx.demo.environment import DemoEnv
+from cdx.demo.processes import ProcessGroup
+from cdx.dialects import connect, get_dialect
+
+
+@dataclass
+class ChannelRow:
+    owner: str
+    kind: str
+    group: str
+    rows: int
+    expected: int | None
+    sales_written: int = 0
+
+
+@dataclass
+class Snapshot:
+    channels: list[ChannelRow] = field(default_factory=list)
+    hq_sales: int = 0
+
+
+def count_rows(demo: DemoEnv, owner: str) -> int:
+    """Rows in the database's download tables (tables not created yet count 0)."""
+    db = demo.database(owner)
+    d = get_dialect(db.dialect)
+    conn = connect(db.dialect, db.dsn)
+    total = 0
+    try:
+        for subjob in demo.topology.download_subjobs():
+            target = subjob.target
+            try:
+                total += conn.execute(f"SELECT count(*) FROM {d.qualified(target.schema, target.name)}").fetchone()[0]
+            except Exception:
+                pass
+            conn.rollback()
+    finally:
+        conn.close()
+    return total
+
+
+def hq_sales(demo: DemoEnv) -> int:
+    d = demo.hq_dialect
+    conn = demo.hq()
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {d.qualified('dbo', 'RETAILTRANSACTIONTABLE')}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def snapshot(demo: DemoEnv, expected: dict[str, int], sales_written: dict[str, int]) -> Snapshot:
+    snap = Snapshot(hq_sales=hq_sales(demo))
+    for info in demo.topology.databases():
+        snap.channels.append(ChannelRow(info.owner_id, info.kind, info.group.id, count_rows(demo, info.owner_id),
+                                        expected.get(info.owner_id), sales_written.get(info.owner_id, 0)))
+    return snap
+
+
+def render(snap: Snapshot, group: ProcessGroup, phase: str) -> Table:
+    table = Table(title=f"cdx demo: {phase}", title_justify="left", expand=False)
+    for col in ("database", "kind", "group", "rows", "expected", "sales written"):
+        table.add_column(col, justify="right" if col in ("rows", "expected", "sales written") else "left")
+    for ch in snap.channels:
+        done = ch.expected is not None and ch.rows == ch.expected
+        rows = f"[green]{ch.rows:,}[/]" if done else f"{ch.rows:,}"
+        table.add_row(ch.owner, ch.kind, ch.group, rows, "" if ch.expected is None else f"{ch.expected:,}",
+                      f"{ch.sales_written:,}")
+    procs = ", ".join(f"[green]{n}[/]" if r.running else f"[red]{n} (exited)[/]" for n, r in group.roles.items())
+    table.caption = f"processes: {procs}   |   sales received at HQ: {snap.hq_sales:,}"
+    return table
