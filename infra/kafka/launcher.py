@@ -200,6 +200,11 @@ class Cluster:
         """Start one node (formatting its storage the first time). No-op if it runs."""
         if node.pid() is not None:
             return
+        for port in (node.broker_port, node.controller_port):
+            if _port_open(port):
+                raise KafkaLauncherError(
+                    f"port {port} is in use by a process this launcher did not start (no live pid in "
+                    f"{node.pid_file}); stop it, or choose other ports with CDX_KAFKA_PORT / CDX_KAFKA_CLUSTER_PORT")
         node.home.mkdir(parents=True, exist_ok=True)
         node.config_file.write_text(self._properties(node))
         if not (node.data_dir / "meta.properties").exists():
