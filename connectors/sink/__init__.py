@@ -1,0 +1,31 @@
+"""Channel sinks: group topics -> channel and offline-register databases, exactly once.
+
+Layers (each a seam other commands build on):
+
+- ``spec``: ``SinkSpec`` / ``sink_specs(topology, ids)``: what one sink reads and writes;
+- ``records``: ``Decoder`` -> ``Record`` (routed change + table ``Shape``);
+- ``state``: ``StateStore`` / ``SinkState`` / ``Watermark``: offsets and watermarks in the
+  channel database's ``cdx_state`` table;
+- ``plan``: ``plan_batch``: re-send skipping, row filters, collapse per key (pure);
+- ``apply``: ``commit_batch``: one transaction with rows, offsets and watermarks;
+- ``tables``: ``TableManager``: tables and columns from writer schemas;
+- ``dlq``: ``KafkaDeadLetters``: the dead-letter hook;
+- ``runner``: ``ChannelSink``: one consumer loop per database, retries, poison isolation;
+- ``host``: ``SinkHost``: many sinks in one process;
+- ``init``: ``init_databases`` (``cdx channel init``).
+
+See docs/sinks.md.
+"""
+
+from connectors.sink.apply import BatchResult, apply_plan, commit_batch
+from connectors.sink.host import SinkHost
+from connectors.sink.plan import Plan, plan_batch
+from connectors.sink.records import Decoder, Record, Shape
+from connectors.sink.runner import ChannelSink, SinkSettings
+from connectors.sink.spec import FilterRule, SinkSpec, sink_specs
+from connectors.sink.state import SinkState, StateStore, Watermark
+
+__all__ = [
+    "BatchResult", "ChannelSink", "Decoder", "FilterRule", "Plan", "Record", "Shape", "SinkHost", "SinkSettings",
+    "SinkSpec", "SinkState", "StateStore", "Watermark", "apply_plan", "commit_batch", "plan_batch", "sink_specs",
+]

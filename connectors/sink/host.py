@@ -1,0 +1,130 @@
+"""``SinkHost``: many channel sinks in one process, one thread each.
+
+Every sink has its own consumer, connection and backoff (see ``runner``), so a slow or
+unreachable database only holds back its own thread. The host shares the codec (schema store)
+and the dead-letter producer, creates the dead-letter topic, and stops every sink on ``stop()``
+(each finishes its current batch). A sink that fails fatally stops alone; ``wait`` reports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from cdx.codec import SchemaStore, make_codec
+from cdx.kafka.admin import TopicSpec, ensure_topics
+from cdx.kafka.config import client_config, producer_config
+from cdx.topics import dlq_topic, schemas_topic
+from cdx.topology.model import Topology
+from connectors.sink.dlq import KafkaDeadLetters
+from connectors.sink.runner import ChannelSink, SinkSettings
+from connectors.sink.spec import sink_specs
+
+log = logging.getLogger("cdx.sink")
+
+DLQ_CONFIG = {"retention.ms": "-1"}
+"""Dead letters are kept until an operator deals with them."""
+
+
+def codec_config(topology: Topology) -> dict[str, Any] | None:
+    """``make_codec`` settings of the topology (Schema Registry mode when configured)."""
+    reg = topology.kafka.schema_registry
+    if reg is None:
+        return None
+    return {"schema_registry.url": reg.url, **{f"schema_registry.{k}": v for k, v in reg.config.items()}}
+
+
+RECORDS_BUDGET = 50_000
+"""Decoded records a host holds at most (all sinks' batches together)."""
+PREFETCH_BUDGET_KB = 64 * 1024
+"""Bytes librdkafka may prefetch for the whole host."""
+
+
+def budgeted(settings: SinkSettings, sinks: int) -> SinkSettings:
+    """``settings`` with batch size and prefetch shrunk so ``sinks`` sinks stay within the host budgets."""
+    n = max(sinks, 1)
+    return dataclasses.replace(
+        settings,
+        batch_size=max(200, min(settings.batch_size, RECORDS_BUDGET // n)),
+        queued_max_kbytes=max(256, min(settings.queued_max_kbytes, PREFETCH_BUDGET_KB // n)))
+
+
+class SinkHost:
+    """Runs the sinks of ``owner_ids`` (default: every channel and register database)."""
+
+    def __init__(self, topology: Topology, owner_ids: Iterable[str] | None = None,
+                 settings: SinkSettings | None = None) -> None:
+        self.topology = topology
+        self.specs = sink_specs(topology, owner_ids)
+        self.settings = settings or SinkSettings()
+        self.sinks: list[ChannelSink] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._store: SchemaStore | None = None
+        self._dead_letters: KafkaDeadLetters | None = None
+
+    def setup(self) -> None:
+        """Create the dead-letter topic, the shared codec and producer, and the sinks."""
+        k = self.topology.kafka
+        base = client_config(k.bootstrap_servers, k.security)
+        dlq = dlq_topic(k.topic_prefix)
+        ensure_topics(base, [TopicSpec(dlq, 1, k.replication_factor, DLQ_CONFIG)])
+        self._store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(base))
+        codec = make_codec(codec_config(self.topology), store=self._store)
+        self._dead_letters = KafkaDeadLetters(producer_config(base), dlq)
+        settings = budgeted(self.settings, len(self.specs))
+        self.sinks = [ChannelSink(spec, base, codec, self._dead_letters, settings, self._stop)
+                      for spec in self.specs]
+
+    def start(self) -> None:
+        if not self.sinks:
+            self.setup()
+        for sink in self.sinks:
+            t = threading.Thread(target=self._run_one, args=(sink,), name=f"sink-{sink.name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    @staticmethod
+    def _run_one(sink: ChannelSink) -> None:
+        try:
+            sink.run()
+        except Exception:
+            pass  # logged by the sink; its status says "failed"
+
+    def stop(self) -> None:
+        """Ask every sink to finish its current batch and stop."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every sink has stopped (or ``timeout`` passed; signals stay serviceable).
+
+        True if all stopped and none failed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            while t.is_alive():
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                t.join(0.5)
+        self.close()
+        return not self.failed()
+
+    def run(self) -> bool:
+        """``setup``, ``start``, then block until every sink has stopped. True if none failed."""
+        self.start()
+        return self.wait()
+
+    def failed(self) -> list[ChannelSink]:
+        return [s for s in self.sinks if s.status == "failed"]
+
+    def close(self) -> None:
+        if self._dead_letters is not None:
+            self._dead_letters.close()
+            self._dead_letters = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -1,0 +1,136 @@
+"""``cdx channel init``: create channel tables and the state table before any record arrives.
+
+Each target table's columns come from its **latest routed writer schema**: the last schema named
+``routed.<schema>.<table>.RoutedChange`` (and ``...Key``) on the schemas topic; for targets not
+found there (Schema Registry mode) the group topic is scanned for the last record of the table.
+A table with no schema yet is reported as pending: the sink creates it on its first record.
+Idempotent: existing tables only gain missing columns; existing rows and state are untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from cdx.codec import AvroSchema, Codec, SchemaStore, make_codec
+from cdx.codec.naming import namespace_for
+from cdx.dialects import get_dialect
+from cdx.errors import RetriableError
+from cdx.kafka.admin import partitions_of
+from cdx.kafka.config import client_config
+from cdx.kafka.reading import read_to_end
+from cdx.routed import ROUTED_NAMESPACE_ROOT
+from cdx.topics import schemas_topic
+from cdx.topology.model import Topology
+from connectors.sink.host import codec_config
+from connectors.sink.records import shape_of
+from connectors.sink.spec import SinkSpec, sink_specs, target_key
+from connectors.sink.state import StateStore
+from connectors.sink.tables import TableManager
+
+_GENERATION = re.compile(r"\.g\d+$")
+Schemas = dict[tuple[str, str], tuple[AvroSchema, AvroSchema]]
+"""Target (case-folded) -> (key schema, value schema)."""
+
+
+@dataclass
+class InitReport:
+    owner_id: str
+    database: str
+    created: list[str] = field(default_factory=list)
+    added_columns: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    """Tables with no routed schema yet (created by the sink on first record)."""
+
+
+def _target_namespaces(specs: Iterable[SinkSpec]) -> dict[str, tuple[str, str]]:
+    out = {}
+    for spec in specs:
+        for schema, table in spec.table_order:
+            ns = namespace_for(f"{ROUTED_NAMESPACE_ROOT}.{schema}.{table}")
+            out[ns.casefold()] = target_key(schema, table)
+    return out
+
+
+def _classify(schema: AvroSchema, namespaces: dict[str, tuple[str, str]]) -> tuple[tuple[str, str], bool] | None:
+    """(target, is_key) for a routed key or value schema of a wanted target, else None."""
+    name = schema.name or ""
+    ns, _, last = name.rpartition(".")
+    if last not in ("Key", "RoutedChange"):
+        return None
+    target = namespaces.get(_GENERATION.sub("", ns).casefold())
+    return (target, last == "Key") if target is not None else None
+
+
+def latest_schemas(topology: Topology, specs: list[SinkSpec], codec: Codec | None = None) -> Schemas:
+    """Latest routed key/value writer schemas of every target table of ``specs`` (see module doc)."""
+    k = topology.kafka
+    config = client_config(k.bootstrap_servers, k.security)
+    namespaces = _target_namespaces(specs)
+    keys: dict[tuple[str, str], AvroSchema] = {}
+    values: dict[tuple[str, str], AvroSchema] = {}
+    try:
+        topic = schemas_topic(k.topic_prefix)
+        if partitions_of(config, topic):
+            for msg in read_to_end(config, topic):
+                raw = msg.value()
+                if raw is None:
+                    continue
+                try:
+                    schema = AvroSchema.of(raw.decode("utf-8"))
+                except Exception:
+                    continue
+                found = _classify(schema, namespaces)
+                if found is not None:
+                    (keys if found[1] else values)[found[0]] = schema
+        missing = set(namespaces.values()) - (set(keys) & set(values))
+        if missing:
+            codec = codec or make_codec(codec_config(topology), store=SchemaStore(k.bootstrap_servers, topic))
+            for group_topic in sorted({s.topic for s in specs}):
+                if not partitions_of(config, group_topic):
+                    continue
+                for msg in read_to_end(config, group_topic):
+                    raw_key, raw_value = msg.key(), msg.value()
+                    if raw_key is None or raw_value is None:
+                        continue
+                    ks = codec.writer_schema(group_topic, raw_key, is_key=True)
+                    vs = codec.writer_schema(group_topic, raw_value)
+                    found = _classify(vs, namespaces)
+                    if found is not None and found[0] in missing:
+                        keys[found[0]], values[found[0]] = ks, vs
+    except TimeoutError as e:
+        raise RetriableError(f"Kafka at {k.bootstrap_servers} did not answer in time: {e}") from e
+    return {t: (keys[t], values[t]) for t in set(keys) & set(values)}
+
+
+def init_databases(topology: Topology, owner_ids: Iterable[str] | None = None) -> list[InitReport]:
+    """Create the state table and every known target table in each database (see module doc)."""
+    specs = sink_specs(topology, owner_ids)
+    schemas = latest_schemas(topology, specs)
+    reports = []
+    for spec in specs:
+        dialect = get_dialect(spec.dialect)
+        report = InitReport(spec.owner_id, spec.redacted_dsn())
+        try:
+            conn = dialect.connect(spec.dsn)
+        except Exception as e:
+            raise RetriableError(f"cannot open the database of {spec.owner_id} ({spec.redacted_dsn()}): {e}") from e
+        try:
+            tables = TableManager(dialect)
+            with dialect.transaction(conn):
+                StateStore(dialect, spec.topic).ensure(conn)
+                for schema, table in spec.table_order:
+                    found = schemas.get(target_key(schema, table))
+                    if found is None:
+                        report.pending.append(f"{schema}.{table}")
+                        continue
+                    if dialect.table_exists(conn, schema, table):
+                        report.existing.append(f"{schema}.{table}")
+                    tables.ensure(conn, [shape_of(schema, table, found[0], found[1])])
+            report.created, report.added_columns = tables.created, tables.added
+        finally:
+            conn.close()
+        reports.append(report)
+    return reports

@@ -1,0 +1,117 @@
+"""Turning consumed records into what one database transaction must do (pure; no I/O).
+
+``plan_batch(records, state, spec)`` walks the records in consumption order (each partition in
+offset order) and:
+
+- skips tombstones (the delete before them carries the change) but counts their offsets;
+- skips **re-sends**: a change whose source offset the watermark of (group partition, source
+  topic, source partition) already covers (``Watermark.covers``);
+- applies the channel's **row filter**: an upsert whose filter column does not hold the channel's
+  value becomes a delete of that key, because the row may have moved away from this channel (its
+  filter column changed at HQ) and must not linger here. Rows without the filter column (e.g. an
+  extension table not carrying it) are not filtered;
+- **collapses** per (table, key) to the last change, so each table gets one set of upserts and one
+  set of deletes with distinct keys;
+- moves each partition's next offset past its last record and advances the watermarks, also for
+  records dead-lettered (``poison``) or undecodable, so none of them is ever applied or
+  dead-lettered again after a commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.sink.records import Record, Shape
+from connectors.sink.spec import SinkSpec
+from connectors.sink.state import SinkState, Watermark, watermark_key
+
+
+@dataclass
+class TableBatch:
+    """The net changes of one table: key -> (shape, row) for upserts, (shape, None) for deletes."""
+
+    schema: str
+    table: str
+    shapes: dict[tuple[str, ...], Shape] = field(default_factory=dict)
+    changes: dict[tuple[Any, ...], tuple[Shape, tuple[Any, ...] | None]] = field(default_factory=dict)
+
+    def upserts(self) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+        """Upsert rows grouped by column list (older writer schemas may lack newer columns)."""
+        out: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for shape, row in self.changes.values():
+            if row is not None:
+                out.setdefault(shape.names, []).append(row)
+        return out
+
+    def deletes(self) -> list[tuple[Any, ...]]:
+        return [k for k, (_, row) in self.changes.items() if row is None]
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return next(iter(self.shapes.values())).key_names
+
+
+@dataclass
+class Plan:
+    tables: dict[tuple[str, str], TableBatch] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)
+    watermarks: dict[str, Watermark] = field(default_factory=dict)
+    dead: list[tuple[Record, str]] = field(default_factory=list)
+    """Records to dead-letter, with the reason."""
+    applied: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+
+    def ordered(self, spec: SinkSpec) -> list[TableBatch]:
+        """Tables parents first (topology declaration order)."""
+        return sorted(self.tables.values(), key=lambda t: spec.rank(t.schema, t.table))
+
+
+def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: str | None = None) -> Plan:
+    """The plan for ``records`` against ``state`` (read in the same transaction).
+
+    With ``poison`` (a database error), every change that is not a re-send is dead-lettered with
+    that reason instead of applied (used for a single record isolated by the caller).
+    """
+    plan = Plan()
+    marks = plan.watermarks
+    for rec in records:
+        plan.offsets[rec.partition] = rec.offset + 1
+        change, shape = rec.change, rec.shape
+        if change is None or shape is None:
+            if rec.error is not None:
+                plan.dead.append((rec, rec.error))
+            continue
+        pos = change.position
+        wkey = watermark_key(rec.partition, pos.topic, pos.partition)
+        mark = marks.get(wkey) or state.watermarks.get(wkey)
+        if mark is not None and mark.covers(pos.offset, shape.target):
+            plan.duplicates += 1
+            continue
+        marks[wkey] = mark.advance(pos.offset, shape.target) if mark else Watermark(pos.offset,
+                                                                                      frozenset((shape.target,)))
+        if poison is not None:
+            plan.dead.append((rec, poison))
+            continue
+        try:
+            key = shape.key_values(change.key)
+            row = None if change.is_delete or change.row is None else shape.row_values(change.row)
+        except (KeyError, TypeError, ValueError) as e:
+            plan.dead.append((rec, f"malformed change: {type(e).__name__}: {e}"))
+            continue
+        rule = spec.filter_for(change.subjob)
+        if row is not None and rule is not None and change.row is not None:
+            fld = shape.by_casefold.get(rule.column.casefold())
+            if fld is not None and str(change.row.get(fld)) != rule.value:
+                row = None
+                plan.filtered += 1
+                plan.applied -= 1
+        tb = plan.tables.get((shape.schema, shape.table))
+        if tb is None:
+            tb = plan.tables[(shape.schema, shape.table)] = TableBatch(shape.schema, shape.table)
+        tb.shapes.setdefault(shape.names, shape)
+        tb.changes.pop(key, None)  # keep dict order = order of last change (informational)
+        tb.changes[key] = (shape, row)
+        plan.applied += 1
+    return plan

@@ -1,0 +1,151 @@
+"""Group-topic records decoded for a sink: the routed change plus its table's shape.
+
+A ``Shape`` is what the writer schemas say about the target table (channel column names in row
+order, Avro field names, key columns in key order, column types for DDL); it is built once per
+(key schema, value schema) pair. Decoding never touches the channel database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdx.codec import AvroSchema, Codec, Column, LogicalType
+from cdx.codec.single_object import HEADER_SIZE, is_single_object
+from cdx.errors import CdxError, RetriableError
+from cdx.routed import RoutedChange, columns_of, parse_value
+
+
+@dataclass(frozen=True, eq=False)
+class Shape:
+    """One target table as a writer schema describes it."""
+
+    schema: str
+    table: str
+    columns: tuple[Column, ...]
+    key_fields: tuple[str, ...]
+
+    @property
+    def target(self) -> str:
+        """``schema.table`` (the name stored with watermarks)."""
+        return f"{self.schema}.{self.table}"
+
+    def __post_init__(self) -> None:
+        by_field = {c.field: c for c in self.columns}
+        object.__setattr__(self, "names", tuple(c.name for c in self.columns))
+        object.__setattr__(self, "fields", tuple(c.field for c in self.columns))
+        object.__setattr__(self, "key_names", tuple(by_field[f].name for f in self.key_fields))
+        object.__setattr__(self, "timestamps", frozenset(
+            i for i, c in enumerate(self.columns) if c.type is LogicalType.TIMESTAMP))
+        object.__setattr__(self, "by_casefold", {c.name.casefold(): c.field for c in self.columns})
+
+    names: tuple[str, ...] = field(init=False)
+    """Channel column names, row order."""
+    fields: tuple[str, ...] = field(init=False)
+    """Avro field names (row-dict keys), row order."""
+    key_names: tuple[str, ...] = field(init=False)
+    """Channel primary-key column names, key order."""
+    timestamps: frozenset[int] = field(init=False)
+    by_casefold: dict[str, str] = field(init=False)
+
+    def row_values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        """The row as a tuple in ``names`` order; timestamps as naive UTC (the dialects' convention)."""
+        values = [row.get(f) for f in self.fields]
+        for i in self.timestamps:
+            v = values[i]
+            if isinstance(v, dt.datetime) and v.tzinfo is not None:
+                values[i] = v.astimezone(dt.UTC).replace(tzinfo=None)
+        return tuple(values)
+
+    def key_values(self, key: dict[str, Any]) -> tuple[Any, ...]:
+        values = [key[f] for f in self.key_fields]
+        if self.timestamps:
+            values = [v.astimezone(dt.UTC).replace(tzinfo=None)
+                      if isinstance(v, dt.datetime) and v.tzinfo is not None else v for v in values]
+        return tuple(values)
+
+
+@dataclass(slots=True)
+class Record:
+    """One consumed group-topic record.
+
+    ``change`` is None for a tombstone (``value is None``) and for a record that could not be
+    decoded (``error`` says why: it goes to the dead-letter topic).
+    """
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    change: RoutedChange | None = None
+    shape: Shape | None = None
+    error: str | None = None
+
+
+class Decoder:
+    """Decodes one group topic's records with ``codec``; caches shapes per writer-schema pair.
+
+    With single-object encoding the 10-byte headers name the writer schemas, so a known pair
+    skips the schema lookups, and the key values are taken from the decoded value (a routed
+    value carries the key: ``after`` for upserts, ``before`` for deletes, see ``cdx.routed``)
+    instead of decoding the key a second time.
+    """
+
+    def __init__(self, codec: Codec, topic: str) -> None:
+        self.codec = codec
+        self.topic = topic
+        self._shapes: dict[tuple[AvroSchema, AvroSchema], Shape] = {}
+        self._by_header: dict[tuple[bytes, bytes], Shape] = {}
+
+    def decode(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> Record:
+        """Raises ``RetriableError`` (schema store unreachable); every other failure sets ``error``."""
+        rec = Record(partition, offset, key, value)
+        if value is None:
+            return rec
+        try:
+            if key is None:
+                raise ValueError("record has no key")
+            header = (key[:HEADER_SIZE], value[:HEADER_SIZE]) if is_single_object(key) and is_single_object(value) \
+                else None
+            shape = self._by_header.get(header) if header is not None else None
+            decoded = self.codec.decode_value(self.topic, value) or {}
+            key_dict = _key_from_value(shape, decoded) if shape is not None else None
+            change = parse_value(key_dict if key_dict is not None else self.codec.decode_key(self.topic, key), decoded)
+            if shape is None:
+                shape = self._shape(key, value, change)
+                if header is not None:
+                    self._by_header[header] = shape
+            rec.shape = shape
+            rec.change = change
+        except RetriableError:
+            raise
+        except (CdxError, KeyError, TypeError, ValueError) as e:
+            rec.error = f"cannot decode: {type(e).__name__}: {e}"
+        return rec
+
+    def _shape(self, key: bytes, value: bytes, change: RoutedChange) -> Shape:
+        ks = self.codec.writer_schema(self.topic, key, is_key=True)
+        vs = self.codec.writer_schema(self.topic, value)
+        shape = self._shapes.get((ks, vs))
+        if shape is None:
+            shape = shape_of(change.schema, change.table, ks, vs)
+            self._shapes[(ks, vs)] = shape
+        return shape
+
+
+def _key_from_value(shape: Shape, value: dict[str, Any]) -> dict[str, Any] | None:
+    row = value.get("before") if value.get("op") == "d" else value.get("after")
+    if not isinstance(row, dict):
+        return None
+    try:
+        return {f: row[f] for f in shape.key_fields}
+    except KeyError:
+        return None
+
+
+def shape_of(schema: str, table: str, key_schema: AvroSchema, value_schema: AvroSchema) -> Shape:
+    """The shape of ``schema.table`` from its routed key and value writer schemas."""
+    columns = tuple(columns_of(value_schema, key_schema))
+    key_fields = tuple(f["name"] for f in key_schema.to_dict()["fields"])
+    return Shape(schema, table, columns, key_fields)

@@ -1,0 +1,364 @@
+"""``ChannelSink``: one channel (or offline-register) database fed from its group topic.
+
+Contract
+- One confluent-kafka consumer (group ``<prefix>-sink-<owner>``, static member with the same
+  ``group.instance.id``, read_committed, no auto commit) and one database connection per sink;
+  nothing is shared with other sinks except the codec and the dead-letter producer.
+- **Resumable**: the database is the only record of progress. Its offsets are loaded before
+  subscribing, partitions are positioned at them on assignment (at the beginning when none),
+  and every batch commits rows + offsets + watermarks in one transaction (``commit_batch``).
+  Offsets are also committed to Kafka afterwards, asynchronously, for lag monitoring only;
+  they are never read.
+- **Idempotent**: re-sent changes (source offset covered by the stored watermark) are skipped,
+  so a change is applied at most once; nothing is skipped that the database has not recorded,
+  so none is missed.
+- **Order**: one partition is applied in offset order; within a batch changes are collapsed
+  per key, upserts go parents first and deletes children first (see ``apply``).
+- **Transient failures** (``RetriableError``: database or schema store unreachable, locks,
+  deadlocks; any failure to *open* the database counts as one): the batch is dropped
+  uncommitted, the partitions are paused, the consumer keeps polling (group membership), and
+  the database is retried with exponential backoff; once it answers, the partitions are
+  rewound to the offsets it holds. Other sinks are not affected.
+- **Poison records** (``SkippableError``): the batch is split in halves down to the single
+  record that fails; it is dead-lettered and its offset committed with its (sub-)batch.
+- **Fatal errors** (anything else) stop this sink only; ``status`` says ``failed``.
+- ``stop()`` (SIGTERM) lets the current batch commit, then ``run`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from cdx.codec import Codec
+from cdx.dialects import get_dialect
+from cdx.dialects.base import cdx_category
+from cdx.errors import CdxError, FatalError, RetriableError, SkippableError
+from cdx.kafka.config import consumer_config
+from connectors.sink import metrics
+from connectors.sink.apply import BatchResult, commit_batch
+from connectors.sink.records import Decoder, Record
+from connectors.sink.spec import SinkSpec
+from connectors.sink.state import SinkState, StateStore
+from connectors.sink.tables import TableManager
+
+log = logging.getLogger("cdx.sink")
+
+
+class DeadLetterSink(Protocol):
+    def send(self, owner_id: str, kind: str, group_topic: str, rec: Record, error: str) -> None:
+        """Deliver durably or raise ``RetriableError``."""
+
+
+@dataclass
+class SinkSettings:
+    batch_size: int = 5000
+    """Records consumed per database transaction (at most)."""
+    poll_timeout: float = 0.5
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    static_membership: bool = True
+    commit_to_kafka: bool = True
+    """Also commit offsets to Kafka after each batch (informational: lag monitoring)."""
+    queued_max_kbytes: int = 4096
+    """librdkafka prefetch buffer per sink (keeps memory low with many sinks per process)."""
+    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Totals:
+    applied: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+
+
+class ChannelSink:
+    """One sink; ``run()`` blocks until ``stop()`` (see module docstring)."""
+
+    def __init__(self, spec: SinkSpec, kafka_config: Mapping[str, Any], codec: Codec,
+                 dead_letters: DeadLetterSink, settings: SinkSettings | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.spec = spec
+        self.settings = settings or SinkSettings()
+        self.dialect = get_dialect(spec.dialect)
+        self.decoder = Decoder(codec, spec.topic)
+        self.store = StateStore(self.dialect, spec.topic)
+        self.tables = TableManager(self.dialect)
+        self.dead_letters = dead_letters
+        self.kafka_config = dict(kafka_config)
+        self.state = SinkState()
+        self.totals = Totals()
+        self.status = "starting"
+        self.last_error: str | None = None
+        self.conn: Any = None
+        self.consumer: Consumer | None = None
+        self._stop = stop or threading.Event()
+        self._delay = self.settings.backoff_initial
+        self._pending_seek: dict[int, int] = {}
+        self._warned: dict[int, float] = {}
+        self._labels = {"channel": spec.owner_id}
+
+    @property
+    def name(self) -> str:
+        return self.spec.owner_id
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------------------- loop
+    def run(self) -> None:
+        try:
+            if not self._open_with_retry():
+                return
+            self._subscribe()
+            self.status = "running"
+            while not self._stop.is_set():
+                msgs = self._poll()
+                if msgs:
+                    self._handle(msgs)
+            self.status = "stopped"
+        except Exception as e:
+            self.status, self.last_error = "failed", f"{type(e).__name__}: {e}"
+            log.error("sink %s stopped: %s", self.name, self.last_error, exc_info=not isinstance(e, CdxError))
+            raise
+        finally:
+            self._close()
+
+    def _handle(self, msgs: list[Message]) -> None:
+        try:
+            records = [self.decoder.decode(m.partition() or 0, m.offset() or 0, m.key(), m.value()) for m in msgs]
+            self._apply_isolating(records)
+            self._delay = self.settings.backoff_initial
+        except RetriableError as e:
+            self._recover(e)
+
+    # ------------------------------------------------------------------------------ apply
+    def _category(self, exc: BaseException) -> type[CdxError]:
+        if isinstance(exc, CdxError):
+            return cdx_category(exc)
+        return self.dialect.classify_error(exc)
+
+    def _apply_isolating(self, records: list[Record]) -> None:
+        """Commit ``records``; on a record-level error, halve until the poison record is alone."""
+        error = self._try_commit(records)
+        if error is None:
+            return
+        if sum(r.change is not None for r in records) > 1:
+            mid = len(records) // 2
+            self._apply_isolating(records[:mid])
+            self._apply_isolating(records[mid:])
+            return
+        reason = f"{type(error).__name__}: {error}"
+        log.warning("sink %s: dead-lettering a record the database refuses: %s", self.name, reason)
+        again = self._try_commit(records, poison=reason)
+        if again is not None:
+            raise FatalError(f"sink {self.name}: cannot commit past a refused record: {again}") from again
+
+    def _try_commit(self, records: list[Record], poison: str | None = None) -> Exception | None:
+        """Commit; return a record-level (skippable) error, raise the others as Retriable/FatalError."""
+        try:
+            self._commit(records, poison)
+            return None
+        except Exception as e:
+            category = self._category(e)
+            if category is SkippableError:
+                return e
+            if isinstance(e, CdxError):
+                raise
+            raise category(f"{type(e).__name__}: {e}") from e
+
+    def _dead_letter(self, rec: Record, reason: str) -> None:
+        self.dead_letters.send(self.spec.owner_id, self.spec.kind, self.spec.topic, rec, reason)
+
+    def _commit(self, records: list[Record], poison: str | None = None) -> BatchResult:
+        if self.conn is None:
+            raise RetriableError(f"channel database of {self.name} is not open")
+        result = commit_batch(self.conn, self.dialect, self.store, self.tables, self.spec, records,
+                              self._dead_letter, poison=poison)
+        self.state = result.state
+        plan, t = result.plan, self.totals
+        t.applied += plan.applied
+        t.duplicates += plan.duplicates
+        t.filtered += plan.filtered
+        t.dead_lettered += len(plan.dead)
+        t.batches += 1
+        metrics.APPLIED.labels(**self._labels).inc(plan.applied)
+        metrics.DUPLICATES.labels(**self._labels).inc(plan.duplicates)
+        metrics.FILTERED.labels(**self._labels).inc(plan.filtered)
+        metrics.DEAD_LETTERED.labels(**self._labels).inc(len(plan.dead))
+        metrics.BATCHES.labels(**self._labels).inc()
+        self._commit_kafka(plan.offsets)
+        return result
+
+    def _commit_kafka(self, offsets: Mapping[int, int]) -> None:
+        if not self.settings.commit_to_kafka or self.consumer is None or not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=[TopicPartition(self.spec.topic, p, o) for p, o in offsets.items()],
+                                 asynchronous=True)
+        except KafkaException as e:
+            log.debug("sink %s: informational offset commit failed: %s", self.name, e)
+
+    # -------------------------------------------------------------------------- database
+    def _open(self) -> None:
+        self._close_db()
+        try:
+            self.conn = self.dialect.connect(self.spec.dsn)
+        except Exception as e:
+            raise RetriableError(f"cannot open the database of {self.name} ({self.spec.redacted_dsn()}):"
+                                 f" {type(e).__name__}: {e}") from e
+        with self.dialect.transaction(self.conn):
+            self.store.ensure(self.conn)
+            self.state = self.store.load(self.conn)
+        metrics.UP.labels(**self._labels).set(1)
+
+    def _open_with_retry(self) -> bool:
+        """Open the database and load the state, retrying transient failures. False if stopped."""
+        while not self._stop.is_set():
+            try:
+                self._open()
+                return True
+            except Exception as e:
+                if self._category(e) is not RetriableError:
+                    raise
+                self._wait_after(e)
+        return False
+
+    def _wait_after(self, error: BaseException) -> None:
+        self.status, self.last_error = "waiting", f"{type(error).__name__}: {error}"
+        metrics.UP.labels(**self._labels).set(0)
+        metrics.RETRIES.labels(**self._labels).inc()
+        log.warning("sink %s: %s; retrying in %.1fs", self.name, self.last_error, self._delay)
+        self._idle(self._delay)
+        self._delay = min(self._delay * 2, self.settings.backoff_max)
+
+    def _close_db(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+    def _recover(self, error: BaseException) -> None:
+        """Drop the uncommitted batch, wait for the database, rewind to the offsets it holds."""
+        self._close_db()
+        self._pause()
+        self._wait_after(error)
+        if not self._open_with_retry():
+            return
+        self._rewind()
+        self.status, self.last_error = "running", None
+        log.info("sink %s: database available again; resuming", self.name)
+
+    # ----------------------------------------------------------------------------- kafka
+    def _subscribe(self) -> None:
+        s = self.settings
+        kb = s.queued_max_kbytes
+        extra: dict[str, Any] = {"queued.max.messages.kbytes": kb,
+                                 "fetch.max.bytes": max(1024 * kb // 2, 1 << 20),  # >= message.max.bytes
+                                 "max.partition.fetch.bytes": max(64 << 10, min(1 << 20, 1024 * kb // 4))}
+        if s.static_membership:
+            extra["group.instance.id"] = self.spec.consumer_group
+        cfg = consumer_config(self.kafka_config, self.spec.consumer_group)
+        cfg.update(extra)
+        cfg.update(s.consumer_overrides)
+        self.consumer = Consumer(cfg)
+        self.consumer.subscribe([self.spec.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        for tp in parts:
+            tp.offset = self.state.offsets.get(tp.partition, OFFSET_BEGINNING)
+            self._pending_seek.pop(tp.partition, None)
+        log.info("sink %s: assigned %s partitions %s at %s", self.name, self.spec.topic,
+                 [tp.partition for tp in parts], [tp.offset for tp in parts])
+        consumer.incremental_assign(parts)
+
+    def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        for tp in parts:
+            self._pending_seek.pop(tp.partition, None)
+        consumer.incremental_unassign(parts)
+
+    def _poll(self) -> list[Message]:
+        assert self.consumer is not None
+        if self._pending_seek:
+            self._seek(dict(self._pending_seek))
+        msgs = self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout)
+        out = []
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                if m.partition() not in self._pending_seek:
+                    out.append(m)
+                continue
+            if err.fatal():
+                raise FatalError(f"sink {self.name}: Kafka consumer failed: {err}")
+            if err.code() != KafkaError._PARTITION_EOF and self._first_in_a_while(err.code()):
+                hint = " (the router creates it)" if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART else ""
+                log.warning("sink %s: %s%s", self.name, err, hint)
+        return out
+
+    def _first_in_a_while(self, code: int, every: float = 60.0) -> bool:
+        """Rate-limits repeated consumer warnings (one per error code per minute)."""
+        now = time.monotonic()
+        if now - self._warned.get(code, -every) < every:
+            return False
+        self._warned[code] = now
+        return True
+
+    def _idle(self, seconds: float) -> None:
+        """Wait ``seconds`` (or until stopped) while serving the consumer; messages are discarded
+        (the caller rewinds to the database's offsets afterwards)."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if self.consumer is None:
+                self._stop.wait(left)
+            else:
+                self.consumer.consume(self.settings.batch_size, min(left, 0.5))
+
+    def _pause(self) -> None:
+        if self.consumer is not None:
+            try:
+                self.consumer.pause(self.consumer.assignment())
+            except KafkaException as e:
+                log.debug("sink %s: pause: %s", self.name, e)
+
+    def _rewind(self) -> None:
+        if self.consumer is None:
+            return
+        parts = self.consumer.assignment()
+        self._seek({tp.partition: self.state.offsets.get(tp.partition, OFFSET_BEGINNING) for tp in parts})
+        try:
+            self.consumer.resume(parts)
+        except KafkaException as e:
+            log.debug("sink %s: resume: %s", self.name, e)
+
+    def _seek(self, offsets: Mapping[int, int]) -> None:
+        assert self.consumer is not None
+        for p, off in offsets.items():
+            try:
+                self.consumer.seek(TopicPartition(self.spec.topic, p, off))
+                self._pending_seek.pop(p, None)
+            except KafkaException as e:
+                log.debug("sink %s: seek %s[%d] to %d deferred: %s", self.name, self.spec.topic, p, off, e)
+                self._pending_seek[p] = off
+
+    def _close(self) -> None:
+        if self.consumer is not None:
+            try:
+                self.consumer.close()
+            except Exception as e:
+                log.debug("sink %s: consumer close: %s", self.name, e)
+            self.consumer = None
+        self._close_db()
+        if self.status not in ("failed",):
+            self.status = "stopped"

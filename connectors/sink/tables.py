@@ -1,0 +1,72 @@
+"""Channel tables from writer schemas: create on first use, add columns a newer schema brings.
+
+Types come from the Avro schemas (``cdx.routed.columns_of``): primary key from the key schema
+(NOT NULL), every other column nullable. A table that exists is never altered except to add a
+missing column (always nullable; existing rows read NULL). Columns the table has but a schema
+lacks are left alone (upserts do not touch them). Identity is case-insensitive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from cdx.codec import Column
+from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
+from connectors.sink.records import Shape
+
+log = logging.getLogger("cdx.sink")
+
+
+def column_info(column: Column, key_position: int = 0) -> ColumnInfo:
+    """A codec column as the dialects describe it."""
+    return ColumnInfo(column.name, LogicalType(column.type.value), nullable=column.nullable,
+                      primary_key=key_position > 0, precision=column.precision, scale=column.scale,
+                      length=column.length, key_position=key_position)
+
+
+class TableManager:
+    """Known columns of the tables one sink writes, per connection; DDL runs in the caller's transaction.
+
+    Call ``reset()`` after a rolled-back transaction: the cache may then name tables or columns
+    the rollback undid.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._known: dict[tuple[str, str], set[str]] = {}
+        self.created: list[str] = []
+        self.added: list[str] = []
+
+    def reset(self) -> None:
+        self._known.clear()
+
+    def ensure(self, conn: Connection, shapes: Iterable[Shape]) -> None:
+        """Make the table of ``shapes`` (one target) exist with every column they carry."""
+        for shape in shapes:
+            ident = (shape.schema.casefold(), shape.table.casefold())
+            known = self._known.get(ident)
+            if known is None:
+                known = self._open(conn, shape)
+                self._known[ident] = known
+            for col in shape.columns:
+                if col.name.casefold() not in known:
+                    if self.dialect.add_column(conn, shape.schema, shape.table, column_info(col)):
+                        self.added.append(f"{shape.target}.{col.name}")
+                        log.info("added column %s.%s (%s) from a newer writer schema", shape.target, col.name,
+                                 col.type.value)
+                    known.add(col.name.casefold())
+
+    def _open(self, conn: Connection, shape: Shape) -> set[str]:
+        d = self.dialect
+        if d.table_exists(conn, shape.schema, shape.table):
+            cols = d.introspect_columns(conn, shape.schema, shape.table, require_primary_key=False)
+            return {c.name.casefold() for c in cols}
+        keys = {name: i + 1 for i, name in enumerate(shape.key_names)}
+        d.ensure_schema(conn, shape.schema)
+        d.create_table(conn, shape.schema, shape.table,
+                       [column_info(c, keys.get(c.name, 0)) for c in shape.columns], list(shape.key_names))
+        self.created.append(shape.target)
+        log.info("created table %s (%d columns, key %s)", shape.target, len(shape.columns),
+                 ", ".join(shape.key_names))
+        return {c.casefold() for c in shape.names}
