@@ -1,8 +1,13 @@
-"""``cdx sink`` (run channel sinks) and ``cdx channel init`` (create channel tables)."""
+"""``cdx sink`` (run channel sinks), ``cdx channel init`` (create channel tables), ``cdx channel bootstrap``
+(run sinks until caught up), ``cdx channel resync`` (rebuild from the group topic) and ``cdx channel
+sessions`` (download-session history)."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -10,32 +15,132 @@ from cdx.cli.app import console, user_errors
 from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, load, on_stop_signals, serve_metrics, setup_logging
 from cdx.errors import FatalError
 
+if TYPE_CHECKING:
+    from cdx.topology.model import Topology
+    from connectors.sink.bootstrap import CatchUp, SinkProgress
+    from connectors.sink.host import SinkHost
+    from connectors.sink.runner import SinkSettings
+
 channel_app = typer.Typer(help="Channel and offline-register databases.", no_args_is_help=True)
 
 CHANNEL_OPTION = typer.Option(None, "--channel", "-c",
                               help="Channel or offline-register id (repeatable; default: all).")
+BATCH_OPTION = typer.Option(5000, help="Records applied per database transaction (at most).")
+RETENTION_OPTION = typer.Option(14.0, help="Days of download sessions kept in each database (0: by count only).")
+MAX_SESSIONS_OPTION = typer.Option(50_000, help="Download sessions kept per database at most (0: no limit).")
+WAIT_OPTION = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped sink's group membership to expire"
+                                                " (it lingers for 10 s) before refusing.")
+
+
+def _settings(batch_size: int, retention_days: float = 14.0, max_sessions: int = 50_000) -> SinkSettings:
+    from connectors.sink.runner import SinkSettings
+
+    return SinkSettings(batch_size=batch_size, session_retention_days=retention_days, session_max_rows=max_sessions)
+
+
+def show_progress(catch: CatchUp, *, timeout: float | None = None, title: str = "bootstrap") -> bool:
+    """Until every sink of ``catch`` caught up or stopped (or ``timeout``): a rich progress bar of
+    records applied / group-topic end offsets on a terminal, nothing otherwise. True if done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    deadline = None if not timeout else time.monotonic() + timeout
+    if not console.is_terminal:
+        while not catch.done():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console, transient=False) as bar:
+        tasks = {p.owner_id: bar.add_task(f"{title} {p.owner_id}", total=max(p.total, 1), state=p.status)
+                 for p in catch.progress()}
+        while True:
+            done = True
+            for p in catch.progress():
+                finished = p.caught_up or p.status in ("failed", "stopped")
+                done &= finished
+                state = "caught up" if p.caught_up else p.status if p.status != "running" else ""
+                bar.update(tasks[p.owner_id], completed=p.total if p.caught_up else p.applied,
+                           total=max(p.total, 1), state=state)
+            if done:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+
+def _summary(progress: list[SinkProgress]) -> None:
+    for p in progress:
+        state = "caught up" if p.caught_up else p.status
+        console.print(f"{p.owner_id}: {state}, {p.applied}/{p.total} offsets applied"
+                      + (f" ({p.error})" if p.error and not p.caught_up else ""))
+
+
+def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, settings: SinkSettings, *,
+                        timeout: float | None = None, title: str = "bootstrap") -> list[SinkProgress]:
+    """Run the sinks of ``owner_ids`` until they reach the group topics' current end offsets, then stop
+    them. Raises ``FatalError`` when one fails or the timeout passes.
+
+    These one-shot sinks join their consumer groups as dynamic members, so they leave them at once
+    when done (a service sink started right after is not refused, ``cdx status`` is not misled)."""
+    import dataclasses
+
+    from connectors.sink.bootstrap import CatchUp
+    from connectors.sink.host import SinkHost
+
+    host = SinkHost(topology, owner_ids, dataclasses.replace(settings, static_membership=False))
+    on_stop_signals(host.stop)
+    host.setup()
+    catch = CatchUp(host)
+    host.start()
+    try:
+        finished = show_progress(catch, timeout=timeout, title=title)
+    finally:
+        host.stop()
+        ok = host.wait()
+    progress = catch.progress()
+    _summary(progress)
+    if not ok:
+        raise FatalError("; ".join(f"{s.name}: {s.last_error}" for s in host.failed()) or "a sink failed")
+    if not finished:
+        raise FatalError(f"not caught up within {timeout:.0f}s")
+    lagging = [p.owner_id for p in progress if not p.caught_up]
+    if lagging:
+        raise FatalError(f"stopped before catching up: {', '.join(lagging)}")
+    return progress
 
 
 @user_errors
 def sink(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: list[str] | None = CHANNEL_OPTION,
-    batch_size: int = typer.Option(5000, help="Records applied per database transaction (at most)."),
+    batch_size: int = BATCH_OPTION,
+    session_retention_days: float = RETENTION_OPTION,
+    max_sessions: int = MAX_SESSIONS_OPTION,
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Apply group topics to channel databases, exactly once (runs until SIGTERM)."""
+    """Apply group topics to channel databases, exactly once (runs until SIGTERM).
+
+    On a terminal, a progress bar shows each database catching up with its group topic first
+    (a new database bootstraps from the beginning of the topic)."""
+    from connectors.sink.bootstrap import CatchUp
     from connectors.sink.host import SinkHost
-    from connectors.sink.runner import SinkSettings
 
     setup_logging(verbose)
-    host = SinkHost(load(topology), channel or None, SinkSettings(batch_size=batch_size))
+    host: SinkHost = SinkHost(load(topology), channel or None, _settings(batch_size, session_retention_days,
+                                                                         max_sessions))
     on_stop_signals(host.stop)
     serve_metrics(metrics_port)
     host.setup()
     console.print(f"sinking {len(host.specs)} database{'s' if len(host.specs) != 1 else ''}: "
                   + ", ".join(s.owner_id for s in host.specs))
-    if not host.run():
+    host.start()
+    if console.is_terminal:
+        catch = CatchUp(host)
+        if not catch.done():
+            show_progress(catch, title="catching up")
+    if not host.wait():
         failed = "; ".join(f"{s.name}: {s.last_error}" for s in host.failed())
         raise FatalError(f"sink stopped with errors: {failed}")
 
@@ -56,3 +161,121 @@ def init(
                                                                                    r.pending)):
             if names:
                 console.print(f"  {what}: {', '.join(names)}", soft_wrap=True)
+
+
+@user_errors
+def bootstrap(
+    topology: Path | None = TOPOLOGY_OPTION,
+    channel: list[str] = typer.Option(..., "--channel", "-c", help="Channel or offline-register id (repeatable)."),
+    batch_size: int = BATCH_OPTION,
+    timeout: float = typer.Option(0.0, help="Give up after this many seconds (0: no limit)."),
+    wait: float = WAIT_OPTION,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Fill new channel or register databases with the full current state of their group topic, then exit.
+
+    Runs the sinks of the given databases from their stored position (the beginning of the compacted
+    group topic for a new database) until they reach the topic's end offsets as seen at the start,
+    with a progress bar on a terminal. Refuses while a sink already serves one of them."""
+    from connectors.sink.init import init_databases
+    from connectors.sink.rewind import ensure_sink_stopped
+    from connectors.sink.spec import sink_specs
+    from connectors.sink.tools import SinkTools
+
+    if verbose:
+        setup_logging(True)
+    topo = load(topology)
+    tools = SinkTools(topo)
+    for spec in sink_specs(topo, channel):
+        ensure_sink_stopped(tools, spec, wait)
+    init_databases(topo, channel)
+    run_until_caught_up(topo, channel, _settings(batch_size), timeout=timeout or None)
+
+
+@channel_app.command("resync")
+@user_errors
+def resync(
+    topology: Path | None = TOPOLOGY_OPTION,
+    channel: list[str] = typer.Option(..., "--channel", "-c", help="Channel or offline-register id (repeatable)."),
+    wait: float = WAIT_OPTION,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Rebuild databases from their group topic now: apply its compacted state and delete every row
+    not in it (sinks do this by themselves when they detect missed deletes). The sinks must be stopped."""
+    from cdx.dialects import get_dialect
+    from connectors.sink.records import Decoder, Record
+    from connectors.sink.resync import Resync
+    from connectors.sink.rewind import ensure_sink_stopped
+    from connectors.sink.sessions import SessionLog
+    from connectors.sink.spec import SinkSpec, sink_specs
+    from connectors.sink.state import StateStore
+    from connectors.sink.tables import TableManager
+    from connectors.sink.tools import SinkTools, open_database
+
+    if verbose:
+        setup_logging(True)
+    topo = load(topology)
+    tools = SinkTools(topo)
+    try:
+        for spec in sink_specs(topo, channel):
+            ensure_sink_stopped(tools, spec, wait)
+            d = get_dialect(spec.dialect)
+            store, sessions = StateStore(d, spec.topic), SessionLog(d, spec.owner_id)
+            conn = open_database(spec)
+            try:
+                with d.transaction(conn):
+                    store.ensure(conn)
+                    sessions.ensure(conn)
+
+                def dead_letter(rec: Record, why: str, spec: SinkSpec = spec) -> None:
+                    tools.dead_letters.send(spec.owner_id, spec.kind, spec.topic, rec, why)
+
+                report = Resync(conn, d, spec, store, TableManager(d), Decoder(tools.codec, spec.topic), tools.config,
+                                dead_letter, sessions).run("requested with cdx channel resync")
+            finally:
+                conn.close()
+            console.print(f"[bold]{spec.owner_id}[/]: {report.records} records read, {report.live_rows} live rows,"
+                          f" {report.upserted} upserted, {report.removed} removed, {report.refused} refused"
+                          f" (dead-lettered), offsets now {report.ends}")
+    finally:
+        tools.close()
+
+
+@channel_app.command("sessions")
+@user_errors
+def sessions_(
+    topology: Path | None = TOPOLOGY_OPTION,
+    channel: str = typer.Option(..., "--channel", "-c", help="Channel or offline-register id."),
+    limit: int = typer.Option(20, "--limit", "-n", help="Newest sessions to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The download-session history of one database, newest first."""
+    from rich.table import Table
+
+    from cdx.dialects import get_dialect
+    from connectors.sink import sessions as hist
+    from connectors.sink.spec import sink_specs
+    from connectors.sink.tools import open_database
+
+    (spec,) = sink_specs(load(topology), [channel])
+    d = get_dialect(spec.dialect)
+    conn = open_database(spec)
+    try:
+        rows = hist.recent(conn, d, spec.owner_id, limit)
+    finally:
+        conn.rollback()
+        conn.close()
+    if as_json:
+        typer.echo(json.dumps([s.to_json() for s in rows], indent=2, default=str))
+        return
+    table = Table(title=f"Download sessions of {spec.owner_id} (newest first)")
+    for col in ("finished (UTC)", "kind", "status", "records", "upserted", "deleted", "filtered", "duplicates",
+                "dead", "offsets", "tables", "error / detail"):
+        table.add_column(col)
+    for s in rows:
+        offsets = " ".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(s.offsets.items()))
+        table.add_row(f"{s.finished_at:%Y-%m-%d %H:%M:%S}" if s.finished_at else "", s.kind,
+                      s.status if s.status != "Failed" else "[red]Failed[/]", str(s.records), str(s.rows_upserted),
+                      str(s.rows_deleted), str(s.rows_filtered), str(s.duplicates), str(s.dead_lettered), offsets,
+                      s.tables, (s.error or s.detail or "")[:100])
+    console.print(table)

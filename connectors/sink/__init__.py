@@ -12,9 +12,14 @@ Layers (each a seam other commands build on):
 - ``dlq``: ``KafkaDeadLetters``: the dead-letter hook;
 - ``runner``: ``ChannelSink``: one consumer loop per database, retries, poison isolation;
 - ``host``: ``SinkHost``: many sinks in one process;
-- ``init``: ``init_databases`` (``cdx channel init``).
+- ``init``: ``init_databases`` (``cdx channel init``);
+- ``sessions``: ``SessionLog``: the download-session history (``cdx_download_sessions``);
+- ``resync``: missed-delete detection (``resync_reason``) and the full rebuild (``Resync``);
+- ``letters`` / ``dlq_replay``: reading the dead-letter topic, ``cdx dlq replay``;
+- ``rewind``: ``cdx replay``; ``bootstrap``: catch-up progress (``cdx channel bootstrap``);
+- ``status`` / ``roles``: ``cdx status``; ``kafkaops`` / ``tools``: shared Kafka look-ups and clients.
 
-See docs/sinks.md.
+See docs/sinks.md and docs/operations.md.
 """
 
 from connectors.sink.apply import BatchResult, apply_plan, commit_batch

@@ -7,7 +7,10 @@ Each dead letter is one Kafka record on the DLQ topic:
   "subjob", "op", "key", "source": {"topic", "partition", "offset"}, "error", "ts_ms",
   "record": {"key_b64", "value_b64"}}`` (``key`` is the primary key with JSON-safe values:
   decimals, dates, UUIDs as strings, bytes as base64; fields are null when the record could
-  not be decoded). ``record`` holds the original bytes, enough to replay it;
+  not be decoded). ``record`` holds the original record exactly: ``{"key_b64", "value_b64",
+  "headers": [[name, value_b64], ...], "timestamp": ms}``, enough to replay it (``cdx dlq
+  replay``, :mod:`connectors.sink.dlq_replay`). A letter written by a replay that failed again
+  also has ``"replay_of"`` (the DLQ offset of the letter it replaces) and ``"attempt"``;
 - headers: ``cdx.channel``, ``cdx.table``, ``cdx.error`` (first 1,000 characters),
   ``cdx.group.topic``/``partition``/``offset``, ``cdx.source.topic``/``partition``/``offset``.
 
@@ -45,10 +48,11 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def dead_letter_value(owner_id: str, kind: str, topic: str, rec: Record, error: str) -> dict[str, Any]:
+def dead_letter_value(owner_id: str, kind: str, topic: str, rec: Record, error: str,
+                      extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document of one dead letter (see module docstring)."""
     ch = rec.change
-    return {
+    doc = {
         "channel": owner_id, "kind": kind, "group_topic": topic, "partition": rec.partition, "offset": rec.offset,
         "schema": ch.schema if ch else None, "table": ch.table if ch else None,
         "subjob": ch.subjob if ch else None, "op": ch.op if ch else None,
@@ -57,8 +61,12 @@ def dead_letter_value(owner_id: str, kind: str, topic: str, rec: Record, error: 
                    "offset": ch.position.offset} if ch else None,
         "error": error, "ts_ms": int(time.time() * 1000),
         "record": {"key_b64": json_safe(rec.key) if rec.key is not None else None,
-                   "value_b64": json_safe(rec.value) if rec.value is not None else None},
+                   "value_b64": json_safe(rec.value) if rec.value is not None else None,
+                   "headers": [[k, json_safe(v) if v is not None else None] for k, v in rec.headers or ()],
+                   "timestamp": rec.timestamp or None},
     }
+    doc.update(extra or {})
+    return doc
 
 
 class KafkaDeadLetters:
@@ -71,8 +79,9 @@ class KafkaDeadLetters:
         self.timeout = timeout
         self.producer = Producer(dict(producer_config))
 
-    def send(self, owner_id: str, kind: str, group_topic: str, rec: Record, error: str) -> None:
-        doc = dead_letter_value(owner_id, kind, group_topic, rec, error)
+    def send(self, owner_id: str, kind: str, group_topic: str, rec: Record, error: str,
+             extra: Mapping[str, Any] | None = None) -> None:
+        doc = dead_letter_value(owner_id, kind, group_topic, rec, error, extra)
         src = doc["source"] or {}
         headers: list[tuple[str, str | bytes | None]] = [(k, str(v).encode("utf-8")) for k, v in (
             ("cdx.channel", owner_id), ("cdx.table", f"{doc['schema']}.{doc['table']}" if doc["table"] else ""),

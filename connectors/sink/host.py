@@ -13,29 +13,22 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from cdx.codec import SchemaStore, make_codec
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology.model import Topology
+from connectors.sink import tools
 from connectors.sink.dlq import KafkaDeadLetters
 from connectors.sink.runner import ChannelSink, SinkSettings
 from connectors.sink.spec import sink_specs
 
 log = logging.getLogger("cdx.sink")
 
-DLQ_CONFIG = {"retention.ms": "-1"}
+DLQ_CONFIG = tools.DLQ_CONFIG
 """Dead letters are kept until an operator deals with them."""
-
-
-def codec_config(topology: Topology) -> dict[str, Any] | None:
-    """``make_codec`` settings of the topology (Schema Registry mode when configured)."""
-    reg = topology.kafka.schema_registry
-    if reg is None:
-        return None
-    return {"schema_registry.url": reg.url, **{f"schema_registry.{k}": v for k, v in reg.config.items()}}
+codec_config = tools.codec_config
 
 
 RECORDS_BUDGET = 50_000

@@ -71,7 +71,8 @@ class Record:
     """One consumed group-topic record.
 
     ``change`` is None for a tombstone (``value is None``) and for a record that could not be
-    decoded (``error`` says why: it goes to the dead-letter topic).
+    decoded (``error`` says why: it goes to the dead-letter topic). ``timestamp`` (Kafka, ms) and
+    ``headers`` are kept so a dead letter carries the record exactly as it was.
     """
 
     partition: int
@@ -81,6 +82,15 @@ class Record:
     change: RoutedChange | None = None
     shape: Shape | None = None
     error: str | None = None
+    timestamp: int = 0
+    headers: list[tuple[str, bytes]] | None = None
+
+
+def decode_message(decoder: Decoder, msg: Any) -> Record:
+    """A consumed confluent-kafka message as a ``Record`` (timestamp and headers kept)."""
+    ts_type, ts = msg.timestamp()
+    return decoder.decode(msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value(),
+                          timestamp=ts if ts_type and ts and ts > 0 else 0, headers=msg.headers() or None)
 
 
 class Decoder:
@@ -98,9 +108,10 @@ class Decoder:
         self._shapes: dict[tuple[AvroSchema, AvroSchema], Shape] = {}
         self._by_header: dict[tuple[bytes, bytes], Shape] = {}
 
-    def decode(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> Record:
+    def decode(self, partition: int, offset: int, key: bytes | None, value: bytes | None, *,
+               timestamp: int = 0, headers: list[tuple[str, bytes]] | None = None) -> Record:
         """Raises ``RetriableError`` (schema store unreachable); every other failure sets ``error``."""
-        rec = Record(partition, offset, key, value)
+        rec = Record(partition, offset, key, value, timestamp=timestamp, headers=headers)
         if value is None:
             return rec
         try:

@@ -22,6 +22,15 @@ Contract
 - **Poison records** (``SkippableError``): the batch is split in halves down to the single
   record that fails; it is dead-lettered and its offset committed with its (sub-)batch.
 - **Fatal errors** (anything else) stop this sink only; ``status`` says ``failed``.
+- **Download sessions** (``sessions``): every committed batch writes an ``Applied`` session in
+  its transaction; a refused batch (before isolation), a batch dropped by a transient failure
+  (once the database answers again) and a fatal error write a ``Failed`` one in their own.
+- **Missed deletes** (``resync``): whenever the database is opened (start, and after it was
+  unreachable) the sink checks whether deletes may have been lost (stored offsets below the
+  topic's earliest, or the last session older than ``delete.retention.ms`` while behind) and
+  then resyncs from the beginning of the topic before consuming; the consumer runs with
+  ``auto.offset.reset=error``, so an offset that falls out of the log while running triggers a
+  resync too instead of a silent jump.
 - ``stop()`` (SIGTERM) lets the current batch commit, then ``run`` returns.
 """
 
@@ -42,8 +51,10 @@ from cdx.dialects.base import cdx_category
 from cdx.errors import CdxError, FatalError, RetriableError, SkippableError
 from cdx.kafka.config import consumer_config
 from connectors.sink import metrics
-from connectors.sink.apply import BatchResult, commit_batch
-from connectors.sink.records import Decoder, Record
+from connectors.sink.apply import BatchResult, batch_session, commit_batch
+from connectors.sink.records import Decoder, Record, decode_message
+from connectors.sink.resync import CAUGHT_UP_KEY, Resync, ResyncReport, resync_reason
+from connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
 from connectors.sink.spec import SinkSpec
 from connectors.sink.state import SinkState, StateStore
 from connectors.sink.tables import TableManager
@@ -52,7 +63,8 @@ log = logging.getLogger("cdx.sink")
 
 
 class DeadLetterSink(Protocol):
-    def send(self, owner_id: str, kind: str, group_topic: str, rec: Record, error: str) -> None:
+    def send(self, owner_id: str, kind: str, group_topic: str, rec: Record, error: str,
+             extra: Mapping[str, Any] | None = None) -> None:
         """Deliver durably or raise ``RetriableError``."""
 
 
@@ -68,6 +80,19 @@ class SinkSettings:
     """Also commit offsets to Kafka after each batch (informational: lag monitoring)."""
     queued_max_kbytes: int = 4096
     """librdkafka prefetch buffer per sink (keeps memory low with many sinks per process)."""
+    session_timeout_ms: int = 10_000
+    """Consumer-group session timeout: how long a static member outlives its process (``cdx status``
+    and the commands that refuse to run beside a sink see it as running meanwhile)."""
+    session_retention_days: float = 14.0
+    """Download sessions older than this are deleted (0: keep by count only)."""
+    session_max_rows: int = 50_000
+    """Download sessions kept per database at most (0: no limit)."""
+    resync_check: bool = True
+    """Check for missed deletes whenever the database is opened (see ``resync``)."""
+    idle_mark_interval: float = 300.0
+    """While idle (nothing to consume), record at most this often that the database is current
+    (state key ``caught_up``): the missed-delete check then does not mistake a quiet topic for a
+    long outage."""
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,6 +103,7 @@ class Totals:
     filtered: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    resyncs: int = 0
 
 
 class ChannelSink:
@@ -91,6 +117,8 @@ class ChannelSink:
         self.dialect = get_dialect(spec.dialect)
         self.decoder = Decoder(codec, spec.topic)
         self.store = StateStore(self.dialect, spec.topic)
+        self.sessions = SessionLog(self.dialect, spec.owner_id, retention_days=self.settings.session_retention_days,
+                                   max_rows=self.settings.session_max_rows)
         self.tables = TableManager(self.dialect)
         self.dead_letters = dead_letters
         self.kafka_config = dict(kafka_config)
@@ -105,6 +133,13 @@ class ChannelSink:
         self._pending_seek: dict[int, int] = {}
         self._warned: dict[int, float] = {}
         self._labels = {"channel": spec.owner_id}
+        self.positions: dict[int, int] = {}
+        """Consumer positions seen while idle (everything before them is handled): with ``state``, tells
+        whether the sink reached given end offsets (``caught_up``)."""
+        self.last_resync: ResyncReport | None = None
+        self._resync_due: str | None = None
+        self._failed_batch: Session | None = None
+        self._idle_marked = -float("inf")
 
     @property
     def name(self) -> str:
@@ -112,6 +147,11 @@ class ChannelSink:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def caught_up(self, ends: Mapping[int, int]) -> bool:
+        """True once every partition is applied up to ``ends`` (e.g. end offsets observed earlier)."""
+        return all(max(self.state.offsets.get(p, 0), self.positions.get(p, 0)) >= end
+                   for p, end in ends.items() if end > 0)
 
     # ------------------------------------------------------------------------------- loop
     def run(self) -> None:
@@ -122,22 +162,52 @@ class ChannelSink:
             self.status = "running"
             while not self._stop.is_set():
                 msgs = self._poll()
-                if msgs:
+                if self._resync_due is not None:
+                    self._resync_while_running()
+                elif msgs:
                     self._handle(msgs)
             self.status = "stopped"
         except Exception as e:
             self.status, self.last_error = "failed", f"{type(e).__name__}: {e}"
             log.error("sink %s stopped: %s", self.name, self.last_error, exc_info=not isinstance(e, CdxError))
+            self.sessions.record_alone(self.conn, Session(
+                channel=self.name, group_topic=self.spec.topic, status=FAILED, started_at=utcnow(),
+                error=f"sink stopped: {self.last_error}"))
             raise
         finally:
             self._close()
 
     def _handle(self, msgs: list[Message]) -> None:
+        started = utcnow()
+        records: list[Record] = []
         try:
-            records = [self.decoder.decode(m.partition() or 0, m.offset() or 0, m.key(), m.value()) for m in msgs]
+            records = [decode_message(self.decoder, m) for m in msgs]
             self._apply_isolating(records)
             self._delay = self.settings.backoff_initial
         except RetriableError as e:
+            seen = records or [Record(m.partition() or 0, m.offset() or 0, None, None) for m in msgs]
+            self._failed_batch = batch_session(self.spec, seen, None, None, started, status=FAILED,
+                                               error=f"batch dropped, retried: {e}")
+            self._recover(e)
+
+    # ----------------------------------------------------------------------------- resync
+    def _resync(self, reason: str) -> None:
+        assert self.conn is not None
+        report = Resync(self.conn, self.dialect, self.spec, self.store, self.tables, self.decoder, self.kafka_config,
+                        self._dead_letter, self.sessions).run(reason)
+        self.state = report.state
+        self.last_resync = report
+        self.totals.resyncs += 1
+        metrics.RESYNCS.labels(**self._labels).inc()
+
+    def _resync_while_running(self) -> None:
+        reason, self._resync_due = self._resync_due or "", None
+        try:
+            self._resync(reason)
+            self._rewind()
+        except Exception as e:
+            if self._category(e) is not RetriableError:
+                raise
             self._recover(e)
 
     # ------------------------------------------------------------------------------ apply
@@ -146,15 +216,20 @@ class ChannelSink:
             return cdx_category(exc)
         return self.dialect.classify_error(exc)
 
-    def _apply_isolating(self, records: list[Record]) -> None:
+    def _apply_isolating(self, records: list[Record], top: bool = True) -> None:
         """Commit ``records``; on a record-level error, halve until the poison record is alone."""
+        started = utcnow()
         error = self._try_commit(records)
         if error is None:
             return
+        if top:
+            self.sessions.record_alone(self.conn, batch_session(
+                self.spec, records, None, None, started, status=FAILED,
+                error=f"refused by the database: {type(error).__name__}: {error}; isolating the refused record"))
         if sum(r.change is not None for r in records) > 1:
             mid = len(records) // 2
-            self._apply_isolating(records[:mid])
-            self._apply_isolating(records[mid:])
+            self._apply_isolating(records[:mid], False)
+            self._apply_isolating(records[mid:], False)
             return
         reason = f"{type(error).__name__}: {error}"
         log.warning("sink %s: dead-lettering a record the database refuses: %s", self.name, reason)
@@ -182,7 +257,7 @@ class ChannelSink:
         if self.conn is None:
             raise RetriableError(f"channel database of {self.name} is not open")
         result = commit_batch(self.conn, self.dialect, self.store, self.tables, self.spec, records,
-                              self._dead_letter, poison=poison)
+                              self._dead_letter, poison=poison, sessions=self.sessions)
         self.state = result.state
         plan, t = result.plan, self.totals
         t.applied += plan.applied
@@ -217,8 +292,13 @@ class ChannelSink:
                                  f" {type(e).__name__}: {e}") from e
         with self.dialect.transaction(self.conn):
             self.store.ensure(self.conn)
+            self.sessions.ensure(self.conn)
             self.state = self.store.load(self.conn)
         metrics.UP.labels(**self._labels).set(1)
+        if self.settings.resync_check:
+            reason = resync_reason(self.conn, self.dialect, self.spec, self.state, self.kafka_config)
+            if reason is not None:
+                self._resync(reason)
 
     def _open_with_retry(self) -> bool:
         """Open the database and load the state, retrying transient failures. False if stopped."""
@@ -255,6 +335,9 @@ class ChannelSink:
         self._wait_after(error)
         if not self._open_with_retry():
             return
+        if self._failed_batch is not None:
+            self.sessions.record_alone(self.conn, self._failed_batch)
+            self._failed_batch = None
         self._rewind()
         self.status, self.last_error = "running", None
         log.info("sink %s: database available again; resuming", self.name)
@@ -264,6 +347,8 @@ class ChannelSink:
         s = self.settings
         kb = s.queued_max_kbytes
         extra: dict[str, Any] = {"queued.max.messages.kbytes": kb,
+                                 # an offset that left the log is a resync, never a silent jump
+                                 "auto.offset.reset": "error", "session.timeout.ms": s.session_timeout_ms,
                                  "fetch.max.bytes": max(1024 * kb // 2, 1 << 20),  # >= message.max.bytes
                                  "max.partition.fetch.bytes": max(64 << 10, min(1 << 20, 1024 * kb // 4))}
         if s.static_membership:
@@ -279,6 +364,7 @@ class ChannelSink:
         for tp in parts:
             tp.offset = self.state.offsets.get(tp.partition, OFFSET_BEGINNING)
             self._pending_seek.pop(tp.partition, None)
+            self.positions.pop(tp.partition, None)
         log.info("sink %s: assigned %s partitions %s at %s", self.name, self.spec.topic,
                  [tp.partition for tp in parts], [tp.offset for tp in parts])
         consumer.incremental_assign(parts)
@@ -286,6 +372,7 @@ class ChannelSink:
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         for tp in parts:
             self._pending_seek.pop(tp.partition, None)
+            self.positions.pop(tp.partition, None)
         consumer.incremental_unassign(parts)
 
     def _poll(self) -> list[Message]:
@@ -302,10 +389,51 @@ class ChannelSink:
                 continue
             if err.fatal():
                 raise FatalError(f"sink {self.name}: Kafka consumer failed: {err}")
+            if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                log.warning("sink %s: %s", self.name, err)
+                self._resync_due = f"the consumer's offset left the log while running: {err.str()}"
+                continue
             if err.code() != KafkaError._PARTITION_EOF and self._first_in_a_while(err.code()):
                 hint = " (the router creates it)" if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART else ""
                 log.warning("sink %s: %s%s", self.name, err, hint)
+        if not msgs and not self._pending_seek:
+            self._note_positions()
+            self._mark_idle()
         return out
+
+    def _mark_idle(self) -> None:
+        """Idle: record (throttled) when the database was last known current, in its own transaction."""
+        now = time.monotonic()
+        if self.conn is None or self.consumer is None or now - self._idle_marked < self.settings.idle_mark_interval:
+            return
+        try:  # only at the end of every assigned partition, as of the consumer's last fetch (no broker call)
+            parts = self.consumer.assignment()
+            for tp in parts:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0 or self.positions.get(tp.partition, -1) < high:
+                    return
+        except KafkaException:
+            return
+        if not parts:
+            return
+        self._idle_marked = now
+        try:
+            with self.dialect.transaction(self.conn):
+                self.dialect.write_state(self.conn, self.store.namespace, {CAUGHT_UP_KEY: utcnow().isoformat()})
+        except Exception as e:  # the next batch deals with a database that went away
+            log.debug("sink %s: cannot record the idle mark: %s", self.name, e)
+
+    def _note_positions(self) -> None:
+        """Idle: every record before the consumer's positions is handled (committed or skipped)."""
+        assert self.consumer is not None
+        try:
+            parts = self.consumer.assignment()
+            if parts:
+                for tp in self.consumer.position(parts):
+                    if tp.offset >= 0:
+                        self.positions[tp.partition] = tp.offset
+        except KafkaException as e:
+            log.debug("sink %s: position: %s", self.name, e)
 
     def _first_in_a_while(self, code: int, every: float = 60.0) -> bool:
         """Rate-limits repeated consumer warnings (one per error code per minute)."""
@@ -336,6 +464,7 @@ class ChannelSink:
         if self.consumer is None:
             return
         parts = self.consumer.assignment()
+        self.positions.clear()
         self._seek({tp.partition: self.state.offsets.get(tp.partition, OFFSET_BEGINNING) for tp in parts})
         try:
             self.consumer.resume(parts)

@@ -56,6 +56,8 @@ class SinkSpec:
     table_order: tuple[Target, ...] = ()
     filters: Mapping[str, FilterRule] = field(default_factory=dict)
     """Row filter per subjob id (case-folded)."""
+    subjob_jobs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Job ids scheduling each subjob (subjob id case-folded), for the download-session history."""
 
     @cached_property
     def _ranks(self) -> dict[tuple[str, str], int]:
@@ -69,10 +71,18 @@ class SinkSpec:
     def filter_for(self, subjob: str) -> FilterRule | None:
         return self.filters.get(subjob.casefold())
 
+    def jobs_for(self, subjob: str) -> tuple[str, ...]:
+        return self.subjob_jobs.get(subjob.casefold(), ())
+
     def redacted_dsn(self) -> str:
         from cdx.topology.dsn import redact
 
         return redact(self.dsn)
+
+
+def sink_group(prefix: str, owner_id: str) -> str:
+    """The consumer group (and static member id) of one database's sink: ``<prefix>-sink-<owner>``."""
+    return f"{prefix}-sink-{owner_id}"
 
 
 def subjob_targets(subjob: Subjob) -> list[Target]:
@@ -122,5 +132,6 @@ def sink_specs(topology: Topology, owner_ids: Iterable[str] | None = None) -> li
         specs.append(SinkSpec(
             owner_id=info.owner_id, kind=info.kind, channel_id=info.channel.id, group_id=info.group.id,
             dialect=info.database.dialect.value, dsn=info.database.dsn, topic=group_topic(prefix, info.group.id),
-            consumer_group=f"{prefix}-sink-{info.owner_id}", table_order=tuple(order), filters=filters))
+            consumer_group=sink_group(prefix, info.owner_id), table_order=tuple(order), filters=filters,
+            subjob_jobs={s.id.casefold(): tuple(j.id for j in topology.jobs_of(s)) for s in subjobs}))
     return specs

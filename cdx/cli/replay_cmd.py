@@ -1,0 +1,65 @@
+"""``cdx replay``: rewind one channel or register database and apply its group topic again from there.
+
+See ``connectors.sink.rewind`` for what is reset and why the final state is identical."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cdx.cli.app import console, user_errors
+from cdx.cli.common import TOPOLOGY_OPTION, load, setup_logging
+
+
+@user_errors
+def replay(
+    topology: Path | None = TOPOLOGY_OPTION,
+    channel: str = typer.Option(..., "--channel", "-c", help="Channel or offline-register id."),
+    from_offset: int | None = typer.Option(None, "--from-offset", help="Group-topic offset to start from (every"
+                                                                       " partition, or those given)."),
+    from_timestamp: str | None = typer.Option(None, "--from-timestamp", help="Start at the first record written at"
+                                                                             " or after this time (ISO 8601, UTC"
+                                                                             " unless an offset is given; or epoch"
+                                                                             " ms)."),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the earliest offsets."),
+    partition: list[int] | None = typer.Option(None, "--partition", "-p", help="Only this group-topic partition"
+                                                                              " (repeatable)."),
+    apply: bool = typer.Option(True, "--apply/--no-apply", help="Run the sink until caught up (default), or only"
+                                                                 " rewind (the sink re-applies when next started)."),
+    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped sink's group membership to"
+                                                   " expire (it lingers for 10 s) before refusing."),
+    batch_size: int = typer.Option(5000, help="Records applied per database transaction (at most)."),
+    timeout: float = typer.Option(0.0, help="Give up re-applying after this many seconds (0: no limit)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Rewind a channel and re-apply its group topic from an offset, a time or the beginning.
+
+    The sink of the channel must not be running (refused otherwise). The watermarks of the rewound
+    partitions are reset, so the records are applied again as idempotent upserts/deletes: once
+    caught up, the database is identical to what it was."""
+    from cdx.cli.sink_cmd import run_until_caught_up
+    from connectors.sink.rewind import ensure_sink_stopped, parse_timestamp, rewind
+    from connectors.sink.runner import SinkSettings
+    from connectors.sink.spec import sink_specs
+    from connectors.sink.tools import SinkTools
+
+    if verbose:
+        setup_logging(True)
+    topo = load(topology)
+    (spec,) = sink_specs(topo, [channel])
+    tools = SinkTools(topo)
+    ensure_sink_stopped(tools, spec, wait)
+    result = rewind(tools, spec, from_offset=from_offset,
+                    from_timestamp_ms=parse_timestamp(from_timestamp) if from_timestamp is not None else None,
+                    from_beginning=from_beginning, partitions=partition)
+    if not result.moved:
+        console.print(f"{spec.owner_id}: nothing to rewind (already at or before that position)")
+        return
+    console.print(f"{spec.owner_id}: rewound " + ", ".join(
+        f"partition {p} {old} -> {new}" for p, (old, new) in sorted(result.moved.items()))
+                  + f" ({result.records} offsets to apply again; {result.markers_removed} dead-letter replay markers"
+                    " reset)", soft_wrap=True)
+    if apply:
+        run_until_caught_up(topo, [spec.owner_id], SinkSettings(batch_size=batch_size), timeout=timeout or None,
+                            title="replay")

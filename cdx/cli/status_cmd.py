@@ -1,0 +1,104 @@
+"""``cdx status``: roles, every channel and register database (position, lag, dead letters, last error),
+uploads. A rich table, or ``--json`` for scripts. Data: ``connectors.sink.status.gather``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from cdx.cli.app import console, user_errors
+from cdx.cli.common import TOPOLOGY_OPTION, load
+
+if TYPE_CHECKING:
+    from connectors.sink.status import DatabaseStatus, Status
+
+
+def _yes(flag: bool | None) -> str:
+    return "[green]yes[/]" if flag else "[red]no[/]" if flag is False else "[yellow]?[/]"
+
+
+def _ago(when: dt.datetime | None) -> str:
+    if when is None:
+        return ""
+    secs = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - when).total_seconds()
+    return f"{when:%Y-%m-%d %H:%M:%S} ({_dur(secs)} ago)"
+
+
+def _dur(secs: float | None) -> str:
+    if secs is None:
+        return ""
+    if secs < 90:
+        return f"{secs:.0f}s"
+    if secs < 5400:
+        return f"{secs / 60:.0f}m"
+    if secs < 172800:
+        return f"{secs / 3600:.1f}h"
+    return f"{secs / 86400:.1f}d"
+
+
+def _lag(d: DatabaseStatus) -> tuple[str, str]:
+    if d.lag_records is None:
+        return "?", "?"
+    colour = "green" if d.lag_records == 0 else "yellow"
+    return f"[{colour}]{d.lag_records}[/]", _dur(d.lag_seconds) if d.lag_records else "0s"
+
+
+def render(st: Status) -> None:
+    from rich.table import Table
+
+    roles = Table(title=f"Roles (topic prefix {st.topic_prefix})")
+    for col in ("role", "name", "running", "detail"):
+        roles.add_column(col)
+    for r in st.roles:
+        roles.add_row(r.role, r.name, _yes(r.running), r.detail)
+    if st.roles:
+        console.print(roles)
+    dbs = Table(title="Channel and register databases")
+    for col in ("database", "kind", "reachable", "sink", "last applied (UTC)", "stored offsets", "lag", "lag (s)",
+                "dead letters", "last error"):
+        dbs.add_column(col)
+    for d in st.databases:
+        a, f = d.last_applied, d.last_failed
+        offsets = " ".join(f"{p}:{o}/{d.end_offsets.get(p, '?')}" for p, o in sorted(d.stored_offsets.items()))
+        lag, lag_s = _lag(d)
+        dead = f"{d.dead_letters_pending if d.dead_letters_pending is not None else '?'} pending / {d.dead_letters}"
+        if d.dead_letters_pending:
+            dead = f"[red]{dead}[/]"
+        error = d.error or (f"{f.finished_at:%Y-%m-%d %H:%M:%S}: {(f.error or '')[:80]}" if f else "")
+        dbs.add_row(d.owner_id, d.kind, _yes(d.reachable), _yes(d.sink_running),
+                    f"{_ago(a.finished_at)} [dim]{a.kind} {a.session_id}[/]" if a else "never",
+                    offsets or "-", lag, lag_s, dead, f"[red]{error}[/]" if d.error else error)
+    console.print(dbs)
+    if st.uploads:
+        up = Table(title="Uploads (channel -> HQ)")
+        for col in ("channel", "table", "published counter", "low watermark", "open gaps", "received at HQ",
+                    "received (UTC)"):
+            up.add_column(col)
+        for u in st.uploads:
+            up.add_row(u.channel, u.table, *("" if v is None else str(v) for v in (
+                u.published_counter, u.low_watermark, u.open_gaps, u.received_counter, u.received_at)))
+        console.print(up)
+    for w in st.warnings:
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+
+
+@user_errors
+def status(
+    topology: Path | None = TOPOLOGY_OPTION,
+    channel: list[str] | None = typer.Option(None, "--channel", "-c",
+                                             help="Channel or offline-register id (repeatable; default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (for scripts)."),
+    uploads: bool = typer.Option(True, "--uploads/--no-uploads", help="Include upload counters."),
+) -> None:
+    """Roles, every channel and register database (last applied, lag, dead letters, last error), uploads."""
+    from connectors.sink.status import gather
+
+    st = gather(load(topology), channel or None, include_uploads=uploads)
+    if as_json:
+        typer.echo(json.dumps(st.to_json(), indent=2, default=str))
+        return
+    render(st)

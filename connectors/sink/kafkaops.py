@@ -1,0 +1,199 @@
+"""Kafka look-ups for sink operations: watermarks, topic configs, group membership, reading a range,
+offsets by time. Every function opens its own short-lived client and raises ``RetriableError``
+when the cluster does not answer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+from cdx.errors import RetriableError
+from cdx.kafka.admin import partitions_of
+
+
+def reader(config: Mapping[str, Any]) -> Consumer:
+    """An assign-only consumer (never joins its throw-away group), read_committed."""
+    cfg = {k: v for k, v in config.items()}
+    cfg.update({"group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+    return Consumer(cfg)
+
+
+def _kafka(what: str, config: Mapping[str, Any], exc: Exception) -> RetriableError:
+    return RetriableError(f"Kafka at {config.get('bootstrap.servers')} did not answer ({what}): {exc}")
+
+
+def watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> tuple[dict[int, int], dict[int, int]]:
+    """``(low, high)`` offsets per partition (high: read_committed end). Empty when the topic is missing."""
+    try:
+        parts = partitions_of(config, topic, timeout)
+        consumer = reader(config)
+        try:
+            lows, highs = {}, {}
+            for p in parts:
+                lows[p], highs[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            return lows, highs
+        finally:
+            consumer.close()
+    except KafkaException as e:
+        raise _kafka(f"watermarks of {topic}", config, e) from e
+
+
+def topic_config(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[str, str]:
+    """The effective configuration of ``topic`` (``describe_configs``)."""
+    admin = AdminClient(dict(config))
+    try:
+        futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=timeout)
+        (future,) = futures.values()
+        return {k: v.value for k, v in future.result(timeout).items() if v.value is not None}
+    except KafkaException as e:
+        raise _kafka(f"configuration of {topic}", config, e) from e
+
+
+def delete_retention_ms(config: Mapping[str, Any], topic: str) -> int | None:
+    """``delete.retention.ms`` of a compacted topic (how long tombstones survive compaction);
+    None when the topic is not compacted (then tombstones are never removed on their own)."""
+    cfg = topic_config(config, topic)
+    if "compact" not in cfg.get("cleanup.policy", ""):
+        return None
+    return int(cfg.get("delete.retention.ms", "86400000"))
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    group: str
+    state: str
+    members: tuple[str, ...]
+    """One ``client_id@host`` (static members: ``instance id@host``) per member."""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.members)
+
+
+def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: float = 10.0) -> dict[str, GroupInfo]:
+    """Membership of consumer groups (``AdminClient.describe_consumer_groups``).
+
+    A static member (the channel sinks use ``group.instance.id``) stays listed after its process
+    ended until ``session.timeout.ms`` passed (10 s for the sinks).
+    """
+    names = sorted(set(groups))
+    if not names:
+        return {}
+    admin = AdminClient(dict(config))
+    out = {}
+    try:
+        futures = admin.describe_consumer_groups(names, request_timeout=timeout)
+        for name, future in futures.items():
+            desc = future.result(timeout)
+            members = tuple(f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ())
+            out[name] = GroupInfo(name, str(getattr(desc.state, "name", desc.state)).lower(), members)
+    except KafkaException as e:
+        raise _kafka("consumer groups", config, e) from e
+    return out
+
+
+def wait_for_no_members(config: Mapping[str, Any], group: str, timeout: float) -> GroupInfo:
+    """Poll the group until it has no member or ``timeout`` passed; return its last description."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = describe_groups(config, [group])[group]
+        if not info.active or time.monotonic() >= deadline:
+            return info
+        time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+
+
+def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int], starts: Mapping[int, int] | None = None,
+               *, batch: int = 2000, timeout: float = 30.0) -> Iterator[Message]:
+    """Every committed record of ``topic`` from ``starts`` (default: the beginning) up to (excluding)
+    ``ends``, per partition in offset order. Tombstones included (value None)."""
+    consumer = reader(config)
+    try:
+        pending: dict[int, int] = {}
+        assignment = []
+        for p, end in ends.items():
+            first = (starts or {}).get(p, OFFSET_BEGINNING)
+            if end > 0 and (first < 0 or first < end):
+                assignment.append(TopicPartition(topic, p, first))
+                pending[p] = end
+        if not assignment:
+            return
+        consumer.assign(assignment)
+        deadline = time.monotonic() + timeout
+        while pending:
+            msgs = consumer.consume(batch, timeout=0.05)
+            if not msgs and time.monotonic() > deadline:
+                raise RetriableError(f"reading {topic} timed out; still pending: {pending}")
+            for msg in msgs:
+                if msg.error() is not None:
+                    continue
+                deadline = time.monotonic() + timeout
+                part, offset = msg.partition() or 0, msg.offset() or 0
+                stop = pending.get(part)
+                if stop is None or offset >= stop:
+                    continue
+                yield msg
+                if offset + 1 >= stop:
+                    del pending[part]
+            # the rest of a partition may hold only transaction markers (or compacted-away records)
+            for tp in consumer.position([TopicPartition(topic, q) for q in list(pending)]):
+                if tp.offset >= 0 and tp.offset >= pending.get(tp.partition, 0):
+                    pending.pop(tp.partition, None)
+    except KafkaException as e:
+        raise _kafka(f"reading {topic}", config, e) from e
+    finally:
+        consumer.close()
+
+
+def offsets_for_time(config: Mapping[str, Any], topic: str, ts_ms: int, timeout: float = 10.0) -> dict[int, int]:
+    """Per partition, the first offset whose record timestamp is ``>= ts_ms`` (the end offset when
+    there is none)."""
+    _, highs = watermarks(config, topic, timeout)
+    consumer = reader(config)
+    try:
+        found = consumer.offsets_for_times([TopicPartition(topic, p, ts_ms) for p in highs], timeout=timeout)
+    except KafkaException as e:
+        raise _kafka(f"offsets for a time of {topic}", config, e) from e
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset if tp.offset >= 0 else highs[tp.partition] for tp in found}
+
+
+def first_timestamps(config: Mapping[str, Any], topic: str, starts: Mapping[int, int], ends: Mapping[int, int],
+                     timeout: float = 10.0) -> dict[int, int]:
+    """Kafka timestamp (ms) of the first record at or after ``starts[p]`` (before ``ends[p]``), per
+    partition where one was read within ``timeout``."""
+    wanted = {p: s for p, s in starts.items() if ends.get(p, 0) > s}
+    if not wanted:
+        return {}
+    consumer = reader(config)
+    out: dict[int, int] = {}
+    try:
+        consumer.assign([TopicPartition(topic, p, max(s, 0)) for p, s in wanted.items()])
+        deadline = time.monotonic() + timeout
+        pending = set(wanted)
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(100, timeout=0.05):
+                p = msg.partition() or 0
+                if msg.error() is None and p in pending:
+                    ts_type, ts = msg.timestamp()
+                    if ts_type and ts > 0:
+                        out[p] = ts
+                    pending.discard(p)
+                    consumer.pause([TopicPartition(topic, p)])
+            # nothing but transaction markers (or compacted-away records) before the end
+            for tp in consumer.position([TopicPartition(topic, q) for q in pending]):
+                if 0 <= ends.get(tp.partition, 0) <= tp.offset:
+                    pending.discard(tp.partition)
+    except KafkaException as e:
+        raise _kafka(f"reading {topic}", config, e) from e
+    finally:
+        consumer.close()
+    return out
