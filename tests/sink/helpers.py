@@ -7,6 +7,7 @@ import json
 import random
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ class FakeRouter:
         key = {c.field: row[c.field] for c in rs.key_columns}
         if position is None:
             src = f"{self.prefix}.hq.dbo.{table}"
-            part = hash(tuple(key.values())) % 3
+            part = zlib.crc32(repr(tuple(key.values())).encode()) % 3
             off = self._offsets.get((src, part), 0)
             self._offsets[(src, part)] = off + 1
             position = SourcePosition(src, part, off)
