@@ -127,8 +127,18 @@ class CaptureConnector:
         columns = dialect.introspect_columns(self.tracker.conn, table.ref.schema, table.ref.name)
         self.tracker.conn.rollback()
         cols = to_codec_columns(columns)
-        table.schemas = self.store.register_table(table.topic, cols)
+        schemas = self.store.register_table(table.topic, cols)
+        table.schemas = schemas
         table.fields = frozenset(c.name for c in cols)
+        if {schemas.key.fingerprint_hex, schemas.value.fingerprint_hex} - self.publisher.published:
+            # Publish new schemas in a short transaction of their own: a schema record inside a long
+            # data transaction (a snapshot) would hold back the schemas topic's last stable offset, so
+            # read_committed readers would not see other producers' schemas until it commits.
+            def publish() -> None:
+                self.publisher.publish(schemas.key)
+                self.publisher.publish(schemas.value)
+
+            self._transaction(publish)
 
     # ------------------------------------------------------------------- loop
     def stop(self) -> None:
@@ -296,7 +306,7 @@ class CaptureConnector:
                               key=position_key(self.hq_name, table.name))
         table.position_written_at = time.monotonic()
 
-    def _transaction(self, work: Callable[[], None]) -> None:
+    def _transaction(self, work: Callable[[], object]) -> None:
         assert self.producer is not None
         self.producer.begin()
         try:

@@ -8,10 +8,12 @@ order, Avro field names, key columns in key order, column types for DDL); it is 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from cdx.codec import AvroSchema, Codec, Column, LogicalType
+from cdx.codec.errors import UnknownSchemaError
 from cdx.codec.single_object import HEADER_SIZE, is_single_object
 from cdx.errors import CdxError, RetriableError
 from cdx.routed import RoutedChange, columns_of, parse_value
@@ -93,6 +95,10 @@ def decode_message(decoder: Decoder, msg: Any) -> Record:
                           timestamp=ts if ts_type and ts and ts > 0 else 0, headers=msg.headers() or None)
 
 
+UNKNOWN_SCHEMA_PATIENCE_S = 300.0
+"""How long an unknown writer schema is retried before its record is dead-lettered."""
+
+
 class Decoder:
     """Decodes one group topic's records with ``codec``; caches shapes per writer-schema pair.
 
@@ -107,6 +113,7 @@ class Decoder:
         self.topic = topic
         self._shapes: dict[tuple[AvroSchema, AvroSchema], Shape] = {}
         self._by_header: dict[tuple[bytes, bytes], Shape] = {}
+        self._unknown_since: dict[str, float] = {}
 
     def decode(self, partition: int, offset: int, key: bytes | None, value: bytes | None, *,
                timestamp: int = 0, headers: list[tuple[str, bytes]] | None = None) -> Record:
@@ -131,6 +138,13 @@ class Decoder:
             rec.change = change
         except RetriableError:
             raise
+        except UnknownSchemaError as e:
+            # A schema another producer committed can stay invisible to read_committed readers while a
+            # transaction is open on the schemas topic: wait for it before calling the record poison.
+            first = self._unknown_since.setdefault(str(e), time.monotonic())
+            if time.monotonic() - first < UNKNOWN_SCHEMA_PATIENCE_S:
+                raise RetriableError(f"{e}; retrying until the schemas topic shows it") from e
+            rec.error = f"cannot decode: {type(e).__name__}: {e}"
         except (CdxError, KeyError, TypeError, ValueError) as e:
             rec.error = f"cannot decode: {type(e).__name__}: {e}"
         return rec
