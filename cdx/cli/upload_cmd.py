@@ -1,0 +1,153 @@
+"""Upload commands: ``cdx channel upload``, ``cdx channel offline-sync``, ``cdx hq upload-sink``,
+``cdx status`` (upload sessions and positions). Registered by ``cdx.cli.main``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cdx.cli.app import console, user_errors
+from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, load, on_stop_signals, serve_metrics, setup_logging
+
+CHANNELS_OPTION = typer.Option(None, "--channel", "-c",
+                               help="Channel id (repeatable; default: every uploading channel).")
+VERBOSE_OPTION = typer.Option(False, "--verbose", "-v")
+
+
+@user_errors
+def upload(
+    topology: Path | None = TOPOLOGY_OPTION,
+    channel: list[str] | None = CHANNELS_OPTION,
+    poll_interval: float = typer.Option(0.2, help="Seconds between polls of an idle channel."),
+    batch_size: int = typer.Option(5000, help="Rows read per table per poll (at most)."),
+    gap_grace: float = typer.Option(5.0, help="Seconds a counter gap is awaited at least, even when the database"
+                                              " shows it is permanent."),
+    gap_timeout: float = typer.Option(600.0, help="Seconds after which a counter gap is given up in any case;"
+                                                  " longer than any POS transaction."),
+    max_backoff: float = typer.Option(30.0, help="Longest wait (seconds) before retrying an unreachable database."),
+    metrics_port: int | None = METRICS_PORT_OPTION,
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """Publish new rows of the channels' upload tables to their upload topics, exactly once (until SIGTERM)."""
+    from connectors.upload.uploader import UploadConnector, UploadOptions
+
+    setup_logging(verbose)
+    connector = UploadConnector(load(topology), channel or None, UploadOptions(
+        poll_interval=poll_interval, batch_size=batch_size, gap_grace=gap_grace, gap_timeout=gap_timeout,
+        max_backoff=max_backoff))
+    on_stop_signals(connector.stop)
+    serve_metrics(metrics_port)
+    connector.setup()
+    console.print(f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels))
+    connector.run()
+
+
+@user_errors
+def offline_sync(
+    topology: Path | None = TOPOLOGY_OPTION,
+    channel: list[str] | None = typer.Option(None, "--channel", "-c",
+                                             help="Channel id (repeatable; default: every channel with registers)."),
+    poll_interval: float = typer.Option(1.0, help="Seconds between polls when nothing is new."),
+    gap_timeout: float = typer.Option(600.0, help="Seconds after which a counter gap in a register is given up."),
+    max_backoff: float = typer.Option(30.0, help="Longest wait (seconds) before retrying an unreachable database."),
+    metrics_port: int | None = METRICS_PORT_OPTION,
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """Copy sales from offline-register databases into their channel databases, exactly once (until SIGTERM)."""
+    from connectors.upload.offline import OfflineSync, SyncOptions
+
+    setup_logging(verbose)
+    sync = OfflineSync(load(topology), channel or None, SyncOptions(poll_interval=poll_interval,
+                                                                     gap_timeout=gap_timeout, max_backoff=max_backoff))
+    on_stop_signals(sync.stop)
+    serve_metrics(metrics_port)
+    sync.setup()
+    registers = [r.id for c in sync.channels for r in c.offline_registers]
+    console.print(f"syncing {len(registers)} offline registers: " + ", ".join(registers))
+    sync.run()
+
+
+@user_errors
+def upload_sink(
+    topology: Path | None = TOPOLOGY_OPTION,
+    batch_size: int = typer.Option(5000, help="Records applied per HQ transaction (at most)."),
+    instance_id: str | None = typer.Option(None, "--instance-id",
+                                           help="Kafka static group membership id: a restarted sink gets its"
+                                                " partitions back at once (one per running sink)."),
+    metrics_port: int | None = METRICS_PORT_OPTION,
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """Apply every channel's upload topic to the HQ tables, insert-only, exactly once (until SIGTERM)."""
+    from connectors.upload.sink import SinkOptions, UploadSink
+
+    setup_logging(verbose)
+    sink = UploadSink(load(topology), SinkOptions(batch_size=batch_size, instance_id=instance_id))
+    on_stop_signals(sink.stop)
+    serve_metrics(metrics_port)
+    sink.setup()
+    console.print(f"applying uploads of {len(sink.channels)} channels to {len(sink.tables)} HQ tables")
+    sink.run()
+
+
+@user_errors
+def status(
+    topology: Path | None = TOPOLOGY_OPTION,
+    sessions: int = typer.Option(10, "--sessions", help="Latest upload sessions to list."),
+) -> None:
+    """Upload status: per channel, the HQ upload sessions and each upload table's position."""
+    from rich.table import Table
+
+    from cdx.dialects import get_dialect
+    from cdx.kafka.config import client_config
+    from connectors.upload import sessions as hist
+    from connectors.upload.uploader import load_upload_positions, upload_positions_topic, uploading_channels
+
+    topo = load(topology)
+    d = get_dialect(topo.hq.dialect.value)
+    conn = d.connect(topo.hq.dsn)
+    try:
+        summary = {s.channel: s for s in hist.summary(conn, d)}
+        latest = hist.recent(conn, d, sessions)
+    finally:
+        conn.close()
+    k = topo.kafka
+    try:
+        positions = load_upload_positions(client_config(k.bootstrap_servers, k.security),
+                                          upload_positions_topic(k.topic_prefix))
+    except Exception as exc:  # Kafka down: still show HQ's view
+        console.print(f"[yellow]upload positions unavailable: {exc}[/]")
+        positions = {}
+    pos_table = Table(title="Upload positions (channel tables read so far)")
+    for col in ("channel", "table", "low watermark", "open gaps", "skipped"):
+        pos_table.add_column(col, overflow="fold")
+    hq_table = Table(title="Upload sessions at HQ")
+    for col in ("channel", "sessions", "failed", "inserted", "duplicates", "dead letters", "last session (UTC)",
+                "status"):
+        hq_table.add_column(col, overflow="fold")
+    for c in uploading_channels(topo):
+        mine = sorted((key.split("/", 1)[1], p) for key, p in positions.items() if key.startswith(f"{c.id}/"))
+        if not mine:
+            pos_table.add_row(c.id, "-", "-", "-", "-")
+        for i, (name, p) in enumerate(mine):
+            pos_table.add_row(c.id if i == 0 else "", name, str(p.low), str(p.open_gaps()), str(p.skipped))
+        s = summary.get(c.id)
+        if s is None:
+            hq_table.add_row(c.id, "0", "0", "0", "0", "0", "", "")
+        else:
+            hq_table.add_row(c.id, str(s.sessions), str(s.failed), str(s.rows_inserted), str(s.rows_duplicate),
+                             str(s.rows_dead_lettered),
+                             f"{s.last_finished:%Y-%m-%d %H:%M:%S}" if s.last_finished else "", s.last_status or "")
+    console.print(pos_table)
+    console.print(hq_table)
+    if latest:
+        recent = Table(title=f"Latest {len(latest)} upload sessions")
+        for col in ("finished (UTC)", "channel", "job", "HQ table", "offsets", "received", "inserted", "duplicates",
+                    "dead", "status", "error"):
+            recent.add_column(col, overflow="fold")
+        for x in latest:
+            recent.add_row(f"{x.finished_at:%H:%M:%S.%f}"[:-3] if x.finished_at else "", x.channel, x.job or "",
+                           x.hq_table or "", f"{x.first_offset}-{x.last_offset}", str(x.rows_received),
+                           str(x.rows_inserted), str(x.rows_duplicate), str(x.rows_dead_lettered), x.status,
+                           (x.error or "")[:80])
+        console.print(recent)

@@ -1,0 +1,153 @@
+"""Upload sessions: the HQ history of applied upload batches (CDX's upload sessions).
+
+One row per (channel, subjob) of each batch the HQ upload sink applies, written in the same HQ
+transaction as the rows it counts (status ``Applied``), or after a failed attempt (status
+``Failed``, with the error; the batch is then retried). Table ``cdx.upload_sessions``
+(SQLite: ``cdx_upload_sessions``), created by the sink.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
+
+SCHEMA = "cdx"
+TABLE = "upload_sessions"
+APPLIED = "Applied"
+FAILED = "Failed"
+
+
+def _s(name: str, length: int | None = None, nullable: bool = True) -> ColumnInfo:
+    return ColumnInfo(name, LogicalType.STRING, nullable=nullable, length=length)
+
+
+def _i(name: str) -> ColumnInfo:
+    return ColumnInfo(name, LogicalType.INT64, nullable=True)
+
+
+def _t(name: str) -> ColumnInfo:
+    return ColumnInfo(name, LogicalType.TIMESTAMP, nullable=True)
+
+
+COLUMNS = (
+    _s("session_id", 32, nullable=False), _s("channel", 100), _s("job", 100), _s("subjob", 100), _s("hq_table", 260),
+    _s("topic", 249), _i("partition"), _i("first_offset"), _i("last_offset"), _i("first_counter"),
+    _i("last_counter"), _i("rows_received"), _i("rows_inserted"), _i("rows_duplicate"), _i("rows_dead_lettered"),
+    _s("status", 10), _t("started_at"), _t("finished_at"), _s("error", 2000),
+)
+
+
+@dataclass
+class Session:
+    channel: str
+    job: str
+    subjob: str
+    hq_table: str
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    first_counter: int | None = None
+    last_counter: int | None = None
+    rows_received: int = 0
+    rows_inserted: int = 0
+    rows_duplicate: int = 0
+    rows_dead_lettered: int = 0
+    status: str = APPLIED
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    error: str | None = None
+    session_id: str = ""
+
+    def row(self) -> list[Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["session_id"] = self.session_id or uuid.uuid4().hex
+        if values["error"]:
+            values["error"] = str(values["error"])[:2000]
+        return [values[c.name] for c in COLUMNS]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def ensure_sessions_table(conn: Connection, dialect: Dialect) -> None:
+    """Create the sessions table if missing (caller's transaction)."""
+    dialect.ensure_schema(conn, dialect.physical_table(SCHEMA, TABLE)[0])
+    dialect.create_table(conn, SCHEMA, TABLE, COLUMNS, ["session_id"])
+
+
+def insert_sessions(conn: Connection, dialect: Dialect, sessions: Sequence[Session]) -> None:
+    """Insert session rows in the caller's transaction."""
+    if not sessions:
+        return
+    names = [c.name for c in COLUMNS]
+    sql = (f"INSERT INTO {dialect.qualified(SCHEMA, TABLE)} ({dialect.columns_sql(names)})"
+           f" VALUES ({', '.join([dialect.placeholder] * len(names))})")
+    conn.cursor().executemany(sql, [[dialect.encode(v) for v in s.row()] for s in sessions])
+
+
+@dataclass
+class ChannelSummary:
+    channel: str
+    sessions: int
+    failed: int
+    rows_inserted: int
+    rows_duplicate: int
+    rows_dead_lettered: int
+    last_finished: dt.datetime | None
+    last_status: str | None
+    last_error: str | None
+
+
+def summary(conn: Connection, dialect: Dialect) -> list[ChannelSummary]:
+    """Per channel: session and row totals, and the latest session's time, status and error.
+    Empty when the sessions table does not exist. Runs in (and ends) its own transaction."""
+    q = dialect.quote_ident
+    table = dialect.qualified(SCHEMA, TABLE)
+    try:
+        if not dialect.table_exists(conn, SCHEMA, TABLE):
+            return []
+        cur = conn.cursor()
+        cur.execute(
+            f"SELECT {q('channel')}, COUNT(*), SUM(CASE WHEN {q('status')} = {dialect.placeholder} THEN 1 ELSE 0 END),"
+            f" SUM({q('rows_inserted')}), SUM({q('rows_duplicate')}), SUM({q('rows_dead_lettered')}),"
+            f" MAX({q('finished_at')}) FROM {table} GROUP BY {q('channel')} ORDER BY {q('channel')}", (FAILED,))
+        totals = cur.fetchall()
+        out = []
+        for channel, n, failed, ins, dup, dead, last in totals:
+            cur.execute(f"SELECT {q('status')}, {q('error')} FROM {table} WHERE {q('channel')} = {dialect.placeholder}"
+                        f" ORDER BY {q('finished_at')} DESC LIMIT 1", (channel,))
+            status, error = cur.fetchone() or (None, None)
+            ts = dialect.decode(COLUMNS[-2], last)
+            out.append(ChannelSummary(str(channel), int(n), int(failed or 0), int(ins or 0), int(dup or 0),
+                                      int(dead or 0), ts, status, error))
+        return out
+    finally:
+        conn.rollback()
+
+
+def recent(conn: Connection, dialect: Dialect, limit: int = 20, channel: str | None = None) -> list[Session]:
+    """The latest sessions, newest first (all channels, or one)."""
+    q = dialect.quote_ident
+    names = [c.name for c in COLUMNS]
+    where = f" WHERE {q('channel')} = {dialect.placeholder}" if channel else ""
+    try:
+        if not dialect.table_exists(conn, SCHEMA, TABLE):
+            return []
+        cur = conn.cursor()
+        cur.execute(f"SELECT {dialect.columns_sql(names)} FROM {dialect.qualified(SCHEMA, TABLE)}{where}"
+                    f" ORDER BY {q('finished_at')} DESC LIMIT {int(limit)}", (channel,) if channel else ())
+        rows = cur.fetchall()
+    finally:
+        conn.rollback()
+    out = []
+    for raw in rows:
+        values = {c.name: dialect.decode(c, v) for c, v in zip(COLUMNS, raw, strict=True)}
+        out.append(Session(**values))
+    return out

@@ -1,0 +1,317 @@
+"""Reading upload tables from a channel (or offline-register) database.
+
+:class:`UploadSource` is the read plan of one upload subjob in one database: which table is read
+(the subjob's channel table, or its extension table with ``override_target``), which columns
+(under their HQ names), the replication counter, and, for an extension with
+``override_target: false``, the LEFT JOIN that brings the extension's columns along with the
+primary row. :meth:`UploadSource.read` returns the rows of given counter ranges (gap re-reads)
+and above a counter (the tail), ordered by counter.
+
+:class:`ReadSnapshot` runs one poll's reads in one consistent snapshot and gives the database's
+**commit horizon**, which lets a gap be closed as soon as it is provably permanent:
+
+- PostgreSQL (REPEATABLE READ): ``token`` = ``xmax`` of the snapshot (no transaction that started
+  later can hold a counter already skipped over), ``passed`` = ``xmin`` (every transaction below it
+  has ended). A gap seen with token T is permanent once a later snapshot has ``xmin >= T`` and
+  still lacks its rows.
+- SQLite: one writer at a time, so a counter is committed (or rolled back) before any higher one
+  can commit: every gap is already permanent.
+- Other databases: no horizon; gaps close by timeout only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cdx.codec import Column
+from cdx.codec import LogicalType as CodecType
+from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType, get_dialect, key_columns
+from cdx.errors import CdxError, ConfigError, FatalError, RetriableError
+from cdx.topology import DATAAREAID, Subjob, TableRef
+from cdx.topology.model import Database
+
+log = logging.getLogger("cdx.upload")
+
+ALWAYS = 1 << 62
+"""Horizon ``passed`` value of a database whose gaps are always permanent (SQLite)."""
+_RANGES_PER_QUERY = 200
+_DEFAULT_DECIMAL = (38, 16)
+
+
+# ------------------------------------------------------------------------------ connections
+def open_database(db: Database, *, read_snapshots: bool = False) -> Connection:
+    """Connect to a channel or register database; any failure to reach it is ``RetriableError``.
+
+    A SQLite file that does not exist is unreachable (never created empty here). PostgreSQL gets a
+    5 s connect timeout and, with ``read_snapshots``, REPEATABLE READ (see :class:`ReadSnapshot`).
+    """
+    dialect = get_dialect(db.dialect.value)
+    dsn = db.dsn
+    if db.dialect.value == "sqlite":
+        path = db.sqlite_path
+        if path and path != ":memory:" and not Path(path).exists():
+            raise RetriableError(f"database {db.redacted()} is unreachable: {path} does not exist")
+    elif db.dialect.value == "postgresql":
+        from psycopg.conninfo import make_conninfo
+
+        from cdx.dialects.postgresql import libpq_dsn
+
+        dsn = make_conninfo(libpq_dsn(dsn), connect_timeout=5)
+    try:
+        conn = dialect.connect(dsn)
+    except Exception as exc:
+        raise RetriableError(f"database {db.redacted()} is unreachable: {exc}") from exc
+    if read_snapshots and db.dialect.value == "postgresql":
+        import psycopg
+
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    return conn
+
+
+def db_error(dialect: Dialect, exc: BaseException, what: str) -> CdxError:
+    """A database exception as a typed cdx error (retriable, skippable or fatal)."""
+    if isinstance(exc, CdxError):
+        return exc
+    category = dialect.classify_error(exc)
+    if category is RetriableError:
+        return RetriableError(f"{what}: {exc}")
+    if category is FatalError:
+        return FatalError(f"{what}: {exc}")
+    return category(f"{what}: {exc}")  # type: ignore[call-arg]
+
+
+def close_quietly(conn: Connection | None) -> None:
+    if conn is None:
+        return
+    try:
+        conn.rollback()
+    except Exception:
+        pass
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+
+# ------------------------------------------------------------------------------ snapshots
+class ReadSnapshot:
+    """One poll's reads in one snapshot, with the commit horizon (see module docstring)."""
+
+    def __init__(self, dialect: Dialect, conn: Connection) -> None:
+        self.dialect = dialect
+        self.conn = conn
+        self.passed: int | None = None
+        self.token = 0
+
+    @contextmanager
+    def open(self) -> Iterator[ReadSnapshot]:
+        name = self.dialect.name
+        try:
+            if name == "sqlite":
+                if not self.conn.in_transaction:
+                    self.conn.execute("BEGIN")
+                self.passed, self.token = ALWAYS, 0
+            elif name == "postgresql":
+                row = self.conn.execute(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
+                    " pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()
+                self.passed, self.token = int(row[0]), int(row[1])
+            else:
+                self.passed, self.token = None, 0
+            yield self
+        finally:
+            try:
+                self.conn.rollback()
+            except Exception:
+                pass
+
+
+# ------------------------------------------------------------------------------ read plans
+@dataclass(frozen=True)
+class SourceColumn:
+    """One uploaded column: its HQ name (the record field) and the database column it is read from."""
+
+    hq: str
+    column: ColumnInfo
+    extension: bool = False
+
+
+@dataclass
+class SourceRow:
+    counter: int
+    values: dict[str, Any]
+    """HQ column name -> value."""
+    extension_present: bool | None = None
+    """With a joined extension: whether the primary row has an extension row."""
+    error: str | None = None
+    """Set when the row's values cannot be read as their column types (``values`` then holds them raw)."""
+
+
+def _by_name(columns: Sequence[ColumnInfo]) -> dict[str, ColumnInfo]:
+    return {c.name.casefold(): c for c in columns}
+
+
+def counter_hq_name(subjob: Subjob) -> str:
+    """The HQ column the subjob's replication counter is mapped to."""
+    counter = (subjob.replication_counter or "").casefold()
+    for f in subjob.all_fields():
+        if f.channel_name.casefold() == counter:
+            return f.name
+    raise ConfigError(f"subjob {subjob.id}: replication counter {subjob.replication_counter!r} is not mapped")
+
+
+def source_table(subjob: Subjob) -> TableRef:
+    """The table an upload subjob reads: its extension table with ``override_target``, else its own."""
+    ext = subjob.extension
+    return ext.target if ext is not None and ext.override_target else subjob.target
+
+
+class UploadSource:
+    """The read plan of one upload subjob in one database (built by introspecting it)."""
+
+    def __init__(self, dialect: Dialect, conn: Connection, subjob: Subjob) -> None:
+        if not subjob.replication_counter:
+            raise ConfigError(f"upload subjob {subjob.id} has no replication_counter")
+        self.dialect = dialect
+        self.subjob = subjob
+        self.table = source_table(subjob)
+        ext = subjob.extension
+        override = ext is not None and ext.override_target
+        cols = dialect.introspect_columns(conn, self.table.schema, self.table.name, require_primary_key=False)
+        have = _by_name(cols)
+        counter = have.get(subjob.replication_counter.casefold())
+        if counter is None:
+            raise ConfigError(f"upload table {self.table} has no replication counter column "
+                              f"{subjob.replication_counter}; add it (an identity column) or fix the subjob")
+        self.counter = counter.name
+        self.counter_hq = counter_hq_name(subjob)
+        wanted = list(subjob.all_fields()) if override else list(subjob.fields)
+        self.columns: list[SourceColumn] = []
+        if DATAAREAID.casefold() in have:
+            self.columns.append(SourceColumn(DATAAREAID, have[DATAAREAID.casefold()]))
+        missing = []
+        for f in wanted:
+            found = have.get(f.channel_name.casefold())
+            if found is None:
+                missing.append(f.channel_name)
+                continue
+            self.columns.append(SourceColumn(f.name, found))
+        if missing and not override:
+            raise ConfigError(f"upload table {self.table} lacks the mapped columns {missing} of subjob {subjob.id}")
+        if missing:
+            log.warning("%s: extension table %s (override_target) has no %s; they are not uploaded (HQ defaults)",
+                        subjob.id, self.table, ", ".join(missing))
+        pk = key_columns(cols)
+        self.key = [c.hq for c in self.columns if c.column.name in pk] or [self.counter_hq]
+        # extension joined to the primary row
+        self.ext_table: TableRef | None = None
+        self.join: list[tuple[str, str]] = []
+        self.ext_marker: ColumnInfo | None = None
+        if ext is not None and not override:
+            self.ext_table = ext.target
+            ecols = dialect.introspect_columns(conn, ext.target.schema, ext.target.name, require_primary_key=False)
+            ehave = _by_name(ecols)
+            join_names = list(ext.key) or pk
+            if not join_names:
+                raise ConfigError(f"extension {ext.target} of {subjob.id}: no key to join on; set extension.key")
+            if DATAAREAID.casefold() in have and DATAAREAID.casefold() in ehave and \
+                    DATAAREAID.casefold() not in {n.casefold() for n in join_names}:
+                join_names = [DATAAREAID, *join_names]
+            for name in join_names:
+                p, e = have.get(name.casefold()), ehave.get(name.casefold())
+                if p is None or e is None:
+                    raise ConfigError(f"extension {ext.target} of {subjob.id}: join column {name} missing in "
+                                      f"{self.table if p is None else ext.target}")
+                self.join.append((p.name, e.name))
+            self.ext_marker = ehave[self.join[0][1].casefold()]
+            emissing = []
+            for f in ext.fields:
+                found = ehave.get(f.channel_name.casefold())
+                if found is None:
+                    emissing.append(f.channel_name)
+                    continue
+                self.columns.append(SourceColumn(f.name, found, extension=True))
+            if emissing:
+                raise ConfigError(f"extension table {ext.target} lacks the columns {emissing} of subjob {subjob.id}")
+        self.extension_fields = [c.hq for c in self.columns if c.extension]
+        self._select = self._select_sql()
+
+    # -------------------------------------------------------------------------- schema
+    def codec_columns(self) -> list[Column]:
+        """Record columns (HQ names): key columns first, then the others in read order."""
+        out = []
+        ordered = [c for c in self.columns if c.hq in self.key] + [c for c in self.columns if c.hq not in self.key]
+        for c in ordered:
+            info = c.column
+            extra: dict[str, Any] = {}
+            if info.logical_type is LogicalType.DECIMAL:
+                p, s = (info.precision, info.scale) if info.precision else _DEFAULT_DECIMAL
+                extra = {"precision": p, "scale": s if s is not None else 0}
+            elif info.logical_type in (LogicalType.STRING, LogicalType.BYTES) and info.length:
+                extra = {"length": info.length}
+            out.append(Column(c.hq, CodecType(info.logical_type.value), nullable=True,
+                              primary_key=c.hq in self.key, **extra))
+        return out
+
+    # -------------------------------------------------------------------------- reading
+    def _select_sql(self) -> str:
+        d = self.dialect
+        parts = [f"p.{d.quote_ident(c.column.name)}" if not c.extension else f"e.{d.quote_ident(c.column.name)}"
+                 for c in self.columns]
+        sql_from = f"{d.qualified(self.table.schema, self.table.name)} p"
+        if self.ext_table is not None:
+            assert self.ext_marker is not None
+            parts.append(f"e.{d.quote_ident(self.ext_marker.name)}")
+            cond = " AND ".join(f"p.{d.quote_ident(a)} = e.{d.quote_ident(b)}" for a, b in self.join)
+            sql_from += f" LEFT JOIN {d.qualified(self.ext_table.schema, self.ext_table.name)} e ON {cond}"
+        counter = f"p.{d.quote_ident(self.counter)}"
+        return f"SELECT {counter}, {', '.join(parts)} FROM {sql_from} WHERE {{where}} ORDER BY {counter}"
+
+    def _limit(self, sql: str, limit: int) -> str:
+        if self.dialect.name == "sqlserver":
+            return f"{sql} OFFSET 0 ROWS FETCH NEXT {int(limit)} ROWS ONLY"
+        return f"{sql} LIMIT {int(limit)}"
+
+    def read_tail(self, conn: Connection, above: int, limit: int) -> list[SourceRow]:
+        """Rows with counter > ``above``, ascending, at most ``limit``."""
+        p = self.dialect.placeholder
+        counter = f"p.{self.dialect.quote_ident(self.counter)}"
+        return self._run(conn, self._limit(self._select.format(where=f"{counter} > {p}"), limit), [above])
+
+    def read_ranges(self, conn: Connection, ranges: Sequence[tuple[int, int]], limit: int) -> list[SourceRow]:
+        """Rows whose counter lies in one of ``ranges`` (inclusive), ascending, at most ``limit``."""
+        out: list[SourceRow] = []
+        p = self.dialect.placeholder
+        counter = f"p.{self.dialect.quote_ident(self.counter)}"
+        for start in range(0, len(ranges), _RANGES_PER_QUERY):
+            chunk = ranges[start:start + _RANGES_PER_QUERY]
+            where = " OR ".join(f"{counter} BETWEEN {p} AND {p}" for _ in chunk)
+            params = [v for r in chunk for v in r]
+            out += self._run(conn, self._limit(self._select.format(where=f"({where})"), limit - len(out)), params)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _run(self, conn: Connection, sql: str, params: Sequence[Any]) -> list[SourceRow]:
+        cur = conn.cursor()
+        cur.execute(sql, list(params))
+        decode = self.dialect.decode
+        cols = self.columns
+        joined = self.ext_table is not None
+        rows = []
+        for raw in cur.fetchall():
+            present = (raw[-1] is not None) if joined else None
+            try:
+                values = {c.hq: (decode(c.column, v) if v is not None else None)
+                          for c, v in zip(cols, raw[1:], strict=False)}
+            except Exception as exc:  # one malformed row: dead-lettered by the caller, never blocking
+                bad = {c.hq: v for c, v in zip(cols, raw[1:], strict=False)}
+                rows.append(SourceRow(int(raw[0]), bad, present, f"cannot read the row: {type(exc).__name__}: {exc}"))
+                continue
+            rows.append(SourceRow(int(raw[0]), values, present))
+        return rows
