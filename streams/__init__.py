@@ -1,1 +1,10 @@
-"""Routing: per-table topics into channel data-group topics."""
+"""Routing: per-table topics into channel data-group topics (``cdx route``). See docs/routing.md.
+
+- ``routing``: the rules, a pure function of (topology, record): groups, projection, records;
+- ``router``: the Kafka-side core (decode, route, encode, send; bootstrap of new pairs; reload);
+- ``state``: the bootstrap state topic (``<prefix>._router_state``);
+- ``output``: routed records out through librdkafka, flushed before every offset commit;
+- ``transport``: faust's aiokafka transport made read_committed, idempotent and commit-safe;
+- ``app``: the faust app (one agent, concurrency 1, manual acks) and its reload timer;
+- ``worker``: ``run()``, the in-process worker behind ``cdx route`` and ``python -m streams``.
+"""

@@ -20,8 +20,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err_console = Console(stderr=True, highlight=False)
-console = Console(highlight=False)
+# Not a terminal (CI, logs, pipes): a wide fixed width so lines are not wrapped mid-sentence.
+_WIDTH = None if sys.stdout.isatty() else 140
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
+console = Console(highlight=False, width=_WIDTH)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

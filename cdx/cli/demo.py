@@ -1,61 +1,268 @@
-"""``cdx demo``: the main job. Until the pipeline lands it runs a smoke round trip
-through the real local broker and database, so `make demo` proves the set-up works."""
+"""``cdx demo``: the whole exchange on the embedded default, with a live view and a verified report.
+
+Phases: set up (Kafka, fresh databases, seeded HQ, tracking) -> start every role as its own
+process (capture, router, sinks, upload, offline sync, HQ upload sink) -> initial full sync of
+every channel and register -> live traffic (HQ changes, POS sales, one register offline for the
+first half) -> settle -> verify every database against HQ and every sale at HQ exactly once ->
+report. Exit code 1 when verification fails.
+"""
 
 from __future__ import annotations
 
+import random
+import threading
 import time
-import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import typer
+from rich.live import Live
+from rich.table import Table
 
 from cdx.cli.app import console, user_errors
+from cdx.demo.environment import DemoEnv
+from cdx.demo.latency import LatencyProbe
+from cdx.demo.monitor import render, snapshot
+from cdx.demo.pos import catalog, terminal_for, write_sales
+from cdx.demo.processes import ProcessGroup
+from cdx.demo.workload import hq_changes
+from cdx.dialects import connect, get_dialect
 from cdx.errors import FatalError
+from cdx.verify import expected_channel_rows, verify_channel
 
-app = typer.Typer(help="Run the demo exchange.", invoke_without_command=True)
+app = typer.Typer(help="Run the whole exchange on the embedded default and verify it.", invoke_without_command=True)
+
+OFFLINE_REGISTER = "store-0001-pos-01"
+PROBE_CHANNEL = "store-0001"
 
 
 @app.callback()
 @user_errors
-def demo(records: int = typer.Option(1000, help="Records in the smoke round trip.")) -> None:
-    """Smoke round trip: Kafka produce/consume (idempotent, transactional) and a SQLite write."""
-    import sqlite3
+def demo(
+    db: str = typer.Option("sqlite", help="Database for HQ and channels: sqlite or postgresql."),
+    topology: Path = typer.Option(Path("topology.yaml"), "--topology", "-t", help="The topology to run."),
+    scale: float = typer.Option(1.0, help="Size of the seeded HQ (1.0 = ~46k master-data rows)."),
+    duration: float = typer.Option(20.0, help="Seconds of live traffic after the initial sync."),
+    hq_rate: float = typer.Option(100.0, help="HQ changes per second during live traffic."),
+    sales_rate: float = typer.Option(2.0, help="Sales per second per channel and register."),
+    seed: int = typer.Option(42, help="Seed of the generated data."),
+    keep_running: bool = typer.Option(False, "--keep-running", help="Leave the pipeline up; Ctrl-C stops it."),
+) -> None:
+    """Seed HQ, run every role as its own process, sync, trade, verify and report."""
+    from infra.kafka import launcher as kafka
+    from infra.paths import state_dir
 
-    from confluent_kafka import Consumer, Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
+    if db not in ("sqlite", "postgresql"):
+        raise FatalError(f"--db must be sqlite or postgresql, not {db!r}")
+    if not topology.exists():
+        raise FatalError(f"{topology} not found: run cdx demo from the repository root or pass --topology")
+    console.rule("[bold]cdx demo")
+    bootstrap = kafka.up(1)
+    pg_database: Callable[[str], str] | None = None
+    if db == "postgresql":
+        from infra.postgres import launcher as pg
 
-    from infra.kafka import launcher
-
+        admin = pg.up()
+        pg_database = lambda name: pg.create_database(admin, name)  # noqa: E731
+    console.print(f"Kafka at {bootstrap}; databases: {db}")
+    t0 = time.perf_counter()
+    env, counts = DemoEnv.create(topology, state_dir(), bootstrap, pg_database, scale, seed)
+    console.print(f"seeded HQ with {sum(counts.values()):,} rows in {len(counts)} tables "
+                  f"({time.perf_counter() - t0:.1f}s); run folder {env.run_dir}")
+    group = ProcessGroup(env.run_dir / "logs", env.env)
     try:
-        bootstrap = launcher.up(1)
-    except launcher.KafkaLauncherError as exc:
-        raise FatalError(str(exc)) from exc
-    topic = f"cdx-smoke-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    start = time.perf_counter()
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic})
-    producer.init_transactions(30)
-    producer.begin_transaction()
-    for i in range(records):
-        producer.produce(topic, key=str(i).encode(), value=f"row-{i}".encode())
-    producer.commit_transaction(30)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest",
-                         "isolation.level": "read_committed"})
-    consumer.subscribe([topic])
-    db = sqlite3.connect(":memory:")
-    db.execute("CREATE TABLE smoke (k TEXT PRIMARY KEY, v TEXT)")
-    got = 0
-    deadline = time.monotonic() + 30
-    while got < records and time.monotonic() < deadline:
-        batch = consumer.consume(500, timeout=1)
-        rows = [(bytes(m.key() or b"").decode(), bytes(m.value() or b"").decode()) for m in batch if m.error() is None]
-        db.executemany("INSERT INTO smoke VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", rows)
-        db.commit()
-        got += len(rows)
-    consumer.close()
-    admin.delete_topics([topic])
-    elapsed = time.perf_counter() - start
-    (count,) = db.execute("SELECT count(*) FROM smoke").fetchone()
-    if count != records:
-        raise FatalError(f"smoke round trip lost records: {count} of {records} arrived")
-    console.print(f"[green]ok[/] {records} records through Kafka at {bootstrap} into SQLite in {elapsed:.2f}s")
+        _run(env, group, duration, hq_rate, sales_rate, seed, keep_running)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+    finally:
+        group.stop_all()
+
+
+def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sales_rate: float, seed: int,
+         keep_running: bool) -> None:
+    import subprocess
+    import sys
+
+    topo = env.topology
+    result = subprocess.run([sys.executable, "-m", "cdx.cli.main", "hq", "enable-tracking"], env=env.env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise FatalError(f"enabling change tracking failed: {result.stderr.strip()}")
+    for name, args in (("capture", ["capture"]), ("router", ["route"]), ("sink", ["sink"]),
+                       ("upload", ["channel", "upload"]), ("hq-upload-sink", ["hq", "upload-sink"])):
+        group.start(name, args)
+    owners = [d.owner_id for d in topo.databases()]
+    expected = _expected_counts(env, owners)
+    sales: dict[str, int] = dict.fromkeys(owners, 0)
+    written: list[str] = []
+
+    t_sync = time.perf_counter()
+    _watch(env, group, "initial full sync", expected, sales, timeout=900,
+           done=lambda snap: all(c.rows == c.expected for c in snap.channels))
+    sync_s = time.perf_counter() - t_sync
+    synced_rows = sum(expected.values())
+    console.print(f"initial sync: {synced_rows:,} rows into {len(owners)} databases in {sync_s:.1f}s "
+                  f"({synced_rows / sync_s:,.0f} rows/s)")
+
+    stop = threading.Event()
+    probe = LatencyProbe(env.hq, env.hq_dialect, env.connector(PROBE_CHANNEL),
+                         get_dialect(env.database(PROBE_CHANNEL).dialect),
+                         terminal_for(topo, PROBE_CHANNEL).dataareaid)
+    hq_done: dict[str, int] = {}
+    threads = [threading.Thread(target=_hq_traffic, args=(env, stop, hq_rate, seed, hq_done), daemon=True)]
+    for owner in owners:
+        threads.append(threading.Thread(target=_pos_traffic, args=(env, owner, stop, sales_rate, seed, sales,
+                                                                    written), daemon=True))
+    probe.start()
+    for t in threads:
+        t.start()
+    t_live = time.perf_counter()
+    _watch(env, group, f"live traffic ({OFFLINE_REGISTER} offline for the first half)", {}, sales,
+           timeout=duration / 2, done=lambda snap: False, quiet_timeout=True)
+    group.start("offline-sync", ["channel", "offline-sync"])
+    _watch(env, group, "live traffic (all registers online)", {}, sales, timeout=duration / 2,
+           done=lambda snap: False, quiet_timeout=True)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    probe.stop()
+    live_s = time.perf_counter() - t_live
+
+    total_sales = len(written)
+    expected = _expected_counts(env, owners)
+    _watch(env, group, "settling", expected, sales, timeout=300,
+           done=lambda snap: snap.hq_sales >= total_sales and all(c.rows == c.expected for c in snap.channels))
+    ok = _report(env, owners, written, probe, hq_done, live_s)
+    if keep_running:
+        console.print("pipeline left running (--keep-running): [bold]cdx status[/] shows it; Ctrl-C stops every"
+                      " process the demo started")
+        while True:
+            time.sleep(3600)
+    if not ok:
+        raise FatalError(f"verification failed; logs in {env.run_dir / 'logs'}")
+
+
+def _expected_counts(env: DemoEnv, owners: list[str]) -> dict[str, int]:
+    hq = env.hq()
+    try:
+        out = {}
+        for owner in owners:
+            rows = expected_channel_rows(hq, env.hq_dialect, env.topology, owner)
+            out[owner] = sum(len(v) for v in rows.values())
+        return out
+    finally:
+        hq.close()
+
+
+def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, int], sales: dict[str, int],
+           timeout: float, done: Callable[..., bool], quiet_timeout: bool = False) -> None:
+    """Refresh the view until ``done(snapshot)``; a live table on a terminal, a line every 5 s otherwise."""
+    deadline = time.monotonic() + timeout
+    interactive = console.is_terminal
+    live = Live(console=console, refresh_per_second=2, transient=False) if interactive else None
+    last_line = 0.0
+    snap = snapshot(env, expected, sales)
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            snap = snapshot(env, expected, sales)
+            if live is not None:
+                live.update(render(snap, group, phase))
+            elif time.monotonic() - last_line > 5:
+                last_line = time.monotonic()
+                rows = sum(c.rows for c in snap.channels)
+                console.print(f"[{phase}] {rows:,} rows in {len(snap.channels)} databases; "
+                              f"{sum(sales.values()):,} sales written, {snap.hq_sales:,} at HQ")
+            failed = group.failed()
+            if failed:
+                names = ", ".join(f"{r.name} (see {r.log})" for r in failed)
+                raise FatalError(f"a pipeline process exited: {names}")
+            if done(snap):
+                break
+            if time.monotonic() > deadline:
+                if quiet_timeout:
+                    break
+                raise FatalError(f"{phase} did not finish within {timeout:.0f}s; logs in {env.run_dir / 'logs'}")
+            time.sleep(1.0)
+    finally:
+        if live is not None:
+            live.stop()
+    if not interactive and not quiet_timeout:
+        console.print(render(snap, group, phase))
+
+
+def _hq_traffic(env: DemoEnv, stop: threading.Event, rate: float, seed: int, done: dict[str, int]) -> None:
+    rng = random.Random(seed + 1)
+    conn = env.hq()
+    batch = max(1, int(rate / 10))
+    try:
+        while not stop.is_set():
+            for op, n in hq_changes(conn, env.hq_dialect, rng, batch, batch=batch).items():
+                done[op] = done.get(op, 0) + n
+            stop.wait(batch / rate)
+    finally:
+        conn.close()
+
+
+def _pos_traffic(env: DemoEnv, owner: str, stop: threading.Event, rate: float, seed: int, sales: dict[str, int],
+                 written: list[str]) -> None:
+    rng = random.Random(f"{seed}-{owner}")
+    term = terminal_for(env.topology, owner)
+    hq = env.hq()
+    items = catalog(hq, env.hq_dialect, term.dataareaid)
+    hq.close()
+    db = env.database(owner)
+    d = get_dialect(db.dialect)
+    conn = connect(db.dialect, db.dsn)
+    try:
+        while not stop.is_set():
+            result = write_sales(conn, d, term.channel, term.store, term.terminal, 1, rng,
+                                 dataareaid=term.dataareaid, items=items)
+            written.extend(result.transaction_ids)
+            sales[owner] += len(result.transaction_ids)
+            stop.wait(1.0 / rate)
+    finally:
+        conn.close()
+
+
+def _report(env: DemoEnv, owners: list[str], written: list[str], probe: LatencyProbe, hq_done: dict[str, int],
+            live_s: float) -> bool:
+    hq = env.hq()
+    d = env.hq_dialect
+    table = Table(title="verification: every database against what HQ says it should hold", title_justify="left")
+    for col in ("database", "tables", "rows", "result"):
+        table.add_column(col)
+    ok = True
+    for owner in owners:
+        db = env.database(owner)
+        conn = connect(db.dialect, db.dsn)
+        report = verify_channel(hq, d, conn, get_dialect(db.dialect), env.topology, owner)
+        conn.close()
+        rows = sum(t.actual_count for t in report.tables.values())
+        ok &= report.ok
+        table.add_row(owner, str(len(report.tables)), f"{rows:,}",
+                      "[green]identical[/]" if report.ok else f"[red]{report.summary()}[/]")
+    console.print(table)
+    col = d.quote_ident("TRANSACTIONID")
+    ids = [r[0] for r in hq.execute(f"SELECT {col} FROM {d.qualified('dbo', 'RETAILTRANSACTIONTABLE')}").fetchall()]
+    hq.close()
+    missing = set(written) - set(ids)
+    dupes = len(ids) - len(set(ids))
+    sales_ok = not missing and dupes == 0 and len(set(ids)) == len(set(written))
+    ok &= sales_ok
+    colour = "green" if sales_ok else "red"
+    console.print(f"sales: [{colour}]{len(written):,} written in the channels and registers, {len(set(ids)):,} at HQ,"
+                  f" {len(missing)} missing, {dupes} duplicates[/]")
+    lat = probe.percentiles()
+    if lat:
+        console.print(f"propagation latency HQ commit -> channel commit ({lat['n']:.0f} probes): "
+                      f"p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms,"
+                      f" max {lat['max']:.0f} ms" + (f", {probe.lost} not seen" if probe.lost else ""))
+    changes = sum(hq_done.values())
+    console.print(f"live traffic: {changes:,} HQ changes ({changes / live_s:,.0f}/s) and {len(written):,} sales in"
+                  f" {live_s:.0f}s")
+    console.print(f"next: [bold]cdx status[/], the topics ({env.env['CDX_TOPIC_PREFIX']}.*), the databases in "
+                  f"{env.run_dir / 'data'}, the logs in {env.run_dir / 'logs'}")
+    console.print("[bold green]demo verified[/]" if ok else "[bold red]demo verification failed[/]")
+    return ok

@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from cdx import __version__
-from cdx.cli import capture_cmd, demo, dev, seed_cmd, topology_cmd
+from cdx.cli import (
+    capture_cmd,
+    demo,
+    dev,
+    dlq_cmd,
+    replay_cmd,
+    route_cmd,
+    seed_cmd,
+    sink_cmd,
+    status_cmd,
+    topology_cmd,
+    upload_cmd,
+)
 from cdx.cli.app import app
 
 
@@ -27,7 +39,17 @@ app.add_typer(topology_cmd.app, name="topology")
 app.add_typer(seed_cmd.app, name="seed")
 app.add_typer(demo.app, name="demo")
 app.command("capture")(capture_cmd.capture)
+app.command("route")(route_cmd.route)
 app.add_typer(capture_cmd.hq_app, name="hq")
+app.command("sink")(sink_cmd.sink)
+app.add_typer(sink_cmd.channel_app, name="channel")
+sink_cmd.channel_app.command("bootstrap")(sink_cmd.bootstrap)
+app.add_typer(dlq_cmd.app, name="dlq")
+app.command("replay")(replay_cmd.replay)
+sink_cmd.channel_app.command("upload")(upload_cmd.upload)
+sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)
+capture_cmd.hq_app.command("upload-sink")(upload_cmd.upload_sink)
+app.command("status")(status_cmd.status)
 
 
 def main() -> None:

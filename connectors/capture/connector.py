@@ -31,7 +31,7 @@ from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.kafka.reading import read_to_end
 from cdx.kafka.transactions import TransactionalProducer
-from cdx.topics import positions_topic, schemas_topic, table_topic
+from cdx.topics import positions_topic, schemas_topic
 from cdx.topology.model import Topology
 from connectors.capture import metrics
 from connectors.capture.positions import Position, encode_position, load_positions, position_key
@@ -90,7 +90,7 @@ class CaptureConnector:
         self.tables: list[TableState] = []
         for subjob in topology.download_subjobs():
             ref = TableRef(subjob.hq_table.schema, subjob.hq_table.name)
-            topic = table_topic(self.prefix, self.hq_name, ref.schema, ref.name)
+            topic = topology.hq_table_topic(subjob)  # the name the router reads, whatever the schema
             self.tables.append(TableState(ref, topic))
         self.tracker: ChangeTracker | None = None
         self.producer: TransactionalProducer | None = None

@@ -1,0 +1,37 @@
+"""``cdx route``: the router (per-table topics -> channel data-group topics), a faust worker."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from cdx.cli.app import user_errors
+from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, serve_metrics
+
+
+@user_errors
+def route(
+    topology: Path | None = TOPOLOGY_OPTION,
+    datadir: Path | None = typer.Option(None, help="faust data directory (default: a new temporary directory)."),
+    web_port: int | None = typer.Option(None, help="Enable faust's web server on this port."),
+    reload_interval: float = typer.Option(1.0, help="Seconds between checks of the topology file."),
+    session_timeout: float = typer.Option(10.0, help="Seconds before a dead worker's partitions move on."),
+    instance_id: str | None = typer.Option(None, envvar="CDX_ROUTER_INSTANCE_ID",
+                                           help="Static group membership id (unique per worker): a restarted"
+                                                " worker takes its partitions back at once."),
+    metrics_port: int | None = METRICS_PORT_OPTION,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Route HQ changes to every channel data group's topic, at-least-once (runs until SIGTERM).
+
+    SIGHUP or a changed topology file reloads the topology; run more workers to scale out.
+    """
+    from streams.worker import run
+
+    serve_metrics(metrics_port)
+    code = run(topology, datadir=datadir, loglevel="debug" if verbose else "info", web_port=web_port,
+               reload_interval=reload_interval, session_timeout=session_timeout, instance_id=instance_id)
+    if code:
+        sys.exit(code)

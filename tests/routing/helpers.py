@@ -1,0 +1,303 @@
+"""Router test helpers: a three-table topology, an HQ-like writer of table topics, group-topic reading."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+
+from cdx.codec import Column, DecodeError, LogicalType, SchemaPublisher, SchemaStore, SingleObjectCodec, TableSchemas
+from cdx.codec.envelope import SourceInfo, change_records, make_envelope
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
+from cdx.kafka.config import client_config, producer_config
+from cdx.kafka.reading import high_watermarks, read_to_end
+from cdx.routed import RoutedChange, parse_value
+from cdx.topics import schemas_topic, table_topic
+from cdx.topology import Topology, load_topology
+from streams.routing import SourceRecord, hq_columns, route
+
+S = LogicalType.STRING
+TABLES: dict[str, tuple[Column, ...]] = {
+    "ITEMS": (Column("DATAAREAID", S, primary_key=True, length=4), Column("ITEMID", S, primary_key=True, length=20),
+              Column("NAME", S, length=60), Column("PRICE", LogicalType.DECIMAL, precision=18, scale=4),
+              Column("QTY", LogicalType.INT64), Column("HQONLY", S)),
+    "PRODUCTS": (Column("RECID", LogicalType.INT64, primary_key=True), Column("NAME", S), Column("SECRET", S)),
+    "STAFF": (Column("STAFFID", S, primary_key=True), Column("DATAAREAID", S, length=4), Column("NAME", S)),
+    "NOTES": (Column("ID", LogicalType.INT64, primary_key=True), Column("TXT", S)),  # routed only with notes=True
+}
+ENTITIES = ["usrt", "dert", "frrt"]  # frrt: no group has it
+
+BASE = """
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: {prefix}, default_partitions: 3}}
+hq: {{name: hq, dialect: sqlite, dsn: "sqlite:///{tmp}/hq.db"}}
+jobs:
+  - {{id: J1, direction: download}}
+  - {{id: J2, direction: download}}
+subjobs:
+  - id: Items
+    hq_table: dbo.ITEMS
+    fields: [ITEMID, {{name: NAME, to_name: ITEMNAME}}, PRICE, QTY]
+    scheduled_by: [J1]
+  - id: Products
+    hq_table: dbo.PRODUCTS
+    channel_table: ax.ECORESPRODUCT
+    fields: [RECID, {{name: NAME, to_name: SEARCHNAME}}]
+    scheduled_by: [J1]
+  - {{id: Staff, hq_table: dbo.STAFF, fields: [STAFFID, NAME], scheduled_by: [J2]}}
+{notes}channel_data_groups:
+  - {{id: us, legal_entities: [usrt]}}
+  - {{id: de, legal_entities: [dert]}}
+  - {{id: both, legal_entities: [usrt, dert]}}
+{extra_groups}
+distribution_schedules:
+  - {{id: S1, direction: download, jobs: [J1], channel_data_groups: [us, de{extra_s1}]}}
+  - {{id: S2, direction: download, jobs: [J2], channel_data_groups: [us, both]}}
+"""
+
+
+def topology_text(bootstrap: str, prefix: str, tmp: Path, *, extra_group: str | None = None,
+                  notes: bool = False) -> str:
+    """The test topology; ``extra_group`` adds a group (dert, frrt) to S1; ``notes`` a subjob on NOTES (J2)."""
+    extra = f"  - {{id: {extra_group}, legal_entities: [dert, frrt]}}" if extra_group else ""
+    sub = "  - {id: Notes, hq_table: dbo.NOTES, fields: [ID, TXT], scheduled_by: [J2]}\n" if notes else ""
+    return BASE.format(bootstrap=bootstrap, prefix=prefix, tmp=tmp, extra_groups=extra,
+                       extra_s1=f", {extra_group}" if extra_group else "", notes=sub)
+
+
+def write_topology(tmp: Path, bootstrap: str, prefix: str | None = None, **kw: Any) -> tuple[Path, Topology]:
+    prefix = prefix or f"rt{uuid.uuid4().hex[:8]}"
+    path = tmp / "topology.yaml"
+    path.write_text(topology_text(bootstrap, prefix, tmp, **kw))
+    return path, load_topology(path)
+
+
+@dataclass
+class Change:
+    table: str
+    op: str
+    key: dict[str, Any]
+    row: dict[str, Any] | None
+
+
+class Workload:
+    """Random inserts/updates/deletes over the three tables (a live key set per table)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.live: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {t: {} for t in TABLES}
+        self.n = 0
+
+    def _row(self, table: str, key: dict[str, Any]) -> dict[str, Any]:
+        r, self.n = self.rng, self.n + 1
+        if table == "ITEMS":
+            return {**key, "NAME": f"item {self.n}", "PRICE": Decimal(r.randint(0, 99999)) / 100,
+                    "QTY": r.randint(0, 10**9), "HQONLY": "x"}
+        if table == "PRODUCTS":
+            return {**key, "NAME": f"product {self.n}", "SECRET": "s"}
+        if table == "NOTES":
+            return {**key, "TXT": f"note {self.n}"}
+        return {**key, "DATAAREAID": r.choice(ENTITIES), "NAME": f"staff {self.n}"}
+
+    def _new_key(self, table: str) -> dict[str, Any]:
+        r = self.rng
+        if table == "ITEMS":
+            return {"DATAAREAID": r.choice(ENTITIES), "ITEMID": f"I{r.randrange(10**6):06d}"}
+        if table in ("PRODUCTS", "NOTES"):
+            return {"ID" if table == "NOTES" else "RECID": r.randrange(10**9)}
+        return {"STAFFID": f"S{r.randrange(10**6):06d}"}
+
+    def next(self) -> Change:
+        table = self.rng.choice(list(TABLES))
+        live = self.live[table]
+        x = self.rng.random()
+        if x < 0.5 or len(live) < 5:
+            key = self._new_key(table)
+            row = self._row(table, key)
+            live[tuple(key.values())] = row
+            return Change(table, "c", key, row)
+        k = self.rng.choice(list(live))
+        key = {c.name: v for c, v in zip([c for c in TABLES[table] if c.primary_key], k, strict=True)}
+        if x < 0.85:
+            row = self._row(table, key)
+            if table == "STAFF":
+                row["DATAAREAID"] = live[k]["DATAAREAID"]
+            live[k] = row
+            return Change(table, "u", key, row)
+        del live[k]
+        return Change(table, "d", key, None)
+
+    def changes(self, n: int) -> list[Change]:
+        return [self.next() for _ in range(n)]
+
+
+class HqWriter:
+    """Writes changes to the table topics as capture does: Avro single-object, transactions."""
+
+    def __init__(self, topology: Topology) -> None:
+        k = topology.kafka
+        self.topology = topology
+        self.config = client_config(k.bootstrap_servers)
+        ensure_topics(self.config, [TopicSpec(self.topic(t), k.default_partitions, 1, COMPACTED) for t in TABLES]
+                      + [TopicSpec(schemas_topic(k.topic_prefix), 1, 1, COMPACTED)])
+        self.producer = Producer(producer_config(self.config, transactional_id=f"test-hq-{uuid.uuid4().hex}"))
+        self.producer.init_transactions(30)
+        self.publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix))
+        self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
+        self.codec = SingleObjectCodec(self.store, self.publisher)
+        self.schemas = {t: self.store.register_table(self.topic(t), cols) for t, cols in TABLES.items()}
+        self.version = 0
+
+    def topic(self, table: str) -> str:
+        return table_topic(self.topology.kafka.topic_prefix, "hq", "dbo", table)
+
+    def write(self, changes: Iterable[Change], *, abort: bool = False) -> None:
+        self.producer.begin_transaction()
+        for ch in changes:
+            self.version += 1
+            schemas: TableSchemas = self.schemas[ch.table]
+            src = SourceInfo("cdx", "hq", "hq", "dbo", ch.table, self.version, int(time.time() * 1000))
+            env = (make_envelope("d", before=ch.key, source=src, ts_ms=src.ts_ms) if ch.op == "d"
+                   else make_envelope(ch.op, after=ch.row, source=src, ts_ms=src.ts_ms))
+            topic = self.topic(ch.table)
+            for key, value in change_records(ch.key, env):
+                self.producer.produce(topic, key=self.codec.encode_key(topic, schemas.key, key),
+                                      value=self.codec.encode_value(topic, schemas.value, value))
+        if abort:
+            self.producer.flush(30)  # written, then aborted
+            self.producer.abort_transaction(30)
+            self.publisher.transaction_aborted()
+        else:
+            self.producer.commit_transaction(30)
+            self.publisher.transaction_committed()
+
+
+def _codec(topology: Topology) -> SingleObjectCodec:
+    k = topology.kafka
+    return SingleObjectCodec(SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix)))
+
+
+def expected(topology: Topology, tables: Iterable[str] = TABLES) -> dict[str, set[Any]]:
+    """group id -> the routed records (``fingerprint``) every committed table record must give."""
+    codec = _codec(topology)
+    cfg = client_config(topology.kafka.bootstrap_servers)
+    out: dict[str, set[Any]] = {g.id: set() for g in topology.channel_data_groups}
+    for table in tables:
+        topic = table_topic(topology.kafka.topic_prefix, "hq", "dbo", table)
+        for m in read_to_end(cfg, topic):
+            if m.value() is None:
+                continue
+            key, value = m.key() or b"", m.value() or b""
+            try:
+                cols = hq_columns(codec.writer_schema(topic, value), codec.writer_schema(topic, key, True))
+                rec = SourceRecord(topic, m.partition() or 0, m.offset() or 0, codec.decode_key(topic, key),
+                                   codec.decode_value(topic, value), cols)
+            except DecodeError:
+                continue  # dead-lettered by the router
+            for r in route(topology, rec):
+                if r.value is None:
+                    continue
+                change = parse_value(r.key, r.value)
+                for g in r.groups:
+                    out[g].add(fingerprint(change))
+    return out
+
+
+def fingerprint(c: RoutedChange) -> tuple[Any, ...]:
+    row = tuple(sorted(c.row.items())) if c.row else None
+    return (c.position, c.schema, c.table, c.op, tuple(sorted(c.key.items())), row)
+
+
+@dataclass
+class GroupTopic:
+    changes: list[RoutedChange]
+    partitions: list[int]
+    tombstones: int
+    deletes_followed_by_tombstone: bool
+
+    def applied(self) -> list[RoutedChange]:
+        """What a sink applies: per (group partition, source topic, source partition), only records
+        whose source offset is above the watermark (see docs/routing.md)."""
+        marks: dict[tuple[int, str, int], int] = {}
+        out = []
+        for p, c in zip(self.partitions, self.changes, strict=True):
+            k = (p, c.position.topic, c.position.partition)
+            if c.position.offset > marks.get(k, -1):
+                marks[k] = c.position.offset
+                out.append(c)
+        return out
+
+
+def read_group(topology: Topology, group: str) -> GroupTopic:
+    codec = _codec(topology)
+    topic = topology.group_topic(group)
+    cfg = client_config(topology.kafka.bootstrap_servers)
+    changes: list[RoutedChange] = []
+    partitions: list[int] = []
+    last: dict[int, Any] = {}
+    ok, tombstones = True, 0
+    for m in read_to_end(cfg, topic):
+        p = m.partition() or 0
+        key = codec.decode_key(topic, m.key() or b"")
+        if m.value() is None:
+            tombstones += 1
+            prev = last.get(p)
+            ok = ok and prev is not None and prev.op == "d" and prev.key == key
+            last[p] = None
+            continue
+        prev = last.get(p)
+        ok = ok and not (prev is not None and prev.op == "d")
+        c = parse_value(key, codec.decode_value(topic, m.value()) or {})
+        changes.append(c)
+        partitions.append(p)
+        last[p] = c
+    ok = ok and not any(c is not None and c.op == "d" for c in last.values())
+    return GroupTopic(changes, partitions, tombstones, ok)
+
+
+def wait_routed(topology: Topology, want: dict[str, set[Any]], timeout: float = 60.0) -> dict[str, GroupTopic]:
+    """Read the group topics until each holds at least ``want`` (returns the last read)."""
+    deadline = time.monotonic() + timeout
+    cfg = client_config(topology.kafka.bootstrap_servers)
+    while True:  # cheap: wait until the end offsets can hold what is wanted
+        try:
+            if all(sum(high_watermarks(cfg, topology.group_topic(g)).values()) >= len(want[g]) for g in want):
+                break
+        except KafkaException:
+            pass  # a group topic the router has just created
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    while True:
+        got = {g: read_group(topology, g) for g in want}
+        if all(want[g] <= {fingerprint(c) for c in got[g].changes} for g in want):
+            return got
+        if time.monotonic() > deadline:
+            missing = {g: len(want[g] - {fingerprint(c) for c in got[g].changes}) for g in want}
+            raise AssertionError(f"not routed within {timeout}s; missing per group: {missing}")
+        time.sleep(0.5)
+
+
+def spawn_router(path: Path, tmp: Path, name: str = "router", *extra: str) -> subprocess.Popen:
+    datadir = tmp / f"{name}-data"
+    log = open(tmp / f"{name}.log", "ab")  # noqa: SIM115
+    return subprocess.Popen([sys.executable, "-m", "cdx.cli.main", "route", "--topology", str(path),
+                             "--datadir", str(datadir), "--reload-interval", "0.3", *extra],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+    return proc.wait(timeout)

@@ -1,0 +1,53 @@
+"""Router pieces without Kafka: credentials mapping, state records, restart decisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+import pytest
+
+from cdx.errors import ConfigError
+from cdx.topology import load_topology
+from streams.router import Router
+from streams.security import faust_credentials
+from streams.state import RouterState, Start, state_topic
+from tests.routing.helpers import topology_text
+
+
+def test_security_mapping() -> None:
+    assert faust_credentials({}) is None
+    sasl = faust_credentials({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                              "sasl.username": "u", "sasl.password": "p"})
+    assert isinstance(sasl, faust.SASLCredentials) and sasl.username == "u" and sasl.mechanism.value == "SCRAM-SHA-512"
+    tls = faust_credentials({"security.protocol": "SSL", "enable.ssl.certificate.verification": "false"})
+    assert isinstance(tls, faust.SSLCredentials)
+    with pytest.raises(ConfigError):
+        faust_credentials({"security.protocol": "SASL_SSL", "sasl.mechanism": "GSSAPI"})
+    with pytest.raises(ConfigError):
+        faust_credentials({"sasl.kerberos.service.name": "kafka"})
+
+
+def test_state_records() -> None:
+    state = RouterState({}, state_topic("cdx"), producer=None)  # type: ignore[arg-type]
+    assert state.topic == "cdx._router_state"
+    state._apply(b'["g", "cdx.hq.dbo.T", 2]', b'{"start": 17, "done": false}')
+    state._apply(b'["h", "cdx.hq.dbo.T", 2]', b'{"start": 0, "done": true}')
+    assert state.get("g", "cdx.hq.dbo.T", 2) == Start(17, False)
+    assert state.keys_for([("h", "cdx.hq.dbo.T")]) == [("h", "cdx.hq.dbo.T", 2)]
+    state._apply(b'["g", "cdx.hq.dbo.T", 2]', None)
+    assert state.get("g", "cdx.hq.dbo.T", 2) is None
+
+
+def test_what_needs_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(topology_text("127.0.0.1:1", "rt", tmp_path))
+    topo = load_topology(path)
+    router = Router(topo)
+    subscribed = router.plan.source_topics
+    path.write_text(topology_text("127.0.0.1:1", "rt", tmp_path, extra_group="x"))
+    assert router.needs_restart(load_topology(path), subscribed) is None  # a group: applied in place
+    path.write_text(topology_text("127.0.0.1:1", "rt", tmp_path, notes=True))
+    assert "rt.hq.dbo.NOTES" in (router.needs_restart(load_topology(path), subscribed) or "")
+    path.write_text(topology_text("127.0.0.1:2", "rt", tmp_path))
+    assert router.needs_restart(load_topology(path), subscribed) == "the kafka section changed"
