@@ -30,27 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from cdx.codec.errors import SchemaError
 from cdx.codec.naming import avro_name
+from cdx.types import LogicalType
 
 LENGTH_ATTR = "cdx.length"
 COLUMN_ATTR = "cdx.column"
-
-
-class LogicalType(StrEnum):
-    INT32 = "int32"
-    INT64 = "int64"
-    FLOAT64 = "float64"
-    DECIMAL = "decimal"
-    STRING = "string"
-    BOOL = "bool"
-    BYTES = "bytes"
-    DATE = "date"
-    TIMESTAMP = "timestamp"
-    UUID = "uuid"
 
 
 _SIZED = (LogicalType.STRING, LogicalType.BYTES)

@@ -20,20 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class LogicalType(StrEnum):
-    INT32 = "int32"
-    INT64 = "int64"
-    FLOAT64 = "float64"
-    DECIMAL = "decimal"
-    STRING = "string"
-    BOOL = "bool"
-    BYTES = "bytes"
-    DATE = "date"
-    TIMESTAMP = "timestamp"
-    UUID = "uuid"
+from cdx.types import LogicalType
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cdx.codec import Column, LogicalType, SchemaPublisher, SchemaStore, TableSchemas, make_codec
+from cdx.codec import Column, SchemaPublisher, SchemaStore, TableSchemas, make_codec
 from cdx.codec.envelope import Op, SourceInfo, make_envelope
 from cdx.dialects import ColumnInfo, get_dialect, key_columns
 from cdx.errors import ConfigError, FatalError, RetriableError
@@ -49,7 +49,7 @@ def to_codec_columns(columns: Iterable[ColumnInfo]) -> list[Column]:
     order = key_columns(cols)
     by_name = {c.name: c for c in cols}
     ordered = [by_name[n] for n in order] + [c for c in cols if c.name not in order]
-    return [Column(c.name, LogicalType(c.logical_type.value), nullable=c.nullable, primary_key=c.name in order,
+    return [Column(c.name, c.logical_type, nullable=c.nullable, primary_key=c.name in order,
                    precision=c.precision, scale=c.scale, length=c.length) for c in ordered]
 
 
