@@ -49,6 +49,7 @@ app.command("replay")(replay_cmd.replay)
 sink_cmd.channel_app.command("upload")(upload_cmd.upload)
 sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)
 capture_cmd.hq_app.command("upload-sink")(upload_cmd.upload_sink)
+capture_cmd.hq_app.command("upload-status")(upload_cmd.status)
 app.command("status")(status_cmd.status)
 
 

@@ -71,9 +71,9 @@ def test_failed_batches_are_recorded_and_retried(tmp_path: Path, kafka: str, pos
     assert sum(s.rows_inserted for s in totals.values()) == expected_rows(topo)
     assert sum(s.rows_duplicate for s in totals.values()) == 0
 
-    out = subprocess.run([sys.executable, "-m", "cdx.cli.main", "status", "--topology", str(topology_path(topo)),
-                          "--sessions", "200"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "COLUMNS": "200"})
+    out = subprocess.run([sys.executable, "-m", "cdx.cli.main", "hq", "upload-status",
+                          "--topology", str(topology_path(topo)), "--sessions", "200"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert "h01" in out.stdout and "Failed" in out.stdout and "statement timeout" in out.stdout
     assert "ax.RETAILTRANSACTIONTABLE" in out.stdout and "ax.RETAILTRANSACTIONSALESTRANS" in out.stdout
