@@ -28,6 +28,7 @@ class LatencyProbe:
         self.interval, self.poll, self.timeout = interval, poll, timeout
         self.samples_ms: list[float] = []
         self.lost = 0
+        self.deleted = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,13 +67,22 @@ class LatencyProbe:
                 committed = time.perf_counter()
                 seen = self._wait_for(ch, ch_table, c, cp, recid, amount, committed)
                 if seen is None:
-                    self.lost += 1
+                    if self._exists(hq, hq_table, q, p, recid):
+                        self.lost += 1
+                    else:
+                        self.deleted += 1  # the workload deleted the probed row meanwhile
                 else:
                     self.samples_ms.append((seen - committed) * 1000)
                 self._stop.wait(self.interval)
         finally:
             hq.close()
             ch.close()
+
+    def _exists(self, hq: Connection, table: str, q: Callable[[str], str], ph: str, recid: Any) -> bool:
+        with self.hq_dialect.transaction(hq):
+            row = hq.execute(f"SELECT 1 FROM {table} WHERE {q('DATAAREAID')} = {ph} AND {q('RECID')} = {ph}",
+                             (self.dataareaid, recid)).fetchone()
+        return row is not None
 
     def _wait_for(self, ch: Connection, table: str, c: Callable[[str], str], ph: str, recid: Any, amount: Decimal,
                   committed: float) -> float | None:
