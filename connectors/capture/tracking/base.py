@@ -56,8 +56,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from cdx.dialects import ColumnInfo, Connection, Dialect, validate_identifier
-from cdx.errors import CdxError
+from cdx.dialects import ColumnInfo, Connection, Dialect, key_columns, validate_identifier
+from cdx.errors import CdxError, ConfigError
 
 DEFAULT_RETENTION = timedelta(days=2)
 
@@ -189,6 +189,14 @@ class ChangeTracker(ABC):
         and raise ``min_valid_version`` past them."""
 
     # -- helpers shared by the implementations --------------------------------------------
+    def _columns(self, ref: TableRef, keys: list[str]) -> list[ColumnInfo]:
+        """The table's columns now; ``ConfigError`` if its primary key is no longer ``keys``."""
+        columns = self.dialect.introspect_columns(self.conn, ref.schema, ref.name)
+        if key_columns(columns) != keys:
+            raise ConfigError(f"the primary key of {ref} changed from {keys} to {key_columns(columns)};"
+                              " run enable() for it again, then take a new snapshot")
+        return columns
+
     def _row(self, columns: Sequence[ColumnInfo], values: Sequence[Any]) -> dict[str, Any]:
         return {c.name: self.dialect.decode(c, v) for c, v in zip(columns, values, strict=True)}
 

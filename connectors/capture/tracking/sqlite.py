@@ -164,13 +164,6 @@ class SQLiteChangeTracker(ChangeTracker):
         self._require_installed()
         return self._tracked(TableRef.parse(table))[2]
 
-    def _columns(self, ref: TableRef, keys: list[str]) -> list[ColumnInfo]:
-        columns = self.dialect.introspect_columns(self.conn, ref.schema, ref.name)
-        if key_columns(columns) != keys:
-            raise ConfigError(f"the primary key of {ref} changed from {keys} to {key_columns(columns)};"
-                              " run enable() for it again, then take a new snapshot")
-        return columns
-
     # -- reads -------------------------------------------------------------------------
     def changes(self, table: TableLike, since_version: int,
                 limit: int | None = None) -> tuple[list[Change], int]:
