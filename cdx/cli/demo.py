@@ -166,7 +166,7 @@ def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, in
         if live is not None:
             live.start()
         while True:
-            snap = snapshot(env, expected, sales)
+            snap = snapshot(env, expected, sales, _lags(env))
             if live is not None:
                 live.update(render(snap, group, phase))
             elif time.monotonic() - last_line > 5:
@@ -190,6 +190,17 @@ def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, in
             live.stop()
     if not interactive and not quiet_timeout:
         console.print(render(snap, group, phase))
+
+
+def _lags(env: DemoEnv) -> dict[str, tuple[int | None, float | None]]:
+    """Each database's lag as ``cdx status`` reports it (empty when it cannot be read right now)."""
+    from connectors.sink.status import gather
+
+    try:
+        st = gather(env.topology, None, include_uploads=False)
+    except Exception:
+        return {}
+    return {d.owner_id: (d.lag_records, d.lag_seconds) for d in st.databases}
 
 
 def _hq_traffic(env: DemoEnv, stop: threading.Event, rate: float, seed: int, done: dict[str, int]) -> None:

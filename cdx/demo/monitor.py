@@ -19,6 +19,7 @@ class ChannelRow:
     rows: int
     expected: int | None
     sales_written: int = 0
+    lag: str = ""
 
 
 @dataclass
@@ -55,23 +56,27 @@ def hq_sales(demo: DemoEnv) -> int:
         conn.close()
 
 
-def snapshot(demo: DemoEnv, expected: dict[str, int], sales_written: dict[str, int]) -> Snapshot:
+def snapshot(demo: DemoEnv, expected: dict[str, int], sales_written: dict[str, int],
+             lags: dict[str, tuple[int | None, float | None]] | None = None) -> Snapshot:
+    """``lags``: owner id -> (records behind, seconds behind), as ``cdx status`` computes them."""
     snap = Snapshot(hq_sales=hq_sales(demo))
     for info in demo.topology.databases():
+        records, seconds = (lags or {}).get(info.owner_id, (None, None))
+        lag = "" if records is None else f"{records:,} rec" + ("" if not seconds else f" / {seconds:.1f}s")
         snap.channels.append(ChannelRow(info.owner_id, info.kind, info.group.id, count_rows(demo, info.owner_id),
-                                        expected.get(info.owner_id), sales_written.get(info.owner_id, 0)))
+                                        expected.get(info.owner_id), sales_written.get(info.owner_id, 0), lag))
     return snap
 
 
 def render(snap: Snapshot, group: ProcessGroup, phase: str) -> Table:
     table = Table(title=f"cdx demo: {phase}", title_justify="left", expand=False)
-    for col in ("database", "kind", "group", "rows", "expected", "sales written"):
-        table.add_column(col, justify="right" if col in ("rows", "expected", "sales written") else "left")
+    for col in ("database", "kind", "group", "rows", "expected", "lag", "sales written"):
+        table.add_column(col, justify="right" if col in ("rows", "expected", "lag", "sales written") else "left")
     for ch in snap.channels:
         done = ch.expected is not None and ch.rows == ch.expected
         rows = f"[green]{ch.rows:,}[/]" if done else f"{ch.rows:,}"
         table.add_row(ch.owner, ch.kind, ch.group, rows, "" if ch.expected is None else f"{ch.expected:,}",
-                      f"{ch.sales_written:,}")
+                      ch.lag, f"{ch.sales_written:,}")
     procs = ", ".join(f"[green]{n}[/]" if r.running else f"[red]{n} (exited)[/]" for n, r in group.roles.items())
     table.caption = f"processes: {procs}   |   sales received at HQ: {snap.hq_sales:,}"
     return table
