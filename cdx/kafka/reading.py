@@ -43,26 +43,32 @@ def low_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0)
 
 def read_to_end(config: Mapping[str, Any], topic: str, *, start: Mapping[int, int] | None = None,
                 batch: int = 1000, timeout: float = 30.0) -> Iterator[Message]:
-    """Yield every committed message of ``topic`` from ``start`` (default: the beginning) up to
-    the end offsets observed when the call began. Tombstones are yielded too (value None)."""
-    ends = high_watermarks(config, topic)
+    """Every committed message of ``topic`` from ``start`` (default: the beginning) up to the end
+    offsets observed when the call began. Tombstones are yielded too (value None)."""
+    yield from read_range(config, topic, high_watermarks(config, topic), start, batch=batch, timeout=timeout)
+
+
+def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int],
+               starts: Mapping[int, int] | None = None, *, batch: int = 1000,
+               timeout: float = 30.0) -> Iterator[Message]:
+    """Every committed message of ``topic`` from ``starts`` (default: the beginning) up to, excluding,
+    ``ends``, per partition in offset order. Tombstones included. ``TimeoutError`` when no record
+    arrives for ``timeout`` seconds while some partition is still short of its end."""
     consumer = _assign_only_consumer(config)
     try:
-        pending = {}
+        pending: dict[int, int] = {}
         assignment = []
         for p, end in ends.items():
-            first = (start or {}).get(p, OFFSET_BEGINNING)
-            if end > 0 and (first == OFFSET_BEGINNING or first < end):
+            first = (starts or {}).get(p, OFFSET_BEGINNING)
+            if end > 0 and (first < 0 or first < end):
                 assignment.append(TopicPartition(topic, p, first))
                 pending[p] = end
         if not assignment:
             return
         consumer.assign(assignment)
-
-
         deadline = time.monotonic() + timeout
         while pending:
-            msgs = consumer.consume(batch, timeout=0.5)
+            msgs = consumer.consume(batch, timeout=0.05)
             if not msgs and time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic} to its end timed out; still pending: {pending}")
             for msg in msgs:
@@ -70,12 +76,13 @@ def read_to_end(config: Mapping[str, Any], topic: str, *, start: Mapping[int, in
                     continue
                 deadline = time.monotonic() + timeout
                 part, offset = msg.partition() or 0, msg.offset() or 0
-                if part not in pending:
+                stop = pending.get(part)
+                if stop is None or offset >= stop:
                     continue
                 yield msg
-                if offset + 1 >= pending[part]:
+                if offset + 1 >= stop:
                     del pending[part]
-            # a partition whose remaining range holds only transaction markers yields nothing more
+            # the rest of a partition may hold only transaction markers (or compacted-away records)
             for tp in consumer.position([TopicPartition(topic, q) for q in list(pending)]):
                 if tp.offset >= 0 and tp.offset >= pending.get(tp.partition, 0):
                     pending.pop(tp.partition, None)

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from cdx.errors import RetriableError
+from cdx.kafka import reading
 from cdx.kafka.admin import partitions_of
 
 
@@ -112,45 +113,13 @@ def wait_for_no_members(config: Mapping[str, Any], group: str, timeout: float) -
 
 def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int], starts: Mapping[int, int] | None = None,
                *, batch: int = 2000, timeout: float = 30.0) -> Iterator[Message]:
-    """Every committed record of ``topic`` from ``starts`` (default: the beginning) up to (excluding)
-    ``ends``, per partition in offset order. Tombstones included (value None)."""
-    consumer = reader(config)
+    """``cdx.kafka.reading.read_range`` with its failures as ``RetriableError``."""
     try:
-        pending: dict[int, int] = {}
-        assignment = []
-        for p, end in ends.items():
-            first = (starts or {}).get(p, OFFSET_BEGINNING)
-            if end > 0 and (first < 0 or first < end):
-                assignment.append(TopicPartition(topic, p, first))
-                pending[p] = end
-        if not assignment:
-            return
-        consumer.assign(assignment)
-        deadline = time.monotonic() + timeout
-        while pending:
-            msgs = consumer.consume(batch, timeout=0.05)
-            if not msgs and time.monotonic() > deadline:
-                raise RetriableError(f"reading {topic} timed out; still pending: {pending}")
-            for msg in msgs:
-                if msg.error() is not None:
-                    continue
-                deadline = time.monotonic() + timeout
-                part, offset = msg.partition() or 0, msg.offset() or 0
-                stop = pending.get(part)
-                if stop is None or offset >= stop:
-                    continue
-                yield msg
-                if offset + 1 >= stop:
-                    del pending[part]
-            # the rest of a partition may hold only transaction markers (or compacted-away records)
-            for tp in consumer.position([TopicPartition(topic, q) for q in list(pending)]):
-                if tp.offset >= 0 and tp.offset >= pending.get(tp.partition, 0):
-                    pending.pop(tp.partition, None)
+        yield from reading.read_range(config, topic, ends, starts, batch=batch, timeout=timeout)
+    except TimeoutError as e:
+        raise RetriableError(str(e)) from e
     except KafkaException as e:
         raise _kafka(f"reading {topic}", config, e) from e
-    finally:
-        consumer.close()
-
 
 def offsets_for_time(config: Mapping[str, Any], topic: str, ts_ms: int, timeout: float = 10.0) -> dict[int, int]:
     """Per partition, the first offset whose record timestamp is ``>= ts_ms`` (the end offset when
