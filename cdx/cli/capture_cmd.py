@@ -29,7 +29,8 @@ def capture(
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
     on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    connector.setup()
+    if not connector.start():
+        return
     console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
     connector.run()
 

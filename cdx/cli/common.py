@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,34 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("cdx.kafka.librdkafka").setLevel(logging.WARNING)
 
 
-def on_stop_signals(stop: Any) -> None:
-    """Call ``stop()`` on SIGTERM and SIGINT (the current unit of work then finishes)."""
+def on_stop_signals(stop: Any) -> threading.Event:
+    """Call ``stop()`` on SIGTERM and SIGINT (the current unit of work then finishes).
+
+    Returns an event that is set once a stop signal arrived."""
+    stopped = threading.Event()
 
     def handler(signum: int, _frame: Any) -> None:
+        stopped.set()
         stop()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    return stopped
+
+
+def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_backoff: float = 30.0) -> bool:
+    """Run ``setup()``, retrying while it raises ``RetriableError`` (Kafka or a database not answering
+    yet), with exponential backoff. False if a stop signal arrived first; other errors propagate."""
+    from cdx.errors import RetriableError
+
+    log = logging.getLogger("cdx")
+    backoff = 0.5
+    while not stopped.is_set():
+        try:
+            setup()
+            return True
+        except RetriableError as exc:
+            log.warning("%s set-up will retry in %.1fs: %s", what, backoff, exc)
+            stopped.wait(backoff)
+            backoff = min(backoff * 2, max_backoff)
+    return False

@@ -24,7 +24,7 @@ from cdx.demo.environment import DemoEnv
 from cdx.demo.latency import LatencyProbe
 from cdx.demo.monitor import render, snapshot
 from cdx.demo.pos import catalog, terminal_for, write_sales
-from cdx.demo.processes import ProcessGroup
+from cdx.demo.processes import ProcessGroup, Role
 from cdx.demo.workload import hq_changes
 from cdx.dialects import connect, get_dialect
 from cdx.errors import FatalError
@@ -176,8 +176,7 @@ def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, in
                               f"{sum(sales.values()):,} sales written, {snap.hq_sales:,} at HQ")
             failed = group.failed()
             if failed:
-                names = ", ".join(f"{r.name} (see {r.log})" for r in failed)
-                raise FatalError(f"a pipeline process exited: {names}")
+                raise FatalError(_exit_report(failed))
             if done(snap):
                 break
             if time.monotonic() > deadline:
@@ -190,6 +189,19 @@ def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, in
             live.stop()
     if not interactive and not quiet_timeout:
         console.print(render(snap, group, phase))
+
+
+def _exit_report(failed: list[Role]) -> str:
+    """Which roles exited, with the last lines of each log (the cause is nearly always there)."""
+    parts = []
+    for role in failed:
+        try:
+            tail = role.log.read_text(errors="replace").splitlines()[-12:]
+        except OSError:
+            tail = []
+        body = "\n".join(f"    {line}" for line in tail)
+        parts.append(f"{role.name} (exit code {role.proc.returncode}, log {role.log}):\n{body}")
+    return "a pipeline process exited: " + "\n".join(parts)
 
 
 def _lags(env: DemoEnv) -> dict[str, tuple[int | None, float | None]]:

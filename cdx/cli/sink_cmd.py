@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, load, on_stop_signals, serve_metrics, setup_logging
+from cdx.cli.common import (
+    METRICS_PORT_OPTION,
+    TOPOLOGY_OPTION,
+    load,
+    on_stop_signals,
+    serve_metrics,
+    set_up,
+    setup_logging,
+)
 from cdx.errors import FatalError
 
 if TYPE_CHECKING:
@@ -130,9 +138,10 @@ def sink(
     setup_logging(verbose)
     host: SinkHost = SinkHost(load(topology), channel or None, _settings(batch_size, session_retention_days,
                                                                          max_sessions))
-    on_stop_signals(host.stop)
+    stopped = on_stop_signals(host.stop)
     serve_metrics(metrics_port)
-    host.setup()
+    if not set_up(host.setup, "sink", stopped):
+        return
     console.print(f"sinking {len(host.specs)} database{'s' if len(host.specs) != 1 else ''}: "
                   + ", ".join(s.owner_id for s in host.specs))
     host.start()

@@ -8,7 +8,15 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, load, on_stop_signals, serve_metrics, setup_logging
+from cdx.cli.common import (
+    METRICS_PORT_OPTION,
+    TOPOLOGY_OPTION,
+    load,
+    on_stop_signals,
+    serve_metrics,
+    set_up,
+    setup_logging,
+)
 
 CHANNELS_OPTION = typer.Option(None, "--channel", "-c",
                                help="Channel id (repeatable; default: every uploading channel).")
@@ -36,9 +44,10 @@ def upload(
     connector = UploadConnector(load(topology), channel or None, UploadOptions(
         poll_interval=poll_interval, batch_size=batch_size, gap_grace=gap_grace, gap_timeout=gap_timeout,
         max_backoff=max_backoff))
-    on_stop_signals(connector.stop)
+    stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    connector.setup()
+    if not set_up(connector.setup, "upload", stopped):
+        return
     console.print(f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels))
     connector.run()
 
@@ -60,9 +69,10 @@ def offline_sync(
     setup_logging(verbose)
     sync = OfflineSync(load(topology), channel or None, SyncOptions(poll_interval=poll_interval,
                                                                      gap_timeout=gap_timeout, max_backoff=max_backoff))
-    on_stop_signals(sync.stop)
+    stopped = on_stop_signals(sync.stop)
     serve_metrics(metrics_port)
-    sync.setup()
+    if not set_up(sync.setup, "offline-sync", stopped):
+        return
     registers = [r.id for c in sync.channels for r in c.offline_registers]
     console.print(f"syncing {len(registers)} offline registers: " + ", ".join(registers))
     sync.run()
@@ -83,9 +93,10 @@ def upload_sink(
 
     setup_logging(verbose)
     sink = UploadSink(load(topology), SinkOptions(batch_size=batch_size, instance_id=instance_id))
-    on_stop_signals(sink.stop)
+    stopped = on_stop_signals(sink.stop)
     serve_metrics(metrics_port)
-    sink.setup()
+    if not set_up(sink.setup, "upload sink", stopped):
+        return
     console.print(f"applying uploads of {len(sink.channels)} channels to {len(sink.tables)} HQ tables")
     sink.run()
 

@@ -26,6 +26,10 @@ class TopicSpec:
 COMPACTED = {"cleanup.policy": "compact"}
 
 
+_TRANSIENT = (KafkaError.REQUEST_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError.NOT_CONTROLLER,
+              KafkaError._ALL_BROKERS_DOWN)
+
+
 def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
@@ -57,6 +61,8 @@ def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout
             err = exc.args[0]
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
+            if isinstance(err, KafkaError) and (err.retriable() or err.code() in _TRANSIENT):
+                raise RetriableError(f"creating topic {name} did not finish: {err}") from exc
             raise FatalError(f"cannot create topic {name}: {err}") from exc
     _wait_for_leaders(admin, [s.name for s in wanted], timeout)
     return created

@@ -144,8 +144,31 @@ class CaptureConnector:
     def stop(self) -> None:
         self._stop.set()
 
+    def start(self) -> bool:
+        """``setup()``, retrying transient failures (broker or HQ not answering yet) with backoff.
+
+        Returns False if ``stop()`` was called before set-up succeeded. Fatal errors raise.
+        """
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self._db(self.setup)
+                return True
+            except RetriableError as exc:
+                log.warning("capture set-up will retry in %.1fs: %s", backoff, exc)
+                self.close()
+                self.producer, self.tracker = None, None
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        return False
+
     def run(self) -> None:
-        """Poll until ``stop()``; retriable failures back off and retry, fatal ones raise."""
+        """Poll until ``stop()``; retriable failures back off and retry, fatal ones raise.
+
+        Sets up first (with retries) unless ``setup()`` was already called.
+        """
+        if self.producer is None and not self.start():
+            return
         backoff = 0.5
         while not self._stop.is_set():
             try:
@@ -192,7 +215,6 @@ class CaptureConnector:
 
     def _db(self, fn: Callable[[], Any]) -> Any:
         """Run a tracker call; database errors become typed cdx errors."""
-        assert self.tracker is not None
         try:
             return fn()
         except (ResyncRequired, ConfigError, FatalError, RetriableError):

@@ -61,7 +61,8 @@ class SinkHost:
         self._dead_letters: KafkaDeadLetters | None = None
 
     def setup(self) -> None:
-        """Create the dead-letter topic, the shared codec and producer, and the sinks."""
+        """Create the dead-letter topic, the shared codec and producer, and the sinks (may be retried)."""
+        self.close()
         k = self.topology.kafka
         base = client_config(k.bootstrap_servers, k.security)
         dlq = dlq_topic(k.topic_prefix)

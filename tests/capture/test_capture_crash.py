@@ -1,4 +1,4 @@
-"""Crash injection: the capture process is SIGKILLed at random moments during 100,000 changes;
+"""Crash injection: the capture process is SIGKILLed at random moments during 50,000 changes;
 every change still lands on the topics exactly once."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.capture.helpers import last_state, make_hq, read_table, write_topolog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHANGES = 100_000
+CHANGES = 50_000
 BATCH = 1000
 
 

@@ -79,7 +79,13 @@ def test_cluster_survives_kill9_of_partition_leader(kafka_cluster) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     topic = f"ha-{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, num_partitions=1)])[topic].result(30)  # cluster defaults: RF 3
-    md = admin.list_topics(topic, timeout=10).topics[topic]
+    deadline = time.monotonic() + 30  # created on the controller; the brokers learn it a moment later
+    while True:
+        md = admin.list_topics(topic, timeout=10).topics[topic]
+        if md.error is None and 0 in md.partitions and md.partitions[0].leader >= 0:
+            break
+        assert time.monotonic() < deadline, f"topic {topic} has no leader after 30s: {md.error}"
+        time.sleep(0.2)
     assert len(md.partitions[0].replicas) == 3
     leader = md.partitions[0].leader
 
