@@ -1,7 +1,7 @@
 """Fan-out apply: aggregate rows/s applied into N channel databases by one sink process, beside
 a raw COPY + upsert of the same rows into one database with psycopg (the write baseline).
 
-    python -m bench.apply [--rows 50000] [--channels 1,4,16] [--runs 3] [--dialect postgresql]
+    python -m bench.apply [--rows 20000] [--channels 1,4,16] [--runs 3] [--dialect postgresql]
 
 Routed records (6-column rows, upserts) are produced to a group topic first; then a ``SinkHost``
 with N channels starts and the clock runs until every channel's stored offsets reach the end of
@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> list[Result]:
     from infra.postgres import launcher as pg
 
     parser = argparse.ArgumentParser(prog="python -m bench.apply")
-    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--channels", default="1,4,16")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dialect", default="postgresql", choices=["postgresql", "sqlite"])
-    args = parser.parse_args(argv)
+    args, _others = parser.parse_known_args(argv)  # ``python -m bench`` passes every benchmark the same options
     bootstrap = launcher.up(1)
     server = pg.up()
     tmp = Path(tempfile.mkdtemp(prefix="cdx-bench-apply-"))

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dialects", default="sqlite,postgresql")
-    args = parser.parse_args(argv)
+    args, _others = parser.parse_known_args(argv)  # ``python -m bench`` passes every benchmark the same options
     bootstrap = launcher.up(1)
     import tempfile
 

@@ -1,6 +1,6 @@
 """Router throughput and latency, beside a plain confluent-kafka copy of the same records.
 
-    python -m bench.router [--changes 40000] [--rate 1000] [--seconds 5]
+    python -m bench.router [--changes 40000] [--rate 1000] [--seconds 5] [--runs 3]
 
 1. Writes ``--changes`` HQ changes (four tables, as capture does: Avro, transactions, a
    tombstone after each delete) to fresh per-table topics.
@@ -11,15 +11,15 @@
 3. **Latency**: with both running and idle, writes ``--rate`` changes/s for ``--seconds``
    (a transaction every 10 ms) and reports output CreateTime - source CreateTime percentiles.
 
-Prints one table and writes the numbers to ``--json`` (default ``bench/results/router.json``).
+Medians of ``--runs`` runs (fresh topics each); prints one table and writes JSON to ``bench/results/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import threading
@@ -29,6 +29,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from bench.common import Result, save, show
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, consumer_config, producer_config
 from cdx.kafka.reading import high_watermarks, read_to_end
@@ -119,15 +120,42 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> list[Result]:
     ap = argparse.ArgumentParser(prog="python -m bench.router")
-    ap.add_argument("--bootstrap", default=os.environ.get("CDX_TEST_KAFKA", "127.0.0.1:39092"))
+    ap.add_argument("--bootstrap", default=None, help="Kafka (default: the local broker, started if needed)")
     ap.add_argument("--changes", type=int, default=40_000)
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "router.json")
+    ap.add_argument("--runs", type=int, default=3)
     args, _others = ap.parse_known_args(argv)  # ``python -m bench`` passes every benchmark the same options
+    if args.bootstrap is None:
+        from infra.kafka import launcher
 
+        args.bootstrap = launcher.up(1)
+    runs = [run_once(args, i + 1) for i in range(args.runs)]
+    med = {name: {m: statistics.median(r[name][m] for r in runs) for m in runs[0][name]}
+           for name in ("router", "baseline")}
+    print(f"\nrouter benchmark: {runs[0]['source_records']:,} source records ({args.changes:,} changes,"
+          f" {len(TABLES)} tables -> {runs[0]['group_records']:,} group records); latency at {args.rate:g}"
+          f" changes/s for {args.seconds:g}s; medians of {args.runs} run(s)")
+    print(f"{'':28} {'in rec/s':>10} {'out rec/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for name, label in (("router", "router (faust, cdx route)"), ("baseline", "baseline (confluent copy)")):
+        m = med[name]
+        print(f"{label:28} {m['in_per_s']:10,.0f} {m['out_per_s']:10,.0f} {m['p50_ms']:8.1f} {m['p95_ms']:8.1f}"
+              f" {m['p99_ms']:8.1f} {m['max_ms']:8.1f}")
+    r, b = med["router"], med["baseline"]
+    results = [Result("router", "records in", "rec/s", r["in_per_s"], b["in_per_s"], "confluent copy", args.runs,
+                      {"runs": runs}),
+               Result("router", "records out", "rec/s", r["out_per_s"], b["out_per_s"], "confluent copy", args.runs)]
+    results += [Result("router", f"latency {q} at {args.rate:g}/s", "ms", r[f"{q}_ms"], b[f"{q}_ms"],
+                       "confluent copy", args.runs) for q in ("p50", "p95", "p99")]
+    show(results, "router: records/s and latency (source CreateTime -> routed CreateTime)")
+    save(results, "router")
+    return results
+
+
+def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
+    """One run on fresh topics: backlog throughput, then steady-load latency; router and baseline."""
     tmp = Path(tempfile.mkdtemp(prefix="cdx-bench-router-"))
     path, topo = write_topology(tmp, args.bootstrap, notes=True)
     cfg = client_config(args.bootstrap)
@@ -207,22 +235,15 @@ def main(argv: list[str] | None = None) -> int:
             baseline.stop.set()
             baseline.join(30)
 
-    rows = [("router (faust, cdx route)", r_in, r_out, r_lat), ("baseline (confluent copy)", b_in, b_out, b_lat)]
-    print(f"\nrouter benchmark: {n_in_records:,} source records ({args.changes:,} changes, {len(srcs)} tables,"
-          f" {len(groups)} groups);"
-          f" latency at {args.rate:g} changes/s for {args.seconds:g}s")
-    print(f"{'':28} {'in rec/s':>10} {'out rec/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     result: dict[str, Any] = {"source_records": n_in_records, "offsets": n_in, "group_records": want}
-    for name, a, b, lat in rows:
-        p50, p95, p99 = pct(lat, 0.5), pct(lat, 0.95), pct(lat, 0.99)
-        mx = max(lat) if lat else float("nan")
-        print(f"{name:28} {a:10,.0f} {b:10,.0f} {p50:8.1f} {p95:8.1f} {p99:8.1f} {mx:8.1f}")
-        result[name] = {"in_per_s": a, "out_per_s": b, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "max_ms": mx,
+    for name, a, b, lat in (("router", r_in, r_out, r_lat), ("baseline", b_in, b_out, b_lat)):
+        result[name] = {"in_per_s": a, "out_per_s": b, "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95),
+                        "p99_ms": pct(lat, 0.99), "max_ms": max(lat) if lat else float("nan"),
                         "latency_samples": len(lat)}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    print(f"run {run}: router {r_in:,.0f} in/s {r_out:,.0f} out/s p99 {result['router']['p99_ms']:.0f} ms;"
+          f" baseline {b_in:,.0f}/s", file=sys.stderr)
+    return result
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -24,10 +24,17 @@ class DeliveryFailed(RetriableError):
 
 
 class ConfluentSender:
+    """Delivery reports come back for failures only (``delivery.report.only.error``) and the
+    producer is polled every ``POLL_EVERY`` sends: both keep the per-record cost low."""
+
+    POLL_EVERY = 256
+
     def __init__(self, config: Mapping[str, Any], flush_timeout: float = 120.0) -> None:
-        self.producer = Producer(producer_config(config, queue_buffering_max_messages=200_000))
+        self.producer = Producer({**producer_config(config, queue_buffering_max_messages=200_000),
+                                  "delivery.report.only.error": True, "on_delivery": self._delivered})
         self.flush_timeout = flush_timeout
         self.failure: Any = None
+        self._unpolled = 0
 
     def _delivered(self, err: Any, _msg: Any) -> None:
         if err is not None and self.failure is None:
@@ -38,11 +45,14 @@ class ConfluentSender:
             raise DeliveryFailed(f"routed record not delivered: {self.failure}")
         while True:
             try:
-                self.producer.produce(topic, value, key, on_delivery=self._delivered)
+                self.producer.produce(topic, value, key)
                 break
             except BufferError:  # local queue full: let librdkafka drain it
                 await asyncio.to_thread(self.producer.poll, 0.05)
-        self.producer.poll(0)
+        self._unpolled += 1
+        if self._unpolled >= self.POLL_EVERY:
+            self._unpolled = 0
+            self.producer.poll(0)
 
     async def flush(self) -> None:
         left = await asyncio.to_thread(self.producer.flush, self.flush_timeout)
