@@ -49,6 +49,7 @@ from cdx.codec import Codec
 from cdx.dialects import get_dialect
 from cdx.dialects.base import cdx_category
 from cdx.errors import CdxError, FatalError, RetriableError, SkippableError
+from cdx.kafka.batches import next_batch
 from cdx.kafka.config import consumer_config
 from connectors.sink import metrics
 from connectors.sink.apply import BatchResult, batch_session, commit_batch
@@ -379,7 +380,7 @@ class ChannelSink:
         assert self.consumer is not None
         if self._pending_seek:
             self._seek(dict(self._pending_seek))
-        msgs = self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout)
+        msgs = next_batch(self.consumer, self.settings.batch_size, self.settings.poll_timeout)
         out = []
         for m in msgs:
             err = m.error()

@@ -36,6 +36,7 @@ from cdx.codec import SchemaStore, UnknownSchemaError, make_codec
 from cdx.dialects import ColumnInfo, Connection, LogicalType, get_dialect, key_columns
 from cdx.errors import CdxError, ConfigError, FatalError, RetriableError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
+from cdx.kafka.batches import next_batch
 from cdx.kafka.config import client_config, consumer_config, producer_config
 from cdx.topics import dlq_topic, schemas_topic, upload_topic
 from cdx.topology import DATAAREAID, Subjob, TableRef, Topology
@@ -281,7 +282,7 @@ class UploadSink:
         self._subscribe()
         try:
             while not self._stop.is_set():
-                msgs = self.consumer.consume(self.options.batch_size, timeout=self.options.poll_timeout)
+                msgs = next_batch(self.consumer, self.options.batch_size, self.options.poll_timeout)
                 batch = []
                 for m in msgs:
                     err = m.error()

@@ -53,3 +53,38 @@ def test_fenced_producer_raises_fatal(kafka: str, topic_factory) -> None:
         first.begin()
         first.produce(topic, b"v")
         first.commit()
+
+
+def test_next_batch_hands_on_a_single_message_without_waiting_for_a_full_batch(kafka: str, topic_factory) -> None:
+    import time
+
+    from confluent_kafka import Consumer, Producer
+
+    from cdx.kafka.batches import next_batch
+
+    topic = topic_factory("nb", partitions=1)
+    base = client_config(kafka)
+    consumer = Consumer({**base, "group.id": f"nb-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    try:
+        producer = Producer(producer_config(base))
+        for i in range(3):
+            producer.produce(topic, f"v{i}".encode())
+        producer.flush(10)
+        got: list = []
+        deadline = time.monotonic() + 30
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += [m for m in next_batch(consumer, 5000, 1.0) if m.error() is None]
+        assert [m.value() for m in got] == [b"v0", b"v1", b"v2"]
+        producer.produce(topic, b"one")
+        producer.flush(10)
+        start = time.monotonic()
+        batch: list = []
+        while not batch:
+            batch = [m for m in next_batch(consumer, 5000, 20.0) if m.error() is None]
+        assert [m.value() for m in batch] == [b"one"]
+        assert time.monotonic() - start < 10  # consume(5000, 20.0) would have waited the full 20 s
+        assert next_batch(consumer, 5000, 0.1) == []
+    finally:
+        consumer.close()
