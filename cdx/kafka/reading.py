@@ -7,9 +7,12 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cdx.kafka.admin import partitions_of
+
+_LEADERSHIP = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART,
+               KafkaError._UNKNOWN_PARTITION)
 
 
 def _assign_only_consumer(config: Mapping[str, Any]) -> Consumer:
@@ -23,20 +26,30 @@ def high_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0
     """The end offset (next offset to be written, read_committed: the LSO) of each partition."""
     consumer = _assign_only_consumer(config)
     try:
-        out = {}
-        for p in partitions_of(config, topic, timeout):
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            out[p] = high
-        return out
+        return {p: _watermarks(consumer, topic, p, timeout)[1] for p in partitions_of(config, topic, timeout)}
     finally:
         consumer.close()
+
+
+def _watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+    """``get_watermark_offsets``, retried while leadership moves (a new topic, a broker restart)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            err = exc.args[0]
+            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in _LEADERSHIP)
+            if not transient or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def low_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[int, int]:
     consumer = _assign_only_consumer(config)
     try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[0]
-                for p in partitions_of(config, topic, timeout)}
+        return {p: _watermarks(consumer, topic, p, timeout)[0] for p in partitions_of(config, topic, timeout)}
     finally:
         consumer.close()
 
