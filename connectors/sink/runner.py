@@ -138,6 +138,7 @@ class ChannelSink:
         """Consumer positions seen while idle (everything before them is handled): with ``state``, tells
         whether the sink reached given end offsets (``caught_up``)."""
         self.last_resync: ResyncReport | None = None
+        self.consumer_restarts = 0
         self._resync_due: str | None = None
         self._failed_batch: Session | None = None
         self._idle_marked = -float("inf")
@@ -361,6 +362,26 @@ class ChannelSink:
         self.consumer.subscribe([self.spec.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
 
+    def _new_consumer(self, err: KafkaError) -> None:
+        """Replace a consumer that failed fatally (e.g. a static member fenced after its session timed
+        out on an overloaded broker). Safe at any point: positions come from the database on assignment,
+        and nothing of the dropped consumer's fetched records was committed."""
+        log.warning("sink %s: Kafka consumer failed (%s); starting a new one from the database's offsets",
+                    self.name, err.str())
+        metrics.CONSUMER_RESTARTS.labels(**self._labels).inc()
+        self.consumer_restarts += 1
+        if self.consumer is not None:
+            try:
+                self.consumer.close()
+            except Exception as e:
+                log.debug("sink %s: closing the failed consumer: %s", self.name, e)
+            self.consumer = None
+        self._pending_seek.clear()
+        self.positions.clear()
+        self._stop.wait(1.0)
+        if not self._stop.is_set():
+            self._subscribe()
+
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         for tp in parts:
             tp.offset = self.state.offsets.get(tp.partition, OFFSET_BEGINNING)
@@ -388,8 +409,9 @@ class ChannelSink:
                 if m.partition() not in self._pending_seek:
                     out.append(m)
                 continue
-            if err.fatal():
-                raise FatalError(f"sink {self.name}: Kafka consumer failed: {err}")
+            if err.fatal() or err.code() == KafkaError._FATAL:
+                self._new_consumer(err)
+                return []
             if err.code() == KafkaError._AUTO_OFFSET_RESET:
                 log.warning("sink %s: %s", self.name, err)
                 self._resync_due = f"the consumer's offset left the log while running: {err.str()}"

@@ -289,7 +289,7 @@ class UploadSink:
                     if err is None:
                         batch.append(m)
                     elif err.code() != KafkaError._PARTITION_EOF:
-                        if err.fatal():
+                        if err.fatal() or err.code() == KafkaError._FATAL:  # the process must restart
                             raise FatalError(f"Kafka consumer failed: {err.str()}")
                         log.warning("consumer: %s", err.str())
                 if batch:

@@ -1,0 +1,46 @@
+"""A channel sink whose Kafka consumer fails fatally (a static member fenced by another consumer with
+the same ``group.instance.id``, as after a session timeout on an overloaded broker) replaces its
+consumer and resumes from the offsets in its database: nothing lost, nothing applied twice."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer
+
+from cdx.kafka.config import client_config, consumer_config
+from tests.sink.helpers import FakeRouter, assert_tables_equal, expected_state, sqlite_db, wait_until, workload
+from tests.sink.helpers import write_topology as sink_topology
+from tests.sink.test_sink_workload import caught_up
+
+pytestmark = pytest.mark.integration
+
+
+def test_fenced_consumer_is_replaced_and_the_sink_resumes(tmp_path: Path, kafka: str, run_host) -> None:
+    c1 = sqlite_db(tmp_path, "c1", recid=1)
+    _, topo = sink_topology(tmp_path, kafka, [c1])
+    router = FakeRouter(topo)
+    workload(router, 500, seed=5, keys=200)
+    router.flush()
+    host = run_host(topo)
+    sink = host.sinks[0]
+    wait_until(lambda: caught_up(host, router), 60, "the sink to catch up")
+
+    group = sink.spec.consumer_group
+    intruder = Consumer({**consumer_config(client_config(kafka), group), "group.instance.id": group,
+                         "session.timeout.ms": 6000})
+    intruder.subscribe([router.topic])
+    deadline = time.monotonic() + 20
+    while sink.consumer_restarts == 0 and time.monotonic() < deadline:
+        intruder.poll(0.2)  # joins with the sink's instance id: the sink's consumer is fenced
+    intruder.close()
+    assert sink.consumer_restarts >= 1, "the sink's consumer was not fenced/replaced"
+
+    workload(router, 500, seed=6, keys=200)
+    router.flush()
+    wait_until(lambda: caught_up(host, router), 90, "the sink to resume after its consumer was replaced",
+               lambda: f"{sink.status} {sink.last_error} {sink.state.offsets} {router.ends()}")
+    assert sink.status == "running", sink.last_error
+    assert_tables_equal(c1, expected_state(router.sent, recid=1))
