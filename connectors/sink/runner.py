@@ -78,7 +78,9 @@ class SinkSettings:
     backoff_max: float = 30.0
     static_membership: bool = True
     commit_to_kafka: bool = True
-    """Also commit offsets to Kafka after each batch (informational: lag monitoring)."""
+    """Also commit offsets to Kafka (informational: lag monitoring), see ``kafka_commit_interval``."""
+    kafka_commit_interval: float = 1.0
+    """Seconds between those informational commits while busy (an idle sink commits at once)."""
     queued_max_kbytes: int = 4096
     """librdkafka prefetch buffer per sink (keeps memory low with many sinks per process)."""
     session_timeout_ms: int = 10_000
@@ -139,6 +141,8 @@ class ChannelSink:
         whether the sink reached given end offsets (``caught_up``)."""
         self.last_resync: ResyncReport | None = None
         self.consumer_restarts = 0
+        self._kafka_pending: dict[int, int] = {}
+        self._kafka_committed_at = -float("inf")
         self._resync_due: str | None = None
         self._failed_batch: Session | None = None
         self._idle_marked = -float("inf")
@@ -275,11 +279,21 @@ class ChannelSink:
         self._commit_kafka(plan.offsets)
         return result
 
-    def _commit_kafka(self, offsets: Mapping[int, int]) -> None:
-        if not self.settings.commit_to_kafka or self.consumer is None or not offsets:
+    def _commit_kafka(self, offsets: Mapping[int, int], *, now: bool = False) -> None:
+        """Mirror the database's offsets to Kafka (informational), at most every ``kafka_commit_interval``
+        seconds and whenever the sink is idle: a commit per small batch would queue offset commits ahead
+        of the heartbeats on the coordinator connection (measured: session time-outs under load)."""
+        if not self.settings.commit_to_kafka or self.consumer is None:
             return
+        self._kafka_pending.update(offsets)
+        if not self._kafka_pending:
+            return
+        if not now and time.monotonic() - self._kafka_committed_at < self.settings.kafka_commit_interval:
+            return
+        pending, self._kafka_pending = self._kafka_pending, {}
+        self._kafka_committed_at = time.monotonic()
         try:
-            self.consumer.commit(offsets=[TopicPartition(self.spec.topic, p, o) for p, o in offsets.items()],
+            self.consumer.commit(offsets=[TopicPartition(self.spec.topic, p, o) for p, o in pending.items()],
                                  asynchronous=True)
         except KafkaException as e:
             log.debug("sink %s: informational offset commit failed: %s", self.name, e)
@@ -420,6 +434,7 @@ class ChannelSink:
                 hint = " (the router creates it)" if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART else ""
                 log.warning("sink %s: %s%s", self.name, err, hint)
         if not msgs and not self._pending_seek:
+            self._commit_kafka({}, now=True)
             self._note_positions()
             self._mark_idle()
         return out
