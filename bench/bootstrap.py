@@ -45,6 +45,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.apply import copy_upsert
 from bench.common import Result, console, save, show
 from cdx.dialects import connect, get_dialect
 from tests.sink.helpers import Db, FakeRouter, pg_db, sqlite_db, stored_offsets, write_topology
@@ -182,27 +183,12 @@ def bootstrap_run(dialect: str, run: int, rows: int, ends: dict[int, int], topic
 
 def baseline_pg(rows: int, server: str) -> float:
     """COPY into a temp table + one INSERT ... ON CONFLICT into a fresh table, one transaction."""
-    import psycopg
-
     from infra.postgres.launcher import create_database
 
     name = f"bench_boot_base_{uuid.uuid4().hex[:6]}"
     dsn = create_database(server, name)
     try:
-        with psycopg.connect(dsn) as conn:
-            conn.execute('CREATE TABLE t ("DATAAREAID" varchar(4), "ID" bigint, "NAME" varchar(40),'
-                         ' "PRICE" numeric(18,4), "VER" bigint, "TS" timestamp, PRIMARY KEY ("DATAAREAID", "ID"))')
-            conn.commit()
-            start = time.perf_counter()
-            with conn.transaction():
-                conn.execute("CREATE TEMP TABLE s (LIKE t) ON COMMIT DROP")
-                with conn.cursor() as cur, cur.copy("COPY s FROM STDIN") as copy:
-                    for r in data(rows):
-                        copy.write_row(r)
-                conn.execute('INSERT INTO t SELECT * FROM s ON CONFLICT ("DATAAREAID", "ID") DO UPDATE SET'
-                             ' "NAME" = excluded."NAME", "PRICE" = excluded."PRICE", "VER" = excluded."VER",'
-                             ' "TS" = excluded."TS"')
-            return rows / (time.perf_counter() - start)
+        return copy_upsert(dsn, data(rows))
     finally:
         drop_db(Db(name, "postgresql", dsn), server)
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, load, on_stop_signals, serve_metrics, setup_logging
+from cdx.cli.common import (
+    METRICS_PORT_OPTION,
+    TOPOLOGY_OPTION,
+    load,
+    on_stop_signals,
+    serve_metrics,
+    set_up,
+    setup_logging,
+)
 
 hq_app = typer.Typer(help="HQ database: change tracking set-up and cleanup.", no_args_is_help=True)
 
@@ -27,9 +35,9 @@ def capture(
     setup_logging(verbose)
     topo = load(topology)
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
-    on_stop_signals(connector.stop)
+    stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    if not connector.start():
+    if not set_up(connector.setup, "capture", stopped):
         return
     console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
     connector.run()

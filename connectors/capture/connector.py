@@ -97,7 +97,15 @@ class CaptureConnector:
 
     # ----------------------------------------------------------------- set-up
     def setup(self) -> None:
-        """Create topics, open the tracker and the transactional producer, load positions."""
+        """Create topics, open the tracker and the transactional producer, load positions.
+
+        May be retried: it starts from scratch, and database errors are typed (``RetriableError``
+        while HQ does not answer), as Kafka's are."""
+        self.close()
+        self.producer, self.tracker = None, None
+        self._db(self._setup)
+
+    def _setup(self) -> None:
         k = self.topology.kafka
         specs = [TopicSpec(t.topic, k.default_partitions, k.replication_factor, COMPACTED) for t in self.tables]
         specs += [TopicSpec(self.positions_topic, 1, k.replication_factor, COMPACTED),
@@ -144,31 +152,12 @@ class CaptureConnector:
     def stop(self) -> None:
         self._stop.set()
 
-    def start(self) -> bool:
-        """``setup()``, retrying transient failures (broker or HQ not answering yet) with backoff.
-
-        Returns False if ``stop()`` was called before set-up succeeded. Fatal errors raise.
-        """
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                self._db(self.setup)
-                return True
-            except RetriableError as exc:
-                log.warning("capture set-up will retry in %.1fs: %s", backoff, exc)
-                self.close()
-                self.producer, self.tracker = None, None
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-        return False
-
     def run(self) -> None:
         """Poll until ``stop()``; retriable failures back off and retry, fatal ones raise.
 
-        Sets up first (with retries) unless ``setup()`` was already called.
-        """
-        if self.producer is None and not self.start():
-            return
+        Sets up first unless ``setup()`` was already called."""
+        if self.producer is None:
+            self.setup()
         backoff = 0.5
         while not self._stop.is_set():
             try:

@@ -336,6 +336,14 @@ class ChannelSink:
         self._idle(self._delay)
         self._delay = min(self._delay * 2, self.settings.backoff_max)
 
+    def _close_consumer(self) -> None:
+        if self.consumer is not None:
+            try:
+                self.consumer.close()
+            except Exception as e:
+                log.debug("sink %s: consumer close: %s", self.name, e)
+            self.consumer = None
+
     def _close_db(self) -> None:
         if self.conn is not None:
             try:
@@ -384,12 +392,7 @@ class ChannelSink:
                     self.name, err.str())
         metrics.CONSUMER_RESTARTS.labels(**self._labels).inc()
         self.consumer_restarts += 1
-        if self.consumer is not None:
-            try:
-                self.consumer.close()
-            except Exception as e:
-                log.debug("sink %s: closing the failed consumer: %s", self.name, e)
-            self.consumer = None
+        self._close_consumer()
         self._pending_seek.clear()
         self.positions.clear()
         self._stop.wait(1.0)
@@ -520,12 +523,7 @@ class ChannelSink:
                 self._pending_seek[p] = off
 
     def _close(self) -> None:
-        if self.consumer is not None:
-            try:
-                self.consumer.close()
-            except Exception as e:
-                log.debug("sink %s: consumer close: %s", self.name, e)
-            self.consumer = None
+        self._close_consumer()
         self._close_db()
         if self.status not in ("failed",):
             self.status = "stopped"
