@@ -3,8 +3,8 @@
 - ``ensure_jars()`` resolves ``org.apache.kafka:kafka_2.13`` (version pinned in
   ``pom.xml``) and its dependencies with Maven into ``<state>/kafka/jars-<version>``
   once; later calls download nothing.
-- ``up(brokers=1)`` starts a single combined broker/controller (port 39092), or
-  ``up(brokers=3)`` a cluster of three combined nodes (ports 39192-39194) whose topic
+- ``up(brokers=1)`` starts a single combined broker/controller (port 29092), or
+  ``up(brokers=3)`` a cluster of three combined nodes (ports 29192-29194) whose topic
   defaults are replication factor 3 and min.insync.replicas 2. Storage is formatted
   on first start only. It waits until every broker answers metadata and returns the
   bootstrap servers. Idempotent: running nodes are left alone, dead ones restarted.
@@ -35,8 +35,10 @@ HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
 LOG4J = HERE / "log4j2.properties"
 
-SINGLE_PORT = int(os.environ.get("CDX_KAFKA_PORT", "39092"))
-CLUSTER_PORT = int(os.environ.get("CDX_KAFKA_CLUSTER_PORT", "39192"))
+# Default ports lie below Linux's ephemeral range (32768-60999): a client connection's local port can
+# then never occupy one while a node restarts (seen in a test run with ports in the 49000s).
+SINGLE_PORT = int(os.environ.get("CDX_KAFKA_PORT", "29092"))
+CLUSTER_PORT = int(os.environ.get("CDX_KAFKA_CLUSTER_PORT", "29192"))
 # Heap per node: three cluster nodes + one single broker + PostgreSQL + tests stay far below 24 GiB.
 HEAP = {1: "768m", 3: "512m"}
 

@@ -2,7 +2,7 @@
 
 ``ensure()`` returns a DSN: ``$CDX_PG_DSN`` when set; else a local server that
 answers and accepts us; else a private cluster it creates under the state
-directory (``.cdx/postgres``), on its own port (``$CDX_PG_PORT``, default 55432),
+directory (``.cdx/postgres``), on its own port (``$CDX_PG_PORT``, default 25432),
 installing Debian's ``postgresql`` package first when no server binaries exist.
 Idempotent: calling it again reuses the running cluster.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from infra.paths import state_dir
 
-DEFAULT_PORT = 55432
+DEFAULT_PORT = 25432
 SUPERUSER = "postgres"
 
 

@@ -40,7 +40,7 @@ def test_sample_uses_env_overridable_sqlite_paths(repo_root: Path) -> None:
     assert {d.database.sqlite_path for d in topo.databases()} >= {"/data/cdx/store-0001.db"}
     default = parse_topology(text, environ={})
     assert default.hq.dsn == "sqlite:///.cdx/data/hq.db"
-    assert default.kafka.bootstrap_servers == "127.0.0.1:39092"
+    assert default.kafka.bootstrap_servers == "127.0.0.1:29092"
 
 
 def test_query_helpers(sample: Topology) -> None:
