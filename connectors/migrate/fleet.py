@@ -3,6 +3,7 @@ blocks the others (each runs on its own connection and thread)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,6 +11,8 @@ from cdx.topology.model import Topology
 from connectors.migrate.runner import DatabaseResult, Progress, Settings, Target, migrate_database
 from connectors.migrate.scripts import ScriptSet
 from connectors.sink.spec import sink_specs
+
+log = logging.getLogger("cdx.migrate")
 
 
 def targets(topology: Topology, owner_ids: Iterable[str] | None = None) -> list[Target]:
@@ -29,3 +32,39 @@ def migrate_all(dbs: Sequence[Target], scripts: ScriptSet, settings: Settings, p
         return [one(t) for t in dbs]
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="migrate") as pool:
         return list(pool.map(one, dbs))
+
+
+def run_pending(topology: Topology, owner_ids: Iterable[str] | None = None) -> list[DatabaseResult]:
+    """Run the pending scripts of ``extensions.scripts`` (if configured) on ``owner_ids`` (default: all),
+    before any table is created (``cdx channel init`` and ``cdx channel bootstrap`` call this).
+
+    Raises ``FatalError`` naming every database whose scripts failed or were refused."""
+    from pathlib import Path
+
+    from cdx.errors import FatalError
+    from connectors.migrate.checks import ExtensionRules
+    from connectors.migrate.scripts import discover
+
+    ext = topology.extensions
+    if not ext.scripts:
+        return []
+    found = discover(Path(ext.scripts))
+    for warning in found.warnings:
+        log.warning("%s", warning)
+    settings = Settings(timeout=ext.timeout_minutes * 60, rules=ExtensionRules(topology))
+    results = migrate_all(targets(topology, owner_ids), found, settings)
+    problems = [f"{r.target.owner_id}: {failure_text(r)}" for r in results if not r.ok]
+    for r in results:
+        if r.count("ran"):
+            log.info("%s: ran %d extension script(s)", r.target.owner_id, r.count("ran"))
+    if problems:
+        raise FatalError("extension scripts failed, so no tables were created (fix them, then run"
+                         " `cdx channel migrate`): " + " | ".join(problems))
+    return results
+
+
+def failure_text(result: DatabaseResult) -> str:
+    """Why a database's migration did not succeed, in one line."""
+    if result.error:
+        return result.error
+    return "; ".join(f"{o.script} {o.status}: {o.detail}" for o in result.outcomes if o.status in ("failed", "refused"))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 from cdx.topology.model import Topology
 
 
-def topology(tmp: Path, pg_dsn: str | None = None, **extensions: Any) -> Topology:
+def topology(tmp: Path, pg_dsn: str | None = None, kafka: str = "127.0.0.1:1", **extensions: Any) -> Topology:
     channels: list[dict[str, Any]] = [{
         "id": "store-1", "database": {"dsn": f"sqlite:///{tmp / 'store-1.db'}"},
         "offline_registers": [{"id": "store-1-pos-1", "database": {"dsn": f"sqlite:///{tmp / 'pos-1.db'}"}}],
@@ -16,7 +17,7 @@ def topology(tmp: Path, pg_dsn: str | None = None, **extensions: Any) -> Topolog
     if pg_dsn is not None:
         channels.append({"id": "store-pg", "database": {"dialect": "postgresql", "dsn": pg_dsn}})
     data: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "kafka": {"bootstrap_servers": kafka, "topic_prefix": f"mig{uuid.uuid4().hex[:8]}"},
         "hq": {"dsn": f"sqlite:///{tmp / 'hq.db'}"},
         "jobs": [{"id": "1040", "direction": "download"}, {"id": "P-0001", "direction": "upload"}],
         "subjobs": [
