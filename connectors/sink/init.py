@@ -125,7 +125,7 @@ def init_databases(topology: Topology, owner_ids: Iterable[str] | None = None) -
         except Exception as e:
             raise RetriableError(f"cannot open the database of {spec.owner_id} ({spec.redacted_dsn()}): {e}") from e
         try:
-            tables = TableManager(dialect)
+            tables = TableManager(dialect, spec.extension_schemas)
             with dialect.transaction(conn):
                 StateStore(dialect, spec.topic).ensure(conn)
                 for schema, table in spec.table_order:
