@@ -49,6 +49,21 @@ class ExtensionRoles(_Frozen):
         return any((self.users, self.deploy, self.publishers, self.data_sync))
 
 
+class SeedData(_Frozen):
+    """The CDX seed data a topology was imported from (``Name``, ``ChannelDBMajorVersion``), recorded by
+    ``cdx seed import`` so that later imports apply only extensions of the same version (N / N-1 guard)."""
+
+    name: str
+    channel_db_major_version: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("channel_db_major_version"), int):
+            data = {**data, "channel_db_major_version": str(data["channel_db_major_version"])}
+        return data
+
+
 class Extensions(_Frozen):
     """Channel database extension settings (see module doc)."""
 
@@ -63,6 +78,8 @@ class Extensions(_Frozen):
     escape hatch when the CRT data service lacks the data); ``()`` forbids it too."""
     timeout_minutes: float = Field(default=DEFAULT_TIMEOUT_MINUTES, gt=0)
     roles: ExtensionRoles = Field(default_factory=ExtensionRoles)
+    seed_data: SeedData | None = None
+    """Written by ``cdx seed import``: the seed data version jobs and subjobs came from."""
 
     @model_validator(mode="after")
     def _disjoint(self) -> Extensions:
