@@ -101,7 +101,7 @@ def _replicated(topology: Topology) -> set[tuple[str, str]]:
 def _for_object(obj: Created, roles: ExtensionRoles, replicated: bool, dialect: Dialect) -> list[str]:
     name = f"{dialect.quote_ident(obj.schema)}.{dialect.quote_ident(obj.name)}"
     sqlserver = dialect.name == "sqlserver"
-    on = f"OBJECT::{name}" if sqlserver else f"{obj.kind} {name}" if obj.kind != "VIEW" else f"TABLE {name}"
+    on = name if sqlserver else f"{obj.kind} {name}" if obj.kind != "VIEW" else f"TABLE {name}"
     plan: list[tuple[str | None, str]] = []
     if obj.kind == "TABLE":
         plan += [(roles.users, "SELECT, INSERT, UPDATE, DELETE"), (roles.deploy, "SELECT, INSERT, UPDATE, DELETE")]
