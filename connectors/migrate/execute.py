@@ -22,7 +22,7 @@ from cdx.dialects import Connection, Dialect
 from connectors.migrate import history
 from connectors.migrate.scripts import Script
 
-_CANCEL: dict[str, Callable[[Any, Any], None]] = {
+CANCEL: dict[str, Callable[[Any, Any], None]] = {
     "sqlite": lambda conn, cur: conn.interrupt(),
     "postgresql": lambda conn, cur: conn.cancel(),
     "sqlserver": lambda conn, cur: cur.cancel(),
@@ -65,7 +65,7 @@ def run_script(conn: Connection, dialect: Dialect, script: Script, timeout: floa
 
             def cancel() -> None:
                 fired.set()
-                _CANCEL[dialect.name](conn, cur)
+                CANCEL[dialect.name](conn, cur)
 
             timer = threading.Timer(timeout, cancel)
             timer.daemon = True

@@ -140,3 +140,16 @@ def test_demo_retail_schema_statements() -> None:
     table = retail_schema.CHANNEL_UPLOAD_TABLES["CONTOSORETAILTRANSACTIONTABLE"]
     conn.statements.append(retail_schema.insert_sql(D, "ext", table, [c.name for c in table.columns][:3]))
     assert_parses(conn.statements)
+
+
+def test_post_upload_statements() -> None:
+    from cdx.topology.extensions import PostUpload
+    from connectors.upload.post_processing import PostUploadHook
+
+    hook = PostUploadHook(PostUpload(procedure="ext.PROCESSUPLOAD"), D)
+    conn = RecordingConnection(lambda sql: [("0123456789abcdef0123456789abcdef",)] if "SELECT" in sql else [])
+    hook.ensure(conn)
+    hook.queue(conn, [upload_sessions.Session("c", "j", "s", "t", "topic", 0, 1, 2, rows_inserted=2)])
+    hook.run_pending(conn)
+    assert "EXEC [ext].[PROCESSUPLOAD] ?" in conn.statements
+    assert_parses(conn.statements)
