@@ -97,7 +97,8 @@ def _summary(results: list[DatabaseResult], dry_run: bool) -> None:
     for r in results:
         t = r.target
         failed = r.count("failed") + r.count("refused")
-        result = "[red]unreachable[/]" if r.error else "[red]failed[/]" if failed else "ok"
+        result = "[red]unreachable[/]" if r.error else "[red]failed[/]" if failed else \
+            "ok" if r.outcomes else f"ok (no {t.dialect} scripts)"
         table.add_row(t.owner_id, t.kind, t.dialect, str(r.count("ran")), str(r.count("skipped")), str(failed),
                       str(r.count("pending")), result)
     console.print(table)
