@@ -11,7 +11,10 @@ A routed record tells a sink everything it needs without knowing HQ names:
   per-table topic. The router is at-least-once; a sink recognises a re-sent record because its
   source offset is not above the watermark it stored for (group partition, source topic,
   source partition). See docs/routing.md.
-- a **tombstone** (null value, same key) follows every delete, as on the table topics.
+- a **tombstone** (null value, same key) ends every routed delete. Its headers
+  (``tombstone_headers``) carry the source position, target table and subjob, so a sink that
+  reads the tombstone alone (the delete before it compacted away) applies it as a delete
+  (``parse_tombstone``).
 
 Rows use the channel column names (``ToName``), DATAAREAID included when the HQ table has it.
 """
@@ -115,6 +118,29 @@ def make_value(schemas: RoutedSchemas, *, op: str, key: Mapping[str, Any], row: 
         "subjob": subjob,
         "position": {"topic": position.topic, "partition": position.partition, "offset": position.offset},
     }
+
+
+TOMBSTONE_HEADERS = ("cdx.op", "cdx.source.topic", "cdx.source.partition", "cdx.source.offset",
+                     "cdx.target.schema", "cdx.target.table", "cdx.subjob")
+
+
+def tombstone_headers(schemas: RoutedSchemas, subjob: str, position: SourcePosition) -> list[tuple[str, bytes]]:
+    """Headers of a routed tombstone: it is the delete of its key at ``position`` in ``schemas``' table."""
+    values = ("d", position.topic, str(position.partition), str(position.offset), schemas.schema, schemas.table,
+              subjob)
+    return [(name, v.encode()) for name, v in zip(TOMBSTONE_HEADERS, values, strict=True)]
+
+
+def parse_tombstone(key: Mapping[str, Any], headers: Sequence[tuple[str, bytes | None]] | None
+                    ) -> RoutedChange | None:
+    """The delete a routed tombstone stands for, or None when its headers do not say (an older router)."""
+    got = {name: (v or b"").decode() for name, v in headers or () if name in TOMBSTONE_HEADERS}
+    if len(got) != len(TOMBSTONE_HEADERS) or got["cdx.op"] != "d":
+        return None
+    position = SourcePosition(got["cdx.source.topic"], int(got["cdx.source.partition"]),
+                              int(got["cdx.source.offset"]))
+    return RoutedChange(schema=got["cdx.target.schema"], table=got["cdx.target.table"], subjob=got["cdx.subjob"],
+                        op="d", key=dict(key), row=None, position=position, version=-1, source_ts_ms=0, ts_ms=0)
 
 
 def parse_value(key: Mapping[str, Any], value: Mapping[str, Any]) -> RoutedChange:
