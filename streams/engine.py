@@ -98,6 +98,22 @@ class Transaction:
                     raise
         self.producer.commit_transaction(60)
 
+    def _abort(self) -> None:
+        """Drop what is still queued, serve the failed deliveries' reports, then abort (retried)."""
+        self.producer.purge(in_queue=True, in_flight=False, blocking=False)
+        for attempt in range(5):
+            deadline = time.monotonic() + 30
+            while len(self.producer) and time.monotonic() < deadline:
+                self.producer.poll(0.1)
+            try:
+                self.producer.abort_transaction(30)
+                return
+            except KafkaException as exc:
+                e: KafkaError = exc.args[0]
+                if e.fatal() or attempt == 4:
+                    raise FatalError(f"router transaction could not be aborted: {e.str()}") from exc
+                log.warning("router: abort not done yet (%s); retrying", e.str())
+
     def abort(self, cause: BaseException | None = None) -> None:
         """Abort (raising ``FatalError`` when the producer cannot go on), then raise ``Abort``."""
         err = cause.args[0] if isinstance(cause, KafkaException) else None
@@ -105,11 +121,7 @@ class Transaction:
                                                                           KafkaError.PRODUCER_FENCED)):
             raise FatalError(f"router transaction fenced or failed fatally: {err.str()}") from cause
         if self.open:
-            try:
-                self.producer.abort_transaction(60)
-            except KafkaException as exc:
-                e: KafkaError = exc.args[0]
-                raise FatalError(f"router transaction could not be aborted: {e.str()}") from exc
+            self._abort()
         self.open = False
         self.publisher.transaction_aborted()
         for hook in self.on_end:

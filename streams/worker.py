@@ -28,7 +28,7 @@ def run(path: Path | None = None, *, datadir: Path | None = None, loglevel: str 
     another Kafka), the worker stops gracefully and the process re-executes itself.
     """
     if engine == "transactional":
-        return _run_transactional(path, datadir=datadir, reload_interval=reload_interval,
+        return _run_transactional(path, loglevel=loglevel, datadir=datadir, reload_interval=reload_interval,
                                   session_timeout=session_timeout, instance_id=instance_id, key_store=key_store)
     if engine != "faust":
         from cdx.errors import ConfigError
@@ -63,12 +63,16 @@ def run(path: Path | None = None, *, datadir: Path | None = None, loglevel: str 
     return code
 
 
-def _run_transactional(path: Path | None, *, datadir: Path | None, reload_interval: float, session_timeout: float,
-                       instance_id: str | None, key_store: str) -> int:
+def _run_transactional(path: Path | None, *, loglevel: str, datadir: Path | None, reload_interval: float,
+                       session_timeout: float, instance_id: str | None, key_store: str) -> int:
+    import logging
+
     from cdx.errors import ConfigError
     from streams.engine import Engine
     from streams.routing import RoutingPlan
 
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cdx.kafka.librdkafka").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGINT, _exit)
     p = path if path is not None else default_topology_path()

@@ -17,7 +17,16 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from cdx.codec import Column, DecodeError, LogicalType, SchemaPublisher, SchemaStore, SingleObjectCodec, TableSchemas
+from cdx.codec import (
+    Column,
+    DecodeError,
+    LogicalType,
+    SchemaPublisher,
+    SchemaStore,
+    SchemaStoreUnavailable,
+    SingleObjectCodec,
+    TableSchemas,
+)
 from cdx.codec.envelope import SourceInfo, change_records, make_envelope
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
@@ -156,7 +165,15 @@ class HqWriter:
         self.publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix))
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         self.codec = SingleObjectCodec(self.store, self.publisher)
-        self.schemas = {t: self.store.register_table(self.topic(t), cols) for t, cols in TABLES.items()}
+        deadline = time.monotonic() + 30
+        while True:  # the schemas topic may have just been created: its leader can still be moving
+            try:
+                self.schemas = {t: self.store.register_table(self.topic(t), cols) for t, cols in TABLES.items()}
+                break
+            except SchemaStoreUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         self.version = 0
 
     def topic(self, table: str) -> str:
