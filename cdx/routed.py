@@ -8,9 +8,9 @@ A routed record tells a sink everything it needs without knowing HQ names:
 - **value**: a Debezium-style envelope (``before``/``after``/``source``/``op``/``ts_ms``, the
   HQ change it came from) extended with ``target`` (channel schema and table), ``subjob`` and
   ``position``: the **source position** (topic, partition, offset) of the HQ record in its
-  per-table topic. The router is at-least-once; a sink recognises a re-sent record because its
-  source offset is not above the watermark it stored for (group partition, source topic,
-  source partition). See docs/routing.md.
+  per-table topic. The transactional router writes each once; with the at-least-once faust
+  engine a sink recognises a re-sent record because its source offset is not above the
+  watermark it stored for (group partition, source topic, source partition). See docs/routing.md.
 - a **tombstone** (null value, same key) ends every routed delete. Its headers
   (``tombstone_headers``) carry the source position, target table and subjob, so a sink that
   reads the tombstone alone (the delete before it compacted away) applies it as a delete

@@ -102,7 +102,7 @@ class Transaction:
         """Drop what is still queued, serve the failed deliveries' reports, then abort (retried)."""
         self.producer.purge(in_queue=True, in_flight=False, blocking=False)
         for attempt in range(5):
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 5
             while len(self.producer) and time.monotonic() < deadline:
                 self.producer.poll(0.1)
             try:

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
+from cdx.topology import load_topology
 from tests.routing.helpers import (
     Change,
     HqWriter,
@@ -24,6 +26,7 @@ from tests.routing.helpers import (
     read_group,
     spawn_router,
     stop,
+    topology_text,
     wait_routed,
     write_topology,
 )
@@ -159,3 +162,54 @@ def test_a_failed_delivery_leaves_no_gap_and_no_resend(tmp_path: Path, kafka: st
         fps = [fingerprint(c) for c in gt.changes]
         assert len(fps) == len(set(fps)) and set(fps) == want[g], g
         assert [fingerprint(c) for c in gt.applied()] == fps, g  # a sink's watermark view skips nothing
+
+
+def _stable_members(kafka: str, group: str, n: int, timeout: float = 60.0) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka})
+    deadline = time.monotonic() + timeout
+    while True:
+        desc = admin.describe_consumer_groups([group])[group].result(30)
+        if desc.state == ConsumerGroupState.STABLE and len(desc.members) == n and \
+                all(m.assignment.topic_partitions for m in desc.members):
+            return
+        assert time.monotonic() < deadline, f"no stable {n}-member group: {desc.state}"
+        time.sleep(0.5)
+
+
+def test_a_rolling_reload_across_two_workers_leaves_no_range_unrouted(tmp_path: Path, kafka: str) -> None:
+    """Defect (f): worker A runs the new topology (group ``new``) while B still runs the old one, and the
+    partitions move between them; once both run the new file, ``new`` has every record exactly once."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    path_a, topo = write_topology(tmp_path / "a", kafka)
+    prefix = topo.kafka.topic_prefix
+    path_b, _ = write_topology(tmp_path / "b", kafka, prefix)
+    group = f"{prefix}-router"
+    hq = HqWriter(topo)
+    work = Workload(41)
+    hq.write(work.changes(300))
+    a = spawn_router(path_a, tmp_path, "a")
+    b = spawn_router(path_b, tmp_path, "b")
+    try:
+        _stable_members(kafka, group, 2)
+        wait_routed(topo, expected(topo))
+        path_a.write_text(topology_text(kafka, prefix, tmp_path / "a", extra_group="new"))  # A first
+        hq.write(work.changes(200))
+        time.sleep(2)
+        assert stop(b) == 0  # A takes every partition, with the new group
+        hq.write(work.changes(200))
+        time.sleep(2)
+        b = spawn_router(path_b, tmp_path, "b")  # B is back, still on the old file: some partitions move to it
+        _stable_members(kafka, group, 2)
+        hq.write(work.changes(200))
+        time.sleep(2)
+        path_b.write_text(topology_text(kafka, prefix, tmp_path / "b", extra_group="new"))  # B catches up
+        hq.write(work.changes(100))
+        topo2 = load_topology(path_a)
+        want = expected(topo2)
+        got = wait_routed(topo2, want, timeout=120)
+    finally:
+        assert stop(a) == 0 and stop(b) == 0
+    for g, gt in got.items():
+        fps = [fingerprint(c) for c in gt.changes]
+        assert len(fps) == len(set(fps)) and set(fps) == want[g], g
