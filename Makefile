@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test lint unit bench down clean test-sqlserver
+.PHONY: setup system venv jars services demo test test-chaos test-sqlserver lint unit bench down clean
 
 setup: system venv jars
 
@@ -42,6 +42,9 @@ test: setup lint
 test-sqlserver: setup
 	@test -n "$$CDX_TEST_SQLSERVER_DSN" || { echo "set CDX_TEST_SQLSERVER_DSN to a pyodbc connection string"; exit 2; }
 	$(BIN)/python -m pytest -q -m sqlserver
+
+test-chaos: setup
+	$(BIN)/python -m pytest -q -m chaos
 
 bench: services
 	$(BIN)/python -m bench
