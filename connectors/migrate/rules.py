@@ -62,10 +62,12 @@ def check_script(script: Script, ctx: RuleContext) -> list[Violation]:
 
     parsed = [Parsed(leaf, None if leaf.condition else parse_one(leaf.text, script.dialect)[0])
               for leaf in leaves(script)]
+    temps = {t.name.casefold() for p in parsed if p.tree is not None and p.tree.find(exp.TemporaryProperty)
+             for t in [p.tree.find(exp.Table)] if t is not None}
     out: list[Violation] = []
     for p in parsed:
         found: list[tuple[str, str]] = []
-        targets = _targets(p, ctx, found)
+        targets = _targets(p, ctx, found, temps)
         types = _types(p, ctx, found)
         _references(p, ctx, found, types | targets)
         out.extend(_violation(script, p.leaf, rule, message) for rule, message in dict.fromkeys(found))
@@ -79,12 +81,15 @@ def _violation(script: Script, leaf: Leaf, rule: str, message: str) -> Violation
 
 
 # -- targets of DDL and grants --------------------------------------------------------------
-def _targets(p: Parsed, ctx: RuleContext, out: list[tuple[str, str]]) -> set[str]:
-    """Check what a statement creates, alters, drops or grants on; returns the protected names reported."""
+def _targets(p: Parsed, ctx: RuleContext, out: list[tuple[str, str]], temps: set[str]) -> set[str]:
+    """Check what a statement creates, alters, drops or grants on; returns the protected names reported.
+    Temporary tables (``#t``, ``CREATE TEMP TABLE t``: ``temps``) live in no schema and are not checked."""
     reported: set[str] = set()
+    if p.tree is not None and p.tree.find(exp.TemporaryProperty) is not None:
+        return reported
     for verb, kind, ref in _ddl_targets(p):
         schema, name = ref
-        if name.startswith(("#", "@")):
+        if name.startswith(("#", "@")) or (schema is None and name.casefold() in temps):
             continue
         if kind == "SCHEMA":
             if name.casefold() not in ctx.allowed:

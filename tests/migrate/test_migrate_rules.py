@@ -101,6 +101,12 @@ def test_objects_only_in_the_extension_schema(dialect: str, good: str, bad: str)
     assert rules(bad, dialect) == [("ext-schema", 1)]
 
 
+def test_temporary_tables_are_not_extension_objects() -> None:
+    assert check("CREATE TEMP TABLE scratch (id int);\nDROP TABLE scratch;", "postgresql") == []
+    assert rules("DROP TABLE scratch;", "postgresql") == [("ext-schema", 1)]
+    assert check("CREATE TABLE #scratch (ID int NULL)\nDROP TABLE #scratch") == []
+
+
 def test_configured_extension_schemas() -> None:
     assert check("CREATE TABLE [contoso].[A] (ID int NOT NULL PRIMARY KEY)", schemas=["ext", "contoso"]) == []
 
