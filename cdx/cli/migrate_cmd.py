@@ -13,8 +13,10 @@ from cdx.cli.common import TOPOLOGY_OPTION, load
 from cdx.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cdx.topology.model import Topology
-    from connectors.migrate.runner import DatabaseResult, Outcome, Target
+    from connectors.migrate.runner import DatabaseResult, Outcome, Progress, Target
 
 
 def scripts_dir(topo: Topology, given: Path | None) -> Path | None:
@@ -68,7 +70,8 @@ def migrate(
         raise typer.Exit(1)
 
 
-def _run_with_progress(run, total: int):  # type: ignore[no-untyped-def]
+def _run_with_progress(run: Callable[[Progress], list[DatabaseResult]], total: int) -> list[DatabaseResult]:
+    """``run(progress)`` with a progress bar on a terminal, one line per script run otherwise."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     lock = threading.Lock()

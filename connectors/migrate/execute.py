@@ -29,6 +29,14 @@ CANCEL: dict[str, Callable[[Any, Any], None]] = {
 }
 
 
+class AlreadyRecorded(Exception):
+    """Another runner completed the script meanwhile (``checksum`` is what it recorded)."""
+
+    def __init__(self, checksum: str) -> None:
+        super().__init__(checksum)
+        self.checksum = checksum
+
+
 class ScriptFailed(Exception):
     """The script stopped with an error (``line`` of the file where the failing batch starts)."""
 
@@ -53,7 +61,7 @@ def run_script(conn: Connection, dialect: Dialect, script: Script, timeout: floa
     """Run ``script`` then the statements ``after`` (grants) and record it, all in one transaction.
 
     Raises :class:`ScriptFailed` (the transaction is rolled back) on any database error or
-    when ``timeout`` seconds pass.
+    when ``timeout`` seconds pass, :class:`AlreadyRecorded` when another runner completed it first.
     """
     started = utcnow()
     clock = time.monotonic()
@@ -61,6 +69,9 @@ def run_script(conn: Connection, dialect: Dialect, script: Script, timeout: floa
     line: int | None = None
     try:
         with dialect.transaction(conn):
+            recorded = history.lock_and_read(conn, dialect, script.name)
+            if recorded is not None:
+                raise AlreadyRecorded(recorded)
             cur = conn.cursor()
 
             def cancel() -> None:
@@ -85,6 +96,8 @@ def run_script(conn: Connection, dialect: Dialect, script: Script, timeout: floa
             finished = started + dt.timedelta(seconds=time.monotonic() - clock)
             entry = history.Entry(script.name, script.checksum, started, finished)
             history.record(conn, dialect, entry)
+    except AlreadyRecorded:
+        raise
     except Exception as e:
         if fired.is_set():
             raise ScriptFailed(f"timed out after {_minutes(timeout)}: the limit of one script; split it into"

@@ -62,3 +62,26 @@ def record(conn: Connection, dialect: Dialect, entry: Entry) -> None:
               entry.duration_ms]
     conn.cursor().execute(f"INSERT INTO {dialect.kernel_table(TABLE)} ({dialect.columns_sql(NAMES)})"
                           f" VALUES ({', '.join([p] * len(NAMES))})", values)
+
+
+_LOCKS = {
+    "postgresql": "LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE",
+    "sqlserver": "SELECT TOP (0) 1 FROM {table} WITH (TABLOCKX, HOLDLOCK)",
+}
+"""How a script run takes the history table for itself (SQLite's ``BEGIN IMMEDIATE`` already does)."""
+
+
+def lock_and_read(conn: Connection, dialect: Dialect, script: str) -> str | None:
+    """Lock the history table until the caller's transaction ends (two runners on one database run a
+    script once: the second waits, then sees it recorded) and return the script's recorded checksum."""
+    table = dialect.kernel_table(TABLE)
+    cur = conn.cursor()
+    lock = _LOCKS.get(dialect.name)
+    if lock is not None:
+        cur.execute(lock.format(table=table))
+        if dialect.name == "sqlserver":
+            cur.fetchall()
+    q = dialect.quote_ident
+    cur.execute(f"SELECT {q('checksum')} FROM {table} WHERE {q('script')} = {dialect.placeholder}", (script,))
+    row = cur.fetchone()
+    return str(row[0]) if row else None

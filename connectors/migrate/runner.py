@@ -16,7 +16,7 @@ from typing import Protocol
 
 from cdx.dialects import Connection, Dialect, get_dialect
 from connectors.migrate import history
-from connectors.migrate.execute import ScriptFailed, run_script
+from connectors.migrate.execute import AlreadyRecorded, ScriptFailed, run_script
 from connectors.migrate.scripts import Script
 from connectors.sink.sessions import kernel_ref
 
@@ -135,11 +135,7 @@ def _one(conn: Connection, dialect: Dialect, script: Script, done: dict[str, his
          settings: Settings) -> Outcome:
     entry = done.get(script.name)
     if entry is not None:
-        if entry.checksum != script.checksum:
-            return Outcome(script.name, FAILED, detail=(
-                f"changed since it ran on {entry.finished_at:%Y-%m-%d %H:%M:%S} UTC (checksum {entry.checksum[:12]},"
-                f" now {script.checksum[:12]}): published scripts must not change: add a new script"))
-        return Outcome(script.name, SKIPPED)
+        return _recorded(script, entry.checksum, f" on {entry.finished_at:%Y-%m-%d %H:%M:%S} UTC")
     with dialect.transaction(conn):
         problems = settings.rules.violations(script, conn, dialect)
     if problems:
@@ -151,4 +147,14 @@ def _one(conn: Connection, dialect: Dialect, script: Script, done: dict[str, his
         completed = run_script(conn, dialect, script, settings.timeout, grants)
     except ScriptFailed as e:
         return Outcome(script.name, FAILED, detail=f"{script.path}: {e}")
+    except AlreadyRecorded as e:
+        return _recorded(script, e.checksum, " meanwhile, by another runner")
     return Outcome(script.name, RAN, completed.entry.duration_ms / 1000, grants=grants)
+
+
+def _recorded(script: Script, checksum: str, when: str) -> Outcome:
+    if checksum != script.checksum:
+        return Outcome(script.name, FAILED, detail=(
+            f"changed since it ran{when} (checksum {checksum[:12]}, now {script.checksum[:12]}):"
+            " published scripts must not change: add a new script"))
+    return Outcome(script.name, SKIPPED)

@@ -132,3 +132,27 @@ def test_postgresql_script_over_its_timeout_is_cancelled(tmp_path: Path, postgre
     scripts = write(tmp_path / "scripts", {"0009_sleep.postgresql.sql": "SELECT pg_sleep(30);\n"})
     (result,) = migrate_all(targets(topo, ["store-pg"]), discover(scripts), Settings(timeout=0.5))
     assert result.outcomes[0].status == "failed" and "timed out" in result.outcomes[0].detail
+
+
+def test_two_runners_on_one_database_run_a_script_once(tmp_path: Path, postgres: str) -> None:
+    import threading
+
+    from connectors.migrate.runner import migrate_database
+
+    topo = topology(tmp_path, postgres)
+    scripts = write(tmp_path / "scripts", {"0001_schema.postgresql.sql": "CREATE SCHEMA IF NOT EXISTS ext;\n"})
+    (target,) = targets(topo, ["store-pg"])
+    migrate_database(target, discover(scripts).scripts, Settings())
+    write(scripts, {"0002_once.postgresql.sql": "CREATE TABLE IF NOT EXISTS ext.once (n int NOT NULL DEFAULT 0);\n"
+                                               "INSERT INTO ext.once VALUES (1);\nSELECT pg_sleep(0.5);\n"})
+    found = discover(scripts).scripts
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        migrate_database(target, found, Settings()).outcomes[1].status)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == ["ran", "skipped"]
+    with psycopg.connect(postgres) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM ext.once").fetchone() == (1,)
