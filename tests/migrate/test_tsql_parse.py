@@ -102,6 +102,7 @@ def test_history_tables_statements() -> None:
     history.recorded(conn, D)
     now = dt.datetime(2026, 1, 1)
     history.record(conn, D, history.Entry("0001_a.sql", "0" * 64, now, now))
+    history.lock_and_read(conn, D, "0001_a.sql")
     assert_parses(conn.statements)
 
 
