@@ -63,6 +63,13 @@ class SeedData(_Frozen):
             data = {**data, "channel_db_major_version": str(data["channel_db_major_version"])}
         return data
 
+    @model_validator(mode="after")
+    def _version(self) -> SeedData:
+        if not self.name.strip() or not self.channel_db_major_version.isdigit():
+            raise ValueError(f"seed data {self.name!r} version {self.channel_db_major_version!r}: give the"
+                             " resource Name and its ChannelDBMajorVersion (a number), as in the seed XML")
+        return self
+
 
 class Extensions(_Frozen):
     """Channel database extension settings (see module doc)."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from cdx.topology.extensions import SeedData
 from cdx.topology.issues import Issue, SeedError
 from cdx.topology.seed_xml import SeedFile
@@ -29,7 +31,12 @@ def check_versions(seeds: Sequence[SeedFile], recorded: SeedData | None) -> tupl
             warnings.append(Issue("", seed.line, "<RetailCdxSeedData> has no Name and ChannelDBMajorVersion: cannot"
                                                  " check it extends the right seed data version (add both)", seed.path))
             continue
-        mine = SeedData(name=seed.name, channel_db_major_version=seed.major_version)
+        try:
+            mine = SeedData(name=seed.name, channel_db_major_version=seed.major_version)
+        except ValidationError:
+            errors.append(Issue("", seed.line, f"ChannelDBMajorVersion={seed.major_version!r} is not a number"
+                                               " (e.g. \"7\")", seed.path))
+            continue
         if wanted is None:
             wanted, source = mine, seed.path
         elif (mine.name.casefold(), mine.channel_db_major_version) != (

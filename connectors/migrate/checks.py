@@ -6,7 +6,7 @@ import logging
 
 from cdx.dialects import Connection, Dialect, key_columns
 from cdx.errors import CdxError
-from cdx.topology.model import Subjob, Topology
+from cdx.topology.model import DATAAREAID, Subjob, Topology
 from connectors.migrate.context import ParentKey, rule_context
 from connectors.migrate.grants import grant_statements
 from connectors.migrate.rules import check_script
@@ -46,4 +46,5 @@ def _parent_key(conn: Connection, dialect: Dialect, subjob: Subjob) -> ParentKey
         log.info("cannot read the key of %s: %s", target, e)
         return None
     key = key_columns(columns)
-    return ParentKey(tuple(key), exact=True) if key else None
+    per_company = any(c.name.upper() == DATAAREAID for c in columns)
+    return ParentKey(tuple(key), exact=True, per_company=per_company) if key else None

@@ -22,6 +22,8 @@ class ParentKey:
     exact: bool
     """True when read from the parent table itself; False when from the topology's ``extension.key``
     (DATAAREAID implied, so it may or may not be part of the extension's key)."""
+    per_company: bool | None = None
+    """Whether the parent table has DATAAREAID (None: unknown, taken as per company)."""
 
     def matches(self, key: list[str]) -> bool:
         want = {c.casefold() for c in self.columns}

@@ -5,7 +5,8 @@
   (values the writer always supplies). Added columns always need both.
 - ``upload-table``: a table the topology uploads has its replication counter
   (``REPLICATIONCOUNTERFROMORIGIN``) as an identity column (SQLite: an integer column, which the
-  writer fills), which is not the table's only unique key, plus ``DATAAREAID`` and, on SQL Server,
+  writer fills), which is not the table's only unique key, plus ``DATAAREAID`` (unless its parent
+  table, read from the database, has none: the data is not per company) and, on SQL Server,
   ``[ROWVERSION] [timestamp]``.
 - ``parent-key``: an extension table of a parent has the parent's primary key (read from the
   database when the parent exists there, else the topology's ``extension.key``); on SQL Server
@@ -131,7 +132,7 @@ def _create(p: Parsed, schema: exp.Schema, key: tuple[str, str], ctx: RuleContex
                                          " NOT NULL with a default)"
     counter = ctx.uploads.get(key)
     if counter is not None:
-        yield from _upload(p, schema, table, counter, primary, unique, ctx)
+        yield from _upload(p, schema, key, table, counter, primary, unique, ctx)
     if key in ctx.parents:
         parent = ctx.parents[key]
         if parent is not None and not parent.matches(primary):
@@ -143,8 +144,8 @@ def _create(p: Parsed, schema: exp.Schema, key: tuple[str, str], ctx: RuleContex
                                    " (as in the parent table): drop NONCLUSTERED"
 
 
-def _upload(p: Parsed, schema: exp.Schema, table: str, counter: str, primary: list[str], unique: list[list[str]],
-            ctx: RuleContext) -> Iterator[Found]:
+def _upload(p: Parsed, schema: exp.Schema, key: tuple[str, str], table: str, counter: str, primary: list[str],
+            unique: list[list[str]], ctx: RuleContext) -> Iterator[Found]:
     cols = {c.name.casefold(): c for c in _columns(schema)}
     col = cols.get(counter.casefold())
     if col is None:
@@ -159,8 +160,10 @@ def _upload(p: Parsed, schema: exp.Schema, table: str, counter: str, primary: li
     if not any(k and {c.casefold() for c in k} != {counter.casefold()} for k in keys):
         yield p, "upload-table", (f"{counter} must not be the only unique key of {table}: give it a primary key of"
                                   " its own columns (the parent's key)")
-    if DATAAREAID.casefold() not in cols:
-        yield p, "upload-table", f"{table} is uploaded to HQ, so it needs [DATAAREAID] [nvarchar](4) NOT NULL"
+    parent = ctx.parents.get(key)
+    if DATAAREAID.casefold() not in cols and (parent is None or parent.per_company is not False):
+        yield p, "upload-table", (f"{table} is uploaded to HQ and its data is per company, so it needs"
+                                  " [DATAAREAID] [nvarchar](4) NOT NULL")
     if ctx.dialect == "sqlserver" and not any(
             isinstance(c.args.get("kind"), exp.DataType) and c.args["kind"].this is exp.DataType.Type.ROWVERSION
             for c in cols.values()):

@@ -154,6 +154,14 @@ def test_uploaded_extension_tables(change: tuple[str, str], message: str) -> Non
     assert len(found) == 1 and message in found[0].message
 
 
+def test_dataareaid_only_where_the_data_is_per_company() -> None:
+    without = UPLOAD_TABLE.replace("[DATAAREAID] [nvarchar](4) NOT NULL,\n", "")
+    shared = ParentKey(("TRANSACTIONID", "STORE"), exact=True, per_company=False)
+    assert check(without, parent=shared) == []
+    per_company = ParentKey(("TRANSACTIONID", "STORE"), exact=True, per_company=True)
+    assert rules(without, parent=per_company) == [("upload-table", 1)]
+
+
 def test_replication_counter_is_not_the_only_unique_key() -> None:
     only = UPLOAD_TABLE.replace("PRIMARY KEY CLUSTERED ([TRANSACTIONID], [STORE])",
                                 "PRIMARY KEY CLUSTERED ([REPLICATIONCOUNTERFROMORIGIN])")

@@ -90,3 +90,9 @@ def test_validate_databases_compares_deployed_extension_keys(tmp_path: Path) -> 
                      " PRIMARY KEY (DATAAREAID, ITEMID))")
     result = CliRunner().invoke(app, ["topology", "validate", str(path), "--databases"])
     assert result.exit_code == 0, result.output
+
+
+def test_major_version_must_be_a_number(tmp_path: Path) -> None:
+    ext = _ext(tmp_path, "ext.xml", 'Name="AX7" ChannelDBMajorVersion="seven"', COLUMNS.format(schema="ext"))
+    with pytest.raises(SeedError, match="ChannelDBMajorVersion='seven' is not a number"):
+        import_seed([FIXTURES / "base.xml", ext], environ=ENV)
