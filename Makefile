@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-realtime lint unit bench down clean
 
 setup: system venv jars
 
@@ -36,6 +36,10 @@ lint: venv
 
 test: setup lint
 	$(BIN)/python -m pytest -q
+
+# Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
+test-realtime: services
+	$(BIN)/python -m pytest -q -m realtime_long tests/realtime
 
 bench: services
 	$(BIN)/python -m bench
