@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos test-realtime lint unit bench down clean
 
 setup: system venv jars
 
@@ -39,6 +39,10 @@ test: setup lint
 
 test-chaos: setup
 	$(BIN)/python -m pytest -q -m chaos
+
+# Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
+test-realtime: services
+	$(BIN)/python -m pytest -q -m realtime_long tests/realtime
 
 bench: services
 	$(BIN)/python -m bench

@@ -10,6 +10,7 @@ from cdx.cli import (
     demo,
     dev,
     dlq_cmd,
+    realtime_cmd,
     replay_cmd,
     route_cmd,
     seed_cmd,
@@ -51,6 +52,8 @@ sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)
 capture_cmd.hq_app.command("upload-sink")(upload_cmd.upload_sink)
 capture_cmd.hq_app.command("upload-status")(upload_cmd.status)
 app.command("status")(status_cmd.status)
+app.add_typer(realtime_cmd.app, name="realtime")
+capture_cmd.hq_app.command("init-realtime")(realtime_cmd.init_realtime)
 
 
 def main() -> None:
