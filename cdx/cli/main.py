@@ -10,6 +10,7 @@ from cdx.cli import (
     demo,
     dev,
     dlq_cmd,
+    migrate_cmd,
     realtime_cmd,
     replay_cmd,
     route_cmd,
@@ -49,6 +50,7 @@ app.add_typer(dlq_cmd.app, name="dlq")
 app.command("replay")(replay_cmd.replay)
 sink_cmd.channel_app.command("upload")(upload_cmd.upload)
 sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)
+sink_cmd.channel_app.command("migrate")(migrate_cmd.migrate)
 capture_cmd.hq_app.command("upload-sink")(upload_cmd.upload_sink)
 capture_cmd.hq_app.command("upload-status")(upload_cmd.status)
 app.command("status")(status_cmd.status)

@@ -59,6 +59,7 @@ class PostgreSQLDialect(Dialect):
     name = "postgresql"
     placeholder = "%s"
     max_identifier_length = 63
+    zero_defaults = {LogicalType.BOOL: "false", LogicalType.BYTES: "''::bytea"}
 
     def connect(self, dsn: str) -> psycopg.Connection[Any]:
         return psycopg.connect(libpq_dsn(dsn), autocommit=False)

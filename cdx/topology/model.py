@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from cdx.topology.dsn import Dialect, check_dsn, dsn_key, infer_dialect, redact, sqlite_path
+from cdx.topology.extensions import Extensions, PostUpload
 from cdx.topology.identifiers import Identifier, TableRef, TableRefField, TopicId
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [
     "Dialect",
     "Direction",
     "DistributionSchedule",
+    "Extensions",
     "FieldMap",
     "HqDatabase",
     "Job",
@@ -214,6 +216,8 @@ class HqDatabase(Database):
     """The HQ database; ``name`` is the database component of its table topics."""
 
     name: TopicId = "hq"
+    post_upload: PostUpload | None = None
+    """Called once per committed upload session (see :class:`~cdx.topology.extensions.PostUpload`)."""
 
 
 def _field_from_str(value: Any) -> Any:
@@ -395,6 +399,8 @@ class Topology(Model):
     subjobs: tuple[Subjob, ...] = ()
     channel_data_groups: tuple[ChannelDataGroup, ...] = ()
     distribution_schedules: tuple[DistributionSchedule, ...] = ()
+    extensions: Extensions = Field(default_factory=Extensions)
+    """Channel database extensions: scripts, schemas, grants (:mod:`cdx.topology.extensions`)."""
 
     @model_validator(mode="after")
     def _cross_check(self) -> Topology:

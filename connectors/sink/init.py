@@ -109,8 +109,12 @@ def latest_schemas(topology: Topology, specs: list[SinkSpec], codec: Codec | Non
 
 
 def init_databases(topology: Topology, owner_ids: Iterable[str] | None = None) -> list[InitReport]:
-    """Create the state table and every known target table in each database (see module doc)."""
+    """Create the state table and every known target table in each database (see module doc), after
+    running the pending extension scripts (``extensions.scripts``), so data never precedes its tables."""
+    from connectors.migrate.fleet import run_pending
+
     specs = sink_specs(topology, owner_ids)
+    run_pending(topology, owner_ids)
     schemas = latest_schemas(topology, specs)
     reports = []
     for spec in specs:
@@ -121,7 +125,7 @@ def init_databases(topology: Topology, owner_ids: Iterable[str] | None = None) -
         except Exception as e:
             raise RetriableError(f"cannot open the database of {spec.owner_id} ({spec.redacted_dsn()}): {e}") from e
         try:
-            tables = TableManager(dialect)
+            tables = TableManager(dialect, spec.extension_schemas)
             with dialect.transaction(conn):
                 StateStore(dialect, spec.topic).ensure(conn)
                 for schema, table in spec.table_order:
