@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench import cpu
 from bench.common import Result, console, percentiles, save, show
@@ -235,6 +235,17 @@ def scrape(port: int, names: Sequence[str]) -> dict[str, float]:
     return out
 
 
+class Stages(Protocol):
+    """What ``Bench`` needs of a pipeline under test (cdx's ``Pipeline``, the peer's Connect worker)."""
+
+    def check(self) -> None: ...
+    def tails(self, lines: int = 20) -> str: ...
+    def counters(self) -> dict[str, float]: ...
+    def captured(self) -> float: ...
+    def pids(self) -> dict[str, int]: ...
+    def stop(self) -> None: ...
+
+
 class Pipeline:
     """``cdx capture``, ``cdx route`` and ``cdx sink`` as real processes, with their metrics ports."""
 
@@ -370,7 +381,7 @@ class Bench:
     hq: HqWriter
     channels: list[Db]
     floor: Db
-    pipeline: Pipeline
+    pipeline: Stages
     next_seq: int = 1
     schema: str = "ax"  # the channel tables' schema
 
