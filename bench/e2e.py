@@ -251,7 +251,7 @@ class Pipeline:
 
     COUNTERS = {"capture": ["cdx_capture_changes_total"],
                 "router": ["cdx_router_records_in_total", "cdx_router_records_out_total"],
-                "sink": ["cdx_sink_applied_total"]}
+                "sink": ["cdx_sink_applied_total", "cdx_sink_batches_total"]}
 
     def __init__(self, topology: Path, tmp: Path, poll_interval: float) -> None:
         self.group = ProcessGroup(tmp / "logs", {**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -653,7 +653,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
                           f"{tp['updates_started_s']:.1f}s, HQ writes done at {tp['hq_write_s']:.1f}s; published "
                           f"{tp.get('capture_changes', 0):,.0f}, router in "
                           f"{tp.get('router_records_in', 0):,.0f} / out {tp.get('router_records_out', 0):,.0f}, "
-                          f"applied {tp.get('sink_applied', 0):,.0f}); raw copy of {rows:,} rows into "
+                          f"applied {tp.get('sink_applied', 0):,.0f} in {tp.get('sink_batches', 0):,.0f} batches); "
+                          f"raw copy of {rows:,} rows into "
                           f"{len(channels)} channels {base_s:.1f}s = {tp['baseline_rows_per_s']:,.0f} rows/s")
             console.print(f"run {run + 1}: CPU {cpu_line(tp)}")
             st = bench.steady(run)
