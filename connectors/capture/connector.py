@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cdx.codec import Column, SchemaPublisher, SchemaStore, TableSchemas, make_codec
-from cdx.codec.envelope import Op, SourceInfo, make_envelope
+from cdx.codec.envelope import Op
 from cdx.dialects import ColumnInfo, get_dialect, key_columns
 from cdx.errors import ConfigError, FatalError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
@@ -35,12 +35,12 @@ from cdx.topics import positions_topic, schemas_topic
 from cdx.topology.model import Topology
 from connectors.capture import metrics
 from connectors.capture.positions import Position, encode_position, load_positions, position_key
+from connectors.capture.records import ChangeEncoder
 from connectors.capture.tracking import ChangeTracker, ResyncRequired, TableRef, open_tracker
 
 log = logging.getLogger("cdx.capture")
 
 _OPS = {"I": Op.CREATE, "U": Op.UPDATE, "D": Op.DELETE}
-CONNECTOR = "cdx"
 
 
 def to_codec_columns(columns: Iterable[ColumnInfo]) -> list[Column]:
@@ -60,6 +60,7 @@ class TableState:
         self.ref = ref
         self.topic = topic
         self.schemas: TableSchemas | None = None
+        self.encoder: ChangeEncoder | None = None
         self.fields: frozenset[str] = frozenset()
         self.position: Position | None = None
         self.position_written_at = 0.0
@@ -237,11 +238,15 @@ class CaptureConnector:
         now = int(time.time() * 1000)
 
         def work() -> None:
+            counts = dict.fromkeys(_OPS.values(), 0)
             for change in changes:
                 op = _OPS[change.op]
                 self._produce_change(table, op, change.key, change.row, change.version, now)
-                metrics.CHANGES.labels(table.name, op.value).inc()
+                counts[op] += 1
             self._produce_position(table, reached)
+            for op, count in counts.items():
+                if count:
+                    metrics.CHANGES.labels(table.name, op.value).inc(count)
 
         self._transaction(work)
         table.position = Position(reached, now)
@@ -298,16 +303,12 @@ class CaptureConnector:
     def _produce_change(self, table: TableState, op: Op, key: dict[str, Any], row: dict[str, Any] | None,
                         version: int, now: int, snapshot: str = "false") -> None:
         assert self.producer is not None and table.schemas is not None
-        source = SourceInfo(connector=CONNECTOR, name=self.hq_name, db=self.hq_name,
-                            schema=table.ref.schema or "", table=table.ref.name, version=version, ts_ms=now,
-                            snapshot=snapshot)
-        if op is Op.DELETE:
-            env = make_envelope(op, before=key, source=source, ts_ms=now)
-        else:
-            env = make_envelope(op, after=row, source=source, ts_ms=now)
-        key_bytes = self.codec.encode_key(table.topic, table.schemas.key, key)
-        self.producer.produce(table.topic, self.codec.encode_value(table.topic, table.schemas.value, env),
-                              key=key_bytes)
+        encoder = table.encoder
+        if encoder is None or encoder.schemas is not table.schemas:
+            encoder = table.encoder = ChangeEncoder(self.codec, table.topic, table.schemas, hq_name=self.hq_name,
+                                                    schema=table.ref.schema or "", table=table.ref.name)
+        key_bytes, value = encoder.encode(op, key, row, version, now, snapshot)
+        self.producer.produce(table.topic, value, key=key_bytes)
         if op is Op.DELETE:
             self.producer.produce(table.topic, None, key=key_bytes)
 
