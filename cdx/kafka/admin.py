@@ -93,3 +93,34 @@ def partitions_of(config: Mapping[str, Any], topic: str, timeout: float = 10.0) 
     if meta is None or meta.error is not None:
         return []
     return sorted(meta.partitions)
+
+
+def max_message_config(max_message_bytes: int) -> dict[str, str]:
+    """Topic settings that let records of up to ``max_message_bytes`` in (``max.message.bytes``)."""
+    return {"max.message.bytes": str(int(max_message_bytes))}
+
+
+def set_topic_configs(config: Mapping[str, Any], names: Iterable[str], settings: Mapping[str, str],
+                      timeout: float = 30.0) -> None:
+    """Set ``settings`` on existing topics (idempotent; other settings are left as they are).
+
+    ``ensure_topics`` only applies settings when it creates a topic: this brings topics created
+    earlier (or by an older release) in line, e.g. a raised ``max.message.bytes``."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    names = list(names)
+    if not names or not settings:
+        return
+    admin = AdminClient(dict(config))
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in settings.items()])
+        for name in names]
+    for resource, future in admin.incremental_alter_configs(resources, request_timeout=timeout).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and (err.retriable() or err.code() in _TRANSIENT):
+                raise RetriableError(f"setting {dict(settings)} on topic {resource.name} did not finish: {err}") \
+                    from exc
+            raise FatalError(f"cannot set {dict(settings)} on topic {resource.name}: {err}") from exc
