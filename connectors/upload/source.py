@@ -318,11 +318,17 @@ class UploadSource:
 
     def next_counter_floor(self, conn: Connection) -> int | None:
         """The highest counter the database has handed out, as far as it can tell: the identity's
-        sequence in PostgreSQL when the role may read it, else the highest counter in the table
-        (what SQLite's ``MAX+1`` counters continue from). None for an empty table without a sequence."""
+        sequence in PostgreSQL when the role may read it, ``sqlite_sequence`` for a SQLite
+        ``AUTOINCREMENT`` key, else the highest counter in the table (what SQLite's ``MAX+1`` counters
+        continue from). None for an empty table without a sequence."""
         d = self.dialect
         table = d.qualified(self.table.schema, self.table.name)
         cur = conn.cursor()
+        if d.name == "sqlite" and cur.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+            row = cur.execute("SELECT seq FROM sqlite_sequence WHERE name = ?",
+                              [d.physical_table(self.table.schema, self.table.name)[1]]).fetchone()
+            if row is not None and row[0] is not None:
+                return int(row[0])
         if d.name == "postgresql":
             cur.execute("SELECT CASE WHEN s IS NULL THEN NULL WHEN has_sequence_privilege(s, 'SELECT')"
                         " THEN coalesce(pg_sequence_last_value(s), 0) END"
