@@ -33,7 +33,7 @@ from cdx.codec import Column, SchemaPublisher, SchemaStore, TableSchemas, make_c
 from cdx.codec.envelope import Op, SourceInfo, make_envelope
 from cdx.dialects import ColumnInfo, get_dialect, key_columns
 from cdx.errors import ConfigError, FatalError, RetriableError
-from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, set_topic_configs
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
 from cdx.topics import dlq_topic, positions_topic, schemas_topic
@@ -127,7 +127,11 @@ class CaptureConnector:
                   TopicSpec(self.schemas_topic, 1, k.replication_factor, COMPACTED),
                   TopicSpec(self.dlq_topic, 1, k.replication_factor, DLQ_CONFIG)]
         created = ensure_topics(self.base_config, specs)
-        set_topic_configs(self.base_config, [t.topic for t in self.tables if t.topic not in created], limit)
+        denied = raise_max_message_bytes(self.base_config, [t.topic for t in self.tables if t.topic not in created],
+                                         self.max_message_bytes)
+        for topic in denied:
+            log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
+                        " an administrator must, or larger rows will fail", topic, self.max_message_bytes)
         self.tracker = self._tracker_factory()
         self.producer = TransactionalProducer(size_limited(producer_config(
             self.base_config, transactional_id=f"{self.prefix}-capture-{self.hq_name}",

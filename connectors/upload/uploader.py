@@ -37,7 +37,14 @@ from cdx.codec import SchemaPublisher, SchemaStore, SingleObjectCodec, TableSche
 from cdx.codec.codec import Codec
 from cdx.dialects import Connection, get_dialect
 from cdx.errors import ConfigError, FatalError, RetriableError, SkippableError
-from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, partitions_of, set_topic_configs
+from cdx.kafka.admin import (
+    COMPACTED,
+    TopicSpec,
+    ensure_topics,
+    max_message_config,
+    partitions_of,
+    raise_max_message_bytes,
+)
 from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
 from cdx.topics import dlq_topic, schemas_topic, upload_topic
@@ -453,7 +460,10 @@ class UploadConnector:
                   TopicSpec(schemas_topic(self.prefix), 1, k.replication_factor, COMPACTED),
                   TopicSpec(dlq_topic(self.prefix), 1, k.replication_factor)]
         created = ensure_topics(self.base_config, specs)
-        set_topic_configs(self.base_config, [t for t in topics if t not in created], limit)
+        for topic in raise_max_message_bytes(self.base_config, [t for t in topics if t not in created],
+                                             k.max_message_bytes):
+            log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
+                        " an administrator must, or larger rows will fail", topic, k.max_message_bytes)
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(self.prefix),
                                  consumer_config=dict(self.base_config))
         self.uploaders = [ChannelUploader(self.topology, c, self.store, self.options, self._stop)

@@ -4,6 +4,7 @@ Real broker, real PostgreSQL and SQLite; records are read back from the topics t
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
 import time
@@ -15,8 +16,9 @@ import pytest
 
 from cdx.dialects import ColumnInfo, LogicalType, connect, get_dialect
 from cdx.errors import RetriableError
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config
-from cdx.topics import dlq_topic, positions_topic
+from cdx.topics import dlq_topic, positions_topic, table_topic
 from cdx.topology.loader import load_topology
 from connectors.capture.connector import CaptureConnector
 from connectors.capture.positions import load_positions
@@ -90,8 +92,10 @@ def _items(dialect: str) -> str:
 def test_row_of_a_megabyte_goes_through_with_the_default_limit(request, dialect, tmp_path, kafka) -> None:
     dsn, topo = _hq(request, dialect, tmp_path, kafka)
     assert getattr(topo.kafka, "max_message_bytes", 8 << 20) >= 8 * 1024 * 1024
-    big = os.urandom(600_000).hex()  # 1.2 MB of text: over librdkafka's and the broker's 1 MB defaults
+    big = base64.b64encode(os.urandom(1_200_000)).decode()  # 1.6 MB, ~1.2 MB compressed: over the 1 MB defaults
     _run(dialect, dsn, f"INSERT INTO {_notes(dialect)} VALUES (1, {{p}})", [(big,)])
+    topic = table_topic(topo.kafka.topic_prefix, "hq", "dbo", "NOTES")  # made earlier, with the broker's limit
+    ensure_topics(client_config(topo.kafka.bootstrap_servers), [TopicSpec(topic, 3, 1, COMPACTED)])
     cap = CaptureConnector(topo)
     _started(cap)
     try:
