@@ -111,11 +111,11 @@ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
    WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
      AND a.backend_type IN ('client backend', 'background worker')),
   (SELECT count(*) FROM pg_stat_activity AS a WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-     AND a.backend_type = 'client backend' AND a.state IS NULL)
+     AND a.backend_type IS NULL)
   + (SELECT count(*) FROM pg_prepared_xacts AS p WHERE p.database = current_database())
 """
-"""(server clock, start of the oldest other open transaction, sessions that cannot be seen + prepared
-transactions), all in microseconds since the epoch."""
+"""(server clock, start of the oldest other open transaction, both in microseconds since the epoch;
+sessions whose details the role may not see (``backend_type`` is hidden too) + prepared transactions)."""
 
 
 class ReadSnapshot:
