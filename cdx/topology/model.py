@@ -143,6 +143,9 @@ class KafkaConfig(Model):
     replication_factor: int = Field(default=1, ge=1, le=32)
     """Replication factor of topics cdx creates."""
     schema_registry: SchemaRegistry | None = None
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024 * 1024)
+    """Largest record cdx publishes (bytes, default 8 MiB): set as ``message.max.bytes`` on the capture and
+    upload producers and ``max.message.bytes`` on the table and upload topics. A larger row is dead-lettered."""
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
