@@ -50,10 +50,12 @@ def enable_tracking(
     retention_days: float = typer.Option(2.0, help="How long change-tracking entries are kept."),
 ) -> None:
     """Enable change tracking on the HQ database and every download subjob's table (idempotent)."""
+    from cdx.dialects.reach import naming
     from connectors.capture.tracking import TableRef, open_tracker
 
     topo = load(topology)
-    tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
+    with naming(f"the HQ database ({topo.hq.redacted()})"):
+        tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
     tables = [TableRef(s.hq_table.schema, s.hq_table.name) for s in topo.download_subjobs()]
     try:
         tracker.enable(tables, timedelta(days=retention_days))
@@ -70,10 +72,12 @@ def tracking_cleanup(
                                                  " retention given to enable-tracking)."),
 ) -> None:
     """Remove change-tracking entries older than the retention; raises the minimum valid version."""
+    from cdx.dialects.reach import naming
     from connectors.capture.tracking import open_tracker
 
     topo = load(topology)
-    tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
+    with naming(f"the HQ database ({topo.hq.redacted()})"):
+        tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
     try:
         tracker.cleanup(timedelta(hours=retention_hours) if retention_hours is not None else None)
     finally:

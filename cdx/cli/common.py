@@ -19,9 +19,22 @@ METRICS_PORT_OPTION = typer.Option(None, "--metrics-port", help="Serve Prometheu
 
 
 def load(path: Path | None) -> Topology:
+    """The topology at ``path`` (default ``$CDX_TOPOLOGY``, else ./topology.yaml); the error boundary
+    learns its Kafka servers, so a Kafka client error can name them."""
+    from cdx.cli.boundary import KAFKA
     from cdx.topology import load_topology
 
-    return load_topology(path)
+    topo = load_topology(path)
+    KAFKA["servers"] = topo.kafka.bootstrap_servers
+    return topo
+
+
+def require_kafka(topology: Topology) -> None:
+    """For one-shot commands, before they change anything: ``KafkaUnreachable`` (one line naming the
+    servers and the fix) at once when no bootstrap server accepts a connection."""
+    from cdx.kafka.reach import require_kafka as probe
+
+    probe(topology.kafka.bootstrap_servers)
 
 
 def serve_metrics(port: int | None) -> None:

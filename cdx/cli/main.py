@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from cdx import __version__
@@ -19,6 +21,7 @@ from cdx.cli import (
     upload_cmd,
 )
 from cdx.cli.app import app
+from cdx.cli.boundary import install as install_error_boundary
 
 
 def _version(value: bool) -> None:
@@ -51,10 +54,21 @@ sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)
 capture_cmd.hq_app.command("upload-sink")(upload_cmd.upload_sink)
 capture_cmd.hq_app.command("upload-status")(upload_cmd.status)
 app.command("status")(status_cmd.status)
+install_error_boundary(app)  # keep last: every command registered above gets the error boundary
 
 
 def main() -> None:
-    app()
+    """The ``cdx`` console script; anything escaping typer itself still ends as one ``error:`` line."""
+    from cdx.cli.boundary import report
+
+    try:
+        app()
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            sys.exit(report(exc))
+        raise
+    except Exception as exc:
+        sys.exit(report(exc))
 
 
 if __name__ == "__main__":

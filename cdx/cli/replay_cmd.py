@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, setup_logging
+from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka, setup_logging
 
 
 @user_errors
@@ -48,6 +48,7 @@ def replay(
         setup_logging(True)
     topo = load(topology)
     (spec,) = sink_specs(topo, [channel])
+    require_kafka(topo)
     tools = SinkTools(topo)
     ensure_sink_stopped(tools, spec, wait)
     result = rewind(tools, spec, from_offset=from_offset,

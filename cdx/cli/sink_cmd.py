@@ -17,6 +17,7 @@ from cdx.cli.common import (
     TOPOLOGY_OPTION,
     load,
     on_stop_signals,
+    require_kafka,
     serve_metrics,
     set_up,
     setup_logging,
@@ -163,7 +164,9 @@ def init(
     """Create the state table and the channel tables (types from the routed Avro schemas)."""
     from connectors.sink.init import init_databases
 
-    for r in init_databases(load(topology), channel or None):
+    topo = load(topology)
+    require_kafka(topo)
+    for r in init_databases(topo, channel or None):
         console.print(f"[bold]{r.owner_id}[/] ({r.database}): {len(r.created)} created, {len(r.existing)} existing,"
                       f" {len(r.added_columns)} columns added, {len(r.pending)} pending")
         for what, names in (("created", r.created), ("added", r.added_columns), ("pending (no records yet)",
@@ -194,6 +197,7 @@ def bootstrap(
     if verbose:
         setup_logging(True)
     topo = load(topology)
+    require_kafka(topo)
     tools = SinkTools(topo)
     for spec in sink_specs(topo, channel):
         ensure_sink_stopped(tools, spec, wait)
@@ -224,6 +228,7 @@ def resync(
     if verbose:
         setup_logging(True)
     topo = load(topology)
+    require_kafka(topo)
     tools = SinkTools(topo)
     try:
         for spec in sink_specs(topo, channel):

@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from cdx.dialects.base import (
     Connection,
@@ -27,6 +28,7 @@ from cdx.dialects.base import (
     no_primary_key,
     unsupported_type,
 )
+from cdx.dialects.reach import connect_failure
 from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, RetriableError, SkippableError
 
@@ -45,6 +47,7 @@ _CATALOG = {
 }
 _RETRIABLE_STATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300", "25P03"}
 _ORD = "_cdx_ord"
+CONNECT_TIMEOUT_S = 10
 _staging_names = itertools.count(1)
 
 
@@ -61,7 +64,23 @@ class PostgreSQLDialect(Dialect):
     max_identifier_length = 63
 
     def connect(self, dsn: str) -> psycopg.Connection[Any]:
-        return psycopg.connect(libpq_dsn(dsn), autocommit=False)
+        """A connection whose session time zone is UTC: cdx's timestamps are naive UTC, and a
+        ``timestamptz`` column would otherwise read them in the server's or database's zone. Opening
+        waits at most ``connect_timeout`` seconds (10 unless the DSN sets it)."""
+        conninfo = libpq_dsn(dsn)
+        try:
+            given = conninfo_to_dict(conninfo)
+            conn = psycopg.connect(conninfo, autocommit=False,
+                                   connect_timeout=given.get("connect_timeout") or CONNECT_TIMEOUT_S)
+        except (psycopg.Error, OSError) as exc:
+            raise connect_failure(self.name, dsn, exc) from exc
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     @contextmanager
     def transaction(self, conn: Connection) -> Iterator[Connection]:

@@ -31,6 +31,7 @@ from cdx.dialects.base import (
     no_primary_key,
     unsupported_type,
 )
+from cdx.dialects.reach import connect_failure
 from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, RetriableError, SkippableError
 
@@ -99,7 +100,10 @@ class SQLServerDialect(Dialect):
     def connect(self, dsn: str) -> Connection:
         import pyodbc
 
-        return pyodbc.connect(odbc_connection_string(dsn), autocommit=False)
+        try:
+            return pyodbc.connect(odbc_connection_string(dsn), autocommit=False)
+        except pyodbc.Error as exc:
+            raise connect_failure(self.name, dsn, exc) from exc
 
     @contextmanager
     def transaction(self, conn: Connection) -> Iterator[Connection]:

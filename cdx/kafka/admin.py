@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdx.errors import FatalError, RetriableError
+from cdx.kafka.reach import kafka_failure
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
-        raise RetriableError(f"Kafka at {config.get('bootstrap.servers')} does not answer: {exc}") from exc
+        raise kafka_failure(config, exc, "listing topics") from exc
     wanted = [s for s in specs if s.name not in existing]
     if not wanted:
         return []
@@ -88,7 +89,10 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> N
 def partitions_of(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> list[int]:
     """Partition ids of ``topic`` (empty when the topic does not exist)."""
     admin = AdminClient(dict(config))
-    md = admin.list_topics(topic, timeout=timeout)
+    try:
+        md = admin.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise kafka_failure(config, exc, f"reading the metadata of {topic}") from exc
     meta = md.topics.get(topic)
     if meta is None or meta.error is not None:
         return []

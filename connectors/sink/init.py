@@ -28,6 +28,7 @@ from connectors.sink.records import shape_of
 from connectors.sink.spec import SinkSpec, sink_specs, target_key
 from connectors.sink.state import StateStore
 from connectors.sink.tables import TableManager
+from connectors.sink.tools import open_database
 
 _GENERATION = re.compile(r"\.g\d+$")
 Schemas = dict[tuple[str, str], tuple[AvroSchema, AvroSchema]]
@@ -116,10 +117,7 @@ def init_databases(topology: Topology, owner_ids: Iterable[str] | None = None) -
     for spec in specs:
         dialect = get_dialect(spec.dialect)
         report = InitReport(spec.owner_id, spec.redacted_dsn())
-        try:
-            conn = dialect.connect(spec.dsn)
-        except Exception as e:
-            raise RetriableError(f"cannot open the database of {spec.owner_id} ({spec.redacted_dsn()}): {e}") from e
+        conn = open_database(spec)
         try:
             tables = TableManager(dialect)
             with dialect.transaction(conn):

@@ -59,6 +59,7 @@ from connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
 from connectors.sink.spec import SinkSpec
 from connectors.sink.state import SinkState, StateStore
 from connectors.sink.tables import TableManager
+from connectors.sink.tools import open_database
 
 log = logging.getLogger("cdx.sink")
 
@@ -301,11 +302,7 @@ class ChannelSink:
     # -------------------------------------------------------------------------- database
     def _open(self) -> None:
         self._close_db()
-        try:
-            self.conn = self.dialect.connect(self.spec.dsn)
-        except Exception as e:
-            raise RetriableError(f"cannot open the database of {self.name} ({self.spec.redacted_dsn()}):"
-                                 f" {type(e).__name__}: {e}") from e
+        self.conn = open_database(self.spec)
         with self.dialect.transaction(self.conn):
             self.store.ensure(self.conn)
             self.sessions.ensure(self.conn)
