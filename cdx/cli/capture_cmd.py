@@ -37,7 +37,7 @@ def capture(
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
     stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    if not set_up(connector.setup, "capture", stopped):
+    if not set_up(connector.setup, "capture", stopped, kafka=topo.kafka.bootstrap_servers):
         return
     console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
     connector.run()

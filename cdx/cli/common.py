@@ -65,15 +65,22 @@ def on_stop_signals(stop: Any) -> threading.Event:
     return stopped
 
 
-def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_backoff: float = 30.0) -> bool:
+def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_backoff: float = 30.0,
+           kafka: str | None = None) -> bool:
     """Run ``setup()``, retrying while it raises ``RetriableError`` (Kafka or a database not answering
-    yet), with exponential backoff. False if a stop signal arrived first; other errors propagate."""
+    yet), with exponential backoff: one log line per back-off step, naming what is unreachable.
+    With ``kafka`` (bootstrap servers), each attempt first checks that a broker accepts connections
+    (a closed port is reported at once, not after the clients' metadata timeout). False if a stop
+    signal arrived first; other errors propagate."""
     from cdx.errors import RetriableError
+    from cdx.kafka.reach import require_kafka
 
     log = logging.getLogger("cdx")
     backoff = 0.5
     while not stopped.is_set():
         try:
+            if kafka:
+                require_kafka(kafka)
             setup()
             return True
         except RetriableError as exc:

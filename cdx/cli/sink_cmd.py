@@ -137,11 +137,11 @@ def sink(
     from connectors.sink.host import SinkHost
 
     setup_logging(verbose)
-    host: SinkHost = SinkHost(load(topology), channel or None, _settings(batch_size, session_retention_days,
-                                                                         max_sessions))
+    topo = load(topology)
+    host: SinkHost = SinkHost(topo, channel or None, _settings(batch_size, session_retention_days, max_sessions))
     stopped = on_stop_signals(host.stop)
     serve_metrics(metrics_port)
-    if not set_up(host.setup, "sink", stopped):
+    if not set_up(host.setup, "sink", stopped, kafka=topo.kafka.bootstrap_servers):
         return
     console.print(f"sinking {len(host.specs)} database{'s' if len(host.specs) != 1 else ''}: "
                   + ", ".join(s.owner_id for s in host.specs))
