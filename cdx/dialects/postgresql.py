@@ -153,6 +153,12 @@ class PostgreSQLDialect(Dialect):
             raise no_primary_key(schema, table)
         return columns
 
+    def has_foreign_keys(self, conn: Connection, schema: str | None, table: str) -> bool:
+        oid = self._oid(conn, schema, table)
+        return oid is not None and conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f'"
+            " AND (conrelid = %s OR confrelid = %s))", (oid, oid)).fetchone()[0]
+
     # -- DDL ---------------------------------------------------------------------------
     def ensure_schema(self, conn: Connection, schema: str | None) -> None:
         if schema is not None:

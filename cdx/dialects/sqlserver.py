@@ -141,6 +141,12 @@ class SQLServerDialect(Dialect):
     def table_exists(self, conn: Connection, schema: str | None, table: str) -> bool:
         return self._object_id(conn, schema, table) is not None
 
+    def has_foreign_keys(self, conn: Connection, schema: str | None, table: str) -> bool:
+        oid = self._object_id(conn, schema, table)
+        return oid is not None and conn.execute(
+            "SELECT COUNT(*) FROM sys.foreign_keys WHERE is_disabled = 0"
+            " AND (parent_object_id = ? OR referenced_object_id = ?)", oid, oid).fetchone()[0] > 0
+
     def introspect_columns(self, conn: Connection, schema: str | None, table: str, *,
                            require_primary_key: bool = True) -> list[ColumnInfo]:
         oid = self._object_id(conn, schema, table)

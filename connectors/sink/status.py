@@ -119,7 +119,8 @@ class Status:
 
     def to_json(self) -> dict[str, Any]:
         return {"generated_at": self.generated_at, "topic_prefix": self.topic_prefix,
-                "kafka_reachable": self.kafka_reachable, "hq_reachable": self.hq_reachable, "roles": [r.to_json() for r in self.roles],
+                "kafka_reachable": self.kafka_reachable, "hq_reachable": self.hq_reachable,
+                "roles": [r.to_json() for r in self.roles],
                 "databases": [d.to_json() for d in self.databases], "uploads": [u.to_json() for u in self.uploads],
                 "warnings": self.warnings}
 

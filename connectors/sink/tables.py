@@ -2,7 +2,9 @@
 
 Types come from the Avro schemas (``cdx.routed.columns_of``): primary key from the key schema
 (NOT NULL), every other column nullable. A table that exists is never altered except to add a
-missing column (always nullable; existing rows read NULL). Columns the table has but a schema
+missing column (always nullable; existing rows read NULL), and is checked first: a primary key or
+column type that conflicts with the records stops the sink before anything is written
+(``connectors.sink.conflicts``). Columns the table has but a schema
 lacks are left alone (upserts do not touch them). Identity is case-insensitive.
 """
 
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 
 from cdx.codec import Column
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
+from connectors.sink.conflicts import check_table
 from connectors.sink.records import Shape
 
 log = logging.getLogger("cdx.sink")
@@ -35,11 +38,13 @@ class TableManager:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._known: dict[tuple[str, str], set[str]] = {}
+        self._foreign: dict[tuple[str, str], bool] = {}
         self.created: list[str] = []
         self.added: list[str] = []
 
     def reset(self) -> None:
         self._known.clear()
+        self._foreign.clear()
 
     def ensure(self, conn: Connection, shapes: Iterable[Shape]) -> None:
         """Make the table of ``shapes`` (one target) exist with every column they carry."""
@@ -57,12 +62,23 @@ class TableManager:
                                  col.type.value)
                     known.add(col.name.casefold())
 
+    def has_foreign_keys(self, conn: Connection, schema: str, table: str) -> bool:
+        """Whether a foreign key references the table or starts from it (cached per connection):
+        only such tables need their deletes after the upserts (see ``apply``)."""
+        ident = (schema.casefold(), table.casefold())
+        found = self._foreign.get(ident)
+        if found is None:
+            found = self._foreign[ident] = self.dialect.has_foreign_keys(conn, schema, table)
+        return found
+
     def _open(self, conn: Connection, shape: Shape) -> set[str]:
         d = self.dialect
+        keys = {name: i + 1 for i, name in enumerate(shape.key_names)}
         if d.table_exists(conn, shape.schema, shape.table):
             cols = d.introspect_columns(conn, shape.schema, shape.table, require_primary_key=False)
+            check_table(d, shape.target, cols, [column_info(c, keys.get(c.name, 0)) for c in shape.columns],
+                        shape.key_names)
             return {c.name.casefold() for c in cols}
-        keys = {name: i + 1 for i, name in enumerate(shape.key_names)}
         d.ensure_schema(conn, shape.schema)
         d.create_table(conn, shape.schema, shape.table,
                        [column_info(c, keys.get(c.name, 0)) for c in shape.columns], list(shape.key_names))
