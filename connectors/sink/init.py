@@ -12,14 +12,17 @@ database is changed.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cdx.codec import AvroSchema, Codec, SchemaStore, make_codec
 from cdx.codec.naming import namespace_for
 from cdx.dialects import Connection, get_dialect
-from cdx.errors import RetriableError
+from cdx.dialects.sqlite import sqlite_path
+from cdx.errors import DatabaseUnreachable, RetriableError
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
@@ -32,7 +35,7 @@ from connectors.sink.records import Shape, shape_of
 from connectors.sink.spec import SinkSpec, sink_specs, target_key
 from connectors.sink.state import StateStore
 from connectors.sink.tables import TableManager, column_info
-from connectors.sink.tools import open_database
+from connectors.sink.tools import database_of, open_database
 
 _GENERATION = re.compile(r"\.g\d+$")
 Schemas = dict[tuple[str, str], tuple[AvroSchema, AvroSchema]]
@@ -120,19 +123,42 @@ def init_databases(topology: Topology, owner_ids: Iterable[str] | None = None) -
     records (``TableConflict`` listing each table, column, found and expected type)."""
     specs = sink_specs(topology, owner_ids)
     schemas = latest_schemas(topology, specs)
-    conns: list[Connection] = []
+    conns: dict[str, Connection] = {}
     try:
-        for spec in specs:
-            conns.append(open_database(spec))
-        problems = [p for spec, conn in zip(specs, conns, strict=True) for p in _conflicts(spec, conn, schemas)]
+        for spec in specs:  # every database opens (a new SQLite file: can be created) before any changes
+            if _new_sqlite_file(spec):
+                continue
+            conns[spec.owner_id] = open_database(spec)
+        problems = [p for spec in specs if spec.owner_id in conns
+                    for p in _conflicts(spec, conns[spec.owner_id], schemas)]
         if problems:
             raise TableConflict(f"{len(problems)} channel table(s) conflict with the topology; nothing was written:\n"
                                 + "\n".join(f"  {p}" for p in problems) + "\n  alter each table to match, or drop"
                                 " (or rename) it so that cdx creates it, then run cdx channel init again")
-        return [_init(spec, conn, schemas) for spec, conn in zip(specs, conns, strict=True)]
+        reports = []
+        for spec in specs:
+            if spec.owner_id not in conns:
+                conns[spec.owner_id] = open_database(spec)
+            reports.append(_init(spec, conns[spec.owner_id], schemas))
+        return reports
     finally:
-        for conn in conns:
+        for conn in conns.values():
             conn.close()
+
+
+def _new_sqlite_file(spec: SinkSpec) -> bool:
+    """True when ``spec`` is a SQLite file that does not exist yet but can be created (opening it would
+    create it); a file that cannot be created raises ``DatabaseUnreachable`` now, before any change."""
+    if get_dialect(spec.dialect).name != "sqlite":
+        return False
+    path = Path(sqlite_path(spec.dsn)).absolute()
+    if str(path).endswith(":memory:") or path.exists():
+        return False
+    folder = next((p for p in path.parents if p.exists()), Path("/"))
+    if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise DatabaseUnreachable(database_of(spec), f"cannot create {path}: {folder} is not a writable directory",
+                                  "create the directory or fix the path in the DSN")
+    return True
 
 
 def _target_shapes(spec: SinkSpec, schemas: Schemas) -> list[tuple[str, str, Shape | None]]:
