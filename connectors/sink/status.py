@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cdx.dialects import get_dialect
@@ -177,7 +178,11 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
 
 
 def hq_unreachable(topology: Topology) -> str | None:
-    """Why the HQ database cannot be opened (``unreachable: <reason>; <fix>``), or None when it opens."""
+    """Why the HQ database cannot be opened (``unreachable: <reason>; <fix>``), or None when it opens.
+    A SQLite file that does not exist is reported, not created."""
+    path = topology.hq.sqlite_path if topology.hq.dialect.value == "sqlite" else None
+    if path and path != ":memory:" and not Path(path).exists():
+        return f"unreachable: {path} does not exist; fix hq.dsn or create the HQ database"
     try:
         conn = get_dialect(topology.hq.dialect.value).connect(topology.hq.dsn)
     except Unreachable as e:
