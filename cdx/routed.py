@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from cdx.codec import AvroSchema, Column
-from cdx.codec.envelope import envelope_schema, key_schema
+from cdx.codec.envelope import envelope_schema, key_schema, source_block
 from cdx.codec.naming import namespace_for
 
 ROUTED_NAMESPACE_ROOT = "routed"
@@ -108,7 +108,7 @@ def make_value(schemas: RoutedSchemas, *, op: str, key: Mapping[str, Any], row: 
     return {
         "before": dict(key) if op == "d" else None,
         "after": dict(row) if row is not None and op != "d" else None,
-        "source": dict(source),
+        "source": source_block(source),
         "op": op,
         "ts_ms": int(ts_ms),
         "target": {"schema": schemas.schema, "table": schemas.table},
@@ -125,7 +125,7 @@ def parse_value(key: Mapping[str, Any], value: Mapping[str, Any]) -> RoutedChang
         schema=value["target"]["schema"], table=value["target"]["table"], subjob=value["subjob"],
         op=value["op"], key=dict(key), row=value["after"],
         position=SourcePosition(pos["topic"], int(pos["partition"]), int(pos["offset"])),
-        version=int(src["version"]), source_ts_ms=int(src["ts_ms"]), ts_ms=int(value["ts_ms"]),
+        version=int(src["change_version"]), source_ts_ms=int(src["ts_ms"]), ts_ms=int(value["ts_ms"]),
     )
 
 

@@ -141,6 +141,36 @@ class KafkaConfig(Model):
     replication_factor: int = Field(default=1, ge=1, le=32)
     """Replication factor of topics cdx creates."""
     schema_registry: SchemaRegistry | None = None
+    encoding: Literal["avro", "avro-registry", "connect-json"] | None = None
+    """Record encoding of every cdx topic (table, group, upload topics): ``avro`` (Avro single-object
+    encoding, schemas on the schemas topic; the default), ``avro-registry`` (Confluent Schema Registry
+    wire format; needs ``schema_registry``; the default when ``schema_registry`` is given) or
+    ``connect-json`` (Kafka Connect JSON with embedded schemas). See docs/envelope.md."""
+
+    @model_validator(mode="after")
+    def _encoding_needs(self) -> KafkaConfig:
+        if self.encoding == "avro-registry" and self.schema_registry is None:
+            raise ValueError("encoding 'avro-registry' needs schema_registry.url: add a schema_registry section"
+                             " or choose encoding 'avro' or 'connect-json'")
+        if self.encoding in ("avro", "connect-json") and self.schema_registry is not None:
+            raise ValueError(f"encoding {self.encoding!r} does not use the schema_registry section: remove it,"
+                             " or choose encoding 'avro-registry'")
+        return self
+
+    @property
+    def record_encoding(self) -> str:
+        """The encoding in effect (``encoding``, or its default)."""
+        if self.encoding is not None:
+            return self.encoding
+        return "avro-registry" if self.schema_registry is not None else "avro"
+
+    def codec_config(self) -> dict[str, str]:
+        """The settings ``cdx.codec.make_codec`` takes for this topology's encoding (registry client included)."""
+        out = {"encoding": self.record_encoding}
+        if self.schema_registry is not None:
+            reg = self.schema_registry
+            out.update({"schema_registry.url": reg.url, **{f"schema_registry.{k}": v for k, v in reg.config.items()}})
+        return out
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod

@@ -117,9 +117,7 @@ class CaptureConnector:
             transaction_timeout_ms=900_000))
         self.publisher = SchemaPublisher(self.producer.producer, self.schemas_topic, transactional=True)
         self.store = SchemaStore(k.bootstrap_servers, self.schemas_topic, consumer_config=dict(self.base_config))
-        registry = {"schema_registry.url": k.schema_registry.url,
-                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
-            if k.schema_registry else None
+        registry = k.codec_config()
         self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
         for table in self.tables:
             self._refresh_schema(table)
@@ -299,7 +297,7 @@ class CaptureConnector:
                         version: int, now: int, snapshot: str = "false") -> None:
         assert self.producer is not None and table.schemas is not None
         source = SourceInfo(connector=CONNECTOR, name=self.hq_name, db=self.hq_name,
-                            schema=table.ref.schema or "", table=table.ref.name, version=version, ts_ms=now,
+                            schema=table.ref.schema or "", table=table.ref.name, change_version=version, ts_ms=now,
                             snapshot=snapshot)
         if op is Op.DELETE:
             env = make_envelope(op, before=key, source=source, ts_ms=now)

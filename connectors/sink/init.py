@@ -86,10 +86,11 @@ def latest_schemas(topology: Topology, specs: list[SinkSpec], codec: Codec | Non
                 if found is not None:
                     (keys if found[1] else values)[found[0]] = schema
         missing = set(namespaces.values()) - (set(keys) & set(values))
-        # Only a Schema Registry keeps routed schemas off the schemas topic; with the single-object
-        # codec the router publishes them there before any record, so scanning the group topic (its
-        # whole length: 20 s for 1M records) could find nothing more.
-        if missing and k.schema_registry is not None:
+        # Only a Schema Registry (or Connect JSON's embedded schemas) keeps routed schemas off the
+        # schemas topic; with the single-object codec the router publishes them there before any
+        # record, so scanning the group topic (its whole length: 20 s for 1M records) could find
+        # nothing more.
+        if missing and k.record_encoding != "avro":
             codec = codec or make_codec(codec_config(topology), store=SchemaStore(k.bootstrap_servers, topic))
             for group_topic in sorted({s.topic for s in specs}):
                 if not partitions_of(config, group_topic):

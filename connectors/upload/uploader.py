@@ -190,9 +190,7 @@ class ChannelUploader:
         self.producer = TransactionalProducer(producer_config(
             self.base_config, transactional_id=f"{self.prefix}-upload-{self.id}", transaction_timeout_ms=120_000))
         self.publisher = SchemaPublisher(self.producer.producer, schemas_topic(self.prefix), transactional=True)
-        registry = {"schema_registry.url": k.schema_registry.url,
-                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
-            if k.schema_registry else None
+        registry = k.codec_config()
         self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
         self.partitions = max(1, len(partitions_of(self.base_config, self.topic)))
         prefix = f"{self.id}/"
