@@ -28,6 +28,9 @@ from cdx.codec.envelope import envelope_schema, key_schema, source_block
 from cdx.codec.naming import namespace_for
 
 ROUTED_NAMESPACE_ROOT = "routed"
+ROUTED_VALUE_NAME = "Envelope"
+ROUTED_VALUE_NAMES = (ROUTED_VALUE_NAME, "RoutedChange")
+"""Names routed value schemas have had (``RoutedChange`` before cdx spoke Connect JSON): sinks accept both."""
 
 _POSITION = {
     "type": "record", "name": "Position", "namespace": "cdx",
@@ -69,7 +72,9 @@ def routed_schemas(schema: str, table: str, columns: tuple[Column, ...]) -> Rout
     """Schemas for target ``schema.table`` with channel ``columns`` (cached; parse once)."""
     namespace = namespace_for(f"{ROUTED_NAMESPACE_ROOT}.{schema}.{table}")
     value = envelope_schema(namespace, columns)
-    value = {**value, "name": "RoutedChange", "fields": [
+    # Named ``Envelope`` (not ``RoutedChange`` as before): Debezium's sinks take a value whose schema
+    # name ends in ".Envelope" for a change event (io.debezium.data.Envelope.isEnvelopeSchema).
+    value = {**value, "name": ROUTED_VALUE_NAME, "fields": [
         *value["fields"],
         {"name": "target", "type": _TARGET},
         {"name": "subjob", "type": "string"},

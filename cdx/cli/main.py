@@ -15,6 +15,7 @@ from cdx.cli import (
     seed_cmd,
     sink_cmd,
     status_cmd,
+    topic_cmd,
     topology_cmd,
     upload_cmd,
 )
@@ -51,6 +52,7 @@ sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)
 capture_cmd.hq_app.command("upload-sink")(upload_cmd.upload_sink)
 capture_cmd.hq_app.command("upload-status")(upload_cmd.status)
 app.command("status")(status_cmd.status)
+app.add_typer(topic_cmd.app, name="topic")
 
 
 def main() -> None:

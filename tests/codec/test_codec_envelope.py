@@ -92,7 +92,8 @@ def test_no_primary_key_is_refused() -> None:
 def test_make_envelope_checks_op_and_rows() -> None:
     row = {"ITEMID": "A", "DATAAREAID": "usrt", "NAME": "n"}
     env = make_envelope(Op.CREATE, after=row, source=SRC, ts_ms=5)
-    assert env["op"] == "c" and env["before"] is None and env["source"]["change_version"] == 1234 and env["source"]["version"] == "0.1.0"
+    assert env["op"] == "c" and env["before"] is None and env["source"]["change_version"] == 1234
+    assert env["source"]["version"] == "0.1.0"
     assert env["source"]["snapshot"] == "false"
     assert make_envelope("r", after=row, source=SourceInfo(**{**SRC.__dict__, "snapshot": "last"}),
                          ts_ms=5)["source"]["snapshot"] == "last"
