@@ -20,7 +20,7 @@ from cdx.errors import RetriableError
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
-from cdx.routed import ROUTED_NAMESPACE_ROOT
+from cdx.routed import ROUTED_NAMESPACE_ROOT, ROUTED_VALUE_NAMES
 from cdx.topics import schemas_topic
 from cdx.topology.model import Topology
 from connectors.sink.host import codec_config
@@ -58,7 +58,7 @@ def _classify(schema: AvroSchema, namespaces: dict[str, tuple[str, str]]) -> tup
     """(target, is_key) for a routed key or value schema of a wanted target, else None."""
     name = schema.name or ""
     ns, _, last = name.rpartition(".")
-    if last not in ("Key", "RoutedChange"):
+    if last != "Key" and last not in ROUTED_VALUE_NAMES:
         return None
     target = namespaces.get(_GENERATION.sub("", ns).casefold())
     return (target, last == "Key") if target is not None else None
