@@ -337,6 +337,10 @@ class Subjob(Model):
     """Upload only: the channel column whose growth marks new rows (e.g. REPLICATIONCOUNTERFROMORIGIN)."""
     extension: ChannelExtension | None = None
     channel_filter: ChannelFilter | None = None
+    source_topic: TopicId | None = None
+    """Download only: the table topic to route from when another capture writes it (e.g. Debezium's
+    PostgreSQL source: ``dbserver1.public.inventtable``, in the topology's ``kafka.encoding``). cdx's own
+    capture then leaves the table alone. Default: cdx's ``<prefix>.<hq name>.<schema>.<table>``."""
 
     @field_validator("scheduled_by", mode="before")
     @classmethod

@@ -89,6 +89,8 @@ class CaptureConnector:
         self.schemas_topic = schemas_topic(self.prefix)
         self.tables: list[TableState] = []
         for subjob in topology.download_subjobs():
+            if subjob.source_topic is not None:
+                continue  # another capture (e.g. Debezium) writes this table's topic
             ref = TableRef(subjob.hq_table.schema, subjob.hq_table.name)
             topic = topology.hq_table_topic(subjob)  # the name the router reads, whatever the schema
             self.tables.append(TableState(ref, topic))
