@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-interop lint unit bench down clean
 
 setup: system venv jars
 
@@ -36,6 +36,11 @@ lint: venv
 
 test: setup lint
 	$(BIN)/python -m pytest -q
+
+# Debezium / Kafka Connect / schema-registry interop (tests/interop, marker `interop`, not in `make test`):
+# resolves Connect, Debezium and Apicurio from Maven Central on first use (minutes), then runs real Connect.
+test-interop: setup
+	$(BIN)/python -m pytest -q -m interop tests/interop
 
 bench: services
 	$(BIN)/python -m bench
