@@ -99,7 +99,8 @@ class Connect:
                 and "WorkerSinkTask" in line)]
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        """The worker runs and no task of it has died."""
+        return self.proc.poll() is None and not self.errors()
 
     def stop(self) -> None:
         stop(self.proc, timeout=60)
