@@ -7,6 +7,7 @@ table topic and the group topic to a PostgreSQL database: both tables must equal
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from cdx.kafka.reading import read_to_end
 from infra.postgres import launcher
 from tests.interop.common import COLUMNS, CREATE_ITEMS, change_items, insert_items, read_rows, tables_of
 from tests.interop.harness import Connect, spawn_cdx, stop, wait_until
@@ -50,6 +52,12 @@ def jdbc_sink(topics: list[str], dsn: str, **extra: Any) -> dict[str, Any]:
             "delete.enabled": "true", "schema.evolution": "basic", "batch.size": 4096, **extra}
 
 
+def ops_of(bootstrap: str, topic: str) -> set[str | None]:
+    """The ``op`` of every record of a Connect JSON topic (None for a tombstone)."""
+    return {json.loads(m.value())["payload"]["op"] if m.value() else None
+            for m in read_to_end({"bootstrap.servers": bootstrap}, topic)}
+
+
 def _matching(dsn: str, fragment: str) -> str | None:
     return next((t for t in tables_of(dsn) if fragment in t.casefold()), None)
 
@@ -72,6 +80,9 @@ def test_debezium_jdbc_sink_reads_cdx_table_and_group_topics(kafka: str, postgre
              spawn_cdx(tmp_path, "router", "route", "-t", str(path), "--datadir", str(tmp_path / "router"))]
     connect = None
     try:
+        # changes after the snapshot, so the topics carry updates, deletes and tombstones (not only reads)
+        wait_until(lambda: "snapshot of dbo.ITEMS" in (tmp_path / "capture.log").read_text(), 120, "capture snapshot",
+                   lambda: (tmp_path / "capture.log").read_text()[-2000:], alive=lambda: procs[0].poll() is None)
         change_items(hq, items)
         table_topic, group_topic = f"{prefix}.hq.dbo.ITEMS", f"{prefix}.group.g1"
         connect = Connect(tmp_path / "connect", kafka, {"jdbc-sink": jdbc_sink([table_topic, group_topic], target)},
@@ -93,6 +104,7 @@ def test_debezium_jdbc_sink_reads_cdx_table_and_group_topics(kafka: str, postgre
         wait_until(both_equal, 300, "Debezium JDBC sink tables equal HQ", why, alive=connect.alive)
         assert len(want) == 51
         assert not connect.errors(), connect.tail()
+        assert ops_of(kafka, table_topic) >= {"r", "u", "d", None} and ops_of(kafka, group_topic) >= {"u", "d", None}
     finally:
         if connect is not None:
             connect.stop()
