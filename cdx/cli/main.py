@@ -19,6 +19,7 @@ from cdx.cli import (
     seed_cmd,
     sink_cmd,
     status_cmd,
+    topic_cmd,
     topology_cmd,
     upload_cmd,
 )
@@ -59,6 +60,7 @@ capture_cmd.hq_app.command("upload-status")(upload_cmd.status)
 app.command("status")(status_cmd.status)
 app.add_typer(realtime_cmd.app, name="realtime")
 capture_cmd.hq_app.command("init-realtime")(realtime_cmd.init_realtime)
+app.add_typer(topic_cmd.app, name="topic")
 install_error_boundary(app)  # keep last: every command registered above gets the error boundary
 
 

@@ -103,6 +103,8 @@ class CaptureConnector:
         self.max_message_bytes = k.max_message_bytes
         self.tables: list[TableState] = []
         for subjob in topology.download_subjobs():
+            if subjob.source_topic is not None:
+                continue  # another capture (e.g. Debezium) writes this table's topic
             ref = TableRef(subjob.hq_table.schema, subjob.hq_table.name)
             topic = topology.hq_table_topic(subjob)  # the name the router reads, whatever the schema
             self.tables.append(TableState(ref, topic))
@@ -139,9 +141,7 @@ class CaptureConnector:
             transaction_timeout_ms=900_000), self.max_message_bytes))
         self.publisher = SchemaPublisher(self.producer.producer, self.schemas_topic, transactional=True)
         self.store = SchemaStore(k.bootstrap_servers, self.schemas_topic, consumer_config=dict(self.base_config))
-        registry = {"schema_registry.url": k.schema_registry.url,
-                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
-            if k.schema_registry else None
+        registry = k.codec_config()
         self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
         for table in self.tables:
             self._refresh_schema(table)
