@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos test-sqlserver lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop lint unit bench down clean
 
 setup: system venv jars
 
@@ -45,6 +45,15 @@ test-sqlserver: setup
 
 test-chaos: setup
 	$(BIN)/python -m pytest -q -m chaos
+
+# Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
+test-realtime: services
+	$(BIN)/python -m pytest -q -m realtime_long tests/realtime
+
+# Debezium / Kafka Connect / schema-registry interop (tests/interop, marker `interop`, not in `make test`):
+# resolves Connect, Debezium and Apicurio from Maven Central on first use (minutes), then runs real Connect.
+test-interop: setup
+	$(BIN)/python -m pytest -q -m interop tests/interop
 
 bench: services
 	$(BIN)/python -m bench

@@ -161,6 +161,11 @@ class Dialect(ABC):
         """A value read from the driver as the Python type of ``column.logical_type``."""
         return value
 
+    def has_foreign_keys(self, conn: Connection, schema: str | None, table: str) -> bool:
+        """Whether an enforced foreign key starts from or references ``schema.table`` (default: the
+        dialect enforces none on cdx's connections, e.g. SQLite without ``PRAGMA foreign_keys``)."""
+        return False
+
     # -- DDL ---------------------------------------------------------------------------
     @abstractmethod
     def ensure_schema(self, conn: Connection, schema: str | None) -> None:

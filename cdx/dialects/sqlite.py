@@ -34,6 +34,7 @@ from cdx.dialects.base import (
     no_primary_key,
     unsupported_type,
 )
+from cdx.dialects.reach import connect_failure
 from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, RetriableError, SkippableError
 
@@ -84,12 +85,19 @@ class SQLiteDialect(Dialect):
 
     def connect(self, dsn: str | Path) -> sqlite3.Connection:
         path = sqlite_path(dsn)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30)
-        conn.execute("PRAGMA recursive_triggers = ON")  # REPLACE's implicit deletes fire delete triggers
-        if path != ":memory:":
-            conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=30)
+        except (sqlite3.Error, OSError) as exc:
+            raise connect_failure(self.name, str(dsn), exc) from exc
+        try:
+            conn.execute("PRAGMA recursive_triggers = ON")  # REPLACE's implicit deletes fire delete triggers
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:  # not a database file, or a read-only one
+            conn.close()
+            raise connect_failure(self.name, str(dsn), exc) from exc
         return conn
 
     @contextmanager

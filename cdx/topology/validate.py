@@ -285,6 +285,8 @@ def _upload_rules(out: list[Issue], path: tuple[str | int, ...], s: Subjob) -> N
                        "add it to fields (HQ keeps it to know what it has received)")
         if s.channel_filter is not None:
             _issue(out, (*path, "channel_filter"), "only download subjobs can be filtered per channel")
+        if s.source_topic is not None:
+            _issue(out, (*path, "source_topic"), "only download subjobs read a table topic; remove source_topic")
     elif s.replication_counter is not None:
         _issue(out, counter_path, "only upload subjobs have a replication counter; remove it")
     ext = s.extension

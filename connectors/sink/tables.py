@@ -5,7 +5,8 @@ Types come from the Avro schemas (``cdx.routed.columns_of``): primary key from t
 default ``ext``), whose columns are NOT NULL with the type's empty value as DEFAULT, as the CDX
 extension rules require. A table that exists is never altered except to add a missing column
 (nullable, existing rows read NULL; in an extension table NOT NULL DEFAULT, existing rows read
-the default). Columns the table has but a schema
+the default), and is checked first: a primary key or column type that conflicts with the records
+stops the sink before anything is written (``connectors.sink.conflicts``). Columns the table has but a schema
 lacks are left alone (upserts do not touch them). Identity is case-insensitive.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 
 from cdx.codec import Column
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
+from connectors.sink.conflicts import check_table
 from connectors.sink.records import Shape
 
 log = logging.getLogger("cdx.sink")
@@ -44,11 +46,13 @@ class TableManager:
         self.dialect = dialect
         self.extension_schemas = {s.casefold() for s in extension_schemas}
         self._known: dict[tuple[str, str], set[str]] = {}
+        self._foreign: dict[tuple[str, str], bool] = {}
         self.created: list[str] = []
         self.added: list[str] = []
 
     def reset(self) -> None:
         self._known.clear()
+        self._foreign.clear()
 
     def ensure(self, conn: Connection, shapes: Iterable[Shape]) -> None:
         """Make the table of ``shapes`` (one target) exist with every column they carry."""
@@ -70,12 +74,23 @@ class TableManager:
         """The dialect when ``shape`` is an extension table (its columns get defaults), else None."""
         return self.dialect if shape.schema.casefold() in self.extension_schemas else None
 
+    def has_foreign_keys(self, conn: Connection, schema: str, table: str) -> bool:
+        """Whether a foreign key references the table or starts from it (cached per connection):
+        only such tables need their deletes after the upserts (see ``apply``)."""
+        ident = (schema.casefold(), table.casefold())
+        found = self._foreign.get(ident)
+        if found is None:
+            found = self._foreign[ident] = self.dialect.has_foreign_keys(conn, schema, table)
+        return found
+
     def _open(self, conn: Connection, shape: Shape) -> set[str]:
         d = self.dialect
+        keys = {name: i + 1 for i, name in enumerate(shape.key_names)}
         if d.table_exists(conn, shape.schema, shape.table):
             cols = d.introspect_columns(conn, shape.schema, shape.table, require_primary_key=False)
+            check_table(d, shape.target, cols, [column_info(c, keys.get(c.name, 0)) for c in shape.columns],
+                        shape.key_names)
             return {c.name.casefold() for c in cols}
-        keys = {name: i + 1 for i, name in enumerate(shape.key_names)}
         d.ensure_schema(conn, shape.schema)
         d.create_table(conn, shape.schema, shape.table,
                        [column_info(c, keys.get(c.name, 0), self._ext(shape)) for c in shape.columns],

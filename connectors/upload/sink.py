@@ -191,9 +191,7 @@ class UploadSink:
         except RetriableError as exc:
             log.warning("%s; waiting for it", exc)
         store = SchemaStore(k.bootstrap_servers, schemas_topic(self.prefix), consumer_config=dict(self.base_config))
-        registry = {"schema_registry.url": k.schema_registry.url,
-                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
-            if k.schema_registry else None
+        registry = k.codec_config()
         self.codec = make_codec(registry, store=store)
         self.dlq = Producer(producer_config(self.base_config))
         extra: dict[str, Any] = {"session.timeout.ms": self.options.session_timeout_ms,
@@ -365,7 +363,7 @@ class UploadSink:
         return list(groups.values()), dead, offsets
 
     def _item(self, msg: Message, channel: str, dead: list[_Dead]) -> tuple[HqTable, _Item] | None:
-        """One record as an HQ row (the value alone says it all: ``source.table`` and ``source.version``
+        """One record as an HQ row (the value alone says it all: ``source.table`` and ``source.change_version``
         repeat the key's table and counter, so the key is not decoded)."""
         topic = msg.topic() or ""
         try:
@@ -384,10 +382,10 @@ class UploadSink:
         source = (env or {}).get("source") or {}
         table_name = f"{source.get('schema')}.{source.get('table')}" if source.get("schema") else \
             str(source.get("table", ""))
-        counter = source.get("version")
+        counter = source.get("change_version")
         if env is None or env.get("op") != "c" or env.get("after") is None or not isinstance(counter, int):
             dead.append(_Dead(msg, "not an upload record (needs op 'c' with 'after' and the counter in"
-                                   " source.version)", channel, table_name or None,
+                                   " source.change_version)", channel, table_name or None,
                               counter if isinstance(counter, int) else None))
             return None
         headers = dict(msg.headers() or [])
