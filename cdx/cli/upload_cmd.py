@@ -175,3 +175,6 @@ def status(
                            str(x.rows_inserted), str(x.rows_duplicate), str(x.rows_dead_lettered), x.status,
                            (x.error or "")[:80])
         console.print(recent)
+    from cdx.cli.post_upload_view import print_post_processing
+
+    print_post_processing(topo, sessions)
