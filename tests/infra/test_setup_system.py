@@ -11,20 +11,19 @@ import subprocess
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "setup-system.sh"
-TOOLS = ("bash", "ls", "grep", "sed", "head", "id", "ldconfig", "cat", "chmod")
+TOOLS = ("bash", "ls", "grep", "sed", "head", "id", "ldconfig", "cat", "chmod", "cut")
 
 APT_GET = """#!/bin/bash
 echo "$*" >> "{log}"
 if [ "$1" = install ]; then
   for pkg in "$@"; do
-    case "$pkg" in
-      openjdk-17-jre-headless) printf '#!/bin/bash\\necho openjdk version \\"17.0.15\\" 2025-04-15 >&2\\n' > "{bin}/java";
-                               chmod +x "{bin}/java" ;;
-      maven) printf '#!/bin/bash\\n' > "{bin}/mvn"; chmod +x "{bin}/mvn" ;;
-    esac
+    if [ -f "{pkgs}/$pkg" ]; then cat "{pkgs}/$pkg" > "{bin}/$(head -n1 "{pkgs}/$pkg" | cut -c3-)"; fi
   done
+  chmod +x "{bin}"/*
 fi
 """
+JAVA_17 = '# java\necho \'openjdk version "17.0.15" 2025-04-15\' >&2\n'
+MAVEN = "# mvn\n"
 
 
 def _sandbox(tmp_path: Path, java_version: str | None, mvn: bool) -> tuple[dict[str, str], Path]:
@@ -35,8 +34,12 @@ def _sandbox(tmp_path: Path, java_version: str | None, mvn: bool) -> tuple[dict[
         if real:
             (bin_dir / tool).symlink_to(real)
     log = tmp_path / "apt.log"
+    pkgs = tmp_path / "pkgs"
+    pkgs.mkdir()
+    (pkgs / "openjdk-17-jre-headless").write_text(JAVA_17)
+    (pkgs / "maven").write_text(MAVEN)
     for name in ("apt-get", "sudo"):
-        body = APT_GET.format(log=log, bin=bin_dir) if name == "apt-get" else '#!/bin/bash\nexec "$@"\n'
+        body = APT_GET.format(log=log, bin=bin_dir, pkgs=pkgs) if name == "apt-get" else '#!/bin/bash\nexec "$@"\n'
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
     (bin_dir / "pg_ctl").write_text("#!/bin/bash\n")
