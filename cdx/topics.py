@@ -75,3 +75,28 @@ def positions_topic(prefix: str) -> str:
 def dlq_topic(prefix: str) -> str:
     """``<prefix>._dlq``."""
     return _join(prefix, "_dlq")
+
+
+def upload_positions_topic(prefix: str) -> str:
+    """``<prefix>._upload_positions``: the channel uploads' read positions (compacted)."""
+    return _join(prefix, "_upload_positions")
+
+
+def dlq_acks_topic(prefix: str) -> str:
+    """``<prefix>._dlq_acks``: dead letters an operator dealt with (compacted)."""
+    return _join(prefix, "_dlq_acks")
+
+
+def router_state_topic(prefix: str) -> str:
+    """``<prefix>._router_state``: the router's routing state (compacted)."""
+    return _join(prefix, "_router_state")
+
+
+def router_keys_topic(prefix: str) -> str:
+    """``<prefix>._router_keys``: the router's per-key state changelog (compacted)."""
+    return _join(prefix, "_router_keys")
+
+
+def router_progress_topic(prefix: str) -> str:
+    """``<prefix>._router_progress``: the router's per-partition progress (compacted)."""
+    return _join(prefix, "_router_progress")

@@ -12,6 +12,7 @@ from cdx.cli import (
     demo,
     dev,
     dlq_cmd,
+    kafka_cmd,
     migrate_cmd,
     realtime_cmd,
     replay_cmd,
@@ -51,6 +52,7 @@ app.command("sink")(sink_cmd.sink)
 app.add_typer(sink_cmd.channel_app, name="channel")
 sink_cmd.channel_app.command("bootstrap")(sink_cmd.bootstrap)
 app.add_typer(dlq_cmd.app, name="dlq")
+app.add_typer(kafka_cmd.app, name="kafka")
 app.command("replay")(replay_cmd.replay)
 sink_cmd.channel_app.command("upload")(upload_cmd.upload)
 sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)

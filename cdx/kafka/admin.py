@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from cdx.errors import FatalError, RetriableError
 from cdx.kafka.config import LIBRDKAFKA_LOGGER
 from cdx.kafka.reach import kafka_failure
+from cdx.kafka.topicstate import describe_topics, settings_differ
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,33 @@ def _with_logger(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"logger": LIBRDKAFKA_LOGGER, **config}
 
 
+_POLICY = {"manage_topics": True}
+
+
+def set_topic_management(manage: bool) -> None:
+    """Process-wide: whether :func:`ensure_topics` creates missing topics (``True``, the default) or only
+    verifies them (``kafka.manage_topics: false``; topics then come from ``cdx kafka apply``).
+    ``cdx.topology.load_topology`` sets it from the topology each role loads."""
+    _POLICY["manage_topics"] = bool(manage)
+
+
+def topic_management() -> bool:
+    """The setting :func:`set_topic_management` made (``True`` unless a topology turned it off)."""
+    return _POLICY["manage_topics"]
+
+
 def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
     Idempotent. An existing topic is left as it is (its partition count is never changed,
-    since that would move keys between partitions).
+    since that would move keys between partitions). With topic management off
+    (:func:`set_topic_management`) nothing is created: :func:`verify_topics` checks them instead.
     """
     specs = list(specs)
     if not specs:
+        return []
+    if not topic_management():
+        verify_topics(config, specs, timeout)
         return []
     admin = AdminClient(_with_logger(config))
     try:
@@ -73,6 +93,31 @@ def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout
             raise FatalError(f"cannot create topic {name}: {err}") from exc
     _wait_for_leaders(admin, [s.name for s in wanted], timeout)
     return created
+
+
+def verify_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout: float = 30.0) -> None:
+    """``FatalError`` naming every topic of ``specs`` that is missing, has fewer partitions, another
+    replication factor or other settings than the spec, and the fix (``cdx kafka apply``). Read-only."""
+    specs = list(specs)
+    admin = AdminClient(_with_logger(config))
+    found = describe_topics(admin, config, [s.name for s in specs], timeout)
+    problems = []
+    for spec in specs:
+        state = found.get(spec.name)
+        if state is None:
+            problems.append(f"{spec.name} does not exist")
+            continue
+        if state.partitions < spec.partitions:
+            problems.append(f"{spec.name} has {state.partitions} partitions, {spec.partitions} expected")
+        if spec.replication_factor > 0 and state.replication_factor != spec.replication_factor:
+            problems.append(f"{spec.name} has replication factor {state.replication_factor},"
+                            f" {spec.replication_factor} expected")
+        for key, (have, want) in settings_differ(spec.configs, state.configs).items():
+            problems.append(f"{spec.name} has {key}={have}, {want} expected")
+    if problems:
+        raise FatalError("kafka.manage_topics is false, so cdx does not create or change topics, and "
+                         + "; ".join(problems) + ": run `cdx kafka apply` with the topology"
+                         " (as a principal allowed to create topics), then start this again")
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:

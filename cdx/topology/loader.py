@@ -57,8 +57,12 @@ def read_text(path: str | Path, what: str = "topology file") -> str:
 
 def load_topology(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Topology:
     """Load and validate a topology file (default: :func:`default_topology_path`)."""
+    from cdx.kafka.admin import set_topic_management
+
     p = Path(path) if path is not None else default_topology_path()
-    return parse_topology(read_text(p), source=str(p), environ=environ)
+    topo = parse_topology(read_text(p), source=str(p), environ=environ)
+    set_topic_management(topo.kafka.manage_topics)  # every role loads its topology here
+    return topo
 
 
 def parse_topology(text: str, source: str = "topology.yaml", *,

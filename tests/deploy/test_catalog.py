@@ -1,0 +1,39 @@
+"""The desired-topic catalog names every topic the roles create, with the same names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cdx import topics
+from cdx.deploy.catalog import desired_topics, min_insync_replicas
+from cdx.topology import load_topology
+from connectors.upload.acks import dlq_acks_topic
+from connectors.upload.plan import upload_positions_topic
+from streams.keystate import keys_topic
+from streams.progress import progress_topic
+from streams.state import state_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_role_topic_helpers_agree_with_cdx_topics() -> None:
+    for role_helper, kernel_helper in ((dlq_acks_topic, topics.dlq_acks_topic),
+                                       (upload_positions_topic, topics.upload_positions_topic),
+                                       (keys_topic, topics.router_keys_topic),
+                                       (progress_topic, topics.router_progress_topic),
+                                       (state_topic, topics.router_state_topic)):
+        assert role_helper("cdx") == kernel_helper("cdx")
+
+
+def test_catalog_covers_every_topic_of_the_topology() -> None:
+    topo = load_topology(ROOT / "topology.yaml", environ={})
+    catalog = {d.name: d for d in desired_topics(topo)}
+    assert set(topo.topics()) <= set(catalog)
+    assert {d.kind for d in catalog.values()} == {"table", "group", "upload", "state", "dead-letter"}
+    assert catalog["cdx._dlq"].spec.configs["retention.ms"] == "-1"
+    assert all(d.spec.configs.get("cleanup.policy") == "compact" for d in catalog.values()
+               if d.kind in ("table", "group", "state"))
+
+
+def test_min_insync_replicas_leaves_room_for_one_broker_down() -> None:
+    assert [min_insync_replicas(rf) for rf in (1, 2, 3, 5)] == [1, 1, 2, 2]
