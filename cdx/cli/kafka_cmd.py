@@ -16,6 +16,7 @@ from cdx.cli.app import console, user_errors
 from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
 
 if TYPE_CHECKING:
+    from cdx.deploy.acls import AclPlan
     from cdx.deploy.topic_plan import TopicPlan
 
 app = typer.Typer(help="Kafka topics of the topology as desired state: plan, apply.", no_args_is_help=True)
@@ -49,13 +50,31 @@ def _show(plan: TopicPlan, prune: bool = False) -> None:
                   f" manual work, {counts['extra']} extra")
 
 
+def _acl_plan(topo: Any, config: dict[str, str]) -> AclPlan:
+    from cdx.deploy.acls import plan_acls
+
+    return plan_acls(config, topo)
+
+
+def _show_acls(acls: AclPlan, prune: bool = False) -> None:
+    for grant in acls.missing:
+        console.print(f"[green]+ acl[/] {grant}")
+    for grant in acls.extra:
+        console.print(f"[red]- acl[/] {grant}" + ("" if prune else " [dim](not in the topology; deleted only with"
+                                                                  " --prune)[/]"))
+    if acls.missing or acls.extra:
+        console.print(f"ACLs: {len(acls.missing)} to create, {len(acls.extra)} extra")
+
+
 @app.command("plan")
 @user_errors
 def plan_(topology: Path | None = TOPOLOGY_OPTION) -> None:
     """Show what `cdx kafka apply` would change; exit 2 when the cluster differs from the topology."""
-    _, _, plan = _plan(topology)
+    topo, config, plan = _plan(topology)
     _show(plan)
-    if plan.drift:
+    acls = _acl_plan(topo, config)
+    _show_acls(acls)
+    if plan.drift or acls.drift:
         raise typer.Exit(2)
     console.print("no changes: the cluster matches the topology")
 
@@ -69,11 +88,18 @@ def apply(
 ) -> None:
     """Create and change topics until the cluster matches the topology (idempotent; never deletes
     without --prune). Exit 1 when changes Kafka cannot make remain (printed with the manual path)."""
+    from cdx.deploy.acls import create_acls, delete_acls
     from cdx.deploy.topic_plan import apply_plan
 
-    _, config, plan = _plan(topology)
+    topo, config, plan = _plan(topology)
     _show(plan, prune)
+    acls = _acl_plan(topo, config)
+    _show_acls(acls, prune)
     done = apply_plan(config, plan, prune=prune)
-    console.print(f"applied {len(done)} change(s)")
+    create_acls(config, acls.missing)
+    if prune:
+        delete_acls(config, acls.extra)
+    console.print(f"applied {len(done)} topic change(s), {len(acls.missing) + (len(acls.extra) if prune else 0)}"
+                  " ACL change(s)")
     if plan.of("impossible"):
         raise typer.Exit(1)

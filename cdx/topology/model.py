@@ -31,6 +31,7 @@ from pydantic import (
 from cdx.topology.dsn import Dialect, check_dsn, dsn_key, infer_dialect, redact, sqlite_path
 from cdx.topology.extensions import Extensions, PostUpload
 from cdx.topology.identifiers import Identifier, TableRef, TableRefField, TopicId
+from cdx.topology.principals import KafkaPrincipals
 
 if TYPE_CHECKING:
     from cdx.topology.index import ChannelInfo, DatabaseInfo, TopologyIndex
@@ -143,6 +144,8 @@ class KafkaConfig(Model):
     replication_factor: int = Field(default=1, ge=1, le=32)
     """Replication factor of topics cdx creates."""
     manage_topics: bool = True
+    principals: KafkaPrincipals | None = None
+    """One Kafka identity per role/channel/register; ``cdx kafka apply`` grants each exactly its ACLs."""
     """``true``: each role creates the topics it needs at start (needs Create rights). ``false`` (production
     with ACLs): roles only verify their topics exist with the expected settings; ``cdx kafka apply`` makes them."""
     schema_registry: SchemaRegistry | None = None

@@ -181,6 +181,14 @@ class Cluster:
             "",
         ])
 
+    def _format_args(self) -> list[str]:
+        """Extra ``kafka-storage format`` arguments (the secured cluster adds its SCRAM users)."""
+        return []
+
+    def client_config(self) -> dict[str, str]:
+        """What a client needs to reach this cluster as its administrator."""
+        return {"bootstrap.servers": self.bootstrap}
+
     def _cluster_id(self) -> str:
         id_file = self.home / "cluster.id"
         if not id_file.exists():
@@ -212,7 +220,7 @@ class Cluster:
         if not (node.data_dir / "meta.properties").exists():
             shutil.rmtree(node.data_dir, ignore_errors=True)
             fmt = self._java(jars, "kafka.tools.StorageTool", "format", "-t", self._cluster_id(),
-                             "-c", str(node.config_file))
+                             "-c", str(node.config_file), *self._format_args())
             result = subprocess.run(fmt, capture_output=True, text=True)
             if result.returncode != 0:
                 raise KafkaLauncherError(f"formatting KRaft storage of node {node.node_id} failed:\n"
@@ -242,7 +250,7 @@ class Cluster:
                 time.sleep(0.2)
                 continue
             if admin is None:
-                admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+                admin = AdminClient({**self.client_config(), "log_level": 0})
             try:
                 md = admin.list_topics(timeout=3)
                 if len(md.brokers) == self.size:

@@ -1,0 +1,43 @@
+"""``kafka.principals``: one Kafka identity per role, channel and offline register (least privilege).
+
+Passwords are ``${VAR}`` references resolved from the environment at load time; the file holds
+no secret. ``cdx kafka plan/apply`` derive each principal's ACLs from the topology
+(``cdx.deploy.acls``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class KafkaPrincipal(BaseModel):
+    """A SASL user: ``username`` is the principal ``User:<username>`` the ACLs name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    username: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._@=-]+$")
+    password: str = Field(default="", repr=False)
+    """Use a ``${VAR}`` reference: the topology file must not hold the secret."""
+    mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+
+    @property
+    def principal(self) -> str:
+        return f"User:{self.username}"
+
+    def sasl_settings(self) -> dict[str, str]:
+        """librdkafka ``sasl.*`` settings of this identity (merge over ``kafka.security``)."""
+        return {"sasl.mechanism": self.mechanism, "sasl.username": self.username, "sasl.password": self.password}
+
+
+class KafkaPrincipals(BaseModel):
+    """Who is who on the cluster. A role without an entry uses ``kafka.security`` and gets no ACLs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    capture: KafkaPrincipal | None = None
+    router: KafkaPrincipal | None = None
+    upload_sink: KafkaPrincipal | None = None
+    channels: dict[str, KafkaPrincipal] = Field(default_factory=dict)
+    """By channel id or offline-register id: that database's sink (and, for a channel, its upload)."""

@@ -1,0 +1,142 @@
+"""Least privilege on a real broker with SASL/SCRAM and the StandardAuthorizer.
+
+``cdx kafka apply`` (as the administrator) creates the topics and each principal's ACLs; then a
+channel's own credentials can use its own topics and consumer group, and nothing of another
+channel: not B's group topic, not B's upload topic, not B's consumer group or transactional id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from typer.testing import CliRunner
+
+from cdx.cli.main import app
+from cdx.deploy.acls import desired_acls
+from cdx.kafka.admin import set_topic_management
+from cdx.topology import load_topology
+from infra.kafka.secure import ADMIN_PASSWORD, ADMIN_USER, SecureCluster, sasl_client, upsert_scram_users
+
+pytestmark = pytest.mark.integration
+LOG = logging.getLogger("tests.deploy.acls")  # clients' connection lines go to logging, not stderr
+
+ROOT = Path(__file__).resolve().parents[2]
+USERS = {"cdx-capture": "capture-pw", "cdx-router": "router-pw", "cdx-hq-upload": "hq-upload-pw",
+         "store-0001": "a-pw", "store-1001": "b-pw"}
+PRINCIPALS = """  manage_topics: false
+  security:
+    security.protocol: SASL_PLAINTEXT
+    sasl.mechanism: SCRAM-SHA-512
+    sasl.username: ${CDX_KAFKA_ADMIN_USER}
+    sasl.password: ${CDX_KAFKA_ADMIN_PASSWORD}
+  principals:
+    capture: {username: cdx-capture, password: "${CDX_CAPTURE_PASSWORD}"}
+    router: {username: cdx-router, password: "${CDX_ROUTER_PASSWORD}"}
+    upload_sink: {username: cdx-hq-upload, password: "${CDX_HQ_UPLOAD_PASSWORD}"}
+    channels:
+      store-0001: {username: store-0001, password: "${CDX_STORE_0001_PASSWORD}"}
+      store-1001: {username: store-1001, password: "${CDX_STORE_1001_PASSWORD}"}
+"""
+
+
+@pytest.fixture(scope="module")
+def secure_kafka() -> Iterator[SecureCluster]:
+    cluster = SecureCluster.load()
+    cluster.up(timeout=120)
+    upsert_scram_users(cluster.client_config(), USERS)
+    yield cluster
+    cluster.down()
+
+
+@pytest.fixture
+def topo_file(secure_kafka: SecureCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    env = {"CDX_KAFKA_BOOTSTRAP": secure_kafka.bootstrap, "CDX_TOPIC_PREFIX": f"acl{uuid.uuid4().hex[:8]}",
+           "CDX_KAFKA_ADMIN_USER": ADMIN_USER, "CDX_KAFKA_ADMIN_PASSWORD": ADMIN_PASSWORD,
+           "CDX_CAPTURE_PASSWORD": USERS["cdx-capture"], "CDX_ROUTER_PASSWORD": USERS["cdx-router"],
+           "CDX_HQ_UPLOAD_PASSWORD": USERS["cdx-hq-upload"], "CDX_STORE_0001_PASSWORD": USERS["store-0001"],
+           "CDX_STORE_1001_PASSWORD": USERS["store-1001"]}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "topology.yaml"
+    path.write_text((ROOT / "topology.yaml").read_text().replace("  replication_factor: 1\n",
+                                                                  "  replication_factor: 1\n" + PRINCIPALS, 1))
+    yield path
+    set_topic_management(True)
+
+
+def _as(cluster: SecureCluster, user: str, **extra: object) -> dict[str, object]:
+    return {"bootstrap.servers": cluster.bootstrap, **sasl_client(user, USERS[user]), "logger": LOG, **extra}
+
+
+def _consume_error(config: dict[str, object], topic: str) -> KafkaError | None:
+    """Subscribe and poll until a record or an error arrives; the error (None when a record came)."""
+    consumer = Consumer({**config, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is None:
+                consumer.commit(msg, asynchronous=False)
+                return None
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                return msg.error()
+        raise AssertionError(f"neither a record nor an error from {topic} within 60 s")
+    finally:
+        consumer.close()
+
+
+def _produce_error(config: dict[str, object], topic: str) -> KafkaError | None:
+    errors: list[KafkaError | None] = []
+    producer = Producer({**config, "enable.idempotence": True, "message.timeout.ms": 30_000})
+    producer.produce(topic, b"v", key=b"k", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(60)
+    return errors[0]
+
+
+def test_a_channel_reaches_only_its_own_topics_group_and_transactional_id(
+        secure_kafka: SecureCluster, topo_file: Path) -> None:
+    topo = load_topology(topo_file)
+    prefix = topo.kafka.topic_prefix
+    assert CliRunner().invoke(app, ["kafka", "plan", "-t", str(topo_file)]).exit_code == 2
+    result = CliRunner().invoke(app, ["kafka", "apply", "-t", str(topo_file)])
+    assert result.exit_code == 0, result.output
+    deadline = time.monotonic() + 30  # the broker sees new ACLs a moment after the controller took them
+    while (result := CliRunner().invoke(app, ["kafka", "plan", "-t", str(topo_file)])).exit_code != 0:
+        assert time.monotonic() < deadline, result.output
+        time.sleep(0.5)
+    assert len(desired_acls(topo)) > 20
+
+    a_group, b_group = topo.group_topic("us-stores"), topo.group_topic("de-stores")
+    admin_producer = Producer({**secure_kafka.client_config(), "logger": LOG})
+    for topic in (a_group, b_group):
+        admin_producer.produce(topic, b"row", key=b"k")
+    admin_producer.flush(30)
+
+    assert _consume_error(_as(secure_kafka, "store-0001", **{"group.id": f"{prefix}-sink-store-0001"}), a_group) \
+        is None
+    err = _consume_error(_as(secure_kafka, "store-0001", **{"group.id": f"{prefix}-sink-store-0001"}), b_group)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    err = _consume_error(_as(secure_kafka, "store-0001", **{"group.id": f"{prefix}-sink-store-1001"}), a_group)
+    assert err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+    assert _produce_error(_as(secure_kafka, "store-0001"), topo.upload_topic("store-0001")) is None
+    err = _produce_error(_as(secure_kafka, "store-0001"), topo.upload_topic("store-1001"))
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    err = _produce_error(_as(secure_kafka, "store-0001"), a_group)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    own = Producer(_as(secure_kafka, "store-0001", **{"transactional.id": f"{prefix}-upload-store-0001"}))
+    own.init_transactions(30)
+    other = Producer(_as(secure_kafka, "store-0001", **{"transactional.id": f"{prefix}-upload-store-1001"}))
+    with pytest.raises(KafkaException) as denied:
+        other.init_transactions(30)
+    assert denied.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
