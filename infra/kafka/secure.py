@@ -67,10 +67,16 @@ def sasl_client(username: str, password: str) -> dict[str, str]:
 
 def upsert_scram_users(admin_config: Mapping[str, str], users: Mapping[str, str], timeout: float = 30.0) -> None:
     """Create or change SCRAM-SHA-512 users (idempotent; also how a password is rotated)."""
-    from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialAlteration,
+        UserScramCredentialUpsertion,
+    )
 
     admin = AdminClient(dict(admin_config))
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
-    changes = [UserScramCredentialUpsertion(name, info, password.encode()) for name, password in users.items()]
+    changes: list[UserScramCredentialAlteration] = [UserScramCredentialUpsertion(name, info, password.encode()) for name, password in users.items()]
     for future in admin.alter_user_scram_credentials(changes, request_timeout=timeout).values():
         future.result(timeout)
