@@ -77,6 +77,7 @@ def upsert_scram_users(admin_config: Mapping[str, str], users: Mapping[str, str]
 
     admin = AdminClient(dict(admin_config))
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
-    changes: list[UserScramCredentialAlteration] = [UserScramCredentialUpsertion(name, info, password.encode()) for name, password in users.items()]
+    changes: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(name, info, password.encode()) for name, password in users.items()]
     for future in admin.alter_user_scram_credentials(changes, request_timeout=timeout).values():
         future.result(timeout)
