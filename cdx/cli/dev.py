@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.errors import FatalError
+from cdx.errors import ConfigError, FatalError
 
 app = typer.Typer(help="Local development services: a real Kafka broker (KRaft) and PostgreSQL.",
                   no_args_is_help=True)
@@ -46,30 +47,64 @@ def pg_status() -> None:
     console.print_json(json.dumps(launcher.status()))
 
 
+SECURITY_OPTION = typer.Option("plaintext", "--security",
+                               help="plaintext, or sasl_plaintext: a separate single broker with SCRAM-SHA-512 users"
+                                    " and the StandardAuthorizer (ACLs enforced).")
+
+
+USER_OPTION = typer.Option(None, "--user", help="NAME=PASSWORD: a SCRAM-SHA-512 user to create (repeatable;"
+                                                " sasl_plaintext).")
+
+
+def _cluster(brokers: int, security: str, users: dict[str, str] | None = None) -> Any:
+    from infra.kafka import launcher, secure
+
+    if security == "plaintext":
+        return launcher.Cluster.load(brokers)
+    if security != "sasl_plaintext" or brokers != 1:
+        raise ConfigError(f"--security {security} with --brokers {brokers} is not available: use --security"
+                          " plaintext (1 or 3 brokers) or --security sasl_plaintext (1 broker)")
+    return secure.SecureCluster.load(users=users)
+
+
 @kafka_app.command("up")
 @user_errors
-def kafka_up(brokers: int = typer.Option(1, "--brokers", help="1 (combined broker/controller) or 3.")) -> None:
+def kafka_up(brokers: int = typer.Option(1, "--brokers", help="1 (combined broker/controller) or 3."),
+             security: str = SECURITY_OPTION,
+             user: list[str] | None = USER_OPTION) -> None:
     """Start (or reuse) the local Kafka and print its bootstrap servers and log files."""
     from infra.kafka import launcher
 
+    users = dict(u.split("=", 1) for u in user or [] if "=" in u)
+    if len(users) != len(user or []):
+        raise ConfigError("--user takes NAME=PASSWORD (for example --user store-0001=s3cret)")
     try:
-        cluster = launcher.Cluster.load(brokers)
+        cluster = _cluster(brokers, security, users)
         bootstrap = cluster.up()
+        if users:
+            from infra.kafka.secure import upsert_scram_users
+
+            upsert_scram_users(cluster.client_config(), users)  # storage formatted earlier: add them now
     except launcher.KafkaLauncherError as exc:
         raise FatalError(str(exc)) from exc
     console.print(f"bootstrap servers: [bold]{bootstrap}[/]")
+    if security != "plaintext":
+        admin = cluster.client_config()
+        console.print(f"  administrator: {admin['sasl.username']} / {admin['sasl.password']}"
+                      f" ({admin['security.protocol']}, {admin['sasl.mechanism']}); users: {', '.join(users) or '-'}")
     for node in cluster.nodes:
         console.print(f"  node {node.node_id}: log {node.log_file}")
 
 
 @kafka_app.command("down")
 @user_errors
-def kafka_down(brokers: int = typer.Option(1, "--brokers", help="1 or 3.")) -> None:
+def kafka_down(brokers: int = typer.Option(1, "--brokers", help="1 or 3."),
+               security: str = SECURITY_OPTION) -> None:
     """Stop exactly the broker processes the launcher started (by pid file)."""
     from infra.kafka import launcher
 
     try:
-        stopped = launcher.down(brokers)
+        stopped = _cluster(brokers, security).down()
     except launcher.KafkaLauncherError as exc:
         raise FatalError(str(exc)) from exc
     console.print(f"stopped nodes: {stopped}" if stopped else "not running")
