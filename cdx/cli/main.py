@@ -10,6 +10,7 @@ from cdx import __version__
 from cdx.cli import (
     capture_cmd,
     demo,
+    deploy_cmd,
     dev,
     dlq_cmd,
     kafka_cmd,
@@ -53,6 +54,7 @@ app.add_typer(sink_cmd.channel_app, name="channel")
 sink_cmd.channel_app.command("bootstrap")(sink_cmd.bootstrap)
 app.add_typer(dlq_cmd.app, name="dlq")
 app.add_typer(kafka_cmd.app, name="kafka")
+app.add_typer(deploy_cmd.app, name="deploy")
 app.command("replay")(replay_cmd.replay)
 sink_cmd.channel_app.command("upload")(upload_cmd.upload)
 sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)

@@ -1,0 +1,64 @@
+"""``cdx deploy export``: manifests for the topology (Strimzi, Kubernetes, systemd)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cdx.cli.app import console, user_errors
+from cdx.cli.common import TOPOLOGY_OPTION, load
+from cdx.errors import ConfigError
+
+app = typer.Typer(help="Deployment manifests from the topology.", no_args_is_help=True)
+FORMATS = ("strimzi", "kubernetes", "systemd")
+
+
+@app.callback()
+def deploy() -> None:
+    """Deployment manifests from the topology."""
+
+
+def _yaml(docs: list[dict[str, Any]]) -> str:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.representer.ignore_aliases = lambda *_: True  # repeated probes written out, no &anchors
+    out = io.StringIO()
+    yaml.dump_all(docs, out)
+    return out.getvalue()
+
+
+@app.command("export")
+@user_errors
+def export(
+    topology: Path | None = TOPOLOGY_OPTION,
+    fmt: str = typer.Option(..., "--format", "-f", help="strimzi, kubernetes or systemd."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder to write the files to (default: print)."),
+    cluster: str = typer.Option("cdx", "--cluster", help="strimzi: the Kafka resource's name."),
+    image: str = typer.Option("cdx:latest", "--image", help="kubernetes: the container image with cdx."),
+    namespace: str = typer.Option("cdx", "--namespace", help="kubernetes: the namespace."),
+) -> None:
+    """Write Strimzi KafkaTopic/KafkaUser resources (with the ACLs of kafka.principals), a Deployment per
+    process with probes on its metrics port, or systemd units."""
+    from cdx.deploy import manifests
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    topo = load(topology)
+    if fmt == "systemd":
+        files = manifests.systemd(topo)
+    else:
+        docs = manifests.strimzi(topo, cluster) if fmt == "strimzi" else manifests.kubernetes(topo, image, namespace)
+        files = {f"cdx-{fmt}.yaml": _yaml(docs)}
+    if out is None:
+        for name, text in files.items():
+            console.print(f"# {name}\n{text}", markup=False, highlight=False, soft_wrap=True)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+    console.print(f"wrote {len(files)} file(s) to {out}")

@@ -1,0 +1,89 @@
+"""Manifests from a topology: Strimzi KafkaTopic/KafkaUser, Kubernetes Deployments, systemd units.
+
+Pure functions of the topology (same input, same output). Secrets are never rendered: Deployments
+read them from the Secret ``cdx-credentials`` and systemd units from ``/etc/cdx/cdx.env``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from cdx.deploy.acls import Grant, desired_acls
+from cdx.deploy.catalog import desired_topics
+from cdx.deploy.workloads import METRICS_PORT, TOPOLOGY_PATH, Workload, dns_label, workloads
+from cdx.topology.model import Topology
+
+STRIMZI_API = "kafka.strimzi.io/v1beta2"
+_RESOURCE = {"TOPIC": "topic", "GROUP": "group", "TRANSACTIONAL_ID": "transactionalId"}
+_OPERATION = {"READ": "Read", "WRITE": "Write", "DESCRIBE": "Describe"}
+
+
+def strimzi(topology: Topology, cluster: str) -> list[dict[str, Any]]:
+    """A KafkaTopic per topic of the catalog and a KafkaUser (SCRAM-SHA-512, its ACLs) per principal."""
+    labels = {"strimzi.io/cluster": cluster}
+    docs: list[dict[str, Any]] = []
+    for d in desired_topics(topology):
+        docs.append({"apiVersion": STRIMZI_API, "kind": "KafkaTopic",
+                     "metadata": {"name": dns_label(d.name.replace("_", "-")), "labels": labels},
+                     "spec": {"topicName": d.name, "partitions": d.spec.partitions,
+                              "replicas": d.spec.replication_factor, "config": dict(d.spec.configs)}})
+    by_user: dict[str, list[Grant]] = defaultdict(list)
+    for grant in desired_acls(topology):
+        by_user[grant.principal.removeprefix("User:")].append(grant)
+    for user, grants in sorted(by_user.items()):
+        docs.append({"apiVersion": STRIMZI_API, "kind": "KafkaUser",
+                     "metadata": {"name": dns_label(user), "labels": labels},
+                     "spec": {"authentication": {"type": "scram-sha-512"},
+                              "authorization": {"type": "simple", "acls": _strimzi_acls(grants)}}})
+    return docs
+
+
+def _strimzi_acls(grants: list[Grant]) -> list[dict[str, Any]]:
+    ops: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for g in grants:
+        ops[(g.resource, g.name, g.pattern)].append(_OPERATION[g.operation])
+    return [{"resource": {"type": _RESOURCE[r], "name": n, "patternType": p.lower()}, "operations": sorted(o),
+             "host": "*"} for (r, n, p), o in sorted(ops.items())]
+
+
+def kubernetes(topology: Topology, image: str, namespace: str = "cdx") -> list[dict[str, Any]]:
+    """A Deployment per workload (1 replica: each is a single writer or owns its channels), probes on
+    the metrics port, topology from the ConfigMap ``cdx-topology``, secrets from ``cdx-credentials``."""
+    return [_deployment(w, image, namespace) for w in workloads(topology)]
+
+
+def _deployment(w: Workload, image: str, namespace: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": w.name, "app.kubernetes.io/part-of": "cdx"}
+    probe = {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 15}
+    container = {
+        "name": w.name, "image": image, "command": w.command(),
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+        "envFrom": [{"secretRef": {"name": "cdx-credentials"}}],
+        "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 4},
+        "readinessProbe": {**probe, "initialDelaySeconds": 5},
+        "volumeMounts": [{"name": "topology", "mountPath": TOPOLOGY_PATH.rsplit("/", 1)[0], "readOnly": True}],
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": w.name, "namespace": namespace, "labels": labels,
+                         "annotations": {"cdx/description": w.description}},
+            "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                     "selector": {"matchLabels": {"app.kubernetes.io/name": w.name}},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"terminationGracePeriodSeconds": 60, "containers": [container],
+                                           "volumes": [{"name": "topology",
+                                                        "configMap": {"name": "cdx-topology"}}]}}}}
+
+
+def systemd(topology: Topology, cdx_binary: str = "/opt/cdx/bin/cdx") -> dict[str, str]:
+    """``{unit file name: text}``: one service per workload, metrics ports 9400, 9401, ... on the host."""
+    units = {}
+    for index, w in enumerate(workloads(topology)):
+        command = " ".join([cdx_binary, *w.command(METRICS_PORT + index)[1:]])
+        units[f"{w.name}.service"] = "\n".join([
+            "[Unit]", f"Description=cdx: {w.description}", "After=network-online.target",
+            "Wants=network-online.target", "", "[Service]", "Type=simple", "User=cdx",
+            "EnvironmentFile=/etc/cdx/cdx.env", "StateDirectory=cdx", f"ExecStart={command}",
+            "Restart=always", "RestartSec=5", "KillSignal=SIGTERM", "TimeoutStopSec=60", "",
+            "[Install]", "WantedBy=multi-user.target", ""])
+    return units
