@@ -48,12 +48,13 @@ def pg_status() -> None:
 
 
 SECURITY_OPTION = typer.Option("plaintext", "--security",
-                               help="plaintext, or sasl_plaintext: a separate single broker with SCRAM-SHA-512 users"
-                                    " and the StandardAuthorizer (ACLs enforced).")
+                               help="plaintext, sasl_plaintext or sasl_ssl: a separate single broker with SCRAM-SHA-512"
+                                    " users and the StandardAuthorizer (ACLs enforced); sasl_ssl with"
+                                    " certificates generated for it.")
 
 
 USER_OPTION = typer.Option(None, "--user", help="NAME=PASSWORD: a SCRAM-SHA-512 user to create (repeatable;"
-                                                " sasl_plaintext).")
+                                                " sasl_plaintext/sasl_ssl).")
 
 
 def _cluster(brokers: int, security: str, users: dict[str, str] | None = None) -> Any:
@@ -61,10 +62,10 @@ def _cluster(brokers: int, security: str, users: dict[str, str] | None = None) -
 
     if security == "plaintext":
         return launcher.Cluster.load(brokers)
-    if security != "sasl_plaintext" or brokers != 1:
+    if security not in ("sasl_plaintext", "sasl_ssl") or brokers != 1:
         raise ConfigError(f"--security {security} with --brokers {brokers} is not available: use --security"
-                          " plaintext (1 or 3 brokers) or --security sasl_plaintext (1 broker)")
-    return secure.SecureCluster.load(users=users)
+                          " plaintext (1 or 3 brokers), sasl_plaintext or sasl_ssl (1 broker)")
+    return secure.SecureCluster.load(users=users, tls=security == "sasl_ssl")
 
 
 @kafka_app.command("up")
@@ -92,6 +93,8 @@ def kafka_up(brokers: int = typer.Option(1, "--brokers", help="1 (combined broke
         admin = cluster.client_config()
         console.print(f"  administrator: {admin['sasl.username']} / {admin['sasl.password']}"
                       f" ({admin['security.protocol']}, {admin['sasl.mechanism']}); users: {', '.join(users) or '-'}")
+        if "ssl.ca.location" in admin:
+            console.print(f"  CA certificate: {admin['ssl.ca.location']}")
     for node in cluster.nodes:
         console.print(f"  node {node.node_id}: log {node.log_file}")
 

@@ -1,7 +1,9 @@
 """A local single-node Kafka with SASL/SCRAM-SHA-512 and the StandardAuthorizer (ACLs enforced).
 
 ``SecureCluster.load().up()`` starts it on ``CDX_KAFKA_SASL_PORT`` (default: the single broker's
-port + 10; controller + 60) with its own storage under ``<state>/kafka/sasl-1``. The administrator
+port + 10; controller + 60) with its own storage under ``<state>/kafka/sasl-1``;
+``SecureCluster.load(tls=True)`` a SASL_SSL one on the next port (storage ``sasl-ssl-1``, certificates
+generated for it by ``infra.kafka.tls``; clients trust ``ca_file``). The administrator
 ``admin`` (a super user) and any ``users`` are SCRAM users created when the storage is formatted;
 more users can be added at run time with :func:`upsert_scram_users`. No ACL means no access
 (``allow.everyone.if.no.acl.found=false``). The controller listener is PLAINTEXT on 127.0.0.1 and
@@ -26,15 +28,39 @@ AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 @dataclass(frozen=True)
 class SecureCluster(Cluster):
     users: Mapping[str, str] = field(default_factory=dict)
+    tls: bool = False
 
     @classmethod
-    def load(cls, size: int = 1, users: Mapping[str, str] | None = None) -> SecureCluster:
-        home = state_dir() / "kafka" / "sasl-1"
-        node = Node(node_id=1, broker_port=SASL_PORT, controller_port=SASL_PORT + 50, home=home / "node-1")
-        return cls(size=1, nodes=(node,), users=dict(users or {}))
+    def load(cls, size: int = 1, users: Mapping[str, str] | None = None, tls: bool = False) -> SecureCluster:
+        home = state_dir() / "kafka" / ("sasl-ssl-1" if tls else "sasl-1")
+        port = SASL_PORT + (1 if tls else 0)
+        node = Node(node_id=1, broker_port=port, controller_port=port + 50, home=home / "node-1")
+        return cls(size=1, nodes=(node,), users=dict(users or {}), tls=tls)
+
+    @property
+    def protocol(self) -> str:
+        return "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.home / "tls" / "ca.pem")
 
     def client_config(self) -> dict[str, str]:
-        return {**sasl_client(ADMIN_USER, ADMIN_PASSWORD), "bootstrap.servers": self.bootstrap}
+        return {**sasl_client(ADMIN_USER, ADMIN_PASSWORD), **self.client_security(),
+                "bootstrap.servers": self.bootstrap}
+
+    def client_security(self) -> dict[str, str]:
+        """``security.protocol`` (and the CA to trust, with TLS) for any user of this cluster."""
+        if not self.tls:
+            return {"security.protocol": self.protocol}
+        return {"security.protocol": self.protocol, "ssl.ca.location": self.ca_file}
+
+    def up(self, timeout: float = 90.0) -> str:
+        if self.tls:
+            from infra.kafka.tls import ensure_certificates
+
+            ensure_certificates(self.home / "tls")
+        return super().up(timeout)
 
     def _format_args(self) -> list[str]:
         users = {ADMIN_USER: ADMIN_PASSWORD, **self.users}
@@ -44,14 +70,20 @@ class SecureCluster(Cluster):
     def _properties(self, node: Node) -> str:
         jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN_USER}"'
                 f' password="{ADMIN_PASSWORD}";')
-        plain = super()._properties(node).replace("PLAINTEXT://", "SASL_PLAINTEXT://")
-        plain = plain.replace("inter.broker.listener.name=PLAINTEXT", "inter.broker.listener.name=SASL_PLAINTEXT")
+        proto = self.protocol
+        plain = super()._properties(node).replace("PLAINTEXT://", f"{proto}://")
+        plain = plain.replace("inter.broker.listener.name=PLAINTEXT", f"inter.broker.listener.name={proto}")
         plain = plain.replace("listener.security.protocol.map=PLAINTEXT:PLAINTEXT,",
-                              "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,")
+                              f"listener.security.protocol.map={proto}:{proto},")
+        tls = [] if not self.tls else [
+            "ssl.keystore.type=PEM", f"ssl.keystore.location={self.home / 'tls' / 'broker.pem'}",
+            "ssl.truststore.type=PEM", f"ssl.truststore.location={self.ca_file}",
+            "ssl.endpoint.identification.algorithm=https"]
         return plain + "\n".join([
+            *tls,
             f"sasl.enabled.mechanisms={MECHANISM}",
             f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
-            f"listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={jaas}",
+            f"listener.name.{proto.lower()}.scram-sha-512.sasl.jaas.config={jaas}",
             f"authorizer.class.name={AUTHORIZER}",
             f"super.users=User:{ADMIN_USER};User:ANONYMOUS",
             "allow.everyone.if.no.acl.found=false",
@@ -60,7 +92,8 @@ class SecureCluster(Cluster):
 
 
 def sasl_client(username: str, password: str) -> dict[str, str]:
-    """librdkafka settings to log in as ``username`` on the secured cluster."""
+    """librdkafka settings to log in as ``username`` on the secured cluster (SASL_PLAINTEXT; merge
+    ``SecureCluster.client_security()`` over them for TLS)."""
     return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": MECHANISM,
             "sasl.username": username, "sasl.password": password}
 

@@ -1,4 +1,5 @@
-"""Least privilege on a real broker with SASL/SCRAM and the StandardAuthorizer.
+"""Least privilege on a real broker with SASL_SSL (certificates made for the run), SCRAM-SHA-512 and the
+StandardAuthorizer.
 
 ``cdx kafka apply`` (as the administrator) creates the topics and each principal's ACLs; then a
 channel's own credentials can use its own topics and consumer group, and nothing of another
@@ -31,7 +32,8 @@ USERS = {"cdx-capture": "capture-pw", "cdx-router": "router-pw", "cdx-hq-upload"
          "store-0001": "a-pw", "store-1001": "b-pw"}
 PRINCIPALS = """  manage_topics: false
   security:
-    security.protocol: SASL_PLAINTEXT
+    security.protocol: SASL_SSL
+    ssl.ca.location: ${CDX_KAFKA_CA}
     sasl.mechanism: SCRAM-SHA-512
     sasl.username: ${CDX_KAFKA_ADMIN_USER}
     sasl.password: ${CDX_KAFKA_ADMIN_PASSWORD}
@@ -47,7 +49,7 @@ PRINCIPALS = """  manage_topics: false
 
 @pytest.fixture(scope="module")
 def secure_kafka() -> Iterator[SecureCluster]:
-    cluster = SecureCluster.load()
+    cluster = SecureCluster.load(tls=True)
     cluster.up(timeout=120)
     upsert_scram_users(cluster.client_config(), USERS)
     yield cluster
@@ -57,6 +59,7 @@ def secure_kafka() -> Iterator[SecureCluster]:
 @pytest.fixture
 def topo_file(secure_kafka: SecureCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     env = {"CDX_KAFKA_BOOTSTRAP": secure_kafka.bootstrap, "CDX_TOPIC_PREFIX": f"acl{uuid.uuid4().hex[:8]}",
+           "CDX_KAFKA_CA": secure_kafka.ca_file,
            "CDX_KAFKA_ADMIN_USER": ADMIN_USER, "CDX_KAFKA_ADMIN_PASSWORD": ADMIN_PASSWORD,
            "CDX_CAPTURE_PASSWORD": USERS["cdx-capture"], "CDX_ROUTER_PASSWORD": USERS["cdx-router"],
            "CDX_HQ_UPLOAD_PASSWORD": USERS["cdx-hq-upload"], "CDX_STORE_0001_PASSWORD": USERS["store-0001"],
@@ -71,7 +74,8 @@ def topo_file(secure_kafka: SecureCluster, tmp_path: Path, monkeypatch: pytest.M
 
 
 def _as(cluster: SecureCluster, user: str, **extra: object) -> dict[str, object]:
-    return {"bootstrap.servers": cluster.bootstrap, **sasl_client(user, USERS[user]), "logger": LOG, **extra}
+    return {"bootstrap.servers": cluster.bootstrap, **sasl_client(user, USERS[user]), **cluster.client_security(),
+            "logger": LOG, **extra}
 
 
 def _consume_error(config: dict[str, object], topic: str) -> KafkaError | None:
