@@ -25,6 +25,7 @@ from cdx.topology import model as m
 from cdx.topology.env import resolve_tree
 from cdx.topology.issues import Issue, TopologyError
 from cdx.topology.model import Topology
+from cdx.topology.principals import PRINCIPAL_ENV, identity_of
 from cdx.topology.validate import PLACEHOLDER, Parts, check_parts
 from cdx.topology.yamlsrc import Parsed, YPath, format_path, parse_yaml
 
@@ -60,9 +61,23 @@ def load_topology(path: str | Path | None = None, *, environ: Mapping[str, str] 
     from cdx.kafka.admin import set_topic_management
 
     p = Path(path) if path is not None else default_topology_path()
+    env = os.environ if environ is None else environ
     topo = parse_topology(read_text(p), source=str(p), environ=environ)
     set_topic_management(topo.kafka.manage_topics)  # every role loads its topology here
-    return topo
+    return _as_principal(topo, env.get(PRINCIPAL_ENV), p)
+
+
+def _as_principal(topo: Topology, who: str | None, path: Path) -> Topology:
+    """With ``$CDX_KAFKA_PRINCIPAL`` set (a role or a channel/register id), the topology whose
+    ``kafka.security`` logs in as that identity of ``kafka.principals`` (one process, one identity)."""
+    if not who:
+        return topo
+    try:
+        identity = identity_of(topo.kafka.principals, who)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    kafka = topo.kafka.model_copy(update={"security": {**topo.kafka.security, **identity.sasl_settings()}})
+    return topo.model_copy(update={"kafka": kafka})
 
 
 def parse_topology(text: str, source: str = "topology.yaml", *,

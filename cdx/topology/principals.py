@@ -41,3 +41,21 @@ class KafkaPrincipals(BaseModel):
     upload_sink: KafkaPrincipal | None = None
     channels: dict[str, KafkaPrincipal] = Field(default_factory=dict)
     """By channel id or offline-register id: that database's sink (and, for a channel, its upload)."""
+
+
+PRINCIPAL_ENV = "CDX_KAFKA_PRINCIPAL"
+ROLES = ("capture", "router", "upload_sink")
+
+
+def identity_of(principals: KafkaPrincipals | None, who: str) -> KafkaPrincipal:
+    """The identity ``who`` names: a role (capture, router, upload_sink) or a channel/register id.
+    ``ValueError`` (naming the choices) when the topology gives it none."""
+    found = getattr(principals, who, None) if who in ROLES else None
+    if found is None and principals is not None and who not in ROLES:
+        found = next((p for key, p in principals.channels.items() if key.casefold() == who.casefold()), None)
+    if found is None:
+        known = [] if principals is None else [r for r in ROLES if getattr(principals, r) is not None]
+        known += [] if principals is None else sorted(principals.channels)
+        raise ValueError(f"{PRINCIPAL_ENV}={who}: kafka.principals has no such identity (known:"
+                         f" {', '.join(known) or 'none'}); add it to kafka.principals or unset {PRINCIPAL_ENV}")
+    return found

@@ -9,6 +9,7 @@ channel: not B's group topic, not B's upload topic, not B's consumer group or tr
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,9 @@ from typer.testing import CliRunner
 from cdx.cli.main import app
 from cdx.deploy.acls import desired_acls
 from cdx.kafka.admin import set_topic_management
+from cdx.kafka.config import consumer_config
 from cdx.topology import load_topology
+from cdx.topology.principals import PRINCIPAL_ENV
 from infra.kafka.secure import ADMIN_PASSWORD, ADMIN_USER, SecureCluster, sasl_client, upsert_scram_users
 
 pytestmark = pytest.mark.integration
@@ -137,6 +140,20 @@ def test_a_channel_reaches_only_its_own_topics_group_and_transactional_id(
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     err = _produce_error(_as(secure_kafka, "store-0001"), a_group)
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    # A process started with CDX_KAFKA_PRINCIPAL=store-0001 logs in as store-0001 through its topology:
+    # the kernel's consumer settings (read_committed, manual commits) read its group topic under its group.
+    os.environ[PRINCIPAL_ENV] = "store-0001"
+    try:
+        as_a = load_topology(topo_file)
+    finally:
+        del os.environ[PRINCIPAL_ENV]
+    assert as_a.kafka.security["sasl.username"] == "store-0001"
+    admin_producer.produce(a_group, b"row2", key=b"k2")  # the group committed past the first record above
+    admin_producer.flush(30)
+    sink_config = consumer_config({**as_a.kafka.client_config(), "logger": LOG}, f"{prefix}-sink-store-0001")
+    assert _consume_error(sink_config, a_group) is None
+    assert _consume_error(sink_config, b_group).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED  # type: ignore[union-attr]
 
     own = Producer(_as(secure_kafka, "store-0001", **{"transactional.id": f"{prefix}-upload-store-0001"}))
     own.init_transactions(30)

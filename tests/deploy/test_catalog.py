@@ -37,3 +37,22 @@ def test_catalog_covers_every_topic_of_the_topology() -> None:
 
 def test_min_insync_replicas_leaves_room_for_one_broker_down() -> None:
     assert [min_insync_replicas(rf) for rf in (1, 2, 3, 5)] == [1, 1, 2, 2]
+
+
+def test_cdx_kafka_principal_picks_the_identity_of_kafka_principals(tmp_path: Path) -> None:
+    import pytest
+
+    from cdx.errors import ConfigError
+
+    path = tmp_path / "topology.yaml"
+    path.write_text((ROOT / "topology.yaml").read_text().replace(
+        "  replication_factor: 1\n", "  replication_factor: 1\n  principals:\n    channels:\n"
+        "      store-0001: {username: store-0001, password: \"${PW}\"}\n", 1))
+    topo = load_topology(path, environ={"PW": "s3cret", "CDX_KAFKA_PRINCIPAL": "STORE-0001"})
+    assert topo.kafka.security["sasl.username"] == "store-0001"
+    assert topo.kafka.security["sasl.password"] == "s3cret"
+    assert topo.kafka.security["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert "sasl.username" not in load_topology(path, environ={"PW": "s3cret"}).kafka.security
+    with pytest.raises(ConfigError, match=r"CDX_KAFKA_PRINCIPAL=router: kafka.principals has no such identity"
+                                          r" \(known: store-0001\)"):
+        load_topology(path, environ={"PW": "s3cret", "CDX_KAFKA_PRINCIPAL": "router"})
