@@ -55,11 +55,12 @@ def kubernetes(topology: Topology, image: str, namespace: str = "cdx") -> list[d
 
 def _deployment(w: Workload, image: str, namespace: str) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": w.name, "app.kubernetes.io/part-of": "cdx"}
-    probe = {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 15}
-    container = {
+    probe: dict[str, Any] = {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 15}
+    container: dict[str, Any] = {
         "name": w.name, "image": image, "command": w.command(),
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
         "envFrom": [{"secretRef": {"name": "cdx-credentials"}}],
+        **({"env": [{"name": "CDX_KAFKA_PRINCIPAL", "value": w.principal}]} if w.principal else {}),
         "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 4},
         "readinessProbe": {**probe, "initialDelaySeconds": 5},
         "volumeMounts": [{"name": "topology", "mountPath": TOPOLOGY_PATH.rsplit("/", 1)[0], "readOnly": True}],
@@ -83,7 +84,9 @@ def systemd(topology: Topology, cdx_binary: str = "/opt/cdx/bin/cdx") -> dict[st
         units[f"{w.name}.service"] = "\n".join([
             "[Unit]", f"Description=cdx: {w.description}", "After=network-online.target",
             "Wants=network-online.target", "", "[Service]", "Type=simple", "User=cdx",
-            "EnvironmentFile=/etc/cdx/cdx.env", "StateDirectory=cdx", f"ExecStart={command}",
+            "EnvironmentFile=/etc/cdx/cdx.env",
+            *([f"Environment=CDX_KAFKA_PRINCIPAL={w.principal}"] if w.principal else []),
+            "StateDirectory=cdx", f"ExecStart={command}",
             "Restart=always", "RestartSec=5", "KillSignal=SIGTERM", "TimeoutStopSec=60", "",
             "[Install]", "WantedBy=multi-user.target", ""])
     return units

@@ -23,6 +23,8 @@ class Workload:
     name: str
     args: tuple[str, ...]
     description: str
+    principal: str | None = None
+    """``CDX_KAFKA_PRINCIPAL`` of the process when ``kafka.principals`` gives its role an identity."""
 
     def command(self, metrics_port: int = METRICS_PORT, topology_path: str = TOPOLOGY_PATH) -> list[str]:
         return ["cdx", *self.args, "-t", topology_path, "--metrics-port", str(metrics_port)]
@@ -36,8 +38,12 @@ def dns_label(text: str) -> str:
 
 def workloads(topology: Topology) -> list[Workload]:
     """Every process of the topology, in start order (capture, router, sinks, uploads, HQ upload sink)."""
-    out = [Workload("cdx-capture", ("capture",), "HQ change capture (single writer)"),
-           Workload("cdx-router", ("route", "--datadir", "/var/lib/cdx/router"), "router: table topics to groups")]
+    p = topology.kafka.principals
+    capture = "capture" if p is not None and p.capture is not None else None
+    router = "router" if p is not None and p.router is not None else None
+    out = [Workload("cdx-capture", ("capture",), "HQ change capture (single writer)", capture),
+           Workload("cdx-router", ("route", "--datadir", "/var/lib/cdx/router"), "router: table topics to groups",
+                    router)]
     uploading = set(uploading_channel_ids(topology))
     for group in topology.channel_data_groups:
         owners = [d.owner_id for d in topology.databases() if d.group.id == group.id]
@@ -51,5 +57,6 @@ def workloads(topology: Topology) -> list[Workload]:
             out.append(Workload(dns_label(f"cdx-upload-{group.id}"), tuple(args),
                                 f"channel uploads of group {group.id}: {', '.join(uploads)}"))
     if uploading:
-        out.append(Workload("cdx-hq-upload-sink", ("hq", "upload-sink"), "HQ upload sink"))
+        upload_sink = "upload_sink" if p is not None and p.upload_sink is not None else None
+        out.append(Workload("cdx-hq-upload-sink", ("hq", "upload-sink"), "HQ upload sink", upload_sink))
     return out

@@ -60,6 +60,8 @@ def test_kubernetes_deployments_round_trip_through_the_client_models(topo_file: 
         assert container.ports[0].container_port == int(container.command[container.command.index("--metrics-port")
                                                                            + 1])
         names.add(model.metadata.name)
+        if model.metadata.name == "cdx-capture":
+            assert [(e.name, e.value) for e in container.env] == [("CDX_KAFKA_PRINCIPAL", "capture")]
     assert {"cdx-capture", "cdx-router", "cdx-hq-upload-sink", "cdx-sink-us-stores", "cdx-upload-us-stores"} <= names
 
 
