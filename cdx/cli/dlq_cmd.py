@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load
+from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
 from cdx.errors import ConfigError, FatalError
 
 app = typer.Typer(help="Dead letters: list them, replay them once fixed.", no_args_is_help=True)
@@ -61,6 +61,7 @@ def list_(
     from connectors.sink.tools import SinkTools
 
     topo = load(topology)
+    require_kafka(topo)
     tools = SinkTools(topo)
     letters = read_letters(tools.config, tools.dlq_topic)
     if channel:
@@ -123,7 +124,9 @@ def replay(
 
     if all_ == bool(offset):
         raise ConfigError("give either --all or one or more --offset N")
-    tools = SinkTools(load(topology))
+    topo = load(topology)
+    require_kafka(topo)
+    tools = SinkTools(topo)
     try:
         outcomes = DlqReplayer(tools).replay(channel or None, offset or None)
     finally:

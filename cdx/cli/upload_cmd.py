@@ -52,12 +52,13 @@ def upload(
     if table and from_counter is None:
         raise ConfigError("--table only goes with --from-counter")
     setup_logging(verbose)
-    connector = UploadConnector(load(topology), channel or None, UploadOptions(
+    topo = load(topology)
+    connector = UploadConnector(topo, channel or None, UploadOptions(
         poll_interval=poll_interval, batch_size=batch_size, gap_grace=gap_grace, gap_timeout=gap_timeout,
         max_backoff=max_backoff, from_counter=from_counter, from_tables=table or None))
     stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    if not set_up(connector.setup, "upload", stopped):
+    if not set_up(connector.setup, "upload", stopped, kafka=topo.kafka.bootstrap_servers):
         return
     console.print(f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels))
     connector.run()
@@ -103,10 +104,11 @@ def upload_sink(
     from connectors.upload.sink import SinkOptions, UploadSink
 
     setup_logging(verbose)
-    sink = UploadSink(load(topology), SinkOptions(batch_size=batch_size, instance_id=instance_id))
+    topo = load(topology)
+    sink = UploadSink(topo, SinkOptions(batch_size=batch_size, instance_id=instance_id))
     stopped = on_stop_signals(sink.stop)
     serve_metrics(metrics_port)
-    if not set_up(sink.setup, "upload sink", stopped):
+    if not set_up(sink.setup, "upload sink", stopped, kafka=topo.kafka.bootstrap_servers):
         return
     console.print(f"applying uploads of {len(sink.channels)} channels to {len(sink.tables)} HQ tables")
     sink.run()

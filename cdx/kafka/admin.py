@@ -11,6 +11,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdx.errors import FatalError, RetriableError
+from cdx.kafka.config import LIBRDKAFKA_LOGGER
+from cdx.kafka.reach import kafka_failure
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ _TRANSIENT = (KafkaError.REQUEST_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._T
               KafkaError._ALL_BROKERS_DOWN)
 
 
+def _with_logger(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with librdkafka's log lines going to Python logging (not raw to stderr)."""
+    return {"logger": LIBRDKAFKA_LOGGER, **config}
+
+
 def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
@@ -39,11 +46,11 @@ def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout
     specs = list(specs)
     if not specs:
         return []
-    admin = AdminClient(dict(config))
+    admin = AdminClient(_with_logger(config))
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
-        raise RetriableError(f"Kafka at {config.get('bootstrap.servers')} does not answer: {exc}") from exc
+        raise kafka_failure(config, exc, "listing topics") from exc
     wanted = [s for s in specs if s.name not in existing]
     if not wanted:
         return []
@@ -87,8 +94,11 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> N
 
 def partitions_of(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> list[int]:
     """Partition ids of ``topic`` (empty when the topic does not exist)."""
-    admin = AdminClient(dict(config))
-    md = admin.list_topics(topic, timeout=timeout)
+    admin = AdminClient(_with_logger(config))
+    try:
+        md = admin.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise kafka_failure(config, exc, f"reading the metadata of {topic}") from exc
     meta = md.topics.get(topic)
     if meta is None or meta.error is not None:
         return []

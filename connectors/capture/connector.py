@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cdx.codec import Column, SchemaPublisher, SchemaStore, TableSchemas, make_codec
-from cdx.codec.envelope import Op, SourceInfo, make_envelope
+from cdx.codec.envelope import Op
 from cdx.dialects import ColumnInfo, get_dialect, key_columns
 from cdx.errors import ConfigError, FatalError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
@@ -40,6 +40,7 @@ from cdx.topics import dlq_topic, positions_topic, schemas_topic
 from cdx.topology.model import Topology
 from connectors.capture import metrics
 from connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
+from connectors.capture.records import ChangeEncoder
 from connectors.capture.snapshot import read_chunk, stale_keys
 from connectors.capture.tracking import ChangeTracker, ResyncRequired, TableRef, open_tracker
 from connectors.upload.records import dlq_record
@@ -47,7 +48,6 @@ from connectors.upload.records import dlq_record
 log = logging.getLogger("cdx.capture")
 
 _OPS = {"I": Op.CREATE, "U": Op.UPDATE, "D": Op.DELETE}
-CONNECTOR = "cdx"
 RECORD_OVERHEAD = 1024
 """Bytes kept free below ``max_message_bytes`` for the record and batch headers."""
 DLQ_CONFIG = {"retention.ms": "-1"}
@@ -70,6 +70,7 @@ class TableState:
         self.ref = ref
         self.topic = topic
         self.schemas: TableSchemas | None = None
+        self.encoder: ChangeEncoder | None = None
         self.fields: frozenset[str] = frozenset()
         self.position: Position | None = None
         self.position_written_at = 0.0
@@ -102,6 +103,8 @@ class CaptureConnector:
         self.max_message_bytes = k.max_message_bytes
         self.tables: list[TableState] = []
         for subjob in topology.download_subjobs():
+            if subjob.source_topic is not None:
+                continue  # another capture (e.g. Debezium) writes this table's topic
             ref = TableRef(subjob.hq_table.schema, subjob.hq_table.name)
             topic = topology.hq_table_topic(subjob)  # the name the router reads, whatever the schema
             self.tables.append(TableState(ref, topic))
@@ -138,9 +141,7 @@ class CaptureConnector:
             transaction_timeout_ms=900_000), self.max_message_bytes))
         self.publisher = SchemaPublisher(self.producer.producer, self.schemas_topic, transactional=True)
         self.store = SchemaStore(k.bootstrap_servers, self.schemas_topic, consumer_config=dict(self.base_config))
-        registry = {"schema_registry.url": k.schema_registry.url,
-                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
-            if k.schema_registry else None
+        registry = k.codec_config()
         self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
         for table in self.tables:
             self._refresh_schema(table)
@@ -260,11 +261,15 @@ class CaptureConnector:
         now = int(time.time() * 1000)
 
         def work() -> None:
+            counts = dict.fromkeys(_OPS.values(), 0)
             for change in changes:
                 op = _OPS[change.op]
                 self._produce_change(table, op, change.key, change.row, change.version, now)
-                metrics.CHANGES.labels(table.name, op.value).inc()
+                counts[op] += 1
             self._produce_position(table, reached)
+            for op, count in counts.items():
+                if count:
+                    metrics.CHANGES.labels(table.name, op.value).inc(count)
 
         self._transaction(work)
         table.position = Position(reached, now)
@@ -321,15 +326,11 @@ class CaptureConnector:
     def _produce_change(self, table: TableState, op: Op, key: dict[str, Any], row: dict[str, Any] | None,
                         version: int, now: int, snapshot: str = "false") -> None:
         assert self.producer is not None and table.schemas is not None
-        source = SourceInfo(connector=CONNECTOR, name=self.hq_name, db=self.hq_name,
-                            schema=table.ref.schema or "", table=table.ref.name, version=version, ts_ms=now,
-                            snapshot=snapshot)
-        if op is Op.DELETE:
-            env = make_envelope(op, before=key, source=source, ts_ms=now)
-        else:
-            env = make_envelope(op, after=row, source=source, ts_ms=now)
-        key_bytes = self.codec.encode_key(table.topic, table.schemas.key, key)
-        value_bytes = self.codec.encode_value(table.topic, table.schemas.value, env)
+        encoder = table.encoder
+        if encoder is None or encoder.schemas is not table.schemas:
+            encoder = table.encoder = ChangeEncoder(self.codec, table.topic, table.schemas, hq_name=self.hq_name,
+                                                    schema=table.ref.schema or "", table=table.ref.name)
+        key_bytes, value_bytes = encoder.encode(op, key, row, version, now, snapshot)
         size = len(key_bytes) + len(value_bytes or b"")
         if size + RECORD_OVERHEAD > self.max_message_bytes:
             self._dead_letter(table, key, size)

@@ -153,9 +153,7 @@ class ChannelUploader:
             self.base_config, transactional_id=f"{self.prefix}-upload-{self.id}", transaction_timeout_ms=120_000),
             self.max_message_bytes))
         self.publisher = SchemaPublisher(self.producer.producer, schemas_topic(self.prefix), transactional=True)
-        registry = {"schema_registry.url": k.schema_registry.url,
-                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
-            if k.schema_registry else None
+        registry = k.codec_config()
         self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
         self.partitions = max(1, len(partitions_of(self.base_config, self.topic)))
         prefix = f"{self.id}/"
