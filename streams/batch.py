@@ -9,7 +9,9 @@ reports failed deliveries only, and a failure aborts the transaction).
   the record headers, so a known schema pair costs no lookup); HQ columns are cached per writer
   schema pair and projections per (writer schema pair, subjob) (``RoutingPlan.projection``);
 - encode: a routed value once per record, the same bytes to every group (single-object encoding
-  does not depend on the topic), a tombstone with its source position in headers;
+  does not depend on the topic), a tombstone with its source position in headers. Where the
+  projection is the identity, values pass through unchanged (``streams.splice``): the routed
+  bytes are the source bytes under the routed schema's header plus the routing fields;
 - state: ``streams.stateful.route_stateful`` with the key's groups from ``KeyState``; a changed
   entry adds a changelog record to the transaction;
 - a record that cannot be decoded goes to the dead-letter topic, in the same transaction.
@@ -29,7 +31,8 @@ from cdx.errors import FatalError, SkippableError
 from cdx.routed import tombstone_headers
 from streams import metrics
 from streams.keystate import KeyState, encode_held
-from streams.routing import RoutingPlan, SourceRecord, hq_columns
+from streams.routing import Route, RoutingPlan, SourceRecord, hq_columns
+from streams.splice import Splicer
 from streams.stateful import Emit, route_stateful
 
 log = logging.getLogger("cdx.router")
@@ -52,6 +55,7 @@ class RecordRouter:
         self._key_columns: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
         self._unpolled = 0
         self.sent = 0
+        self.splicer = Splicer() if self._single_object else None
 
     def route(self, msg: Message, wanted: Collection[str] | None = None, *, dead_letter: bool = True) -> int:
         """Route ``msg`` to the ``wanted`` groups (None: every group of its topic); returns records produced."""
@@ -78,7 +82,7 @@ class RecordRouter:
             raise FatalError(f"cannot project {topic} for its subjob: {exc}") from exc
         if self.keys.set(state_key, held):
             self._produce(self.keys.topic, state_key, encode_held(held), None)
-        n = sum(self._emit(e, record) for e in emits)
+        n = sum(self._emit(e, record, key, value) for e in emits)
         self.sent += n
         return n
 
@@ -112,20 +116,26 @@ class RecordRouter:
         self._key_columns[kid] = (sid, cols)
         return sid, cols
 
-    def _emit(self, e: Emit, record: SourceRecord) -> int:
+    def _emit(self, e: Emit, record: SourceRecord, raw_key: bytes, raw_value: bytes | None) -> int:
         r = e.route
         kb = vb = None
         headers = None
         if r.value is None:
             subjob = self.plan.subjob_of(record.topic)
             headers = tombstone_headers(r.schemas, subjob.id if subjob else "", record.position)
+        elif self.splicer is not None and raw_value is not None and record.value is not None \
+                and r.value["op"] == record.value["op"] != "d":
+            kb, vb = self.splicer.encode(record, r, raw_key, raw_value, lambda: self._encode(r, ""))
         for g in e.groups:
             topic = self.plan.group_topics[g]
             if kb is None or not self._single_object:
-                kb = self.codec.encode_key(topic, r.schemas.key, r.key)
-                vb = None if r.value is None else self.codec.encode_value(topic, r.schemas.value, r.value)
+                kb, vb = self._encode(r, topic)
             self._produce(topic, kb, vb, headers)
         return len(e.groups)
+
+    def _encode(self, r: Route, topic: str) -> tuple[bytes, bytes | None]:
+        kb = self.codec.encode_key(topic, r.schemas.key, r.key)
+        return kb, None if r.value is None else self.codec.encode_value(topic, r.schemas.value, r.value)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
         while True:

@@ -202,6 +202,8 @@ class Engine:
         else:
             self.keys.abort()
             self.progress.abort()
+            if self.router.splicer is not None:
+                self.router.splicer.reset()
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> int:
