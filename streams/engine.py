@@ -131,6 +131,18 @@ class Transaction:
         raise Transaction.Abort(str(cause)) from cause
 
 
+def _retrying(fn: Callable[[], Any], attempts: int = 10) -> Any:
+    """``fn()``, retried while it raises ``RetriableError`` (e.g. a dead worker's transaction still open)."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except RetriableError as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("router: %s; retrying", exc)
+            time.sleep(2.0)
+
+
 class Engine:
     """A transactional router worker; ``run()`` blocks until stopped. See the module docstring."""
 
@@ -157,9 +169,9 @@ class Engine:
         publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix), transactional=True)
         codec = make_codec(registry_config(topology), store=self.store, publisher=publisher)
         self.keys = KeyState(self.config, keys_topic(k.topic_prefix), open_store(key_store, datadir))
-        restored = self.keys.restore()
         self.progress = Progress(self.config, progress_topic(k.topic_prefix))
-        self.progress.sync()
+        restored = _retrying(self.keys.restore)
+        _retrying(self.progress.sync)
         log.info("router: transactional engine %s; key state restored (%d changelog records, %d keys)",
                  self.instance_id, restored, len(self.keys.store))
         self.router = RecordRouter(self.plan, codec, self.keys, self.producer, dlq_topic(k.topic_prefix))
