@@ -280,6 +280,7 @@ class Engine:
         except BaseException as exc:
             self.txn.abort(exc)
         self.txn.commit([TopicPartition(t, p, o) for (t, p), o in ends.items()], self.consumer)
+        log.debug("router: committed a batch of %d records, %d routed: %s", len(msgs), self.router.sent, ends)
         self.processed.update(ends)
         metrics.RECORDS_IN.inc(len(msgs))
 
