@@ -53,6 +53,7 @@ class RecordRouter:
         self._single_object = isinstance(codec, SingleObjectCodec)
         self._columns: dict[Any, tuple[Any, ...]] = {}
         self._key_columns: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
+        self._key_fields: dict[Any, tuple[str, ...]] = {}
         self._unpolled = 0
         self.sent = 0
         self.splicer = Splicer() if self._single_object else None
@@ -87,9 +88,20 @@ class RecordRouter:
         return n
 
     def _decode(self, topic: str, partition: int, offset: int, key: bytes, value: bytes | None) -> SourceRecord:
+        """The record decoded once: the key values are taken from the envelope's row when it has them."""
         sid, columns = self._hq_columns(topic, key, value)
-        decoded_value = self.codec.decode_value(topic, value) if value is not None else None
-        return SourceRecord(topic, partition, offset, self.codec.decode_key(topic, key), decoded_value, columns, sid)
+        env = self.codec.decode_value(topic, value) if value is not None else None
+        key_dict = None
+        if env is not None:
+            row = env.get("after") or env.get("before")
+            fields = self._key_fields.get(sid)
+            if fields is None:
+                fields = self._key_fields[sid] = tuple(c.field for c in columns if c.primary_key)
+            if isinstance(row, dict) and fields and all(f in row for f in fields):
+                key_dict = {f: row[f] for f in fields}
+        if key_dict is None:
+            key_dict = self.codec.decode_key(topic, key)
+        return SourceRecord(topic, partition, offset, key_dict, env, columns, sid)
 
     def _hq_columns(self, topic: str, key: bytes, value: bytes | None) -> tuple[Any, tuple[Any, ...]]:
         if value is None:  # a tombstone: the columns last seen with this key schema, else the key's alone
