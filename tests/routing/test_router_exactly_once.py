@@ -103,6 +103,7 @@ def _compacted_away(topo: Any, topic: str, hq: HqWriter, work: Workload, gone: A
         time.sleep(0.5)
 
 
+@pytest.mark.chaos  # waits for the log cleaner: ~40-70 s
 def test_a_delete_compacted_away_while_the_router_was_stopped_still_reaches_the_groups(
         tmp_path: Path, kafka: str) -> None:
     path, topo = write_topology(tmp_path, kafka)
@@ -176,6 +177,7 @@ def _stable_members(kafka: str, group: str, n: int, timeout: float = 60.0) -> No
         time.sleep(0.5)
 
 
+@pytest.mark.chaos  # two workers, three rebalances: ~50 s
 def test_a_rolling_reload_across_two_workers_leaves_no_range_unrouted(tmp_path: Path, kafka: str) -> None:
     """Defect (f): worker A runs the new topology (group ``new``) while B still runs the old one, and the
     partitions move between them; once both run the new file, ``new`` has every record exactly once."""

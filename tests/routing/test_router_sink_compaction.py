@@ -27,7 +27,7 @@ from tests.routing.helpers import (
     wait_routed,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]  # waits for the log cleaner: ~50 s
 
 
 def sink(path: Path, tmp: Path) -> subprocess.Popen:
