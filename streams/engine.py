@@ -148,7 +148,7 @@ class Engine:
 
     def __init__(self, topology: Topology, *, path: Path | None = None, datadir: Path | None = None,
                  instance_id: str | None = None, session_timeout: float = 10.0, reload_interval: float = 1.0,
-                 key_store: str = "memory", batch_size: int = 2000) -> None:
+                 key_store: str = "memory", batch_size: int = 5000) -> None:
         from streams.activation import Activator, ensure_engine_topics
 
         k = topology.kafka
