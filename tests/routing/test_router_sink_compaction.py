@@ -95,3 +95,54 @@ def test_a_sink_stopped_across_group_topic_compaction_still_deletes_the_row(tmp_
             assert stop(proc) == 0
     finally:
         assert stop(router) == 0
+
+
+def test_rows_moving_out_of_a_group_or_a_channel_filter_leave_the_channel(tmp_path: Path, kafka: str) -> None:
+    """Key state end to end: a STAFF row whose DATAAREAID moves away from the group is deleted from the
+    channel (the router sends the group a delete); an ITEMS row whose QTY leaves the channel's filter
+    is deleted by the sink, and comes back when it matches again."""
+    db = tmp_path / "c1.db"
+    text = topology_text(kafka, f"rf{int(time.time() * 1000) % 10**8}", tmp_path).replace(
+        "  - {id: us, legal_entities: [usrt]}",
+        f'  - {{id: us, legal_entities: [usrt], channels: [{{id: c1, database: {{dialect: sqlite,'
+        f' dsn: "sqlite:///{db}"}}, attributes: {{recid: 1}}}}]}}').replace(
+        "    fields: [ITEMID, {name: NAME, to_name: ITEMNAME}, PRICE, QTY]\n",
+        "    fields: [ITEMID, {name: NAME, to_name: ITEMNAME}, PRICE, QTY]\n"
+        "    channel_filter: {column: QTY, attribute: recid}\n")
+    path = tmp_path / "topology.yaml"
+    path.write_text(text)
+    topo = load_topology(path)
+    hq = HqWriter(topo)
+    item = {"DATAAREAID": "usrt", "ITEMID": "I1"}
+
+    def item_row(qty: int) -> dict[str, object]:
+        return {**item, "NAME": f"q{qty}", "PRICE": None, "QTY": qty, "HQONLY": "h"}
+
+    def staff_row(entity: str) -> dict[str, object]:
+        return {"STAFFID": "S1", "DATAAREAID": entity, "NAME": entity}
+
+    def rows(table: str, column: str) -> set[str]:
+        conn = sqlite3.connect(db)
+        try:
+            return {r[0] for r in conn.execute(f"SELECT {column} FROM ax_{table}")}
+        except sqlite3.OperationalError:
+            return set()
+        finally:
+            conn.close()
+
+    hq.write([Change("ITEMS", "c", item, item_row(1)), Change("STAFF", "c", {"STAFFID": "S1"}, staff_row("usrt"))])
+    router = spawn_router(path, tmp_path)
+    proc = None
+    try:
+        wait_routed(topo, expected(topo), timeout=120)
+        init_databases(topo)
+        proc = sink(path, tmp_path)
+        wait(lambda: rows("ITEMS", "ITEMID") == {"I1"} and rows("STAFF", "STAFFID") == {"S1"}, "first rows")
+        hq.write([Change("ITEMS", "u", item, item_row(2)), Change("STAFF", "u", {"STAFFID": "S1"}, staff_row("dert"))])
+        wait(lambda: not rows("ITEMS", "ITEMID") and not rows("STAFF", "STAFFID"), "rows that moved away stay")
+        hq.write([Change("ITEMS", "u", item, item_row(1)), Change("STAFF", "u", {"STAFFID": "S1"}, staff_row("usrt"))])
+        wait(lambda: rows("ITEMS", "ITEMID") == {"I1"} and rows("STAFF", "STAFFID") == {"S1"}, "rows back")
+    finally:
+        if proc is not None:
+            assert stop(proc) == 0
+        assert stop(router) == 0
