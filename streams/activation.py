@@ -183,7 +183,7 @@ class Activator:
             try:
                 for k in stale:
                     e.progress.set(k, None)
-                    e.router._produce(e.progress.topic, encode_key(k), None, None)
+                    e.router.produce(e.progress.topic, encode_key(k), None, None)
             except BaseException as exc:
                 e.txn.abort(exc)
             e.txn.commit(None, e.consumer)

@@ -82,7 +82,7 @@ class RecordRouter:
         except SchemaError as exc:
             raise FatalError(f"cannot project {topic} for its subjob: {exc}") from exc
         if self.keys.set(state_key, held):
-            self._produce(self.keys.topic, state_key, encode_held(held), None)
+            self.produce(self.keys.topic, state_key, encode_held(held), None)
         n = sum(self._emit(e, record, key, value) for e in emits)
         self.sent += n
         return n
@@ -142,14 +142,14 @@ class RecordRouter:
             topic = self.plan.group_topics[g]
             if kb is None or not self._single_object:
                 kb, vb = self._encode(r, topic)
-            self._produce(topic, kb, vb, headers)
+            self.produce(topic, kb, vb, headers)
         return len(e.groups)
 
     def _encode(self, r: Route, topic: str) -> tuple[bytes, bytes | None]:
         kb = self.codec.encode_key(topic, r.schemas.key, r.key)
         return kb, None if r.value is None else self.codec.encode_value(topic, r.schemas.value, r.value)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
         while True:
             try:
                 if headers is None:
@@ -170,5 +170,5 @@ class RecordRouter:
         headers = [("cdx.component", b"router"), ("cdx.error", reason[:1000].encode()),
                    ("cdx.source.topic", topic.encode()), ("cdx.source.partition", str(partition).encode()),
                    ("cdx.source.offset", str(offset).encode())]
-        self._produce(self.dlq, msg.key(), msg.value(), headers)
+        self.produce(self.dlq, msg.key(), msg.value(), headers)
         metrics.DEAD_LETTERS.inc()

@@ -75,9 +75,9 @@ class Transaction:
         self.open = True
 
     def commit(self, offsets: list[TopicPartition] | None, consumer: Consumer) -> None:
-        """Send ``offsets`` (with the group metadata, also when empty: it fences a stale member) and commit."""
+        """Send ``offsets`` with the consumer's group metadata (KIP-447: a stale member is fenced), then commit."""
         try:
-            if offsets is not None:
+            if offsets:
                 self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 60)
             self._commit()
         except KafkaException as exc:
@@ -290,7 +290,7 @@ class Engine:
             for g in (groups or {}).get((topic, p), self.plan.groups_of(topic)):
                 k = (g, topic, p)
                 if self.progress.set(k, end):
-                    self.router._produce(self.progress.topic, encode_key(k), encode_next(end), None)
+                    self.router.produce(self.progress.topic, encode_key(k), encode_next(end), None)
 
     def _rewind(self, msgs: list[Message]) -> None:
         """Seek each partition of an aborted batch back to its first record."""
