@@ -178,6 +178,42 @@ def main(argv: list[str] | None = None) -> list[Result]:
     return results
 
 
+def steady_latency(args: argparse.Namespace, cfg: dict[str, Any], writer: HqWriter, wl: Workload, srcs: list[str],
+                   groups: list[str], copy_topic: str) -> tuple[list[float], list[float]]:
+    """With router and copy idle: ``--rate`` changes/s for ``--seconds``; latencies of both (ms)."""
+    codec = _codec(writer.topology)
+    before_src = {t: high_watermarks(cfg, t) for t in srcs}
+    before_grp = {t: high_watermarks(cfg, t) for t in groups}
+    before_copy = high_watermarks(cfg, copy_topic)
+    per_txn = max(1, round(args.rate / 100))
+    t_end = time.monotonic() + args.seconds
+    nxt = time.monotonic()
+    while time.monotonic() < t_end:
+        writer.write(wl.changes(per_txn))
+        nxt += 0.01
+        time.sleep(max(0.0, nxt - time.monotonic()))
+    time.sleep(3.0)
+    src_ts = {k: v for k, v in source_timestamps(cfg, srcs).items() if k[2] >= before_src[k[0]].get(k[1], 0)}
+    outs = [m for t in groups for m in read_to_end(cfg, t, start=before_grp[t]) if m.value() is not None]
+
+    def routed_pos(m: Any) -> Any:
+        v = parse_value({}, codec.decode_value(m.topic(), m.value()) or {})
+        return (v.position.topic, v.position.partition, v.position.offset)
+
+    r_lat = latencies(outs, src_ts, routed_pos)
+    copies = list(read_to_end(cfg, copy_topic, start=before_copy))
+
+    def copy_pos(m: Any) -> Any:
+        src = dict(m.headers() or []).get("src")
+        if src is None:
+            return None
+        t, p, o = src.decode().rsplit(":", 2)
+        return (t, int(p), int(o))
+
+    b_lat = latencies(copies, src_ts, copy_pos)
+    return r_lat, b_lat
+
+
 def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
     """One run on fresh topics: backlog throughput, then steady-load latency; router and baseline."""
     tmp = Path(tempfile.mkdtemp(prefix="cdx-bench-router-"))
@@ -198,7 +234,6 @@ def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
     # -- router ---------------------------------------------------------------------------
     from tests.routing.helpers import expected
 
-    codec = _codec(topo)
     want = sum(len(v) for v in expected(topo, engine=args.engine).values())  # routed value records
     print(f"router: {n_in_records:,} source records -> {want:,} group value records", file=sys.stderr)
     proc = spawn_router(path, tmp, engine=args.engine)
@@ -218,36 +253,7 @@ def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
         wait_count(cfg, [copy_topic], n_in_records)
         b_cpu = time.process_time() - b_cpu0
         b_in, b_out = rate(output_times(cfg, [copy_topic]), n_in_records)
-        # -- latency ---------------------------------------------------------------------
-        before_src = {t: high_watermarks(cfg, t) for t in srcs}
-        before_grp = {t: high_watermarks(cfg, t) for t in groups}
-        before_copy = high_watermarks(cfg, copy_topic)
-        per_txn = max(1, round(args.rate / 100))
-        t_end = time.monotonic() + args.seconds
-        nxt = time.monotonic()
-        while time.monotonic() < t_end:
-            writer.write(wl.changes(per_txn))
-            nxt += 0.01
-            time.sleep(max(0.0, nxt - time.monotonic()))
-        time.sleep(3.0)
-        src_ts = {k: v for k, v in source_timestamps(cfg, srcs).items() if k[2] >= before_src[k[0]].get(k[1], 0)}
-        outs = [m for t in groups for m in read_to_end(cfg, t, start=before_grp[t]) if m.value() is not None]
-
-        def routed_pos(m: Any) -> Any:
-            v = parse_value({}, codec.decode_value(m.topic(), m.value()) or {})
-            return (v.position.topic, v.position.partition, v.position.offset)
-
-        r_lat = latencies(outs, src_ts, routed_pos)
-        copies = list(read_to_end(cfg, copy_topic, start=before_copy))
-
-        def copy_pos(m: Any) -> Any:
-            src = dict(m.headers() or []).get("src")
-            if src is None:
-                return None
-            t, p, o = src.decode().rsplit(":", 2)
-            return (t, int(p), int(o))
-
-        b_lat = latencies(copies, src_ts, copy_pos)
+        r_lat, b_lat = steady_latency(args, cfg, writer, wl, srcs, groups, copy_topic)
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(60)
