@@ -61,9 +61,11 @@ def test_a_row_moving_to_another_legal_entity_leaves_its_old_group(tmp_path: Pat
     hq = HqWriter(topo)
     hq.write([Change("STAFF", "c", {"STAFFID": "S1"}, {"STAFFID": "S1", "DATAAREAID": "usrt", "NAME": "a"}),
               Change("STAFF", "c", {"STAFFID": "S2"}, {"STAFFID": "S2", "DATAAREAID": "frrt", "NAME": "b"})])
-    proc = spawn_router(path, tmp_path)
+    proc = spawn_router(path, tmp_path, "router", "--key-store", "sqlite")
     try:
         wait_routed(topo, expected(topo), timeout=120)
+        assert stop(proc) == 0  # the key state survives a restart (SQLite file + changelog)
+        proc = spawn_router(path, tmp_path, "router", "--key-store", "sqlite")
         hq.write([staff("S1", "dert", "a2")])  # us loses S1; both (usrt, dert) keeps it
         hq.write([staff("S2", "frrt", "b2")])  # held by no group: no deletes
         wait_routed(topo, expected(topo), timeout=120)
