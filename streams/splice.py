@@ -1,7 +1,8 @@
 """Values passed through unchanged where the projection is the identity (single-object encoding).
 
-A routed value is the source envelope plus ``target``, ``subjob`` and ``position`` appended as the
-last fields (``cdx.routed``), and Avro binary carries no field names. So when a subjob keeps every
+A routed value is the source envelope plus ``target``, ``subjob``, ``position`` and (when the
+routed schema has it) ``filter`` appended as the last fields (``cdx.routed``), and Avro binary
+carries no field names. So when a subjob keeps every
 HQ column in writer order (renames allowed), the routed body is the source body followed by the
 encoded routing fields, and the routed key body is the source key body: no decode-encode round
 trip. ``Splicer.encode`` proves this per (writer schemas, routed schemas, source topic) on the first
@@ -35,6 +36,17 @@ def avro_string(s: str) -> bytes:
     return zigzag(len(data)) + data
 
 
+def routing_tail(value: dict[str, Any]) -> bytes:
+    """The encoding of the fields after ``position``: ``filter`` (a union null | {value: null | string})."""
+    if "filter" not in value:
+        return b""
+    flt = value["filter"]
+    if flt is None:
+        return b"\x00"
+    v = flt.get("value")
+    return b"\x02" + (b"\x00" if v is None else b"\x02" + avro_string(str(v)))
+
+
 class Splicer:
     def __init__(self) -> None:
         self._plans: dict[Any, tuple[bytes, bytes, bytes] | None] = {}
@@ -53,13 +65,14 @@ class Splicer:
             fixed = (avro_string(r.value["target"]["schema"]) + avro_string(r.value["target"]["table"])
                      + avro_string(r.value["subjob"]) + avro_string(pos.topic))
             kh, vh = kb[:HEADER_SIZE], (vb or b"")[:HEADER_SIZE]
-            spliced = (kh + raw_key[HEADER_SIZE:],
-                       vh + raw_value[HEADER_SIZE:] + fixed + zigzag(pos.partition) + zigzag(pos.offset))
+            spliced = (kh + raw_key[HEADER_SIZE:], vh + raw_value[HEADER_SIZE:] + fixed + zigzag(pos.partition)
+                       + zigzag(pos.offset) + routing_tail(r.value))
             self._plans[ident] = (kh, vh, fixed) if spliced == (kb, vb) else None
             return kb, vb
         plan = self._plans[ident]
         if plan is None:
             return encode()
         kh, vh, fixed = plan
-        return (kh + raw_key[HEADER_SIZE:],
-                vh + raw_value[HEADER_SIZE:] + fixed + zigzag(pos.partition) + zigzag(pos.offset))
+        assert r.value is not None
+        return (kh + raw_key[HEADER_SIZE:], vh + raw_value[HEADER_SIZE:] + fixed + zigzag(pos.partition)
+                + zigzag(pos.offset) + routing_tail(r.value))
