@@ -364,8 +364,11 @@ def wait_routed(topology: Topology, want: dict[str, set[Any]], timeout: float = 
 ENGINES = ["transactional", "faust"]
 
 
-def spawn_router(path: Path, tmp: Path, name: str = "router", *extra: str, engine: str = "transactional"
+def spawn_router(path: Path, tmp: Path, name: str = "router", *extra: str, engine: str | None = None
                  ) -> subprocess.Popen:
+    """``cdx route`` in a subprocess; ``engine`` default: ``$CDX_TEST_ROUTER_ENGINE``, else transactional
+    (set it to ``faust`` to see what the old engine does in the transactional engine's tests)."""
+    engine = engine or os.environ.get("CDX_TEST_ROUTER_ENGINE", "transactional")
     datadir = tmp / f"{name}-data"
     log = open(tmp / f"{name}.log", "ab")  # noqa: SIM115
     return subprocess.Popen([sys.executable, "-m", "cdx.cli.main", "route", "--topology", str(path),
