@@ -212,6 +212,7 @@ def resync(
     """Rebuild databases from their group topic now: apply its compacted state and delete every row
     not in it (sinks do this by themselves when they detect missed deletes). The sinks must be stopped."""
     from cdx.dialects import get_dialect
+    from connectors.sink.lock import ChannelLock, ChannelLocked, this_process
     from connectors.sink.records import Decoder, Record
     from connectors.sink.resync import Resync
     from connectors.sink.rewind import ensure_sink_stopped
@@ -231,16 +232,23 @@ def resync(
             d = get_dialect(spec.dialect)
             store, sessions = StateStore(d, spec.topic), SessionLog(d, spec.owner_id)
             conn = open_database(spec)
+            lock = ChannelLock(d, spec.consumer_group, spec.owner_id, holder=this_process("cdx channel resync"))
             try:
                 with d.transaction(conn):
                     store.ensure(conn)
                     sessions.ensure(conn)
+                try:
+                    lock.acquire(conn)
+                except ChannelLocked as e:
+                    raise FatalError(f"channel {e.channel}: another process is applying to this channel database"
+                                     f" ({e.holder}); stop it first") from None
 
                 def dead_letter(rec: Record, why: str, spec: SinkSpec = spec) -> None:
                     tools.dead_letters.send(spec.owner_id, spec.kind, spec.topic, rec, why)
 
                 report = Resync(conn, d, spec, store, TableManager(d), Decoder(tools.codec, spec.topic), tools.config,
-                                dead_letter, sessions).run("requested with cdx channel resync")
+                                dead_letter, sessions, guard=lock.confirm).run("requested with cdx channel resync")
+                lock.release(conn)
             finally:
                 conn.close()
             console.print(f"[bold]{spec.owner_id}[/]: {report.records} records read, {report.live_rows} live rows,"
