@@ -107,6 +107,9 @@ class SinkSettings:
     """While idle (nothing to consume), record at most this often that the database is current
     (state key ``caught_up``): the missed-delete check then does not mistake a quiet topic for a
     long outage."""
+    stand_by: bool = True
+    """A sink that finds the channel lock held stands by until it is free; False (one-shot sinks such as
+    ``cdx channel bootstrap``): it stops with the lock's message instead."""
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -346,6 +349,8 @@ class ChannelSink:
         self.status, self.last_error = "waiting", f"{type(error).__name__}: {error}"
         metrics.UP.labels(**self._labels).set(0)
         metrics.RETRIES.labels(**self._labels).inc()
+        if isinstance(error, ChannelLocked) and not self.settings.stand_by:
+            raise FatalError(str(error).replace("standing by until it stops", "stop it first")) from error
         if isinstance(error, ChannelLocked):  # stand by outside the consumer group: the holder is in it
             self.status, self.last_error = "standby", str(error)
             self._close_consumer()
