@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos lint unit bench down clean
 
 setup: system venv jars
 
@@ -36,6 +36,9 @@ lint: venv
 
 test: setup lint
 	$(BIN)/python -m pytest -q
+
+test-chaos: setup
+	$(BIN)/python -m pytest -q -m chaos
 
 bench: services
 	$(BIN)/python -m bench

@@ -8,14 +8,18 @@ A routed record tells a sink everything it needs without knowing HQ names:
 - **value**: a Debezium-style envelope (``before``/``after``/``source``/``op``/``ts_ms``, the
   HQ change it came from) extended with ``target`` (channel schema and table), ``subjob`` and
   ``position``: the **source position** (topic, partition, offset) of the HQ record in its
-  per-table topic. The router is at-least-once; a sink recognises a re-sent record because its
-  source offset is not above the watermark it stored for (group partition, source topic,
-  source partition). See docs/routing.md. For a subjob with a ``channel_filter`` the value also
-  carries ``filter``: ``{"value": <the HQ row's filter column as a string, or null>}``, the same
-  in every record of one HQ change (its own table's and its extension table's), so a sink
-  filters both alike even when only one of them has the filter column. ``filter`` is null for
-  unfiltered subjobs, deletes, and when the HQ writer schema lacks the filter column.
-- a **tombstone** (null value, same key) follows every delete, as on the table topics.
+  per-table topic. The transactional router writes each once; with the at-least-once faust
+  engine a sink recognises a re-sent record because its source offset is not above the
+  watermark it stored for (group partition, source topic, source partition). See docs/routing.md.
+  For a subjob with a ``channel_filter`` the value also carries ``filter``:
+  ``{"value": <the HQ row's filter column as a string, or null>}``, the same in every record of
+  one HQ change (its own table's and its extension table's), so a sink filters both alike even
+  when only one of them has the filter column. ``filter`` is null for unfiltered subjobs,
+  deletes, and when the HQ writer schema lacks the filter column.
+- a **tombstone** (null value, same key) ends every routed delete. Its headers
+  (``tombstone_headers``) carry the source position, target table and subjob, so a sink that
+  reads the tombstone alone (the delete before it compacted away) applies it as a delete
+  (``parse_tombstone``).
 
 Rows use the channel column names (``ToName``), DATAAREAID included when the HQ table has it.
 """
@@ -152,6 +156,29 @@ def filter_suffix(value: Mapping[str, Any]) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out) + data
+
+
+TOMBSTONE_HEADERS = ("cdx.op", "cdx.source.topic", "cdx.source.partition", "cdx.source.offset",
+                     "cdx.target.schema", "cdx.target.table", "cdx.subjob")
+
+
+def tombstone_headers(schemas: RoutedSchemas, subjob: str, position: SourcePosition) -> list[tuple[str, bytes]]:
+    """Headers of a routed tombstone: it is the delete of its key at ``position`` in ``schemas``' table."""
+    values = ("d", position.topic, str(position.partition), str(position.offset), schemas.schema, schemas.table,
+              subjob)
+    return [(name, v.encode()) for name, v in zip(TOMBSTONE_HEADERS, values, strict=True)]
+
+
+def parse_tombstone(key: Mapping[str, Any], headers: Sequence[tuple[str, bytes | None]] | None
+                    ) -> RoutedChange | None:
+    """The delete a routed tombstone stands for, or None when its headers do not say (an older router)."""
+    got = {name: (v or b"").decode() for name, v in headers or () if name in TOMBSTONE_HEADERS}
+    if len(got) != len(TOMBSTONE_HEADERS) or got["cdx.op"] != "d":
+        return None
+    position = SourcePosition(got["cdx.source.topic"], int(got["cdx.source.partition"]),
+                              int(got["cdx.source.offset"]))
+    return RoutedChange(schema=got["cdx.target.schema"], table=got["cdx.target.table"], subjob=got["cdx.subjob"],
+                        op="d", key=dict(key), row=None, position=position, version=-1, source_ts_ms=0, ts_ms=0)
 
 
 def parse_value(key: Mapping[str, Any], value: Mapping[str, Any]) -> RoutedChange:

@@ -1,4 +1,4 @@
-"""``cdx route``: the router (per-table topics -> channel data-group topics), a faust worker."""
+"""``cdx route``: the router (per-table topics -> channel data-group topics): transactional engine or faust."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, serve_metrics
 @user_errors
 def route(
     topology: Path | None = TOPOLOGY_OPTION,
-    datadir: Path | None = typer.Option(None, help="faust data directory (default: a new temporary directory)."),
+    datadir: Path | None = typer.Option(None, help="Data directory: the sqlite key store's file; faust's data"
+                                                    " (default: a new temporary directory for faust)."),
+    engine: str = typer.Option("transactional", help="transactional (exactly-once, default) or faust"
+                                                      " (at-least-once; sinks drop re-sends by source position)."),
+    key_store: str = typer.Option("memory", help="Transactional engine's per-key state: memory, or sqlite"
+                                                  " (a file in --datadir, for millions of keys)."),
     web_port: int | None = typer.Option(None, help="Enable faust's web server on this port."),
     reload_interval: float = typer.Option(1.0, help="Seconds between checks of the topology file."),
     session_timeout: float = typer.Option(10.0, help="Seconds before a dead worker's partitions move on."),
@@ -24,7 +29,7 @@ def route(
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Route HQ changes to every channel data group's topic, at-least-once (runs until SIGTERM).
+    """Route HQ changes to every channel data group's topic, exactly once (runs until SIGTERM).
 
     SIGHUP or a changed topology file reloads the topology; run more workers to scale out.
     """
@@ -32,6 +37,7 @@ def route(
 
     serve_metrics(metrics_port)
     code = run(topology, datadir=datadir, loglevel="debug" if verbose else "info", web_port=web_port,
-               reload_interval=reload_interval, session_timeout=session_timeout, instance_id=instance_id)
+               reload_interval=reload_interval, session_timeout=session_timeout, instance_id=instance_id,
+               engine=engine, key_store=key_store)
     if code:
         sys.exit(code)

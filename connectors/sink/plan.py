@@ -3,7 +3,9 @@
 ``plan_batch(records, state, spec)`` walks the records in consumption order (each partition in
 offset order) and:
 
-- skips tombstones (the delete before them carries the change) but counts their offsets;
+- skips tombstones without routing headers but counts their offsets; a routed tombstone is the
+  delete of its key at its source position: right after its delete the watermark covers it (not
+  counted as a duplicate); alone (compaction removed the delete) it is applied as a delete;
 - skips **re-sends**: a change whose source offset the watermark of (group partition, source
   topic, source partition) already covers (``Watermark.covers``);
 - applies the channel's **row filter**: an upsert whose filter value is not the channel's value
@@ -90,7 +92,7 @@ def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: 
         wkey = watermark_key(rec.partition, pos.topic, pos.partition)
         mark = marks.get(wkey) or state.watermarks.get(wkey)
         if mark is not None and mark.covers(pos.offset, shape.target):
-            plan.duplicates += 1
+            plan.duplicates += 0 if rec.tombstone and pos.offset == mark.offset else 1
             continue
         marks[wkey] = mark.advance(pos.offset, shape.target) if mark else Watermark(pos.offset,
                                                                                       frozenset((shape.target,)))
