@@ -212,7 +212,7 @@ def resync(
     """Rebuild databases from their group topic now: apply its compacted state and delete every row
     not in it (sinks do this by themselves when they detect missed deletes). The sinks must be stopped."""
     from cdx.dialects import get_dialect
-    from connectors.sink.lock import ChannelLock, ChannelLocked, this_process
+    from connectors.sink.lock import take_or_refuse
     from connectors.sink.records import Decoder, Record
     from connectors.sink.resync import Resync
     from connectors.sink.rewind import ensure_sink_stopped
@@ -232,16 +232,11 @@ def resync(
             d = get_dialect(spec.dialect)
             store, sessions = StateStore(d, spec.topic), SessionLog(d, spec.owner_id)
             conn = open_database(spec)
-            lock = ChannelLock(d, spec.consumer_group, spec.owner_id, holder=this_process("cdx channel resync"))
             try:
                 with d.transaction(conn):
                     store.ensure(conn)
                     sessions.ensure(conn)
-                try:
-                    lock.acquire(conn)
-                except ChannelLocked as e:
-                    raise FatalError(f"channel {e.channel}: another process is applying to this channel database"
-                                     f" ({e.holder}); stop it first") from None
+                lock = take_or_refuse(d, conn, spec.consumer_group, spec.owner_id, "cdx channel resync")
 
                 def dead_letter(rec: Record, why: str, spec: SinkSpec = spec) -> None:
                     tools.dead_letters.send(spec.owner_id, spec.kind, spec.topic, rec, why)

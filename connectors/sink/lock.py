@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdx.dialects import Connection, Dialect
-from cdx.errors import RetriableError
+from cdx.errors import FatalError, RetriableError
 from connectors.sink.state import NAMESPACE_LIMIT, fit_name
 
 LEASE_SECONDS = 30.0
@@ -150,6 +150,19 @@ class ChannelLock:
         held = self._holder_text(info)
         return ChannelLocked(f"channel {self.channel}: another process is applying to this channel database"
                              f" ({held}); standing by until it stops", self.channel, held)
+
+
+def take_or_refuse(dialect: Dialect, conn: Connection, name: str, channel: str, what: str) -> ChannelLock:
+    """For one-shot commands that need the sink stopped (``cdx channel resync``, ``cdx replay``): the
+    channel lock, or ``FatalError`` naming the holder (state table ensured). ``cdx dlq replay`` runs
+    beside a sink by design (it locks the sink's offset rows instead) and does not take it."""
+    lock = ChannelLock(dialect, name, channel, holder=this_process(what))
+    try:
+        lock.acquire(conn)
+    except ChannelLocked as e:
+        raise FatalError(f"channel {e.channel}: another process is applying to this channel database ({e.holder});"
+                         " stop it first") from None
+    return lock
 
 
 def _ended(info: dict[str, Any]) -> bool:
