@@ -61,3 +61,25 @@ def test_postgresql_advisory_lock_lives_with_the_connection(postgres: str) -> No
             time.sleep(0.2)
     b.release(two)
     two.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", [["channel", "resync"], ["replay", "--from-beginning"]])
+def test_commands_that_need_the_sink_stopped_refuse_while_another_process_holds_the_lock(
+        command: list[str], tmp_path: Path, kafka: str) -> None:
+    from cdx.kafka.admin import TopicSpec, ensure_topics
+    from cdx.kafka.config import client_config
+    from tests.sink.helpers import sqlite_db, write_topology
+    from tests.sink_ops.helpers import cli
+
+    db = sqlite_db(tmp_path, "c1")
+    path, topo = write_topology(tmp_path, kafka, [db])
+    ensure_topics(client_config(kafka), [TopicSpec(f"{topo.kafka.topic_prefix}.group.g1", 1)])
+    d, conn = _open("sqlite", db.dsn)
+    ChannelLock(d, f"{topo.kafka.topic_prefix}-sink-c1", "c1", holder="cdx sink pid 4242 on other-host").acquire(conn)
+    res = cli(*command, "--topology", str(path), "--channel", "c1")
+    assert res.exit_code == 1
+    assert res.output.startswith("error: channel c1: another process is applying to this channel database (held by"
+                                 " cdx sink pid 4242 on other-host since "), res.output
+    assert res.output.rstrip().endswith("; stop it first") and len(res.output.strip().splitlines()) == 1
+    conn.close()
