@@ -13,7 +13,7 @@ its consumer group:
   both see it free. The holder confirms it inside every batch transaction (``confirm``: a batch
   of a sink that lost its lease rolls back) and renews it while idle; a lease ends when it
   expires (``LEASE_SECONDS``), when its holder releases it (clean stop), or at once when its
-  holder was a process on this host that no longer exists.
+  holder was a process in the same pid space (same boot and pid namespace) that no longer exists.
 
 A sink that finds the lock held raises ``ChannelLocked`` (a ``RetriableError``): it stands by,
 retrying with back-off and saying so in one line per step that names the channel and the holder,
@@ -134,7 +134,7 @@ class ChannelLock:
     def _write(self, conn: Connection, *, expires: float | None) -> None:
         now = time.time()
         self._renewed = now
-        info = {"holder": self.holder, "host": socket.gethostname(), "pid": os.getpid(),
+        info = {"holder": self.holder, "host": socket.gethostname(), "node": _node(), "pid": os.getpid(),
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "expires": expires}
         self.dialect.write_state(conn, self.namespace, {"holder": json.dumps(info)})
 
@@ -165,12 +165,24 @@ def take_or_refuse(dialect: Dialect, conn: Connection, name: str, channel: str, 
     return lock
 
 
+def _node() -> str:
+    """This process's pid space: boot id and pid namespace (Linux); "" where they cannot be read, and
+    then a lease only ends by expiry or release. Two hosts or containers never share it."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""
+
+
 def _ended(info: dict[str, Any]) -> bool:
-    """A lease that expired, was released, or whose holder process on this host is gone."""
+    """A lease that expired, was released, or whose holder process (same pid space) is gone."""
     expires = info.get("expires")
     if not isinstance(expires, int | float) or expires <= time.time():
         return True
-    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
+    node = _node()
+    if node and info.get("node") == node and isinstance(info.get("pid"), int):
         try:
             os.kill(info["pid"], 0)
         except ProcessLookupError:
