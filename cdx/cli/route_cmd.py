@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import user_errors
-from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, serve_metrics
+from cdx.cli.common import (
+    METRICS_PORT_OPTION,
+    TOPOLOGY_OPTION,
+    load,
+    on_stop_signals,
+    serve_metrics,
+    set_up,
+)
 
 
 @user_errors
@@ -35,6 +42,10 @@ def route(
     """
     from streams.worker import run
 
+    topo = load(topology)  # the worker loads it again; here: errors before anything starts
+    stopped = on_stop_signals(lambda: None)
+    if not set_up(lambda: None, "router", stopped, kafka=topo.kafka.bootstrap_servers):
+        return
     serve_metrics(metrics_port)
     code = run(topology, datadir=datadir, loglevel="debug" if verbose else "info", web_port=web_port,
                reload_interval=reload_interval, session_timeout=session_timeout, instance_id=instance_id,
