@@ -32,10 +32,13 @@ from functools import lru_cache
 from typing import Any
 
 from cdx.codec import AvroSchema, Column
-from cdx.codec.envelope import envelope_schema, key_schema
+from cdx.codec.envelope import envelope_schema, key_schema, source_block
 from cdx.codec.naming import namespace_for
 
 ROUTED_NAMESPACE_ROOT = "routed"
+ROUTED_VALUE_NAME = "Envelope"
+ROUTED_VALUE_NAMES = (ROUTED_VALUE_NAME, "RoutedChange")
+"""Names routed value schemas have had (``RoutedChange`` before cdx spoke Connect JSON): sinks accept both."""
 
 _POSITION = {
     "type": "record", "name": "Position", "namespace": "cdx",
@@ -83,7 +86,9 @@ def routed_schemas(schema: str, table: str, columns: tuple[Column, ...]) -> Rout
     """Schemas for target ``schema.table`` with channel ``columns`` (cached; parse once)."""
     namespace = namespace_for(f"{ROUTED_NAMESPACE_ROOT}.{schema}.{table}")
     value = envelope_schema(namespace, columns)
-    value = {**value, "name": "RoutedChange", "fields": [
+    # Named ``Envelope`` (not ``RoutedChange`` as before): Debezium's sinks take a value whose schema
+    # name ends in ".Envelope" for a change event (io.debezium.data.Envelope.isEnvelopeSchema).
+    value = {**value, "name": ROUTED_VALUE_NAME, "fields": [
         *value["fields"],
         {"name": "target", "type": _TARGET},
         {"name": "subjob", "type": "string"},
@@ -131,7 +136,7 @@ def make_value(schemas: RoutedSchemas, *, op: str, key: Mapping[str, Any], row: 
     return {
         "before": dict(key) if op == "d" else None,
         "after": dict(row) if row is not None and op != "d" else None,
-        "source": dict(source),
+        "source": source_block(source),
         "op": op,
         "ts_ms": int(ts_ms),
         "target": {"schema": schemas.schema, "table": schemas.table},
@@ -173,7 +178,7 @@ def parse_value(key: Mapping[str, Any], value: Mapping[str, Any]) -> RoutedChang
         schema=value["target"]["schema"], table=value["target"]["table"], subjob=value["subjob"],
         op=value["op"], key=dict(key), row=value["after"],
         position=SourcePosition(pos["topic"], int(pos["partition"]), int(pos["offset"])),
-        version=int(src["version"]), source_ts_ms=int(src["ts_ms"]), ts_ms=int(value["ts_ms"]),
+        version=int(src["change_version"]), source_ts_ms=int(src["ts_ms"]), ts_ms=int(value["ts_ms"]),
         filtered=flt is not None, filter_value=flt["value"] if flt is not None else None,
     )
 

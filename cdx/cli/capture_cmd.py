@@ -56,7 +56,8 @@ def enable_tracking(
     topo = load(topology)
     with naming(f"the HQ database ({topo.hq.redacted()})"):
         tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
-    tables = [TableRef(s.hq_table.schema, s.hq_table.name) for s in topo.download_subjobs()]
+    tables = [TableRef(s.hq_table.schema, s.hq_table.name) for s in topo.download_subjobs()
+              if s.source_topic is None]
     try:
         tracker.enable(tables, timedelta(days=retention_days))
     finally:

@@ -12,11 +12,14 @@ from cdx.cli import (
     demo,
     dev,
     dlq_cmd,
+    migrate_cmd,
+    realtime_cmd,
     replay_cmd,
     route_cmd,
     seed_cmd,
     sink_cmd,
     status_cmd,
+    topic_cmd,
     topology_cmd,
     upload_cmd,
 )
@@ -51,9 +54,13 @@ app.add_typer(dlq_cmd.app, name="dlq")
 app.command("replay")(replay_cmd.replay)
 sink_cmd.channel_app.command("upload")(upload_cmd.upload)
 sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)
+sink_cmd.channel_app.command("migrate")(migrate_cmd.migrate)
 capture_cmd.hq_app.command("upload-sink")(upload_cmd.upload_sink)
 capture_cmd.hq_app.command("upload-status")(upload_cmd.status)
 app.command("status")(status_cmd.status)
+app.add_typer(realtime_cmd.app, name="realtime")
+capture_cmd.hq_app.command("init-realtime")(realtime_cmd.init_realtime)
+app.add_typer(topic_cmd.app, name="topic")
 install_error_boundary(app)  # keep last: every command registered above gets the error boundary
 
 

@@ -244,7 +244,8 @@ def resync(
                 def dead_letter(rec: Record, why: str, spec: SinkSpec = spec) -> None:
                     tools.dead_letters.send(spec.owner_id, spec.kind, spec.topic, rec, why)
 
-                report = Resync(conn, d, spec, store, TableManager(d), Decoder(tools.codec, spec.topic), tools.config,
+                tables = TableManager(d, spec.extension_schemas)
+                report = Resync(conn, d, spec, store, tables, Decoder(tools.codec, spec.topic), tools.config,
                                 dead_letter, sessions).run("requested with cdx channel resync")
             finally:
                 conn.close()

@@ -81,6 +81,7 @@ class SQLiteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
     max_identifier_length = 128
+    zero_defaults = {LogicalType.TIMESTAMP: "'1900-01-01 00:00:00.000000'", LogicalType.DECIMAL: "'0'"}
 
     def connect(self, dsn: str | Path) -> sqlite3.Connection:
         path = sqlite_path(dsn)
@@ -160,7 +161,7 @@ class SQLiteDialect(Dialect):
         logical = _DECLARED.get(base) or _affinity_type(base)
         if logical is None:
             raise unsupported_type(schema, table, name, declared)
-        info = {"precision": a, "scale": b if b is not None else (0 if a is not None else None)} \
+        info: dict[str, Any] = {"precision": a, "scale": b if b is not None else (0 if a is not None else None)} \
             if logical is LogicalType.DECIMAL else \
             {"length": a} if logical in (LogicalType.STRING, LogicalType.BYTES) else {}
         return ColumnInfo(name, logical, nullable=not notnull and not pk, primary_key=pk > 0,

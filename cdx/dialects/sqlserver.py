@@ -96,6 +96,7 @@ class SQLServerDialect(Dialect):
     name = "sqlserver"
     placeholder = "?"
     max_identifier_length = 128
+    zero_defaults = {LogicalType.BYTES: "0x"}
 
     def connect(self, dsn: str) -> Connection:
         import pyodbc

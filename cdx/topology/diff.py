@@ -66,6 +66,10 @@ def _kafka(out: list[Change], old: Topology, new: Topology) -> None:
                           "applies to topics created from now on; existing topics keep theirs"))
     if ok.schema_registry != nk.schema_registry:
         out.append(Change("kafka", "schema registry changed", "restart every cdx process"))
+    if ok.record_encoding != nk.record_encoding:
+        out.append(Change("kafka", f"encoding {ok.record_encoding!r} -> {nk.record_encoding!r}",
+                          "records already on the topics keep their encoding: recreate the topics (or use a new"
+                          " topic prefix), restart every cdx process and bootstrap every channel"))
     if (old.hq.dialect, old.hq.key) != (new.hq.dialect, new.hq.key):
         out.append(Change("hq", "HQ database changed",
                           "capture starts over on the new database: snapshot every table and bootstrap every channel"))

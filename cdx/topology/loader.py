@@ -279,4 +279,5 @@ def _partial(data: dict[str, Any]) -> Parts:
         schedules=_items(data, "distribution_schedules", m.DistributionSchedule),
         declared_jobs=_declared(data, "jobs"),
         declared_groups=_declared(data, "channel_data_groups"),
+        extensions=_try(m.Extensions, data.get("extensions") or {}) or m.Extensions(),
     )

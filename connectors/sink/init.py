@@ -26,7 +26,7 @@ from cdx.errors import DatabaseUnreachable, RetriableError
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
-from cdx.routed import ROUTED_NAMESPACE_ROOT
+from cdx.routed import ROUTED_NAMESPACE_ROOT, ROUTED_VALUE_NAMES
 from cdx.topics import schemas_topic
 from cdx.topology.model import Topology
 from connectors.sink.conflicts import TableConflict, conflicts
@@ -66,7 +66,7 @@ def _classify(schema: AvroSchema, namespaces: dict[str, tuple[str, str]]) -> tup
     """(target, is_key) for a routed key or value schema of a wanted target, else None."""
     name = schema.name or ""
     ns, _, last = name.rpartition(".")
-    if last not in ("Key", "RoutedChange"):
+    if last != "Key" and last not in ROUTED_VALUE_NAMES:
         return None
     target = namespaces.get(_GENERATION.sub("", ns).casefold())
     return (target, last == "Key") if target is not None else None
@@ -94,10 +94,11 @@ def latest_schemas(topology: Topology, specs: list[SinkSpec], codec: Codec | Non
                 if found is not None:
                     (keys if found[1] else values)[found[0]] = schema
         missing = set(namespaces.values()) - (set(keys) & set(values))
-        # Only a Schema Registry keeps routed schemas off the schemas topic; with the single-object
-        # codec the router publishes them there before any record, so scanning the group topic (its
-        # whole length: 20 s for 1M records) could find nothing more.
-        if missing and k.schema_registry is not None:
+        # Only a Schema Registry (or Connect JSON's embedded schemas) keeps routed schemas off the
+        # schemas topic; with the single-object codec the router publishes them there before any
+        # record, so scanning the group topic (its whole length: 20 s for 1M records) could find
+        # nothing more.
+        if missing and k.record_encoding != "avro":
             codec = codec or make_codec(codec_config(topology), store=SchemaStore(k.bootstrap_servers, topic))
             for group_topic in sorted({s.topic for s in specs}):
                 if not partitions_of(config, group_topic):
@@ -117,11 +118,15 @@ def latest_schemas(topology: Topology, specs: list[SinkSpec], codec: Codec | Non
 
 
 def init_databases(topology: Topology, owner_ids: Iterable[str] | None = None) -> list[InitReport]:
-    """Create the state table and every known target table in each database (see module doc).
+    """Create the state table and every known target table in each database (see module doc), after
+    running the pending extension scripts (``extensions.scripts``), so data never precedes its tables.
 
     Nothing is written unless every database opens and no existing table conflicts with its
     records (``TableConflict`` listing each table, column, found and expected type)."""
+    from connectors.migrate.fleet import run_pending
+
     specs = sink_specs(topology, owner_ids)
+    run_pending(topology, owner_ids)
     schemas = latest_schemas(topology, specs)
     conns: dict[str, Connection] = {}
     try:
@@ -190,7 +195,7 @@ def _conflicts(spec: SinkSpec, conn: Connection, schemas: Schemas) -> list[str]:
 def _init(spec: SinkSpec, conn: Connection, schemas: Schemas) -> InitReport:
     dialect = get_dialect(spec.dialect)
     report = InitReport(spec.owner_id, spec.redacted_dsn())
-    tables = TableManager(dialect)
+    tables = TableManager(dialect, spec.extension_schemas)
     with dialect.transaction(conn):
         StateStore(dialect, spec.topic).ensure(conn)
         for schema, table, shape in _target_shapes(spec, schemas):

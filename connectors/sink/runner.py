@@ -128,7 +128,7 @@ class ChannelSink:
         self.store = StateStore(self.dialect, spec.topic)
         self.sessions = SessionLog(self.dialect, spec.owner_id, retention_days=self.settings.session_retention_days,
                                    max_rows=self.settings.session_max_rows)
-        self.tables = TableManager(self.dialect)
+        self.tables = TableManager(self.dialect, spec.extension_schemas)
         self.dead_letters = dead_letters
         self.kafka_config = dict(kafka_config)
         self.state = SinkState()

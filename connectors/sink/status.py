@@ -102,6 +102,8 @@ class UploadStatus:
     received_counter: int | None = None
     """Highest counter the HQ upload sink applied (HQ upload sessions)."""
     received_at: str | None = None
+    errors: list[str] = field(default_factory=list)
+    """A halted table, skipped gaps not acknowledged yet (``cdx dlq ack``)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,6 +170,7 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
     if include_uploads and kafka_ok:
         try:
             uploads = upload_status(config, topology)
+            warnings += attention(config, topology, letters, uploads)
         except Exception as e:
             warnings.append(f"uploads: {_why(e)}")
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -257,7 +260,8 @@ def upload_status(config: Mapping[str, Any], topology: Topology) -> list[UploadS
     out: dict[tuple[str, str], UploadStatus] = {}
     for key, pos in load_upload_positions(config, upload_positions_topic(topology.kafka.topic_prefix)).items():
         channel, _, table = key.partition("/")
-        out[(channel, table)] = UploadStatus(channel, table, pos.high, pos.low, pos.open_gaps())
+        out[(channel, table)] = UploadStatus(channel, table, pos.high, pos.low, pos.open_gaps(),
+                                             errors=[f"halted: {pos.halted}"] if pos.halted else [])
     for channel, table, counter, at in _received_at_hq(topology):
         st = out.get((channel, table)) or next(
             (u for (c, t), u in out.items() if c == channel and t.rsplit(".", 1)[-1].casefold() == table.casefold()),
@@ -266,6 +270,25 @@ def upload_status(config: Mapping[str, Any], topology: Topology) -> list[UploadS
             st = out[(channel, table)] = UploadStatus(channel, table)
         st.received_counter, st.received_at = counter, at
     return sorted(out.values(), key=lambda u: (u.channel, u.table))
+
+
+def attention(config: Mapping[str, Any], topology: Topology, letters: list[DeadLetter],
+              uploads: list[UploadStatus]) -> list[str]:
+    """Letters that need a person until acknowledged (``connectors.upload.acks``): each upload gap is
+    added to its table's errors; the others (capture) come back as warnings."""
+    from connectors.upload.acks import load_acks, needs_attention
+
+    open_letters = needs_attention(letters, load_acks(config, topology.kafka.topic_prefix)) if letters else []
+    by_table = {(u.channel.casefold(), u.table.casefold()): u for u in uploads}
+    out = []
+    for x in open_letters:
+        text = f"dead letter {x.dlq_offset} ({x.component}): {x.error} (cdx dlq ack --offset {x.dlq_offset})"
+        st = by_table.get(((x.channel or "").casefold(), (x.table or "").casefold()))
+        if st is not None:
+            st.errors.append(text)
+        else:
+            out.append(f"{x.table or ''}: {text}")
+    return out
 
 
 def _received_at_hq(topology: Topology) -> list[tuple[str, str, int | None, str | None]]:

@@ -1,15 +1,18 @@
 """Channel tables from writer schemas: create on first use, add columns a newer schema brings.
 
 Types come from the Avro schemas (``cdx.routed.columns_of``): primary key from the key schema
-(NOT NULL), every other column nullable. A table that exists is never altered except to add a
-missing column (always nullable; existing rows read NULL), and is checked first: a primary key or
-column type that conflicts with the records stops the sink before anything is written
-(``connectors.sink.conflicts``). Columns the table has but a schema
+(NOT NULL), every other column nullable, except in extension schemas (``extensions.schemas``,
+default ``ext``), whose columns are NOT NULL with the type's empty value as DEFAULT, as the CDX
+extension rules require. A table that exists is never altered except to add a missing column
+(nullable, existing rows read NULL; in an extension table NOT NULL DEFAULT, existing rows read
+the default), and is checked first: a primary key or column type that conflicts with the records
+stops the sink before anything is written (``connectors.sink.conflicts``). Columns the table has but a schema
 lacks are left alone (upserts do not touch them). Identity is case-insensitive.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 
@@ -21,11 +24,15 @@ from connectors.sink.records import Shape
 log = logging.getLogger("cdx.sink")
 
 
-def column_info(column: Column, key_position: int = 0) -> ColumnInfo:
-    """A codec column as the dialects describe it."""
-    return ColumnInfo(column.name, LogicalType(column.type.value), nullable=column.nullable,
+def column_info(column: Column, key_position: int = 0, dialect: Dialect | None = None) -> ColumnInfo:
+    """A codec column as the dialects describe it; with ``dialect``, an extension column (NOT NULL
+    with the type's empty value as DEFAULT, unless it is a key column)."""
+    info = ColumnInfo(column.name, LogicalType(column.type.value), nullable=column.nullable,
                       primary_key=key_position > 0, precision=column.precision, scale=column.scale,
                       length=column.length, key_position=key_position)
+    if dialect is None or key_position > 0:
+        return info
+    return dataclasses.replace(info, nullable=False, default=dialect.zero_default(info))
 
 
 class TableManager:
@@ -35,8 +42,9 @@ class TableManager:
     the rollback undid.
     """
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, extension_schemas: Iterable[str] = ("ext",)) -> None:
         self.dialect = dialect
+        self.extension_schemas = {s.casefold() for s in extension_schemas}
         self._known: dict[tuple[str, str], set[str]] = {}
         self._foreign: dict[tuple[str, str], bool] = {}
         self.created: list[str] = []
@@ -56,11 +64,15 @@ class TableManager:
                 self._known[ident] = known
             for col in shape.columns:
                 if col.name.casefold() not in known:
-                    if self.dialect.add_column(conn, shape.schema, shape.table, column_info(col)):
+                    if self.dialect.add_column(conn, shape.schema, shape.table, column_info(col, 0, self._ext(shape))):
                         self.added.append(f"{shape.target}.{col.name}")
                         log.info("added column %s.%s (%s) from a newer writer schema", shape.target, col.name,
                                  col.type.value)
                     known.add(col.name.casefold())
+
+    def _ext(self, shape: Shape) -> Dialect | None:
+        """The dialect when ``shape`` is an extension table (its columns get defaults), else None."""
+        return self.dialect if shape.schema.casefold() in self.extension_schemas else None
 
     def has_foreign_keys(self, conn: Connection, schema: str, table: str) -> bool:
         """Whether a foreign key references the table or starts from it (cached per connection):
@@ -81,7 +93,8 @@ class TableManager:
             return {c.name.casefold() for c in cols}
         d.ensure_schema(conn, shape.schema)
         d.create_table(conn, shape.schema, shape.table,
-                       [column_info(c, keys.get(c.name, 0)) for c in shape.columns], list(shape.key_names))
+                       [column_info(c, keys.get(c.name, 0), self._ext(shape)) for c in shape.columns],
+                       list(shape.key_names))
         self.created.append(shape.target)
         log.info("created table %s (%d columns, key %s)", shape.target, len(shape.columns),
                  ", ".join(shape.key_names))

@@ -21,11 +21,8 @@ DLQ_CONFIG = {"retention.ms": "-1"}
 
 
 def codec_config(topology: Topology) -> dict[str, Any] | None:
-    """``make_codec`` settings of the topology (Schema Registry mode when configured)."""
-    reg = topology.kafka.schema_registry
-    if reg is None:
-        return None
-    return {"schema_registry.url": reg.url, **{f"schema_registry.{k}": v for k, v in reg.config.items()}}
+    """``make_codec`` settings of the topology (its ``kafka.encoding``)."""
+    return topology.kafka.codec_config()
 
 
 class SinkTools:

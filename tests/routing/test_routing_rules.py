@@ -18,7 +18,7 @@ from streams.routing import RoutingPlan, SourceRecord, hq_columns, project, rout
 ENTITIES = ["usrt", "dert", "USMF"]
 S = LogicalType.STRING
 SOURCE = {"connector": "cdx", "name": "hq", "ts_ms": 1, "snapshot": "false", "db": "hq", "schema": "dbo",
-          "table": "T", "version": 7}
+          "table": "T", "change_version": 7, "version": "0.1.0"}
 
 
 @st.composite
