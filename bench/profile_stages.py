@@ -27,7 +27,7 @@ CATEGORIES: dict[str, tuple[tuple[str, str], ...]] = {
         ("cdx/codec/prepare.py", "value preparation before encoding (cdx.codec.prepare)"),
         ("cdx/codec/envelope.py", "envelope building (cdx.codec.envelope)"),
         ("cdx/codec/", "Avro encode (cdx.codec, fastavro)"),
-        ("cdx/dialects/", "database value decoding (cdx.dialects)"),
+        ("cdx/dialects/", "dialect calls (value decoding, column introspection)"),
         ("connectors/capture/tracking/", "reading net changes (tracking queries, psycopg)"),
         ("cdx/kafka/", "produce and transactions (cdx.kafka, confluent-kafka)"),
         ("prometheus_client", "metrics"),
