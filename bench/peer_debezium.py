@@ -273,7 +273,11 @@ def main(argv: list[str] | None = None) -> list[Result]:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the processes
     started = time.perf_counter()
-    bootstrap, admin = launcher.up(1), pg.up(logical=True)
+    try:
+        bootstrap, admin = launcher.up(1), pg.up(logical=True)
+        connect.ensure_jars()
+    except (launcher.KafkaLauncherError, pg.PostgresError, connect.PeerError) as exc:
+        raise SystemExit(f"peer_debezium: {exc}") from None
     tmp = Path(tempfile.mkdtemp(prefix="cdx-bench-peer-"))
     console.print(f"peer_debezium: logs and configuration in {tmp}")
     benches: dict[str, Bench] = {}
