@@ -104,7 +104,7 @@ def sink_case(n: int, runs: int) -> Result:
         key = {"ID": r["ID"]}
         value = make_value(routed, op="c", key=key, row=r, source={
             "connector": "cdx", "name": "hq", "ts_ms": 1, "snapshot": "false", "db": "hq", "schema": "dbo",
-            "table": "PRODUCT", "version": 7}, ts_ms=1, subjob="Product",
+            "table": "PRODUCT", "change_version": 7, "version": "0.1.0"}, ts_ms=1, subjob="Product",
             position=SourcePosition("bench.dbo.PRODUCT", 0, i))
         messages.append((codec.encode_key(topic, routed.key, key), codec.encode_value(topic, routed.value, value)))
     spec = SinkSpec(owner_id="c1", kind="channel", channel_id="c1", group_id="g", dialect="postgresql", dsn="",

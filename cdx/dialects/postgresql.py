@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from cdx.dialects.base import (
     Connection,
@@ -27,6 +28,7 @@ from cdx.dialects.base import (
     no_primary_key,
     unsupported_type,
 )
+from cdx.dialects.reach import connect_failure
 from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, RetriableError, SkippableError
 
@@ -49,6 +51,7 @@ SMALL_BATCH_VALUES = 4000
 """Bound values up to which a bulk upsert is one ``INSERT ... VALUES ... ON CONFLICT`` statement (one round trip,
 no staging table) instead of staging table + COPY + ``INSERT ... SELECT``: the per-batch cost of the staging
 table (DDL, catalog rows, four round trips) dominates small batches, as a streaming sink's are."""
+CONNECT_TIMEOUT_S = 10
 _staging_names = itertools.count(1)
 
 
@@ -63,9 +66,26 @@ class PostgreSQLDialect(Dialect):
     name = "postgresql"
     placeholder = "%s"
     max_identifier_length = 63
+    zero_defaults = {LogicalType.BOOL: "false", LogicalType.BYTES: "''::bytea"}
 
     def connect(self, dsn: str) -> psycopg.Connection[Any]:
-        return psycopg.connect(libpq_dsn(dsn), autocommit=False)
+        """A connection whose session time zone is UTC: cdx's timestamps are naive UTC, and a
+        ``timestamptz`` column would otherwise read them in the server's or database's zone. Opening
+        waits at most ``connect_timeout`` seconds (10 unless the DSN sets it)."""
+        conninfo = libpq_dsn(dsn)
+        try:
+            given = conninfo_to_dict(conninfo)
+            conn = psycopg.connect(conninfo, autocommit=False,
+                                   connect_timeout=given.get("connect_timeout") or CONNECT_TIMEOUT_S)
+        except (psycopg.Error, OSError) as exc:
+            raise connect_failure(self.name, dsn, exc) from exc
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     @contextmanager
     def transaction(self, conn: Connection) -> Iterator[Connection]:
@@ -137,6 +157,12 @@ class PostgreSQLDialect(Dialect):
         if require_primary_key and not keys:
             raise no_primary_key(schema, table)
         return columns
+
+    def has_foreign_keys(self, conn: Connection, schema: str | None, table: str) -> bool:
+        oid = self._oid(conn, schema, table)
+        return oid is not None and conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f'"
+            " AND (conrelid = %s OR confrelid = %s))", (oid, oid)).fetchone()[0]
 
     # -- DDL ---------------------------------------------------------------------------
     def ensure_schema(self, conn: Connection, schema: str | None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdx.codec import Codec, TableSchemas
-from cdx.codec.envelope import Op, Snapshot
+from cdx.codec.envelope import SOURCE_VERSION, Op, Snapshot
 from cdx.codec.errors import EncodeError
 
 CONNECTOR = "cdx"
@@ -31,7 +31,8 @@ class ChangeEncoder:
         """The envelope dict (``cdx.codec.envelope``), built directly: the same checks as ``make_envelope``
         without its per-change conversions. ``key`` and ``row`` are not copied (encoding never changes them)."""
         source = {"connector": CONNECTOR, "name": self.hq_name, "ts_ms": now, "snapshot": _SNAPSHOTS[snapshot],
-                  "db": self.hq_name, "schema": self.schema, "table": self.table, "version": version}
+                  "db": self.hq_name, "schema": self.schema, "table": self.table, "change_version": version,
+                  "version": SOURCE_VERSION}
         if op is Op.DELETE:
             return {"before": key, "after": None, "source": source, "op": "d", "ts_ms": now}
         if row is None:
