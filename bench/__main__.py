@@ -1,8 +1,8 @@
 """``python -m bench [NAME ...]`` (``make bench``): run the benchmarks, each printing its table
 beside a baseline measured in the same run and writing JSON to ``bench/results/``.
 
-Names: capture, router, apply, e2e, upload, scale, bootstrap (default: all, in that order). Options after ``--`` go to
-every benchmark, e.g. ``python -m bench capture apply -- --runs 1``.
+Names: capture, router, apply, e2e, upload, scale, bootstrap, realtime (default: all, in that order).
+Options after ``--`` go to every benchmark, e.g. ``python -m bench capture apply -- --runs 1``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("capture", "router", "apply", "e2e", "upload", "scale", "bootstrap")
+BENCHES = ("capture", "router", "apply", "e2e", "upload", "scale", "bootstrap", "realtime")
 
 
 def main(argv: list[str]) -> int:

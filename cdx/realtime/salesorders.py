@@ -8,6 +8,7 @@ The order row is locked while it changes, so concurrent edits apply one after an
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -56,7 +57,7 @@ def _view(tx: Tx, row: dict[str, Any]) -> dict[str, Any]:
                    [row["ORDERID"]])
     out = [{"line_number": int(r["LINENUM"]), "item_id": r["ITEMID"], "quantity": str(from_milli(r["QTY"])),
             "price": str(from_cents(r["PRICE"]))} for r in lines]
-    total = sum(from_milli(r["QTY"]) * from_cents(r["PRICE"]) for r in lines)
+    total = sum((from_milli(r["QTY"]) * from_cents(r["PRICE"]) for r in lines), Decimal(0))
     return {"order_id": row["ORDERID"], "legal_entity": row["DATAAREAID"], "channel": row["CHANNEL"],
             "customer_account": row["CUSTACCOUNT"], "status": row["STATUS"], "created_by": row["CREATEDBY"],
             "created_at": row["CREATEDAT"], "modified_at": row["MODIFIEDAT"], "lines": out,
