@@ -111,11 +111,11 @@ def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sal
                          get_dialect(env.database(PROBE_CHANNEL).dialect),
                          terminal_for(topo, PROBE_CHANNEL).dataareaid)
     hq_done: dict[str, int] = {}
-    threads = [threading.Thread(target=_hq_traffic, args=(env, stop, hq_rate, seed, hq_done), daemon=True)]
+    threads = [threading.Thread(target=_hq_traffic, args=(env, stop, hq_rate, seed, hq_done), daemon=True),
+               threading.Thread(target=scenario.run, args=(stop, written), daemon=True)]
     for owner in owners:
         threads.append(threading.Thread(target=_pos_traffic, args=(env, owner, stop, sales_rate, seed, sales,
                                                                     written), daemon=True))
-    threads.append(threading.Thread(target=scenario.run, args=(stop, written), daemon=True))
     probe.start()
     for t in threads:
         t.start()
