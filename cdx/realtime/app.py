@@ -16,7 +16,7 @@ from cdx import __version__
 from cdx.realtime import creditmemos, customers, giftcards, inventory, loyalty, salesorders, transactions
 from cdx.realtime.config import RealtimeSettings
 from cdx.realtime.db import Hq
-from cdx.realtime.errors import install_handlers
+from cdx.realtime.errors import ERROR_RESPONSES, install_handlers
 
 ROUTERS = (giftcards.router, loyalty.router, creditmemos.router, customers.router, salesorders.router,
            inventory.router, transactions.router)
@@ -42,7 +42,7 @@ def create_app(settings: RealtimeSettings, hq: Hq) -> FastAPI:
     app.state.client_cert_names = {}
     install_handlers(app, settings.retry_after_seconds)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
 
     @app.get("/health", tags=["service"], summary="200 when HQ answers, else 503")
     def health(request: Request) -> dict[str, Any]:
