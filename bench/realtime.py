@@ -131,7 +131,7 @@ def http_case(url: str, cards: list[str], op: str, rate: float, seconds: float) 
     async def run() -> dict[str, float]:
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
         async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"},
-                                     timeout=httpx.Timeout(30, pool=None),
+                                     timeout=httpx.Timeout(10, pool=None),
                                      limits=limits) as http:
             async def send(i: int) -> bool:
                 card = cards[i % len(cards)]
