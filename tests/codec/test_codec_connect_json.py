@@ -147,3 +147,17 @@ def test_topology_encoding_and_codec_config() -> None:
                       ({"encoding": "protobuf"}, "kafka.encoding")):
         with pytest.raises(TopologyError, match=says):
             _topology(**bad)
+
+
+def test_source_topic_names_the_table_topic_and_is_checked() -> None:
+    data = copy.deepcopy(MINIMAL)
+    data["subjobs"][0]["source_topic"] = "dbz.dbo.INVENTTABLE"
+    topo = parse_topology(data_to_yaml(data))
+    assert topo.hq_table_topic("InventTable") == "dbz.dbo.INVENTTABLE"
+    assert "dbz.dbo.INVENTTABLE" in topo.topics()
+    data["subjobs"][1]["source_topic"] = "dbz.dbo.INVENTTABLE"
+    data["subjobs"][2]["source_topic"] = "x"
+    with pytest.raises(TopologyError) as info:
+        parse_topology(data_to_yaml(data))
+    text = str(info.value)
+    assert "already the source of subjob 'InventTable'" in text and "only download subjobs" in text
