@@ -4,7 +4,8 @@
 an older run's topics), writes the topology the processes use (the root ``topology.yaml``; with
 ``--db postgresql`` a copy whose HQ and channel databases are PostgreSQL databases; offline
 registers stay SQLite files, as on a real register), creates and seeds HQ, and creates the
-channel-side upload tables in every channel and register database.
+channel-side upload tables in every channel and register database, and the Real-time Service's
+HQ tables.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from cdx.demo.retail_schema import create_channel_upload_tables, create_hq_tables
 from cdx.demo.seed import seed_hq
 from cdx.dialects import Connection, Dialect, connect, get_dialect
+from cdx.realtime.schema import create_tables as create_realtime_tables
 from cdx.topology import Topology, dump_topology, load_topology
 from cdx.topology.model import Database
 
@@ -74,6 +76,7 @@ class DemoEnv:
         with d.transaction(conn):
             create_hq_tables(conn, d, self.topology)
         counts = seed_hq(conn, d, self.topology, scale=scale, seed=seed)
+        create_realtime_tables(conn, d)
         conn.close()
         for info in self.topology.databases():
             cd = get_dialect(info.database.dialect)

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from cdx.topology.dsn import Dialect, check_dsn, dsn_key, infer_dialect, redact, sqlite_path
+from cdx.topology.extensions import Extensions, PostUpload
 from cdx.topology.identifiers import Identifier, TableRef, TableRefField, TopicId
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [
     "Dialect",
     "Direction",
     "DistributionSchedule",
+    "Extensions",
     "FieldMap",
     "HqDatabase",
     "Job",
@@ -141,6 +143,9 @@ class KafkaConfig(Model):
     replication_factor: int = Field(default=1, ge=1, le=32)
     """Replication factor of topics cdx creates."""
     schema_registry: SchemaRegistry | None = None
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024 * 1024)
+    """Largest record cdx publishes (bytes, default 8 MiB): set as ``message.max.bytes`` on the capture and
+    upload producers and ``max.message.bytes`` on the table and upload topics. A larger row is dead-lettered."""
     encoding: Literal["avro", "avro-registry", "connect-json"] | None = None
     """Record encoding of every cdx topic (table, group, upload topics): ``avro`` (Avro single-object
     encoding, schemas on the schemas topic; the default), ``avro-registry`` (Confluent Schema Registry
@@ -244,6 +249,8 @@ class HqDatabase(Database):
     """The HQ database; ``name`` is the database component of its table topics."""
 
     name: TopicId = "hq"
+    post_upload: PostUpload | None = None
+    """Called once per committed upload session (see :class:`~cdx.topology.extensions.PostUpload`)."""
 
 
 def _field_from_str(value: Any) -> Any:
@@ -429,6 +436,8 @@ class Topology(Model):
     subjobs: tuple[Subjob, ...] = ()
     channel_data_groups: tuple[ChannelDataGroup, ...] = ()
     distribution_schedules: tuple[DistributionSchedule, ...] = ()
+    extensions: Extensions = Field(default_factory=Extensions)
+    """Channel database extensions: scripts, schemas, grants (:mod:`cdx.topology.extensions`)."""
 
     @model_validator(mode="after")
     def _cross_check(self) -> Topology:

@@ -41,6 +41,7 @@ from cdx.kafka.config import client_config, consumer_config, producer_config
 from cdx.topics import dlq_topic, schemas_topic, upload_topic
 from cdx.topology import DATAAREAID, Subjob, TableRef, Topology
 from connectors.upload import metrics
+from connectors.upload.post_processing import PostUploadHook
 from connectors.upload.records import EXTENSION_HEADER, SUBJOB_HEADER, dlq_record, produce_and_flush
 from connectors.upload.sessions import APPLIED, FAILED, Session, ensure_sessions_table, insert_sessions, utcnow
 from connectors.upload.source import counter_hq_name, db_error, source_table
@@ -176,6 +177,7 @@ class UploadSink:
         self._conn_thread = 0
         self._subscribed = False
         self.batches = 0
+        self.post_upload = PostUploadHook(topology.hq.post_upload, self.dialect)
 
     # ------------------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -224,10 +226,12 @@ class UploadSink:
             with self.dialect.transaction(conn):
                 self.dialect.ensure_state_table(conn)
                 ensure_sessions_table(conn, self.dialect)
+                self.post_upload.ensure(conn)
             tables = {}
             for s in self.subjobs.values():
                 tables[s.id.casefold()] = HqTable(s, conn, self.dialect)
             conn.rollback()
+            self.post_upload.run_pending(conn)  # calls a killed sink left queued
         except BaseException as exc:
             try:
                 conn.close()
@@ -447,6 +451,7 @@ class UploadSink:
             raise db_error(d, exc, "applying uploads to HQ") from exc
         self._unknown_since.clear()
         self._after_commit(groups, dead, msgs)
+        self.post_upload.run_pending(conn)
 
     def _existing_counters(self, groups: Sequence[_Group]) -> dict[str, set[int]]:
         """Counters of the groups' (one HQ table's) rows already at HQ, by channel: one query."""
@@ -567,6 +572,7 @@ class UploadSink:
             sessions.append(Session(channel, "", "", "", "", -1, -1, -1, rows_received=n, rows_dead_lettered=n,
                                     status=APPLIED, started_at=started, finished_at=finished,
                                     error=f"{n} records dead-lettered before reaching a table"))
+        self.post_upload.queue(self.conn, sessions)
         insert_sessions(self.conn, self.dialect, sessions)
 
     def _dead_letters(self, dead: list[_Dead]) -> None:

@@ -1,0 +1,129 @@
+"""Run the service: check the set-up, bind the port, serve with uvicorn until SIGTERM/SIGINT.
+
+Start-up refuses with one clear error (``ConfigError``) when the port is taken, the HQ database
+cannot be reached or its DSN is wrong, or the service's tables are missing (``cdx hq
+init-realtime``). Once serving, an HQ outage is answered with 503 + ``Retry-After`` and the
+service recovers by itself when HQ is back. SIGTERM lets in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cdx.errors import ConfigError
+from cdx.realtime.config import RealtimeSettings
+from cdx.realtime.db import Hq, HqUnavailable
+from cdx.realtime.schema import missing_tables
+
+log = logging.getLogger("cdx.realtime")
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Server certificate and key; with ``client_ca``, clients must present a certificate it signed
+    and are known by its common name."""
+
+    certfile: Path
+    keyfile: Path
+    client_ca: Path | None = None
+
+
+def check_hq(hq: Hq, where: str) -> None:
+    """Raise ``ConfigError`` unless HQ answers and holds the service's tables."""
+    try:
+        conn = hq.caps.connect(hq.dsn)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot open the HQ database {where}: {reason}; check hq.dsn in the topology and that"
+                          " the database is running") from None
+    try:
+        missing = missing_tables(conn, hq.caps.dialect)
+    finally:
+        conn.close()
+    if missing:
+        raise ConfigError(f"the HQ database {where} lacks the Real-time Service tables ({', '.join(missing[:3])}"
+                          f"{'...' if len(missing) > 3 else ''}); create them with `cdx hq init-realtime`")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; ``ConfigError`` when the address is taken or invalid."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is already in use; stop the other process or choose"
+                              " another port with --port") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _common_name(cert: dict[str, Any]) -> str | None:
+    for rdn in cert.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
+
+
+def cert_naming_protocol(names: dict[tuple[Any, ...], str]) -> type:
+    """An h11 protocol that records each TLS client's certificate common name by client address."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class CertNamingProtocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            cert = transport.get_extra_info("peercert")
+            name = _common_name(cert) if cert else None
+            if name and self.client:
+                names[tuple(self.client)] = name
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.client:
+                names.pop(tuple(self.client), None)
+            super().connection_lost(exc)
+
+    return CertNamingProtocol
+
+
+def serve(settings: RealtimeSettings, dialect: str, dsn: str, where: str, *, host: str, port: int,
+          pool_size: int, tls: Tls | None = None, access_log: bool = False) -> None:
+    """Check the set-up, then serve until stopped (see module docstring)."""
+    import ssl
+
+    import uvicorn
+
+    from cdx.realtime.app import create_app
+
+    os.environ.setdefault("PGCONNECT_TIMEOUT", "5")
+    hq = Hq(dialect, dsn, size=pool_size)
+    check_hq(hq, where)
+    sock = bind(host, port)
+    app = create_app(settings, hq)
+    options: dict[str, Any] = {}
+    if tls is not None:
+        options = {"ssl_certfile": str(tls.certfile), "ssl_keyfile": str(tls.keyfile)}
+        if tls.client_ca is not None:
+            options |= {"ssl_ca_certs": str(tls.client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED,
+                        "http": cert_naming_protocol(app.state.client_cert_names)}
+    config = uvicorn.Config(app, log_level="info", access_log=access_log, timeout_graceful_shutdown=10,
+                            **options)
+    log.info("cdx realtime serving on %s://%s:%d over %s", "https" if tls else "http", host, port, where)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        hq.close()
+
+
+__all__ = ["HqUnavailable", "Tls", "bind", "check_hq", "serve"]

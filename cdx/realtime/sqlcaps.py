@@ -1,0 +1,77 @@
+"""What the Real-time Service needs from a database beyond the kernel ``Dialect``, per dialect.
+
+One small capability object per dialect (no ``if dialect ==`` in the operations):
+
+- ``connect``: a connection any worker thread may use (SQLite: ``check_same_thread=False``);
+- ``insert_if_absent``: an INSERT that does nothing when the key exists (and, in PostgreSQL,
+  waits for a concurrent inserter of the same key to finish first), so the caller learns from
+  the row count whether it inserted;
+- ``locked``: the FROM item and trailing clause that take a row lock on the rows read
+  (PostgreSQL ``FOR UPDATE``, SQL Server ``WITH (UPDLOCK, ROWLOCK)``; SQLite needs none: its
+  writers are serialised by ``BEGIN IMMEDIATE``);
+- ``top``: how a query asks for the first ``n`` rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cdx.dialects import Connection, Dialect, get_dialect
+from cdx.dialects.sqlite import sqlite_path
+
+
+@dataclass(frozen=True)
+class SqlCaps:
+    """Statement shapes of one dialect; the base serves PostgreSQL."""
+
+    dialect: Dialect
+
+    def connect(self, dsn: str) -> Connection:
+        return self.dialect.connect(dsn)
+
+    def insert_if_absent(self, table_sql: str, columns: Sequence[str], key: Sequence[str]) -> str:
+        d = self.dialect
+        values = ", ".join([d.placeholder] * len(columns))
+        return (f"INSERT INTO {table_sql} ({d.columns_sql(columns)}) VALUES ({values})"
+                f" ON CONFLICT ({d.columns_sql(key)}) DO NOTHING")
+
+    def locked(self, table_sql: str) -> tuple[str, str]:
+        return table_sql, " FOR UPDATE"
+
+    def top(self, n: int) -> tuple[str, str]:
+        return "", f" LIMIT {int(n)}"
+
+
+class SQLiteCaps(SqlCaps):
+    def connect(self, dsn: str) -> Connection:
+        conn = sqlite3.connect(sqlite_path(dsn), timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA recursive_triggers = ON")  # as the kernel dialect: change tracking relies on it
+        return conn
+
+    def locked(self, table_sql: str) -> tuple[str, str]:
+        return table_sql, ""
+
+
+class SQLServerCaps(SqlCaps):
+    def insert_if_absent(self, table_sql: str, columns: Sequence[str], key: Sequence[str]) -> str:
+        d = self.dialect
+        params = ", ".join(f"{d.placeholder} AS {d.quote_ident(c)}" for c in columns)
+        match = " AND ".join(f"t.{d.quote_ident(k)} = s.{d.quote_ident(k)}" for k in key)
+        return (f"INSERT INTO {table_sql} ({d.columns_sql(columns)}) SELECT {d.columns_sql(columns, 's')}"
+                f" FROM (SELECT {params}) AS s WHERE NOT EXISTS"
+                f" (SELECT 1 FROM {table_sql} AS t WITH (UPDLOCK, HOLDLOCK) WHERE {match})")
+
+    def locked(self, table_sql: str) -> tuple[str, str]:
+        return f"{table_sql} WITH (UPDLOCK, ROWLOCK)", ""
+
+    def top(self, n: int) -> tuple[str, str]:
+        return f"TOP ({int(n)}) ", ""
+
+
+def caps_for(dialect_name: str) -> SqlCaps:
+    dialect = get_dialect(dialect_name)
+    kind = {"sqlite": SQLiteCaps, "sqlserver": SQLServerCaps}.get(dialect.name, SqlCaps)
+    return kind(dialect)
