@@ -40,10 +40,11 @@ def migrate(
     timeout: float | None = typer.Option(None, "--timeout", help="Minutes one script may run"
                                                                  " (default: extensions.timeout_minutes, 30)."),
 ) -> None:
-    """Run the extension scripts of DIR on each selected database, in file-name order, each once.
+    """Run the extension scripts (--scripts) on each selected database, in file-name order, each once.
 
-    A completed script is recorded in the database (cdx.cdx_extension_history) and never runs
-    there again; a failed one records nothing and runs next time. Exit 1 if any database failed."""
+    Scripts are checked against the extension rules first (docs/extensions.md). A completed script is recorded \
+in the database (cdx.cdx_extension_history) and never runs there again; a failed one records nothing and runs \
+next time. Exit 1 if any database failed."""
     from connectors.migrate.checks import ExtensionRules
     from connectors.migrate.fleet import migrate_all, targets
     from connectors.migrate.runner import Settings

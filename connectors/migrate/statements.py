@@ -20,7 +20,8 @@ from connectors.migrate.scripts import Batch, Script
 from connectors.migrate.sqlparse import tokenize
 
 STRONG = {"CREATE", "ALTER", "DROP", "GRANT", "REVOKE", "DENY", "DECLARE", "PRINT", "TRUNCATE", "IF", "WHILE",
-          "MERGE", "RETURN", "THROW", "RAISERROR", "USE", "BEGIN", "END", "ELSE", "EXEC", "EXECUTE"}
+          "MERGE", "RETURN", "THROW", "RAISERROR", "USE", "BEGIN", "END", "ELSE", "EXEC", "EXECUTE", "COMMIT",
+          "ROLLBACK", "SAVE", "GOTO", "BREAK", "CONTINUE", "WAITFOR"}
 """Words that start a new statement wherever they stand at the top level."""
 WEAK = {"SELECT", "INSERT", "UPDATE", "DELETE", "SET"}
 """Words that start a new statement after a DDL-like statement only (after DML they may continue it)."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 from cdx.topology.model import DATAAREAID
-from connectors.migrate.context import RuleContext
+from connectors.migrate.context import DEFAULT_COUNTER, RuleContext
 from connectors.migrate.naming import display
 
 if TYPE_CHECKING:
@@ -68,9 +68,13 @@ def _identity(col: exp.ColumnDef) -> bool:
         isinstance(dtype, exp.DataType) and dtype.this in _SERIALS)
 
 
-def _exempt_from_default(col: exp.ColumnDef) -> bool:
+def _exempt_from_default(col: exp.ColumnDef, counter: str | None) -> bool:
+    """Columns the writer or the database always fills: identity, computed, row version, DATAAREAID and
+    the replication counter (an identity, or on SQLite filled by the writer)."""
     dtype = col.args.get("kind")
-    return (_identity(col) or _has(col, exp.ComputedColumnConstraint) or col.name.upper() == DATAAREAID
+    name = col.name.casefold()
+    return (_identity(col) or _has(col, exp.ComputedColumnConstraint) or name == DATAAREAID.casefold()
+            or name in (DEFAULT_COUNTER.casefold(), (counter or "").casefold())
             or (isinstance(dtype, exp.DataType) and dtype.this is exp.DataType.Type.ROWVERSION))
 
 
@@ -123,14 +127,14 @@ def _create(p: Parsed, schema: exp.Schema, key: tuple[str, str], ctx: RuleContex
             clustered: dict[tuple[str | None, str], list[set[str]]], table: str) -> Iterator[Found]:
     primary, nonclustered, unique = _keys(schema)
     in_key = {c.casefold() for c in primary}
+    counter = ctx.uploads.get(key)
     for col in _columns(schema):
         if not _not_null(col) and not _identity(col) and not _has(col, exp.ComputedColumnConstraint):
             yield p, "not-null-default", f"column {col.name} of {table} must be NOT NULL (every extension column is)"
-        elif col.name.casefold() not in in_key and not _exempt_from_default(col) and not _has(
+        elif col.name.casefold() not in in_key and not _exempt_from_default(col, counter) and not _has(
                 col, exp.DefaultColumnConstraint):
             yield p, "not-null-default", f"column {col.name} of {table} needs a DEFAULT (every extension column is" \
                                          " NOT NULL with a default)"
-    counter = ctx.uploads.get(key)
     if counter is not None:
         yield from _upload(p, schema, key, table, counter, primary, unique, ctx)
     if key in ctx.parents:

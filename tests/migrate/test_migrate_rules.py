@@ -209,3 +209,9 @@ def test_tsql_statements_without_semicolons_are_checked_one_by_one() -> None:
     script = ("DECLARE @n int\nSET @n = 1\nIF @n = 1\nBEGIN\n  CREATE TABLE [ext].[A] (ID int NOT NULL PRIMARY KEY)\n"
               "  CREATE TABLE [ax].[B] (ID int NOT NULL PRIMARY KEY)\nEND\n")
     assert rules(script) == [("protected-schema", 6)]
+
+
+def test_tsql_try_catch_and_transactions_are_unwrapped() -> None:
+    script = ("BEGIN TRY\n  BEGIN TRANSACTION\n  CREATE TABLE [ext].[A] (ID int NOT NULL PRIMARY KEY, N int NULL)\n"
+              "  COMMIT\nEND TRY\nBEGIN CATCH\n  ROLLBACK\n  ;THROW\nEND CATCH\n")
+    assert rules(script) == [("not-null-default", 3)]

@@ -156,3 +156,19 @@ def test_two_runners_on_one_database_run_a_script_once(tmp_path: Path, postgres:
     assert sorted(results) == ["ran", "skipped"]
     with psycopg.connect(postgres) as conn:
         assert conn.execute("SELECT COUNT(*) FROM ext.once").fetchone() == (1,)
+
+
+def test_documented_example_directory_passes_the_rules_and_runs(tmp_path: Path, postgres: str) -> None:
+    from cdx.dialects import get_dialect
+    from connectors.migrate.checks import ExtensionRules
+
+    examples = Path(__file__).parents[2] / "docs" / "examples" / "extensions"
+    topo = topology(tmp_path, postgres)
+    found = discover(examples)
+    assert found.warnings == [] and len(found.scripts) == 6
+    rules = ExtensionRules(topo)
+    for script in found.for_dialect("sqlserver"):
+        assert rules.violations(script, None, get_dialect("sqlserver")) == []
+    results = migrate_all(targets(topo), found, Settings(rules=rules))
+    assert [(r.target.owner_id, r.count("ran"), r.ok) for r in results] == [
+        ("store-1", 2, True), ("store-1-pos-1", 2, True), ("store-pg", 2, True)], [r.outcomes for r in results]

@@ -96,3 +96,13 @@ def test_major_version_must_be_a_number(tmp_path: Path) -> None:
     ext = _ext(tmp_path, "ext.xml", 'Name="AX7" ChannelDBMajorVersion="seven"', COLUMNS.format(schema="ext"))
     with pytest.raises(SeedError, match="ChannelDBMajorVersion='seven' is not a number"):
         import_seed([FIXTURES / "base.xml", ext], environ=ENV)
+
+
+def test_topology_diff_explains_extension_changes(tmp_path: Path) -> None:
+    from cdx.topology.diff import diff_topologies
+
+    old = topology(tmp_path)
+    new = topology(tmp_path, scripts="db/extensions", roles={"users": "UsersRole"})
+    changes = {c.summary: c.action for c in diff_topologies(old, new)}
+    assert "run `cdx channel migrate --all`" in changes["extension scripts none -> db/extensions"]
+    assert "extension roles changed" in changes

@@ -154,3 +154,33 @@ def test_post_upload_statements() -> None:
     hook.run_pending(conn)
     assert "EXEC [ext].[PROCESSUPLOAD] ?" in conn.statements
     assert_parses(conn.statements)
+
+
+def test_upload_source_statements(tmp_path: Path) -> None:
+    from connectors.upload.source import UploadSource
+
+    topo = topology(tmp_path)
+    subjob = topo.subjob("RetailTransactionTable")
+    assert subjob is not None
+    cols = [("TRANSACTIONID", "nvarchar", 88, 1), ("STORE", "nvarchar", 20, 2),
+            ("REPLICATIONCOUNTERFROMORIGIN", "bigint", 8, 0), ("CONTOSOSEAT", "int", 4, 0),
+            ("DATAAREAID", "nvarchar", 8, 3)]
+    conn = RecordingConnection(catalog(cols))
+    source = UploadSource(D, conn, subjob)
+    source.read_tail(conn, 10, 500)
+    source.read_ranges(conn, [(1, 3), (7, 9)], 500)
+    selects = [s for s in conn.statements if "LEFT JOIN [ext].[CONTOSOTRANSACTIONTABLE]" in s]
+    assert len(selects) == 2 and all("OFFSET 0 ROWS FETCH NEXT" in s for s in selects)
+    assert_parses(conn.statements)
+
+
+def test_sink_maintenance_statements() -> None:
+    from connectors.sink.dlq_replay import lock_offsets
+    from connectors.sink.state import StateStore
+
+    conn = RecordingConnection(catalog(CATALOG))
+    store = StateStore(D, "cdx.group.g1")
+    store.ensure(conn)
+    store.load(conn)
+    lock_offsets(conn, D, store)
+    assert_parses(conn.statements)

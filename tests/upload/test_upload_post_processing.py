@@ -45,3 +45,14 @@ def test_procedure_runs_once_per_session(tmp_path: Path, kafka: str, postgres_se
         results = conn.execute("SELECT status, attempts, error FROM cdx.cdx_upload_post_processing").fetchall()
     assert processed == sessions  # each session once, called after its rows were committed
     assert set(results) == {("Done", 1, None)}
+
+    from typer.testing import CliRunner
+
+    from cdx.cli.main import app
+    from cdx.topology.dump import dump_topology
+
+    path = tmp_path / "with-post-upload.yaml"
+    path.write_text(dump_topology(topo), encoding="utf-8")
+    shown = CliRunner().invoke(app, ["hq", "upload-status", "-t", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert f"Post-upload processing (0 Pending, {len(sessions)} Done, 0 Failed)" in shown.output
