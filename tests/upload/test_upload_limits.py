@@ -253,12 +253,13 @@ def test_sale_row_of_a_megabyte_goes_through_with_the_default_limit(tmp_path, ka
 def test_sale_row_over_the_limit_is_dead_lettered_and_the_channel_moves_on(tmp_path, kafka) -> None:
     topo = make_topology(tmp_path, kafka, f"sqlite:///{tmp_path}/hq.db", ["s01"])
     path = topology_path(topo)
-    path.write_text(path.read_text().replace("default_partitions: 3}", "default_partitions: 3,"
-                                             " max_message_bytes: 1048576}"))
+    path.write_text(path.read_text().replace("default_partitions: 3", "default_partitions: 3,"
+                                             " max_message_bytes: 1048576", 1))
     from cdx.topology import load_topology
 
     topo = load_topology(path, environ={})
     topo.__dict__["_path"] = path
+    assert topo.kafka.max_message_bytes == 1024 * 1024
     create_databases(topo)
     sell(topo, "s01", 3, seed=4)
     _big_customer(topo, 2_000_000)
