@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-realtime lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop lint unit bench down clean
 
 setup: system venv jars
 
@@ -37,9 +37,23 @@ lint: venv
 test: setup lint
 	$(BIN)/python -m pytest -q
 
+# The SQL Server tests (marker `sqlserver`) against your server: CDX_TEST_SQLSERVER_DSN is a pyodbc
+# connection string of a database the tests may create and drop objects in (docs/extensions.md).
+test-sqlserver: setup
+	@test -n "$$CDX_TEST_SQLSERVER_DSN" || { echo "set CDX_TEST_SQLSERVER_DSN to a pyodbc connection string"; exit 2; }
+	$(BIN)/python -m pytest -q -m sqlserver
+
+test-chaos: setup
+	$(BIN)/python -m pytest -q -m chaos
+
 # Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
 test-realtime: services
 	$(BIN)/python -m pytest -q -m realtime_long tests/realtime
+
+# Debezium / Kafka Connect / schema-registry interop (tests/interop, marker `interop`, not in `make test`):
+# resolves Connect, Debezium and Apicurio from Maven Central on first use (minutes), then runs real Connect.
+test-interop: setup
+	$(BIN)/python -m pytest -q -m interop tests/interop
 
 bench: services
 	$(BIN)/python -m bench

@@ -56,8 +56,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from bench import cpu
 from bench.common import Result, console, percentiles, save, show
 from cdx.demo.processes import ProcessGroup
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType, connect, get_dialect
@@ -234,12 +235,23 @@ def scrape(port: int, names: Sequence[str]) -> dict[str, float]:
     return out
 
 
+class Stages(Protocol):
+    """What ``Bench`` needs of a pipeline under test (cdx's ``Pipeline``, the peer's Connect worker)."""
+
+    def check(self) -> None: ...
+    def tails(self, lines: int = 20) -> str: ...
+    def counters(self) -> dict[str, float]: ...
+    def captured(self) -> float: ...
+    def pids(self) -> dict[str, int]: ...
+    def stop(self) -> None: ...
+
+
 class Pipeline:
     """``cdx capture``, ``cdx route`` and ``cdx sink`` as real processes, with their metrics ports."""
 
     COUNTERS = {"capture": ["cdx_capture_changes_total"],
                 "router": ["cdx_router_records_in_total", "cdx_router_records_out_total"],
-                "sink": ["cdx_sink_applied_total"]}
+                "sink": ["cdx_sink_applied_total", "cdx_sink_batches_total"]}
 
     def __init__(self, topology: Path, tmp: Path, poll_interval: float) -> None:
         self.group = ProcessGroup(tmp / "logs", {**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -276,6 +288,10 @@ class Pipeline:
     def captured(self) -> float:
         """Changes the capture has published so far (its counter)."""
         return scrape(self.ports["capture"], ["cdx_capture_changes_total"]).get("cdx_capture_changes_total", 0.0)
+
+    def pids(self) -> dict[str, int]:
+        """The process of each role (for its CPU time from /proc)."""
+        return {name: role.proc.pid for name, role in self.group.roles.items()}
 
     def stop(self) -> None:
         self.group.stop_all()
@@ -365,8 +381,9 @@ class Bench:
     hq: HqWriter
     channels: list[Db]
     floor: Db
-    pipeline: Pipeline
+    pipeline: Stages
     next_seq: int = 1
+    schema: str = "ax"  # the channel tables' schema
 
     def wait(self, what: str, done: Callable[[], bool], timeout: float, interval: float = 0.01,
              required: bool = True) -> bool:
@@ -386,7 +403,7 @@ class Bench:
     def wait_current(self, base: int, want: tuple[int, int], timeout: float) -> float:
         """Until every channel holds ``want`` for the range; polled every 0.5 s, or 10x the query time."""
         conns = [(c.open(), c.dialect) for c in self.channels]
-        tables = [d.qualified("ax", "PRODUCT") for _, d in conns]
+        tables = [d.qualified(self.schema, "PRODUCT") for _, d in conns]
         last: list[tuple[int, int]] = []
         pause = [0.5]
 
@@ -422,7 +439,7 @@ class Bench:
         seq = self.probe()
         self.hq.probe_row(seq)
         self.hq.commit()
-        pollers = [Poller(c, ("ax", "PROBE"), seq, 0.05) for c in self.channels]
+        pollers = [Poller(c, (self.schema, "PROBE"), seq, 0.05) for c in self.channels]
         for p in pollers:
             p.start()
         try:
@@ -437,10 +454,11 @@ class Bench:
         n, batch, base = self.args.changes, self.args.batch, SPAN * (1 + run)
         inserts = n * 3 // 5
         before = self.pipeline.counters()
-        if "cdx_capture_changes_total" not in before:
-            raise SystemExit("the capture's metrics endpoint does not answer\n" + self.pipeline.tails())
-        published = before["cdx_capture_changes_total"] + inserts
+        if not before:
+            raise SystemExit("the pipeline's metrics do not answer\n" + self.pipeline.tails())
+        published = self.pipeline.captured() + inserts
         hq = self.hq
+        cpu_before = cpu.sample(self.pipeline.pids())
         t0 = time.perf_counter()
         for s in range(0, inserts, batch):
             hq.begin()
@@ -459,13 +477,15 @@ class Bench:
         want = expected_state(n)
         done = self.wait_current(base, want, timeout=max(600.0, n / 300))
         seconds = done - t0
+        used = cpu.spent(cpu_before, cpu.sample(self.pipeline.pids()))
         have = hq.state(base)
         if have != want:
             raise SystemExit(f"HQ range holds {have}, expected {want}: the workload is wrong")
         after = self.pipeline.counters()
         delta = {k.removeprefix("cdx_").removesuffix("_total"): after.get(k, 0) - before.get(k, 0) for k in after}
         return {"changes": n, "seconds": seconds, "changes_per_s": n / seconds, "hq_write_s": written,
-                "updates_started_s": t_updates, "rows": want[0], "base": base, **delta}
+                "updates_started_s": t_updates, "rows": want[0], "base": base, "cpu_s": used,
+                "cpu_s_per_100k": cpu.per_100k(used, n), **delta}
 
     def copy_baseline(self, base: int) -> tuple[int, float]:
         """Raw copy of the range's final rows from HQ into a fresh table in every channel: (rows, seconds)."""
@@ -512,12 +532,13 @@ class Bench:
         base = SPAN * (100 + run)
         first = self.next_seq
         self.next_seq += count
-        pollers = [Poller(c, ("ax", "PROBE"), first) for c in self.channels]
+        pollers = [Poller(c, (self.schema, "PROBE"), first) for c in self.channels]
         floor_poller = Poller(self.floor, ("bench", "PROBE"), first)
         for p in [*pollers, floor_poller]:
             p.start()
         committed: dict[int, float] = {}
         floor_committed: dict[int, float] = {}
+        cpu_before = cpu.sample(self.pipeline.pids())
         t0 = time.perf_counter() + 0.05
         floor = threading.Thread(target=self._floor_writer, args=(Schedule(t0, interval, count), first,
                                                                    floor_committed), daemon=True)
@@ -536,11 +557,13 @@ class Bench:
         for p in [*pollers, floor_poller]:
             p.stop()
         self.wait_current(base, expected_state(count * product), timeout=120)
+        used = cpu.spent(cpu_before, cpu.sample(self.pipeline.pids()))
         lat, base_lat = latencies(committed, pollers), latencies(floor_committed, [floor_poller])
         # per probe, the slowest channel: when every channel had it
         every = [max(p.seen[s] for p in pollers) - t for s, t in committed.items() if all(s in p.seen for p in pollers)]
         return {"latency": lat.summary(), "floor": base_lat.summary(), "changes": count * per_txn,
-                "write_s": write_s, "achieved_rate": count * per_txn / write_s,
+                "write_s": write_s, "achieved_rate": count * per_txn / write_s, "cpu_s": used,
+                "cpu_s_per_100k": cpu.per_100k(used, count * per_txn),
                 "all_channels": {**percentiles([x * 1000 for x in every]), "max": max(every, default=0) * 1000}}
 
     def _floor_writer(self, schedule: Schedule, first: int, committed: dict[int, float]) -> None:
@@ -630,12 +653,14 @@ def main(argv: list[str] | None = None) -> list[Result]:
                           f"{tp['updates_started_s']:.1f}s, HQ writes done at {tp['hq_write_s']:.1f}s; published "
                           f"{tp.get('capture_changes', 0):,.0f}, router in "
                           f"{tp.get('router_records_in', 0):,.0f} / out {tp.get('router_records_out', 0):,.0f}, "
-                          f"applied {tp.get('sink_applied', 0):,.0f}); raw copy of {rows:,} rows into "
+                          f"applied {tp.get('sink_applied', 0):,.0f} in {tp.get('sink_batches', 0):,.0f} batches); "
+                          f"raw copy of {rows:,} rows into "
                           f"{len(channels)} channels {base_s:.1f}s = {tp['baseline_rows_per_s']:,.0f} rows/s")
+            console.print(f"run {run + 1}: CPU {cpu_line(tp)}")
             st = bench.steady(run)
             lat, fl = st["latency"], st["floor"]
             console.print(f"run {run + 1}: steady {st['achieved_rate']:,.0f} changes/s for {st['write_s']:.1f}s:"
-                          f" latency {fmt(lat)}; floor (direct write) {fmt(fl)}")
+                          f" latency {fmt(lat)}; floor (direct write) {fmt(fl)}; CPU {cpu_line(st)}")
             runs.append({"throughput": tp, "steady": st})
     except BaseException:
         console.print(pipeline.tails())
@@ -645,6 +670,12 @@ def main(argv: list[str] | None = None) -> list[Result]:
     results = report(args, runs, where)
     console.print(f"total {time.perf_counter() - started:.0f}s; logs in {tmp / 'logs'}")
     return results
+
+
+def cpu_line(phase: dict[str, Any]) -> str:
+    """``12.3 s per 100,000 changes (capture 3.1 s, router 6.0 s, sink 3.2 s)`` of one phase."""
+    parts = ", ".join(f"{name} {s:,.1f} s" for name, s in phase["cpu_s"].items())
+    return f"{phase['cpu_s_per_100k']:,.1f} s per 100,000 changes ({parts})"
 
 
 def fmt(s: dict[str, float]) -> str:
@@ -668,6 +699,9 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], where: str) -> 
                               median([s["latency"].get(k, 0.0) for s in sts]),
                               median([s["floor"].get(k, 0.0) for s in sts]), "poller floor, direct write", r,
                               {"runs": sts} if k == "p50" else {}))
+    results.append(Result("e2e", f"CPU-seconds per 100,000 changes, capture + router + sink (throughput, {n:,})",
+                          "s", median([t["cpu_s_per_100k"] for t in tps]), None, "", r,
+                          {"steady": median([s["cpu_s_per_100k"] for s in sts])}))
     show(results, "e2e: HQ -> capture -> router -> sink -> channels")
     seen = sum(s["latency"]["samples"] for s in sts)
     missing = sum(s["latency"]["missing"] for s in sts)
@@ -683,6 +717,9 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], where: str) -> 
     console.print("  until every channel had it: " + ", ".join(f"{k} {v:,.1f} ms" for k, v in every.items()))
     console.print("  measurement floor (same poller, probes written directly): "
                   + ", ".join(f"{k} {v:,.1f} ms" for k, v in floor.items()))
+    console.print(f"CPU-seconds per 100,000 changes (capture + router + sink, /proc utime+stime): throughput "
+                  f"{median([t['cpu_s_per_100k'] for t in tps]):,.1f} s, steady load "
+                  f"{median([s['cpu_s_per_100k'] for s in sts]):,.1f} s (medians)")
     path = save(results, "e2e")
     console.print(f"saved {path}")
     return results

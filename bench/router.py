@@ -1,10 +1,10 @@
 """Router throughput and latency, beside a plain confluent-kafka copy of the same records.
 
-    python -m bench.router [--changes 40000] [--rate 1000] [--seconds 5] [--runs 3]
+    python -m bench.router [--changes 40000] [--rate 1000] [--seconds 5] [--runs 3] [--engine transactional]
 
 1. Writes ``--changes`` HQ changes (four tables, as capture does: Avro, transactions, a
    tombstone after each delete) to fresh per-table topics.
-2. **Throughput**: starts ``cdx route`` on that backlog and, separately, the baseline (a
+2. **Throughput**: starts ``cdx route --engine E`` (default transactional) on that backlog and the baseline (a
    confluent-kafka consume -> produce copy of every source record to one topic, idempotent
    producer, offsets committed after each flush). Rate = records / (last - first output
    CreateTime), so process start-up and group join are not counted.
@@ -96,6 +96,16 @@ class Baseline(threading.Thread):
             consumer.close()
 
 
+def wait_values(cfg: dict[str, Any], topics: list[str], want: int, timeout: float = 600.0) -> None:
+    """Until ``topics`` hold ``want`` non-tombstone records (read_committed)."""
+    deadline = time.monotonic() + timeout
+    wait_count(cfg, topics, want, timeout)
+    while sum(1 for t in topics for m in read_to_end(cfg, t) if m.value() is not None) < want:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topics}: fewer than {want} records after {timeout}s")
+        time.sleep(1.0)
+
+
 def output_times(cfg: dict[str, Any], topics: list[str]) -> list[Any]:
     return [m for t in topics for m in read_to_end(cfg, t)]
 
@@ -127,6 +137,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--engine", default="transactional", choices=["transactional", "faust"])
     args, _others = ap.parse_known_args(argv)  # ``python -m bench`` passes every benchmark the same options
     if args.bootstrap is None:
         from infra.kafka import launcher
@@ -139,13 +150,13 @@ def main(argv: list[str] | None = None) -> list[Result]:
           f" {len(TABLES)} tables -> {runs[0]['group_records']:,} group records); latency at {args.rate:g}"
           f" changes/s for {args.seconds:g}s; medians of {args.runs} run(s)")
     print(f"{'':28} {'in rec/s':>10} {'out rec/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    for name, label in (("router", "router (faust, cdx route)"), ("baseline", "baseline (confluent copy)")):
+    for name, label in (("router", f"router ({args.engine})"), ("baseline", "baseline (confluent copy)")):
         m = med[name]
         print(f"{label:28} {m['in_per_s']:10,.0f} {m['out_per_s']:10,.0f} {m['p50_ms']:8.1f} {m['p95_ms']:8.1f}"
               f" {m['p99_ms']:8.1f} {m['max_ms']:8.1f}")
     r, b = med["router"], med["baseline"]
     results = [Result("router", "records in", "rec/s", r["in_per_s"], b["in_per_s"], "confluent copy", args.runs,
-                      {"runs": runs}),
+                      {"runs": runs, "engine": args.engine}),
                Result("router", "records out", "rec/s", r["out_per_s"], b["out_per_s"], "confluent copy", args.runs)]
     results += [Result("router", f"latency {q} at {args.rate:g}/s", "ms", r[f"{q}_ms"], b[f"{q}_ms"],
                        "confluent copy", args.runs) for q in ("p50", "p95", "p99")]
@@ -172,25 +183,15 @@ def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
     n_in_records = sum(1 for t in srcs for _ in read_to_end(cfg, t))
 
     # -- router ---------------------------------------------------------------------------
-    from streams.routing import RoutingPlan, SourceRecord, hq_columns
+    from tests.routing.helpers import expected
 
     codec = _codec(topo)
-    plan = RoutingPlan(topo)
-    want = 0
-    for t in srcs:
-        for m in read_to_end(cfg, t):
-            if m.value() is None:
-                continue
-            key, value = m.key() or b"", m.value() or b""
-            cols = hq_columns(codec.writer_schema(t, value), codec.writer_schema(t, key, True))
-            rec = SourceRecord(t, m.partition() or 0, m.offset() or 0, codec.decode_key(t, key),
-                               codec.decode_value(t, value), cols)
-            want += sum(len(r.groups) for r in plan.route(rec))
-    print(f"router: {n_in_records:,} source records -> {want:,} group records", file=sys.stderr)
-    proc = spawn_router(path, tmp)
+    want = sum(len(v) for v in expected(topo, engine=args.engine).values())  # routed value records
+    print(f"router: {n_in_records:,} source records -> {want:,} group value records", file=sys.stderr)
+    proc = spawn_router(path, tmp, engine=args.engine)
     baseline: Baseline | None = None
     try:
-        wait_count(cfg, groups, want)
+        wait_values(cfg, groups, want)
         r_in, r_out = rate(output_times(cfg, groups), n_in_records)
         print(f"router: {r_in:,.0f} in/s, {r_out:,.0f} out/s", file=sys.stderr)
         # -- baseline --------------------------------------------------------------------

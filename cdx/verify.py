@@ -12,7 +12,8 @@ table's rows whose ``DATAAREAID`` is one of the group's legal entities (tables w
 ``DATAAREAID``: every row) and, for a subjob with a ``channel_filter``, whose filter column
 equals the channel's attribute (an offline register uses its channel's attributes); projected
 to the mapped fields under their channel names, preceded by ``DATAAREAID`` when the HQ table
-has it. A download extension adds a table: ``DATAAREAID``, its key columns and its fields.
+has it. A download extension adds a table: ``DATAAREAID``, its key columns (``extension.key``,
+else the channel table's key) and its fields, filtered like its own table.
 
 Rows are ``{key tuple: row tuple}`` per target ``(schema, table)`` (channel names, as in the
 topology), with values as the dialect decodes them. The key is the table's primary key (HQ
@@ -28,9 +29,10 @@ the end; SQLite's holds the write lock while it reads), so call it with no trans
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -65,14 +67,21 @@ class _Target:
     """Channel key columns (extension tables); ``None``: the HQ primary key."""
 
 
-def _targets(subjob: Subjob) -> list[_Target]:
+def _targets(subjob: Subjob, is_key: Callable[[FieldMap], bool] | None = None) -> list[_Target]:
+    """The subjob's tables; an extension table without ``key`` takes the fields ``is_key`` picks
+    (the channel key, which the router gives the extension table) before its own fields."""
     ext = subjob.extension
     if ext is None:
         return [_Target(subjob.target, subjob.fields)]
     wanted = {k.casefold() for k in ext.key}
-    keys = tuple(f for f in subjob.fields if f.channel_name.casefold() in wanted)
+    keys = tuple(f for f in subjob.fields
+                 if (f.channel_name.casefold() in wanted if ext.key else is_key is not None and is_key(f)))
     return [_Target(subjob.target, subjob.fields),
             _Target(ext.target, keys + ext.fields, tuple(f.channel_name for f in keys) if ext.key else None)]
+
+
+def _named_in(names: set[str], field: FieldMap) -> bool:
+    return field.channel_name.casefold() in names
 
 
 def _key(table: TableRef) -> Target:
@@ -126,7 +135,7 @@ def _hq_subjob_rows(hq_conn: Connection, hq_dialect: Dialect, topology: Topology
     fpos = pos[col(subjob.channel_filter.column).name.casefold()] if subjob.channel_filter else None
     hq_key = [k.casefold() for k in key_columns(list(cols.values()))]
     plans: list[tuple[Target, list[int], list[int] | None, Rows]] = []
-    for t in _targets(subjob):
+    for t in _targets(subjob, lambda f: f.name.casefold() in hq_key):
         idx = ([0] if has_le else []) + [pos[col(f.name).name.casefold()] for f in t.fields]
         names = ([_LE] if has_le else []) + [f.channel_name.casefold() for f in t.fields]
         if t.key is not None:
@@ -184,7 +193,9 @@ def actual_channel_rows(channel_conn: Connection, channel_dialect: Dialect, topo
 def _read_channel(channel_conn: Connection, channel_dialect: Dialect, subjobs: list[Subjob],
                   out: dict[Target, Rows]) -> None:
     for s in subjobs:
-        for t in _targets(s):
+        ext_cols = _columns(channel_conn, channel_dialect, s.extension.target) if s.extension else None
+        ext_key = {k.casefold() for k in key_columns(list(ext_cols.values()))} if ext_cols else set()
+        for t in _targets(s, functools.partial(_named_in, ext_key)):
             rows = out.setdefault(_key(t.table), {})
             cols = _columns(channel_conn, channel_dialect, t.table)
             if cols is None:

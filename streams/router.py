@@ -61,10 +61,7 @@ def group_id(topology: Topology) -> str:
 
 
 def registry_config(topology: Topology) -> dict[str, str] | None:
-    reg = topology.kafka.schema_registry
-    if reg is None:
-        return None
-    return {"schema_registry.url": reg.url, **{f"schema_registry.{k}": v for k, v in reg.config.items()}}
+    return topology.kafka.codec_config()
 
 
 def group_topic_specs(plan: RoutingPlan) -> list[TopicSpec]:
@@ -308,8 +305,8 @@ class Router:
     def needs_restart(self, topology: Topology, subscribed: Iterable[str]) -> str | None:
         """Why ``topology`` cannot be applied in place (new source topics, other Kafka), or None."""
         old, new = self.topology.kafka, topology.kafka
-        if (old.bootstrap_servers, old.topic_prefix, old.security, old.schema_registry) != \
-                (new.bootstrap_servers, new.topic_prefix, new.security, new.schema_registry):
+        if (old.bootstrap_servers, old.topic_prefix, old.security, old.schema_registry, old.encoding) != \
+                (new.bootstrap_servers, new.topic_prefix, new.security, new.schema_registry, new.encoding):
             return "the kafka section changed"
         missing = set(RoutingPlan(topology).source_topics) - set(subscribed)
         if missing:

@@ -13,6 +13,14 @@
   (key order), then DATAAREAID, then the subjob's fields in file order, each renamed to its
   channel name (``FieldMap.channel_name``). Unmapped key columns are kept, so the channel key
   is complete. Mapped columns the writer schema lacks are left out (``Projection.missing``);
+- a subjob with an ``extension`` also routes every change to its extension table
+  (``extension.target``): the same key columns and DATAAREAID, then the extension's fields
+  (``project(..., extension=True)``). The extension table is keyed like the subjob's channel
+  table (the HQ primary key under channel names), so a delete, which carries the key only,
+  reaches both; an ``extension.key`` naming other columns is refused (``SchemaError``);
+- for a subjob with a ``channel_filter``, every routed record of one change (own table and
+  extension table) carries the HQ row's filter-column value (``filter`` in the routed value),
+  so the sinks filter both tables alike, whichever of them holds the filter column;
 - a delete routes as the delete plus a tombstone (``value=None``) for the same key; a source
   tombstone routes nowhere (the router emits its own after each delete).
 
@@ -29,6 +37,7 @@ from typing import Any
 
 from cdx.codec import AvroSchema, Column, columns_from_schemas
 from cdx.codec.columns import check_unique_fields
+from cdx.codec.errors import SchemaError
 from cdx.routed import RoutedSchemas, SourcePosition, make_value, routed_schemas
 from cdx.topics import group_topic
 from cdx.topology import DATAAREAID, Subjob, Topology
@@ -78,7 +87,9 @@ class Projection:
     """HQ row -> channel row for one subjob and one HQ column set.
 
     ``fields``/``key_fields``: ``(hq_field, channel_field)`` Avro field-name pairs;
-    ``dataareaid``: the HQ field holding DATAAREAID, or None when the table has none.
+    ``dataareaid``: the HQ field holding DATAAREAID, or None when the table has none;
+    ``filter_field``: the HQ field of the subjob's channel-filter column, or None (no filter, or
+    the writer schema lacks the column).
     """
 
     subjob: str
@@ -87,6 +98,7 @@ class Projection:
     key_fields: tuple[tuple[str, str], ...]
     dataareaid: str | None
     missing: tuple[str, ...]
+    filter_field: str | None = None
 
     def row(self, hq_row: Mapping[str, Any]) -> dict[str, Any]:
         return {out: hq_row.get(src) for src, out in self.fields}
@@ -105,10 +117,12 @@ def hq_columns(value_schema: AvroSchema | Mapping[str, Any], key_schema: AvroSch
     return tuple(keys) + tuple(c for c in cols if not c.primary_key)
 
 
-def project(subjob: Subjob, columns: Sequence[Column]) -> Projection:
-    """The projection of ``subjob`` over HQ ``columns`` (see the module docstring for the order).
+def project(subjob: Subjob, columns: Sequence[Column], *, extension: bool = False) -> Projection:
+    """The projection of ``subjob`` over HQ ``columns`` (see the module docstring for the order);
+    with ``extension``, the projection to the subjob's extension table.
 
-    Raises ``cdx.codec.SchemaError`` when two channel columns get the same name.
+    Raises ``cdx.codec.SchemaError`` when two channel columns get the same name, or when a download
+    extension's ``key`` is not the channel key.
     """
     by_name = {c.name.casefold(): c for c in columns}
     mapped = {hq.casefold(): ch for hq, ch in subjob.channel_columns()}
@@ -127,8 +141,13 @@ def project(subjob: Subjob, columns: Sequence[Column]) -> Projection:
     dataareaid = by_name.get(_DATAAREAID)
     if dataareaid is not None:
         add(dataareaid, DATAAREAID)
+    ext = subjob.extension if extension else None
+    if extension:
+        if ext is None:
+            raise ValueError(f"subjob {subjob.id!r} has no extension")
+        _check_extension_key(subjob, [c for _, c in out if c.primary_key])
     missing: list[str] = []
-    for hq, channel in subjob.channel_columns():
+    for hq, channel in (ext.channel_columns() if ext is not None else subjob.channel_columns()):
         found = by_name.get(hq.casefold())
         if found is None:
             missing.append(hq)
@@ -136,16 +155,33 @@ def project(subjob: Subjob, columns: Sequence[Column]) -> Projection:
             add(found, channel)
     channel_cols = tuple(c for _, c in out)
     check_unique_fields(channel_cols)
-    target = subjob.target
-    schemas = routed_schemas(target.schema or "", target.name, channel_cols)
+    target = ext.target if ext is not None else subjob.target
+    flt = subjob.channel_filter
+    filter_col = by_name.get(flt.column.casefold()) if flt is not None else None
     return Projection(
         subjob=subjob.id,
-        schemas=schemas,
+        schemas=routed_schemas(target.schema or "", target.name, channel_cols),
         fields=tuple((h.field, c.field) for h, c in out),
         key_fields=tuple((h.field, c.field) for h, c in out if c.primary_key),
         dataareaid=dataareaid.field if dataareaid is not None else None,
         missing=tuple(missing),
+        filter_field=filter_col.field if filter_col is not None else None,
     )
+
+
+def _check_extension_key(subjob: Subjob, keys: Sequence[Column]) -> None:
+    """A download extension table is keyed like the subjob's channel table: its ``key`` must be
+    empty or name exactly those columns (DATAAREAID implied)."""
+    ext = subjob.extension
+    if ext is None or not ext.key:
+        return
+    want = {c.name.casefold() for c in keys} - {_DATAAREAID}
+    if {k.casefold() for k in ext.key} != want:
+        names = ", ".join(c.name for c in keys)
+        raise SchemaError(
+            f"subjob {subjob.id!r}: extension.key [{', '.join(ext.key)}] is not the key of its channel table "
+            f"({names}); a download extension table is keyed like its channel table (every change, deletes "
+            "included, carries only that key): set extension.key to [] or to those columns")
 
 
 @dataclass(frozen=True)
@@ -170,7 +206,7 @@ class RoutingPlan:
             self._rules[topology.hq_table_topic(subjob)] = _TopicRule(subjob, groups)
         self.group_topics: dict[str, str] = {g.id: group_topic(self.prefix, g.id)
                                              for g in topology.channel_data_groups}
-        self._projections: dict[tuple[str, Any], Projection] = {}
+        self._projections: dict[tuple[str, Any], tuple[Projection, ...]] = {}
 
     @property
     def source_topics(self) -> list[str]:
@@ -191,10 +227,19 @@ class RoutingPlan:
         return {(g, topic) for topic, rule in self._rules.items() for g, _ in rule.groups}
 
     def projection(self, subjob: Subjob, columns: tuple[Column, ...], schema_id: Any = None) -> Projection:
+        """The projection to the subjob's own channel table."""
+        return self.projections(subjob, columns, schema_id)[0]
+
+    def projections(self, subjob: Subjob, columns: tuple[Column, ...], schema_id: Any = None
+                    ) -> tuple[Projection, ...]:
+        """The projections of one HQ change: its own table, then its extension table (if any)."""
         key = (subjob.id, schema_id if schema_id is not None else columns)
         found = self._projections.get(key)
         if found is None:
-            found = self._projections[key] = project(subjob, columns)
+            found = (project(subjob, columns),)
+            if subjob.extension is not None:
+                found += (project(subjob, columns, extension=True),)
+            self._projections[key] = found
         return found
 
     def route(self, record: SourceRecord) -> list[Route]:
@@ -202,23 +247,29 @@ class RoutingPlan:
         env = record.value
         if rule is None or env is None or not rule.groups:
             return []
-        proj = self.projection(rule.subjob, record.columns, record.schema_id)
+        projections = self.projections(rule.subjob, record.columns, record.schema_id)
+        main = projections[0]
         op = env["op"]
         is_delete = op == "d"
         hq_row = env["before"] if is_delete else env["after"]
         if hq_row is None:
             hq_row = record.key
         hq_row = {**record.key, **{k: v for k, v in hq_row.items() if v is not None}} if is_delete else hq_row
-        groups = _select(rule.groups, proj.dataareaid, hq_row, is_delete)
+        groups = _select(rule.groups, main.dataareaid, hq_row, is_delete)
         if not groups:
             return []
-        key = proj.key(hq_row)
-        row = None if is_delete else proj.row(hq_row)
-        value = make_value(proj.schemas, op=op, key=key, row=row, source=env["source"], ts_ms=env["ts_ms"],
-                           subjob=rule.subjob.id, position=record.position)
-        routes = [Route(groups, proj.schemas, key, value)]
-        if is_delete:
-            routes.append(Route(groups, proj.schemas, key, None))
+        filtered = not is_delete and main.filter_field is not None
+        flt = hq_row.get(main.filter_field) if filtered and main.filter_field else None
+        routes = []
+        for proj in projections:
+            key = proj.key(hq_row)
+            value = make_value(proj.schemas, op=op, key=key, row=None if is_delete else proj.row(hq_row),
+                               source=env["source"], ts_ms=env["ts_ms"], subjob=rule.subjob.id,
+                               position=record.position, filtered=filtered,
+                               filter_value=None if flt is None else str(flt))
+            routes.append(Route(groups, proj.schemas, key, value))
+            if is_delete:
+                routes.append(Route(groups, proj.schemas, key, None))
         return routes
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from cdx.errors import CdxError
+from cdx.cli.boundary import error_boundary
 
 app = typer.Typer(
     name="cdx",
@@ -25,18 +22,5 @@ _WIDTH = None if sys.stdout.isatty() else 140
 err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 console = Console(highlight=False, width=_WIDTH)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(fn: F) -> F:
-    """Decorator for commands: a ``CdxError`` prints ``error: <message>`` and exits 1 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except CdxError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
+user_errors = error_boundary
+"""Decorator every command carries (see ``cdx.cli.boundary``): one ``error:`` line and exit 1, no traceback."""

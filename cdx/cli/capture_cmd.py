@@ -37,7 +37,7 @@ def capture(
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
     stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    if not set_up(connector.setup, "capture", stopped):
+    if not set_up(connector.setup, "capture", stopped, kafka=topo.kafka.bootstrap_servers):
         return
     console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
     connector.run()
@@ -50,11 +50,14 @@ def enable_tracking(
     retention_days: float = typer.Option(2.0, help="How long change-tracking entries are kept."),
 ) -> None:
     """Enable change tracking on the HQ database and every download subjob's table (idempotent)."""
+    from cdx.dialects.reach import naming
     from connectors.capture.tracking import TableRef, open_tracker
 
     topo = load(topology)
-    tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
-    tables = [TableRef(s.hq_table.schema, s.hq_table.name) for s in topo.download_subjobs()]
+    with naming(f"the HQ database ({topo.hq.redacted()})"):
+        tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
+    tables = [TableRef(s.hq_table.schema, s.hq_table.name) for s in topo.download_subjobs()
+              if s.source_topic is None]
     try:
         tracker.enable(tables, timedelta(days=retention_days))
     finally:
@@ -70,10 +73,12 @@ def tracking_cleanup(
                                                  " retention given to enable-tracking)."),
 ) -> None:
     """Remove change-tracking entries older than the retention; raises the minimum valid version."""
+    from cdx.dialects.reach import naming
     from connectors.capture.tracking import open_tracker
 
     topo = load(topology)
-    tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
+    with naming(f"the HQ database ({topo.hq.redacted()})"):
+        tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
     try:
         tracker.cleanup(timedelta(hours=retention_hours) if retention_hours is not None else None)
     finally:

@@ -19,9 +19,22 @@ METRICS_PORT_OPTION = typer.Option(None, "--metrics-port", help="Serve Prometheu
 
 
 def load(path: Path | None) -> Topology:
+    """The topology at ``path`` (default ``$CDX_TOPOLOGY``, else ./topology.yaml); the error boundary
+    learns its Kafka servers, so a Kafka client error can name them."""
+    from cdx.cli.boundary import KAFKA
     from cdx.topology import load_topology
 
-    return load_topology(path)
+    topo = load_topology(path)
+    KAFKA["servers"] = topo.kafka.bootstrap_servers
+    return topo
+
+
+def require_kafka(topology: Topology) -> None:
+    """For one-shot commands, before they change anything: ``KafkaUnreachable`` (one line naming the
+    servers and the fix) at once when no bootstrap server accepts a connection."""
+    from cdx.kafka.reach import require_kafka as probe
+
+    probe(topology.kafka.bootstrap_servers)
 
 
 def serve_metrics(port: int | None) -> None:
@@ -52,15 +65,22 @@ def on_stop_signals(stop: Any) -> threading.Event:
     return stopped
 
 
-def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_backoff: float = 30.0) -> bool:
+def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_backoff: float = 30.0,
+           kafka: str | None = None) -> bool:
     """Run ``setup()``, retrying while it raises ``RetriableError`` (Kafka or a database not answering
-    yet), with exponential backoff. False if a stop signal arrived first; other errors propagate."""
+    yet), with exponential backoff: one log line per back-off step, naming what is unreachable.
+    With ``kafka`` (bootstrap servers), each attempt first checks that a broker accepts connections
+    (a closed port is reported at once, not after the clients' metadata timeout). False if a stop
+    signal arrived first; other errors propagate."""
     from cdx.errors import RetriableError
+    from cdx.kafka.reach import require_kafka
 
     log = logging.getLogger("cdx")
     backoff = 0.5
     while not stopped.is_set():
         try:
+            if kafka:
+                require_kafka(kafka)
             setup()
             return True
         except RetriableError as exc:

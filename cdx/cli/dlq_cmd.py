@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load
+from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
 from cdx.errors import ConfigError, FatalError
 
 app = typer.Typer(help="Dead letters: list them, replay them once fixed.", no_args_is_help=True)
@@ -61,6 +61,7 @@ def list_(
     from connectors.sink.tools import SinkTools
 
     topo = load(topology)
+    require_kafka(topo)
     tools = SinkTools(topo)
     letters = read_letters(tools.config, tools.dlq_topic)
     if channel:
@@ -69,11 +70,17 @@ def list_(
     latest = latest_by_origin(letters)
     known = {d.owner_id.casefold() for d in topo.databases()}
     markers = _markers(topo, {(x.channel or "").casefold() for x in letters if x.component == "sink"} & known)
+    from connectors.upload.acks import ATTENTION_KINDS, load_acks
+
+    acks = load_acks(tools.config, topo.kafka.topic_prefix) if any(
+        x.component in ATTENTION_KINDS for x in letters) else {}
     rows = []
     for x in letters:
         topic, marks = markers.get((x.channel or "").casefold(), (None, None))
         origin = x.origin
         status = letter_status(x, latest, marks if origin is not None and origin[0] == topic else None)
+        if x.component in ATTENTION_KINDS:
+            status = "acknowledged" if (x.dlq_partition, x.dlq_offset) in acks else "open"
         rows.append((x, status))
     if pending:
         rows = [r for r in rows if r[1] == "pending"]
@@ -90,7 +97,7 @@ def list_(
         src = f"{x.source.get('topic')}[{x.source.get('partition')}]@{x.source.get('offset')}" if x.source else ""
         grp = f"{x.group_topic}[{x.partition}]@{x.offset}" if x.group_topic else ""
         key = json.dumps(x.key, default=str) if x.key is not None else ""
-        colour = {"pending": "red", "replayed": "green"}.get(s)
+        colour = {"pending": "red", "open": "red", "replayed": "green", "acknowledged": "green"}.get(s)
         table.add_row(str(x.dlq_offset), (x.to_json()["time"] or "")[:23].replace("T", " "), x.component,
                       x.channel or "", x.table or "", key[:60], src, grp, x.error[:120],
                       f"[{colour}]{s}[/]" if colour else s)
@@ -117,7 +124,9 @@ def replay(
 
     if all_ == bool(offset):
         raise ConfigError("give either --all or one or more --offset N")
-    tools = SinkTools(load(topology))
+    topo = load(topology)
+    require_kafka(topo)
+    tools = SinkTools(topo)
     try:
         outcomes = DlqReplayer(tools).replay(channel or None, offset or None)
     finally:
@@ -135,3 +144,42 @@ def replay(
     failed = [o for o in outcomes if o.result == FAILED_AGAIN]
     if failed:
         raise FatalError(f"{len(failed)} letter(s) refused again and dead-lettered with the new error")
+
+
+@app.command("ack")
+@user_errors
+def ack(
+    topology: Path | None = TOPOLOGY_OPTION,
+    offset: list[int] | None = typer.Option(None, "--offset", help="DLQ offset of a letter to acknowledge"
+                                                                    " (repeatable; see cdx dlq list)."),
+    all_: bool = typer.Option(False, "--all", help="Every letter cdx status reports (skipped upload gaps,"
+                                                   " changes capture could not publish) of the channels given."),
+    channel: list[str] | None = typer.Option(None, "--channel", "-c", help="With --all: only this channel"
+                                                                           " (repeatable)."),
+    note: str = typer.Option("", "--note", help="Why (kept with the acknowledgement)."),
+) -> None:
+    """Acknowledge dead letters that need a person (a skipped upload gap, a change too large to capture):
+    ``cdx status`` stops reporting them as errors. Idempotent; the letters stay on the topic."""
+    from connectors.sink.letters import read_letters
+    from connectors.sink.tools import SinkTools
+    from connectors.upload.acks import acknowledge, load_acks, needs_attention
+
+    if all_ == bool(offset):
+        raise ConfigError("give either --all or one or more --offset N")
+    topo = load(topology)
+    tools = SinkTools(topo)
+    letters = read_letters(tools.config, tools.dlq_topic)
+    if offset:
+        by_offset = {x.dlq_offset: x for x in letters}
+        missing = [o for o in offset if o not in by_offset]
+        if missing:
+            raise ConfigError(f"no dead letter at offset {missing[0]} of {tools.dlq_topic}; see cdx dlq list")
+        chosen = [by_offset[o] for o in offset]
+    else:
+        chosen = needs_attention(letters, load_acks(tools.config, topo.kafka.topic_prefix))
+        if channel:
+            wanted = {c.casefold() for c in channel}
+            chosen = [x for x in chosen if (x.channel or "").casefold() in wanted]
+    n = acknowledge(tools.config, topo.kafka.topic_prefix, topo.kafka.replication_factor, chosen, note)
+    console.print(f"{n} dead letter(s) acknowledged" + (": " + ", ".join(str(x.dlq_offset) for x in chosen)
+                                                          if chosen else ""))

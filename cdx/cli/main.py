@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from cdx import __version__
@@ -10,16 +12,19 @@ from cdx.cli import (
     demo,
     dev,
     dlq_cmd,
+    migrate_cmd,
     realtime_cmd,
     replay_cmd,
     route_cmd,
     seed_cmd,
     sink_cmd,
     status_cmd,
+    topic_cmd,
     topology_cmd,
     upload_cmd,
 )
 from cdx.cli.app import app
+from cdx.cli.boundary import install as install_error_boundary
 
 
 def _version(value: bool) -> None:
@@ -49,15 +54,28 @@ app.add_typer(dlq_cmd.app, name="dlq")
 app.command("replay")(replay_cmd.replay)
 sink_cmd.channel_app.command("upload")(upload_cmd.upload)
 sink_cmd.channel_app.command("offline-sync")(upload_cmd.offline_sync)
+sink_cmd.channel_app.command("migrate")(migrate_cmd.migrate)
 capture_cmd.hq_app.command("upload-sink")(upload_cmd.upload_sink)
 capture_cmd.hq_app.command("upload-status")(upload_cmd.status)
 app.command("status")(status_cmd.status)
 app.add_typer(realtime_cmd.app, name="realtime")
 capture_cmd.hq_app.command("init-realtime")(realtime_cmd.init_realtime)
+app.add_typer(topic_cmd.app, name="topic")
+install_error_boundary(app)  # keep last: every command registered above gets the error boundary
 
 
 def main() -> None:
-    app()
+    """The ``cdx`` console script; anything escaping typer itself still ends as one ``error:`` line."""
+    from cdx.cli.boundary import report
+
+    try:
+        app()
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            sys.exit(report(exc))
+        raise
+    except Exception as exc:
+        sys.exit(report(exc))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, setup_logging
+from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka, setup_logging
+from cdx.errors import ConfigError
 
 
 @user_errors
@@ -46,12 +47,17 @@ def replay(
 
     if verbose:
         setup_logging(True)
+    if sum((from_offset is not None, from_timestamp is not None, from_beginning)) != 1:
+        raise ConfigError("give exactly one of --from-offset, --from-timestamp, --from-beginning")
+    if from_offset is not None and from_offset < 0:
+        raise ConfigError(f"--from-offset {from_offset}: must be 0 or more")
+    timestamp_ms = parse_timestamp(from_timestamp) if from_timestamp is not None else None
     topo = load(topology)
     (spec,) = sink_specs(topo, [channel])
+    require_kafka(topo)
     tools = SinkTools(topo)
     ensure_sink_stopped(tools, spec, wait)
-    result = rewind(tools, spec, from_offset=from_offset,
-                    from_timestamp_ms=parse_timestamp(from_timestamp) if from_timestamp is not None else None,
+    result = rewind(tools, spec, from_offset=from_offset, from_timestamp_ms=timestamp_ms,
                     from_beginning=from_beginning, partitions=partition)
     if not result.moved:
         console.print(f"{spec.owner_id}: nothing to rewind (already at or before that position)")

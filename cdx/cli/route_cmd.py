@@ -1,4 +1,4 @@
-"""``cdx route``: the router (per-table topics -> channel data-group topics), a faust worker."""
+"""``cdx route``: the router (per-table topics -> channel data-group topics): transactional engine or faust."""
 
 from __future__ import annotations
 
@@ -8,13 +8,25 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import user_errors
-from cdx.cli.common import METRICS_PORT_OPTION, TOPOLOGY_OPTION, serve_metrics
+from cdx.cli.common import (
+    METRICS_PORT_OPTION,
+    TOPOLOGY_OPTION,
+    load,
+    on_stop_signals,
+    serve_metrics,
+    set_up,
+)
 
 
 @user_errors
 def route(
     topology: Path | None = TOPOLOGY_OPTION,
-    datadir: Path | None = typer.Option(None, help="faust data directory (default: a new temporary directory)."),
+    datadir: Path | None = typer.Option(None, help="Data directory: the sqlite key store's file; faust's data"
+                                                    " (default: a new temporary directory for faust)."),
+    engine: str = typer.Option("transactional", help="transactional (exactly-once, default) or faust"
+                                                      " (at-least-once; sinks drop re-sends by source position)."),
+    key_store: str = typer.Option("memory", help="Transactional engine's per-key state: memory, or sqlite"
+                                                  " (a file in --datadir, for millions of keys)."),
     web_port: int | None = typer.Option(None, help="Enable faust's web server on this port."),
     reload_interval: float = typer.Option(1.0, help="Seconds between checks of the topology file."),
     session_timeout: float = typer.Option(10.0, help="Seconds before a dead worker's partitions move on."),
@@ -24,14 +36,19 @@ def route(
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Route HQ changes to every channel data group's topic, at-least-once (runs until SIGTERM).
+    """Route HQ changes to every channel data group's topic, exactly once (runs until SIGTERM).
 
     SIGHUP or a changed topology file reloads the topology; run more workers to scale out.
     """
     from streams.worker import run
 
+    topo = load(topology)  # the worker loads it again; here: errors before anything starts
+    stopped = on_stop_signals(lambda: None)
+    if not set_up(lambda: None, "router", stopped, kafka=topo.kafka.bootstrap_servers):
+        return
     serve_metrics(metrics_port)
     code = run(topology, datadir=datadir, loglevel="debug" if verbose else "info", web_port=web_port,
-               reload_interval=reload_interval, session_timeout=session_timeout, instance_id=instance_id)
+               reload_interval=reload_interval, session_timeout=session_timeout, instance_id=instance_id,
+               engine=engine, key_store=key_store)
     if code:
         sys.exit(code)

@@ -17,6 +17,7 @@ from cdx.cli.common import (
     TOPOLOGY_OPTION,
     load,
     on_stop_signals,
+    require_kafka,
     serve_metrics,
     set_up,
     setup_logging,
@@ -136,11 +137,11 @@ def sink(
     from connectors.sink.host import SinkHost
 
     setup_logging(verbose)
-    host: SinkHost = SinkHost(load(topology), channel or None, _settings(batch_size, session_retention_days,
-                                                                         max_sessions))
+    topo = load(topology)
+    host: SinkHost = SinkHost(topo, channel or None, _settings(batch_size, session_retention_days, max_sessions))
     stopped = on_stop_signals(host.stop)
     serve_metrics(metrics_port)
-    if not set_up(host.setup, "sink", stopped):
+    if not set_up(host.setup, "sink", stopped, kafka=topo.kafka.bootstrap_servers):
         return
     console.print(f"sinking {len(host.specs)} database{'s' if len(host.specs) != 1 else ''}: "
                   + ", ".join(s.owner_id for s in host.specs))
@@ -163,7 +164,9 @@ def init(
     """Create the state table and the channel tables (types from the routed Avro schemas)."""
     from connectors.sink.init import init_databases
 
-    for r in init_databases(load(topology), channel or None):
+    topo = load(topology)
+    require_kafka(topo)
+    for r in init_databases(topo, channel or None):
         console.print(f"[bold]{r.owner_id}[/] ({r.database}): {len(r.created)} created, {len(r.existing)} existing,"
                       f" {len(r.added_columns)} columns added, {len(r.pending)} pending")
         for what, names in (("created", r.created), ("added", r.added_columns), ("pending (no records yet)",
@@ -194,6 +197,7 @@ def bootstrap(
     if verbose:
         setup_logging(True)
     topo = load(topology)
+    require_kafka(topo)
     tools = SinkTools(topo)
     for spec in sink_specs(topo, channel):
         ensure_sink_stopped(tools, spec, wait)
@@ -224,6 +228,7 @@ def resync(
     if verbose:
         setup_logging(True)
     topo = load(topology)
+    require_kafka(topo)
     tools = SinkTools(topo)
     try:
         for spec in sink_specs(topo, channel):
@@ -239,7 +244,8 @@ def resync(
                 def dead_letter(rec: Record, why: str, spec: SinkSpec = spec) -> None:
                     tools.dead_letters.send(spec.owner_id, spec.kind, spec.topic, rec, why)
 
-                report = Resync(conn, d, spec, store, TableManager(d), Decoder(tools.codec, spec.topic), tools.config,
+                tables = TableManager(d, spec.extension_schemas)
+                report = Resync(conn, d, spec, store, tables, Decoder(tools.codec, spec.topic), tools.config,
                                 dead_letter, sessions).run("requested with cdx channel resync")
             finally:
                 conn.close()

@@ -48,6 +48,7 @@ def _lag(d: DatabaseStatus) -> tuple[str, str]:
 
 
 def render(st: Status) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     roles = Table(title=f"Roles (topic prefix {st.topic_prefix})")
@@ -76,11 +77,12 @@ def render(st: Status) -> None:
     if st.uploads:
         up = Table(title="Uploads (channel -> HQ)")
         for col in ("channel", "table", "published counter", "low watermark", "open gaps", "received at HQ",
-                    "received (UTC)"):
-            up.add_column(col)
+                    "received (UTC)", "error"):
+            up.add_column(col, overflow="fold")
         for u in st.uploads:
             up.add_row(u.channel, u.table, *("" if v is None else str(v) for v in (
-                u.published_counter, u.low_watermark, u.open_gaps, u.received_counter, u.received_at)))
+                u.published_counter, u.low_watermark, u.open_gaps, u.received_counter, u.received_at)),
+                "[red]" + escape("; ".join(u.errors)) + "[/]" if u.errors else "")
         console.print(up)
     for w in st.warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)

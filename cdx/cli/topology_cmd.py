@@ -8,6 +8,7 @@ import typer
 
 from cdx.cli.app import console, err_console, user_errors
 from cdx.topology.issues import IssuesError
+from cdx.topology.model import Topology
 
 app = typer.Typer(help="Check topology.yaml and compare two versions of it.", no_args_is_help=True)
 
@@ -31,7 +32,11 @@ def print_issues(exc: IssuesError) -> None:
 
 @app.command("validate")
 @user_errors
-def validate(file: Path | None = typer.Argument(None, help=FILE_HELP, show_default=False)) -> None:
+def validate(
+    file: Path | None = typer.Argument(None, help=FILE_HELP, show_default=False),
+    databases: bool = typer.Option(False, "--databases", help="Also read every channel and register database:"
+                                                              " extension tables must have their parent's key."),
+) -> None:
     """Validate FILE; print every problem (exit 1) or a one-screen summary."""
     from cdx.topology.loader import default_topology_path, load_topology
     from cdx.topology.summary import print_summary
@@ -42,6 +47,23 @@ def validate(file: Path | None = typer.Argument(None, help=FILE_HELP, show_defau
     except IssuesError as exc:
         print_issues(exc)
     print_summary(topo, console, str(path))
+    if databases:
+        _check_databases(topo)
+
+
+def _check_databases(topo: Topology) -> None:
+    from connectors.migrate.keys import check_deployed_keys
+
+    problems, unreachable = check_deployed_keys(topo)
+    for line in unreachable:
+        err_console.print(f"warning: cannot check {line}", markup=False, highlight=False, soft_wrap=True)
+    if problems:
+        err_console.print(f"error: {len(problems)} extension table(s) without their parent's key:", markup=False,
+                          style="bold red")
+        for p in problems:
+            err_console.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(1)
+    console.print("databases: every deployed extension table has its parent's key", markup=False)
 
 
 @app.command("diff")

@@ -34,19 +34,31 @@ def upload(
     gap_timeout: float = typer.Option(600.0, help="Seconds after which a counter gap is given up in any case;"
                                                   " longer than any POS transaction."),
     max_backoff: float = typer.Option(30.0, help="Longest wait (seconds) before retrying an unreachable database."),
+    from_counter: int | None = typer.Option(None, "--from-counter", min=1,
+                                            help="Recovery: publish the channel's upload tables again from this"
+                                                 " counter (once, on start; lifts a halt). Needs one --channel."
+                                                 " Rows HQ already has are absorbed as duplicates."),
+    table: list[str] | None = typer.Option(None, "--table", help="With --from-counter: only this upload table"
+                                                                 " (channel table or subjob id; repeatable)."),
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Publish new rows of the channels' upload tables to their upload topics, exactly once (until SIGTERM)."""
+    from cdx.errors import ConfigError
     from connectors.upload.uploader import UploadConnector, UploadOptions
 
+    if from_counter is not None and len(channel or []) != 1:
+        raise ConfigError("--from-counter restarts one channel's upload: give exactly one --channel")
+    if table and from_counter is None:
+        raise ConfigError("--table only goes with --from-counter")
     setup_logging(verbose)
-    connector = UploadConnector(load(topology), channel or None, UploadOptions(
+    topo = load(topology)
+    connector = UploadConnector(topo, channel or None, UploadOptions(
         poll_interval=poll_interval, batch_size=batch_size, gap_grace=gap_grace, gap_timeout=gap_timeout,
-        max_backoff=max_backoff))
+        max_backoff=max_backoff, from_counter=from_counter, from_tables=table or None))
     stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    if not set_up(connector.setup, "upload", stopped):
+    if not set_up(connector.setup, "upload", stopped, kafka=topo.kafka.bootstrap_servers):
         return
     console.print(f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels))
     connector.run()
@@ -92,10 +104,11 @@ def upload_sink(
     from connectors.upload.sink import SinkOptions, UploadSink
 
     setup_logging(verbose)
-    sink = UploadSink(load(topology), SinkOptions(batch_size=batch_size, instance_id=instance_id))
+    topo = load(topology)
+    sink = UploadSink(topo, SinkOptions(batch_size=batch_size, instance_id=instance_id))
     stopped = on_stop_signals(sink.stop)
     serve_metrics(metrics_port)
-    if not set_up(sink.setup, "upload sink", stopped):
+    if not set_up(sink.setup, "upload sink", stopped, kafka=topo.kafka.bootstrap_servers):
         return
     console.print(f"applying uploads of {len(sink.channels)} channels to {len(sink.tables)} HQ tables")
     sink.run()
@@ -162,3 +175,6 @@ def status(
                            str(x.rows_inserted), str(x.rows_duplicate), str(x.rows_dead_lettered), x.status,
                            (x.error or "")[:80])
         console.print(recent)
+    from cdx.cli.post_upload_view import print_post_processing
+
+    print_post_processing(topo, sessions)

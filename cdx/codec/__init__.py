@@ -4,12 +4,14 @@ Modules: ``columns`` (Column/LogicalType <-> Avro), ``naming``, ``envelope`` (sc
 ``canonical`` (Parsing Canonical Form, CRC-64-AVRO), ``schema`` (``AvroSchema``), ``prepare``
 (value normalization), ``binary`` (Avro bodies), ``single_object`` (framing), ``schema_store``
 (schemas topic), ``codec`` (``Codec``, ``SingleObjectCodec``, ``make_codec``), ``registry``
-(Confluent wire format), ``partition`` (murmur2). See docs/envelope.md.
+(Confluent wire format), ``connect_schema``/``connect_json`` (Kafka Connect JSON), ``partition``
+(murmur2). See docs/envelope.md.
 """
 
 from cdx.codec.canonical import fingerprint, fingerprint_hex, parsing_canonical_form, rabin64
-from cdx.codec.codec import Codec, SingleObjectCodec, make_codec
+from cdx.codec.codec import AVRO, AVRO_REGISTRY, CONNECT_JSON, ENCODINGS, Codec, SingleObjectCodec, make_codec
 from cdx.codec.columns import Column, LogicalType, avro_field_to_column, avro_type_to_column, column_field
+from cdx.codec.connect_json import ConnectJsonCodec
 from cdx.codec.envelope import (
     Op,
     Snapshot,
@@ -43,13 +45,18 @@ from cdx.codec.schema_store import (
 )
 
 __all__ = [
+    "AVRO",
+    "AVRO_REGISTRY",
+    "CONNECT_JSON",
     "DEFAULT_SCHEMAS_TOPIC",
+    "ENCODINGS",
     "PRODUCER_PARTITIONER",
     "PRODUCER_PARTITIONER_CONFIG",
     "SCHEMAS_TOPIC_CONFIG",
     "AvroSchema",
     "Codec",
     "Column",
+    "ConnectJsonCodec",
     "DecodeError",
     "EncodeError",
     "LogicalType",

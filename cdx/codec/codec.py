@@ -12,8 +12,10 @@ Decoding uses the writer schema named in the record, then projects onto ``reader
 schema resolution). Decoded values are plain dicts; decimals are ``Decimal``, timestamps aware UTC
 ``datetime``, dates ``date``, UUIDs ``uuid.UUID``.
 
-``make_codec(config)`` picks the wire format: Confluent Schema Registry when
-``schema_registry.url`` is configured (``registry.RegistryCodec``), else single-object encoding.
+``make_codec(config)`` picks the wire format from ``encoding`` (``ENCODINGS``): ``avro`` (single-object
+encoding with the schemas topic, the default), ``avro-registry`` (Confluent Schema Registry wire
+format, ``registry.RegistryCodec``; also chosen when only ``schema_registry.url`` is set) or
+``connect-json`` (Kafka Connect JSON with embedded schemas, ``connect_json.ConnectJsonCodec``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from cdx.codec.schema_store import SchemaPublisher, SchemaStore
 from cdx.codec.single_object import frame, unframe
 
 SchemaLike = AvroSchema | Mapping[str, Any] | str
+
+AVRO = "avro"
+AVRO_REGISTRY = "avro-registry"
+CONNECT_JSON = "connect-json"
+ENCODINGS = (AVRO, AVRO_REGISTRY, CONNECT_JSON)
+"""The values of the topology's ``kafka.encoding`` (and of ``make_codec``'s ``encoding`` key)."""
 
 
 @runtime_checkable
@@ -100,13 +108,22 @@ def make_codec(config: Mapping[str, Any] | None = None, *, store: SchemaStore | 
                publisher: SchemaPublisher | None = None, registry_client: Any = None) -> Codec:
     """The codec for ``config``.
 
-    - ``schema_registry.url`` set (or ``registry_client`` given): ``RegistryCodec``; every other
+    - ``encoding: connect-json``: ``ConnectJsonCodec`` (no store, no registry);
+    - ``encoding: avro-registry``, or ``schema_registry.url`` set (or ``registry_client`` given):
+      ``RegistryCodec``; every other
       ``schema_registry.*`` key is passed to the registry client without the prefix
       (``schema_registry.basic.auth.user.info`` ...); ``auto.register.schemas`` (default true).
     - otherwise: ``SingleObjectCodec(store, publisher)``.
     """
     conf = dict(config or {})
-    if registry_client is not None or conf.get("schema_registry.url"):
+    encoding = conf.get("encoding") or AVRO
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}: use one of {', '.join(ENCODINGS)}")
+    if encoding == CONNECT_JSON:
+        from cdx.codec.connect_json import ConnectJsonCodec
+
+        return ConnectJsonCodec()
+    if encoding == AVRO_REGISTRY or registry_client is not None or conf.get("schema_registry.url"):
         from cdx.codec.registry import RegistryCodec
 
         return RegistryCodec.from_config(conf, client=registry_client)

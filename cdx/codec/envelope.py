@@ -12,8 +12,10 @@ For a table (namespace ``ns``, from its topic) with columns ``cols``:
       ts_ms:  long                                when cdx processed the change (epoch millis)
 
   where ``ns.Value`` holds every column (primary key non-null, the rest ``["null", T]``).
-- ``cdx.Source``: connector, name, ts_ms, snapshot (string "true"/"false"/"last", as Debezium),
-  db, schema, table, version (long: the change-tracking version of the change).
+- ``cdx.Source``: Debezium's source fields with Debezium's types: version (string: the cdx release
+  that wrote it, as Debezium's connector version), connector, name, ts_ms, snapshot (string
+  "true"/"false"/"last"), db, schema, table; then change_version (long: the change-tracking
+  version of the change; for records read from a Debezium topic, its ``lsn``).
 
 Every name is fixed, so the same columns always give the same schemas and fingerprints.
 After a delete the producer writes a tombstone (same key, null value): ``change_records`` does that.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from cdx import __version__
 from cdx.codec.columns import Column, avro_field_to_column, check_unique_fields, column_field
 from cdx.codec.errors import EncodeError, SchemaError
 from cdx.codec.naming import ENVELOPE, KEY, SOURCE, SOURCE_NAMESPACE, VALUE, namespace_for
@@ -47,11 +50,15 @@ class Snapshot(StrEnum):
     LAST = "last"
 
 
+SOURCE_VERSION = __version__
+"""``source.version``: the cdx release, a string like Debezium's connector version (``3.6.0.Final``)."""
+
 SOURCE_SCHEMA: dict[str, Any] = {
     "type": "record",
     "name": SOURCE,
     "namespace": SOURCE_NAMESPACE,
     "fields": [
+        {"name": "version", "type": "string"},
         {"name": "connector", "type": "string"},
         {"name": "name", "type": "string"},
         {"name": "ts_ms", "type": "long"},
@@ -59,9 +66,10 @@ SOURCE_SCHEMA: dict[str, Any] = {
         {"name": "db", "type": "string"},
         {"name": "schema", "type": "string"},
         {"name": "table", "type": "string"},
-        {"name": "version", "type": "long"},
+        {"name": "change_version", "type": "long"},
     ],
 }
+SOURCE_FIELDS = tuple(f["name"] for f in SOURCE_SCHEMA["fields"])
 
 
 @dataclass(frozen=True)
@@ -73,13 +81,15 @@ class SourceInfo:
     db: str
     schema: str
     table: str
-    version: int
+    change_version: int
     ts_ms: int
     snapshot: Snapshot | str = Snapshot.FALSE
+    version: str = SOURCE_VERSION
 
     def to_avro(self) -> dict[str, Any]:
         snap = Snapshot(self.snapshot)
         return {
+            "version": self.version,
             "connector": self.connector,
             "name": self.name,
             "ts_ms": int(self.ts_ms),
@@ -87,8 +97,33 @@ class SourceInfo:
             "db": self.db,
             "schema": self.schema,
             "table": self.table,
-            "version": int(self.version),
+            "change_version": int(self.change_version),
         }
+
+
+def source_block(source: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``cdx.Source`` dict from any Debezium-style source block (cdx's, or a Debezium connector's).
+
+    A Debezium record has no ``change_version``: its ``lsn`` (PostgreSQL), else ``change_lsn``/``scn``
+    when numeric, else 0 stands in. Missing text fields become ``""``; ``snapshot`` defaults to "false".
+    """
+    if "change_version" in source and "version" in source and len(source) == len(SOURCE_FIELDS):
+        return dict(source)
+    position = source.get("change_version")
+    if position is None:
+        position = next((source[k] for k in ("lsn", "change_lsn", "scn")
+                         if isinstance(source.get(k), int) and not isinstance(source.get(k), bool)), 0)
+    return {
+        "version": str(source.get("version") or ""),
+        "connector": str(source.get("connector") or ""),
+        "name": str(source.get("name") or ""),
+        "ts_ms": int(source.get("ts_ms") or 0),
+        "snapshot": str(source.get("snapshot") or Snapshot.FALSE.value),
+        "db": str(source.get("db") or ""),
+        "schema": str(source.get("schema") or ""),
+        "table": str(source.get("table") or ""),
+        "change_version": int(position),
+    }
 
 
 def key_schema(namespace: str, columns: Sequence[Column]) -> dict[str, Any]:

@@ -35,6 +35,8 @@ UTC = dt.UTC
 
 
 def _timestamp(v: Any) -> Any:
+    if type(v) is dt.datetime and v.tzinfo is None:  # the common case (databases return naive UTC)
+        return v.replace(tzinfo=UTC)
     if isinstance(v, dt.datetime):
         return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
     if isinstance(v, int) and not isinstance(v, bool):
@@ -71,9 +73,23 @@ def _unscaled_bytes(n: int) -> bytes:
 def _decimal(precision: int, scale: int, fixed_size: int | None = None) -> Prepare:
     exponent = decimal.Decimal(1).scaleb(-scale)
     ctx = decimal.Context(prec=max(precision, 28) + 4)
+    # fast path: one exact multiplication (Inexact/InvalidOperation trapped, so never a silent rounding)
+    exact = decimal.Context(prec=max(precision, 28) + scale + 4, traps=[decimal.Inexact, decimal.InvalidOperation])
+    factor = 10**scale
     limit = 10**precision
 
     def prep(v: Any) -> bytes:
+        if type(v) is decimal.Decimal:
+            try:
+                scaled = exact.multiply(v, factor)
+                n = int(scaled)
+            except (decimal.Inexact, decimal.InvalidOperation, ValueError, OverflowError):
+                n = None  # not finite, or too many digits: the checks below say which
+            if n is not None and n == scaled and -limit < n < limit:
+                return n.to_bytes(fixed_size, "big", signed=True) if fixed_size is not None else _unscaled_bytes(n)
+        return checked(v)
+
+    def checked(v: Any) -> bytes:
         if isinstance(v, bool) or not isinstance(v, decimal.Decimal | int | str | float):
             raise EncodeError(f"decimal({precision},{scale}) needs a Decimal, got {type(v).__name__} {v!r}")
         try:
@@ -104,6 +120,8 @@ def _integer(bits: int) -> Prepare:
     kind = "int" if bits == 32 else "long"
 
     def prep(v: Any) -> int:
+        if type(v) is int and lo <= v <= hi:  # the common case, first
+            return v
         if isinstance(v, int) and not isinstance(v, bool):
             n = v
         elif isinstance(v, decimal.Decimal | float) and v == v and v == int(v):
@@ -238,7 +256,7 @@ class _Compiler:
             return None
 
         def prep(v: Any) -> Any:
-            if not isinstance(v, Mapping):
+            if type(v) is not dict and not isinstance(v, Mapping):
                 raise EncodeError(f"{full} needs a dict, got {type(v).__name__}")
             out = dict(v)
             for name, p in fields:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
-from cdx.dialects.types import ColumnInfo
+from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, ConfigError, FatalError, RetriableError, SkippableError
 
 Connection = Any
@@ -29,6 +29,12 @@ Connection = Any
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 STATE_TABLE = "cdx_state"
+ZERO_DEFAULTS = {
+    LogicalType.INT32: "0", LogicalType.INT64: "0", LogicalType.FLOAT64: "0", LogicalType.DECIMAL: "0",
+    LogicalType.BOOL: "0", LogicalType.STRING: "''", LogicalType.BYTES: "X''", LogicalType.DATE: "'1900-01-01'",
+    LogicalType.TIMESTAMP: "'1900-01-01 00:00:00'", LogicalType.UUID: "'00000000-0000-0000-0000-000000000000'",
+}
+"""Empty values as SQL literals (``Dialect.zero_default``); AX stores 1900-01-01 for "no date"."""
 KERNEL_SCHEMA = "cdx"
 
 
@@ -123,7 +129,16 @@ class Dialect(ABC):
 
     def column_ddl(self, column: ColumnInfo, nullable: bool | None = None) -> str:
         null = column.nullable if nullable is None else nullable
-        return f"{self.quote_ident(column.name)} {self.type_ddl(column)} {'NULL' if null else 'NOT NULL'}"
+        default = f" DEFAULT {column.default}" if column.default is not None else ""
+        return f"{self.quote_ident(column.name)} {self.type_ddl(column)} {'NULL' if null else 'NOT NULL'}{default}"
+
+    zero_defaults: ClassVar[dict[LogicalType, str]] = {}
+    """Per-dialect replacements of :data:`ZERO_DEFAULTS`."""
+
+    def zero_default(self, column: ColumnInfo) -> str:
+        """The SQL literal of the column type's empty value (AX's: 0, '', 1900-01-01...), the DEFAULT of
+        extension columns, which are NOT NULL."""
+        return self.zero_defaults.get(column.logical_type, ZERO_DEFAULTS[column.logical_type])
 
     @abstractmethod
     def introspect_columns(self, conn: Connection, schema: str | None, table: str, *,
@@ -145,6 +160,11 @@ class Dialect(ABC):
     def decode(self, column: ColumnInfo, value: Any) -> Any:
         """A value read from the driver as the Python type of ``column.logical_type``."""
         return value
+
+    def has_foreign_keys(self, conn: Connection, schema: str | None, table: str) -> bool:
+        """Whether an enforced foreign key starts from or references ``schema.table`` (default: the
+        dialect enforces none on cdx's connections, e.g. SQLite without ``PRAGMA foreign_keys``)."""
+        return False
 
     # -- DDL ---------------------------------------------------------------------------
     @abstractmethod
@@ -171,11 +191,13 @@ class Dialect(ABC):
         return f"CREATE TABLE IF NOT EXISTS {self.qualified(schema, table)} (\n  {body}\n)"
 
     def add_column(self, conn: Connection, schema: str | None, table: str, column: ColumnInfo) -> bool:
-        """Add ``column`` (always as NULLable: existing rows have no value). False if it exists."""
+        """Add ``column``: NOT NULL when it has a ``default`` (existing rows get it), else NULLable
+        (existing rows have no value). False if it exists."""
         existing = {c.name for c in self.introspect_columns(conn, schema, table, require_primary_key=False)}
         if column.name in existing:
             return False
-        conn.execute(f"ALTER TABLE {self.qualified(schema, table)} ADD {self.column_ddl(column, nullable=True)}")
+        ddl = self.column_ddl(column, nullable=column.default is None)
+        conn.execute(f"ALTER TABLE {self.qualified(schema, table)} ADD {ddl}")
         return True
 
     # -- bulk apply (channel sinks, HQ upload sink) --------------------------------------

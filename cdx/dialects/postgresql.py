@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from cdx.dialects.base import (
     Connection,
@@ -27,6 +28,7 @@ from cdx.dialects.base import (
     no_primary_key,
     unsupported_type,
 )
+from cdx.dialects.reach import connect_failure
 from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, RetriableError, SkippableError
 
@@ -45,6 +47,11 @@ _CATALOG = {
 }
 _RETRIABLE_STATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "53300", "25P03"}
 _ORD = "_cdx_ord"
+SMALL_BATCH_VALUES = 4000
+"""Bound values up to which a bulk upsert is one ``INSERT ... VALUES ... ON CONFLICT`` statement (one round trip,
+no staging table) instead of staging table + COPY + ``INSERT ... SELECT``: the per-batch cost of the staging
+table (DDL, catalog rows, four round trips) dominates small batches, as a streaming sink's are."""
+CONNECT_TIMEOUT_S = 10
 _staging_names = itertools.count(1)
 
 
@@ -59,9 +66,26 @@ class PostgreSQLDialect(Dialect):
     name = "postgresql"
     placeholder = "%s"
     max_identifier_length = 63
+    zero_defaults = {LogicalType.BOOL: "false", LogicalType.BYTES: "''::bytea"}
 
     def connect(self, dsn: str) -> psycopg.Connection[Any]:
-        return psycopg.connect(libpq_dsn(dsn), autocommit=False)
+        """A connection whose session time zone is UTC: cdx's timestamps are naive UTC, and a
+        ``timestamptz`` column would otherwise read them in the server's or database's zone. Opening
+        waits at most ``connect_timeout`` seconds (10 unless the DSN sets it)."""
+        conninfo = libpq_dsn(dsn)
+        try:
+            given = conninfo_to_dict(conninfo)
+            conn = psycopg.connect(conninfo, autocommit=False,
+                                   connect_timeout=given.get("connect_timeout") or CONNECT_TIMEOUT_S)
+        except (psycopg.Error, OSError) as exc:
+            raise connect_failure(self.name, dsn, exc) from exc
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     @contextmanager
     def transaction(self, conn: Connection) -> Iterator[Connection]:
@@ -134,6 +158,12 @@ class PostgreSQLDialect(Dialect):
             raise no_primary_key(schema, table)
         return columns
 
+    def has_foreign_keys(self, conn: Connection, schema: str | None, table: str) -> bool:
+        oid = self._oid(conn, schema, table)
+        return oid is not None and conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f'"
+            " AND (conrelid = %s OR confrelid = %s))", (oid, oid)).fetchone()[0]
+
     # -- DDL ---------------------------------------------------------------------------
     def ensure_schema(self, conn: Connection, schema: str | None) -> None:
         if schema is not None:
@@ -172,6 +202,12 @@ class PostgreSQLDialect(Dialect):
         if not data:
             return 0
         keys, cols = self.columns_sql(key_columns), self.columns_sql(columns)
+        if len(data) * len(columns) <= SMALL_BATCH_VALUES:
+            data = _distinct_keys(data, [list(columns).index(k) for k in key_columns], last=order == "DESC")
+            values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * len(data))
+            cur = conn.execute(f"INSERT INTO {self.qualified(schema, table)} ({cols}) VALUES {values}"
+                               f" ON CONFLICT ({keys}) {action}", [v for row in data for v in row])
+            return int(cur.rowcount)
         with self._atomic(conn):
             stage = self._stage(conn, schema, table, columns, data)
             cur = conn.execute(
@@ -209,3 +245,15 @@ class PostgreSQLDialect(Dialect):
         if not state and any(s in str(exc) for s in ("cannot dump", "cannot adapt")):
             return SkippableError  # a Python value psycopg cannot send as the column's type
         return None
+
+
+def _distinct_keys(rows: list[Sequence[Any]], key_positions: list[int], *, last: bool) -> list[Sequence[Any]]:
+    """One row per key, the last (``last``) or the first given, in first-seen key order: what the staging
+    path's ``DISTINCT ON`` keeps, and what one ``INSERT ... ON CONFLICT`` statement needs (it may not touch
+    a row twice)."""
+    by_key: dict[tuple[Any, ...], Sequence[Any]] = {}
+    for row in rows:
+        key = tuple([row[i] for i in key_positions])
+        if last or key not in by_key:
+            by_key[key] = row
+    return list(by_key.values()) if len(by_key) < len(rows) else rows

@@ -34,6 +34,7 @@ from cdx.dialects.base import (
     no_primary_key,
     unsupported_type,
 )
+from cdx.dialects.reach import connect_failure
 from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, RetriableError, SkippableError
 
@@ -80,15 +81,23 @@ class SQLiteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
     max_identifier_length = 128
+    zero_defaults = {LogicalType.TIMESTAMP: "'1900-01-01 00:00:00.000000'", LogicalType.DECIMAL: "'0'"}
 
     def connect(self, dsn: str | Path) -> sqlite3.Connection:
         path = sqlite_path(dsn)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30)
-        conn.execute("PRAGMA recursive_triggers = ON")  # REPLACE's implicit deletes fire delete triggers
-        if path != ":memory:":
-            conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=30)
+        except (sqlite3.Error, OSError) as exc:
+            raise connect_failure(self.name, str(dsn), exc) from exc
+        try:
+            conn.execute("PRAGMA recursive_triggers = ON")  # REPLACE's implicit deletes fire delete triggers
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:  # not a database file, or a read-only one
+            conn.close()
+            raise connect_failure(self.name, str(dsn), exc) from exc
         return conn
 
     @contextmanager
@@ -152,7 +161,7 @@ class SQLiteDialect(Dialect):
         logical = _DECLARED.get(base) or _affinity_type(base)
         if logical is None:
             raise unsupported_type(schema, table, name, declared)
-        info = {"precision": a, "scale": b if b is not None else (0 if a is not None else None)} \
+        info: dict[str, Any] = {"precision": a, "scale": b if b is not None else (0 if a is not None else None)} \
             if logical is LogicalType.DECIMAL else \
             {"length": a} if logical in (LogicalType.STRING, LogicalType.BYTES) else {}
         return ColumnInfo(name, logical, nullable=not notnull and not pk, primary_key=pk > 0,

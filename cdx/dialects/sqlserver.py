@@ -31,6 +31,7 @@ from cdx.dialects.base import (
     no_primary_key,
     unsupported_type,
 )
+from cdx.dialects.reach import connect_failure
 from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, RetriableError, SkippableError
 
@@ -95,11 +96,15 @@ class SQLServerDialect(Dialect):
     name = "sqlserver"
     placeholder = "?"
     max_identifier_length = 128
+    zero_defaults = {LogicalType.BYTES: "0x"}
 
     def connect(self, dsn: str) -> Connection:
         import pyodbc
 
-        return pyodbc.connect(odbc_connection_string(dsn), autocommit=False)
+        try:
+            return pyodbc.connect(odbc_connection_string(dsn), autocommit=False)
+        except pyodbc.Error as exc:
+            raise connect_failure(self.name, dsn, exc) from exc
 
     @contextmanager
     def transaction(self, conn: Connection) -> Iterator[Connection]:
@@ -136,6 +141,12 @@ class SQLServerDialect(Dialect):
 
     def table_exists(self, conn: Connection, schema: str | None, table: str) -> bool:
         return self._object_id(conn, schema, table) is not None
+
+    def has_foreign_keys(self, conn: Connection, schema: str | None, table: str) -> bool:
+        oid = self._object_id(conn, schema, table)
+        return oid is not None and conn.execute(
+            "SELECT COUNT(*) FROM sys.foreign_keys WHERE is_disabled = 0"
+            " AND (parent_object_id = ? OR referenced_object_id = ?)", oid, oid).fetchone()[0] > 0
 
     def introspect_columns(self, conn: Connection, schema: str | None, table: str, *,
                            require_primary_key: bool = True) -> list[ColumnInfo]:

@@ -42,6 +42,8 @@ class ColumnInfo:
     scale: int | None = None
     length: int | None = None
     key_position: int = 0
+    default: str | None = None
+    """A SQL literal the column defaults to in DDL (``Dialect.zero_default``); None: no DEFAULT."""
 
 
 def key_columns(columns: Sequence[ColumnInfo]) -> list[str]:

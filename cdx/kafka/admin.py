@@ -11,6 +11,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdx.errors import FatalError, RetriableError
+from cdx.kafka.config import LIBRDKAFKA_LOGGER
+from cdx.kafka.reach import kafka_failure
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ _TRANSIENT = (KafkaError.REQUEST_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._T
               KafkaError._ALL_BROKERS_DOWN)
 
 
+def _with_logger(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with librdkafka's log lines going to Python logging (not raw to stderr)."""
+    return {"logger": LIBRDKAFKA_LOGGER, **config}
+
+
 def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
@@ -39,11 +46,11 @@ def ensure_topics(config: Mapping[str, Any], specs: Iterable[TopicSpec], timeout
     specs = list(specs)
     if not specs:
         return []
-    admin = AdminClient(dict(config))
+    admin = AdminClient(_with_logger(config))
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
-        raise RetriableError(f"Kafka at {config.get('bootstrap.servers')} does not answer: {exc}") from exc
+        raise kafka_failure(config, exc, "listing topics") from exc
     wanted = [s for s in specs if s.name not in existing]
     if not wanted:
         return []
@@ -87,9 +94,62 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> N
 
 def partitions_of(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> list[int]:
     """Partition ids of ``topic`` (empty when the topic does not exist)."""
-    admin = AdminClient(dict(config))
-    md = admin.list_topics(topic, timeout=timeout)
+    admin = AdminClient(_with_logger(config))
+    try:
+        md = admin.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise kafka_failure(config, exc, f"reading the metadata of {topic}") from exc
     meta = md.topics.get(topic)
     if meta is None or meta.error is not None:
         return []
     return sorted(meta.partitions)
+
+
+def max_message_config(max_message_bytes: int) -> dict[str, str]:
+    """Topic settings that let records of up to ``max_message_bytes`` in (``max.message.bytes``)."""
+    return {"max.message.bytes": str(int(max_message_bytes))}
+
+
+def raise_max_message_bytes(config: Mapping[str, Any], names: Iterable[str], limit: int,
+                            timeout: float = 30.0) -> list[str]:
+    """Raise ``max.message.bytes`` of existing topics to ``limit`` where it is lower (idempotent).
+
+    ``ensure_topics`` only applies settings when it creates a topic: this brings topics created
+    earlier (or by an older release) in line. Returns the topics whose setting could not be
+    changed for lack of rights (the caller warns: an administrator must raise it)."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    names = list(names)
+    if not names:
+        return []
+    admin = AdminClient(dict(config))
+    low = []
+    described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in names],
+                                       request_timeout=timeout)
+    for resource, future in described.items():
+        entry = _settle(future, timeout, f"reading the settings of topic {resource.name}").get("max.message.bytes")
+        if entry is None or int(entry.value) < limit:
+            low.append(resource.name)
+    if not low:
+        return []
+    setting = [ConfigEntry("max.message.bytes", str(int(limit)), incremental_operation=AlterConfigOpType.SET)]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, n, incremental_configs=setting) for n in low]
+    denied = []
+    for resource, future in admin.incremental_alter_configs(resources, request_timeout=timeout).items():
+        try:
+            _settle(future, timeout, f"setting max.message.bytes={limit} on topic {resource.name}")
+        except FatalError as exc:
+            if "AUTHORIZATION" not in str(exc).upper() and "POLICY" not in str(exc).upper():
+                raise
+            denied.append(resource.name)
+    return denied
+
+
+def _settle(future: Any, timeout: float, what: str) -> Any:
+    try:
+        return future.result(timeout)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if isinstance(err, KafkaError) and (err.retriable() or err.code() in _TRANSIENT):
+            raise RetriableError(f"{what} did not finish: {err}") from exc
+        raise FatalError(f"{what}: {err}") from exc

@@ -30,6 +30,12 @@ def client_config(bootstrap_servers: str, security: Mapping[str, Any] | None = N
     return config
 
 
+def size_limited(config: Mapping[str, Any], max_message_bytes: int) -> dict[str, Any]:
+    """``config`` with librdkafka's ``message.max.bytes`` raised to ``max_message_bytes`` (the topics
+    must allow it too: ``cdx.kafka.admin.max_message_config``)."""
+    return {**config, "message.max.bytes": int(max_message_bytes)}
+
+
 def producer_config(base: Mapping[str, Any], *, transactional_id: str | None = None, **extra: Any) -> dict[str, Any]:
     """Producer settings for cdx: idempotent, acks=all, murmur2 partitioning, lz4, small linger."""
     config = dict(base)

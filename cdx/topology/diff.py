@@ -51,7 +51,26 @@ def diff_topologies(old: Topology, new: Topology) -> list[Change]:
     _subjobs(out, old, new)
     _routing(out, old, new)
     _schedules(out, old, new)
+    _extensions(out, old, new)
     return out
+
+
+def _extensions(out: list[Change], old: Topology, new: Topology) -> None:
+    oe, ne = old.extensions, new.extensions
+    if oe.scripts != ne.scripts:
+        out.append(Change("extensions", f"extension scripts {oe.scripts or 'none'} -> {ne.scripts or 'none'}",
+                          "run `cdx channel migrate --all` (channel init, bootstrap and sinks run pending scripts)"))
+    if {s.casefold() for s in oe.schemas} != {s.casefold() for s in ne.schemas}:
+        out.append(Change("extensions", f"extension schemas {_names(oe.schemas)} -> {_names(ne.schemas)}",
+                          "restart the sinks (columns of new extension tables are created NOT NULL with a default)"))
+    if (oe.protected_schemas, oe.view_readable_schemas) != (ne.protected_schemas, ne.view_readable_schemas):
+        out.append(Change("extensions", "protected or view-readable schemas changed",
+                          "applies to scripts not run yet; run `cdx channel migrate --all --dry-run` to check them"))
+    if oe.roles != ne.roles:
+        out.append(Change("extensions", "extension roles changed", "applies to objects created from now on;"
+                                                                   " grant existing ones by hand"))
+    if old.hq.post_upload != new.hq.post_upload:
+        out.append(Change("hq", "post-upload processing changed", "restart `cdx hq upload-sink`"))
 
 
 def _kafka(out: list[Change], old: Topology, new: Topology) -> None:
@@ -66,6 +85,10 @@ def _kafka(out: list[Change], old: Topology, new: Topology) -> None:
                           "applies to topics created from now on; existing topics keep theirs"))
     if ok.schema_registry != nk.schema_registry:
         out.append(Change("kafka", "schema registry changed", "restart every cdx process"))
+    if ok.record_encoding != nk.record_encoding:
+        out.append(Change("kafka", f"encoding {ok.record_encoding!r} -> {nk.record_encoding!r}",
+                          "records already on the topics keep their encoding: recreate the topics (or use a new"
+                          " topic prefix), restart every cdx process and bootstrap every channel"))
     if (old.hq.dialect, old.hq.key) != (new.hq.dialect, new.hq.key):
         out.append(Change("hq", "HQ database changed",
                           "capture starts over on the new database: snapshot every table and bootstrap every channel"))

@@ -118,6 +118,8 @@ class TopologyIndex:
 
     def hq_table_topic(self, subjob: Subjob | str) -> str:
         s = self._subjob(subjob)
+        if s.source_topic is not None:
+            return s.source_topic
         schema = s.hq_table.schema or self.topo.hq.dialect.default_schema
         return topics.table_topic(self.topo.kafka.topic_prefix, self.topo.hq.name, schema, s.hq_table.name)
 

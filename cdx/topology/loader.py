@@ -74,7 +74,8 @@ def parse_topology(text: str, source: str = "topology.yaml", *,
         raise TopologyError([Issue("", 1, f"the top level must be a mapping with keys {', '.join(_TOP_KEYS)}")],
                             source)
     data, env_errors = resolve_tree(parsed.data, os.environ if environ is None else environ)
-    issues += [Issue(format_path(path), parsed.line_of(path), msg) for path, msg in env_errors]
+    env_issues = [Issue(format_path(path), parsed.line_of(path), msg) for path, msg in env_errors]
+    issues += env_issues
     topo: Topology | None = None
     try:
         topo = Topology.model_validate(data)
@@ -84,8 +85,15 @@ def parse_topology(text: str, source: str = "topology.yaml", *,
     except TopologyError as exc:
         issues += _locate_all(exc.issues, parsed)
     if issues or topo is None:
-        raise TopologyError(issues, source)
+        raise TopologyError(_without_follow_ons(issues, env_issues), source)
     return topo
+
+
+def _without_follow_ons(issues: list[Issue], env_issues: list[Issue]) -> list[Issue]:
+    """Drop the validation issues of values whose ``${VAR}`` could not be resolved: the missing
+    variable is the one problem there (``'${X}' is not a list of host:port`` would only repeat it)."""
+    unresolved = {i.path for i in env_issues}
+    return [i for i in issues if i.path not in unresolved or i in env_issues]
 
 
 # -- locating issues ---------------------------------------------------------------------------
@@ -271,4 +279,5 @@ def _partial(data: dict[str, Any]) -> Parts:
         schedules=_items(data, "distribution_schedules", m.DistributionSchedule),
         declared_jobs=_declared(data, "jobs"),
         declared_groups=_declared(data, "channel_data_groups"),
+        extensions=_try(m.Extensions, data.get("extensions") or {}) or m.Extensions(),
     )

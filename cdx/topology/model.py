@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from cdx.topology.dsn import Dialect, check_dsn, dsn_key, infer_dialect, redact, sqlite_path
+from cdx.topology.extensions import Extensions, PostUpload
 from cdx.topology.identifiers import Identifier, TableRef, TableRefField, TopicId
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [
     "Dialect",
     "Direction",
     "DistributionSchedule",
+    "Extensions",
     "FieldMap",
     "HqDatabase",
     "Job",
@@ -141,6 +143,39 @@ class KafkaConfig(Model):
     replication_factor: int = Field(default=1, ge=1, le=32)
     """Replication factor of topics cdx creates."""
     schema_registry: SchemaRegistry | None = None
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024 * 1024)
+    """Largest record cdx publishes (bytes, default 8 MiB): set as ``message.max.bytes`` on the capture and
+    upload producers and ``max.message.bytes`` on the table and upload topics. A larger row is dead-lettered."""
+    encoding: Literal["avro", "avro-registry", "connect-json"] | None = None
+    """Record encoding of every cdx topic (table, group, upload topics): ``avro`` (Avro single-object
+    encoding, schemas on the schemas topic; the default), ``avro-registry`` (Confluent Schema Registry
+    wire format; needs ``schema_registry``; the default when ``schema_registry`` is given) or
+    ``connect-json`` (Kafka Connect JSON with embedded schemas). See docs/envelope.md."""
+
+    @model_validator(mode="after")
+    def _encoding_needs(self) -> KafkaConfig:
+        if self.encoding == "avro-registry" and self.schema_registry is None:
+            raise ValueError("encoding 'avro-registry' needs schema_registry.url: add a schema_registry section"
+                             " or choose encoding 'avro' or 'connect-json'")
+        if self.encoding in ("avro", "connect-json") and self.schema_registry is not None:
+            raise ValueError(f"encoding {self.encoding!r} does not use the schema_registry section: remove it,"
+                             " or choose encoding 'avro-registry'")
+        return self
+
+    @property
+    def record_encoding(self) -> str:
+        """The encoding in effect (``encoding``, or its default)."""
+        if self.encoding is not None:
+            return self.encoding
+        return "avro-registry" if self.schema_registry is not None else "avro"
+
+    def codec_config(self) -> dict[str, str]:
+        """The settings ``cdx.codec.make_codec`` takes for this topology's encoding (registry client included)."""
+        out = {"encoding": self.record_encoding}
+        if self.schema_registry is not None:
+            reg = self.schema_registry
+            out.update({"schema_registry.url": reg.url, **{f"schema_registry.{k}": v for k, v in reg.config.items()}})
+        return out
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
@@ -214,6 +249,8 @@ class HqDatabase(Database):
     """The HQ database; ``name`` is the database component of its table topics."""
 
     name: TopicId = "hq"
+    post_upload: PostUpload | None = None
+    """Called once per committed upload session (see :class:`~cdx.topology.extensions.PostUpload`)."""
 
 
 def _field_from_str(value: Any) -> Any:
@@ -307,6 +344,10 @@ class Subjob(Model):
     """Upload only: the channel column whose growth marks new rows (e.g. REPLICATIONCOUNTERFROMORIGIN)."""
     extension: ChannelExtension | None = None
     channel_filter: ChannelFilter | None = None
+    source_topic: TopicId | None = None
+    """Download only: the table topic to route from when another capture writes it (e.g. Debezium's
+    PostgreSQL source: ``dbserver1.public.inventtable``, in the topology's ``kafka.encoding``). cdx's own
+    capture then leaves the table alone. Default: cdx's ``<prefix>.<hq name>.<schema>.<table>``."""
 
     @field_validator("scheduled_by", mode="before")
     @classmethod
@@ -395,6 +436,8 @@ class Topology(Model):
     subjobs: tuple[Subjob, ...] = ()
     channel_data_groups: tuple[ChannelDataGroup, ...] = ()
     distribution_schedules: tuple[DistributionSchedule, ...] = ()
+    extensions: Extensions = Field(default_factory=Extensions)
+    """Channel database extensions: scripts, schemas, grants (:mod:`cdx.topology.extensions`)."""
 
     @model_validator(mode="after")
     def _cross_check(self) -> Topology:

@@ -73,7 +73,10 @@ class _Subjob:
 class SeedMerger:
     """Apply seed files in order; :meth:`result` returns topology ``jobs`` and ``subjobs`` data."""
 
-    def __init__(self, base: Topology | None = None, base_source: str = "topology.yaml") -> None:
+    def __init__(self, base: Topology | None = None, base_source: str = "topology.yaml",
+                 extension_schemas: tuple[str, ...] | None = None) -> None:
+        self.extension_schemas = extension_schemas or (base.extensions.schemas if base is not None
+                                                       else (DEFAULT_EXTENSION_SCHEMA,))
         self.jobs: dict[str, _Job] = {}
         self.subjobs: dict[str, _Subjob] = {}
         self.errors: list[Issue] = []
@@ -194,6 +197,12 @@ class SeedMerger:
                 self._error(sub.origin, "OverrideTarget needs TargetTableName/TargetTableSchema naming the "
                                         "extension table")
             self._add_fields(known, known.fields, sub.fields)
+            return
+        schema = target.schema or DEFAULT_EXTENSION_SCHEMA
+        if schema.casefold() not in {x.casefold() for x in self.extension_schemas}:
+            self._error(sub.origin, f"extension table {schema}.{target.name} of subjob {known.id!r} is not in the "
+                                    f"extension schema: set TargetTableSchema=\"{self.extension_schemas[0]}\" (CDX "
+                                    "supports extension tables only there)")
             return
         if known.extension is None:
             known.extension = _Extension(target, bool(sub.override_target))

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from cdx.topology.dump import data_to_yaml, new_yaml, styled
+from cdx.topology.extensions import SeedData
 from cdx.topology.issues import Issue, SeedError, TopologyError
 from cdx.topology.loader import parse_path, parse_topology, read_text
 from cdx.topology.model import Topology
+from cdx.topology.seed_guard import check_versions
 from cdx.topology.seed_merge import SeedMerger
 from cdx.topology.seed_xml import SeedFile, read_seed_file
 
@@ -45,7 +47,8 @@ class ImportResult:
     warnings: list[Issue]
 
 
-def skeleton(jobs: list[dict[str, Any]], subjobs: list[dict[str, Any]]) -> dict[str, Any]:
+def skeleton(jobs: list[dict[str, Any]], subjobs: list[dict[str, Any]],
+             seed_data: SeedData | None = None) -> dict[str, Any]:
     """A complete topology around ``jobs``/``subjobs`` with placeholder infrastructure."""
     data_dir = "${CDX_DATA_DIR:-.cdx/data}"
     schedules = []
@@ -54,7 +57,7 @@ def skeleton(jobs: list[dict[str, Any]], subjobs: list[dict[str, Any]]) -> dict[
         if ids:
             schedules.append({"id": f"ALL-{direction.upper()}", "direction": direction, "jobs": ids,
                               "channel_data_groups": ["default"]})
-    return {
+    out: dict[str, Any] = {
         "version": 1,
         "kafka": {"bootstrap_servers": "${CDX_KAFKA_BOOTSTRAP:-localhost:9092}", "topic_prefix": "cdx"},
         "hq": {"name": "hq", "dialect": "sqlite", "dsn": f"sqlite:///{data_dir}/hq.db"},
@@ -67,6 +70,9 @@ def skeleton(jobs: list[dict[str, Any]], subjobs: list[dict[str, Any]]) -> dict[
         }],
         "distribution_schedules": schedules,
     }
+    if seed_data is not None:
+        out["extensions"] = {"seed_data": seed_data.model_dump()}
+    return out
 
 
 def _read_all(files: Sequence[str | Path]) -> list[SeedFile]:
@@ -92,11 +98,16 @@ def _carry_over(subjobs: list[dict[str, Any]], old: Topology) -> None:
             data["extension"].setdefault("key", list(prev.extension.key))
 
 
-def _into_text(into_text: str, jobs: list[dict[str, Any]], subjobs: list[dict[str, Any]]) -> str:
+def _into_text(into_text: str, jobs: list[dict[str, Any]], subjobs: list[dict[str, Any]],
+               seed_data: SeedData | None) -> str:
     yaml = new_yaml()
     doc = yaml.load(into_text)
     doc["jobs"] = styled(jobs)
     doc["subjobs"] = styled(subjobs)
+    if seed_data is not None:
+        if not isinstance(doc.get("extensions"), dict):
+            doc["extensions"] = styled({})
+        doc["extensions"]["seed_data"] = styled(seed_data.model_dump())
     buf = io.StringIO()
     yaml.dump(doc, buf)
     return buf.getvalue()
@@ -128,17 +139,21 @@ def import_seed(files: Sequence[str | Path], *, into: str | Path | None = None, 
     if into is not None:
         into_text = read_text(into)
         base = parse_topology(into_text, source=str(into), environ=environ)
-    merger = SeedMerger(base if not replace else None, str(into) if into else "")
+    recorded = base.extensions.seed_data if base is not None and not replace else None
+    seed_data, version_warnings = check_versions(seeds, recorded)
+    merger = SeedMerger(base if not replace else None, str(into) if into else "",
+                        base.extensions.schemas if base is not None else None)
+    merger.warnings.extend(version_warnings)
     for seed in seeds:
         merger.apply(seed)
     jobs, subjobs = merger.result()
     if replace and base is not None:
         _carry_over(subjobs, base)
     if into is not None:
-        text = _into_text(into_text, jobs, subjobs)
+        text = _into_text(into_text, jobs, subjobs, seed_data)
     else:
         names = ", ".join(Path(f).name for f in files)
-        text = SKELETON_HEADER.format(files=names) + data_to_yaml(skeleton(jobs, subjobs))
+        text = SKELETON_HEADER.format(files=names) + data_to_yaml(skeleton(jobs, subjobs, seed_data))
     try:
         topo = parse_topology(text, source=output_name, environ=environ)
     except TopologyError as exc:

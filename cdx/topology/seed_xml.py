@@ -88,6 +88,10 @@ class SeedFile:
     path: str
     name: str | None = None
     channel_db_schema: str | None = None
+    major_version: str | None = None
+    """``ChannelDBMajorVersion``: the channel database version the file's seed data is for."""
+    line: int | None = None
+    """Line of the root element."""
     jobs: list[SeedJob] = field(default_factory=list)
     subjobs: list[SeedSubjob] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
@@ -159,6 +163,8 @@ def parse_seed(text: str | bytes, file: str) -> SeedFile:
     attrs = _attrs(root, seed, errors)
     seed.name = attrs.get("name")
     seed.channel_db_schema = attrs.get("channeldbschema")
+    seed.major_version = attrs.get("channeldbmajorversion") or None
+    seed.line = root.line
     for el in _flatten(root, {"jobs", "subjobs"}, seed):
         kind = el.tag.lower()
         if kind == "job":

@@ -64,7 +64,23 @@ def summary_renderable(topo: Topology, source: str = "topology.yaml") -> Group:
     for d in topo.distribution_schedules:
         scheds.add_row(Text(d.id), _ARROWS[d.direction], Text(", ".join(d.jobs)),
                        Text(", ".join(d.channel_data_groups)))
-    return Group(head, kafka, jobs, Text(""), matrix, Text(""), chans, Text(""), scheds)
+    return Group(head, kafka, _extensions(topo), jobs, Text(""), matrix, Text(""), chans, Text(""), scheds)
+
+
+def _extensions(topo: Topology) -> Text:
+    """One dim line: extension schemas, scripts, roles, seed data version, post-upload call."""
+    ext = topo.extensions
+    parts = [f"extensions in {', '.join(ext.schemas)}",
+             f"scripts {ext.scripts} (run by cdx channel migrate/init)" if ext.scripts else "no scripts"]
+    roles = [r for r in (ext.roles.users, ext.roles.deploy, ext.roles.publishers, ext.roles.data_sync) if r]
+    if roles:
+        parts.append("grants to " + ", ".join(roles))
+    if ext.seed_data is not None:
+        parts.append(f"seed data {ext.seed_data.name} v{ext.seed_data.channel_db_major_version}")
+    post = topo.hq.post_upload
+    if post is not None:
+        parts.append(f"post-upload {post.procedure or 'statement'}")
+    return Text("; ".join(parts), style="dim")
 
 
 def print_summary(topo: Topology, console: Console, source: str = "topology.yaml") -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from cdx import topics
 from cdx.topology.dsn import Dialect
+from cdx.topology.extensions import Extensions
 from cdx.topology.index import hq_table_key
 from cdx.topology.issues import Issue
 from cdx.topology.model import (
@@ -53,6 +54,7 @@ class Parts:
     schedules: list[tuple[int, DistributionSchedule]] = field(default_factory=list)
     declared_jobs: set[str] = field(default_factory=set)
     declared_groups: set[str] = field(default_factory=set)
+    extensions: Extensions = field(default_factory=Extensions)
 
     @classmethod
     def of(cls, topo: Topology) -> Parts:
@@ -61,6 +63,7 @@ class Parts:
             list(enumerate(topo.jobs)), list(enumerate(topo.subjobs)),
             list(enumerate(topo.channel_data_groups)), list(enumerate(topo.distribution_schedules)),
             {j.id.casefold() for j in topo.jobs}, {g.id.casefold() for g in topo.channel_data_groups},
+            topo.extensions,
         )
 
 
@@ -80,6 +83,7 @@ def check_parts(parts: Parts) -> list[Issue]:
     _check_subjobs(out, parts)
     _check_schedules(out, parts)
     _check_filters(out, parts)
+    _check_extension_schemas(out, parts)
     return out
 
 
@@ -281,6 +285,8 @@ def _upload_rules(out: list[Issue], path: tuple[str | int, ...], s: Subjob) -> N
                        "add it to fields (HQ keeps it to know what it has received)")
         if s.channel_filter is not None:
             _issue(out, (*path, "channel_filter"), "only download subjobs can be filtered per channel")
+        if s.source_topic is not None:
+            _issue(out, (*path, "source_topic"), "only download subjobs read a table topic; remove source_topic")
     elif s.replication_counter is not None:
         _issue(out, counter_path, "only upload subjobs have a replication counter; remove it")
     ext = s.extension
@@ -354,3 +360,13 @@ def _check_filters(out: list[Issue], parts: Parts) -> None:
                     _issue(out, ("channel_data_groups", gi, "channels", ci, "attributes"),
                            f"channel {channel.id!r} receives subjob {s.id!r}, filtered on attribute "
                            f"{flt.attribute!r}, but has no attribute {flt.attribute!r}")
+
+
+def _check_extension_schemas(out: list[Issue], parts: Parts) -> None:
+    """Extension tables live only in the extension schemas (CDX: ``ext``), never in a protected one."""
+    allowed = parts.extensions.schemas
+    for i, s in parts.subjobs:
+        if s.extension is not None and not parts.extensions.is_extension_schema(s.extension.target.schema):
+            _issue(out, ("subjobs", i, "extension", "table"),
+                   f"extension table {str(s.extension.target)!r} is not in an extension schema; put it in "
+                   f"{' or '.join(allowed)} (extensions.schemas lists the schemas extension tables may use)")

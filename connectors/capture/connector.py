@@ -5,11 +5,17 @@ Contract
   and publishes them (Debezium envelopes, a tombstone after each delete) **together with the
   new position in one Kafka transaction**. A crash at any moment leaves either both or
   neither committed; on start the connector resumes from the committed positions.
-- A table without a position is snapshotted (op ``r``) consistently with a version, then
-  streaming continues from that version: no gap, no duplicate.
+- A table without a position is snapshotted (op ``r``) in resumable chunks, each published with
+  its progress in the position, then streaming continues from the version taken before the
+  first chunk: no gap (see :mod:`connectors.capture.snapshot`). One chunk per table per poll, so
+  a long snapshot never holds up the other tables.
 - A position older than the table's minimum valid version (tracking cleaned up) triggers a
   re-snapshot; keys present on the topic but gone from the table get a delete + tombstone,
   so no consumer keeps a row HQ deleted while its changes were unavailable.
+- A record larger than ``kafka.max_message_bytes`` (the producer's ``message.max.bytes`` and the
+  table topics' ``max.message.bytes``, set together) is not published: a dead letter (kind
+  ``capture``: table, key, size, reason) goes to ``<prefix>._dlq`` in the same transaction and
+  the position moves on, so neither the table nor any other one waits for it.
 - One producer per HQ database (``transactional.id`` = ``<prefix>-capture-<hqdb>``): a second
   instance fences the first, which then stops (FatalError).
 - ``stop()`` (SIGTERM) lets the current transaction finish, then ``run`` returns.
@@ -24,23 +30,27 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cdx.codec import Column, SchemaPublisher, SchemaStore, TableSchemas, make_codec
-from cdx.codec.envelope import Op, SourceInfo, make_envelope
+from cdx.codec.envelope import Op
 from cdx.dialects import ColumnInfo, get_dialect, key_columns
 from cdx.errors import ConfigError, FatalError, RetriableError
-from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
-from cdx.kafka.config import client_config, producer_config
-from cdx.kafka.reading import read_to_end
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
+from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
-from cdx.topics import positions_topic, schemas_topic
+from cdx.topics import dlq_topic, positions_topic, schemas_topic
 from cdx.topology.model import Topology
 from connectors.capture import metrics
-from connectors.capture.positions import Position, encode_position, load_positions, position_key
+from connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
+from connectors.capture.records import ChangeEncoder
+from connectors.capture.snapshot import read_chunk, stale_keys
 from connectors.capture.tracking import ChangeTracker, ResyncRequired, TableRef, open_tracker
+from connectors.upload.records import dlq_record
 
 log = logging.getLogger("cdx.capture")
 
 _OPS = {"I": Op.CREATE, "U": Op.UPDATE, "D": Op.DELETE}
-CONNECTOR = "cdx"
+RECORD_OVERHEAD = 1024
+"""Bytes kept free below ``max_message_bytes`` for the record and batch headers."""
+DLQ_CONFIG = {"retention.ms": "-1"}
 
 
 def to_codec_columns(columns: Iterable[ColumnInfo]) -> list[Column]:
@@ -60,6 +70,7 @@ class TableState:
         self.ref = ref
         self.topic = topic
         self.schemas: TableSchemas | None = None
+        self.encoder: ChangeEncoder | None = None
         self.fields: frozenset[str] = frozenset()
         self.position: Position | None = None
         self.position_written_at = 0.0
@@ -73,12 +84,13 @@ class CaptureConnector:
     """Polls HQ change tracking and publishes per-table topics (see module docstring)."""
 
     def __init__(self, topology: Topology, *, poll_interval: float = 0.2, batch_size: int = 5000,
-                 idle_position_interval: float = 30.0, tracker_factory: Callable[[], ChangeTracker] | None = None
-                 ) -> None:
+                 idle_position_interval: float = 30.0, tracker_factory: Callable[[], ChangeTracker] | None = None,
+                 snapshot_chunk_rows: int = 10_000) -> None:
         self.topology = topology
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.idle_position_interval = idle_position_interval
+        self.snapshot_chunk_rows = snapshot_chunk_rows
         self._tracker_factory = tracker_factory or (lambda: open_tracker(topology.hq.dialect, topology.hq.dsn))
         self._stop = threading.Event()
         k = topology.kafka
@@ -87,8 +99,12 @@ class CaptureConnector:
         self.base_config = client_config(k.bootstrap_servers, k.security)
         self.positions_topic = positions_topic(self.prefix)
         self.schemas_topic = schemas_topic(self.prefix)
+        self.dlq_topic = dlq_topic(self.prefix)
+        self.max_message_bytes = k.max_message_bytes
         self.tables: list[TableState] = []
         for subjob in topology.download_subjobs():
+            if subjob.source_topic is not None:
+                continue  # another capture (e.g. Debezium) writes this table's topic
             ref = TableRef(subjob.hq_table.schema, subjob.hq_table.name)
             topic = topology.hq_table_topic(subjob)  # the name the router reads, whatever the schema
             self.tables.append(TableState(ref, topic))
@@ -107,19 +123,25 @@ class CaptureConnector:
 
     def _setup(self) -> None:
         k = self.topology.kafka
-        specs = [TopicSpec(t.topic, k.default_partitions, k.replication_factor, COMPACTED) for t in self.tables]
+        limit = max_message_config(self.max_message_bytes)
+        specs = [TopicSpec(t.topic, k.default_partitions, k.replication_factor, {**COMPACTED, **limit})
+                 for t in self.tables]
         specs += [TopicSpec(self.positions_topic, 1, k.replication_factor, COMPACTED),
-                  TopicSpec(self.schemas_topic, 1, k.replication_factor, COMPACTED)]
-        ensure_topics(self.base_config, specs)
+                  TopicSpec(self.schemas_topic, 1, k.replication_factor, COMPACTED),
+                  TopicSpec(self.dlq_topic, 1, k.replication_factor, DLQ_CONFIG)]
+        created = ensure_topics(self.base_config, specs)
+        denied = raise_max_message_bytes(self.base_config, [t.topic for t in self.tables if t.topic not in created],
+                                         self.max_message_bytes)
+        for topic in denied:
+            log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
+                        " an administrator must, or larger rows will fail", topic, self.max_message_bytes)
         self.tracker = self._tracker_factory()
-        self.producer = TransactionalProducer(producer_config(
+        self.producer = TransactionalProducer(size_limited(producer_config(
             self.base_config, transactional_id=f"{self.prefix}-capture-{self.hq_name}",
-            transaction_timeout_ms=900_000))
+            transaction_timeout_ms=900_000), self.max_message_bytes))
         self.publisher = SchemaPublisher(self.producer.producer, self.schemas_topic, transactional=True)
         self.store = SchemaStore(k.bootstrap_servers, self.schemas_topic, consumer_config=dict(self.base_config))
-        registry = {"schema_registry.url": k.schema_registry.url,
-                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
-            if k.schema_registry else None
+        registry = k.codec_config()
         self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
         for table in self.tables:
             self._refresh_schema(table)
@@ -218,14 +240,16 @@ class CaptureConnector:
         assert self.tracker is not None
         tracker = self.tracker
         if table.position is None:
-            return self._snapshot(table, resnapshot=False)
+            return self._start_snapshot(table, resnapshot=False)
+        if table.position.snapshot is not None:
+            return self._snapshot_chunk(table)
         try:
             changes, reached = self._db(lambda: tracker.changes(table.ref, table.position.version,  # type: ignore[union-attr]
                                                                 limit=self.batch_size))
         except ResyncRequired as exc:
             log.warning("%s; re-snapshotting %s", exc, table.name)
             metrics.RESNAPSHOTS.labels(table.name).inc()
-            return self._snapshot(table, resnapshot=True)
+            return self._start_snapshot(table, resnapshot=True)
         if not changes:
             idle = time.monotonic() - table.position_written_at > self.idle_position_interval
             if reached > table.position.version and idle:
@@ -237,83 +261,97 @@ class CaptureConnector:
         now = int(time.time() * 1000)
 
         def work() -> None:
+            counts = dict.fromkeys(_OPS.values(), 0)
             for change in changes:
                 op = _OPS[change.op]
                 self._produce_change(table, op, change.key, change.row, change.version, now)
-                metrics.CHANGES.labels(table.name, op.value).inc()
+                counts[op] += 1
             self._produce_position(table, reached)
+            for op, count in counts.items():
+                if count:
+                    metrics.CHANGES.labels(table.name, op.value).inc(count)
 
         self._transaction(work)
         table.position = Position(reached, now)
         metrics.VERSION.labels(table.name).set(reached)
         return len(changes)
 
-    def _snapshot(self, table: TableState, *, resnapshot: bool) -> int:
+    def _start_snapshot(self, table: TableState, *, resnapshot: bool) -> int:
+        """Take the version the snapshot starts at, then publish its first chunk."""
         assert self.tracker is not None
         tracker = self.tracker
         self._db(lambda: self._refresh_schema(table))
-        stale_keys = self._live_keys(table) if resnapshot else set()
-        rows, version = self._db(lambda: tracker.snapshot(table.ref))
+        version = int(self._db(tracker.current_version))
         now = int(time.time() * 1000)
-        count = 0
+        table.position = Position(version, now, SnapshotProgress(None, 0, now, resnapshot))
+        return self._snapshot_chunk(table)
+
+    def _snapshot_chunk(self, table: TableState) -> int:
+        """Publish the next chunk of the table's snapshot with the progress (one transaction); the
+        last chunk also deletes stale keys (a re-snapshot) and ends the snapshot."""
+        assert self.tracker is not None and table.position is not None and table.position.snapshot is not None
+        tracker, version, progress = self.tracker, table.position.version, table.position.snapshot
+        chunk = self._db(lambda: read_chunk(lambda after, n: tracker.snapshot_chunk(table.ref, after, n),
+                                            progress, self.snapshot_chunk_rows))
+        if any(frozenset(row) != table.fields for row in chunk.rows[:1]):
+            self._db(lambda: self._refresh_schema(table))
+        stale = self._stale_keys(table, chunk.rows) if chunk.done and progress.resnapshot else []
+        started = progress.started_ms
 
         def work() -> None:
-            nonlocal count
             assert table.schemas is not None
-            with rows:
-                for row in rows:
-                    key = table.schemas.key_of(row)
-                    stale_keys.discard(_freeze(key))
-                    self._produce_change(table, Op.READ, key, row, version, now, snapshot="true")
-                    count += 1
-            for frozen in stale_keys:
-                self._produce_change(table, Op.DELETE, dict(frozen), None, version, now, snapshot="true")
-            self._produce_position(table, version)
+            for row in chunk.rows:
+                self._produce_change(table, Op.READ, table.schemas.key_of(row), row, version, started, snapshot="true")
+            for key in stale:
+                self._produce_change(table, Op.DELETE, key, None, version, started, snapshot="true")
+            self._produce_position(table, version, chunk.progress)
 
         self._transaction(work)
-        log.info("snapshot of %s: %d rows at version %d (%d stale keys deleted)", table.name, count, version,
-                 len(stale_keys))
-        table.position = Position(version, now)
-        metrics.CHANGES.labels(table.name, "r").inc(count)
-        metrics.VERSION.labels(table.name).set(version)
-        return count + len(stale_keys)
+        table.position = Position(version, int(time.time() * 1000), chunk.progress)
+        metrics.CHANGES.labels(table.name, "r").inc(len(chunk.rows))
+        if chunk.done:
+            log.info("snapshot of %s: %d rows at version %d (%d stale keys deleted)", table.name,
+                     progress.rows + len(chunk.rows), version, len(stale))
+            metrics.VERSION.labels(table.name).set(version)
+        return len(chunk.rows) + len(stale)
 
-    def _live_keys(self, table: TableState) -> set[tuple[tuple[str, Any], ...]]:
-        """Keys whose last record on the table topic is not a delete (for a re-snapshot)."""
-        live: set[tuple[tuple[str, Any], ...]] = set()
-        for msg in read_to_end(self.base_config, table.topic):
-            key = _freeze(self.codec.decode_key(table.topic, msg.key() or b""))
-            value = msg.value()
-            if value is None:
-                live.discard(key)
-                continue
-            env = self.codec.decode_value(table.topic, value)
-            if env is not None and env["op"] == "d":
-                live.discard(key)
-            else:
-                live.add(key)
-        return live
+    def _stale_keys(self, table: TableState, last_chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert table.schemas is not None and table.position is not None and table.position.snapshot is not None
+        schemas = table.schemas
+        encoded = [self.codec.encode_key(table.topic, schemas.key, schemas.key_of(row)) for row in last_chunk]
+        return stale_keys(self.base_config, table.topic, self.codec, table.position.version,
+                          table.position.snapshot.started_ms, encoded)
 
     # -------------------------------------------------------------- producing
     def _produce_change(self, table: TableState, op: Op, key: dict[str, Any], row: dict[str, Any] | None,
                         version: int, now: int, snapshot: str = "false") -> None:
         assert self.producer is not None and table.schemas is not None
-        source = SourceInfo(connector=CONNECTOR, name=self.hq_name, db=self.hq_name,
-                            schema=table.ref.schema or "", table=table.ref.name, version=version, ts_ms=now,
-                            snapshot=snapshot)
-        if op is Op.DELETE:
-            env = make_envelope(op, before=key, source=source, ts_ms=now)
-        else:
-            env = make_envelope(op, after=row, source=source, ts_ms=now)
-        key_bytes = self.codec.encode_key(table.topic, table.schemas.key, key)
-        self.producer.produce(table.topic, self.codec.encode_value(table.topic, table.schemas.value, env),
-                              key=key_bytes)
+        encoder = table.encoder
+        if encoder is None or encoder.schemas is not table.schemas:
+            encoder = table.encoder = ChangeEncoder(self.codec, table.topic, table.schemas, hq_name=self.hq_name,
+                                                    schema=table.ref.schema or "", table=table.ref.name)
+        key_bytes, value_bytes = encoder.encode(op, key, row, version, now, snapshot)
+        size = len(key_bytes) + len(value_bytes or b"")
+        if size + RECORD_OVERHEAD > self.max_message_bytes:
+            self._dead_letter(table, key, size)
+            return
+        self.producer.produce(table.topic, value_bytes, key=key_bytes)
         if op is Op.DELETE:
             self.producer.produce(table.topic, None, key=key_bytes)
 
-    def _produce_position(self, table: TableState, version: int) -> None:
+    def _dead_letter(self, table: TableState, key: dict[str, Any], size: int) -> None:
+        """A change too large to publish: a dead letter (table, key, size, reason) in the same transaction."""
         assert self.producer is not None
-        self.producer.produce(self.positions_topic, encode_position(version),
+        reason = (f"record of {size:,} bytes exceeds kafka.max_message_bytes ({self.max_message_bytes:,} bytes,"
+                  f" less {RECORD_OVERHEAD} for headers); raise the setting or shrink the row")
+        dkey, dvalue, headers = dlq_record("capture", reason, table=table.name, topic=table.topic, row=key)
+        self.producer.produce(self.dlq_topic, dvalue, key=dkey, headers=headers)
+        metrics.DEAD_LETTERS.labels(table.name).inc()
+        log.error("%s: change of key %s not published: %s", table.name, key, reason)
+
+    def _produce_position(self, table: TableState, version: int, snapshot: SnapshotProgress | None = None) -> None:
+        assert self.producer is not None
+        self.producer.produce(self.positions_topic, encode_position(version, snapshot),
                               key=position_key(self.hq_name, table.name))
         table.position_written_at = time.monotonic()
 
@@ -333,6 +371,3 @@ class CaptureConnector:
         self.publisher.transaction_committed()
         metrics.TRANSACTIONS.inc()
 
-
-def _freeze(key: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(key.items()))

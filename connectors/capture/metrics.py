@@ -9,3 +9,5 @@ RESNAPSHOTS = Counter("cdx_capture_resnapshots_total",
                       "Tables re-snapshotted because their position fell behind the minimum valid version",
                       ["table"])
 VERSION = Gauge("cdx_capture_version", "Change-tracking version reached per table", ["table"])
+DEAD_LETTERS = Counter("cdx_capture_dead_letters_total",
+                       "Changes too large to publish, sent to the dead-letter topic instead", ["table"])

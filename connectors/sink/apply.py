@@ -5,13 +5,17 @@ plans against it (re-sends skipped, filters applied, changes collapsed per key) 
 and the new state together, so after a crash at any point the database holds either the whole
 batch with its offsets or neither. Re-running it on records already applied only skips them.
 
-Order inside the transaction: tables are created or widened; upserts in parent-before-child
-order; deletes in child-before-parent order; then dead letters are delivered (only once the
-rows went in, so a batch that fails and is split does not deliver them twice; if delivery fails
-nothing commits and the batch is retried); then the state and the ``Applied`` download session
-(``sessions``), then the commit. A crash between
-delivery and commit delivers the letter again on restart: dead letters are at-least-once, and
-carry their group topic/partition/offset to tell repeats apart.
+Order inside the transaction: tables are created or widened (an existing table that conflicts
+with the records stops the sink first, see ``conflicts``); deletes of tables that no foreign key
+touches, child-before-parent (each key has one net change per batch, so deleting first cannot
+change the result, and a row whose key changed frees its secondary unique values, e.g. a barcode,
+before the row under its new key takes them); upserts in parent-before-child order; then the
+deletes of tables with foreign keys, child-before-parent (a child re-pointed before its old parent
+goes); then dead letters are delivered (only once the rows went in, so a batch that fails and is
+split does not deliver them twice; if delivery fails nothing commits and the batch is retried);
+then the state and the ``Applied`` download session (``sessions``), then the commit. A crash
+between delivery and commit delivers the letter again on restart: dead letters are at-least-once,
+and carry their group topic/partition/offset to tell repeats apart.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cdx.dialects import Connection, Dialect
-from connectors.sink.plan import Plan, plan_batch
+from connectors.sink.plan import Plan, TableBatch, plan_batch
 from connectors.sink.records import Record
 from connectors.sink.sessions import APPLIED, BATCH, Session, SessionLog, utcnow
 from connectors.sink.spec import SinkSpec
@@ -56,19 +60,27 @@ class BatchResult:
 
 
 def apply_plan(conn: Connection, dialect: Dialect, tables: TableManager, plan: Plan, spec: SinkSpec) -> Written:
-    """Write the plan's rows (no commit)."""
+    """Write the plan's rows (no commit). See the module docstring for the order."""
     ordered = plan.ordered(spec)
     for tb in ordered:
         tables.ensure(conn, tb.shapes.values())
     written = Written(tables=[f"{tb.schema}.{tb.table}" for tb in ordered])
+    deletes = {id(tb): keys for tb in ordered if (keys := tb.deletes())}
+    first = {i for tb in ordered if (i := id(tb)) in deletes and not tables.has_foreign_keys(conn, tb.schema, tb.table)}
+
+    def delete(tb: TableBatch) -> None:
+        written.deleted += max(dialect.delete_rows(conn, tb.schema, tb.table, tb.key_names, deletes[id(tb)]), 0)
+
+    for tb in reversed(ordered):
+        if id(tb) in first:
+            delete(tb)
     for tb in ordered:
         for columns, rows in tb.upserts().items():
             dialect.upsert_rows(conn, tb.schema, tb.table, columns, tb.key_names, rows)
             written.upserted += len(rows)
     for tb in reversed(ordered):
-        keys = tb.deletes()
-        if keys:
-            written.deleted += max(dialect.delete_rows(conn, tb.schema, tb.table, tb.key_names, keys), 0)
+        if id(tb) in deletes and id(tb) not in first:
+            delete(tb)
     return written
 
 

@@ -126,7 +126,7 @@ class _Channel:
         self.letters = letters
         self.dialect = get_dialect(spec.dialect)
         self.store = StateStore(self.dialect, spec.topic)
-        self.tables = TableManager(self.dialect)
+        self.tables = TableManager(self.dialect, spec.extension_schemas)
         self.sessions = SessionLog(self.dialect, spec.owner_id)
         self.decoder = Decoder(self.tools.codec, spec.topic)
         self.conn: Connection | None = None

@@ -82,10 +82,15 @@ class SinkHost:
             t.start()
             self._threads.append(t)
 
-    @staticmethod
-    def _run_one(sink: ChannelSink) -> None:
+    def _run_one(self, sink: ChannelSink) -> None:
+        from connectors.migrate.fleet import before_sink
+
+        def state(status: str, error: str | None) -> None:
+            sink.status, sink.last_error = status, error
+
         try:
-            sink.run()
+            if before_sink(self.topology, sink.spec.owner_id, self._stop, state):  # extension scripts first
+                sink.run()
         except Exception:
             pass  # logged by the sink; its status says "failed"
 

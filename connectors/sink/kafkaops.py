@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from cdx.errors import RetriableError
 from cdx.kafka import reading
 from cdx.kafka.admin import partitions_of
+from cdx.kafka.reach import kafka_failure
 
 
 def reader(config: Mapping[str, Any]) -> Consumer:
@@ -28,7 +29,7 @@ def reader(config: Mapping[str, Any]) -> Consumer:
 
 
 def _kafka(what: str, config: Mapping[str, Any], exc: Exception) -> RetriableError:
-    return RetriableError(f"Kafka at {config.get('bootstrap.servers')} did not answer ({what}): {exc}")
+    return kafka_failure(config, exc, what)
 
 
 def watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> tuple[dict[int, int], dict[int, int]]:
@@ -43,7 +44,7 @@ def watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> 
             return lows, highs
         finally:
             consumer.close()
-    except KafkaException as e:
+    except (KafkaException, TimeoutError) as e:
         raise _kafka(f"watermarks of {topic}", config, e) from e
 
 
@@ -54,7 +55,7 @@ def topic_config(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -
         futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=timeout)
         (future,) = futures.values()
         return {k: v.value for k, v in future.result(timeout).items() if v.value is not None}
-    except KafkaException as e:
+    except (KafkaException, TimeoutError) as e:
         raise _kafka(f"configuration of {topic}", config, e) from e
 
 
@@ -96,7 +97,7 @@ def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: f
             desc = future.result(timeout)
             members = tuple(f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ())
             out[name] = GroupInfo(name, str(getattr(desc.state, "name", desc.state)).lower(), members)
-    except KafkaException as e:
+    except (KafkaException, TimeoutError) as e:
         raise _kafka("consumer groups", config, e) from e
     return out
 
@@ -116,10 +117,9 @@ def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int], s
     """``cdx.kafka.reading.read_range`` with its failures as ``RetriableError``."""
     try:
         yield from reading.read_range(config, topic, ends, starts, batch=batch, timeout=timeout)
-    except TimeoutError as e:
-        raise RetriableError(str(e)) from e
-    except KafkaException as e:
+    except (KafkaException, TimeoutError) as e:
         raise _kafka(f"reading {topic}", config, e) from e
+
 
 def offsets_for_time(config: Mapping[str, Any], topic: str, ts_ms: int, timeout: float = 10.0) -> dict[int, int]:
     """Per partition, the first offset whose record timestamp is ``>= ts_ms`` (the end offset when
@@ -128,7 +128,7 @@ def offsets_for_time(config: Mapping[str, Any], topic: str, ts_ms: int, timeout:
     consumer = reader(config)
     try:
         found = consumer.offsets_for_times([TopicPartition(topic, p, ts_ms) for p in highs], timeout=timeout)
-    except KafkaException as e:
+    except (KafkaException, TimeoutError) as e:
         raise _kafka(f"offsets for a time of {topic}", config, e) from e
     finally:
         consumer.close()
@@ -161,7 +161,7 @@ def first_timestamps(config: Mapping[str, Any], topic: str, starts: Mapping[int,
             for tp in consumer.position([TopicPartition(topic, q) for q in pending]):
                 if 0 <= ends.get(tp.partition, 0) <= tp.offset:
                     pending.discard(tp.partition)
-    except KafkaException as e:
+    except (KafkaException, TimeoutError) as e:
         raise _kafka(f"reading {topic}", config, e) from e
     finally:
         consumer.close()

@@ -3,13 +3,17 @@
 ``plan_batch(records, state, spec)`` walks the records in consumption order (each partition in
 offset order) and:
 
-- skips tombstones (the delete before them carries the change) but counts their offsets;
+- skips tombstones without routing headers but counts their offsets; a routed tombstone is the
+  delete of its key at its source position: right after its delete the watermark covers it (not
+  counted as a duplicate); alone (compaction removed the delete) it is applied as a delete;
 - skips **re-sends**: a change whose source offset the watermark of (group partition, source
   topic, source partition) already covers (``Watermark.covers``);
-- applies the channel's **row filter**: an upsert whose filter column does not hold the channel's
-  value becomes a delete of that key, because the row may have moved away from this channel (its
-  filter column changed at HQ) and must not linger here. Rows without the filter column (e.g. an
-  extension table not carrying it) are not filtered;
+- applies the channel's **row filter**: an upsert whose filter value is not the channel's value
+  becomes a delete of that key, because the row may have moved away from this channel (its
+  filter column changed at HQ) and must not linger here. The filter value is the one the router
+  sent with the change (``RoutedChange.filter_value``, the same for a table and its extension
+  table); a record routed without one (an older router) is filtered on its own filter column,
+  and not at all when it lacks that column;
 - **collapses** per (table, key) to the last change, so each table gets one set of upserts and one
   set of deletes with distinct keys;
 - moves each partition's next offset past its last record and advances the watermarks, also for
@@ -22,8 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cdx.routed import RoutedChange
 from connectors.sink.records import Record, Shape
-from connectors.sink.spec import SinkSpec
+from connectors.sink.spec import FilterRule, SinkSpec
 from connectors.sink.state import SinkState, Watermark, watermark_key
 
 
@@ -87,7 +92,7 @@ def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: 
         wkey = watermark_key(rec.partition, pos.topic, pos.partition)
         mark = marks.get(wkey) or state.watermarks.get(wkey)
         if mark is not None and mark.covers(pos.offset, shape.target):
-            plan.duplicates += 1
+            plan.duplicates += 0 if rec.tombstone and pos.offset == mark.offset else 1
             continue
         marks[wkey] = mark.advance(pos.offset, shape.target) if mark else Watermark(pos.offset,
                                                                                       frozenset((shape.target,)))
@@ -101,12 +106,10 @@ def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: 
             plan.dead.append((rec, f"malformed change: {type(e).__name__}: {e}"))
             continue
         rule = spec.filter_for(change.subjob)
-        if row is not None and rule is not None and change.row is not None:
-            fld = shape.by_casefold.get(rule.column.casefold())
-            if fld is not None and str(change.row.get(fld)) != rule.value:
-                row = None
-                plan.filtered += 1
-                plan.applied -= 1
+        if row is not None and rule is not None and not _passes(rule, change, shape):
+            row = None
+            plan.filtered += 1
+            plan.applied -= 1
         tb = plan.tables.get((shape.schema, shape.table))
         if tb is None:
             tb = plan.tables[(shape.schema, shape.table)] = TableBatch(shape.schema, shape.table)
@@ -115,3 +118,11 @@ def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: 
         tb.changes[key] = (shape, row)
         plan.applied += 1
     return plan
+
+
+def _passes(rule: FilterRule, change: RoutedChange, shape: Shape) -> bool:
+    """Whether an upsert belongs to this channel under its row filter (see the module docstring)."""
+    if change.filtered:
+        return change.filter_value is not None and change.filter_value == rule.value
+    fld = shape.by_casefold.get(rule.column.casefold())
+    return fld is None or change.row is None or str(change.row.get(fld)) == rule.value

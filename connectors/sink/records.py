@@ -16,7 +16,7 @@ from cdx.codec import AvroSchema, Codec, Column, LogicalType
 from cdx.codec.errors import UnknownSchemaError
 from cdx.codec.single_object import HEADER_SIZE, is_single_object
 from cdx.errors import CdxError, RetriableError
-from cdx.routed import RoutedChange, columns_of, parse_value
+from cdx.routed import RoutedChange, columns_of, parse_tombstone, parse_value
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,8 +72,11 @@ class Shape:
 class Record:
     """One consumed group-topic record.
 
-    ``change`` is None for a tombstone (``value is None``) and for a record that could not be
-    decoded (``error`` says why: it goes to the dead-letter topic). ``timestamp`` (Kafka, ms) and
+    ``change`` is None for a tombstone without routing headers (``value is None``) and for a record
+    that could not be decoded (``error`` says why: it goes to the dead-letter topic). A routed
+    tombstone (``cdx.routed.tombstone_headers``) is the delete of its key (``tombstone`` True):
+    after its delete it is a re-send the watermark skips; alone (compaction removed the delete)
+    it deletes the row. ``timestamp`` (Kafka, ms) and
     ``headers`` are kept so a dead letter carries the record exactly as it was.
     """
 
@@ -86,6 +89,7 @@ class Record:
     error: str | None = None
     timestamp: int = 0
     headers: list[tuple[str, bytes]] | None = None
+    tombstone: bool = False
 
 
 def decode_message(decoder: Decoder, msg: Any) -> Record:
@@ -120,6 +124,8 @@ class Decoder:
         """Raises ``RetriableError`` (schema store unreachable); every other failure sets ``error``."""
         rec = Record(partition, offset, key, value, timestamp=timestamp, headers=headers)
         if value is None:
+            if key is not None and headers:
+                self._tombstone(rec, key, headers)
             return rec
         try:
             if key is None:
@@ -148,6 +154,21 @@ class Decoder:
         except (CdxError, KeyError, TypeError, ValueError) as e:
             rec.error = f"cannot decode: {type(e).__name__}: {e}"
         return rec
+
+    def _tombstone(self, rec: Record, key: bytes, headers: list[tuple[str, bytes]]) -> None:
+        try:
+            change = parse_tombstone(self.codec.decode_key(self.topic, key), headers)
+            if change is None:
+                return
+            ks = self.codec.writer_schema(self.topic, key, is_key=True)
+            shape = self._shapes.get((ks, ks))
+            if shape is None:
+                shape = self._shapes[(ks, ks)] = shape_of(change.schema, change.table, ks, ks)
+            rec.change, rec.shape, rec.tombstone = change, shape, True
+        except RetriableError:
+            raise
+        except (CdxError, KeyError, TypeError, ValueError) as e:
+            rec.error = f"cannot decode a tombstone: {type(e).__name__}: {e}"
 
     def _shape(self, key: bytes, value: bytes, change: RoutedChange) -> Shape:
         ks = self.codec.writer_schema(self.topic, key, is_key=True)

@@ -20,7 +20,8 @@ Contract
   the database is retried with exponential backoff; once it answers, the partitions are
   rewound to the offsets it holds. Other sinks are not affected.
 - **Poison records** (``SkippableError``): the batch is split in halves down to the single
-  record that fails; it is dead-lettered and its offset committed with its (sub-)batch.
+  record that fails; it is dead-lettered and its offset committed with its (sub-)batch, unless the
+  failure is systematic (``breaker``: later records fail the same way): then the sink stops.
 - **Fatal errors** (anything else) stop this sink only; ``status`` says ``failed``.
 - **Download sessions** (``sessions``): every committed batch writes an ``Applied`` session in
   its transaction; a refused batch (before isolation), a batch dropped by a transient failure
@@ -53,12 +54,14 @@ from cdx.kafka.batches import next_batch
 from cdx.kafka.config import consumer_config
 from connectors.sink import metrics
 from connectors.sink.apply import BatchResult, batch_session, commit_batch
+from connectors.sink.breaker import FailureBreaker, dry_run
 from connectors.sink.records import Decoder, Record, decode_message
 from connectors.sink.resync import CAUGHT_UP_KEY, Resync, ResyncReport, resync_reason
 from connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
 from connectors.sink.spec import SinkSpec
 from connectors.sink.state import SinkState, StateStore
 from connectors.sink.tables import TableManager
+from connectors.sink.tools import open_database
 
 log = logging.getLogger("cdx.sink")
 
@@ -97,6 +100,9 @@ class SinkSettings:
     (state key ``caught_up``): the missed-delete check then does not mistake a quiet topic for a
     long outage."""
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    systematic_after: int = 10
+    """Refusals in a row with the same error (no record applied between) that stop the channel
+    instead of dead-lettering on (see ``breaker``; within a batch, probing later records decides sooner)."""
 
 
 @dataclass
@@ -122,7 +128,7 @@ class ChannelSink:
         self.store = StateStore(self.dialect, spec.topic)
         self.sessions = SessionLog(self.dialect, spec.owner_id, retention_days=self.settings.session_retention_days,
                                    max_rows=self.settings.session_max_rows)
-        self.tables = TableManager(self.dialect)
+        self.tables = TableManager(self.dialect, spec.extension_schemas)
         self.dead_letters = dead_letters
         self.kafka_config = dict(kafka_config)
         self.state = SinkState()
@@ -146,6 +152,8 @@ class ChannelSink:
         self._resync_due: str | None = None
         self._failed_batch: Session | None = None
         self._idle_marked = -float("inf")
+        self._batch: list[Record] = []
+        self.breaker = FailureBreaker(spec.owner_id, self._dry_run, threshold=self.settings.systematic_after)
 
     @property
     def name(self) -> str:
@@ -225,6 +233,8 @@ class ChannelSink:
     def _apply_isolating(self, records: list[Record], top: bool = True) -> None:
         """Commit ``records``; on a record-level error, halve until the poison record is alone."""
         started = utcnow()
+        if top:
+            self._batch = records
         error = self._try_commit(records)
         if error is None:
             return
@@ -238,6 +248,8 @@ class ChannelSink:
             self._apply_isolating(records[mid:], False)
             return
         reason = f"{type(error).__name__}: {error}"
+        at = next((i for i, r in enumerate(self._batch) if r is records[0]), len(self._batch))
+        self.breaker.refused(error, records[0], self._batch[at + 1:])
         log.warning("sink %s: dead-lettering a record the database refuses: %s", self.name, reason)
         again = self._try_commit(records, poison=reason)
         if again is not None:
@@ -247,6 +259,8 @@ class ChannelSink:
         """Commit; return a record-level (skippable) error, raise the others as Retriable/FatalError."""
         try:
             self._commit(records, poison)
+            if poison is None:
+                self.breaker.succeeded()
             return None
         except Exception as e:
             category = self._category(e)
@@ -255,6 +269,9 @@ class ChannelSink:
             if isinstance(e, CdxError):
                 raise
             raise category(f"{type(e).__name__}: {e}") from e
+
+    def _dry_run(self, rec: Record) -> BaseException | None:
+        return dry_run(self.conn, self.dialect, self.store, self.tables, self.spec, rec)
 
     def _dead_letter(self, rec: Record, reason: str) -> None:
         self.dead_letters.send(self.spec.owner_id, self.spec.kind, self.spec.topic, rec, reason)
@@ -301,11 +318,7 @@ class ChannelSink:
     # -------------------------------------------------------------------------- database
     def _open(self) -> None:
         self._close_db()
-        try:
-            self.conn = self.dialect.connect(self.spec.dsn)
-        except Exception as e:
-            raise RetriableError(f"cannot open the database of {self.name} ({self.spec.redacted_dsn()}):"
-                                 f" {type(e).__name__}: {e}") from e
+        self.conn = open_database(self.spec)
         with self.dialect.transaction(self.conn):
             self.store.ensure(self.conn)
             self.sessions.ensure(self.conn)

@@ -58,6 +58,8 @@ class SinkSpec:
     """Row filter per subjob id (case-folded)."""
     subjob_jobs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Job ids scheduling each subjob (subjob id case-folded), for the download-session history."""
+    extension_schemas: tuple[str, ...] = ("ext",)
+    """Schemas whose tables' columns are created NOT NULL with a DEFAULT (``extensions.schemas``)."""
 
     @cached_property
     def _ranks(self) -> dict[tuple[str, str], int]:
@@ -133,5 +135,6 @@ def sink_specs(topology: Topology, owner_ids: Iterable[str] | None = None) -> li
             owner_id=info.owner_id, kind=info.kind, channel_id=info.channel.id, group_id=info.group.id,
             dialect=info.database.dialect.value, dsn=info.database.dsn, topic=group_topic(prefix, info.group.id),
             consumer_group=sink_group(prefix, info.owner_id), table_order=tuple(order), filters=filters,
-            subjob_jobs={s.id.casefold(): tuple(j.id for j in topology.jobs_of(s)) for s in subjobs}))
+            subjob_jobs={s.id.casefold(): tuple(j.id for j in topology.jobs_of(s)) for s in subjobs},
+            extension_schemas=topology.extensions.schemas))
     return specs

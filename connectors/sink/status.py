@@ -30,12 +30,14 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cdx.dialects import get_dialect
 from cdx.dialects.base import STATE_TABLE
-from cdx.errors import CdxError
+from cdx.errors import CdxError, Unreachable
 from cdx.kafka.config import client_config
+from cdx.kafka.reach import require_kafka
 from cdx.topics import dlq_topic
 from cdx.topology.model import Topology
 from connectors.sink import sessions as hist
@@ -100,6 +102,8 @@ class UploadStatus:
     received_counter: int | None = None
     """Highest counter the HQ upload sink applied (HQ upload sessions)."""
     received_at: str | None = None
+    errors: list[str] = field(default_factory=list)
+    """A halted table, skipped gaps not acknowledged yet (``cdx dlq ack``)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,10 +118,12 @@ class Status:
     databases: list[DatabaseStatus]
     uploads: list[UploadStatus]
     warnings: list[str]
+    hq_reachable: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"generated_at": self.generated_at, "topic_prefix": self.topic_prefix,
-                "kafka_reachable": self.kafka_reachable, "roles": [r.to_json() for r in self.roles],
+                "kafka_reachable": self.kafka_reachable, "hq_reachable": self.hq_reachable,
+                "roles": [r.to_json() for r in self.roles],
                 "databases": [d.to_json() for d in self.databases], "uploads": [u.to_json() for u in self.uploads],
                 "warnings": self.warnings}
 
@@ -133,6 +139,7 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
     warnings: list[str] = []
     kafka_ok = True
     try:
+        require_kafka(k.bootstrap_servers)  # nothing listening: say so at once, not after every timeout
         role_list = roles(config, topology)
     except Exception as e:
         kafka_ok = False
@@ -163,10 +170,28 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
     if include_uploads and kafka_ok:
         try:
             uploads = upload_status(config, topology)
+            warnings += attention(config, topology, letters, uploads)
         except Exception as e:
             warnings.append(f"uploads: {_why(e)}")
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return Status(now, k.topic_prefix, kafka_ok, role_list, databases, uploads, warnings)
+    hq_error = hq_unreachable(topology)
+    if hq_error is not None:
+        warnings.append(f"HQ database {topology.hq.redacted()} {hq_error}")
+    return Status(now, k.topic_prefix, kafka_ok, role_list, databases, uploads, warnings, hq_reachable=hq_error is None)
+
+
+def hq_unreachable(topology: Topology) -> str | None:
+    """Why the HQ database cannot be opened (``unreachable: <reason>; <fix>``), or None when it opens.
+    A SQLite file that does not exist is reported, not created."""
+    path = topology.hq.sqlite_path if topology.hq.dialect.value == "sqlite" else None
+    if path and path != ":memory:" and not Path(path).exists():
+        return f"unreachable: {path} does not exist; fix hq.dsn or create the HQ database"
+    try:
+        conn = get_dialect(topology.hq.dialect.value).connect(topology.hq.dsn)
+    except Unreachable as e:
+        return f"unreachable: {e.reason}; {e.hint}"
+    conn.close()
+    return None
 
 
 def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int, int], dict[int, int]] | None,
@@ -179,6 +204,8 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
     markers: dict[tuple[int, int], dict[str, Any]] | None = None
     try:
         conn = d.connect(spec.dsn)
+    except Unreachable as e:
+        st.error = f"unreachable: {e.reason}; {e.hint}"
     except Exception as e:
         st.error = f"cannot open the database: {_why(e)}"
     else:
@@ -233,7 +260,8 @@ def upload_status(config: Mapping[str, Any], topology: Topology) -> list[UploadS
     out: dict[tuple[str, str], UploadStatus] = {}
     for key, pos in load_upload_positions(config, upload_positions_topic(topology.kafka.topic_prefix)).items():
         channel, _, table = key.partition("/")
-        out[(channel, table)] = UploadStatus(channel, table, pos.high, pos.low, pos.open_gaps())
+        out[(channel, table)] = UploadStatus(channel, table, pos.high, pos.low, pos.open_gaps(),
+                                             errors=[f"halted: {pos.halted}"] if pos.halted else [])
     for channel, table, counter, at in _received_at_hq(topology):
         st = out.get((channel, table)) or next(
             (u for (c, t), u in out.items() if c == channel and t.rsplit(".", 1)[-1].casefold() == table.casefold()),
@@ -242,6 +270,25 @@ def upload_status(config: Mapping[str, Any], topology: Topology) -> list[UploadS
             st = out[(channel, table)] = UploadStatus(channel, table)
         st.received_counter, st.received_at = counter, at
     return sorted(out.values(), key=lambda u: (u.channel, u.table))
+
+
+def attention(config: Mapping[str, Any], topology: Topology, letters: list[DeadLetter],
+              uploads: list[UploadStatus]) -> list[str]:
+    """Letters that need a person until acknowledged (``connectors.upload.acks``): each upload gap is
+    added to its table's errors; the others (capture) come back as warnings."""
+    from connectors.upload.acks import load_acks, needs_attention
+
+    open_letters = needs_attention(letters, load_acks(config, topology.kafka.topic_prefix)) if letters else []
+    by_table = {(u.channel.casefold(), u.table.casefold()): u for u in uploads}
+    out = []
+    for x in open_letters:
+        text = f"dead letter {x.dlq_offset} ({x.component}): {x.error} (cdx dlq ack --offset {x.dlq_offset})"
+        st = by_table.get(((x.channel or "").casefold(), (x.table or "").casefold()))
+        if st is not None:
+            st.errors.append(text)
+        else:
+            out.append(f"{x.table or ''}: {text}")
+    return out
 
 
 def _received_at_hq(topology: Topology) -> list[tuple[str, str, int | None, str | None]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from cdx.codec import Codec, SchemaStore, make_codec
 from cdx.dialects import Connection, get_dialect
+from cdx.dialects.reach import open_connection
 from cdx.errors import RetriableError
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
@@ -20,11 +21,8 @@ DLQ_CONFIG = {"retention.ms": "-1"}
 
 
 def codec_config(topology: Topology) -> dict[str, Any] | None:
-    """``make_codec`` settings of the topology (Schema Registry mode when configured)."""
-    reg = topology.kafka.schema_registry
-    if reg is None:
-        return None
-    return {"schema_registry.url": reg.url, **{f"schema_registry.{k}": v for k, v in reg.config.items()}}
+    """``make_codec`` settings of the topology (its ``kafka.encoding``)."""
+    return topology.kafka.codec_config()
 
 
 class SinkTools:
@@ -61,7 +59,14 @@ class SinkTools:
 def open_database(spec: SinkSpec) -> Connection:
     """A connection to the sink's database; ``RetriableError`` naming it when it cannot be opened."""
     try:
-        return get_dialect(spec.dialect).connect(spec.dsn)
+        return open_connection(get_dialect(spec.dialect), spec.dsn, database_of(spec))
+    except RetriableError:
+        raise
     except Exception as e:
-        raise RetriableError(f"cannot open the database of {spec.owner_id} ({spec.redacted_dsn()}):"
-                             f" {type(e).__name__}: {e}") from e
+        raise RetriableError(f"cannot open {database_of(spec)}: {type(e).__name__}: {e}") from e
+
+
+def database_of(spec: SinkSpec) -> str:
+    """How messages name a sink's database: ``the database of channel s1 (dsn)``."""
+    kind = "offline register" if spec.kind == "offline" else "channel"
+    return f"the database of {kind} {spec.owner_id} ({spec.redacted_dsn()})"

@@ -16,9 +16,14 @@ those inside a gap.
   when the database proves no transaction that could still commit it is running (its horizon has
   passed) and it is older than ``grace``, or in any case once it is older than ``timeout``.
 
+A position may be **halted** (``halted``: why): the table's counters went backwards (a restored
+backup, SQLite handing out ``MAX+1`` again after the top rows were deleted), so new rows would get
+counters already published and be lost. A halted table is not read until an operator restarts it
+at a counter (``cdx channel upload --from-counter N``, :meth:`UploadPosition.restart_at`).
+
 Serialised as JSON: ``{"v": 1, "counter": "REPLICATIONCOUNTERFROMORIGIN", "high": 41,
-"gaps": [[9, 9, 1732000000000, 812]], "published": 40, "skipped": 0, "ts_ms": ...}``; gaps are
-``[start, end, first_seen_ms, horizon]``. Positions are pure data: no database or Kafka here.
+"gaps": [[9, 9, 1732000000000, 812]], "published": 40, "skipped": 0, "halted": null, "ts_ms": ...}``;
+gaps are ``[start, end, first_seen_ms, horizon]``. Positions are pure data: no database or Kafka here.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class Advance:
     closed: list[Gap] = field(default_factory=list)
     late: int = 0
     """How many of ``publish`` filled a gap (committed after a higher counter)."""
+    timed_out: list[Gap] = field(default_factory=list)
+    """The gaps of ``closed`` given up after ``timeout`` without proof that they are permanent."""
 
     @property
     def changed(self) -> bool:
@@ -73,6 +80,7 @@ class UploadPosition:
     gaps: list[Gap] = field(default_factory=list)
     published: int = 0
     skipped: int = 0
+    halted: str | None = None
 
     @property
     def low(self) -> int:
@@ -81,7 +89,8 @@ class UploadPosition:
 
     def copy(self) -> UploadPosition:
         return UploadPosition(self.counter, self.high, [Gap(g.start, g.end, g.first_seen_ms, g.horizon)
-                                                        for g in self.gaps], self.published, self.skipped)
+                                                        for g in self.gaps], self.published, self.skipped,
+                              self.halted)
 
     def is_new(self, counter: int) -> bool:
         """True if ``counter`` has not been published (above ``high`` or inside a gap)."""
@@ -129,12 +138,21 @@ class UploadPosition:
             settled = horizon_passed is not None and horizon_passed >= g.horizon and age >= grace_ms
             if existed and (settled or age >= timeout_ms):
                 out.closed.append(g)
+                if not settled:
+                    out.timed_out.append(g)
                 self.skipped += g.size
             else:
                 keep.append(g)
         self.gaps = sorted(keep, key=lambda g: g.start)
         self.published += len(out.publish)
         return out
+
+    def restart_at(self, counter: int) -> None:
+        """Publish again from ``counter`` (inclusive): ``high`` becomes ``counter - 1``, gaps are dropped
+        and the halt is lifted. Counters re-sent that HQ already has are absorbed by its insert-only sink."""
+        self.high = max(0, int(counter) - 1)
+        self.gaps = []
+        self.halted = None
 
     def _fill(self, c: int) -> None:
         for i, g in enumerate(self.gaps):
@@ -150,7 +168,7 @@ class UploadPosition:
     # -------------------------------------------------------------------------------- JSON
     def to_json(self) -> dict[str, Any]:
         return {"v": VERSION, "counter": self.counter, "high": self.high, "gaps": [g.to_json() for g in self.gaps],
-                "published": self.published, "skipped": self.skipped, "low": self.low,
+                "published": self.published, "skipped": self.skipped, "low": self.low, "halted": self.halted,
                 "ts_ms": int(time.time() * 1000)}
 
     def encode(self) -> bytes:
@@ -160,7 +178,7 @@ class UploadPosition:
     def from_json(cls, data: dict[str, Any]) -> UploadPosition:
         gaps = [Gap(int(g[0]), int(g[1]), int(g[2]), int(g[3]) if len(g) > 3 else 0) for g in data.get("gaps", [])]
         return cls(str(data["counter"]), int(data.get("high", 0)), sorted(gaps, key=lambda g: g.start),
-                   int(data.get("published", 0)), int(data.get("skipped", 0)))
+                   int(data.get("published", 0)), int(data.get("skipped", 0)), data.get("halted"))
 
     @classmethod
     def decode(cls, raw: bytes | str) -> UploadPosition:

@@ -7,7 +7,7 @@
 - **Value**: a change envelope (op ``c``) whose ``after`` is the row under HQ column names (the
   subjob's fields, ``DATAAREAID`` when the table has it, the extension's fields);
   ``source.name``/``source.db`` = the channel id, ``source.schema``/``source.table`` = the channel
-  table, ``source.version`` = the counter. Value schemas are named ``<prefix>.upload.<hq table>``.
+  table, ``source.change_version`` = the counter. Value schemas are named ``<prefix>.upload.<hq table>``.
 - **Headers**: ``cdx.subjob`` (the subjob id) and, for a joined extension, ``cdx.extension``
   = ``present`` / ``absent`` (absent: the HQ sink leaves the extension columns to their defaults).
 
@@ -74,7 +74,7 @@ def value_namespace(prefix: str, hq_schema: str | None, hq_table: str) -> str:
 def upload_envelope(channel_id: str, schema: str | None, table: str, counter: int, row: dict[str, Any],
                     now_ms: int) -> dict[str, Any]:
     source = SourceInfo(connector=CONNECTOR, name=channel_id, db=channel_id, schema=schema or "", table=table,
-                        version=counter, ts_ms=now_ms)
+                        change_version=counter, ts_ms=now_ms)
     return make_envelope(Op.CREATE, after=row, source=source, ts_ms=now_ms)
 
 

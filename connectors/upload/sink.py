@@ -41,6 +41,7 @@ from cdx.kafka.config import client_config, consumer_config, producer_config
 from cdx.topics import dlq_topic, schemas_topic, upload_topic
 from cdx.topology import DATAAREAID, Subjob, TableRef, Topology
 from connectors.upload import metrics
+from connectors.upload.post_processing import PostUploadHook
 from connectors.upload.records import EXTENSION_HEADER, SUBJOB_HEADER, dlq_record, produce_and_flush
 from connectors.upload.sessions import APPLIED, FAILED, Session, ensure_sessions_table, insert_sessions, utcnow
 from connectors.upload.source import counter_hq_name, db_error, source_table
@@ -176,6 +177,7 @@ class UploadSink:
         self._conn_thread = 0
         self._subscribed = False
         self.batches = 0
+        self.post_upload = PostUploadHook(topology.hq.post_upload, self.dialect)
 
     # ------------------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -189,9 +191,7 @@ class UploadSink:
         except RetriableError as exc:
             log.warning("%s; waiting for it", exc)
         store = SchemaStore(k.bootstrap_servers, schemas_topic(self.prefix), consumer_config=dict(self.base_config))
-        registry = {"schema_registry.url": k.schema_registry.url,
-                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
-            if k.schema_registry else None
+        registry = k.codec_config()
         self.codec = make_codec(registry, store=store)
         self.dlq = Producer(producer_config(self.base_config))
         extra: dict[str, Any] = {"session.timeout.ms": self.options.session_timeout_ms,
@@ -226,10 +226,12 @@ class UploadSink:
             with self.dialect.transaction(conn):
                 self.dialect.ensure_state_table(conn)
                 ensure_sessions_table(conn, self.dialect)
+                self.post_upload.ensure(conn)
             tables = {}
             for s in self.subjobs.values():
                 tables[s.id.casefold()] = HqTable(s, conn, self.dialect)
             conn.rollback()
+            self.post_upload.run_pending(conn)  # calls a killed sink left queued
         except BaseException as exc:
             try:
                 conn.close()
@@ -361,7 +363,7 @@ class UploadSink:
         return list(groups.values()), dead, offsets
 
     def _item(self, msg: Message, channel: str, dead: list[_Dead]) -> tuple[HqTable, _Item] | None:
-        """One record as an HQ row (the value alone says it all: ``source.table`` and ``source.version``
+        """One record as an HQ row (the value alone says it all: ``source.table`` and ``source.change_version``
         repeat the key's table and counter, so the key is not decoded)."""
         topic = msg.topic() or ""
         try:
@@ -380,10 +382,10 @@ class UploadSink:
         source = (env or {}).get("source") or {}
         table_name = f"{source.get('schema')}.{source.get('table')}" if source.get("schema") else \
             str(source.get("table", ""))
-        counter = source.get("version")
+        counter = source.get("change_version")
         if env is None or env.get("op") != "c" or env.get("after") is None or not isinstance(counter, int):
             dead.append(_Dead(msg, "not an upload record (needs op 'c' with 'after' and the counter in"
-                                   " source.version)", channel, table_name or None,
+                                   " source.change_version)", channel, table_name or None,
                               counter if isinstance(counter, int) else None))
             return None
         headers = dict(msg.headers() or [])
@@ -449,6 +451,7 @@ class UploadSink:
             raise db_error(d, exc, "applying uploads to HQ") from exc
         self._unknown_since.clear()
         self._after_commit(groups, dead, msgs)
+        self.post_upload.run_pending(conn)
 
     def _existing_counters(self, groups: Sequence[_Group]) -> dict[str, set[int]]:
         """Counters of the groups' (one HQ table's) rows already at HQ, by channel: one query."""
@@ -569,6 +572,7 @@ class UploadSink:
             sessions.append(Session(channel, "", "", "", "", -1, -1, -1, rows_received=n, rows_dead_lettered=n,
                                     status=APPLIED, started_at=started, finished_at=finished,
                                     error=f"{n} records dead-lettered before reaching a table"))
+        self.post_upload.queue(self.conn, sessions)
         insert_sessions(self.conn, self.dialect, sessions)
 
     def _dead_letters(self, dead: list[_Dead]) -> None:

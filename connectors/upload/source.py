@@ -10,10 +10,16 @@ and above a counter (the tail), ordered by counter.
 :class:`ReadSnapshot` runs one poll's reads in one consistent snapshot and gives the database's
 **commit horizon**, which lets a gap be closed as soon as it is provably permanent:
 
-- PostgreSQL (REPEATABLE READ): ``token`` = ``xmax`` of the snapshot (no transaction that started
-  later can hold a counter already skipped over), ``passed`` = ``xmin`` (every transaction below it
-  has ended). A gap seen with token T is permanent once a later snapshot has ``xmin >= T`` and
-  still lacks its rows.
+- PostgreSQL (REPEATABLE READ): ``token`` = the server clock (microseconds) when the snapshot was
+  taken, ``passed`` = just below the start of the oldest transaction still open in the database
+  (``pg_stat_activity.xact_start`` of client backends and background workers), or the clock when
+  none is. A transaction holding a counter in a gap took it before the higher counter that opened
+  the gap was handed out, so it started before the snapshot that saw the gap: once every
+  transaction that started by then has ended (``passed >= token``) the gap is permanent. This
+  covers a transaction that took its counter (``nextval``) but has **no transaction id yet**,
+  which the snapshot's ``xmin`` does not (it only counts transactions that have one). Sessions of
+  other roles whose state the uploader may not see (grant it ``pg_read_all_stats``) and prepared
+  transactions make ``passed`` 0: gaps then close by timeout only.
 - SQLite: one writer at a time, so a counter is committed (or rolled back) before any higher one
   can commit: every gap is already permanent.
 - Other databases: no horizon; gaps close by timeout only.
@@ -99,6 +105,19 @@ def close_quietly(conn: Connection | None) -> None:
 
 
 # ------------------------------------------------------------------------------ snapshots
+_PG_HORIZON = """
+SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
+  (SELECT (extract(epoch FROM min(a.xact_start)) * 1000000)::bigint FROM pg_stat_activity AS a
+   WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+     AND a.backend_type IN ('client backend', 'background worker')),
+  (SELECT count(*) FROM pg_stat_activity AS a WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+     AND a.backend_type IS NULL)
+  + (SELECT count(*) FROM pg_prepared_xacts AS p WHERE p.database = current_database())
+"""
+"""(server clock, start of the oldest other open transaction, both in microseconds since the epoch;
+sessions whose details the role may not see (``backend_type`` is hidden too) + prepared transactions)."""
+
+
 class ReadSnapshot:
     """One poll's reads in one snapshot, with the commit horizon (see module docstring)."""
 
@@ -117,10 +136,10 @@ class ReadSnapshot:
                     self.conn.execute("BEGIN")
                 self.passed, self.token = ALWAYS, 0
             elif name == "postgresql":
-                row = self.conn.execute(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
-                    " pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()
-                self.passed, self.token = int(row[0]), int(row[1])
+                row = self.conn.execute(_PG_HORIZON).fetchone()
+                now_us, oldest_us, unknown = int(row[0]), row[1], int(row[2])
+                self.token = now_us
+                self.passed = 0 if unknown else (int(oldest_us) - 1 if oldest_us is not None else now_us)
             else:
                 self.passed, self.token = None, 0
             yield self
@@ -296,6 +315,30 @@ class UploadSource:
             if len(out) >= limit:
                 break
         return out
+
+    def next_counter_floor(self, conn: Connection) -> int | None:
+        """The highest counter the database has handed out, as far as it can tell: the identity's
+        sequence in PostgreSQL when the role may read it, ``sqlite_sequence`` for a SQLite
+        ``AUTOINCREMENT`` key, else the highest counter in the table (what SQLite's ``MAX+1`` counters
+        continue from). None for an empty table without a sequence."""
+        d = self.dialect
+        table = d.qualified(self.table.schema, self.table.name)
+        cur = conn.cursor()
+        if d.name == "sqlite" and cur.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+            row = cur.execute("SELECT seq FROM sqlite_sequence WHERE name = ?",
+                              [d.physical_table(self.table.schema, self.table.name)[1]]).fetchone()
+            if row is not None and row[0] is not None:
+                return int(row[0])
+        if d.name == "postgresql":
+            cur.execute("SELECT CASE WHEN s IS NULL THEN NULL WHEN has_sequence_privilege(s, 'SELECT')"
+                        " THEN coalesce(pg_sequence_last_value(s), 0) END"
+                        " FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS s) AS x", [table, self.counter])
+            row = cur.fetchone()
+            if row is not None and row[0] is not None:
+                return int(row[0])
+        cur.execute(f"SELECT MAX({d.quote_ident(self.counter)}) FROM {table}", [])
+        row = cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def _run(self, conn: Connection, sql: str, params: Sequence[Any]) -> list[SourceRow]:
         cur = conn.cursor()

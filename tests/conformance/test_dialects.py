@@ -112,6 +112,25 @@ def test_upsert_updates_inserts_and_last_duplicate_wins(db: Db) -> None:
     assert db.dialect.upsert_rows(conn, db.schema, "ITEMS", cols, keys, []) == 0
 
 
+def test_bulk_upsert_of_a_large_batch_keeps_the_same_semantics(db: Db) -> None:
+    """Large batches may take another path than small ones (PostgreSQL: staging table + COPY instead of one
+    ``INSERT ... VALUES``): the last duplicate still wins, and ``insert_ignore_existing`` keeps the first."""
+    items_table(db)
+    conn = db.connect()
+    cols, keys = ["K1", "K2", "NAME", "QTY"], ["K1", "K2"]
+    rows = [(i, "a", f"first {i}", i) for i in range(3000)] + [(i, "a", f"last {i}", -i) for i in range(0, 3000, 7)]
+    with db.dialect.transaction(conn):
+        db.dialect.upsert_rows(conn, db.schema, "ITEMS", cols, keys, rows)
+        inserted = db.dialect.insert_ignore_existing(
+            conn, db.schema, "ITEMS", cols, keys, [(i, "b", f"first {i}", i) for i in range(1500)]
+            + [(i, "b", "second", 0) for i in range(1500)] + [(i, "a", "ignored", 0) for i in range(10)])
+    assert inserted == 1500
+    got = {(r["K1"], r["K2"]): (r["NAME"], r["QTY"]) for r in db.select("ITEMS", "K1")}
+    assert len(got) == 4500
+    assert got[(7, "a")] == ("last 7", -7) and got[(8, "a")] == ("first 8", 8) and got[(0, "a")] == ("last 0", 0)
+    assert got[(5, "b")] == ("first 5", 5)
+
+
 def test_insert_ignore_existing_leaves_existing_rows_untouched(db: Db) -> None:
     items_table(db)
     conn = db.connect()

@@ -136,3 +136,27 @@ def test_postgres_round_trip(postgres: str) -> None:
         count, total = conn.execute("SELECT count(*), sum(id) FROM rt").fetchone()  # type: ignore[misc]
     assert (count, total) == (1000, sum(range(1000)))
 
+
+
+def test_postgres_logical_decoding_on_request(postgres: str) -> None:
+    """``up(logical=True)`` gives a server with ``wal_level = logical`` (the peer benchmark's Debezium source
+    needs it): a logical slot there sees a committed insert."""
+    import psycopg
+
+    from infra.postgres import launcher
+
+    try:
+        launcher.up(logical=True)
+    except launcher.PostgresError as exc:  # a server the launcher did not start and must not restart
+        pytest.skip(str(exc))
+    slot = f"t_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ld (id int PRIMARY KEY)")
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,))
+        try:
+            conn.execute("INSERT INTO ld VALUES (7)")
+            changes = [r[0] for r in conn.execute("SELECT data FROM pg_logical_slot_get_changes(%s, NULL, NULL)",
+                                                   (slot,)).fetchall()]
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    assert any("INSERT" in c and "id[integer]:7" in c for c in changes), changes

@@ -17,15 +17,25 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from cdx.codec import Column, DecodeError, LogicalType, SchemaPublisher, SchemaStore, SingleObjectCodec, TableSchemas
+from cdx.codec import (
+    Column,
+    DecodeError,
+    LogicalType,
+    SchemaPublisher,
+    SchemaStore,
+    SchemaStoreUnavailable,
+    SingleObjectCodec,
+    TableSchemas,
+)
 from cdx.codec.envelope import SourceInfo, change_records, make_envelope
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.kafka.reading import high_watermarks, read_to_end
-from cdx.routed import RoutedChange, parse_value
+from cdx.routed import RoutedChange, parse_tombstone, parse_value
 from cdx.topics import schemas_topic, table_topic
 from cdx.topology import Topology, load_topology
-from streams.routing import SourceRecord, hq_columns, route
+from streams.routing import RoutingPlan, SourceRecord, hq_columns
+from streams.stateful import route_stateful
 
 S = LogicalType.STRING
 TABLES: dict[str, tuple[Column, ...]] = {
@@ -155,7 +165,15 @@ class HqWriter:
         self.publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix))
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         self.codec = SingleObjectCodec(self.store, self.publisher)
-        self.schemas = {t: self.store.register_table(self.topic(t), cols) for t, cols in TABLES.items()}
+        deadline = time.monotonic() + 30
+        while True:  # the schemas topic may have just been created: its leader can still be moving
+            try:
+                self.schemas = {t: self.store.register_table(self.topic(t), cols) for t, cols in TABLES.items()}
+                break
+            except SchemaStoreUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         self.version = 0
 
     def topic(self, table: str) -> str:
@@ -187,10 +205,57 @@ def _codec(topology: Topology) -> SingleObjectCodec:
     return SingleObjectCodec(SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix)))
 
 
-def expected(topology: Topology, tables: Iterable[str] = TABLES) -> dict[str, set[Any]]:
-    """group id -> the routed records (``fingerprint``) every committed table record must give."""
+def expected(topology: Topology, tables: Iterable[str] = TABLES, engine: str = "transactional"
+             ) -> dict[str, set[Any]]:
+    """group id -> the routed records (``fingerprint``) the committed table records must give: the
+    rules with per-key state (``streams.stateful``), each partition in offset order. A tombstone
+    that stands alone (compaction removed the delete before it) counts as a delete. ``engine="faust"``:
+    the stateless rules (a delete whose key lacks DATAAREAID goes to every group; tombstones alone nowhere)."""
+    if engine == "faust":
+        return expected_stateless(topology, tables)
     codec = _codec(topology)
     cfg = client_config(topology.kafka.bootstrap_servers)
+    plan = RoutingPlan(topology)
+    out: dict[str, set[Any]] = {g.id: set() for g in topology.channel_data_groups}
+    for table in tables:
+        topic = table_topic(topology.kafka.topic_prefix, "hq", "dbo", table)
+        held: dict[bytes, Any] = {}
+        columns: dict[bytes, Any] = {}
+        for m in sorted(read_to_end(cfg, topic), key=lambda m: (m.partition(), m.offset())):
+            key, value = m.key() or b"", m.value()
+            try:
+                ks = codec.writer_schema(topic, key, True)
+                if value is None:
+                    cols = columns.get(key[:10]) or hq_columns(ks, ks)
+                else:
+                    cols = columns[key[:10]] = hq_columns(codec.writer_schema(topic, value), ks)
+                rec = SourceRecord(topic, m.partition() or 0, m.offset() or 0, codec.decode_key(topic, key),
+                                   codec.decode_value(topic, value), cols)
+            except DecodeError:
+                continue  # dead-lettered by the router
+            emits, held_now = route_stateful(plan, rec, held.get(key), plan.groups_of(topic))
+            if held_now is None:
+                held.pop(key, None)
+            else:
+                held[key] = held_now
+            for e in emits:
+                r = e.route
+                if r.value is not None:
+                    fp = fingerprint(parse_value(r.key, r.value))
+                elif any(x.route.value is not None and x.route.schemas == r.schemas for x in emits):
+                    continue  # the tombstone after a routed delete
+                else:
+                    fp = (rec.position, r.schemas.schema, r.schemas.table, "d", tuple(sorted(r.key.items())), None)
+                for g in e.groups:
+                    out[g].add(fp)
+    return out
+
+
+def expected_stateless(topology: Topology, tables: Iterable[str] = TABLES) -> dict[str, set[Any]]:
+    """What the faust engine routes: ``RoutingPlan.route`` record by record, no key state."""
+    codec = _codec(topology)
+    cfg = client_config(topology.kafka.bootstrap_servers)
+    plan = RoutingPlan(topology)
     out: dict[str, set[Any]] = {g.id: set() for g in topology.channel_data_groups}
     for table in tables:
         topic = table_topic(topology.kafka.topic_prefix, "hq", "dbo", table)
@@ -203,13 +268,11 @@ def expected(topology: Topology, tables: Iterable[str] = TABLES) -> dict[str, se
                 rec = SourceRecord(topic, m.partition() or 0, m.offset() or 0, codec.decode_key(topic, key),
                                    codec.decode_value(topic, value), cols)
             except DecodeError:
-                continue  # dead-lettered by the router
-            for r in route(topology, rec):
-                if r.value is None:
-                    continue
-                change = parse_value(r.key, r.value)
-                for g in r.groups:
-                    out[g].add(fingerprint(change))
+                continue
+            for r in plan.route(rec):
+                if r.value is not None:
+                    for g in r.groups:
+                        out[g].add(fingerprint(parse_value(r.key, r.value)))
     return out
 
 
@@ -252,7 +315,14 @@ def read_group(topology: Topology, group: str) -> GroupTopic:
         if m.value() is None:
             tombstones += 1
             prev = last.get(p)
-            ok = ok and prev is not None and prev.op == "d" and prev.key == key
+            lone = parse_tombstone(key, m.headers())
+            if prev is not None and prev.op == "d" and prev.key == key:
+                last[p] = None
+                continue
+            ok = ok and lone is not None  # a tombstone alone must say which delete it is
+            if lone is not None:
+                changes.append(lone)
+                partitions.append(p)
             last[p] = None
             continue
         prev = last.get(p)
@@ -288,11 +358,15 @@ def wait_routed(topology: Topology, want: dict[str, set[Any]], timeout: float = 
         time.sleep(0.5)
 
 
-def spawn_router(path: Path, tmp: Path, name: str = "router", *extra: str) -> subprocess.Popen:
+ENGINES = ["transactional", "faust"]
+
+
+def spawn_router(path: Path, tmp: Path, name: str = "router", *extra: str, engine: str = "transactional"
+                 ) -> subprocess.Popen:
     datadir = tmp / f"{name}-data"
     log = open(tmp / f"{name}.log", "ab")  # noqa: SIM115
     return subprocess.Popen([sys.executable, "-m", "cdx.cli.main", "route", "--topology", str(path),
-                             "--datadir", str(datadir), "--reload-interval", "0.3", *extra],
+                             "--datadir", str(datadir), "--reload-interval", "0.3", "--engine", engine, *extra],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

@@ -20,7 +20,7 @@ def test_round_trip_and_columns() -> None:
     key = {"DATAAREAID": "usrt", "ITEMID": "A1"}
     row = {**key, "PRICE": Decimal("1.5000")}
     source = {"connector": "cdx", "name": "hq", "ts_ms": 5, "snapshot": "false", "db": "hq", "schema": "dbo",
-              "table": "INVENTTABLE", "version": 42}
+              "table": "INVENTTABLE", "change_version": 42, "version": "0.1.0"}
     pos = SourcePosition("cdx.hq.dbo.INVENTTABLE", 2, 17)
     value = make_value(schemas, op="u", key=key, row=row, source=source, ts_ms=9, subjob="InventTable",
                        position=pos)

@@ -18,7 +18,7 @@ from streams.routing import RoutingPlan, SourceRecord, hq_columns, project, rout
 ENTITIES = ["usrt", "dert", "USMF"]
 S = LogicalType.STRING
 SOURCE = {"connector": "cdx", "name": "hq", "ts_ms": 1, "snapshot": "false", "db": "hq", "schema": "dbo",
-          "table": "T", "version": 7}
+          "table": "T", "change_version": 7, "version": "0.1.0"}
 
 
 @st.composite
@@ -170,3 +170,53 @@ def test_hq_columns_follow_the_key_schema_and_plan_queries() -> None:
     assert plan.group_topics == {"g": "p.group.g", "h": "p.group.h"}
     assert plan.route(SourceRecord("p.hq.dbo.OTHER", 0, 0, {}, {"op": "c"}, got)) == []
     assert plan.route(SourceRecord("p.hq.dbo.T", 0, 0, {"K1": "a", "K2": "b"}, None, got)) == []  # tombstone
+
+
+def _ext_topology(extension: dict[str, Any], flt: str | None = None) -> Topology:
+    sub: dict[str, Any] = {"id": "T", "hq_table": "dbo.T", "fields": ["ID", {"name": "A", "to_name": "A_CH"}],
+                           "scheduled_by": ["J"], "extension": extension}
+    if flt:
+        sub["channel_filter"] = {"column": flt, "attribute": "recid"}
+    return Topology.model_validate({
+        "kafka": {"bootstrap_servers": "k:9092", "topic_prefix": "p"},
+        "hq": {"dialect": "sqlserver", "dsn": "Driver={x};Server=h;Database=hq"},
+        "jobs": [{"id": "J", "direction": "download"}],
+        "subjobs": [sub],
+        "channel_data_groups": [{"id": "g", "legal_entities": ["usrt"], "channels": [
+            {"id": "c", "database": {"dsn": "sqlite:///c.db"}, "attributes": {"recid": 7}}]}],
+        "distribution_schedules": [{"id": "D", "direction": "download", "jobs": ["J"], "channel_data_groups": ["g"]}],
+    })
+
+
+EXT_COLS = (Column("ID", LogicalType.INT64, primary_key=True), Column("DATAAREAID", S), Column("A", S),
+            Column("B", S), Column("STORE", LogicalType.INT64))
+
+
+def test_a_change_routes_to_its_table_and_its_extension_table_with_one_filter_value() -> None:
+    topo = _ext_topology({"table": "ext.TX", "fields": [{"name": "B", "to_name": "B_CH"}, "STORE"]}, flt="STORE")
+    row = {"ID": 1, "DATAAREAID": "usrt", "A": "a", "B": "b", "STORE": 7}
+    env = {"before": None, "after": row, "source": SOURCE, "op": "u", "ts_ms": 5}
+    routes = route(topo, SourceRecord("p.hq.dbo.T", 0, 9, {"ID": 1}, env, EXT_COLS))
+    assert [(r.schemas.schema, r.schemas.table) for r in routes] == [("ax", "T"), ("ext", "TX")]
+    assert [c.name for c in routes[1].schemas.columns] == ["ID", "DATAAREAID", "B_CH", "STORE"]
+    assert [c.name for c in routes[1].schemas.key_columns] == ["ID"]
+    changes = [parse_value(r.key, r.value) for r in routes if r.value is not None]
+    assert [(c.filtered, c.filter_value) for c in changes] == [(True, "7"), (True, "7")]  # both carry it
+    assert changes[1].row == {"ID": 1, "DATAAREAID": "usrt", "B_CH": "b", "STORE": 7}
+    assert {c.position for c in changes} == {SourcePosition("p.hq.dbo.T", 0, 9)}
+    delete = {"before": {"ID": 1}, "after": None, "source": SOURCE, "op": "d", "ts_ms": 6}
+    routes = route(topo, SourceRecord("p.hq.dbo.T", 0, 10, {"ID": 1}, delete, EXT_COLS))
+    assert [(r.schemas.table, r.key, r.value is None) for r in routes] == [
+        ("T", {"ID": 1}, False), ("T", {"ID": 1}, True), ("TX", {"ID": 1}, False), ("TX", {"ID": 1}, True)]
+    assert not parse_value(routes[2].key, routes[2].value or {}).filtered  # deletes are never filtered
+
+
+def test_an_unfiltered_subjob_and_an_extension_key_that_is_not_the_channel_key() -> None:
+    topo = _ext_topology({"table": "ext.TX", "key": ["ID"], "fields": ["B"]})
+    env = {"before": None, "after": {"ID": 1, "DATAAREAID": "usrt", "A": "a", "B": "b", "STORE": 7},
+           "source": SOURCE, "op": "c", "ts_ms": 5}
+    routes = route(topo, SourceRecord("p.hq.dbo.T", 0, 1, {"ID": 1}, env, EXT_COLS))
+    assert [parse_value(r.key, r.value or {}).filtered for r in routes] == [False, False]
+    bad = _ext_topology({"table": "ext.TX", "key": ["A_CH"], "fields": ["B"]})
+    with pytest.raises(SchemaError, match=r"extension.key \[A_CH\] is not the key of its channel table \(ID\)"):
+        route(bad, SourceRecord("p.hq.dbo.T", 0, 1, {"ID": 1}, env, EXT_COLS))

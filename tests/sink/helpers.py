@@ -147,7 +147,7 @@ class FakeRouter:
             self._offsets[(src, part)] = off + 1
             position = SourcePosition(src, part, off)
         source = {"connector": "cdx", "name": "hq", "ts_ms": int(time.time() * 1000), "snapshot": "false",
-                  "db": "hq", "schema": "dbo", "table": table, "version": position.offset}
+                  "db": "hq", "schema": "dbo", "table": table, "change_version": position.offset, "version": "0.1.0"}
         value = make_value(rs, op=op, key=key, row=None if op == "d" else row, source=source,
                            ts_ms=int(time.time() * 1000), subjob=subjob or SUBJOB_OF.get(table, table),
                            position=position)

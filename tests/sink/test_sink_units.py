@@ -38,7 +38,7 @@ class Maker:
         rs = routed_schemas("ext" if table == "ITEMSX" else "ax", table, cols)
         key = {c.field: row[c.field] for c in rs.key_columns}
         source = {"connector": "cdx", "name": "hq", "ts_ms": 1, "snapshot": "false", "db": "hq", "schema": "dbo",
-                  "table": table, "version": src_offset}
+                  "table": table, "change_version": src_offset, "version": "0.1.0"}
         value = make_value(rs, op=op, key=key, row=None if op == "d" else row, source=source, ts_ms=1,
                            subjob=subjob, position=SourcePosition("p.hq.dbo.ITEMS", 1, src_offset))
         self.offset += 1

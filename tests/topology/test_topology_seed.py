@@ -239,12 +239,14 @@ def test_extension_errors(seed_dir: Path, tmp_path: Path, body: str, expected: s
 
 
 def test_second_extension_table_is_an_error(seed_dir: Path, tmp_path: Path) -> None:
-    one = write(tmp_path, "one.xml", seed_xml('<Subjob Id="RetailCustTable" TargetTableName="A"><Field Name="X"/>'
-                                              '</Subjob>'))
-    two = write(tmp_path, "two.xml", seed_xml('<Subjob Id="RetailCustTable" TargetTableName="B"><Field Name="Y"/>'
-                                              '</Subjob>'))
+    one = write(tmp_path, "one.xml", seed_xml('<Subjob Id="RetailCustTable" TargetTableName="A"'
+                                              ' TargetTableSchema="ext">'
+                                              '<Field Name="X"/></Subjob>'))
+    two = write(tmp_path, "two.xml", seed_xml('<Subjob Id="RetailCustTable" TargetTableName="B"'
+                                              ' TargetTableSchema="ext">'
+                                              '<Field Name="Y"/></Subjob>'))
     errs = errors_of(seed_dir / "base.xml", one, two)
-    assert any("already has extension table 'ax.A'" in e and e.startswith(f"{two}:3:") for e in errs), errs
+    assert any("already has extension table 'ext.A'" in e and e.startswith(f"{two}:3:") for e in errs), errs
 
 
 def test_errors_of_several_files_are_collected(seed_dir: Path, tmp_path: Path) -> None:

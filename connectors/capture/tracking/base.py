@@ -52,6 +52,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -182,6 +183,57 @@ class ChangeTracker(ABC):
     @abstractmethod
     def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
         """Every current row of ``table`` (column -> value) and the version they are consistent with."""
+
+    def snapshot_chunk(self, table: TableLike, after: Sequence[Any] | None,
+                       limit: int) -> tuple[list[dict[str, Any]], list[Any] | None]:
+        """Up to ``limit`` current rows whose primary key is above ``after`` (raw key values as returned
+        here for the previous chunk; None: from the start), in key order, read in one short read
+        transaction, and the raw key of the last row (None when there are none).
+
+        A snapshot taken chunk by chunk (resumable: ``after`` is all it needs) holds every row that
+        exists throughout it, some rows as they were later than others; the changes after a version
+        taken (``current_version``) before the first chunk bring every row changed meanwhile up to date.
+        """
+        ref = TableRef.parse(table)
+        self._check_limit(limit)
+        d = self.dialect
+        with self._chunk_read():
+            columns = d.introspect_columns(self.conn, ref.schema, ref.name)
+            keys = key_columns(columns)
+            if not keys:
+                raise ConfigError(f"table {ref} has no primary key; it cannot be snapshotted in chunks")
+            where, params = ("", []) if after is None else self._after_sql(keys, after)
+            order = d.columns_sql(keys)
+            sql = (f"SELECT {d.columns_sql([c.name for c in columns])} FROM {d.qualified(ref.schema, ref.name)}"
+                   f"{where} ORDER BY {order}")
+            sql += f" OFFSET 0 ROWS FETCH NEXT {int(limit)} ROWS ONLY" if d.name == "sqlserver" \
+                else f" LIMIT {int(limit)}"
+            cursor = self.conn.cursor()
+            cursor.execute(sql, params)
+            raw = cursor.fetchall()
+            cursor.close()
+        positions = [next(i for i, c in enumerate(columns) if c.name == k) for k in keys]
+        last = [raw[-1][i] for i in positions] if raw else None
+        return [self._row(columns, values) for values in raw], last
+
+    def _after_sql(self, keys: list[str], after: Sequence[Any]) -> tuple[str, list[Any]]:
+        """`` WHERE key > after`` in key order (a row-value comparison where the database has one)."""
+        q, p = self.dialect.quote_ident, self.dialect.placeholder
+        if len(after) != len(keys):
+            raise ConfigError(f"a snapshot position holds {len(after)} key values; the key is now {keys}")
+        if self.dialect.name != "sqlserver":
+            cols = ", ".join(q(k) for k in keys)
+            return f" WHERE ({cols}) > ({', '.join(p for _ in keys)})", list(after)
+        terms, params = [], []
+        for i, k in enumerate(keys):
+            eq = [f"{q(x)} = {p}" for x in keys[:i]]
+            terms.append("(" + " AND ".join([*eq, f"{q(k)} > {p}"]) + ")")
+            params += [*after[:i], after[i]]
+        return " WHERE " + " OR ".join(terms), params
+
+    def _chunk_read(self) -> AbstractContextManager[Any]:
+        """A short read-only transaction for one snapshot chunk (each dialect its own)."""
+        raise NotImplementedError
 
     @abstractmethod
     def cleanup(self, retention: timedelta | None = None) -> None:

@@ -30,7 +30,7 @@ Trigger functions are SECURITY DEFINER, so HQ writers need no rights on ``cdx``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -291,6 +291,9 @@ class PostgresChangeTracker(ChangeTracker):
             self._end("COMMIT")
 
         return RowStream((self._row(columns, values) for values in cursor), finish), version
+
+    def _chunk_read(self) -> AbstractContextManager[Any]:
+        return self._tx(self._READ)
 
     # -- cleanup -----------------------------------------------------------------------
     def cleanup(self, retention: timedelta | None = None) -> None:

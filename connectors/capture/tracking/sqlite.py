@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -225,6 +225,9 @@ class SQLiteChangeTracker(ChangeTracker):
             self.conn.commit()
 
         return RowStream((self._row(columns, values) for values in cursor), finish), version
+
+    def _chunk_read(self) -> AbstractContextManager[Any]:
+        return self._tx("BEGIN")
 
     # -- cleanup -----------------------------------------------------------------------
     def cleanup(self, retention: timedelta | None = None) -> None:

@@ -22,7 +22,7 @@ the op is normalised as the interface says (a key whose row is gone is D).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -194,6 +194,9 @@ class SQLServerChangeTracker(ChangeTracker):
             snap.__exit__(None, None, None)
 
         return RowStream(rows(), finish), version
+
+    def _chunk_read(self) -> AbstractContextManager[Any]:
+        return self._snapshot()
 
     # -- cleanup -----------------------------------------------------------------------
     def cleanup(self, retention: timedelta | None = None) -> None:

@@ -1,0 +1,1 @@
+CREATE INDEX IF NOT EXISTS contosoretailstorehours_store ON ext.contosoretailstorehourstable (retailstoretable, day);

@@ -1,0 +1,152 @@
+"""One source record in, its routed records out: decode once, route with state, encode, produce. Synchronous.
+
+``RecordRouter.route(msg, wanted)`` is the transactional engine's per-record path (live stream and
+backfill alike). It does no I/O of its own besides ``producer.produce`` (into the caller's open
+Kafka transaction) and reads of the key state; no asyncio, no per-record callbacks (the producer
+reports failed deliveries only, and a failure aborts the transaction).
+
+- decode: the key and value once each (the codec; single-object writer fingerprints are read from
+  the record headers, so a known schema pair costs no lookup); HQ columns are cached per writer
+  schema pair and projections per (writer schema pair, subjob) (``RoutingPlan.projection``);
+- encode: a routed value once per record, the same bytes to every group (single-object encoding
+  does not depend on the topic), a tombstone with its source position in headers;
+- state: ``streams.stateful.route_stateful`` with the key's groups from ``KeyState``; a changed
+  entry adds a changelog record to the transaction;
+- a record that cannot be decoded goes to the dead-letter topic, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from confluent_kafka import Message, Producer
+
+from cdx.codec import Codec, SingleObjectCodec
+from cdx.codec.errors import SchemaError
+from cdx.errors import FatalError, SkippableError
+from cdx.routed import tombstone_headers
+from streams import metrics
+from streams.keystate import KeyState, encode_held
+from streams.routing import RoutingPlan, SourceRecord, hq_columns
+from streams.stateful import Emit, route_stateful
+
+log = logging.getLogger("cdx.router")
+
+
+
+class RecordRouter:
+    """See the module docstring. ``plan`` may be replaced between transactions (a reload)."""
+
+    POLL_EVERY = 1000
+
+    def __init__(self, plan: RoutingPlan, codec: Codec, keys: KeyState, producer: Producer, dlq: str) -> None:
+        self.plan = plan
+        self.codec = codec
+        self.keys = keys
+        self.producer = producer
+        self.dlq = dlq
+        self._single_object = isinstance(codec, SingleObjectCodec)
+        self._columns: dict[Any, tuple[Any, ...]] = {}
+        self._key_columns: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
+        self._unpolled = 0
+        self.sent = 0
+
+    def route(self, msg: Message, wanted: Collection[str] | None = None, *, dead_letter: bool = True) -> int:
+        """Route ``msg`` to the ``wanted`` groups (None: every group of its topic); returns records produced."""
+        topic = msg.topic() or ""
+        if self.plan.subjob_of(topic) is None:
+            return 0
+        key, value = msg.key(), msg.value()
+        try:
+            if key is None:
+                raise SkippableError("record has no key")
+            record = self._decode(topic, msg.partition() or 0, msg.offset() or 0, key, value)
+        except SkippableError as exc:
+            reason = exc.reason
+            if dead_letter:
+                self._dead_letter(msg, reason)
+            else:
+                log.warning("router: backfill skips %s[%d]@%d: %s", topic, msg.partition(), msg.offset(), reason)
+            return 0
+        state_key = self.keys.key(topic, key)
+        groups = wanted if wanted is not None else self.plan.groups_of(topic)
+        try:
+            emits, held = route_stateful(self.plan, record, self.keys.get(state_key), groups)
+        except SchemaError as exc:
+            raise FatalError(f"cannot project {topic} for its subjob: {exc}") from exc
+        if self.keys.set(state_key, held):
+            self._produce(self.keys.topic, state_key, encode_held(held), None)
+        n = sum(self._emit(e, record) for e in emits)
+        self.sent += n
+        return n
+
+    def _decode(self, topic: str, partition: int, offset: int, key: bytes, value: bytes | None) -> SourceRecord:
+        sid, columns = self._hq_columns(topic, key, value)
+        decoded_value = self.codec.decode_value(topic, value) if value is not None else None
+        return SourceRecord(topic, partition, offset, self.codec.decode_key(topic, key), decoded_value, columns, sid)
+
+    def _hq_columns(self, topic: str, key: bytes, value: bytes | None) -> tuple[Any, tuple[Any, ...]]:
+        if value is None:  # a tombstone: the columns last seen with this key schema, else the key's alone
+            kid = (topic, key[:10]) if self._single_object else (topic, self.codec.writer_schema(topic, key, True))
+            found = self._key_columns.get(kid)
+            if found is None:
+                ks = self.codec.writer_schema(topic, key, is_key=True)
+                found = self._key_columns[kid] = (("key-only", kid), hq_columns(ks, ks))
+            return found
+        if self._single_object:
+            sid: Any = (value[2:10], key[2:10])
+            cols = self._columns.get(sid)
+            if cols is not None:
+                return sid, cols
+        vs = self.codec.writer_schema(topic, value)
+        ks = self.codec.writer_schema(topic, key, is_key=True)
+        if not self._single_object:
+            sid = (vs.fingerprint, ks.fingerprint)
+            cols = self._columns.get(sid)
+            if cols is not None:
+                return sid, cols
+        cols = self._columns[sid] = hq_columns(vs, ks)
+        kid = (topic, key[:10]) if self._single_object else (topic, ks)
+        self._key_columns[kid] = (sid, cols)
+        return sid, cols
+
+    def _emit(self, e: Emit, record: SourceRecord) -> int:
+        r = e.route
+        kb = vb = None
+        headers = None
+        if r.value is None:
+            subjob = self.plan.subjob_of(record.topic)
+            headers = tombstone_headers(r.schemas, subjob.id if subjob else "", record.position)
+        for g in e.groups:
+            topic = self.plan.group_topics[g]
+            if kb is None or not self._single_object:
+                kb = self.codec.encode_key(topic, r.schemas.key, r.key)
+                vb = None if r.value is None else self.codec.encode_value(topic, r.schemas.value, r.value)
+            self._produce(topic, kb, vb, headers)
+        return len(e.groups)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
+        while True:
+            try:
+                if headers is None:
+                    self.producer.produce(topic, value, key)
+                else:
+                    self.producer.produce(topic, value, key, headers=headers)
+                break
+            except BufferError:  # local queue full: let librdkafka send
+                self.producer.poll(0.05)
+        self._unpolled += 1
+        if self._unpolled >= self.POLL_EVERY:
+            self._unpolled = 0
+            self.producer.poll(0)
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        log.error("router: %s[%d]@%d to the dead-letter topic: %s", topic, partition, offset, reason)
+        headers = [("cdx.component", b"router"), ("cdx.error", reason[:1000].encode()),
+                   ("cdx.source.topic", topic.encode()), ("cdx.source.partition", str(partition).encode()),
+                   ("cdx.source.offset", str(offset).encode())]
+        self._produce(self.dlq, msg.key(), msg.value(), headers)
+        metrics.DEAD_LETTERS.inc()
