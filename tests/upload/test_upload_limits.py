@@ -19,6 +19,7 @@ from cdx.cli import status_cmd
 from cdx.cli.main import app
 from cdx.demo.retail_schema import CHANNEL_UPLOAD_TABLES, insert_sql
 from cdx.dialects import connect
+from cdx.errors import ConfigError
 from cdx.kafka.config import client_config
 from cdx.topics import dlq_topic
 from connectors.sink.letters import read_letters
@@ -209,6 +210,10 @@ def test_counters_going_backwards_halt_the_table_until_restarted(tmp_path, kafka
     res = CliRunner().invoke(app, ["channel", "upload", "--topology", str(topology_path(topo)), "--from-counter",
                                    "3"])
     assert res.exit_code != 0 and "exactly one --channel" in res.output and "Traceback" not in res.output
+    wrong = _uploader(topo, from_counter=new_max + 1, from_tables=["ax.NOSUCHTABLE"])
+    with pytest.raises(ConfigError, match="no upload table named"):
+        wrong.poll_once()
+    wrong.close()
     fixed = _uploader(topo, from_counter=new_max + 1, from_tables=[HEADER_TABLE])
     fixed.poll_once()
     fixed.poll_once()
