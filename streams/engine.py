@@ -38,7 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from cdx.codec import SchemaPublisher, SchemaStore, make_codec
 from cdx.errors import FatalError, RetriableError
 from cdx.kafka.batches import next_batch
-from cdx.kafka.config import client_config, consumer_config, producer_config
+from cdx.kafka.config import client_config, consumer_config, producer_config, size_limited
 from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology import Topology
 from streams import metrics
@@ -160,10 +160,10 @@ class Engine:
         self.reload_interval = reload_interval
         ensure_engine_topics(topology, self.plan)
         self.instance_id = instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        self.producer = Producer(producer_config(
+        self.producer = Producer(size_limited(producer_config(
             self.config, transactional_id=transactional_id(topology, self.instance_id),
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, queue_buffering_max_messages=500_000,
-            **{"delivery.report.only.error": True}))
+            **{"delivery.report.only.error": True}), k.max_message_bytes))
         self.producer.init_transactions(60)
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix), transactional=True)
