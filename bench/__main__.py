@@ -1,8 +1,8 @@
 """``python -m bench [NAME ...]`` (``make bench``): run the benchmarks, each printing its table
 beside a baseline measured in the same run and writing JSON to ``bench/results/``.
 
-Names: capture, router, apply, e2e, upload, scale, bootstrap, peer_debezium (cdx against Debezium on Kafka
-Connect; needs Java and Maven) (default: all, in that order). Options after ``--`` go to
+Names: capture, router, apply, e2e, upload, scale, bootstrap, realtime, peer_debezium (cdx against Debezium
+on Kafka Connect; needs Java and Maven) (default: all, in that order). Options after ``--`` go to
 every benchmark, e.g. ``python -m bench capture apply -- --runs 1`` (the ``--`` may be left out:
 ``python -m bench peer_debezium --runs 3``).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("capture", "router", "apply", "e2e", "upload", "scale", "bootstrap", "peer_debezium")
+BENCHES = ("capture", "router", "apply", "e2e", "upload", "scale", "bootstrap", "realtime", "peer_debezium")
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,8 @@
 """A snapshot of a large HQ table: chunked, resumable, killed half-way.
 
-    python -m bench.capture_snapshot [--rows 5000000] [--runs 1] [--chunk 10000]
+    python -m bench.capture_snapshot [--rows 5000000] [--runs 1]
+
+(5M rows: about 40 minutes on a loaded 2-core machine, plus building the table; no time limit inside.)
 
 Creates a SQLite HQ table of ``--rows`` rows (5 columns) once, then per run: a fresh topic prefix,
 ``cdx capture`` (a real process) snapshotting the table; when the committed position shows half

@@ -648,15 +648,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
             tp = bench.throughput(run)
             rows, base_s = bench.copy_baseline(tp["base"])
             tp.update(baseline_rows=rows, baseline_s=base_s, baseline_rows_per_s=rows / base_s)
-            console.print(f"run {run + 1}: {tp['changes']:,} changes current in every channel after "
-                          f"{tp['seconds']:.1f}s = {tp['changes_per_s']:,.0f} changes/s (updates started at "
-                          f"{tp['updates_started_s']:.1f}s, HQ writes done at {tp['hq_write_s']:.1f}s; published "
-                          f"{tp.get('capture_changes', 0):,.0f}, router in "
-                          f"{tp.get('router_records_in', 0):,.0f} / out {tp.get('router_records_out', 0):,.0f}, "
-                          f"applied {tp.get('sink_applied', 0):,.0f} in {tp.get('sink_batches', 0):,.0f} batches); "
-                          f"raw copy of {rows:,} rows into "
-                          f"{len(channels)} channels {base_s:.1f}s = {tp['baseline_rows_per_s']:,.0f} rows/s")
-            console.print(f"run {run + 1}: CPU {cpu_line(tp)}")
+            print_throughput(run, tp, len(channels))
             st = bench.steady(run)
             lat, fl = st["latency"], st["floor"]
             console.print(f"run {run + 1}: steady {st['achieved_rate']:,.0f} changes/s for {st['write_s']:.1f}s:"
@@ -670,6 +662,18 @@ def main(argv: list[str] | None = None) -> list[Result]:
     results = report(args, runs, where)
     console.print(f"total {time.perf_counter() - started:.0f}s; logs in {tmp / 'logs'}")
     return results
+
+
+def print_throughput(run: int, tp: dict[str, Any], channels: int) -> None:
+    console.print(f"run {run + 1}: {tp['changes']:,} changes current in every channel after "
+                  f"{tp['seconds']:.1f}s = {tp['changes_per_s']:,.0f} changes/s (updates started at "
+                  f"{tp['updates_started_s']:.1f}s, HQ writes done at {tp['hq_write_s']:.1f}s; published "
+                  f"{tp.get('capture_changes', 0):,.0f}, router in "
+                  f"{tp.get('router_records_in', 0):,.0f} / out {tp.get('router_records_out', 0):,.0f}, "
+                  f"applied {tp.get('sink_applied', 0):,.0f} in {tp.get('sink_batches', 0):,.0f} batches); "
+                  f"raw copy of {tp['baseline_rows']:,} rows into {channels} channels {tp['baseline_s']:.1f}s = "
+                  f"{tp['baseline_rows_per_s']:,.0f} rows/s")
+    console.print(f"run {run + 1}: CPU {cpu_line(tp)}")
 
 
 def cpu_line(phase: dict[str, Any]) -> str:

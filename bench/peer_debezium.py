@@ -31,6 +31,7 @@ is the median over the runs; JSON in ``bench/results/peer_debezium-*.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cpu
-from bench.common import Result, console, save, show
+from bench.common import RESULTS, Result, console, save, show
 from bench.e2e import PROBE, PRODUCT, TOPOLOGY, Bench, Db, HqWriter, Pipeline, create_hq, fmt, free_port, median
 from bench.peer import connect
 from cdx.kafka.admin import TopicSpec, ensure_topics
@@ -187,6 +188,10 @@ def measured(bench: Bench, idle: Bench, phase: str, run: int) -> dict[str, Any]:
 
 
 def run_all(args: argparse.Namespace, benches: dict[str, Bench]) -> list[dict[str, Any]]:
+    """Ready, warm up, then ``args.runs`` alternated runs; each finished run is also written at once to
+    ``bench/results/peer_debezium-partial-*.json`` (a long benchmark stopped early keeps its runs)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    partial = RESULTS / f"peer_debezium-partial-{time.strftime('%Y%m%d-%H%M%S')}.json"
     for side in SIDES:
         console.print(f"{side}: first row in the channel after {benches[side].ready():.1f}s")
     for side in SIDES:
@@ -206,6 +211,8 @@ def run_all(args: argparse.Namespace, benches: dict[str, Bench]) -> list[dict[st
                           f"{fmt(st['latency'])}")
             result[side] = {"throughput": tp, "steady": st}
         runs.append(result)
+        partial.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2, default=str))
+        console.print(f"run {run + 1} of {args.runs} done; runs so far in {partial}")
     return runs
 
 
@@ -266,7 +273,11 @@ def main(argv: list[str] | None = None) -> list[Result]:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the processes
     started = time.perf_counter()
-    bootstrap, admin = launcher.up(1), pg.up(logical=True)
+    try:
+        bootstrap, admin = launcher.up(1), pg.up(logical=True)
+        connect.ensure_jars()
+    except (launcher.KafkaLauncherError, pg.PostgresError, connect.PeerError) as exc:
+        raise SystemExit(f"peer_debezium: {exc}") from None
     tmp = Path(tempfile.mkdtemp(prefix="cdx-bench-peer-"))
     console.print(f"peer_debezium: logs and configuration in {tmp}")
     benches: dict[str, Bench] = {}

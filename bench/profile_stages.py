@@ -27,7 +27,7 @@ CATEGORIES: dict[str, tuple[tuple[str, str], ...]] = {
         ("cdx/codec/prepare.py", "value preparation before encoding (cdx.codec.prepare)"),
         ("cdx/codec/envelope.py", "envelope building (cdx.codec.envelope)"),
         ("cdx/codec/", "Avro encode (cdx.codec, fastavro)"),
-        ("cdx/dialects/", "database value decoding (cdx.dialects)"),
+        ("cdx/dialects/", "dialect calls (value decoding, column introspection)"),
         ("connectors/capture/tracking/", "reading net changes (tracking queries, psycopg)"),
         ("cdx/kafka/", "produce and transactions (cdx.kafka, confluent-kafka)"),
         ("prometheus_client", "metrics"),
@@ -48,10 +48,11 @@ CATEGORIES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def find_pid(role: str, timeout: float = 300.0) -> int:
+def find_pid(role: str, run_dir: str, timeout: float = 300.0) -> int:
+    """The ``cdx <role>`` process of this benchmark's run (its topology lies in ``run_dir``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = subprocess.run(["pgrep", "-f", f"cdx.cli.main {role} --topology .*cdx-bench-e2e-"],
+        out = subprocess.run(["pgrep", "-n", "-f", f"cdx.cli.main {role} --topology {run_dir}/topology.yaml"],
                              capture_output=True, text=True).stdout.split()
         if out:
             return int(out[0])
@@ -89,11 +90,14 @@ def main(argv: list[str] | None = None) -> None:
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     raws = {role: RESULTS / f"{role}-profile-{stamp}.txt" for role in ("capture", "sink")}
     try:
-        pids = {role: find_pid(role) for role in raws}
         assert e2e.stdout is not None
-        for line in e2e.stdout:  # the throughput run starts once the pipeline is ready
+        run_dir = ""
+        for line in e2e.stdout:  # "e2e: ...; logs and databases in <dir>", then "pipeline ready ..."
+            if "logs and databases in" in line:
+                run_dir = line.rsplit(" ", 1)[1].strip()
             if "pipeline ready" in line:
                 break
+        pids = {role: find_pid(role, run_dir) for role in raws}
         spy = Path(sys.executable).with_name("py-spy")
         spies = [subprocess.Popen([str(spy), "record", "-p", str(pids[role]), "-d", str(int(args.seconds)), "-r", "200",
                                   "-f", "raw", "-o", str(raw), "--nonblocking"],

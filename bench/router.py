@@ -11,7 +11,10 @@
 3. **Latency**: with both running and idle, writes ``--rate`` changes/s for ``--seconds``
    (a transaction every 10 ms) and reports output CreateTime - source CreateTime percentiles.
 
-Medians of ``--runs`` runs (fresh topics each); prints one table and writes JSON to ``bench/results/``.
+Also records in per CPU-second (user + system, every thread, from /proc for the router process from
+its first routed record on; the bench process's CPU while the baseline copies): a figure that
+survives a noisy machine. Medians of ``--runs`` runs (fresh topics each); prints one table and
+writes JSON to ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -96,6 +99,12 @@ class Baseline(threading.Thread):
             consumer.close()
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_values(cfg: dict[str, Any], topics: list[str], want: int, timeout: float = 600.0) -> None:
     """Until ``topics`` hold ``want`` non-tombstone records (read_committed)."""
     deadline = time.monotonic() + timeout
@@ -149,20 +158,60 @@ def main(argv: list[str] | None = None) -> list[Result]:
     print(f"\nrouter benchmark: {runs[0]['source_records']:,} source records ({args.changes:,} changes,"
           f" {len(TABLES)} tables -> {runs[0]['group_records']:,} group records); latency at {args.rate:g}"
           f" changes/s for {args.seconds:g}s; medians of {args.runs} run(s)")
-    print(f"{'':28} {'in rec/s':>10} {'out rec/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    print(f"{'':28} {'in rec/s':>10} {'out rec/s':>10} {'in/CPU-s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+          f" {'max ms':>8}")
     for name, label in (("router", f"router ({args.engine})"), ("baseline", "baseline (confluent copy)")):
         m = med[name]
-        print(f"{label:28} {m['in_per_s']:10,.0f} {m['out_per_s']:10,.0f} {m['p50_ms']:8.1f} {m['p95_ms']:8.1f}"
+        print(f"{label:28} {m['in_per_s']:10,.0f} {m['out_per_s']:10,.0f} {m['in_per_cpu_s']:10,.0f}"
+              f" {m['p50_ms']:8.1f} {m['p95_ms']:8.1f}"
               f" {m['p99_ms']:8.1f} {m['max_ms']:8.1f}")
     r, b = med["router"], med["baseline"]
     results = [Result("router", "records in", "rec/s", r["in_per_s"], b["in_per_s"], "confluent copy", args.runs,
                       {"runs": runs, "engine": args.engine}),
-               Result("router", "records out", "rec/s", r["out_per_s"], b["out_per_s"], "confluent copy", args.runs)]
+               Result("router", "records out", "rec/s", r["out_per_s"], b["out_per_s"], "confluent copy", args.runs),
+               Result("router", "records in per CPU-second", "rec/CPU-s", r["in_per_cpu_s"], b["in_per_cpu_s"],
+                      "confluent copy", args.runs)]
     results += [Result("router", f"latency {q} at {args.rate:g}/s", "ms", r[f"{q}_ms"], b[f"{q}_ms"],
                        "confluent copy", args.runs) for q in ("p50", "p95", "p99")]
     show(results, "router: records/s and latency (source CreateTime -> routed CreateTime)")
     save(results, "router")
     return results
+
+
+def steady_latency(args: argparse.Namespace, cfg: dict[str, Any], writer: HqWriter, wl: Workload, srcs: list[str],
+                   groups: list[str], copy_topic: str) -> tuple[list[float], list[float]]:
+    """With router and copy idle: ``--rate`` changes/s for ``--seconds``; latencies of both (ms)."""
+    codec = _codec(writer.topology)
+    before_src = {t: high_watermarks(cfg, t) for t in srcs}
+    before_grp = {t: high_watermarks(cfg, t) for t in groups}
+    before_copy = high_watermarks(cfg, copy_topic)
+    per_txn = max(1, round(args.rate / 100))
+    t_end = time.monotonic() + args.seconds
+    nxt = time.monotonic()
+    while time.monotonic() < t_end:
+        writer.write(wl.changes(per_txn))
+        nxt += 0.01
+        time.sleep(max(0.0, nxt - time.monotonic()))
+    time.sleep(3.0)
+    src_ts = {k: v for k, v in source_timestamps(cfg, srcs).items() if k[2] >= before_src[k[0]].get(k[1], 0)}
+    outs = [m for t in groups for m in read_to_end(cfg, t, start=before_grp[t]) if m.value() is not None]
+
+    def routed_pos(m: Any) -> Any:
+        v = parse_value({}, codec.decode_value(m.topic(), m.value()) or {})
+        return (v.position.topic, v.position.partition, v.position.offset)
+
+    r_lat = latencies(outs, src_ts, routed_pos)
+    copies = list(read_to_end(cfg, copy_topic, start=before_copy))
+
+    def copy_pos(m: Any) -> Any:
+        src = dict(m.headers() or []).get("src")
+        if src is None:
+            return None
+        t, p, o = src.decode().rsplit(":", 2)
+        return (t, int(p), int(o))
+
+    b_lat = latencies(copies, src_ts, copy_pos)
+    return r_lat, b_lat
 
 
 def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
@@ -185,50 +234,26 @@ def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
     # -- router ---------------------------------------------------------------------------
     from tests.routing.helpers import expected
 
-    codec = _codec(topo)
     want = sum(len(v) for v in expected(topo, engine=args.engine).values())  # routed value records
     print(f"router: {n_in_records:,} source records -> {want:,} group value records", file=sys.stderr)
     proc = spawn_router(path, tmp, engine=args.engine)
     baseline: Baseline | None = None
     try:
+        while total(cfg, groups) == 0:  # CPU from the first routed record on (start-up not counted)
+            time.sleep(0.05)
+        r_cpu0 = proc_cpu(proc.pid)
         wait_values(cfg, groups, want)
+        r_cpu = proc_cpu(proc.pid) - r_cpu0
         r_in, r_out = rate(output_times(cfg, groups), n_in_records)
         print(f"router: {r_in:,.0f} in/s, {r_out:,.0f} out/s", file=sys.stderr)
         # -- baseline --------------------------------------------------------------------
         baseline = Baseline(cfg, srcs, copy_topic, f"{topo.kafka.topic_prefix}-bench-copy")
+        b_cpu0 = time.process_time()
         baseline.start()
         wait_count(cfg, [copy_topic], n_in_records)
+        b_cpu = time.process_time() - b_cpu0
         b_in, b_out = rate(output_times(cfg, [copy_topic]), n_in_records)
-        # -- latency ---------------------------------------------------------------------
-        before_src = {t: high_watermarks(cfg, t) for t in srcs}
-        before_grp = {t: high_watermarks(cfg, t) for t in groups}
-        before_copy = high_watermarks(cfg, copy_topic)
-        per_txn = max(1, round(args.rate / 100))
-        t_end = time.monotonic() + args.seconds
-        nxt = time.monotonic()
-        while time.monotonic() < t_end:
-            writer.write(wl.changes(per_txn))
-            nxt += 0.01
-            time.sleep(max(0.0, nxt - time.monotonic()))
-        time.sleep(3.0)
-        src_ts = {k: v for k, v in source_timestamps(cfg, srcs).items() if k[2] >= before_src[k[0]].get(k[1], 0)}
-        outs = [m for t in groups for m in read_to_end(cfg, t, start=before_grp[t]) if m.value() is not None]
-
-        def routed_pos(m: Any) -> Any:
-            v = parse_value({}, codec.decode_value(m.topic(), m.value()) or {})
-            return (v.position.topic, v.position.partition, v.position.offset)
-
-        r_lat = latencies(outs, src_ts, routed_pos)
-        copies = list(read_to_end(cfg, copy_topic, start=before_copy))
-
-        def copy_pos(m: Any) -> Any:
-            src = dict(m.headers() or []).get("src")
-            if src is None:
-                return None
-            t, p, o = src.decode().rsplit(":", 2)
-            return (t, int(p), int(o))
-
-        b_lat = latencies(copies, src_ts, copy_pos)
+        r_lat, b_lat = steady_latency(args, cfg, writer, wl, srcs, groups, copy_topic)
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(60)
@@ -237,8 +262,9 @@ def run_once(args: argparse.Namespace, run: int) -> dict[str, Any]:
             baseline.join(30)
 
     result: dict[str, Any] = {"source_records": n_in_records, "offsets": n_in, "group_records": want}
-    for name, a, b, lat in (("router", r_in, r_out, r_lat), ("baseline", b_in, b_out, b_lat)):
-        result[name] = {"in_per_s": a, "out_per_s": b, "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95),
+    for name, a, b, lat, cpu in (("router", r_in, r_out, r_lat, r_cpu), ("baseline", b_in, b_out, b_lat, b_cpu)):
+        result[name] = {"in_per_s": a, "out_per_s": b, "in_per_cpu_s": n_in_records / max(cpu, 1e-3),
+                        "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95),
                         "p99_ms": pct(lat, 0.99), "max_ms": max(lat) if lat else float("nan"),
                         "latency_samples": len(lat)}
     print(f"run {run}: router {r_in:,.0f} in/s {r_out:,.0f} out/s p99 {result['router']['p99_ms']:.0f} ms;"

@@ -146,6 +146,23 @@ def make_value(schemas: RoutedSchemas, *, op: str, key: Mapping[str, Any], row: 
     }
 
 
+def filter_suffix(value: Mapping[str, Any]) -> bytes:
+    """The Avro binary of a routed value's last field, ``filter``: what a writer that splices a routed
+    value together (source body + routing fields) appends after ``position``."""
+    flt = value.get("filter")
+    if flt is None:
+        return b"\x00"
+    if flt["value"] is None:
+        return b"\x02\x00"
+    data = flt["value"].encode()
+    n, out = len(data) << 1, bytearray(b"\x02\x02")
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + data
+
+
 TOMBSTONE_HEADERS = ("cdx.op", "cdx.source.topic", "cdx.source.partition", "cdx.source.offset",
                      "cdx.target.schema", "cdx.target.table", "cdx.subjob")
 

@@ -60,8 +60,8 @@ def ensure_engine_topics(topology: Topology, plan: RoutingPlan) -> None:
 def needs_restart(old: Topology, new: Topology, subscribed: list[str]) -> str | None:
     """Why ``new`` cannot be applied in place (new source topics, other Kafka), or None."""
     a, b = old.kafka, new.kafka
-    if (a.bootstrap_servers, a.topic_prefix, a.security, a.schema_registry) != \
-            (b.bootstrap_servers, b.topic_prefix, b.security, b.schema_registry):
+    if (a.bootstrap_servers, a.topic_prefix, a.security, a.schema_registry, a.record_encoding) != \
+            (b.bootstrap_servers, b.topic_prefix, b.security, b.schema_registry, b.record_encoding):
         return "the kafka section changed"
     missing = set(RoutingPlan(new).source_topics) - set(subscribed)
     return f"new source topics {sorted(missing)}" if missing else None
@@ -183,7 +183,7 @@ class Activator:
             try:
                 for k in stale:
                     e.progress.set(k, None)
-                    e.router._produce(e.progress.topic, encode_key(k), None, None)
+                    e.router.produce(e.progress.topic, encode_key(k), None, None)
             except BaseException as exc:
                 e.txn.abort(exc)
             e.txn.commit(None, e.consumer)

@@ -9,7 +9,9 @@ reports failed deliveries only, and a failure aborts the transaction).
   the record headers, so a known schema pair costs no lookup); HQ columns are cached per writer
   schema pair and projections per (writer schema pair, subjob) (``RoutingPlan.projection``);
 - encode: a routed value once per record, the same bytes to every group (single-object encoding
-  does not depend on the topic), a tombstone with its source position in headers;
+  does not depend on the topic), a tombstone with its source position in headers. Where the
+  projection is the identity, values pass through unchanged (``streams.splice``): the routed
+  bytes are the source bytes under the routed schema's header plus the routing fields;
 - state: ``streams.stateful.route_stateful`` with the key's groups from ``KeyState``; a changed
   entry adds a changelog record to the transaction;
 - a record that cannot be decoded goes to the dead-letter topic, in the same transaction.
@@ -29,7 +31,8 @@ from cdx.errors import FatalError, SkippableError
 from cdx.routed import tombstone_headers
 from streams import metrics
 from streams.keystate import KeyState, encode_held
-from streams.routing import RoutingPlan, SourceRecord, hq_columns
+from streams.routing import Route, RoutingPlan, SourceRecord, hq_columns
+from streams.splice import Splicer
 from streams.stateful import Emit, route_stateful
 
 log = logging.getLogger("cdx.router")
@@ -50,8 +53,10 @@ class RecordRouter:
         self._single_object = isinstance(codec, SingleObjectCodec)
         self._columns: dict[Any, tuple[Any, ...]] = {}
         self._key_columns: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
+        self._key_fields: dict[Any, tuple[str, ...]] = {}
         self._unpolled = 0
         self.sent = 0
+        self.splicer = Splicer() if self._single_object else None
 
     def route(self, msg: Message, wanted: Collection[str] | None = None, *, dead_letter: bool = True) -> int:
         """Route ``msg`` to the ``wanted`` groups (None: every group of its topic); returns records produced."""
@@ -77,15 +82,26 @@ class RecordRouter:
         except SchemaError as exc:
             raise FatalError(f"cannot project {topic} for its subjob: {exc}") from exc
         if self.keys.set(state_key, held):
-            self._produce(self.keys.topic, state_key, encode_held(held), None)
-        n = sum(self._emit(e, record) for e in emits)
+            self.produce(self.keys.topic, state_key, encode_held(held), None)
+        n = sum(self._emit(e, record, key, value) for e in emits)
         self.sent += n
         return n
 
     def _decode(self, topic: str, partition: int, offset: int, key: bytes, value: bytes | None) -> SourceRecord:
+        """The record decoded once: the key values are taken from the envelope's row when it has them."""
         sid, columns = self._hq_columns(topic, key, value)
-        decoded_value = self.codec.decode_value(topic, value) if value is not None else None
-        return SourceRecord(topic, partition, offset, self.codec.decode_key(topic, key), decoded_value, columns, sid)
+        env = self.codec.decode_value(topic, value) if value is not None else None
+        key_dict = None
+        if env is not None:
+            row = env.get("after") or env.get("before")
+            fields = self._key_fields.get(sid)
+            if fields is None:
+                fields = self._key_fields[sid] = tuple(c.field for c in columns if c.primary_key)
+            if isinstance(row, dict) and fields and all(f in row for f in fields):
+                key_dict = {f: row[f] for f in fields}
+        if key_dict is None:
+            key_dict = self.codec.decode_key(topic, key)
+        return SourceRecord(topic, partition, offset, key_dict, env, columns, sid)
 
     def _hq_columns(self, topic: str, key: bytes, value: bytes | None) -> tuple[Any, tuple[Any, ...]]:
         if value is None:  # a tombstone: the columns last seen with this key schema, else the key's alone
@@ -112,22 +128,28 @@ class RecordRouter:
         self._key_columns[kid] = (sid, cols)
         return sid, cols
 
-    def _emit(self, e: Emit, record: SourceRecord) -> int:
+    def _emit(self, e: Emit, record: SourceRecord, raw_key: bytes, raw_value: bytes | None) -> int:
         r = e.route
         kb = vb = None
         headers = None
         if r.value is None:
             subjob = self.plan.subjob_of(record.topic)
             headers = tombstone_headers(r.schemas, subjob.id if subjob else "", record.position)
+        elif self.splicer is not None and raw_value is not None and record.value is not None \
+                and r.value["op"] == record.value["op"] != "d":
+            kb, vb = self.splicer.encode(record, r, raw_key, raw_value, lambda: self._encode(r, ""))
         for g in e.groups:
             topic = self.plan.group_topics[g]
             if kb is None or not self._single_object:
-                kb = self.codec.encode_key(topic, r.schemas.key, r.key)
-                vb = None if r.value is None else self.codec.encode_value(topic, r.schemas.value, r.value)
-            self._produce(topic, kb, vb, headers)
+                kb, vb = self._encode(r, topic)
+            self.produce(topic, kb, vb, headers)
         return len(e.groups)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
+    def _encode(self, r: Route, topic: str) -> tuple[bytes, bytes | None]:
+        kb = self.codec.encode_key(topic, r.schemas.key, r.key)
+        return kb, None if r.value is None else self.codec.encode_value(topic, r.schemas.value, r.value)
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
         while True:
             try:
                 if headers is None:
@@ -148,5 +170,5 @@ class RecordRouter:
         headers = [("cdx.component", b"router"), ("cdx.error", reason[:1000].encode()),
                    ("cdx.source.topic", topic.encode()), ("cdx.source.partition", str(partition).encode()),
                    ("cdx.source.offset", str(offset).encode())]
-        self._produce(self.dlq, msg.key(), msg.value(), headers)
+        self.produce(self.dlq, msg.key(), msg.value(), headers)
         metrics.DEAD_LETTERS.inc()

@@ -38,7 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from cdx.codec import SchemaPublisher, SchemaStore, make_codec
 from cdx.errors import FatalError, RetriableError
 from cdx.kafka.batches import next_batch
-from cdx.kafka.config import client_config, consumer_config, producer_config
+from cdx.kafka.config import client_config, consumer_config, producer_config, size_limited
 from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology import Topology
 from streams import metrics
@@ -75,9 +75,9 @@ class Transaction:
         self.open = True
 
     def commit(self, offsets: list[TopicPartition] | None, consumer: Consumer) -> None:
-        """Send ``offsets`` (with the group metadata, also when empty: it fences a stale member) and commit."""
+        """Send ``offsets`` with the consumer's group metadata (KIP-447: a stale member is fenced), then commit."""
         try:
-            if offsets is not None:
+            if offsets:
                 self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 60)
             self._commit()
         except KafkaException as exc:
@@ -131,12 +131,24 @@ class Transaction:
         raise Transaction.Abort(str(cause)) from cause
 
 
+def _retrying(fn: Callable[[], Any], attempts: int = 10) -> Any:
+    """``fn()``, retried while it raises ``RetriableError`` (e.g. a dead worker's transaction still open)."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except RetriableError as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("router: %s; retrying", exc)
+            time.sleep(2.0)
+
+
 class Engine:
     """A transactional router worker; ``run()`` blocks until stopped. See the module docstring."""
 
     def __init__(self, topology: Topology, *, path: Path | None = None, datadir: Path | None = None,
                  instance_id: str | None = None, session_timeout: float = 10.0, reload_interval: float = 1.0,
-                 key_store: str = "memory", batch_size: int = 2000) -> None:
+                 key_store: str = "memory", batch_size: int = 5000) -> None:
         from streams.activation import Activator, ensure_engine_topics
 
         k = topology.kafka
@@ -148,18 +160,18 @@ class Engine:
         self.reload_interval = reload_interval
         ensure_engine_topics(topology, self.plan)
         self.instance_id = instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        self.producer = Producer(producer_config(
+        self.producer = Producer(size_limited(producer_config(
             self.config, transactional_id=transactional_id(topology, self.instance_id),
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, queue_buffering_max_messages=500_000,
-            **{"delivery.report.only.error": True}))
+            **{"delivery.report.only.error": True}), k.max_message_bytes))
         self.producer.init_transactions(60)
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix), transactional=True)
         codec = make_codec(registry_config(topology), store=self.store, publisher=publisher)
         self.keys = KeyState(self.config, keys_topic(k.topic_prefix), open_store(key_store, datadir))
-        restored = self.keys.restore()
         self.progress = Progress(self.config, progress_topic(k.topic_prefix))
-        self.progress.sync()
+        restored = _retrying(self.keys.restore)
+        _retrying(self.progress.sync)
         log.info("router: transactional engine %s; key state restored (%d changelog records, %d keys)",
                  self.instance_id, restored, len(self.keys.store))
         self.router = RecordRouter(self.plan, codec, self.keys, self.producer, dlq_topic(k.topic_prefix))
@@ -202,6 +214,8 @@ class Engine:
         else:
             self.keys.abort()
             self.progress.abort()
+            if self.router.splicer is not None:
+                self.router.splicer.reset()
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> int:
@@ -266,6 +280,7 @@ class Engine:
         except BaseException as exc:
             self.txn.abort(exc)
         self.txn.commit([TopicPartition(t, p, o) for (t, p), o in ends.items()], self.consumer)
+        log.debug("router: committed a batch of %d records, %d routed: %s", len(msgs), self.router.sent, ends)
         self.processed.update(ends)
         metrics.RECORDS_IN.inc(len(msgs))
 
@@ -275,7 +290,7 @@ class Engine:
             for g in (groups or {}).get((topic, p), self.plan.groups_of(topic)):
                 k = (g, topic, p)
                 if self.progress.set(k, end):
-                    self.router._produce(self.progress.topic, encode_key(k), encode_next(end), None)
+                    self.router.produce(self.progress.topic, encode_key(k), encode_next(end), None)
 
     def _rewind(self, msgs: list[Message]) -> None:
         """Seek each partition of an aborted batch back to its first record."""

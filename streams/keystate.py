@@ -8,10 +8,11 @@ held by no group); a tombstone forgets the key.
 
 ``KeyState`` keeps a transaction's changes in an overlay: ``commit()`` applies them to the store,
 ``abort()`` drops them. ``restore()`` reads the changelog from where the store last read it to
-its end (at start and after every assignment, so a partition that moved from another worker
-comes with that worker's last committed state). Stores: ``MemoryKeys`` (a dict), or
-``SqliteKeys`` (a file in ``--datadir``; it also remembers how far it read the changelog, so a
-restart reads only what was added since; for millions of keys).
+its end, open transactions settled (``streams.progress.read_settled``), at start and after
+every assignment, so a partition that moved from another worker comes with that worker's last
+committed state. Stores: ``MemoryKeys`` (a dict), or ``SqliteKeys`` (a file in ``--datadir``;
+it also remembers how far it read the changelog, so a restart reads only what was added since;
+for millions of keys).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from cdx.kafka.reading import read_to_end
 from cdx.topics import check_topic
+from streams.progress import read_settled
 
 Held = frozenset[str]
 
@@ -146,7 +147,7 @@ class KeyState:
         batch: dict[bytes, Held | None] = {}
         nexts: dict[int, int] = {}
         n = 0
-        for msg in read_to_end(self.config, self.topic, start=start, batch=10_000, timeout=self.timeout):
+        for msg in read_settled(self.config, self.topic, start, self.timeout):
             k = msg.key()
             nexts[msg.partition() or 0] = (msg.offset() or 0) + 1
             n += 1

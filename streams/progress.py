@@ -14,10 +14,15 @@ first. Nothing is routed twice and no range is left out, whatever worker routes 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from cdx.kafka.reading import read_to_end
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from cdx.errors import RetriableError
+from cdx.kafka.admin import partitions_of
+from cdx.kafka.reading import read_range
 from cdx.topics import check_topic
 
 Key = tuple[str, str, int]
@@ -26,6 +31,31 @@ Key = tuple[str, str, int]
 def progress_topic(prefix: str) -> str:
     """``<prefix>._router_progress``."""
     return check_topic(f"{prefix}._router_progress")
+
+
+def read_settled(config: Mapping[str, Any], topic: str, start: Mapping[int, int] | None, timeout: float
+                 ) -> Iterator[Message]:
+    """Every committed record of ``topic`` from ``start`` up to its end as written now, read_committed.
+
+    Unlike reading to the last stable offset, this waits for transactions that are open or
+    committing right now to end: a worker taking over a partition sees its previous owner's last
+    committed transaction even when the transaction markers are still being written.
+    ``RetriableError`` when that takes longer than ``timeout`` (a dead worker's open transaction
+    holds the topic until the broker aborts it).
+    """
+    consumer = Consumer({**config, "group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "isolation.level": "read_uncommitted"})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                for p in partitions_of(config, topic, timeout)}
+    except KafkaException as exc:
+        raise RetriableError(f"end offsets of {topic}: {exc}") from exc
+    finally:
+        consumer.close()
+    try:
+        yield from read_range(config, topic, ends, start, batch=10_000, timeout=timeout)
+    except TimeoutError as exc:
+        raise RetriableError(f"{topic}: transactions still open after {timeout:.0f}s: {exc}") from exc
 
 
 def encode_key(k: Key) -> bytes:
@@ -49,7 +79,7 @@ class Progress:
 
     def sync(self) -> None:
         """Read what committed transactions added since the last sync (e.g. another worker's progress)."""
-        for msg in read_to_end(self.config, self.topic, start=self._read or None, timeout=self.timeout):
+        for msg in read_settled(self.config, self.topic, self._read or None, self.timeout):
             self._read[msg.partition() or 0] = (msg.offset() or 0) + 1
             raw = msg.key()
             if raw is None:

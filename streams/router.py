@@ -33,7 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from cdx.codec import Codec, SchemaPublisher, SchemaStore, SingleObjectCodec, make_codec
 from cdx.codec.errors import SchemaError
 from cdx.errors import FatalError, RetriableError, SkippableError
-from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config
 from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology import Topology
@@ -65,8 +65,10 @@ def registry_config(topology: Topology) -> dict[str, str] | None:
 
 
 def group_topic_specs(plan: RoutingPlan) -> list[TopicSpec]:
+    """Compacted group topics that take records up to ``kafka.max_message_bytes``, as the table topics do."""
     k = plan.topology.kafka
-    return [TopicSpec(t, k.default_partitions, k.replication_factor, COMPACTED) for t in plan.group_topics.values()]
+    config = {**COMPACTED, **max_message_config(k.max_message_bytes)}
+    return [TopicSpec(t, k.default_partitions, k.replication_factor, config) for t in plan.group_topics.values()]
 
 
 def ensure_router_topics(topology: Topology, plan: RoutingPlan) -> None:
@@ -76,7 +78,11 @@ def ensure_router_topics(topology: Topology, plan: RoutingPlan) -> None:
              TopicSpec(state_topic(k.topic_prefix), 1, k.replication_factor, COMPACTED),
              TopicSpec(schemas_topic(k.topic_prefix), 1, k.replication_factor, COMPACTED),
              TopicSpec(dlq_topic(k.topic_prefix), 1, k.replication_factor, {})]
-    ensure_topics(k.client_config(), specs)
+    created = ensure_topics(k.client_config(), specs)
+    groups = [t for t in plan.group_topics.values() if t not in created]
+    for topic in raise_max_message_bytes(k.client_config(), groups, k.max_message_bytes):
+        log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
+                    " an administrator must, or larger rows will fail", topic, k.max_message_bytes)
 
 
 class Router:

@@ -22,7 +22,8 @@
   extension table) carries the HQ row's filter-column value (``filter`` in the routed value),
   so the sinks filter both tables alike, whichever of them holds the filter column;
 - a delete routes as the delete plus a tombstone (``value=None``) for the same key; a source
-  tombstone routes nowhere (the router emits its own after each delete).
+  tombstone routes nowhere here (the router emits its own after each delete); with key state
+  (``streams.stateful``, the transactional engine) it is the delete of its key.
 
 The routed value is ``cdx.routed.make_value`` of the source envelope: ``source`` and ``ts_ms``
 are copied, so routing the same record twice gives the same bytes.

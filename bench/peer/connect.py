@@ -30,6 +30,7 @@ from infra.paths import state_dir
 HERE = Path(__file__).resolve().parent
 POM, SETTINGS, LOG4J = HERE / "pom.xml", HERE / "settings.xml", HERE / "log4j2.properties"
 HEAP = "1g"
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the worker's REST API: never via a proxy
 
 
 class PeerError(RuntimeError):
@@ -186,8 +187,7 @@ class Peer:
         out = {}
         for name in ("peer-source", "peer-sink"):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port}/connectors/{name}/status",
-                                            timeout=2) as resp:
+                with _LOCAL.open(f"http://127.0.0.1:{self.rest_port}/connectors/{name}/status", timeout=2) as resp:
                     body = json.loads(resp.read())
             except (OSError, ValueError):
                 return {}

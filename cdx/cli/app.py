@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -21,6 +22,10 @@ app = typer.Typer(
 _WIDTH = None if sys.stdout.isatty() else 140
 err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 console = Console(highlight=False, width=_WIDTH)
+
+# One-shot commands end in one error line, not in librdkafka's reconnect chatter; the long-running
+# roles (and -v) call cdx.cli.common.setup_logging, which lets its warnings through.
+logging.getLogger("cdx.kafka.librdkafka").setLevel(logging.CRITICAL)
 
 user_errors = error_boundary
 """Decorator every command carries (see ``cdx.cli.boundary``): one ``error:`` line and exit 1, no traceback."""

@@ -25,6 +25,7 @@ from cdx.demo.latency import LatencyProbe
 from cdx.demo.monitor import render, snapshot
 from cdx.demo.pos import catalog, terminal_for, write_sales
 from cdx.demo.processes import ProcessGroup, Role
+from cdx.demo.realtime_traffic import RealtimeScenario, free_port, write_credentials
 from cdx.demo.workload import hq_changes
 from cdx.dialects import connect, get_dialect
 from cdx.errors import FatalError
@@ -92,6 +93,7 @@ def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sal
                        ("upload", ["channel", "upload"]), ("hq-upload-sink", ["hq", "upload-sink"])):
         group.start(name, args)
     owners = [d.owner_id for d in topo.databases()]
+    scenario = _start_realtime(env, group, owners)
     expected = _expected_counts(env, owners)
     sales: dict[str, int] = dict.fromkeys(owners, 0)
     written: list[str] = []
@@ -109,7 +111,8 @@ def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sal
                          get_dialect(env.database(PROBE_CHANNEL).dialect),
                          terminal_for(topo, PROBE_CHANNEL).dataareaid)
     hq_done: dict[str, int] = {}
-    threads = [threading.Thread(target=_hq_traffic, args=(env, stop, hq_rate, seed, hq_done), daemon=True)]
+    threads = [threading.Thread(target=_hq_traffic, args=(env, stop, hq_rate, seed, hq_done), daemon=True),
+               threading.Thread(target=scenario.run, args=(stop, written), daemon=True)]
     for owner in owners:
         threads.append(threading.Thread(target=_pos_traffic, args=(env, owner, stop, sales_rate, seed, sales,
                                                                     written), daemon=True))
@@ -132,7 +135,7 @@ def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sal
     expected = _expected_counts(env, owners)
     _watch(env, group, "settling", expected, sales, timeout=300,
            done=lambda snap: snap.hq_sales >= total_sales and all(c.rows == c.expected for c in snap.channels))
-    ok = _report(env, owners, written, probe, hq_done, live_s)
+    ok = _report(env, owners, written, probe, hq_done, live_s, scenario)
     if keep_running:
         console.print("pipeline left running (--keep-running): [bold]cdx status[/] shows it; Ctrl-C stops every"
                       " process the demo started")
@@ -140,6 +143,14 @@ def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sal
             time.sleep(3600)
     if not ok:
         raise FatalError(f"verification failed; logs in {env.run_dir / 'logs'}")
+
+
+def _start_realtime(env: DemoEnv, group: ProcessGroup, owners: list[str]) -> RealtimeScenario:
+    """``cdx realtime serve`` with a random API key per channel and register (in the processes' env)."""
+    config, keys = write_credentials(env.run_dir, owners, group.env)
+    port = free_port()
+    group.start("realtime", ["realtime", "serve", "-c", str(config), "--port", str(port)])
+    return RealtimeScenario(f"http://127.0.0.1:{port}", keys)
 
 
 def _expected_counts(env: DemoEnv, owners: list[str]) -> dict[str, int]:
@@ -250,7 +261,7 @@ def _pos_traffic(env: DemoEnv, owner: str, stop: threading.Event, rate: float, s
 
 
 def _report(env: DemoEnv, owners: list[str], written: list[str], probe: LatencyProbe, hq_done: dict[str, int],
-            live_s: float) -> bool:
+            live_s: float, scenario: RealtimeScenario) -> bool:
     hq = env.hq()
     d = env.hq_dialect
     table = Table(title="verification: every database against what HQ says it should hold", title_justify="left")
@@ -277,6 +288,11 @@ def _report(env: DemoEnv, owners: list[str], written: list[str], probe: LatencyP
     colour = "green" if sales_ok else "red"
     console.print(f"sales: [{colour}]{len(written):,} written in the channels and registers, {len(set(ids)):,} at HQ,"
                   f" {len(missing)} missing, {dupes} duplicates[/]")
+    rt_ok, rt_lines = scenario.verify(env.topology)
+    ok &= rt_ok
+    colour = "green" if rt_ok else "red"
+    for line in rt_lines:
+        console.print(f"real-time service: [{colour}]{line}[/]")
     lat = probe.percentiles()
     if lat:
         console.print(f"propagation latency HQ commit -> channel commit ({lat['n']:.0f} probes): "

@@ -72,6 +72,7 @@ def main() -> None:
     """The ``cdx`` console script; anything escaping typer itself still ends as one ``error:`` line."""
     from cdx.cli.boundary import report
 
+    install_error_boundary(app)  # again: commands registered after the module-level call
     try:
         app()
     except (SystemExit, KeyboardInterrupt) as exc:

@@ -97,7 +97,7 @@ def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, setting
     from connectors.sink.bootstrap import CatchUp
     from connectors.sink.host import SinkHost
 
-    host = SinkHost(topology, owner_ids, dataclasses.replace(settings, static_membership=False))
+    host = SinkHost(topology, owner_ids, dataclasses.replace(settings, static_membership=False, stand_by=False))
     on_stop_signals(host.stop)
     host.setup()
     catch = CatchUp(host)
@@ -216,6 +216,7 @@ def resync(
     """Rebuild databases from their group topic now: apply its compacted state and delete every row
     not in it (sinks do this by themselves when they detect missed deletes). The sinks must be stopped."""
     from cdx.dialects import get_dialect
+    from connectors.sink.lock import take_or_refuse
     from connectors.sink.records import Decoder, Record
     from connectors.sink.resync import Resync
     from connectors.sink.rewind import ensure_sink_stopped
@@ -240,13 +241,15 @@ def resync(
                 with d.transaction(conn):
                     store.ensure(conn)
                     sessions.ensure(conn)
+                lock = take_or_refuse(d, conn, spec.consumer_group, spec.owner_id, "cdx channel resync")
 
                 def dead_letter(rec: Record, why: str, spec: SinkSpec = spec) -> None:
                     tools.dead_letters.send(spec.owner_id, spec.kind, spec.topic, rec, why)
 
                 tables = TableManager(d, spec.extension_schemas)
                 report = Resync(conn, d, spec, store, tables, Decoder(tools.codec, spec.topic), tools.config,
-                                dead_letter, sessions).run("requested with cdx channel resync")
+                                dead_letter, sessions, guard=lock.confirm).run("requested with cdx channel resync")
+                lock.release(conn)
             finally:
                 conn.close()
             console.print(f"[bold]{spec.owner_id}[/]: {report.records} records read, {report.live_rows} live rows,"

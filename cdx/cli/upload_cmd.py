@@ -124,6 +124,7 @@ def status(
 
     from cdx.dialects import get_dialect
     from cdx.kafka.config import client_config
+    from cdx.kafka.reach import require_kafka
     from connectors.upload import sessions as hist
     from connectors.upload.uploader import load_upload_positions, upload_positions_topic, uploading_channels
 
@@ -137,6 +138,7 @@ def status(
         conn.close()
     k = topo.kafka
     try:
+        require_kafka(k.bootstrap_servers)
         positions = load_upload_positions(client_config(k.bootstrap_servers, k.security),
                                           upload_positions_topic(k.topic_prefix))
     except Exception as exc:  # Kafka down: still show HQ's view

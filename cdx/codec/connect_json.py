@@ -84,13 +84,16 @@ class ConnectJsonCodec:
         except UnicodeDecodeError:
             raise DecodeError(f"record on {topic} is not Kafka Connect JSON (not UTF-8; starts with"
                               f" {bytes(data[:5]).hex()!r}): is the topic written in another encoding?") from None
-        try:
-            if text.startswith(_SCHEMA_PREFIX):
+        if text.startswith(_SCHEMA_PREFIX):  # compact, as cdx and JsonConverter write: schema text is the cache key
+            try:
                 schema, end = _decoder.raw_decode(text, len(_SCHEMA_PREFIX))
                 if text.startswith(_PAYLOAD_SEP, end):
                     payload, stop = _decoder.raw_decode(text, end + len(_PAYLOAD_SEP))
                     if text[stop:] == "}":
                         return text[len(_SCHEMA_PREFIX):end], schema, payload
+            except json.JSONDecodeError:
+                pass
+        try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise DecodeError(f"record on {topic} is not Kafka Connect JSON ({e}; starts with {text[:20]!r})") from None

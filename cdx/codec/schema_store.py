@@ -218,8 +218,7 @@ class SchemaStore:
                     return 0
                 pending: dict[int, int] = {}
                 for p in tmd.partitions:
-                    low, high = consumer.get_watermark_offsets(
-                        TopicPartition(self.topic, p), timeout=max(0.1, deadline - time.monotonic()), cached=False)
+                    low, high = _watermarks(consumer, TopicPartition(self.topic, p), deadline)
                     start = max(self._positions.get(p, low), low)
                     if high > start:
                         pending[p] = high
@@ -377,3 +376,20 @@ class SchemaPublisher:
     def published(self) -> frozenset[str]:
         """Fingerprints (hex) known to be in the topic (committed)."""
         return frozenset(self._published)
+
+
+def _watermarks(consumer: Any, tp: Any, deadline: float) -> tuple[int, int]:
+    """``tp``'s low and high watermarks, retried while a just-created partition's leadership settles
+    (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE) until ``deadline``; other errors propagate."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    settling = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=max(0.1, deadline - time.monotonic()),
+                                                       cached=False)
+            return int(low), int(high)
+        except KafkaException as e:
+            if e.args[0].code() not in settling or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

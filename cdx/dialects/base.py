@@ -258,6 +258,21 @@ class Dialect(ABC):
                f" DO UPDATE SET {q('value')} = excluded.{q('value')}")
         conn.cursor().executemany(sql, [(namespace, k, v) for k, v in items.items()])
 
+    # -- one writer per database ---------------------------------------------------------
+    session_locks: ClassVar[bool] = False
+    """True: ``try_session_lock`` takes a lock the server holds for as long as the connection lives
+    (PostgreSQL advisory lock, SQL Server ``sp_getapplock``); False (SQLite): the caller keeps a
+    lease row in ``cdx_state`` instead (see ``connectors.sink.lock``)."""
+
+    def try_session_lock(self, conn: Connection, name: str) -> bool:
+        """Take the exclusive session lock ``name`` without waiting (commits); False if another
+        connection holds it. Only where ``session_locks``."""
+        raise NotImplementedError(f"{self.name} has no session locks")
+
+    def release_session_lock(self, conn: Connection, name: str) -> None:
+        """Release ``name`` taken by ``try_session_lock`` on this connection (commits)."""
+        raise NotImplementedError(f"{self.name} has no session locks")
+
     # -- errors ------------------------------------------------------------------------
     def classify_error(self, exc: BaseException) -> type[CdxError]:
         """``RetriableError`` (connection lost/unreachable, deadlock, serialization failure,

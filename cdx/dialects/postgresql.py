@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -60,6 +61,11 @@ def libpq_dsn(dsn: str) -> str:
         if dsn.startswith(prefix):
             return "postgresql://" + dsn[len(prefix):]
     return dsn
+
+
+def advisory_key(name: str) -> int:
+    """The signed 64-bit advisory-lock key of a lock name (first 8 bytes of its SHA-256)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 class PostgreSQLDialect(Dialect):
@@ -232,6 +238,20 @@ class PostgreSQLDialect(Dialect):
         return int(cur.rowcount)
 
     # -- errors ------------------------------------------------------------------------
+    # -- one writer per database: a session-level advisory lock ------------------------
+    session_locks = True
+
+    def try_session_lock(self, conn: Connection, name: str) -> bool:
+        with self.transaction(conn):
+            cur = conn.cursor()
+            cur.execute("SELECT pg_try_advisory_lock(%s)", (advisory_key(name),))
+            row = cur.fetchone()
+        return bool(row and row[0])
+
+    def release_session_lock(self, conn: Connection, name: str) -> None:
+        with self.transaction(conn):
+            conn.cursor().execute("SELECT pg_advisory_unlock(%s)", (advisory_key(name),))
+
     def _classify(self, exc: BaseException) -> type[CdxError] | None:
         if not isinstance(exc, psycopg.Error):
             return None

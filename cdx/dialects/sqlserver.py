@@ -293,6 +293,24 @@ class SQLServerDialect(Dialect):
                          f" INNER JOIN {stage} AS s ON {self.match_sql(key_columns, 't', 's')}")
 
     # -- errors ------------------------------------------------------------------------
+    # -- one writer per database: a session-owned application lock (sp_getapplock) -----
+    session_locks = True
+
+    def try_session_lock(self, conn: Connection, name: str) -> bool:
+        """``sp_getapplock`` with ``@LockOwner = 'Session'`` and no wait: held until released or the
+        connection ends (return code >= 0: granted; -1: held by another session)."""
+        with self.transaction(conn):
+            cur = conn.cursor()
+            cur.execute("SET NOCOUNT ON; DECLARE @r int; EXEC @r = sp_getapplock @Resource = ?,"
+                        " @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0; SELECT @r",
+                        (name[:255],))
+            row = cur.fetchone()
+        return row is not None and int(row[0]) >= 0
+
+    def release_session_lock(self, conn: Connection, name: str) -> None:
+        with self.transaction(conn):
+            conn.cursor().execute("EXEC sp_releaseapplock @Resource = ?, @LockOwner = 'Session'", (name[:255],))
+
     def _classify(self, exc: BaseException) -> type[CdxError] | None:
         if not type(exc).__module__.startswith("pyodbc"):
             return None

@@ -75,13 +75,13 @@ def _ledger(tx: Tx, kind: AccountKind, caller: Caller, number: str, operation: s
 def issue(tx: Tx, kind: AccountKind, caller: Caller, key: str, *, number: str | None, units: int, currency: str,
           customer: str | None) -> dict[str, Any]:
     """Create an active account holding ``units``; 409 if ``number`` is taken. ``None``: a random number."""
-    at = now_text()
-    row = {"NUMBER": number or random_number(), "DATAAREAID": caller.legal_entity, "CURRENCY": currency,
+    at, number = now_text(), number or random_number()
+    row: dict[str, Any] = {"NUMBER": number, "DATAAREAID": caller.legal_entity, "CURRENCY": currency,
            "BALANCE": units, "STATUS": ACTIVE, "CUSTACCOUNT": customer, "ISSUEDBY": caller.id, "CREATEDAT": at,
            "MODIFIEDAT": at}
     if not tx.insert_if_absent(tx.t(kind.table), row, ["NUMBER"]):
-        raise conflict("already_exists", f"{kind.label} {row['NUMBER']} already exists")
-    entry = _ledger(tx, kind, caller, row["NUMBER"], "issue", units, units, key)
+        raise conflict("already_exists", f"{kind.label} {number} already exists")
+    entry = _ledger(tx, kind, caller, number, "issue", units, units, key)
     return {**_view(kind, row), "transaction": entry}
 
 

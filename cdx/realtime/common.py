@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cdx.realtime.auth import Caller
@@ -39,7 +39,7 @@ def hq_of(request: Request) -> Hq:
     return hq
 
 
-def mutate(request: Request, caller: Caller, key: str, body: BaseModel | None, work: Work) -> JSONResponse:
+def mutate(request: Request, caller: Caller, key: str, body: BaseModel | None, work: Work) -> Response:
     """Run ``work`` exactly once for the caller's ``Idempotency-Key`` (see ``cdx.realtime.idempotency``)."""
     return run_once(hq_of(request), caller, key, fingerprint(request, body), work)
 

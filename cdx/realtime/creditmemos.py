@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from cdx.realtime import accounts
 from cdx.realtime.auth import Caller, current_caller
@@ -31,7 +31,7 @@ class RedeemCreditMemo(Body):
 
 @router.post("", status_code=201, summary="Issue a credit memo")
 def issue(request: Request, body: IssueCreditMemo, caller: Caller = Depends(current_caller),
-          key: str = IdempotencyKey) -> JSONResponse:
+          key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, accounts.issue(
         tx, KIND, caller, key, number=None, units=to_cents(body.amount), currency=body.currency,
         customer=body.customer_account)))
@@ -45,7 +45,7 @@ def balance(request: Request, number: str = MemoNumber, caller: Caller = Depends
 
 @router.post("/{number}/redeem", summary="Redeem a credit memo, fully or in part")
 def redeem(request: Request, body: RedeemCreditMemo, number: str = MemoNumber,
-           caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> JSONResponse:
+           caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> Response:
     def work(tx: Any) -> tuple[int, dict[str, Any]]:
         accounts.check_currency(tx, KIND, caller, number, body.currency)
         return 200, accounts.change(tx, KIND, caller, key, number, to_cents(body.amount), debit=True,

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from cdx.dialects import ColumnInfo, LogicalType
 from cdx.realtime.auth import Caller, current_caller
@@ -143,7 +143,7 @@ def _create(t: CustomerTables, caller: Caller, body: NewCustomer) -> dict[str, A
 
 @router.post("", status_code=201, summary="Create a customer")
 def create(request: Request, body: NewCustomer, caller: Caller = Depends(current_caller),
-           key: str = IdempotencyKey) -> JSONResponse:
+           key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, _create(_tables(request, tx), caller, body)))
 
 
@@ -165,7 +165,7 @@ def _update(t: CustomerTables, caller: Caller, account: str, body: CustomerChang
 
 @router.patch("/{account}", summary="Update a customer")
 def update(request: Request, body: CustomerChange, account: str = Account, caller: Caller = Depends(current_caller),
-           key: str = IdempotencyKey) -> JSONResponse:
+           key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (200, _update(_tables(request, tx), caller, account, body)))
 
 

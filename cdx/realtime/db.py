@@ -104,7 +104,10 @@ class Hq:
             return self.caps.connect(self.dsn)
         except BaseException as exc:
             self._slots.release()
-            raise _unavailable_or(exc) from exc
+            mapped = _unavailable_or(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def _release(self, conn: Connection, healthy: bool) -> None:
         try:
@@ -131,7 +134,10 @@ class Hq:
                     conn.rollback()
         except BaseException as exc:
             healthy = not isinstance(exc, HqUnavailable) and classify_error(exc) is not RetriableError
-            raise _unavailable_or(exc) from exc
+            mapped = _unavailable_or(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         finally:
             self._release(conn, healthy)
 

@@ -13,11 +13,36 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cdx.realtime.db import HqUnavailable
 
 log = logging.getLogger("cdx.realtime")
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a stable ``error`` code, a human ``message``; ``fields`` on 422."""
+
+    error: str
+    message: str
+    fields: list[FieldError] | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No or unknown credential"},
+    403: {"model": ErrorBody, "description": "Another channel, or a legal entity outside the caller's group"},
+    404: {"model": ErrorBody, "description": "Not found in this legal entity"},
+    409: {"model": ErrorBody, "description": "Refused by a business rule; nothing applied"},
+    422: {"model": ErrorBody, "description": "Invalid request (fields named), or an Idempotency-Key reused"},
+    503: {"model": ErrorBody, "description": "HQ unreachable; retry after Retry-After seconds"},
+}
+"""The error responses every operation documents in the OpenAPI description."""
 
 
 class ApiError(Exception):

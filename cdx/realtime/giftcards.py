@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from cdx.realtime import accounts
 from cdx.realtime.auth import Caller, current_caller
@@ -33,7 +33,7 @@ class AmountChange(Body):
 
 @router.post("", status_code=201, summary="Issue a gift card")
 def issue(request: Request, body: IssueGiftCard, caller: Caller = Depends(current_caller),
-          key: str = IdempotencyKey) -> JSONResponse:
+          key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, accounts.issue(
         tx, KIND, caller, key, number=body.card_number, units=to_cents(body.amount), currency=body.currency,
         customer=None)))
@@ -46,7 +46,7 @@ def balance(request: Request, number: str = CardNumber, caller: Caller = Depends
 
 
 def _change(request: Request, caller: Caller, key: str, number: str, body: AmountChange, *, debit: bool,
-            operation: str) -> JSONResponse:
+            operation: str) -> Response:
     def work(tx: Any) -> tuple[int, dict[str, Any]]:
         accounts.check_currency(tx, KIND, caller, number, body.currency)
         return 200, accounts.change(tx, KIND, caller, key, number, to_cents(body.amount), debit=debit,
@@ -56,17 +56,17 @@ def _change(request: Request, caller: Caller, key: str, number: str, body: Amoun
 
 @router.post("/{number}/add-value", summary="Add value to a gift card")
 def add_value(request: Request, body: AmountChange, number: str = CardNumber,
-              caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> JSONResponse:
+              caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> Response:
     return _change(request, caller, key, number, body, debit=False, operation="add")
 
 
 @router.post("/{number}/redeem", summary="Redeem (pay with) a gift card")
 def redeem(request: Request, body: AmountChange, number: str = CardNumber,
-           caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> JSONResponse:
+           caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> Response:
     return _change(request, caller, key, number, body, debit=True, operation="redeem")
 
 
 @router.post("/{number}/void", summary="Void a gift card (its balance is written off)")
 def void(request: Request, number: str = CardNumber, caller: Caller = Depends(current_caller),
-         key: str = IdempotencyKey) -> JSONResponse:
+         key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, None, lambda tx: (200, accounts.void(tx, KIND, caller, key, number)))

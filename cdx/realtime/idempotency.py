@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from cdx.realtime.auth import Caller
@@ -47,7 +47,7 @@ def fingerprint(request: Request, body: BaseModel | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_once(hq: Hq, caller: Caller, key: str, request_hash: str, work: Work) -> JSONResponse:
+def run_once(hq: Hq, caller: Caller, key: str, request_hash: str, work: Work) -> Response:
     """Run ``work(tx)`` (which returns ``(status, json body)``) once for ``key``; see module docstring."""
     with hq.transaction() as tx:
         table = tx.t("IDEMPOTENCY")
@@ -58,7 +58,7 @@ def run_once(hq: Hq, caller: Caller, key: str, request_hash: str, work: Work) ->
             text = json.dumps(body, separators=(",", ":"), default=str)
             tx.execute(f"UPDATE {table} SET {tx.q('STATUSCODE')} = {tx.p}, {tx.q('RESPONSE')} = {tx.p}"
                        f" WHERE {tx.where(['PRINCIPAL', 'IDEMKEY'])}", [status, text, caller.id, key])
-            return JSONResponse(content=json.loads(text), status_code=status)
+            return _json(text, status)
         stored = tx.one(f"SELECT {tx.cols(['REQUESTHASH', 'STATUSCODE', 'RESPONSE'])} FROM {table}"
                         f" WHERE {tx.where(['PRINCIPAL', 'IDEMKEY'])}", [caller.id, key])
     if stored is None:  # the row's writer rolled back between our insert and read: ask for a retry
@@ -66,5 +66,9 @@ def run_once(hq: Hq, caller: Caller, key: str, request_hash: str, work: Work) ->
     if stored["REQUESTHASH"] != request_hash:
         raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different request;"
                        " use a new key for a new request")
-    return JSONResponse(content=json.loads(stored["RESPONSE"]), status_code=int(stored["STATUSCODE"]),
-                        headers={"Idempotent-Replayed": "true"})
+    return _json(str(stored["RESPONSE"]), int(stored["STATUSCODE"]), {"Idempotent-Replayed": "true"})
+
+
+def _json(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    """The stored JSON text as the response, byte for byte (a replay answers exactly the same)."""
+    return Response(content=text, status_code=status, headers=headers, media_type="application/json")

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import Field, field_validator
 
 from cdx.dialects import Connection, Dialect
@@ -99,7 +99,7 @@ def _refusal(tx: Tx, caller: Caller, body: Receipt, line: ReceiptLine) -> Except
 
 @router.post("/receipts", status_code=201, summary="Receive against purchase or transfer order lines")
 def receive(request: Request, body: Receipt, caller: Caller = Depends(current_caller),
-            key: str = IdempotencyKey) -> JSONResponse:
+            key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, _receive(tx, caller, body)))
 
 
@@ -139,7 +139,7 @@ def _journal(tx: Tx, caller: Caller, journal_id: str) -> dict[str, Any]:
 
 @router.post("/count-journals", status_code=201, summary="Submit counted quantities per item and location")
 def submit_count(request: Request, body: CountJournal, caller: Caller = Depends(current_caller),
-                 key: str = IdempotencyKey) -> JSONResponse:
+                 key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, _count(tx, caller, body)))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from cdx.realtime import accounts
 from cdx.realtime.auth import Caller, current_caller
@@ -28,7 +28,7 @@ class PointsChange(Body):
 
 @router.post("", status_code=201, summary="Issue a loyalty card (no points yet)")
 def issue(request: Request, body: IssueLoyaltyCard, caller: Caller = Depends(current_caller),
-          key: str = IdempotencyKey) -> JSONResponse:
+          key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, accounts.issue(
         tx, KIND, caller, key, number=body.card_number, units=0, currency="PTS", customer=body.customer_account)))
 
@@ -48,13 +48,13 @@ def lookup(request: Request, number: str = CardNumber, caller: Caller = Depends(
 
 @router.post("/{number}/earn", summary="Earn points")
 def earn(request: Request, body: PointsChange, number: str = CardNumber, caller: Caller = Depends(current_caller),
-         key: str = IdempotencyKey) -> JSONResponse:
+         key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (200, accounts.change(
         tx, KIND, caller, key, number, body.points, debit=False, operation="earn")))
 
 
 @router.post("/{number}/redeem", summary="Redeem points (never more than held)")
 def redeem(request: Request, body: PointsChange, number: str = CardNumber, caller: Caller = Depends(current_caller),
-           key: str = IdempotencyKey) -> JSONResponse:
+           key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (200, accounts.change(
         tx, KIND, caller, key, number, body.points, debit=True, operation="redeem")))

@@ -8,10 +8,11 @@ The order row is locked while it changes, so concurrent edits apply one after an
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import Field
 
 from cdx.realtime.auth import Caller, current_caller
@@ -56,7 +57,7 @@ def _view(tx: Tx, row: dict[str, Any]) -> dict[str, Any]:
                    [row["ORDERID"]])
     out = [{"line_number": int(r["LINENUM"]), "item_id": r["ITEMID"], "quantity": str(from_milli(r["QTY"])),
             "price": str(from_cents(r["PRICE"]))} for r in lines]
-    total = sum(from_milli(r["QTY"]) * from_cents(r["PRICE"]) for r in lines)
+    total = sum((from_milli(r["QTY"]) * from_cents(r["PRICE"]) for r in lines), Decimal(0))
     return {"order_id": row["ORDERID"], "legal_entity": row["DATAAREAID"], "channel": row["CHANNEL"],
             "customer_account": row["CUSTACCOUNT"], "status": row["STATUS"], "created_by": row["CREATEDBY"],
             "created_at": row["CREATEDAT"], "modified_at": row["MODIFIEDAT"], "lines": out,
@@ -103,19 +104,19 @@ def _finish(tx: Tx, caller: Caller, order_id: str, action: str) -> dict[str, Any
 
 @router.post("", status_code=201, summary="Create a sales order")
 def create(request: Request, body: NewOrder, caller: Caller = Depends(current_caller),
-           key: str = IdempotencyKey) -> JSONResponse:
+           key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, _create(tx, caller, body)))
 
 
 @router.put("/{order_id}/lines", summary="Replace the lines of an open sales order")
 def replace_lines(request: Request, body: NewLines, order_id: str = OrderId, caller: Caller = Depends(current_caller),
-                  key: str = IdempotencyKey) -> JSONResponse:
+                  key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (200, _replace_lines(tx, caller, order_id, body)))
 
 
 @router.post("/{order_id}/{action}", summary="Complete an open sales order, or record its pickup")
 def finish(request: Request, action: Literal["complete", "pickup"], order_id: str = OrderId,
-           caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> JSONResponse:
+           caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, None, lambda tx: (200, _finish(tx, caller, order_id, action)))
 
 

@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import Field, field_validator
 
 from cdx.realtime.auth import ID_PATTERN, Caller, current_caller
@@ -136,6 +136,6 @@ def _return(tx: Tx, settings: RealtimeSettings, caller: Caller, body: NewReturn)
 
 @router.post("/returns", status_code=201, summary="Return items of a sale made in any store of the legal entity")
 def create_return(request: Request, body: NewReturn, caller: Caller = Depends(current_caller),
-                  key: str = IdempotencyKey) -> JSONResponse:
+                  key: str = IdempotencyKey) -> Response:
     settings = request.app.state.settings
     return mutate(request, caller, key, body, lambda tx: (201, _return(tx, settings, caller, body)))

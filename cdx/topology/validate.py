@@ -188,8 +188,14 @@ def _check_subjobs(out: list[Issue], parts: Parts) -> None:
     dialect = parts.hq.dialect if parts.hq is not None else Dialect.SQLSERVER
     hq_tables: dict[tuple[str, str], tuple[int, Subjob]] = {}
     targets: dict[tuple[Direction, tuple[str, str]], tuple[int, Subjob]] = {}
+    source_topics: dict[str, str] = {}
     for i, s in parts.subjobs:
         path: tuple[str | int, ...] = ("subjobs", i)
+        if s.source_topic is not None:
+            first = source_topics.setdefault(s.source_topic, s.id)
+            if first != s.id:
+                _issue(out, (*path, "source_topic"), f"topic {s.source_topic!r} is already the source of subjob"
+                                                     f" {first!r}: one table topic feeds one subjob")
         _scheduled_by(out, path, s, jobs, parts.declared_jobs)
         key = hq_table_key(s.hq_table, dialect)
         duplicate_source = key in hq_tables

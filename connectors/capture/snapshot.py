@@ -67,7 +67,7 @@ def stale_keys(config: Mapping[str, Any], topic: str, codec: Codec, version: int
             stale.pop(key, None)
             continue
         source = env.get("source") or {}
-        ours = env["op"] == "r" and source.get("version") == version and source.get("ts_ms") == started_ms
+        ours = env["op"] == "r" and source.get("change_version") == version and source.get("ts_ms") == started_ms
         stale[key] = not ours
     for raw in last_chunk:
         stale.pop(freeze(codec.decode_key(topic, raw)), None)

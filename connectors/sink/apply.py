@@ -113,14 +113,18 @@ def batch_session(spec: SinkSpec, records: Sequence[Record], plan: Plan | None, 
 
 def commit_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: TableManager, spec: SinkSpec,
                  records: list[Record], dead_letter: DeadLetterFn, *, poison: str | None = None,
-                 sessions: SessionLog | None = None) -> BatchResult:
+                 sessions: SessionLog | None = None, guard: Callable[[Connection], None] | None = None
+                 ) -> BatchResult:
     """Apply ``records`` (one partition's records in offset order, partitions interleaved as consumed)
     and store the new offsets and watermarks (and, with ``sessions``, the download session), in one
-    transaction. See the module docstring."""
+    transaction. See the module docstring. ``guard`` runs first in that transaction (the channel
+    lock's ``confirm``: it raises to roll the batch back)."""
     started = utcnow()
     session = None
     try:
         with dialect.transaction(conn):
+            if guard is not None:
+                guard(conn)
             state = store.load(conn)
             plan = plan_batch(records, state, spec, poison)
             written = apply_plan(conn, dialect, tables, plan, spec)

@@ -5,10 +5,11 @@ cause is not the record but the channel (a table whose definition the conflict c
 such as an extra NOT NULL column, a CHECK constraint or a trigger), every record would be
 dead-lettered one by one. ``FailureBreaker`` tells the two apart before the first letter is sent:
 
-- **probe**: when a record is refused, up to ``probes`` records after it in the same batch
-  (spread over the rest of it) are applied in a transaction that is always rolled back
-  (``dry_run``). If each is refused with the same error (same ``signature``: driver error type,
-  SQLSTATE, constraint/column/table, not the values) the failure is systematic;
+- **probe**: when a record is refused, up to ``probes`` records after it in the same batch, of
+  the same table and kind (upsert or delete), spread over the rest of it, are applied in a
+  transaction that is always rolled back (``dry_run``). If each is refused with the same error
+  (same ``signature``: driver error type, SQLSTATE, constraint/column/table, not the values), the
+  failure is systematic;
 - **streak**: without later records to probe (one record per batch under light traffic),
   ``threshold`` refusals in a row with the same signature, and no record applied in between,
   count as systematic too (so at most ``threshold - 1`` letters are sent).
@@ -74,6 +75,14 @@ def _spread(records: Sequence[Record], n: int) -> list[Record]:
     return [records[round(i * step)] for i in range(n)]
 
 
+def _alike(other: Record, record: Record) -> bool:
+    """Same table and same kind of change (upsert or delete): a delete that succeeds says nothing
+    about inserts that all fail."""
+    if other.change is None or record.change is None or other.shape is None or record.shape is None:
+        return False
+    return other.shape.target == record.shape.target and other.change.is_delete == record.change.is_delete
+
+
 class FailureBreaker:
     """See the module docstring. ``probe(record)`` is ``dry_run`` bound to the sink's connection."""
 
@@ -97,7 +106,7 @@ class FailureBreaker:
         self._signature = sig
         if self._streak >= self.threshold:
             raise self._stop(error, record, f"{self._streak} records in a row")
-        candidates = _spread([r for r in later if r.change is not None], self.probes)
+        candidates = _spread([r for r in later if _alike(r, record)], self.probes)
         if not candidates:
             return
         for other in candidates:

@@ -91,8 +91,10 @@ class SinkHost:
         try:
             if before_sink(self.topology, sink.spec.owner_id, self._stop, state):  # extension scripts first
                 sink.run()
-        except Exception:
-            pass  # logged by the sink; its status says "failed"
+        except Exception as e:
+            if sink.status != "failed":  # raised before the sink's own handler, which logs and marks it
+                sink.status, sink.last_error = "failed", f"{type(e).__name__}: {e}"
+                log.error("sink %s not started: %s", sink.name, sink.last_error, exc_info=True)
 
     def stop(self) -> None:
         """Ask every sink to finish its current batch and stop."""

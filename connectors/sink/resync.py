@@ -172,9 +172,11 @@ class Resync:
 
     def __init__(self, conn: Connection, dialect: Dialect, spec: SinkSpec, store: StateStore, tables: Any,
                  decoder: Decoder, kafka_config: Mapping[str, Any], dead_letter: DeadLetterFn,
-                 sessions: SessionLog | None) -> None:
+                 sessions: SessionLog | None, guard: Callable[[Connection], None] | None = None) -> None:
         self.conn, self.dialect, self.spec, self.store, self.tables = conn, dialect, spec, store, tables
         self.decoder, self.kafka_config, self.dead_letter, self.sessions = decoder, kafka_config, dead_letter, sessions
+        self.guard = guard
+        """Runs first in the writing transaction (the channel lock's ``confirm``)."""
 
     def run(self, reason: str) -> ResyncReport:
         started = utcnow()
@@ -248,6 +250,8 @@ class Resync:
         ordered.sort(key=lambda t: self.spec.rank(t.schema, t.table))
         upserted = removed = live_rows = 0
         with d.transaction(conn):
+            if self.guard is not None:
+                self.guard(conn)
             for tb in ordered:
                 self.tables.ensure(conn, tb.shapes.values())
             for tb in ordered:

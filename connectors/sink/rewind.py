@@ -41,6 +41,7 @@ from cdx.dialects.base import STATE_TABLE
 from cdx.errors import ConfigError, FatalError
 from connectors.sink.kafkaops import describe_groups, offsets_for_time, wait_for_no_members, watermarks
 from connectors.sink.letters import load_markers, marker_key, marker_namespace
+from connectors.sink.lock import take_or_refuse
 from connectors.sink.sessions import REWIND, Session, SessionLog, utcnow
 from connectors.sink.spec import SinkSpec
 from connectors.sink.state import StateStore
@@ -123,9 +124,13 @@ def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, 
     store = StateStore(dialect, spec.topic)
     sessions = SessionLog(dialect, spec.owner_id)
     conn = open_database(spec)
+    lock = None
     try:
         with dialect.transaction(conn):
             store.ensure(conn)
+        lock = take_or_refuse(dialect, conn, spec.consumer_group, spec.owner_id, "cdx replay")
+        with dialect.transaction(conn):
+            lock.confirm(conn)
             sessions.ensure(conn)
             state = store.load(conn)
             before = dict(state.offsets)
@@ -162,6 +167,7 @@ def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, 
                     detail=f"rewound {how}: " + ", ".join(f"partition {p}: {old} -> {new}"
                                                          for p, (old, new) in sorted(moved.items())))
                 sessions.record(conn, result.session)
+        lock.release(conn)
     finally:
         conn.close()
     if result.moved:

@@ -32,6 +32,11 @@ Contract
   then resyncs from the beginning of the topic before consuming; the consumer runs with
   ``auto.offset.reset=error``, so an offset that falls out of the log while running triggers a
   resync too instead of a silent jump.
+- **One applier per database** (``lock``): the sink takes the channel lock in the channel database
+  before it loads its state or joins its consumer group, confirms it in every batch transaction
+  and renews it while idle. A sink that finds it held (another ``cdx sink`` for the same database)
+  stands by without joining the group, says so once per back-off step naming the holder, and
+  takes over when the holder stops or dies; a sink that loses it goes back to standing by.
 - ``stop()`` (SIGTERM) lets the current batch commit, then ``run`` returns.
 """
 
@@ -55,6 +60,7 @@ from cdx.kafka.config import consumer_config
 from connectors.sink import metrics
 from connectors.sink.apply import BatchResult, batch_session, commit_batch
 from connectors.sink.breaker import FailureBreaker, dry_run
+from connectors.sink.lock import ChannelLock, ChannelLocked
 from connectors.sink.records import Decoder, Record, decode_message
 from connectors.sink.resync import CAUGHT_UP_KEY, Resync, ResyncReport, resync_reason
 from connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
@@ -64,6 +70,11 @@ from connectors.sink.tables import TableManager
 from connectors.sink.tools import open_database
 
 log = logging.getLogger("cdx.sink")
+
+STANDBY_RETRY = 5.0
+"""Seconds between a standing-by sink's attempts to take the channel lock."""
+_STANDBY_LOG = -10_001
+"""``_first_in_a_while`` key of the standby message (logged once a minute)."""
 
 
 class DeadLetterSink(Protocol):
@@ -99,6 +110,9 @@ class SinkSettings:
     """While idle (nothing to consume), record at most this often that the database is current
     (state key ``caught_up``): the missed-delete check then does not mistake a quiet topic for a
     long outage."""
+    stand_by: bool = True
+    """A sink that finds the channel lock held stands by until it is free; False (one-shot sinks such as
+    ``cdx channel bootstrap``): it stops with the lock's message instead."""
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
     systematic_after: int = 10
     """Refusals in a row with the same error (no record applied between) that stop the channel
@@ -129,6 +143,7 @@ class ChannelSink:
         self.sessions = SessionLog(self.dialect, spec.owner_id, retention_days=self.settings.session_retention_days,
                                    max_rows=self.settings.session_max_rows)
         self.tables = TableManager(self.dialect, spec.extension_schemas)
+        self.lock = ChannelLock(self.dialect, spec.consumer_group, spec.owner_id)
         self.dead_letters = dead_letters
         self.kafka_config = dict(kafka_config)
         self.state = SinkState()
@@ -208,7 +223,7 @@ class ChannelSink:
     def _resync(self, reason: str) -> None:
         assert self.conn is not None
         report = Resync(self.conn, self.dialect, self.spec, self.store, self.tables, self.decoder, self.kafka_config,
-                        self._dead_letter, self.sessions).run(reason)
+                        self._dead_letter, self.sessions, guard=self.lock.confirm).run(reason)
         self.state = report.state
         self.last_resync = report
         self.totals.resyncs += 1
@@ -280,7 +295,7 @@ class ChannelSink:
         if self.conn is None:
             raise RetriableError(f"channel database of {self.name} is not open")
         result = commit_batch(self.conn, self.dialect, self.store, self.tables, self.spec, records,
-                              self._dead_letter, poison=poison, sessions=self.sessions)
+                              self._dead_letter, poison=poison, sessions=self.sessions, guard=self.lock.confirm)
         self.state = result.state
         plan, t = result.plan, self.totals
         t.applied += plan.applied
@@ -321,6 +336,8 @@ class ChannelSink:
         self.conn = open_database(self.spec)
         with self.dialect.transaction(self.conn):
             self.store.ensure(self.conn)
+        self.lock.acquire(self.conn)
+        with self.dialect.transaction(self.conn):
             self.sessions.ensure(self.conn)
             self.state = self.store.load(self.conn)
         metrics.UP.labels(**self._labels).set(1)
@@ -345,6 +362,16 @@ class ChannelSink:
         self.status, self.last_error = "waiting", f"{type(error).__name__}: {error}"
         metrics.UP.labels(**self._labels).set(0)
         metrics.RETRIES.labels(**self._labels).inc()
+        if isinstance(error, ChannelLocked) and not self.settings.stand_by:
+            raise FatalError(str(error).replace("standing by until it stops", "stop it first")) from error
+        if isinstance(error, ChannelLocked):  # stand by outside the consumer group: the holder is in it
+            self.status, self.last_error = "standby", str(error)
+            self._close_consumer()
+            self._close_db()
+            if self._first_in_a_while(_STANDBY_LOG):
+                log.warning("%s (checking every %.0fs)", error, STANDBY_RETRY)
+            self._idle(STANDBY_RETRY)
+            return
         log.warning("sink %s: %s; retrying in %.1fs", self.name, self.last_error, self._delay)
         self._idle(self._delay)
         self._delay = min(self._delay * 2, self.settings.backoff_max)
@@ -359,6 +386,10 @@ class ChannelSink:
 
     def _close_db(self) -> None:
         if self.conn is not None:
+            try:
+                self.lock.release(self.conn)
+            except Exception as e:  # the connection is going anyway; a lease then expires on its own
+                log.debug("sink %s: lock release: %s", self.name, e)
             try:
                 self.conn.close()
             except Exception:
@@ -375,7 +406,10 @@ class ChannelSink:
         if self._failed_batch is not None:
             self.sessions.record_alone(self.conn, self._failed_batch)
             self._failed_batch = None
-        self._rewind()
+        if self.consumer is None:  # it stood by: join the group again, at the database's offsets
+            self._subscribe()
+        else:
+            self._rewind()
         self.status, self.last_error = "running", None
         log.info("sink %s: database available again; resuming", self.name)
 
@@ -453,7 +487,18 @@ class ChannelSink:
             self._commit_kafka({}, now=True)
             self._note_positions()
             self._mark_idle()
+            self._keep_lock()
         return out
+
+    def _keep_lock(self) -> None:
+        """Idle: renew a lease; a sink that lost the lock goes back to standing by."""
+        try:
+            if self.conn is not None:
+                self.lock.renew(self.conn)
+        except ChannelLocked as e:
+            self._recover(e)
+        except Exception as e:  # the next batch deals with a database that went away
+            log.debug("sink %s: cannot renew the channel lock: %s", self.name, e)
 
     def _mark_idle(self) -> None:
         """Idle: record (throttled) when the database was last known current, in its own transaction."""

@@ -36,7 +36,8 @@ NAMESPACE_LIMIT = 128
 KEY_LIMIT = 256
 
 
-def _fit(head: str, topic: str, limit: int) -> str:
+def fit_name(head: str, topic: str, limit: int) -> str:
+    """``head + topic``, or ``head + "#" + sha256(topic)`` when that is longer than ``limit``."""
     text = head + topic
     if len(text) <= limit:
         return text
@@ -88,7 +89,7 @@ def offset_key(partition: int) -> str:
 
 def watermark_key(partition: int, source_topic: str, source_partition: int) -> str:
     """State key of the watermark of (group partition, source topic, source partition)."""
-    return _fit(f"wm:{partition}:{source_partition}:", source_topic, KEY_LIMIT)
+    return fit_name(f"wm:{partition}:{source_partition}:", source_topic, KEY_LIMIT)
 
 
 class StateStore:
@@ -97,7 +98,7 @@ class StateStore:
     def __init__(self, dialect: Dialect, topic: str) -> None:
         self.dialect = dialect
         self.topic = topic
-        self.namespace = _fit("sink:", topic, NAMESPACE_LIMIT)
+        self.namespace = fit_name("sink:", topic, NAMESPACE_LIMIT)
 
     def ensure(self, conn: Connection) -> None:
         """Create the state table if missing."""

@@ -304,8 +304,11 @@ class ChannelUploader:
         try:
             if self.conn is None:
                 self._database()
-            if self._restart_pending:
-                self._restart_tables()
+        except Exception as exc:
+            raise ChannelDatabaseError(db_error(self.dialect, exc, f"channel {self.id} database")) from exc
+        if self._restart_pending:  # a wrong --table is a ConfigError that stops the upload
+            self._restart_tables()
+        try:
             work = self._read()
         except Exception as exc:
             raise ChannelDatabaseError(db_error(self.dialect, exc, f"channel {self.id} database")) from exc

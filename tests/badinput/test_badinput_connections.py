@@ -178,3 +178,21 @@ def test_long_running_role_reports_each_back_off_step_in_one_line(caplog: pytest
     for line in lines:
         assert "\n" not in line and line.startswith("sink set-up will retry in ")
         assert "cannot reach Kafka at 127.0.0.1:1: Connection refused" in line
+
+
+def test_enable_tracking_with_a_missing_hq_table_changes_nothing(tmp_path: Path) -> None:
+    import sqlite3
+
+    data = base_topology(tmp_path)
+    data["subjobs"].append({"id": "Other", "hq_table": "dbo.OTHER", "fields": ["ID"], "scheduled_by": ["1040"]})
+    path = write(tmp_path / "topology.yaml", data)
+    conn = sqlite3.connect(tmp_path / "hq.db")
+    conn.execute('CREATE TABLE "dbo_PARENT" (ID BIGINT PRIMARY KEY, NAME TEXT, PRICE NUMERIC, VER BIGINT, TS TEXT)')
+    conn.commit()
+    schema = conn.execute("SELECT type, name FROM sqlite_master ORDER BY name").fetchall()
+    conn.close()
+    assert_clean_error(cli("hq", "enable-tracking", "-t", path), "table dbo.OTHER does not exist",
+                       "create it or fix the table name")
+    conn = sqlite3.connect(tmp_path / "hq.db")
+    assert conn.execute("SELECT type, name FROM sqlite_master ORDER BY name").fetchall() == schema
+    conn.close()

@@ -56,9 +56,10 @@ def _hq(request: pytest.FixtureRequest, dialect: str, tmp_path: Path, kafka: str
     make_hq(dialect, dsn)
     path, topo = write_topology(tmp_path, kafka, dialect, dsn)
     if max_bytes is not None:
-        path.write_text(path.read_text().replace("default_partitions: 3}",
-                                                 f"default_partitions: 3, max_message_bytes: {max_bytes}}}"))
+        path.write_text(path.read_text().replace("default_partitions: 3",
+                                                 f"default_partitions: 3, max_message_bytes: {max_bytes}", 1))
         topo = load_topology(path)
+        assert topo.kafka.max_message_bytes == max_bytes
     tracker = open_tracker(dialect, dsn)
     tracker.enable(["dbo.ITEMS", "dbo.NOTES"])
     tracker.conn.close()

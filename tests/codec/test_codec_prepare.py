@@ -79,3 +79,24 @@ def test_decimal_bytes_are_minimal_twos_complement_like_avro_java() -> None:
              255: b"\x00\xff", 32767: b"\x7f\xff", -32768: b"\x80\x00"}
     for n, raw in cases.items():
         assert prep(decimal.Decimal(n)) == raw, n
+
+
+def test_decimal_fast_path_gives_the_checked_paths_bytes_and_errors() -> None:
+    """A Decimal goes through one exact multiplication; anything it cannot prove exact takes the checked path,
+    so values, bytes and error messages are those of the full check."""
+    from cdx.codec.errors import EncodeError
+    from cdx.codec.prepare import _decimal
+
+    prep, fixed = _decimal(18, 4), _decimal(9, 2, fixed_size=5)
+    for text in ("0", "-0", "1.5", "-1.5", "123.4500", "99999999999999.9999", "-99999999999999.9999", "1E+3",
+                 "0.0001", "-0.0001", "12E-4"):
+        v = decimal.Decimal(text)
+        n = int(v.scaleb(4))
+        assert prep(v) == n.to_bytes((n if n >= 0 else ~n).bit_length() // 8 + 1, "big", signed=True), text
+        assert prep(str(v)) == prep(v)  # strings take the checked path: same bytes
+    assert fixed(decimal.Decimal("-12.5")) == (-1250).to_bytes(5, "big", signed=True)
+    for bad, why in (("1.23456", "more than 4 decimal places"), ("100000000000000", "more than 18 digits"),
+                     ("NaN", "cannot hold"), ("Infinity", "cannot hold"), ("1E+40", "does not fit"),
+                     ("1." + "1" * 60, "more than 4 decimal places")):
+        with pytest.raises(EncodeError, match=why):
+            prep(decimal.Decimal(bad))

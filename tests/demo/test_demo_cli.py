@@ -24,3 +24,5 @@ def test_demo_runs_to_completion_and_verifies(kafka: str) -> None:
     assert "demo verified" in out
     assert "0 missing, 0 duplicates" in out
     assert "identical" in out and "Traceback" not in out
+    assert "real-time service: gift card balances: as expected" in out
+    assert "a second return in store-0001 got 409 (as expected)" in out

@@ -37,10 +37,11 @@ def write_config(folder: Path, dialect: str, dsn: str) -> tuple[Path, Path]:
 class Service:
     """``cdx realtime serve`` on a free port; ``kill()`` sends SIGKILL, ``start()`` brings it back."""
 
-    def __init__(self, topology: Path, config: Path, log: Path) -> None:
-        self.topology, self.config, self.log = topology, config, log
+    def __init__(self, topology: Path, config: Path, log: Path, extra: list[str] | None = None,
+                 scheme: str = "http") -> None:
+        self.topology, self.config, self.log, self.extra = topology, config, log, extra or []
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90.0) -> None:
@@ -48,10 +49,10 @@ class Service:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cdx.cli.main", "realtime", "serve", "-t", str(self.topology), "-c",
-                 str(self.config), "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT, env=env,
-                cwd=REPO)
+                 str(self.config), "--port", str(self.port), *self.extra],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=15) as http:
+        with self.health_client() as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"cdx realtime serve exited with {self.proc.returncode}: "
@@ -63,6 +64,9 @@ class Service:
                     pass
                 time.sleep(0.2)
         raise AssertionError(f"cdx realtime serve not healthy after {timeout}s: {self.log.read_text()[-2000:]}")
+
+    def health_client(self) -> httpx.Client:
+        return httpx.Client(timeout=15)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

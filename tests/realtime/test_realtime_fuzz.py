@@ -20,6 +20,7 @@ from cdx.topology import Topology
 from tests.realtime.conftest import KEYS, make_hq, make_settings
 
 EXAMPLES = 10
+pytestmark = pytest.mark.realtime_long  # ~45 s: hypothesis generates ~300 requests (make test-realtime)
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,8 @@ async def _storm(client: TestClient, number: str, attempts: int) -> list[tuple[s
     return [*first, *retries]
 
 
-@pytest.mark.parametrize("hq_dsn", ["postgresql", pytest.param("sqlite", marks=pytest.mark.slow)], indirect=True)
+@pytest.mark.parametrize("hq_dsn", ["postgresql", pytest.param("sqlite", marks=pytest.mark.realtime_long)],
+                         indirect=True)
 def test_a_thousand_concurrent_redemptions_never_overspend(client: TestClient, hq_dsn: tuple[str, str]) -> None:
     auth = {"Authorization": f"Bearer {KEYS['store-0001']}"}
     r = client.post("/v1/channels/store-0001/gift-cards", json={"amount": "1000.00", "currency": "USD"},

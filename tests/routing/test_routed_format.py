@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from cdx.codec import Column, LogicalType, SingleObjectCodec
-from cdx.routed import SourcePosition, columns_of, make_value, parse_value, routed_schemas
+from cdx.routed import SourcePosition, columns_of, filter_suffix, make_value, parse_value, routed_schemas
 
 COLS = (
     Column("DATAAREAID", LogicalType.STRING, nullable=False, primary_key=True, length=4),
@@ -40,3 +40,22 @@ def test_equal_keys_of_two_tables_differ() -> None:
     b = routed_schemas("ax", "B", COLS[:2])
     key = {"DATAAREAID": "usrt", "ITEMID": "A1"}
     assert codec.encode_key("g", a.key, key) != codec.encode_key("g", b.key, key)
+
+
+def test_filter_field_round_trips_and_its_bytes_end_the_value() -> None:
+    codec = SingleObjectCodec()
+    schemas = routed_schemas("ax", "INVENTTABLE", COLS)
+    key = {"DATAAREAID": "usrt", "ITEMID": "A1"}
+    source = {"connector": "cdx", "name": "hq", "ts_ms": 5, "snapshot": "false", "db": "hq", "schema": "dbo",
+              "table": "INVENTTABLE", "version": 42}
+    pos = SourcePosition("cdx.hq.dbo.INVENTTABLE", 2, 17)
+    for filtered, flt in ((False, None), (True, None), (True, "5637144576"), (True, "x" * 200)):
+        value = make_value(schemas, op="u", key=key, row={**key, "PRICE": None}, source=source, ts_ms=9,
+                           subjob="InventTable", position=pos, filtered=filtered, filter_value=flt)
+        vb = codec.encode_value("g", schemas.value, value) or b""
+        assert vb.endswith(filter_suffix(value))
+        without = make_value(schemas, op="u", key=key, row={**key, "PRICE": None}, source=source, ts_ms=9,
+                             subjob="InventTable", position=pos)
+        assert vb[:-len(filter_suffix(value))] == (codec.encode_value("g", schemas.value, without) or b"")[:-1]
+        change = parse_value(key, codec.decode_value("g", vb) or {})
+        assert (change.filtered, change.filter_value) == (filtered, flt)

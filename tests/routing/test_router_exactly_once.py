@@ -61,16 +61,18 @@ def test_a_row_moving_to_another_legal_entity_leaves_its_old_group(tmp_path: Pat
     hq = HqWriter(topo)
     hq.write([Change("STAFF", "c", {"STAFFID": "S1"}, {"STAFFID": "S1", "DATAAREAID": "usrt", "NAME": "a"}),
               Change("STAFF", "c", {"STAFFID": "S2"}, {"STAFFID": "S2", "DATAAREAID": "frrt", "NAME": "b"})])
-    proc = spawn_router(path, tmp_path)
+    proc = spawn_router(path, tmp_path, "router", "--key-store", "sqlite")
     try:
-        wait_routed(topo, expected(topo))
+        wait_routed(topo, expected(topo), timeout=120)
+        assert stop(proc) == 0  # the key state survives a restart (SQLite file + changelog)
+        proc = spawn_router(path, tmp_path, "router", "--key-store", "sqlite")
         hq.write([staff("S1", "dert", "a2")])  # us loses S1; both (usrt, dert) keeps it
         hq.write([staff("S2", "frrt", "b2")])  # held by no group: no deletes
-        wait_routed(topo, expected(topo))
+        wait_routed(topo, expected(topo), timeout=120)
         hq.write([staff("S1", "frrt", "a3")])  # both loses it too
         hq.write([staff("S2", "usrt", "b3")])  # into us and both
         want = expected(topo)
-        got = wait_routed(topo, want)
+        got = wait_routed(topo, want, timeout=120)
     finally:
         assert stop(proc) == 0
     us, both = rows(topo, "us"), rows(topo, "both")
@@ -103,6 +105,7 @@ def _compacted_away(topo: Any, topic: str, hq: HqWriter, work: Workload, gone: A
         time.sleep(0.5)
 
 
+@pytest.mark.chaos  # waits for the log cleaner: ~40-70 s
 def test_a_delete_compacted_away_while_the_router_was_stopped_still_reaches_the_groups(
         tmp_path: Path, kafka: str) -> None:
     path, topo = write_topology(tmp_path, kafka)
@@ -115,14 +118,14 @@ def test_a_delete_compacted_away_while_the_router_was_stopped_still_reaches_the_
     hq.write([Change("ITEMS", "c", doomed, row), *work.changes(50)])
     proc = spawn_router(path, tmp_path)
     try:
-        wait_routed(topo, expected(topo))
+        wait_routed(topo, expected(topo), timeout=120)
     finally:
         assert stop(proc) == 0
     hq.write([Change("ITEMS", "d", doomed, None)])
     _compacted_away(topo, items, hq, work, lambda env: (env["after"] or env["before"] or {}).get("ITEMID") == "DOOMED")
     proc = spawn_router(path, tmp_path)
     try:
-        got = wait_routed(topo, expected(topo))
+        got = wait_routed(topo, expected(topo), timeout=120)
     finally:
         assert stop(proc) == 0
     assert ("ITEMS", (("DATAAREAID", "usrt"), ("ITEMID", "DOOMED"))) not in rows(topo, "us")
@@ -176,6 +179,7 @@ def _stable_members(kafka: str, group: str, n: int, timeout: float = 60.0) -> No
         time.sleep(0.5)
 
 
+@pytest.mark.chaos  # two workers, three rebalances: ~50 s
 def test_a_rolling_reload_across_two_workers_leaves_no_range_unrouted(tmp_path: Path, kafka: str) -> None:
     """Defect (f): worker A runs the new topology (group ``new``) while B still runs the old one, and the
     partitions move between them; once both run the new file, ``new`` has every record exactly once."""
@@ -192,7 +196,7 @@ def test_a_rolling_reload_across_two_workers_leaves_no_range_unrouted(tmp_path: 
     b = spawn_router(path_b, tmp_path, "b")
     try:
         _stable_members(kafka, group, 2)
-        wait_routed(topo, expected(topo))
+        wait_routed(topo, expected(topo), timeout=120)
         path_a.write_text(topology_text(kafka, prefix, tmp_path / "a", extra_group="new"))  # A first
         hq.write(work.changes(200))
         time.sleep(2)

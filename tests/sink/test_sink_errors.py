@@ -216,3 +216,29 @@ def test_failure_of_every_record_stops_the_channel_without_a_dead_letter_flood(
     assert sink.totals.dead_lettered == 0 and sink.totals.applied == 0
     assert _letters(kafka, topo.kafka.topic_prefix) == []
     assert read_table(dialect, db.dsn, "ax", "ITEMS") == {}
+
+
+def test_breaker_streak_without_later_records_to_probe() -> None:
+    """One record per batch (light traffic): the 10th identical refusal in a row stops the channel; a
+    record applied in between, or a different error, starts the count again."""
+    import sqlite3
+
+    from connectors.sink.breaker import FailureBreaker, SystematicFailure, signature
+    from connectors.sink.records import Record
+
+    def refusal(row: int) -> sqlite3.IntegrityError:
+        return sqlite3.IntegrityError(f"NOT NULL constraint failed: ax_ITEMS.STORE (row {row})")
+
+    assert signature(refusal(1)) == signature(refusal(2)) != signature(sqlite3.IntegrityError("CHECK failed"))
+    breaker = FailureBreaker("s1", lambda r: None, threshold=10)
+    rec = Record(0, 0, b"k", b"v")
+    for i in range(9):
+        breaker.refused(refusal(i), rec, [])
+    breaker.succeeded()
+    for i in range(9):
+        breaker.refused(refusal(i), rec, [])
+    breaker.refused(sqlite3.IntegrityError("CHECK constraint failed: QTY"), rec, [])
+    for i in range(9):
+        breaker.refused(refusal(i), rec, [])
+    with pytest.raises(SystematicFailure, match="10 records in a row"):
+        breaker.refused(refusal(99), rec, [])

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from cdx.codec import SchemaStore, SingleObjectCodec
+from cdx.codec import SchemaStore, make_codec
 from cdx.demo.pos import write_sales
 from cdx.demo.retail_schema import create_channel_upload_tables, create_hq_tables
 from cdx.dialects import Connection, Dialect, connect, get_dialect
@@ -58,7 +58,8 @@ def _yaml_list(items: Iterable[str]) -> str:
 
 def make_topology(tmp: Path, bootstrap: str, hq_dsn: str, channels: Sequence[str], *,
                   registers: dict[str, list[str]] | None = None, channel_dsns: dict[str, str] | None = None,
-                  override_target: bool = False, extension: bool = True, prefix: str | None = None) -> Topology:
+                  override_target: bool = False, extension: bool = True, prefix: str | None = None,
+                  encoding: str = "avro") -> Topology:
     """A topology with the sample's two upload subjobs (header with extension, lines) over ``channels``
     (SQLite files in ``tmp`` unless ``channel_dsns`` says otherwise)."""
     prefix = prefix or f"up{uuid.uuid4().hex[:8]}"
@@ -72,7 +73,8 @@ def make_topology(tmp: Path, bootstrap: str, hq_dsn: str, channels: Sequence[str
       key: [CHANNEL, STORE, TERMINAL, TRANSACTIONID]
       fields: {_yaml_list(EXT_FIELDS)}"""
     header_fields = HEADER_FIELDS
-    lines = [f"""kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: {prefix}, default_partitions: 3}}
+    lines = [f"""kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: {prefix}, default_partitions: 3,
+        encoding: {encoding}}}
 hq: {{name: hq, dialect: {hq_dialect}, dsn: "{hq_dsn}"}}
 jobs:
   - {{id: P-0001, direction: upload}}
@@ -287,7 +289,7 @@ def upload_records(topo: Topology, channel_id: str) -> list[tuple[dict[str, Any]
     """Every committed (key, envelope, headers) on a channel's upload topic."""
     k = topo.kafka
     cfg = client_config(k.bootstrap_servers)
-    codec = SingleObjectCodec(SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix)))
+    codec = make_codec(k.codec_config(), store=SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix)))
     topic = upload_topic(k.topic_prefix, channel_id)
     out = []
     for msg in read_to_end(cfg, topic):

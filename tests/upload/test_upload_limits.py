@@ -19,6 +19,7 @@ from cdx.cli import status_cmd
 from cdx.cli.main import app
 from cdx.demo.retail_schema import CHANNEL_UPLOAD_TABLES, insert_sql
 from cdx.dialects import connect
+from cdx.errors import ConfigError
 from cdx.kafka.config import client_config
 from cdx.topics import dlq_topic
 from connectors.sink.letters import read_letters
@@ -209,6 +210,10 @@ def test_counters_going_backwards_halt_the_table_until_restarted(tmp_path, kafka
     res = CliRunner().invoke(app, ["channel", "upload", "--topology", str(topology_path(topo)), "--from-counter",
                                    "3"])
     assert res.exit_code != 0 and "exactly one --channel" in res.output and "Traceback" not in res.output
+    wrong = _uploader(topo, from_counter=new_max + 1, from_tables=["ax.NOSUCHTABLE"])
+    with pytest.raises(ConfigError, match="no upload table named"):
+        wrong.poll_once()
+    wrong.close()
     fixed = _uploader(topo, from_counter=new_max + 1, from_tables=[HEADER_TABLE])
     fixed.poll_once()
     fixed.poll_once()
@@ -248,12 +253,13 @@ def test_sale_row_of_a_megabyte_goes_through_with_the_default_limit(tmp_path, ka
 def test_sale_row_over_the_limit_is_dead_lettered_and_the_channel_moves_on(tmp_path, kafka) -> None:
     topo = make_topology(tmp_path, kafka, f"sqlite:///{tmp_path}/hq.db", ["s01"])
     path = topology_path(topo)
-    path.write_text(path.read_text().replace("default_partitions: 3}", "default_partitions: 3,"
-                                             " max_message_bytes: 1048576}"))
+    path.write_text(path.read_text().replace("default_partitions: 3", "default_partitions: 3,"
+                                             " max_message_bytes: 1048576", 1))
     from cdx.topology import load_topology
 
     topo = load_topology(path, environ={})
     topo.__dict__["_path"] = path
+    assert topo.kafka.max_message_bytes == 1024 * 1024
     create_databases(topo)
     sell(topo, "s01", 3, seed=4)
     _big_customer(topo, 2_000_000)

@@ -84,9 +84,8 @@ def test_compare_normalises_keys_and_rows() -> None:
     assert report.tables[T].expected_checksum == report.tables[T].actual_checksum
 
 
-def test_compare_is_fast_enough_for_100k_rows() -> None:
+def test_compare_handles_100k_rows() -> None:
+    """A large comparison completes and agrees (speed belongs in bench/, not in a timed assertion)."""
     rows: Rows = {("usrt", i): ("usrt", i, Decimal(i) / 100, f"name {i}", dt.datetime(2024, 1, 1) +
                                 dt.timedelta(seconds=i)) for i in range(100_000)}
-    start = dt.datetime.now()
     assert compare({T: rows}, {T: dict(rows)}).ok
-    assert (dt.datetime.now() - start).total_seconds() < 10

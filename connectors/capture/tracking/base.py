@@ -250,6 +250,8 @@ class ChangeTracker(ABC):
         return columns
 
     def _row(self, columns: Sequence[ColumnInfo], values: Sequence[Any]) -> dict[str, Any]:
+        if type(self.dialect).decode is Dialect.decode:  # the driver's values are already right (PostgreSQL)
+            return dict(zip([c.name for c in columns], values, strict=True))
         return {c.name: self.dialect.decode(c, v) for c, v in zip(columns, values, strict=True)}
 
     @staticmethod
