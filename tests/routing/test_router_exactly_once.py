@@ -12,7 +12,6 @@ import pytest
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
 from cdx.topology import load_topology
@@ -139,19 +138,22 @@ def test_a_failed_delivery_leaves_no_gap_and_no_resend(tmp_path: Path, kafka: st
     ones would be written; the transaction aborts, nothing of it is visible, and once the topic
     takes the record the routing resumes: every record exactly once, in order."""
     path, topo = write_topology(tmp_path, kafka)
-    k = topo.kafka
     us = topo.group_topic("us")
-    ensure_topics(client_config(kafka), [TopicSpec(us, k.default_partitions, 1, {**COMPACTED,
-                                                                                  "max.message.bytes": "4000"})])
     hq = HqWriter(topo)
     work = Workload(9)
     big = {"DATAAREAID": "usrt", "ITEMID": "BIG"}
     hq.write(work.changes(200))
-    hq.write([Change("ITEMS", "c", big, {**big, "NAME": os.urandom(8000).hex(), "PRICE": None, "QTY": 1,
-                                         "HQONLY": "h"})])
-    hq.write(work.changes(200))
     proc = spawn_router(path, tmp_path)
     try:
+        # the router raises the group topics' limit to kafka.max_message_bytes at start: lower it afterwards
+        deadline = time.monotonic() + 90
+        while not read_group(topo, "us").changes:
+            assert time.monotonic() < deadline and proc.poll() is None, "the router routed nothing"
+            time.sleep(0.5)
+        set_configs(kafka, us, {"max.message.bytes": "4000"})
+        hq.write([Change("ITEMS", "c", big, {**big, "NAME": os.urandom(8000).hex(), "PRICE": None, "QTY": 1,
+                                             "HQONLY": "h"})])
+        hq.write(work.changes(200))
         time.sleep(8)  # the transaction with BIG keeps failing and is aborted each time
         assert proc.poll() is None
         before = read_group(topo, "us")
