@@ -23,6 +23,7 @@ nothing in flight.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -52,6 +53,17 @@ log = logging.getLogger("cdx.router")
 
 TP = tuple[str, int]
 TRANSACTION_TIMEOUT_MS = 60_000
+
+
+def default_instance_id(datadir: Path | None) -> str:
+    """The worker's id when none is given: stable for a host and data directory, so a worker restarted
+    with the same ``--datadir`` fences its killed predecessor at once (``init_transactions`` aborts the
+    open transaction) instead of holding read_committed readers until the transaction times out; random
+    without a data directory."""
+    if datadir is None:
+        return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    digest = hashlib.sha256(str(Path(datadir).resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
 
 
 def transactional_id(topology: Topology, instance_id: str) -> str:
@@ -159,7 +171,7 @@ class Engine:
         self.batch_size = batch_size
         self.reload_interval = reload_interval
         ensure_engine_topics(topology, self.plan)
-        self.instance_id = instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.instance_id = instance_id or default_instance_id(datadir)
         self.producer = Producer(size_limited(producer_config(
             self.config, transactional_id=transactional_id(topology, self.instance_id),
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, queue_buffering_max_messages=500_000,

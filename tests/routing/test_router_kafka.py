@@ -138,7 +138,7 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, kafka: str, engine: st
     def writer() -> None:
         for _ in range(100):
             hq.write(work.changes(100))
-            time.sleep(0.05)
+            time.sleep(0.3)  # ~30 s of writing: the six kills fall mid-stream
         done.set()
 
     rng = random.Random(3)
@@ -149,8 +149,8 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, kafka: str, engine: st
         before = _group_total(topo)
         proc = spawn_router(path, tmp_path, "router", "--instance-id", "w1", engine=engine)
         deadline = time.monotonic() + 60
-        while _group_total(topo) <= before and time.monotonic() < deadline:
-            time.sleep(0.1)  # wait until this run routes
+        while _group_total(topo) <= before and not done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.1)  # wait until this run routes (once the writer is done there may be nothing left)
         time.sleep(rng.uniform(0.1, 1.0))
         assert proc.poll() is None, "router died on its own"
         os.kill(proc.pid, signal.SIGKILL)
