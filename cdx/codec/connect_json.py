@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+import math
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -180,12 +181,17 @@ def _to_json(schema: Mapping[str, Any], v: Any, path: str) -> Any:
             raise TypeError(f"{path}: bytes needed, got {type(v).__name__}")
         return base64.b64encode(bytes(v)).decode()
     _check_primitive(typ, v, path)
+    if typ in ("float32", "float64") and isinstance(v, float) and not math.isfinite(v):
+        return _NON_FINITE[repr(v)]  # JSON has no NaN/Infinity: Jackson's strings, read back by _from_json
     if typ == "array":
         return [_to_json(schema["items"], x, path + "[]") for x in v]
     if typ == "map":
         return {str(k): _to_json(schema["values"], x, f"{path}[{k}]") for k, x in v.items()}
     return v
 
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+"""How non-finite doubles travel: as Jackson (Kafka Connect's JSON library) writes them by default."""
 
 _PY_TYPES: dict[str, Any] = {"int8": int, "int16": int, "int32": int, "int64": int, "float32": (int, float),
                              "float64": (int, float), "boolean": bool, "string": str, "array": (list, tuple),
@@ -240,6 +246,8 @@ def _from_json(schema: Mapping[str, Any], v: Any, topic: str) -> Any:
             return reader(schema, v)
         if typ == "bytes":
             return base64.b64decode(v)
+        if typ in ("float32", "float64") and isinstance(v, str):
+            return float(v)  # "NaN", "Infinity", "-Infinity"
         if typ == "array":
             return [_from_json(schema["items"], x, topic) for x in v]
         if typ == "map":
