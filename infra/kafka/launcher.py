@@ -28,8 +28,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import process
-from infra.paths import state_dir
+from cdx.infra import process
+from cdx.infra.paths import state_dir
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -150,7 +150,7 @@ class Cluster:
         rf = min(3, self.size)
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         return "\n".join([
-            "# written by cdx infra/kafka/launcher.py",
+            "# written by cdx cdx/infra/kafka/launcher.py",
             "process.roles=broker,controller",
             f"node.id={node.node_id}",
             f"controller.quorum.voters={voters}",
@@ -219,7 +219,7 @@ class Cluster:
         node.config_file.write_text(self._properties(node))
         if not (node.data_dir / "meta.properties").exists():
             shutil.rmtree(node.data_dir, ignore_errors=True)
-            fmt = self._java(jars, "kafka.tools.StorageTool", "format", "-t", self._cluster_id(),
+            fmt = self._java(jars, "kafka.tools.StorageTool", "format", f"--cluster-id={self._cluster_id()}",
                              "-c", str(node.config_file), *self._format_args())
             result = subprocess.run(fmt, capture_output=True, text=True)
             if result.returncode != 0:
