@@ -28,8 +28,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdx.infra import process
-from cdx.infra.paths import state_dir
+from infra import process
+from infra.paths import state_dir
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -150,7 +150,7 @@ class Cluster:
         rf = min(3, self.size)
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         return "\n".join([
-            "# written by cdx cdx/infra/kafka/launcher.py",
+            "# written by cdx infra/kafka/launcher.py",
             "process.roles=broker,controller",
             f"node.id={node.node_id}",
             f"controller.quorum.voters={voters}",
