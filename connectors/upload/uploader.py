@@ -33,6 +33,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from cdx.cleanup import quietly
 from cdx.codec import SchemaPublisher, SchemaStore, SingleObjectCodec, TableSchemas, make_codec, murmur2_partition
 from cdx.codec.codec import Codec
 from cdx.dialects import Connection, get_dialect
@@ -204,10 +205,7 @@ class ChannelUploader:
 
     def _close_producer(self) -> None:
         if self.producer is not None:
-            try:
-                self.producer.close()
-            except Exception:
-                pass
+            quietly(self.producer.close, "upload: closing the producer", log)
             self.producer = None
 
     def close(self) -> None:
@@ -426,9 +424,7 @@ class ChannelUploader:
         except BaseException:
             metrics.ABORTS.labels(self.id).inc()
             try:
-                self.producer.abort()
-            except Exception:
-                pass
+                quietly(self.producer.abort, "upload: aborting the transaction", log)
             finally:
                 self.publisher.transaction_aborted()
             raise
@@ -500,5 +496,5 @@ class UploadConnector:
     def _guard(self, uploader: ChannelUploader) -> None:
         try:
             uploader.run()
-        except BaseException:
-            pass  # recorded in uploader.error; run() stops the others
+        except BaseException as exc:  # recorded in uploader.error; run() stops the others
+            log.debug("upload worker for %s ended: %r", uploader.id, exc)
