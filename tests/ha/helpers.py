@@ -184,3 +184,56 @@ def wait_capture_caught_up(topo: Topology, dialect: str, dsn: str, active: Proc,
         return pos is not None and pos.snapshot is None and pos.version >= target
 
     wait_for(reached, timeout, f"capture to reach version {target}", check=active.check)
+
+
+class Seller:
+    """Writes sales into channel databases (a few transactions at a time) until stopped."""
+
+    def __init__(self, topo: Topology, channels: list[str], seed: int) -> None:
+        self.topo, self.channels = topo, channels
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.sold = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Seller:
+        self.thread.start()
+        return self
+
+    def finish(self) -> int:
+        self.stop.set()
+        self.thread.join(60)
+        if self.error is not None:
+            raise self.error
+        return self.sold
+
+    def _run(self) -> None:
+        from tests.upload.helpers import sell
+
+        try:
+            while not self.stop.is_set():
+                n = self.rng.randint(1, 3)
+                sell(self.topo, self.rng.choice(self.channels), n, seed=self.rng.randrange(1 << 30))
+                self.sold += n
+                time.sleep(self.rng.uniform(0.02, 0.1))
+        except BaseException as exc:
+            self.error = exc
+
+
+def assert_uploaded_exactly_once(topo: Topology, channels: list[str], active: Proc, timeout: float = 120) -> int:
+    """Every channel's upload topic ends with each of its rows once (read_committed): the count equals
+    the channel database's rows and no (table, counter) repeats. Returns the rows checked."""
+    from tests.upload.helpers import channel_rows, upload_records
+
+    total = 0
+    for c in channels:
+        rows = channel_rows(topo, c)
+        want = len(rows["header"]) + len(rows["lines"])
+        wait_for(lambda c=c, want=want: len(upload_records(topo, c)) >= want, timeout,  # type: ignore[misc]
+                 f"{want} rows of {c} on its upload topic", check=active.check)
+        keys = [(k["table"], k["counter"]) for k, _, _ in upload_records(topo, c)]
+        assert len(keys) == len(set(keys)), f"{c}: a row was published twice"
+        assert len(keys) == want, f"{c}: {len(keys)} records for {want} rows"
+        total += want
+    return total

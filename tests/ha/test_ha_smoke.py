@@ -1,6 +1,7 @@
-"""Active/standby smoke test (default run): one ``kill -9`` takeover each for capture and for a
-channel's upload, with real processes under load; nothing lost, nothing twice. The long runs
-(10 takeovers, SIGSTOP zombies, SIGTERM handover, both started at once) are ``make test-ha``."""
+"""Active/standby smoke test (default run): capture and a channel's upload each run as an active
+and a standby process (``--ha``) under load; both actives are killed with ``kill -9`` at once and
+each standby takes over; nothing lost, nothing twice. The long runs (10 takeovers each, SIGSTOP
+zombies, SIGTERM handover, both started at once) are ``make test-ha`` (marker ``ha``)."""
 
 from __future__ import annotations
 
@@ -14,41 +15,51 @@ from connectors.capture.tracking import open_tracker
 from tests.capture.helpers import make_hq, write_topology
 from tests.ha.helpers import (
     HqWriter,
+    Seller,
     assert_capture_exactly_once,
+    assert_uploaded_exactly_once,
     capture_proc,
     takeover_seconds,
     upload_proc,
     wait_capture_caught_up,
     wait_roles,
 )
+from tests.upload.helpers import create_databases, make_topology, topology_path
 
 pytestmark = [pytest.mark.integration]
 
 
-def test_capture_standby_takes_over_after_kill(tmp_path: Path, kafka: str) -> None:
-    dsn = f"sqlite:///{tmp_path}/hq.db"
-    make_hq("sqlite", dsn)
-    path, topo = write_topology(tmp_path, kafka, "sqlite", dsn)
-    tracker = open_tracker("sqlite", dsn)
+def test_standbys_take_over_after_kill(tmp_path: Path, kafka: str) -> None:
+    hq = f"sqlite:///{tmp_path}/hq.db"
+    make_hq("sqlite", hq)
+    cap_path, cap_topo = write_topology(tmp_path, kafka, "sqlite", hq)
+    tracker = open_tracker("sqlite", hq)
     tracker.enable(["dbo.ITEMS", "dbo.NOTES"])
     tracker.conn.close()
-    writer = HqWriter("sqlite", dsn, seed=3).start()
-    first = capture_proc(path, tmp_path / "a.log").start()
-    second = capture_proc(path, tmp_path / "b.log")
+    up_topo = make_topology(tmp_path, kafka, f"sqlite:///{tmp_path}/hq-up.db", ["s1"])
+    create_databases(up_topo)
+    cap = [capture_proc(cap_path, tmp_path / f"capture-{n}.log") for n in "ab"]
+    up = [upload_proc(topology_path(up_topo), tmp_path / f"upload-{n}.log") for n in "ab"]
+    writer, seller = HqWriter("sqlite", hq, seed=3).start(), Seller(up_topo, ["s1"], seed=5).start()
     try:
-        wait_roles(topo, "capture", "hq", first, None)
-        second.start()
-        wait_roles(topo, "capture", "hq", first, second)
-        time.sleep(1.0)
+        cap[0].start(), up[0].start()
+        wait_roles(cap_topo, "capture", "hq", cap[0], None)
+        wait_roles(up_topo, "upload", "s1", up[0], None)
+        cap[1].start(), up[1].start()
+        wait_roles(cap_topo, "capture", "hq", cap[0], cap[1])
+        wait_roles(up_topo, "upload", "s1", up[0], up[1])
         killed_at = time.time()
-        first.kill()
-        took = takeover_seconds(topo, positions_topic(topo.kafka.topic_prefix), "hq/", killed_at, second)
-        print(f"capture takeover after kill -9: {took:.1f}s")
-        time.sleep(1.0)
-        writer.finish()
-        wait_capture_caught_up(topo, "sqlite", dsn, second)
+        cap[0].kill(), up[0].kill()
+        took = (takeover_seconds(cap_topo, positions_topic(cap_topo.kafka.topic_prefix), "hq/", killed_at, cap[1]),
+                takeover_seconds(up_topo, upload_positions_topic(up_topo.kafka.topic_prefix), "s1/", killed_at,
+                                 up[1]))
+        print(f"takeover after kill -9 (lease timeout 6 s): capture {took[0]:.1f}s, upload <= {took[1]:.1f}s")
+        time.sleep(0.5)
+        assert writer.finish() > 0 and seller.finish() > 0
+        wait_capture_caught_up(cap_topo, "sqlite", hq, cap[1])
+        assert assert_capture_exactly_once(cap_topo, "sqlite", hq) > 0
+        assert assert_uploaded_exactly_once(up_topo, ["s1"], up[1]) > 0
     finally:
-        writer.stop.set()
-        code = second.stop()
-    assert code == 0
-    assert assert_capture_exactly_once(topo, "sqlite", dsn) > 0
+        writer.stop.set(), seller.stop.set()
+        codes = (cap[1].stop(), up[1].stop())
+    assert codes == (0, 0)
