@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def capture(
         if not set_up(connector.setup, "capture", stopped, kafka=k.bootstrap_servers):
             return
         console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
+        logging.getLogger("cdx.capture").info("capture of %s set up; publishing", topo.hq.name)
         connector.run()
     finally:
         if lease is not None:

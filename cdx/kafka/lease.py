@@ -141,9 +141,13 @@ class Lease:
 
     def release(self, timeout: float = 30.0) -> None:
         """Leave the group (idempotent): a standby takes over at once. Call after the last transaction."""
+        if self._closing.is_set():
+            return
         self._closing.set()
         if self._thread is not None:
             self._closed.wait(timeout)
+            log.info("%s %s: left lease group %s%s", self.role, self.name, self.group,
+                     " (a standby takes over now)" if self.held else "")
         ACTIVE.labels(self.role, self.name).set(0)
 
     # ------------------------------------------------------------------ the consumer thread

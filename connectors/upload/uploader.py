@@ -254,6 +254,7 @@ class ChannelUploader:
                     if not kafka_ok:
                         self._kafka()
                         kafka_ok = True
+                        log.info("channel %s: transactional producer ready, positions re-read", self.id)
                     changed = self.poll_once() > 0
                     backoff = 0.5
                 except ChannelDatabaseError as exc:
