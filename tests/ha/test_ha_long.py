@@ -94,6 +94,7 @@ def test_capture_kill9_ten_times(dialect: str, tmp_path: Path, kafka: str, reque
             active.start()  # the killed one comes back as the standby
             active, standby = standby, active
         print(f"capture ({dialect}) takeover after kill -9, lease timeout 6 s: {summary(times)}")
+        wait_roles(topo, "capture", "hq", active, standby)  # the restarted one handles SIGTERM by now
         writer.finish()
         wait_capture_caught_up(topo, dialect, dsn, active)
     finally:
@@ -133,6 +134,8 @@ def test_upload_kill9_ten_times(tmp_path: Path, kafka: str, postgres_server: str
             active.start()
             active, standby = standby, active
         print(f"upload takeover after kill -9 (both channels), lease timeout 6 s: {summary(times)}")
+        for c in channels:
+            wait_roles(topo, "upload", c, active, standby)
         assert seller.finish() > 100
         assert_uploaded_exactly_once(topo, channels, active)
         want = expected_rows(topo)
@@ -252,6 +255,9 @@ def test_sigterm_hands_over_at_once_and_both_started_together(tmp_path: Path, ka
                 assert active.stop() == 0
                 times[role].append(takeover_seconds(topo, topic, f"{name}/", stopped_at, standby))
                 active.start()
+        for topo, role, name, _, _ in pairs:
+            wait_for(lambda t=topo, r=role, n=name: _one_active_one_standby(t, r, n), 60,  # type: ignore[misc]
+                     f"one active {role}, one standby")
         for role, t in times.items():
             print(f"{role} takeover after SIGTERM of the active: {summary(t)}")
         assert writer.finish() > 0 and seller.finish() > 0

@@ -19,6 +19,7 @@ from tests.ha.helpers import (
     assert_capture_exactly_once,
     assert_uploaded_exactly_once,
     capture_proc,
+    member,
     takeover_seconds,
     upload_proc,
     wait_capture_caught_up,
@@ -48,6 +49,7 @@ def test_standbys_take_over_after_kill(tmp_path: Path, kafka: str) -> None:
         cap[1].start(), up[1].start()
         wait_roles(cap_topo, "capture", "hq", cap[0], cap[1])
         wait_roles(up_topo, "upload", "s1", up[0], up[1])
+        _status_shows(cap_topo, cap, up_topo, up)
         killed_at = time.time()
         cap[0].kill(), up[0].kill()
         took = (takeover_seconds(cap_topo, positions_topic(cap_topo.kafka.topic_prefix), "hq/", killed_at, cap[1]),
@@ -62,4 +64,22 @@ def test_standbys_take_over_after_kill(tmp_path: Path, kafka: str) -> None:
     finally:
         writer.stop.set(), seller.stop.set()
         codes = (cap[1].stop(), up[1].stop())
+        for p in (cap[0], up[0]):
+            p.stop()  # already killed unless the test failed before
     assert codes == (0, 0)
+
+
+def _status_shows(cap_topo, cap: list, up_topo, up: list) -> None:
+    """``cdx status``'s roles name the active and the standby process of capture and of the upload."""
+    from cdx.kafka.config import client_config
+    from connectors.sink.roles import roles
+
+    capture = next(r for r in roles(client_config(kafka_of(cap_topo)), cap_topo) if r.role == "capture")
+    assert f"active on {member(cap[0])}; standby {member(cap[1])}" in capture.detail, capture.detail
+    upload = next(r for r in roles(client_config(kafka_of(up_topo)), up_topo) if r.role == "upload")
+    assert (upload.name, upload.running) == ("s1", True)
+    assert upload.detail == f"active on {member(up[0])}; standby {member(up[1])}", upload.detail
+
+
+def kafka_of(topo) -> str:
+    return str(topo.kafka.bootstrap_servers)
