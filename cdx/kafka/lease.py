@@ -47,6 +47,8 @@ TAKEOVERS = Counter("cdx_role_takeovers_total", "Times this process acquired its
 WAITED = Gauge("cdx_role_lease_wait_seconds", "Seconds this process waited as standby before its last takeover",
                ["role", "name"])
 
+_DENIED = (KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED)
+
 DEFAULT_SESSION_TIMEOUT = 10.0
 """Seconds without a heartbeat before a dead holder's lease moves (Kafka's minimum is 6 by default)."""
 
@@ -101,7 +103,8 @@ class Lease:
 
     def acquire(self, stop: threading.Event) -> bool:
         """Join the group and wait until this process holds the lease (True) or ``stop`` is set
-        (False). Raises ``RetriableError``/``FatalError`` for Kafka trouble creating the lease topic."""
+        (False). Kafka not answering is waited out; ``FatalError`` when the group cannot be joined at all
+        (no right to read the lease topic or group: ``cdx kafka apply`` grants them)."""
         if self._thread is None:
             if not self._create_topic(stop):
                 return False
@@ -111,7 +114,8 @@ class Lease:
         announced = False
         while not stop.is_set():
             if self._error is not None:
-                raise FatalError(f"{self.role} {self.name}: lease group {self.group} failed: {self._error}")
+                raise FatalError(f"{self.role} {self.name}: cannot join lease group {self.group} on {self.topic}:"
+                                 f" {self._error}; with kafka.principals, `cdx kafka apply` grants Read on both")
             if self._held.wait(0.2):
                 waited = time.monotonic() - started
                 WAITED.labels(self.role, self.name).set(waited)
@@ -148,6 +152,7 @@ class Lease:
             self._closed.wait(timeout)
             log.info("%s %s: left lease group %s%s", self.role, self.name, self.group,
                      " (a standby takes over now)" if self.held else "")
+        self._held.clear()
         ACTIVE.labels(self.role, self.name).set(0)
 
     # ------------------------------------------------------------------ the consumer thread
@@ -164,7 +169,7 @@ class Lease:
             while not self._closing.is_set():
                 msg = consumer.poll(0.2)
                 err = msg.error() if msg is not None else None
-                if err is not None and err.fatal():
+                if err is not None and (err.fatal() or err.code() in _DENIED):
                     self._error = KafkaException(err)
                     self._take_away("a fatal consumer error")
                     break

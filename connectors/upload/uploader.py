@@ -229,6 +229,9 @@ class ChannelUploader:
         try:
             if lease is None or lease.acquire(self._stop):
                 self._poll_until_stopped()
+        except BaseException as exc:
+            self.error = self.error or exc  # e.g. the lease group cannot be joined
+            raise
         finally:
             if lease is not None:
                 lease.release()
