@@ -37,7 +37,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge
 
 from cdx.errors import FatalError, RetriableError
-from cdx.kafka.admin import TopicSpec, ensure_topics
+from cdx.kafka.admin import TopicSpec, ensure_topics, partitions_of, topic_management
 
 log = logging.getLogger("cdx.lease")
 
@@ -134,7 +134,11 @@ class Lease:
         backoff = 0.5
         while not stop.is_set():
             try:
-                ensure_topics(self._base, [lease_spec(self.topic, self.replication_factor)])
+                if topic_management():
+                    ensure_topics(self._base, [lease_spec(self.topic, self.replication_factor)])
+                elif not partitions_of(self._base, self.topic):  # its settings need DescribeConfigs: not granted
+                    raise FatalError(f"kafka.manage_topics is false and the lease topic {self.topic} does not exist:"
+                                     " run `cdx kafka apply` with the topology, then start this again")
                 return True
             except RetriableError as exc:
                 log.warning("%s %s: lease topic %s: %s; retrying in %.1fs", self.role, self.name, self.topic, exc,

@@ -56,6 +56,18 @@ def wait_roles(topo: Topology, role: str, name: str, active: Proc, standby: Proc
              check=lambda: (active.check(), standby.check() if standby is not None else None))
 
 
+def settle(topo: Topology, role: str, name: str, procs: list[Proc], timeout: float = 60) -> list[Proc]:
+    """Wait until one of ``procs`` (started together) holds the lease and the other waits; returns
+    them as ``[active, standby]``."""
+    def one_each() -> bool:
+        state = lease_state(topo, role, name)
+        return state.active in {member(p) for p in procs} and len(state.standby) == len(procs) - 1
+
+    wait_for(one_each, timeout, f"one active {role} and a standby", check=lambda: [p.check() for p in procs])
+    active = lease_state(topo, role, name).active
+    return sorted(procs, key=lambda p: member(p) != active)
+
+
 def newest_position_ms(topo: Topology, topic: str, key_prefix: str) -> int:
     """The newest ``ts_ms`` among the committed positions of ``topic`` whose key starts with ``key_prefix``."""
     newest = 0

@@ -72,6 +72,25 @@ def _capture_setup(tmp_path: Path, kafka: str, dialect: str, request: pytest.Fix
     return dsn, path, topo
 
 
+def _restart_in_place(path: Path, tmp_path: Path, topo, topic: str, times: int = 3) -> list[float]:
+    """The same-run baseline: capture without ``--ha`` killed and restarted at once on the same host
+    (what a supervisor does when the host survives), until its first commit; then stopped."""
+    proc = Proc(["capture", "--topology", str(path), "--poll-interval", "0.05"], tmp_path / "capture-solo.log")
+    out = []
+    proc.start()
+    try:
+        takeover_seconds(topo, topic, "hq/", time.time(), proc)  # running: it commits
+        for _ in range(times):
+            time.sleep(1.0)
+            killed_at = time.time()
+            proc.kill()
+            proc.start()
+            out.append(takeover_seconds(topo, topic, "hq/", killed_at, proc))
+    finally:
+        assert proc.stop() == 0
+    return out
+
+
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_capture_kill9_ten_times(dialect: str, tmp_path: Path, kafka: str, request: pytest.FixtureRequest) -> None:
     dsn, path, topo = _capture_setup(tmp_path, kafka, dialect, request)
@@ -82,6 +101,8 @@ def test_capture_kill9_ten_times(dialect: str, tmp_path: Path, kafka: str, reque
     times: list[float] = []
     active, standby = procs
     try:
+        baseline = _restart_in_place(path, tmp_path, topo, topic)
+        print(f"capture ({dialect}) baseline, kill -9 and restart in place without --ha: {summary(baseline)}")
         active.start()
         wait_roles(topo, "capture", "hq", active, None)
         standby.start()

@@ -1,7 +1,8 @@
-"""Active/standby smoke test (default run): capture and a channel's upload each run as an active
-and a standby process (``--ha``) under load; both actives are killed with ``kill -9`` at once and
-each standby takes over; nothing lost, nothing twice. The long runs (10 takeovers each, SIGSTOP
-zombies, SIGTERM handover, both started at once) are ``make test-ha`` (marker ``ha``)."""
+"""Active/standby smoke test (default run): capture and a channel's upload each run as two processes
+(``--ha``) started together under load: one of each becomes active, ``cdx status`` names both; the
+actives are killed with ``kill -9`` at once and each standby takes over; nothing lost, nothing
+twice. The long runs (10 takeovers each, SIGSTOP zombies, SIGTERM handover) are ``make test-ha``
+(marker ``ha``)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from tests.ha.helpers import (
     assert_uploaded_exactly_once,
     capture_proc,
     member,
+    settle,
     takeover_seconds,
     upload_proc,
     wait_capture_caught_up,
-    wait_roles,
 )
 from tests.upload.helpers import create_databases, make_topology, topology_path
 
@@ -43,12 +44,10 @@ def test_standbys_take_over_after_kill(tmp_path: Path, kafka: str) -> None:
     up = [upload_proc(topology_path(up_topo), tmp_path / f"upload-{n}.log") for n in "ab"]
     writer, seller = HqWriter("sqlite", hq, seed=3).start(), Seller(up_topo, ["s1"], seed=5).start()
     try:
-        cap[0].start(), up[0].start()
-        wait_roles(cap_topo, "capture", "hq", cap[0], None)
-        wait_roles(up_topo, "upload", "s1", up[0], None)
-        cap[1].start(), up[1].start()
-        wait_roles(cap_topo, "capture", "hq", cap[0], cap[1])
-        wait_roles(up_topo, "upload", "s1", up[0], up[1])
+        for p in (*cap, *up):  # started together: one of each pair becomes active
+            p.start()
+        cap = settle(cap_topo, "capture", "hq", cap)
+        up = settle(up_topo, "upload", "s1", up)
         _status_shows(cap_topo, cap, up_topo, up)
         killed_at = time.time()
         cap[0].kill(), up[0].kill()
