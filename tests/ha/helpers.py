@@ -17,7 +17,7 @@ from cdx.dialects import connect, get_dialect
 from cdx.kafka.config import client_config
 from cdx.kafka.lease import LeaseState, describe_leases, lease_group
 from cdx.kafka.reading import read_to_end
-from cdx.topology.model import Topology
+from cdx.topology import Topology
 from tests.upload.helpers import Proc
 
 LEASE_TIMEOUT = "6"
