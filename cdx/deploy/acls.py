@@ -41,7 +41,7 @@ from cdx.deploy.catalog import uploading_channel_ids
 from cdx.errors import ConfigError
 from cdx.kafka.admin import _settle, _with_logger
 from cdx.kafka.lease import lease_group
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 READ, WRITE = AclOperation.READ, AclOperation.WRITE
 TOPIC, GROUP, TXN = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID

@@ -25,7 +25,7 @@ from confluent_kafka import KafkaException
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.lease import describe_leases, lease_group
 from cdx.topics import positions_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink.kafkaops import GroupInfo, describe_groups, read_range, watermarks
 from connectors.sink.spec import sink_group
 from connectors.upload.plan import uploading_channels
