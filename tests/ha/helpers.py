@@ -5,8 +5,8 @@ time from the active's death to the first position the new active committed (rea
 from __future__ import annotations
 
 import json
-import os
 import random
+import socket
 import statistics
 import threading
 import time
@@ -26,7 +26,7 @@ LEASE_TIMEOUT = "6"
 
 def member(proc: Proc) -> str:
     assert proc.proc is not None
-    return f"{os.uname().nodename}:{proc.proc.pid}"
+    return f"{socket.gethostname()}:{proc.proc.pid}"
 
 
 def lease_state(topo: Topology, role: str, name: str) -> LeaseState:
