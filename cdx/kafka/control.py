@@ -192,7 +192,7 @@ class RevisionWatcher:
         try:
             if not _exists(self._config, self.topic):
                 return False
-        except KafkaException as exc:
+        except (KafkaException, RetriableError) as exc:
             log.debug("control topic %s not described: %s", self.topic, exc)
             return False
         self._consumer = Consumer(self._consumer_config)

@@ -12,7 +12,8 @@ How a role uses it, between two batches (never inside one)::
     live.offer(self.reload)     # reload(topology) raises CdxError when it cannot take it
 
 ``offer`` takes the next candidate (if any), calls the role's ``reload``; on success the role runs
-it and reports it; on a ``CdxError`` (invalid text, or invalid for this role: its channel removed, a
+it and reports it; on a ``RetriableError`` (a database or Kafka not answering) it is offered again at
+the next call; on any other ``CdxError`` (invalid text, or invalid for this role: its channel removed, a
 table missing) the role keeps the revision it runs, logs why and reports ``refused`` with the reason,
 and the candidate is not offered again. ``reload`` must leave the role unchanged when it raises.
 Every report goes to ``<prefix>._topology_roles`` (what ``cdx status`` shows).
@@ -67,6 +68,7 @@ class LiveTopology:
         self._stat = self._file_stat()
         self._next = 0.0
         self._refused: tuple[str, str] | None = None
+        self._retry: Candidate | None = None
         self.instances: list[str] = []
         self.set_instances(instances)
 
@@ -118,7 +120,7 @@ class LiveTopology:
         try:
             topology = load_topology_text(rev.text, f"topology revision {rev.label}")
         except CdxError as exc:
-            self._refuse(rev.label, f"invalid here: {exc}")
+            self.refuse(rev.label, f"invalid here: {exc}")
             return None
         return Candidate(topology, rev.label, rev.sha256)
 
@@ -140,7 +142,7 @@ class LiveTopology:
                 return None
             return Candidate(load_topology_text(text, str(self.path)), file_label(text_hash(text)), text_hash(text))
         except CdxError as exc:
-            self._refuse(f"{self.path} as changed", str(exc))
+            self.refuse(f"{self.path} as changed", str(exc))
             return None
 
     def poll(self) -> Candidate | None:
@@ -164,16 +166,33 @@ class LiveTopology:
 
     def offer(self, reload: Callable[[Topology], None]) -> bool:
         """Offer the next revision to ``reload`` (see module docstring); True if the role took one."""
-        cand = self.poll()
+        cand = self._retry_due() if self._retry is not None else self.poll()
         if cand is None:
             return False
         try:
             reload(cand.topology)
+        except RetriableError as exc:  # a database or Kafka not answering: offered again next time
+            log.warning("%s: topology %s not taken yet, will retry: %s", self.role, cand.label, exc)
+            self._retry = cand
+            return False
         except CdxError as exc:
-            self._refuse(cand.label, str(exc))
+            self.refuse(cand.label, str(exc))
             return False
         self.accept(cand)
         return True
+
+    def wake(self) -> None:
+        """Check for a new revision at the next ``poll`` (SIGHUP), the file included."""
+        self._next = 0.0
+        self._stat = None
+
+    def _retry_due(self) -> Candidate | None:
+        self.reporter.heartbeat()
+        if time.monotonic() < self._next:
+            return None
+        self._next = time.monotonic() + max(self.interval, 5.0)
+        cand, self._retry = self._retry, None
+        return cand
 
     def accept(self, cand: Candidate) -> None:
         previous = self.label
@@ -182,7 +201,7 @@ class LiveTopology:
         log.info("%s: now running topology %s (was %s)", self.role, cand.label, previous)
         self._report_all()
 
-    def _refuse(self, label: str, why: str) -> None:
+    def refuse(self, label: str, why: str) -> None:
         log.error("%s: cannot take topology %s, keeping %s: %s", self.role, label, self.label, why)
         self._refused = (label, why)
         self._report_all()
