@@ -31,7 +31,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from cdx.errors import RetriableError
+from cdx.errors import ConfigError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, partitions_of
 from cdx.kafka.config import producer_config
 from cdx.kafka.reading import read_to_end
@@ -152,6 +152,9 @@ def publish_revision(config: Mapping[str, Any], topic: str, name: str, text: str
                      source: str = "") -> tuple[Revision, bool]:
     """Publish ``text`` as the next revision of ``name`` (idempotent). Returns the revision in force
     and whether it is new: the text already published (same SHA-256) is not published again."""
+    if not _exists(config, topic):
+        raise ConfigError(f"the topology control topic {topic} does not exist: `cdx topology apply` (or"
+                          " `cdx kafka apply`) creates it")
     digest = text_hash(text)
     latest = latest_revision(config, topic, name)
     if latest is not None and latest.sha256 == digest:
