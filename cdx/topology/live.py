@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cdx.errors import CdxError, RetriableError
 from cdx.kafka.control import Revision, RevisionWatcher, RoleReporter, latest_revision, text_hash
+from cdx.kafka.reach import require_kafka
 from cdx.topics import topology_roles_topic, topology_topic
 from cdx.topology.loader import load_topology_text, read_text
 from cdx.topology.model import Topology
@@ -83,6 +84,7 @@ class LiveTopology:
         live = cls(topology, file_label(digest), digest, p, role, [], interval=interval)
         k = topology.kafka
         try:
+            require_kafka(k.bootstrap_servers)  # a closed port answers at once, not after the timeout
             rev = latest_revision(topology.kafka.client_config(), topology_topic(k.topic_prefix),
                                   topology_name(topology), timeout=10.0)
         except RetriableError as exc:
