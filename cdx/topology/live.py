@@ -32,7 +32,7 @@ from cdx.kafka.control import Revision, RevisionWatcher, RoleReporter, ensure_co
 from cdx.kafka.reach import require_kafka
 from cdx.topics import topology_roles_topic, topology_topic
 from cdx.topology.loader import load_topology_text, read_text
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.topology")
 
