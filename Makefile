@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop test-ha lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop test-ha lint unit bench down clean test-rollout
 
 setup: system venv jars
 
@@ -50,6 +50,10 @@ test-chaos: setup
 # SIGSTOP zombies, SIGTERM handover; prints the takeover times (minutes).
 test-ha: services
 	$(BIN)/python -m pytest -q -s -m ha tests/ha
+
+# Topology changes rolled out with `cdx topology apply` under load, every role running (marker rollout_long).
+test-rollout: services
+	$(BIN)/python -m pytest -q -m rollout_long
 
 # Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
 test-realtime: services

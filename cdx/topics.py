@@ -106,3 +106,13 @@ def lease_topic(prefix: str) -> str:
     """``<prefix>._leases``: one partition, never written; its consumer groups elect the active capture
     and channel uploads (``cdx.kafka.lease``)."""
     return _join(prefix, "_leases")
+
+
+def topology_topic(prefix: str) -> str:
+    """``<prefix>._topology``: published topology revisions, key = topology name (compacted)."""
+    return _join(prefix, "_topology")
+
+
+def topology_roles_topic(prefix: str) -> str:
+    """``<prefix>._topology_roles``: the revision each running role runs, key = name/role/instance (compacted)."""
+    return _join(prefix, "_topology_roles")

@@ -14,6 +14,7 @@ from cdx.cli.common import (
     LEASE_TIMEOUT_OPTION,
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
+    live_topology,
     load,
     on_stop_signals,
     serve_metrics,
@@ -41,8 +42,11 @@ def capture(
     from connectors.capture.connector import CaptureConnector
 
     setup_logging(verbose)
-    topo = load(topology)
+    live = live_topology(topology, "capture")
+    topo = live.current
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
+    connector.live = live
+    live.set_instances([topo.hq.name])
     stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
     k = topo.kafka
@@ -60,6 +64,7 @@ def capture(
         logging.getLogger("cdx.capture").info("capture of %s set up; publishing", topo.hq.name)
         connector.run()
     finally:
+        live.close()
         if lease is not None:
             connector.close()  # the last transaction ends before the standby may start
             lease.release()
