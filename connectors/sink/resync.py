@@ -366,8 +366,14 @@ class Resync:
 
 
 def _higher(a: Watermark | None, b: Watermark) -> Watermark:
+    if a is not None and a.gen != b.gen:  # re-route watermarks: the newer re-route's
+        return b if _gen(b) > _gen(a) else a
     if a is None or b.offset > a.offset:
         return b
     if b.offset == a.offset:
-        return Watermark(a.offset, a.targets | b.targets)
+        return Watermark(a.offset, a.targets | b.targets, a.gen)
     return a
+
+
+def _gen(w: Watermark) -> int:
+    return int(w.gen) if w.gen.isdigit() else -1
