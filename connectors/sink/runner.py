@@ -37,6 +37,12 @@ Contract
   and renews it while idle. A sink that finds it held (another ``cdx sink`` for the same database)
   stands by without joining the group, says so once per back-off step naming the holder, and
   takes over when the holder stops or dies; a sink that loses it goes back to standing by.
+- **Topology reload** (``reload(spec)``, any thread): the sink takes the new spec between two
+  batches. A changed row filter (``respec.resync_reason``: a channel filter added, removed or
+  given another column, or the channel's filter attribute changed) re-evaluates the rows it
+  already holds: the sink resyncs from its compacted group topic under the new filter (rows that
+  now pass come in, rows that no longer do are deleted). Other changes (table order, jobs) apply
+  from the next batch.
 - ``stop()`` (SIGTERM) lets the current batch commit, then ``run`` returns.
 """
 
@@ -62,6 +68,7 @@ from connectors.sink.apply import BatchResult, batch_session, commit_batch
 from connectors.sink.breaker import FailureBreaker, dry_run
 from connectors.sink.lock import ChannelLock, ChannelLocked
 from connectors.sink.records import Decoder, Record, decode_message
+from connectors.sink.respec import resync_reason_for
 from connectors.sink.resync import CAUGHT_UP_KEY, Resync, ResyncReport, resync_reason
 from connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
 from connectors.sink.spec import SinkSpec
@@ -168,6 +175,7 @@ class ChannelSink:
         self._failed_batch: Session | None = None
         self._idle_marked = -float("inf")
         self._batch: list[Record] = []
+        self._next_spec: SinkSpec | None = None
         self.breaker = FailureBreaker(spec.owner_id, self._dry_run, threshold=self.settings.systematic_after)
 
     @property
@@ -176,6 +184,22 @@ class ChannelSink:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def reload(self, spec: SinkSpec) -> None:
+        """Take ``spec`` (same database and topic) between two batches (see the module docstring)."""
+        self._next_spec = spec
+
+    def _take_spec(self) -> None:
+        spec, self._next_spec = self._next_spec, None
+        if spec is None:
+            return
+        why = resync_reason_for(self.spec, spec)
+        if tuple(spec.extension_schemas) != tuple(self.spec.extension_schemas):
+            self.tables = TableManager(self.dialect, spec.extension_schemas)
+        self.spec = spec
+        log.info("sink %s: topology reloaded%s", self.name, f"; resyncing: {why}" if why else "")
+        if why is not None:
+            self._resync_due = why
 
     def caught_up(self, ends: Mapping[int, int]) -> bool:
         """True once every partition is applied up to ``ends`` (e.g. end offsets observed earlier)."""
@@ -190,6 +214,8 @@ class ChannelSink:
             self._subscribe()
             self.status = "running"
             while not self._stop.is_set():
+                if self._next_spec is not None:
+                    self._take_spec()
                 msgs = self._poll()
                 if self._resync_due is not None:
                     self._resync_while_running()

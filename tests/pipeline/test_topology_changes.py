@@ -30,7 +30,8 @@ S = LogicalType.STRING
 ITEMS = [ColumnInfo("DATAAREAID", S, nullable=False, length=4), ColumnInfo("ITEMID", S, nullable=False, length=20),
          ColumnInfo("NAME", S, length=60), ColumnInfo("PRICE", LogicalType.DECIMAL, precision=18, scale=4),
          ColumnInfo("COLOR", S, length=20)]
-TERMS = [ColumnInfo("ID", LogicalType.INT64, nullable=False), ColumnInfo("LABEL", S, length=40)]
+TERMS = [ColumnInfo("ID", LogicalType.INT64, nullable=False), ColumnInfo("LABEL", S, length=40),
+         ColumnInfo("STORE", LogicalType.INT64)]
 ENTITIES = ("usrt", "frrt", "jmrt")
 UNTOUCHED = 15
 """Items I000..I014 of each legal entity are never changed after the start: only a re-route fills them."""
@@ -44,20 +45,22 @@ subjobs:
 {terms}channel_data_groups:
   - id: g1
     legal_entities: {le1}
-    channels: [{{id: c1, database: {{dialect: {dialect}, dsn: "{c1}"}}}}]
+    channels: [{{id: c1, database: {{dialect: {dialect}, dsn: "{c1}"}}, attributes: {{store: {store1}}}}}]
   - id: g2
     legal_entities: {le2}
-    channels: [{{id: c2, database: {{dialect: {dialect}, dsn: "{c2}"}}}}]
+    channels: [{{id: c2, database: {{dialect: {dialect}, dsn: "{c2}"}}, attributes: {{store: 2}}}}]
 distribution_schedules:
   - {{id: S1, direction: download, jobs: [J1], channel_data_groups: [g1, g2]}}
 """
-TERMS_SUBJOB = ("  - {id: Terms, hq_table: dbo.TERMS, fields: [ID, {name: LABEL, to_name: TERMLABEL}],"
-                " scheduled_by: [J1]}\n")
-V1 = {"fields": "[ITEMID, NAME]", "le1": "[usrt]", "le2": "[frrt]", "terms": ""}
+TERMS_SUBJOB = ("  - {{id: Terms, hq_table: dbo.TERMS, fields: [ID, {{name: LABEL, to_name: TERMLABEL}}, STORE],"
+                " scheduled_by: [J1]{filter}}}\n")
+V1 = {"fields": "[ITEMID, NAME]", "le1": "[usrt]", "le2": "[frrt]", "terms": "", "store1": "1"}
 V2 = {**V1, "fields": "[ITEMID, NAME, PRICE, {name: COLOR, to_name: ITEMCOLOR}]"}   # two new fields
 V3 = {**V2, "fields": "[ITEMID, PRICE, {name: COLOR, to_name: ITEMCOLOR}]"}         # NAME removed
 V4 = {**V3, "le1": "[usrt, frrt]", "le2": "[jmrt]"}                                 # rows move
-V5 = {**V4, "terms": TERMS_SUBJOB}                                                  # a new subjob
+V5 = {**V4, "terms": TERMS_SUBJOB.format(filter="")}                                # a new subjob
+V6 = {**V5, "terms": TERMS_SUBJOB.format(filter=", channel_filter: {column: STORE, attribute: store}")}
+V7 = {**V6, "store1": "3"}                                                          # c1's filter value
 
 
 class Writer(threading.Thread):
@@ -153,7 +156,7 @@ def test_download_side_topology_changes_under_load(dialect: str, tmp_path: Path,
     dbs.run(dsns["hq"], *[(f"INSERT INTO {items} VALUES ({{p}}, {{p}}, {{p}}, {{p}}, {{p}})",
                            (le, f"I{i:03d}", f"n{i}", Decimal(i) + Decimal("0.25"), f"c{i}"))
                           for le in ENTITIES for i in range(UNTOUCHED)],
-            *[(f"INSERT INTO {terms} VALUES ({{p}}, {{p}})", (i, f"t{i}")) for i in range(12)])
+            *[(f"INSERT INTO {terms} VALUES ({{p}}, {{p}}, {{p}})", (i, f"t{i}", i % 4)) for i in range(12)])
     group = pipeline(tmp_path, path)
     writer = Writer(dialect, dsns["hq"], items)
 
@@ -195,10 +198,18 @@ def test_download_side_topology_changes_under_load(dialect: str, tmp_path: Path,
         cli(group, "hq", "enable-tracking", "--only-new")  # no trigger DDL on ITEMS, which the writer is busy with
         group.stop("capture")
         group.start("capture", ["capture"])
+        check("new subjob routed")
+
+        write(V6)  # a channel filter on Terms: the sinks reload and resync, the router re-routes Terms
+        check("channel filter added")
+        assert sorted(_channel_value(dbs, dsns["c2"], "TERMS", "ID", "1 = 1")) == [2, 6, 10]
+
+        write(V7)  # c1's filter attribute: only c1 re-evaluates its rows
         writer.stop_event.set()
         writer.join(30)
         assert writer.error is None, writer.error
-        wait_for(converged, group, 180, "new subjob routed")
+        wait_for(converged, group, 180, "channel attribute changed")
+        assert sorted(_channel_value(dbs, dsns["c1"], "TERMS", "ID", "1 = 1")) == [3, 7, 11]
     finally:
         writer.stop_event.set()
         group.stop_all()
