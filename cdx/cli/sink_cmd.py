@@ -150,37 +150,9 @@ def sink(
         catch = CatchUp(host)
         if not catch.done():
             show_progress(catch, title="catching up")
-    if not _wait_reloading(host, topology):
+    if not host.wait():
         failed = "; ".join(f"{s.name}: {s.last_error}" for s in host.failed())
         raise FatalError(f"sink stopped with errors: {failed}")
-
-
-def _wait_reloading(host: SinkHost, topology: Path | None, interval: float = 1.0) -> bool:
-    """``host.wait()``, handing the sinks a changed topology file between two checks (an invalid file is
-    logged and the running topology kept)."""
-    import logging
-
-    from cdx.errors import CdxError
-    from cdx.topology.loader import default_topology_path
-    from cdx.topology.watch import FileWatch
-
-    log = logging.getLogger("cdx.sink")
-    path = Path(topology) if topology is not None else default_topology_path()
-    watch = FileWatch(path)
-    while not host.wait(interval):
-        if not host.alive():
-            return host.wait(0)
-        if watch.changed():
-            try:
-                topo = load(path)
-            except CdxError as exc:
-                log.error("sink: %s not reloaded, keeping the running topology: %s", path, exc)
-                continue
-            unserved = host.reload(topo)
-            if unserved:
-                log.warning("sink: databases added or removed (%s): restart cdx sink to start or stop their sinks",
-                            ", ".join(unserved))
-    return not host.failed()
 
 
 @channel_app.command("init")

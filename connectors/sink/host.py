@@ -51,10 +51,8 @@ class SinkHost:
 
     def __init__(self, topology: Topology, owner_ids: Iterable[str] | None = None,
                  settings: SinkSettings | None = None) -> None:
-        owner_ids = list(owner_ids) if owner_ids else None
         self.topology = topology
         self.specs = sink_specs(topology, owner_ids)
-        self.owner_filter = {o.casefold() for o in owner_ids} if owner_ids else None
         self.settings = settings or SinkSettings()
         self.sinks: list[ChannelSink] = []
         self._threads: list[threading.Thread] = []
@@ -98,23 +96,6 @@ class SinkHost:
                 sink.status, sink.last_error = "failed", f"{type(e).__name__}: {e}"
                 log.error("sink %s not started: %s", sink.name, sink.last_error, exc_info=True)
 
-    def reload(self, topology: Topology) -> list[str]:
-        """Hand each running sink its spec under ``topology`` (taken between two batches, ``ChannelSink.reload``).
-
-        Returns the owner ids the new topology adds or drops: starting or stopping a sink is not done
-        here (a restart of the host does it)."""
-        new = {s.owner_id.casefold(): s for s in sink_specs(topology, None)}
-        if self.owner_filter is not None:
-            new = {k: v for k, v in new.items() if k in self.owner_filter}
-        old = {s.owner_id.casefold() for s in self.specs}
-        for sink in self.sinks:
-            spec = new.get(sink.spec.owner_id.casefold())
-            if spec is not None:
-                sink.reload(spec)
-        self.topology = topology
-        self.specs = [new.get(s.owner_id.casefold(), s) for s in self.specs]
-        return sorted(set(new) ^ old)
-
     def stop(self) -> None:
         """Ask every sink to finish its current batch and stop."""
         self._stop.set()
@@ -137,10 +118,6 @@ class SinkHost:
         """``setup``, ``start``, then block until every sink has stopped. True if none failed."""
         self.start()
         return self.wait()
-
-    def alive(self) -> bool:
-        """True while some sink thread runs."""
-        return any(t.is_alive() for t in self._threads)
 
     def failed(self) -> list[ChannelSink]:
         return [s for s in self.sinks if s.status == "failed"]

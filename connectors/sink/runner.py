@@ -37,12 +37,12 @@ Contract
   and renews it while idle. A sink that finds it held (another ``cdx sink`` for the same database)
   stands by without joining the group, says so once per back-off step naming the holder, and
   takes over when the holder stops or dies; a sink that loses it goes back to standing by.
-- **Topology reload** (``reload(spec)``, any thread): the sink takes the new spec between two
-  batches. A changed row filter (``respec.resync_reason``: a channel filter added, removed or
-  given another column, or the channel's filter attribute changed) re-evaluates the rows it
-  already holds: the sink resyncs from its compacted group topic under the new filter (rows that
-  now pass come in, rows that no longer do are deleted). Other changes (table order, jobs) apply
-  from the next batch.
+- **Changed row filters** (``respec``: a channel filter added, removed or given another column, or
+  the channel's filter attribute changed, e.g. by a topology revision the host restarted the sink
+  with): whenever the database is opened, the rules it was last made consistent with (kept in it)
+  are compared with the spec's; when they differ the sink resyncs from its compacted group topic
+  under the new rules (rows that now pass come in, rows that no longer do are deleted) and stores
+  them.
 - ``stop()`` (SIGTERM) lets the current batch commit, then ``run`` returns.
 """
 
@@ -63,12 +63,11 @@ from cdx.dialects.base import cdx_category
 from cdx.errors import CdxError, FatalError, RetriableError, SkippableError
 from cdx.kafka.batches import next_batch
 from cdx.kafka.config import consumer_config
-from connectors.sink import metrics
+from connectors.sink import metrics, respec
 from connectors.sink.apply import BatchResult, batch_session, commit_batch
 from connectors.sink.breaker import FailureBreaker, dry_run
 from connectors.sink.lock import ChannelLock, ChannelLocked
 from connectors.sink.records import Decoder, Record, decode_message
-from connectors.sink.respec import resync_reason_for
 from connectors.sink.resync import CAUGHT_UP_KEY, Resync, ResyncReport, resync_reason
 from connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
 from connectors.sink.spec import SinkSpec
@@ -175,7 +174,6 @@ class ChannelSink:
         self._failed_batch: Session | None = None
         self._idle_marked = -float("inf")
         self._batch: list[Record] = []
-        self._next_spec: SinkSpec | None = None
         self.breaker = FailureBreaker(spec.owner_id, self._dry_run, threshold=self.settings.systematic_after)
 
     @property
@@ -184,22 +182,6 @@ class ChannelSink:
 
     def stop(self) -> None:
         self._stop.set()
-
-    def reload(self, spec: SinkSpec) -> None:
-        """Take ``spec`` (same database and topic) between two batches (see the module docstring)."""
-        self._next_spec = spec
-
-    def _take_spec(self) -> None:
-        spec, self._next_spec = self._next_spec, None
-        if spec is None:
-            return
-        why = resync_reason_for(self.spec, spec)
-        if tuple(spec.extension_schemas) != tuple(self.spec.extension_schemas):
-            self.tables = TableManager(self.dialect, spec.extension_schemas)
-        self.spec = spec
-        log.info("sink %s: topology reloaded%s", self.name, f"; resyncing: {why}" if why else "")
-        if why is not None:
-            self._resync_due = why
 
     def caught_up(self, ends: Mapping[int, int]) -> bool:
         """True once every partition is applied up to ``ends`` (e.g. end offsets observed earlier)."""
@@ -214,8 +196,6 @@ class ChannelSink:
             self._subscribe()
             self.status = "running"
             while not self._stop.is_set():
-                if self._next_spec is not None:
-                    self._take_spec()
                 msgs = self._poll()
                 if self._resync_due is not None:
                     self._resync_while_running()
@@ -366,11 +346,12 @@ class ChannelSink:
         with self.dialect.transaction(self.conn):
             self.sessions.ensure(self.conn)
             self.state = self.store.load(self.conn)
+            refilter = respec.filter_change(self.conn, self.dialect, self.store.namespace, self.spec)
         metrics.UP.labels(**self._labels).set(1)
-        if self.settings.resync_check:
-            reason = resync_reason(self.conn, self.dialect, self.spec, self.state, self.kafka_config)
-            if reason is not None:
-                self._resync(reason)
+        reason = resync_reason(self.conn, self.dialect, self.spec, self.state, self.kafka_config) \
+            if self.settings.resync_check else None
+        if reason is not None or refilter is not None:
+            self._resync("; ".join(r for r in (refilter, reason) if r))
 
     def _open_with_retry(self) -> bool:
         """Open the database and load the state, retrying transient failures. False if stopped."""

@@ -92,3 +92,22 @@ def test_a_changed_row_filter_resyncs_other_changes_do_not() -> None:
     assert why == "row filter changed (items: STORE = '1' -> STORE = '3')"
     assert "none -> STORE" in (resync_reason_for(spec(), spec(items=FilterRule("STORE", "1"))) or "")
     assert "-> none" in (resync_reason_for(spec(items=FilterRule("STORE", "1")), spec()) or "")
+
+
+def test_the_database_remembers_its_filters_and_a_changed_one_asks_for_a_resync(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cdx.dialects import connect, get_dialect
+    from connectors.sink.respec import filter_change, remember
+
+    d = get_dialect("sqlite")
+    conn = connect("sqlite", f"sqlite:///{tmp_path}/c1.db")
+    one, three = (SinkSpec("c1", "channel", "c1", "g1", "sqlite", "x", TOPIC, "g",
+                           filters={"items": FilterRule("STORE", v)}) for v in ("1", "3"))
+    with d.transaction(conn):
+        d.ensure_state_table(conn)
+        assert filter_change(conn, d, "sink:t", one) is None  # first time: stored as they are
+        assert filter_change(conn, d, "sink:t", one) is None
+        assert filter_change(conn, d, "sink:t", three) == "row filter changed (items: STORE = '1' -> STORE = '3')"
+        assert filter_change(conn, d, "sink:t", three) is not None  # until a resync remembers them
+        remember(conn, d, "sink:t", three)
+        assert filter_change(conn, d, "sink:t", three) is None
+    conn.close()
