@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos test-rollout test-realtime test-sqlserver test-interop lint unit bench down clean
 
 setup: system venv jars
 
@@ -45,6 +45,10 @@ test-sqlserver: setup
 
 test-chaos: setup
 	$(BIN)/python -m pytest -q -m chaos
+
+# Topology changes rolled out with `cdx topology apply` under load, every role running (marker rollout_long).
+test-rollout: services
+	$(BIN)/python -m pytest -q -m rollout_long
 
 # Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
 test-realtime: services

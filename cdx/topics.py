@@ -100,3 +100,13 @@ def router_keys_topic(prefix: str) -> str:
 def router_progress_topic(prefix: str) -> str:
     """``<prefix>._router_progress``: the router's per-partition progress (compacted)."""
     return _join(prefix, "_router_progress")
+
+
+def topology_topic(prefix: str) -> str:
+    """``<prefix>._topology``: published topology revisions, key = topology name (compacted)."""
+    return _join(prefix, "_topology")
+
+
+def topology_roles_topic(prefix: str) -> str:
+    """``<prefix>._topology_roles``: the revision each running role runs, key = name/role/instance (compacted)."""
+    return _join(prefix, "_topology_roles")

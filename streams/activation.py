@@ -22,16 +22,14 @@ A change that needs new source topics or another Kafka stops the loop and re-exe
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Message, TopicPartition
 
-from cdx.errors import CdxError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.reading import low_watermarks, read_range
-from cdx.topology import Topology, load_topology
+from cdx.topology import Topology
 from streams import metrics
 from streams.keystate import keys_topic
 from streams.progress import encode_key, progress_topic
@@ -72,7 +70,6 @@ def needs_restart(old: Topology, new: Topology, subscribed: list[str]) -> str | 
 class Activator:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
-        self.digest = self._file_digest()
         self._legacy: RouterState | None = None
         self.rerouter = Rerouter(engine)
 
@@ -143,34 +140,25 @@ class Activator:
             behind[g] = max(n, upto)
 
     # ------------------------------------------------------------------ reload
-    def _file_digest(self) -> str:
-        path = self.e.path
-        if path is None:
-            return ""
-        try:
-            return hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            return getattr(self, "digest", "")
-
     def maybe_reload(self) -> None:
+        """Offer the next topology revision (control topic, or the file in development) to the router:
+        applied in place between two transactions, or a graceful restart when it needs new source
+        topics or another Kafka (``e.restart``). SIGHUP checks at once."""
         e = self.e
-        digest = self._file_digest()
-        if not e.reload_requested and digest == self.digest:
+        if e.live is None:
             return
-        e.reload_requested = False
-        self.digest = digest
-        if e.path is None:
-            return
-        try:
-            topology = load_topology(e.path)
-        except CdxError as exc:
-            log.error("router: %s not reloaded, keeping the running topology: %s", e.path, exc)
-            return
+        if e.reload_requested:
+            e.reload_requested = False
+            e.live.wake()
+        e.live.offer(self._take)
+
+    def _take(self, topology: Topology) -> None:
+        e = self.e
         if topology == e.topology:
             return
         why = needs_restart(e.topology, topology, e.plan.source_topics)
         if why:
-            log.warning("router: restarting to apply %s (%s)", e.path, why)
+            log.warning("router: restarting to apply the new topology (%s)", why)
             e.restart = why
             return
         self.apply(topology)

@@ -8,16 +8,16 @@
   commits offsets. faust's own acking would ack an event whose processing raised (the stream's
   ``finally``), so any error stops the worker instead (exit 1): nothing after the failed
   record is routed, nothing from it on is committed, a restart routes it again.
-- A timer (``reload_interval``) applies topology changes (file content changed, or SIGHUP) in
-  place, or, when the change needs new source topics or another Kafka, stops the worker
-  gracefully so that ``run`` starts it again with the new file (offsets are committed first).
+- A timer (``reload_interval``) applies topology revisions (``cdx.topology.live``: the control
+  topic, or the file in development; SIGHUP checks at once) in place, or, when the change needs
+  new source topics or another Kafka, stops the worker gracefully so that ``run`` starts it again
+  with the new revision (offsets are committed first).
   It also activates idle partitions after every assignment (``Router.activate_assigned``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import signal
@@ -29,7 +29,8 @@ import faust
 
 from cdx.errors import CdxError, ConfigError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
-from cdx.topology import Topology, load_topology
+from cdx.topology import Topology
+from cdx.topology.live import LiveTopology
 from streams import metrics
 from streams.router import Router, ensure_router_topics, group_id
 from streams.routing import RoutingPlan
@@ -55,62 +56,52 @@ class Runtime:
 
     app: faust.App
     router: Router
-    path: Path | None
+    live: LiveTopology | None
     subscribed: list[str]
     restart: str | None = None
     reload_requested: bool = False
     assigned_pending: bool = True
-    _digest: str = field(default="")
     _ticking: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def assignment(self) -> list[tuple[str, int]]:
         return [(tp.topic, tp.partition) for tp in self.app.consumer.assignment()]
 
-    def file_digest(self) -> str:
-        if self.path is None:
-            return ""
-        try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except OSError:
-            return self._digest
-
     async def tick(self) -> None:
-        """Reload when asked (SIGHUP) or when the file changed; activate partitions after a rebalance."""
+        """Reload when a new revision is there (SIGHUP: check now); activate partitions after a rebalance."""
         async with self._ticking:
-            digest = self.file_digest()
-            if self.reload_requested or digest != self._digest:
+            if self.reload_requested:
                 self.reload_requested = False
-                self._digest = digest
-                await self.maybe_reload()
+                if self.live is not None:
+                    self.live.wake()
+            await self.maybe_reload()
             if self.assigned_pending and not self.app.rebalancing:
                 self.assigned_pending = False
                 await self.router.activate_assigned(self.assignment())
 
     async def maybe_reload(self) -> None:
-        if self.path is None:
+        if self.live is None:
             return
-        try:
-            topology = load_topology(self.path)
-        except CdxError as exc:
-            log.error("router: %s not reloaded, keeping the running topology: %s", self.path, exc)
+        cand = self.live.poll()
+        if cand is None:
             return
-        if topology == self.router.topology:
-            return
-        why = self.router.needs_restart(topology, self.subscribed)
-        if why:
-            log.warning("router: restarting to apply %s (%s)", self.path, why)
-            self.restart = why
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        await self.router.reload(topology, self.assignment())
-        metrics.RELOADS.inc()
+        topology = cand.topology
+        if topology != self.router.topology:
+            why = self.router.needs_restart(topology, self.subscribed)
+            if why:
+                log.warning("router: restarting to apply topology %s (%s)", cand.label, why)
+                self.restart = why
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            await self.router.reload(topology, self.assignment())
+            metrics.RELOADS.inc()
+        self.live.accept(cand)
 
 
 def faust_brokers(topology: Topology) -> list[str]:
     return [f"kafka://{h}" for h in topology.kafka.bootstrap_servers.split(",")]
 
 
-def build(topology: Topology, *, path: Path | None, datadir: Path, web_port: int | None = None,
+def build(topology: Topology, *, live: LiveTopology | None, datadir: Path, web_port: int | None = None,
           reload_interval: float = 1.0, session_timeout: float = 10.0, instance_id: str | None = None) -> Runtime:
     """Create the topics and the faust app of a router worker (not started).
 
@@ -136,8 +127,7 @@ def build(topology: Topology, *, path: Path | None, datadir: Path, web_port: int
     )
     router = Router(topology)
     cast(RouterProducer, app.producer).flush_hooks.append(router.sender.flush)
-    rt = Runtime(app, router, path, plan.source_topics)
-    rt._digest = rt.file_digest()
+    rt = Runtime(app, router, live, plan.source_topics)
     source = app.topic(*plan.source_topics, key_serializer="raw", value_serializer="raw", allow_empty=True)
 
     async def route(stream: Any) -> None:

@@ -42,6 +42,7 @@ from cdx.kafka.batches import next_batch
 from cdx.kafka.config import client_config, consumer_config, producer_config, size_limited
 from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology import Topology
+from cdx.topology.live import LiveTopology
 from streams import metrics
 from streams.batch import RecordRouter
 from streams.keystate import KeyState, keys_topic, open_store
@@ -160,18 +161,22 @@ class Engine:
 
     def __init__(self, topology: Topology, *, path: Path | None = None, datadir: Path | None = None,
                  instance_id: str | None = None, session_timeout: float = 10.0, reload_interval: float = 1.0,
-                 key_store: str = "memory", batch_size: int = 5000) -> None:
+                 key_store: str = "memory", batch_size: int = 5000, live: LiveTopology | None = None) -> None:
         from streams.activation import Activator, ensure_engine_topics
 
         k = topology.kafka
         self.topology = topology
         self.path = path
+        self.live = live
+        """Where new topology revisions come from (``cdx.topology.live``); None: never reloads."""
         self.plan = RoutingPlan(topology)
         self.config = client_config(k.bootstrap_servers, k.security)
         self.batch_size = batch_size
         self.reload_interval = reload_interval
         ensure_engine_topics(topology, self.plan)
         self.instance_id = instance_id or default_instance_id(datadir)
+        if live is not None:
+            live.set_instances([self.instance_id])
         self.producer = Producer(size_limited(producer_config(
             self.config, transactional_id=transactional_id(topology, self.instance_id),
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, queue_buffering_max_messages=500_000,
@@ -331,3 +336,5 @@ class Engine:
             log.warning("router: consumer close: %s", exc)
         self.producer.flush(30)
         self.store.close()
+        if self.live is not None:
+            self.live.close()

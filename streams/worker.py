@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cdx.topology import default_topology_path, load_topology
+from cdx.topology import default_topology_path
 
 
 def _exit(_signum: int, _frame: object) -> None:
@@ -36,17 +36,19 @@ def run(path: Path | None = None, *, datadir: Path | None = None, loglevel: str 
         raise ConfigError(f"unknown router engine {engine!r}: use transactional or faust")
     import faust
 
+    from cdx.topology.live import LiveTopology
     from streams.app import build
 
     # until faust installs its handlers, SIGTERM/SIGINT just end the process (nothing consumed yet)
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGINT, _exit)
     p = path if path is not None else default_topology_path()
-    topology = load_topology(p)
+    live = LiveTopology.start(p, "router", [instance_id or f"faust-{os.getpid()}"], interval=reload_interval)
+    topology = live.current
     own_datadir = datadir is None
     if datadir is None:
         datadir = Path(tempfile.mkdtemp(prefix="cdx-router-"))
-    rt = build(topology, path=p, datadir=datadir, web_port=web_port, reload_interval=reload_interval,
+    rt = build(topology, live=live, datadir=datadir, web_port=web_port, reload_interval=reload_interval,
                session_timeout=session_timeout, instance_id=instance_id)
     worker = faust.Worker(rt.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     code: int = 0
@@ -56,6 +58,7 @@ def run(path: Path | None = None, *, datadir: Path | None = None, loglevel: str 
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
         rt.router.close()
+        live.close()
         if own_datadir:
             shutil.rmtree(datadir, ignore_errors=True)
     if rt.restart and code == 0:
@@ -68,6 +71,7 @@ def _run_transactional(path: Path | None, *, loglevel: str, datadir: Path | None
     import logging
 
     from cdx.errors import ConfigError
+    from cdx.topology.live import LiveTopology
     from streams.engine import Engine
     from streams.routing import RoutingPlan
 
@@ -76,7 +80,8 @@ def _run_transactional(path: Path | None, *, loglevel: str, datadir: Path | None
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGINT, _exit)
     p = path if path is not None else default_topology_path()
-    topology = load_topology(p)
+    live = LiveTopology.start(p, "router", [], interval=reload_interval)
+    topology = live.current
     if not RoutingPlan(topology).source_topics:
         raise ConfigError("the topology has no download subjob: nothing to route")
     if key_store not in ("memory", "sqlite"):
@@ -84,5 +89,5 @@ def _run_transactional(path: Path | None, *, loglevel: str, datadir: Path | None
     if key_store == "sqlite" and datadir is None:
         raise ConfigError("--key-store sqlite keeps its file in --datadir: give one")
     engine = Engine(topology, path=p, datadir=datadir, instance_id=instance_id, session_timeout=session_timeout,
-                    reload_interval=reload_interval, key_store=key_store)
+                    reload_interval=reload_interval, key_store=key_store, live=live)
     return engine.run()

@@ -11,6 +11,7 @@ from cdx.cli.app import console, user_errors
 from cdx.cli.common import (
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
+    live_topology,
     load,
     on_stop_signals,
     serve_metrics,
@@ -33,14 +34,20 @@ def capture(
     from connectors.capture.connector import CaptureConnector
 
     setup_logging(verbose)
-    topo = load(topology)
+    live = live_topology(topology, "capture")
+    topo = live.current
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
+    connector.live = live
+    live.set_instances([topo.hq.name])
     stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    if not set_up(connector.setup, "capture", stopped, kafka=topo.kafka.bootstrap_servers):
-        return
-    console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
-    connector.run()
+    try:
+        if not set_up(connector.setup, "capture", stopped, kafka=topo.kafka.bootstrap_servers):
+            return
+        console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
+        connector.run()
+    finally:
+        live.close()
 
 
 @hq_app.command("enable-tracking")

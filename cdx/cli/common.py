@@ -7,11 +7,14 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cdx.topology.model import Topology
+
+if TYPE_CHECKING:
+    from cdx.topology.live import LiveTopology
 
 TOPOLOGY_OPTION = typer.Option(None, "--topology", "-t", envvar="CDX_TOPOLOGY",
                                help="Topology file (default: ./topology.yaml).")
@@ -27,6 +30,18 @@ def load(path: Path | None) -> Topology:
     topo = load_topology(path)
     KAFKA["servers"] = topo.kafka.bootstrap_servers
     return topo
+
+
+def live_topology(path: Path | None, role: str, interval: float = 1.0) -> LiveTopology:
+    """For a long-running role: its topology (the latest published revision, else the file at ``path``),
+    following new revisions (``cdx.topology.live``); the role sets its instances and calls ``offer``."""
+    from cdx.cli.boundary import KAFKA
+    from cdx.topology.live import LiveTopology
+    from cdx.topology.loader import default_topology_path
+
+    live = LiveTopology.start(path or default_topology_path(), role, [], interval=interval)
+    KAFKA["servers"] = live.current.kafka.bootstrap_servers
+    return live
 
 
 def require_kafka(topology: Topology) -> None:

@@ -8,6 +8,7 @@ import typer
 
 from cdx import __version__
 from cdx.cli import (
+    apply_cmd,
     capture_cmd,
     demo,
     deploy_cmd,
@@ -44,6 +45,7 @@ def root(
 
 app.add_typer(dev.app, name="dev")
 app.add_typer(topology_cmd.app, name="topology")
+topology_cmd.app.command("apply")(apply_cmd.apply)
 app.add_typer(seed_cmd.app, name="seed")
 app.add_typer(demo.app, name="demo")
 app.command("capture")(capture_cmd.capture)

@@ -5,6 +5,7 @@ sessions`` (download-session history)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from cdx.cli.app import console, user_errors
 from cdx.cli.common import (
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
+    live_topology,
     load,
     on_stop_signals,
     require_kafka,
@@ -133,15 +135,26 @@ def sink(
 
     On a terminal, a progress bar shows each database catching up with its group topic first
     (a new database bootstraps from the beginning of the topic)."""
-    from connectors.sink.bootstrap import CatchUp
     from connectors.sink.host import SinkHost
 
     setup_logging(verbose)
-    topo = load(topology)
+    live = live_topology(topology, "sink")
+    topo = live.current
     host: SinkHost = SinkHost(topo, channel or None, _settings(batch_size, session_retention_days, max_sessions))
+    host.live = live
+    live.set_instances([s.owner_id for s in host.specs])
     stopped = on_stop_signals(host.stop)
     serve_metrics(metrics_port)
-    if not set_up(host.setup, "sink", stopped, kafka=topo.kafka.bootstrap_servers):
+    try:
+        _serve(host, stopped)
+    finally:
+        live.close()
+
+
+def _serve(host: SinkHost, stopped: threading.Event) -> None:
+    from connectors.sink.bootstrap import CatchUp
+
+    if not set_up(host.setup, "sink", stopped, kafka=host.topology.kafka.bootstrap_servers):
         return
     console.print(f"sinking {len(host.specs)} database{'s' if len(host.specs) != 1 else ''}: "
                   + ", ".join(s.owner_id for s in host.specs))

@@ -14,6 +14,7 @@ from cdx.cli.app import console, user_errors
 from cdx.cli.common import TOPOLOGY_OPTION, load
 
 if TYPE_CHECKING:
+    from cdx.topology.rollout import Rollout
     from connectors.sink.status import DatabaseStatus, Status
 
 
@@ -58,6 +59,8 @@ def render(st: Status) -> None:
         roles.add_row(r.role, r.name, _yes(r.running), r.detail)
     if st.roles:
         console.print(roles)
+    if st.rollout is not None:
+        render_rollout(st.rollout)
     dbs = Table(title="Channel and register databases")
     for col in ("database", "kind", "reachable", "sink", "last applied (UTC)", "stored offsets", "lag", "lag (s)",
                 "dead letters", "last error"):
@@ -86,6 +89,26 @@ def render(st: Status) -> None:
         console.print(up)
     for w in st.warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+
+
+def render_rollout(r: Rollout) -> None:
+    """The published topology revision and the revision each running role instance runs."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    colour = "green" if r.complete else "yellow"
+    table = Table(title=f"Topology rollout: [{colour}]{escape(r.summary())}[/]")
+    for col in ("role", "instance", "revision", "state", "host/pid", "reported", "detail"):
+        table.add_column(col, overflow="fold")
+    for rep in r.reports:
+        current = r.published is None or rep.sha256 == r.published.sha256
+        revision = rep.revision if current else f"[yellow]{escape(rep.revision)}[/]"
+        state = "[red]refused[/] " + escape(rep.refused) if rep.state == "refused" else rep.state
+        if rep.stale():
+            state = "[dim]gone (stale report)[/]"
+        table.add_row(rep.role, escape(rep.instance), revision, state, f"{rep.host}/{rep.pid}",
+                      _ago(dt.datetime.fromtimestamp(rep.at, dt.UTC).replace(tzinfo=None)), escape(rep.detail))
+    console.print(table)
 
 
 @user_errors

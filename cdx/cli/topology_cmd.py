@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, err_console, user_errors
+from cdx.topology.diff import Change
 from cdx.topology.issues import IssuesError
 from cdx.topology.model import Topology
 
@@ -80,7 +81,11 @@ def diff(
         before, after = load_topology(old), load_topology(new)
     except IssuesError as exc:
         print_issues(exc)
-    changes = diff_topologies(before, after)
+    print_changes(diff_topologies(before, after))
+
+
+def print_changes(changes: list[Change]) -> None:
+    """The changes by category, each with its operational consequence (what ``diff`` prints)."""
     if not changes:
         console.print("no operational changes", markup=False)
         return

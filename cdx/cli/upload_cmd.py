@@ -11,6 +11,7 @@ from cdx.cli.app import console, user_errors
 from cdx.cli.common import (
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
+    live_topology,
     load,
     on_stop_signals,
     serve_metrics,
@@ -52,16 +53,22 @@ def upload(
     if table and from_counter is None:
         raise ConfigError("--table only goes with --from-counter")
     setup_logging(verbose)
-    topo = load(topology)
+    live = live_topology(topology, "upload")
+    topo = live.current
     connector = UploadConnector(topo, channel or None, UploadOptions(
         poll_interval=poll_interval, batch_size=batch_size, gap_grace=gap_grace, gap_timeout=gap_timeout,
         max_backoff=max_backoff, from_counter=from_counter, from_tables=table or None))
+    connector.live = live
+    live.set_instances([c.id for c in connector.channels])
     stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    if not set_up(connector.setup, "upload", stopped, kafka=topo.kafka.bootstrap_servers):
-        return
-    console.print(f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels))
-    connector.run()
+    try:
+        if not set_up(connector.setup, "upload", stopped, kafka=topo.kafka.bootstrap_servers):
+            return
+        console.print(f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels))
+        connector.run()
+    finally:
+        live.close()
 
 
 @user_errors
@@ -79,15 +86,21 @@ def offline_sync(
     from connectors.upload.offline import OfflineSync, SyncOptions
 
     setup_logging(verbose)
-    sync = OfflineSync(load(topology), channel or None, SyncOptions(poll_interval=poll_interval,
-                                                                     gap_timeout=gap_timeout, max_backoff=max_backoff))
+    live = live_topology(topology, "offline-sync")
+    sync = OfflineSync(live.current, channel or None, SyncOptions(poll_interval=poll_interval,
+                                                                  gap_timeout=gap_timeout, max_backoff=max_backoff))
+    sync.live = live
+    live.set_instances([c.id for c in sync.channels])
     stopped = on_stop_signals(sync.stop)
     serve_metrics(metrics_port)
-    if not set_up(sync.setup, "offline-sync", stopped):
-        return
-    registers = [r.id for c in sync.channels for r in c.offline_registers]
-    console.print(f"syncing {len(registers)} offline registers: " + ", ".join(registers))
-    sync.run()
+    try:
+        if not set_up(sync.setup, "offline-sync", stopped):
+            return
+        registers = [r.id for c in sync.channels for r in c.offline_registers]
+        console.print(f"syncing {len(registers)} offline registers: " + ", ".join(registers))
+        sync.run()
+    finally:
+        live.close()
 
 
 @user_errors
@@ -101,17 +114,26 @@ def upload_sink(
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Apply every channel's upload topic to the HQ tables, insert-only, exactly once (until SIGTERM)."""
+    import os
+    import socket
+
     from connectors.upload.sink import SinkOptions, UploadSink
 
     setup_logging(verbose)
-    topo = load(topology)
+    live = live_topology(topology, "hq-upload-sink")
+    topo = live.current
     sink = UploadSink(topo, SinkOptions(batch_size=batch_size, instance_id=instance_id))
+    sink.live = live
+    live.set_instances([instance_id or f"{socket.gethostname()}-{os.getpid()}"])
     stopped = on_stop_signals(sink.stop)
     serve_metrics(metrics_port)
-    if not set_up(sink.setup, "upload sink", stopped, kafka=topo.kafka.bootstrap_servers):
-        return
-    console.print(f"applying uploads of {len(sink.channels)} channels to {len(sink.tables)} HQ tables")
-    sink.run()
+    try:
+        if not set_up(sink.setup, "upload sink", stopped, kafka=topo.kafka.bootstrap_servers):
+            return
+        console.print(f"applying uploads of {len(sink.channels)} channels to {len(sink.tables)} HQ tables")
+        sink.run()
+    finally:
+        live.close()
 
 
 @user_errors

@@ -12,6 +12,7 @@ channel X      Read its group topic and schemas; Write dead letters; Group ``<pr
                with uploads: Write ``<prefix>.upload.X``, Read+Write upload positions,
                schemas, TransactionalId ``<prefix>-upload-X``
 upload sink    Read upload topics and schemas; Write dead letters; Group ``<prefix>-hq-upload``
+every one      Read ``<prefix>._topology`` (revisions); Write ``<prefix>._topology_roles``
 =============  ===========================================================================
 
 Every topic grant also gives Describe (implied by Read/Write in Kafka). Channel names are exact
@@ -101,7 +102,19 @@ def desired_acls(topology: Topology) -> list[Grant]:
         out += _grants(who, TOPIC, [dlq], [READ, WRITE])
         out += _grants(who, GROUP, [f"{prefix}-hq-upload"], [READ])
     out += _channel_grants(topology, uploading)
+    out += _control_grants(topology)
     return sorted(set(out))
+
+
+def _control_grants(topology: Topology) -> Iterator[Grant]:
+    """Every principal reads the published topology revisions and reports the revision it runs."""
+    p = topology.kafka.principals
+    assert p is not None
+    prefix = topology.kafka.topic_prefix
+    for identity in [p.capture, p.router, p.upload_sink, *p.channels.values()]:
+        if identity is not None:
+            yield from _grants(identity.principal, TOPIC, [topics.topology_topic(prefix)], [READ])
+            yield from _grants(identity.principal, TOPIC, [topics.topology_roles_topic(prefix)], [WRITE])
 
 
 def _channel_grants(topology: Topology, uploading: list[str]) -> Iterator[Grant]:

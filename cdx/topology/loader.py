@@ -58,13 +58,18 @@ def read_text(path: str | Path, what: str = "topology file") -> str:
 
 def load_topology(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Topology:
     """Load and validate a topology file (default: :func:`default_topology_path`)."""
+    p = Path(path) if path is not None else default_topology_path()
+    return load_topology_text(read_text(p), str(p), environ=environ)
+
+
+def load_topology_text(text: str, source: str, *, environ: Mapping[str, str] | None = None) -> Topology:
+    """Like :func:`load_topology` for a text already read (a published revision); ``source`` names it."""
     from cdx.kafka.admin import set_topic_management
 
-    p = Path(path) if path is not None else default_topology_path()
     env = os.environ if environ is None else environ
-    topo = parse_topology(read_text(p), source=str(p), environ=environ)
+    topo = parse_topology(text, source=source, environ=environ)
     set_topic_management(topo.kafka.manage_topics)  # every role loads its topology here
-    return _as_principal(topo, env.get(PRINCIPAL_ENV), p)
+    return _as_principal(topo, env.get(PRINCIPAL_ENV), Path(source))
 
 
 def _as_principal(topo: Topology, who: str | None, path: Path) -> Topology:

@@ -37,6 +37,7 @@ from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_con
 from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
 from cdx.topics import dlq_topic, positions_topic, schemas_topic
+from cdx.topology.live import LiveTopology
 from cdx.topology.model import Topology
 from connectors.capture import metrics
 from connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
@@ -110,6 +111,8 @@ class CaptureConnector:
             self.tables.append(TableState(ref, topic))
         self.tracker: ChangeTracker | None = None
         self.producer: TransactionalProducer | None = None
+        self.live: LiveTopology | None = None
+        """Set by ``cdx capture``: new topology revisions are taken between polls (``reload``)."""
 
     # ----------------------------------------------------------------- set-up
     def setup(self) -> None:
@@ -170,6 +173,12 @@ class CaptureConnector:
 
             self._transaction(publish)
 
+    def reload(self, topology: Topology) -> None:
+        """Take a new topology revision between two polls (see ``connectors.capture.reload``)."""
+        from connectors.capture.reload import reload_capture
+
+        reload_capture(self, topology)
+
     # ------------------------------------------------------------------- loop
     def stop(self) -> None:
         self._stop.set()
@@ -183,6 +192,8 @@ class CaptureConnector:
         backoff = 0.5
         while not self._stop.is_set():
             try:
+                if self.live is not None:
+                    self.live.offer(self.reload)
                 published = self.poll_once()
                 backoff = 0.5
             except RetriableError as exc:

@@ -40,6 +40,7 @@ from cdx.kafka.config import client_config
 from cdx.kafka.reach import require_kafka
 from cdx.topics import dlq_topic
 from cdx.topology.model import Topology
+from cdx.topology.rollout import Rollout, rollout
 from connectors.sink import sessions as hist
 from connectors.sink.kafkaops import describe_groups, first_timestamps, watermarks
 from connectors.sink.letters import DeadLetter, latest_by_origin, load_markers, read_letters
@@ -119,10 +120,13 @@ class Status:
     uploads: list[UploadStatus]
     warnings: list[str]
     hq_reachable: bool | None = None
+    rollout: Rollout | None = None
+    """The published topology revision and the one each role runs (None: Kafka did not answer)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"generated_at": self.generated_at, "topic_prefix": self.topic_prefix,
                 "kafka_reachable": self.kafka_reachable, "hq_reachable": self.hq_reachable,
+                "rollout": self.rollout.to_json() if self.rollout is not None else None,
                 "roles": [r.to_json() for r in self.roles],
                 "databases": [d.to_json() for d in self.databases], "uploads": [u.to_json() for u in self.uploads],
                 "warnings": self.warnings}
@@ -177,7 +181,14 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
     hq_error = hq_unreachable(topology)
     if hq_error is not None:
         warnings.append(f"HQ database {topology.hq.redacted()} {hq_error}")
-    return Status(now, k.topic_prefix, kafka_ok, role_list, databases, uploads, warnings, hq_reachable=hq_error is None)
+    state = None
+    if kafka_ok:
+        try:
+            state = rollout(topology)
+        except Exception as e:
+            warnings.append(f"topology rollout: {_why(e)}")
+    return Status(now, k.topic_prefix, kafka_ok, role_list, databases, uploads, warnings,
+                  hq_reachable=hq_error is None, rollout=state)
 
 
 def hq_unreachable(topology: Topology) -> str | None:

@@ -39,6 +39,7 @@ from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.topics import dlq_topic
 from cdx.topology import Subjob, TableRef, Topology
+from cdx.topology.live import LiveTopology
 from cdx.topology.model import Channel, OfflineRegister
 from cdx.verify import normalise
 from connectors.upload import metrics
@@ -491,6 +492,18 @@ def _typed(dialect: Dialect, exc: BaseException, what: str) -> CdxError:
     return RetriableError(str(err))
 
 
+def syncing_channels(topology: Topology, channels: list[str] | None = None) -> list[Channel]:
+    """Channels with offline registers and upload subjobs (all, or those named); ``ConfigError`` for others."""
+    wanted = {c.casefold() for c in channels or []}
+    out = [c.channel for c in topology.channels()
+           if c.channel.offline_registers and upload_subjobs_for(topology, c.channel.id)
+           and (not wanted or c.channel.id.casefold() in wanted)]
+    unknown = wanted - {c.id.casefold() for c in out}
+    if unknown:
+        raise ConfigError(f"channels {sorted(unknown)} are unknown or have no offline registers to sync")
+    return out
+
+
 class OfflineSync:
     """Runs one :class:`ChannelOfflineSync` thread per channel that has offline registers."""
 
@@ -499,13 +512,11 @@ class OfflineSync:
         self.topology = topology
         self.options = options or SyncOptions()
         self._stop = threading.Event()
-        wanted = {c.casefold() for c in channels or []}
-        self.channels = [c.channel for c in topology.channels()
-                         if c.channel.offline_registers and upload_subjobs_for(topology, c.channel.id)
-                         and (not wanted or c.channel.id.casefold() in wanted)]
-        unknown = wanted - {c.id.casefold() for c in self.channels}
-        if unknown:
-            raise ConfigError(f"channels {sorted(unknown)} are unknown or have no offline registers to sync")
+        self.requested = channels
+        self.channels = syncing_channels(topology, channels)
+        self.live: LiveTopology | None = None
+        """Set by ``cdx channel offline-sync``: ``run`` takes new revisions (``reload``)."""
+        self.threads: dict[str, threading.Thread] = {}
         k = topology.kafka
         self.base_config = client_config(k.bootstrap_servers, k.security)
         self.dlq_topic = dlq_topic(k.topic_prefix)
@@ -515,24 +526,45 @@ class OfflineSync:
     def setup(self) -> None:
         ensure_topics(self.base_config, [TopicSpec(self.dlq_topic, 1, self.topology.kafka.replication_factor)])
         self.dlq = Producer(producer_config(self.base_config))
-        self.workers = [ChannelOfflineSync(self.topology, c, c.offline_registers, self.options, self._stop,
-                                           self.dlq, self.dlq_topic) for c in self.channels]
+        self.workers = [self.worker(self.topology, c) for c in self.channels]
+
+    def worker(self, topology: Topology, channel: Channel) -> ChannelOfflineSync:
+        return ChannelOfflineSync(topology, channel, channel.offline_registers, self.options, threading.Event(),
+                                  self.dlq, self.dlq_topic)
 
     def stop(self) -> None:
         self._stop.set()
+        for w in self.workers:
+            w._stop.set()
+
+    def start(self, worker: ChannelOfflineSync) -> None:
+        if self._stop.is_set():
+            worker._stop.set()
+        t = threading.Thread(target=self._guard, args=(worker,), name=f"offline-{worker.channel.id}", daemon=True)
+        self.threads[worker.channel.id] = t
+        t.start()
+
+    def reload(self, topology: Topology) -> None:
+        """Take a new topology revision (``connectors.upload.reload.reload_offline_sync``)."""
+        from connectors.upload.reload import reload_offline_sync
+
+        reload_offline_sync(self, topology)
 
     def run(self) -> None:
         if not self.workers:
             self.setup()
-        threads = [threading.Thread(target=self._guard, args=(w,), name=f"offline-{w.channel.id}", daemon=True)
-                   for w in self.workers]
-        for t in threads:
-            t.start()
-        while any(t.is_alive() for t in threads):
-            for t in threads:
+        for w in self.workers:
+            self.start(w)
+        while any(t.is_alive() for t in self.threads.values()) or (self.live is not None
+                                                                     and not self._stop.is_set()):
+            if self.live is not None and not self._stop.is_set():
+                self.live.offer(self.reload)
+            for t in list(self.threads.values()):
                 t.join(0.2)
+            if not self.threads:
+                self._stop.wait(0.5)
             if any(w.error is not None for w in self.workers):
-                self._stop.set()
+                self.stop()
         if self.dlq is not None:
             self.dlq.flush(10)
         failed = [w for w in self.workers if w.error is not None]

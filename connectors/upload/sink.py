@@ -40,6 +40,7 @@ from cdx.kafka.batches import next_batch
 from cdx.kafka.config import client_config, consumer_config, producer_config
 from cdx.topics import dlq_topic, schemas_topic, upload_topic
 from cdx.topology import DATAAREAID, Subjob, TableRef, Topology
+from cdx.topology.live import LiveTopology
 from connectors.upload import metrics
 from connectors.upload.post_processing import PostUploadHook
 from connectors.upload.records import EXTENSION_HEADER, SUBJOB_HEADER, dlq_record, produce_and_flush
@@ -178,6 +179,14 @@ class UploadSink:
         self._subscribed = False
         self.batches = 0
         self.post_upload = PostUploadHook(topology.hq.post_upload, self.dialect)
+        self.live: LiveTopology | None = None
+        """Set by ``cdx hq upload-sink``: new topology revisions are taken between batches (``reload``)."""
+
+    def reload(self, topology: Topology) -> None:
+        """Take a new topology revision (see ``connectors.upload.reload.reload_upload_sink``)."""
+        from connectors.upload.reload import reload_upload_sink
+
+        reload_upload_sink(self, topology)
 
     # ------------------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -284,6 +293,8 @@ class UploadSink:
         self._subscribe()
         try:
             while not self._stop.is_set():
+                if self.live is not None:
+                    self.live.offer(self.reload)
                 msgs = next_batch(self.consumer, self.options.batch_size, self.options.poll_timeout)
                 batch = []
                 for m in msgs:

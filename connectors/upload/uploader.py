@@ -49,6 +49,7 @@ from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
 from cdx.topics import dlq_topic, schemas_topic, upload_topic
 from cdx.topology import Subjob, Topology
+from cdx.topology.live import LiveTopology
 from cdx.topology.model import Channel
 from connectors.upload import guards, metrics
 from connectors.upload.plan import (
@@ -450,6 +451,10 @@ class UploadConnector:
         self.base_config = client_config(k.bootstrap_servers, k.security)
         self.store: SchemaStore | None = None
         self.uploaders: list[ChannelUploader] = []
+        self.requested = channels
+        self.live: LiveTopology | None = None
+        """Set by ``cdx channel upload``: ``run`` then takes new topology revisions (``reload``)."""
+        self.threads: dict[str, threading.Thread] = {}
 
     def setup(self) -> None:
         """Create the topics (upload topics of the channels, positions, schemas, dead letters)."""
@@ -467,26 +472,46 @@ class UploadConnector:
                         " an administrator must, or larger rows will fail", topic, k.max_message_bytes)
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(self.prefix),
                                  consumer_config=dict(self.base_config))
-        self.uploaders = [ChannelUploader(self.topology, c, self.store, self.options, self._stop)
+        self.uploaders = [ChannelUploader(self.topology, c, self.store, self.options, threading.Event())
                           for c in self.channels]
 
     def stop(self) -> None:
         self._stop.set()
+        for u in self.uploaders:
+            u._stop.set()
+
+    def start(self, uploader: ChannelUploader) -> None:
+        """Run ``uploader`` in a thread of its own."""
+        if self._stop.is_set():
+            uploader._stop.set()
+        t = threading.Thread(target=self._guard, args=(uploader,), name=f"upload-{uploader.id}", daemon=True)
+        self.threads[uploader.id] = t
+        t.start()
+
+    def reload(self, topology: Topology) -> None:
+        """Take a new topology revision between two transactions (see ``connectors.upload.reload``)."""
+        from connectors.upload.reload import reload_connector
+
+        reload_connector(self, topology)
 
     def run(self) -> None:
-        """Run every channel until ``stop()``; a fatal error in one channel stops all and is raised."""
+        """Run every channel until ``stop()``; a fatal error in one channel stops all and is raised.
+        With ``live``, new topology revisions are taken meanwhile (``reload``)."""
         if not self.uploaders:
             self.setup()
-        threads = [threading.Thread(target=self._guard, args=(u,), name=f"upload-{u.id}", daemon=True)
-                   for u in self.uploaders]
-        for t in threads:
-            t.start()
-        while any(t.is_alive() for t in threads):
-            for t in threads:
+        for u in self.uploaders:
+            self.start(u)
+        while any(t.is_alive() for t in self.threads.values()) or (self.live is not None
+                                                                     and not self._stop.is_set()):
+            if self.live is not None and not self._stop.is_set():
+                self.live.offer(self.reload)
+            for t in list(self.threads.values()):
                 t.join(0.2)
+            if not self.threads:
+                self._stop.wait(0.5)
             if any(u.error is not None for u in self.uploaders):
-                self._stop.set()
-        for t in threads:
+                self.stop()
+        for t in self.threads.values():
             t.join()
         if self.store is not None:
             self.store.close()

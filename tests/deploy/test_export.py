@@ -78,7 +78,8 @@ def test_strimzi_resources_hold_every_topic_and_acl(topo_file: Path, tmp_path: P
     assert acl_count == len(desired_acls(topo))
     register = users["store-0001-pos-01"]["spec"]["authorization"]["acls"]
     assert {a["resource"]["name"] for a in register if a["resource"]["type"] == "topic"} == {
-        topo.group_topic("us-stores"), f"{topo.kafka.topic_prefix}._schemas", f"{topo.kafka.topic_prefix}._dlq"}
+        topo.group_topic("us-stores"), f"{topo.kafka.topic_prefix}._schemas", f"{topo.kafka.topic_prefix}._dlq",
+        f"{topo.kafka.topic_prefix}._topology", f"{topo.kafka.topic_prefix}._topology_roles"}
 
 
 def test_systemd_units_start_every_process_on_its_own_metrics_port(topo_file: Path, tmp_path: Path) -> None:
