@@ -24,6 +24,7 @@ import pytest
 from cdx.dialects import ColumnInfo, LogicalType
 from cdx.topology import load_topology
 from cdx.verify import verify_channel
+from connectors.sink import sessions
 from tests.pipeline.helpers import Databases, cli, database, pipeline, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.rollout_long]
@@ -214,6 +215,12 @@ def test_download_side_topology_changes_under_load(dialect: str, tmp_path: Path,
         assert writer.error is None, writer.error
         wait_for(converged, group, 180, "channel attribute changed")
         assert sorted(_channel_value(dbs, dsns["c1"], "TERMS", "ID", "1 = 1")) == [3, 7, 11]
+        for owner in ("c1", "c2"):  # nothing applied twice: no batch met a record it had applied already
+            conn = dbs.conn(dsns[owner])
+            with d.transaction(conn):
+                history = sessions.recent(conn, d, owner, limit=1_000_000)
+            assert history and sum(x.duplicates for x in history if x.kind == sessions.BATCH) == 0, owner
+            assert any(x.kind == sessions.RESYNC and "row filter changed" in (x.detail or "") for x in history)
     finally:
         writer.stop_event.set()
         group.stop_all()
