@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable
 
 from cdx.errors import ConfigError
 from cdx.topology.diff import REROUTE, Change
-from cdx.topology.model import Subjob, Topology
+from cdx.topology.model import Subjob
+from cdx.topology.root import Topology
 
 _ROLES = ("schema", "groups", "routing", "channels", "tables")
 

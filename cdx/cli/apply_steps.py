@@ -26,7 +26,7 @@ from pathlib import Path
 from cdx.errors import ConfigError
 from cdx.kafka.control import Revision
 from cdx.topology.diff import Change
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 
 @dataclass(frozen=True)

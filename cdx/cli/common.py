@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 if TYPE_CHECKING:
     from cdx.topology.live import LiveTopology

@@ -31,7 +31,7 @@ from cdx.errors import CdxError, RetriableError
 from cdx.kafka.control import Revision, RevisionWatcher, RoleReporter, latest_revision, text_hash
 from cdx.topics import topology_roles_topic, topology_topic
 from cdx.topology.loader import load_topology_text, read_text
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.topology")
 

@@ -14,7 +14,7 @@ from typing import Any
 from cdx.kafka.control import Revision, RoleReport, latest_revision, read_role_reports
 from cdx.topics import topology_roles_topic, topology_topic
 from cdx.topology.live import topology_name
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 
 @dataclass

@@ -38,7 +38,7 @@ from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
 from cdx.topics import dlq_topic, positions_topic, schemas_topic
 from cdx.topology.live import LiveTopology
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.capture import metrics
 from connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
 from connectors.capture.records import ChangeEncoder

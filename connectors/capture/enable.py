@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from cdx.errors import ConfigError
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.capture.tracking import DEFAULT_RETENTION, ChangeTracker, TableRef, open_tracker
 
 
