@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdx.errors import CdxError, RetriableError
-from cdx.kafka.control import Revision, RevisionWatcher, RoleReporter, latest_revision, text_hash
+from cdx.errors import CdxError, FatalError, RetriableError
+from cdx.kafka.control import Revision, RevisionWatcher, RoleReporter, ensure_control_topics, latest_revision, text_hash
+from cdx.kafka.reach import require_kafka
 from cdx.topics import topology_roles_topic, topology_topic
 from cdx.topology.loader import load_topology_text, read_text
 from cdx.topology.root import Topology
@@ -43,6 +44,17 @@ def topology_name(topology: Topology) -> str:
 
 def file_label(sha256: str) -> str:
     return f"file {sha256[:12]}"
+
+
+def _control_topics(topology: Topology) -> None:
+    """Create both control topics if missing (compacted, before a report could auto-create one with
+    the broker's defaults); without topic management (or the right to create) only warn."""
+    k = topology.kafka
+    try:
+        ensure_control_topics(k.client_config(), (topology_topic(k.topic_prefix), topology_roles_topic(k.topic_prefix)),
+                              k.replication_factor)
+    except FatalError as exc:
+        log.warning("topology control topics: %s (`cdx kafka apply` creates them)", exc)
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class LiveTopology:
         live = cls(topology, file_label(digest), digest, p, role, [], interval=interval)
         k = topology.kafka
         try:
+            require_kafka(k.bootstrap_servers)  # a closed port answers at once, not after the timeout
+            _control_topics(topology)
             rev = latest_revision(topology.kafka.client_config(), topology_topic(k.topic_prefix),
                                   topology_name(topology), timeout=10.0)
         except RetriableError as exc:

@@ -416,7 +416,11 @@ class ChannelOfflineSync:
                     names = [n.casefold() for n in first_side.names]
                     cols = txn_cols or first_side.key
                     raw_key = [first_values[names.index(k.casefold())] for k in cols]
-                    present = sum(merges[id(x)].count(cols, raw_key) for x in (sides if txn_cols else [first_side]))
+                    # only the tables this poll brings rows of: a table whose subjob was added later
+                    # brings the rows of transactions whose other tables were merged long ago
+                    brought = {id(side) for side, _, _ in members}
+                    present = sum(merges[id(x)].count(cols, raw_key) for x in (sides if txn_cols else [first_side])
+                                  if id(x) in brought)
                     if present == 0:
                         for side, values, _ in members:  # extension rows first: the upload joins them
                             merges[id(side)].add(values)

@@ -23,7 +23,7 @@ from cdx.kafka.control import (
     read_role_reports,
 )
 from cdx.topics import topology_roles_topic, topology_topic
-from cdx.topology import Topology
+from cdx.topology import Topology, load_topology
 from cdx.topology.live import LiveTopology
 from cdx.topology.rollout import rollout
 from tests.badinput.helpers import assert_clean_error, cli
@@ -179,3 +179,23 @@ def test_bad_input_applies_nothing(tmp_path: Path, kafka: str) -> None:
     text = assert_clean_error(out, "nothing was applied")
     assert "partitions" in text
     assert latest_revision(config, topology_topic(prefix), "hq").number == 1  # type: ignore[union-attr]
+
+
+def test_a_process_serving_a_removed_channel_refuses_the_revision(tmp_path: Path) -> None:
+    from connectors.sink.host import SinkHost
+    from connectors.upload.reload import reload_connector
+    from connectors.upload.uploader import UploadConnector
+    from tests.upload.helpers import make_topology
+
+    old = load_topology(_write(tmp_path / "v1.yaml", "127.0.0.1:1", "p", ["c1", "c2"]))
+    new = load_topology(_write(tmp_path / "v2.yaml", "127.0.0.1:1", "p", ["c2"]))
+    host = SinkHost(old, ["c1"])
+    with pytest.raises(ConfigError, match="c1 not in this revision"):
+        host.reload(new)
+    assert [s.owner_id for s in host.specs] == ["c1"] and host.topology is old  # unchanged
+    up_old = make_topology(tmp_path, "127.0.0.1:1", f"sqlite:///{tmp_path}/hq.db", ["c1", "c2"], prefix="p")
+    up_new = make_topology(tmp_path, "127.0.0.1:1", f"sqlite:///{tmp_path}/hq.db", ["c2"], prefix="p")
+    connector = UploadConnector(up_old, ["c1"])
+    with pytest.raises(ConfigError, match="'c1' is not in the topology"):
+        reload_connector(connector, up_new)
+    assert [c.id for c in connector.channels] == ["c1"]
