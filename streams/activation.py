@@ -12,8 +12,9 @@ instead of routing it twice.
 
 **Reload** (file changed, SIGHUP): pairs (group, topic) the new topology drops lose their
 progress; the new plan takes over between two batches and every assigned partition is activated
-again, which backfills new pairs from the beginning. A change that needs new source topics or
-another Kafka stops the loop and re-executes the process.
+again, which backfills new pairs from the beginning and **re-routes** the partition to groups whose
+shape of the table changed (new columns, other legal entities or filter column: ``streams.reroute``).
+A change that needs new source topics or another Kafka stops the loop and re-executes the process.
 
 **Upgrade from the faust engine**: a pair without progress whose faust bootstrap entry
 (``<prefix>._router_state``) is done counts as routed up to P.
@@ -32,6 +33,7 @@ from cdx.topology import Topology
 from streams import metrics
 from streams.keystate import keys_topic
 from streams.progress import encode_key, progress_topic
+from streams.reroute import Rerouter
 from streams.router import ensure_router_topics, group_topic_specs
 from streams.routing import RoutingPlan
 from streams.state import RouterState, state_topic
@@ -69,6 +71,7 @@ class Activator:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
         self._legacy: RouterState | None = None
+        self.rerouter = Rerouter(engine)
 
     # ------------------------------------------------------------------ activation
     def activate(self, tps: list[TP]) -> None:
@@ -94,6 +97,7 @@ class Activator:
                                     p, n, pos)
                 if behind:
                     self._backfill(tp, behind, pos)
+                self.rerouter.reshape(tp, pos)
             e.active.add(tp)
 
     def _legacy_next(self, group: str, tp: TP, pos: int) -> int:

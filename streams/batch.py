@@ -14,13 +14,16 @@ reports failed deliveries only, and a failure aborts the transaction).
   bytes are the source bytes under the routed schema's header plus the routing fields;
 - state: ``streams.stateful.route_stateful`` with the key's groups from ``KeyState``; a changed
   entry adds a changelog record to the transaction;
-- a record that cannot be decoded goes to the dead-letter topic, in the same transaction.
+- a record that cannot be decoded goes to the dead-letter topic, in the same transaction;
+- a **re-route** (``streams.reroute``) passes ``marks``: each record sent to a group in ``marks``
+  carries the header ``cdx.reroute`` = that group's mark, so its sinks apply it although its source
+  position is one they applied already (``connectors.sink.plan``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from confluent_kafka import Message, Producer
@@ -37,6 +40,8 @@ from streams.stateful import Emit, route_stateful
 
 log = logging.getLogger("cdx.router")
 
+REROUTE_HEADER = "cdx.reroute"
+"""Header of a re-routed record: the re-route's mark (its generation for the group, a decimal)."""
 
 
 class RecordRouter:
@@ -58,8 +63,10 @@ class RecordRouter:
         self.sent = 0
         self.splicer = Splicer() if self._single_object else None
 
-    def route(self, msg: Message, wanted: Collection[str] | None = None, *, dead_letter: bool = True) -> int:
-        """Route ``msg`` to the ``wanted`` groups (None: every group of its topic); returns records produced."""
+    def route(self, msg: Message, wanted: Collection[str] | None = None, *, dead_letter: bool = True,
+              marks: Mapping[str, bytes] | None = None) -> int:
+        """Route ``msg`` to the ``wanted`` groups (None: every group of its topic); returns records produced.
+        ``marks``: re-route marks per group (module docstring)."""
         topic = msg.topic() or ""
         if self.plan.subjob_of(topic) is None:
             return 0
@@ -83,7 +90,7 @@ class RecordRouter:
             raise FatalError(f"cannot project {topic} for its subjob: {exc}") from exc
         if self.keys.set(state_key, held):
             self.produce(self.keys.topic, state_key, encode_held(held), None)
-        n = sum(self._emit(e, record, key, value) for e in emits)
+        n = sum(self._emit(e, record, key, value, marks) for e in emits)
         self.sent += n
         return n
 
@@ -128,7 +135,8 @@ class RecordRouter:
         self._key_columns[kid] = (sid, cols)
         return sid, cols
 
-    def _emit(self, e: Emit, record: SourceRecord, raw_key: bytes, raw_value: bytes | None) -> int:
+    def _emit(self, e: Emit, record: SourceRecord, raw_key: bytes, raw_value: bytes | None,
+              marks: Mapping[str, bytes] | None = None) -> int:
         r = e.route
         kb = vb = None
         headers = None
@@ -142,7 +150,8 @@ class RecordRouter:
             topic = self.plan.group_topics[g]
             if kb is None or not self._single_object:
                 kb, vb = self._encode(r, topic)
-            self.produce(topic, kb, vb, headers)
+            mark = marks.get(g) if marks else None
+            self.produce(topic, kb, vb, headers if mark is None else [*(headers or ()), (REROUTE_HEADER, mark)])
         return len(e.groups)
 
     def _encode(self, r: Route, topic: str) -> tuple[bytes, bytes | None]:

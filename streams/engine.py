@@ -46,7 +46,7 @@ from cdx.topology.live import LiveTopology
 from streams import metrics
 from streams.batch import RecordRouter
 from streams.keystate import KeyState, keys_topic, open_store
-from streams.progress import Progress, encode_key, encode_next, progress_topic
+from streams.progress import Progress, encode_key, progress_topic
 from streams.router import group_id, registry_config
 from streams.routing import RoutingPlan
 
@@ -307,7 +307,7 @@ class Engine:
             for g in (groups or {}).get((topic, p), self.plan.groups_of(topic)):
                 k = (g, topic, p)
                 if self.progress.set(k, end):
-                    self.router.produce(self.progress.topic, encode_key(k), encode_next(end), None)
+                    self.router.produce(self.progress.topic, encode_key(k), self.progress.encoded(k), None)
 
     def _rewind(self, msgs: list[Message]) -> None:
         """Seek each partition of an aborted batch back to its first record."""

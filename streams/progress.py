@@ -1,8 +1,10 @@
 """How far each group has received each source partition: the transactional engine's backfill state.
 
 Compacted topic ``<prefix>._router_progress`` (1 partition); key ``["<group>", "<topic>", <partition>]``
-(JSON), value ``{"next": N}``: every record of the source partition below offset N was routed to
-the group (a tombstone: the group no longer receives the topic). The engine writes it in the
+(JSON), value ``{"next": N, "shape": {...}}``: every record of the source partition below offset N
+was routed to the group, under that **shape** (``streams.reshape``: the columns and scope it was routed
+with; absent in progress written before shapes existed); a tombstone: the group no longer receives
+the topic. The engine writes it in the
 same Kafka transaction as the routed records it describes, so after a crash it is exact.
 
 When a worker activates a source partition at consumer position P, a group whose ``next`` is
@@ -62,8 +64,10 @@ def encode_key(k: Key) -> bytes:
     return json.dumps(list(k)).encode()
 
 
-def encode_next(n: int | None) -> bytes | None:
-    return None if n is None else json.dumps({"next": n}).encode()
+def encode_next(n: int | None, shape: Mapping[str, Any] | None = None) -> bytes | None:
+    if n is None:
+        return None
+    return json.dumps({"next": n} if shape is None else {"next": n, "shape": dict(shape)}).encode()
 
 
 class Progress:
@@ -74,7 +78,9 @@ class Progress:
         self.topic = topic
         self.timeout = timeout
         self.entries: dict[Key, int] = {}
+        self.shapes: dict[Key, dict[str, Any]] = {}
         self._pending: dict[Key, int | None] = {}
+        self._pending_shapes: dict[Key, dict[str, Any]] = {}
         self._read: dict[int, int] = {}
 
     def sync(self) -> None:
@@ -89,14 +95,28 @@ class Progress:
             value = msg.value()
             if value is None:
                 self.entries.pop(k, None)
+                self.shapes.pop(k, None)
             else:
-                self.entries[k] = int(json.loads(value)["next"])
+                decoded = json.loads(value)
+                self.entries[k] = int(decoded["next"])
+                if isinstance(decoded.get("shape"), dict):
+                    self.shapes[k] = decoded["shape"]
+                else:
+                    self.shapes.pop(k, None)
 
     def get(self, group: str, topic: str, partition: int) -> int | None:
         k = (group, topic, partition)
         if k in self._pending:
             return self._pending[k]
         return self.entries.get(k)
+
+    def shape(self, k: Key) -> dict[str, Any] | None:
+        """The shape ``k`` was routed under (``streams.reshape``), None when none is recorded."""
+        if k in self._pending_shapes:
+            return self._pending_shapes[k]
+        if k in self._pending and self._pending[k] is None:
+            return None
+        return self.shapes.get(k)
 
     def set(self, k: Key, n: int | None) -> bool:
         """Record ``n`` for the open transaction; True when it differs (a record is due)."""
@@ -105,6 +125,18 @@ class Progress:
         self._pending[k] = n
         return True
 
+    def set_shape(self, k: Key, shape: Mapping[str, Any]) -> bool:
+        """Record the shape of ``k`` for the open transaction; True when it differs (a record is due)."""
+        if self.shape(k) == dict(shape):
+            return False
+        self._pending_shapes[k] = dict(shape)
+        return True
+
+    def encoded(self, k: Key) -> bytes | None:
+        """The progress record value of ``k`` as it stands in the open transaction."""
+        n = self.get(*k)
+        return encode_next(n, self.shape(k) if n is not None else None)
+
     def pending(self) -> dict[Key, int | None]:
         return dict(self._pending)
 
@@ -112,12 +144,18 @@ class Progress:
         for k, n in self._pending.items():
             if n is None:
                 self.entries.pop(k, None)
+                self.shapes.pop(k, None)
             else:
                 self.entries[k] = n
+        for k, shape in self._pending_shapes.items():
+            if k in self.entries:
+                self.shapes[k] = shape
         self._pending = {}
+        self._pending_shapes = {}
 
     def abort(self) -> None:
         self._pending = {}
+        self._pending_shapes = {}
 
     def keys_for(self, pairs: Iterable[tuple[str, str]]) -> list[Key]:
         wanted = set(pairs)

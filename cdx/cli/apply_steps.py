@@ -104,15 +104,19 @@ def tracking_steps(ctx: ApplyContext) -> Iterable[Step]:
 
     def run() -> str:
         from cdx.dialects.reach import naming
+        from connectors.capture.enable import untracked_tables
         from connectors.capture.tracking import TableRef, open_tracker
 
         with naming(f"the HQ database ({hq.redacted()})"):
             tracker = open_tracker(hq.dialect, hq.dsn)
-        try:
-            tracker.enable([TableRef(schema, name) for schema, name in tables], ctx.tracking_retention)
+        try:  # only tables not tracked yet: enabling a tracked one re-installs triggers (deadlocks busy writers)
+            todo = untracked_tables(tracker, [TableRef(schema, name) for schema, name in tables])
+            if todo:
+                tracker.enable(todo, ctx.tracking_retention)
         finally:
             tracker.conn.close()
-        return f"tracking {len(tables)} table(s)"
+        return f"tracking {len(todo)} new table(s)" + (f" ({len(tables) - len(todo)} tracked already)"
+                                                       if len(todo) < len(tables) else "")
 
     names = ", ".join(f"{s}.{n}" if s else n for s, n in tables)
     yield Step(f"HQ change tracking on {names} (as `cdx hq enable-tracking`)", run)
@@ -165,7 +169,15 @@ def publish_step(ctx: ApplyContext) -> Step:
     return Step(f"publish {ctx.path} as revision {label} of topology {name!r} on {topic}", run)
 
 
-BUILDERS: list[StepBuilder] = [kafka_steps, tracking_steps, channel_table_steps]
+# ------------------------------------------------------------------------------------- download side
+def download_steps(ctx: ApplyContext) -> Iterable[Step]:
+    """Checks and the roles' part of download changes (``cdx.cli.apply_download``)."""
+    from cdx.cli.apply_download import download_changes
+
+    return [Step(description, run) for description, run in download_changes(ctx.before, ctx.after, ctx.changes)]
+
+
+BUILDERS: list[StepBuilder] = [kafka_steps, tracking_steps, channel_table_steps, download_steps]
 """Builders in order; :func:`publish_step` is appended after all of them by :func:`plan_steps`."""
 
 

@@ -78,12 +78,22 @@ def capture(
 def enable_tracking(
     topology: Path | None = TOPOLOGY_OPTION,
     retention_days: float = typer.Option(2.0, help="How long change-tracking entries are kept."),
+    only_new: bool = typer.Option(False, "--only-new", help="Only the tables not tracked yet (no DDL on tracked"
+                                  " tables: safe while HQ applications write to them)."),
 ) -> None:
     """Enable change tracking on the HQ database and every download subjob's table (idempotent)."""
     from cdx.dialects.reach import naming
     from connectors.capture.tracking import TableRef, open_tracker
 
     topo = load(topology)
+    if only_new:
+        from connectors.capture.enable import enable_new_tables
+
+        with naming(f"the HQ database ({topo.hq.redacted()})"):
+            new = enable_new_tables(topo, timedelta(days=retention_days))
+        console.print(f"change tracking enabled on {len(new)} new tables"
+                      + (f": {', '.join(map(str, new))}" if new else " (every table was tracked already)"))
+        return
     with naming(f"the HQ database ({topo.hq.redacted()})"):
         tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
     tables = [TableRef(s.hq_table.schema, s.hq_table.name) for s in topo.download_subjobs()

@@ -18,6 +18,9 @@ from cdx.topology.root import Topology
 
 T = TypeVar("T")
 
+REROUTE = "the router re-routes from the compacted table topic"
+"""How a download change reaches rows that exist already (``streams.reroute``): no bootstrap, no HQ load."""
+
 
 @dataclass(frozen=True)
 class Change:
@@ -107,12 +110,15 @@ def _groups(out: list[Change], old: Topology, new: Topology) -> None:
             continue
         before = {e.casefold() for e in og[key].legal_entities}
         after = {e.casefold() for e in g.legal_entities}
+        tables = _names(s.target for s in new.subjobs_for_group(g.id))
         if after - before:
             out.append(Change("groups", f"group {g.id!r} gains legal entities {_names(after - before)}",
-                              f"bootstrap the per-company tables for {_names(after - before)} in its channels"))
+                              f"{REROUTE} ({tables}) to {g.id!r}: rows of {_names(after - before)} come into its"
+                              " channels (tables with DATAAREAID)"))
         if before - after:
             out.append(Change("groups", f"group {g.id!r} loses legal entities {_names(before - after)}",
-                              "their rows stay in the channel databases until purged"))
+                              f"{REROUTE} ({tables}) to {g.id!r}: rows of {_names(before - after)} are deleted"
+                              " from its channels"))
     for key, g in og.items():
         if key not in ng:
             out.append(Change("groups", f"channel data group {g.id!r} removed",
@@ -151,7 +157,8 @@ def _channels(out: list[Change], old: Topology, new: Topology) -> None:
                         != item.attributes.get(s.channel_filter.attribute)]
             if filtered:
                 out.append(Change("channels", f"channel {item.id!r} attributes changed",
-                                  f"bootstrap its filtered tables again: {_names(filtered)}"))
+                                  f"its sink (and its registers') resyncs from {new.group_topic(info.group.id)} under"
+                                  f" the new filter value of {_names(filtered)}: rows move in and out, no HQ load"))
     for key, (kind, info, item) in oe.items():
         if key not in ne:
             upload = " and its upload" if kind == "channel" else ""
@@ -177,7 +184,9 @@ def _subjobs(out: list[Change], old: Topology, new: Topology) -> None:
         if key not in os_:
             groups = _names(g.id for g in new.groups_for_subjob(s))
             if s.direction is Direction.DOWNLOAD:
-                action = f"create {s.target} in the channel databases of {groups} and bootstrap it"
+                action = (f"enable change tracking on {s.hq_table} (`cdx hq enable-tracking --only-new`); capture"
+                          f" snapshots it; the router reads its new topic and routes it to {groups}; their sinks"
+                          f" create {s.target} and fill it")
             else:
                 action = f"create {s.hq_table} at HQ; channels of {groups} start uploading {s.target}"
             out.append(Change("tables", f"table {s.hq_table} added (subjob {s.id!r})", action))
@@ -192,39 +201,51 @@ def _subjobs(out: list[Change], old: Topology, new: Topology) -> None:
 def _fields_diff(out: list[Change], s: Subjob, table: str, before: tuple[FieldMap, ...],
                  after: tuple[FieldMap, ...]) -> None:
     ob, nb = _by_id(before, lambda f: f.name), _by_id(after, lambda f: f.name)
-    where = "channels" if s.direction is Direction.DOWNLOAD else "HQ"
+    down = s.direction is Direction.DOWNLOAD
     for key, f in nb.items():
         if key not in ob:
             out.append(Change("schema", f"{table}: field {f.name} added (channel column {f.channel_name})",
-                              f"channel schema change: add column {f.channel_name} to {table}; "
-                              + ("bootstrap the table to backfill it" if where == "channels"
-                                 else "new uploads carry it")))
+                              f"{REROUTE} {s.hq_table}: the sinks add column {f.channel_name} to {table} and fill it"
+                              " for every existing row, no HQ load" if down else
+                              f"channel schema change: add column {f.channel_name} to {table}; new uploads carry it"))
         elif ob[key].channel_name.casefold() != f.channel_name.casefold():
-            out.append(Change("schema", f"{table}: field {f.name} renamed {ob[key].channel_name} -> {f.channel_name}",
-                              f"channel schema change: rename column {ob[key].channel_name} to {f.channel_name}"))
+            old_name = ob[key].channel_name
+            out.append(Change("schema", f"{table}: field {f.name} renamed {old_name} -> {f.channel_name}",
+                              f"{REROUTE} {s.hq_table}: the sinks add column {f.channel_name} to {table} and fill it"
+                              f" for every existing row; column {old_name} is kept with its values, no longer written"
+                              " (drop it by hand once unused)" if down else
+                              f"channel schema change: rename column {old_name} to {f.channel_name}"))
     for key, f in ob.items():
         if key not in nb:
             out.append(Change("schema", f"{table}: field {f.name} removed (channel column {f.channel_name})",
-                              f"column {f.channel_name} is no longer updated; drop it when unused"))
+                              f"column {f.channel_name} is no longer updated; "
+                              + ("the channels keep it with its values (never dropped by cdx: drop it by hand once"
+                                 " unused)" if down else "drop it when unused")))
 
 
 def _subjob_change(out: list[Change], o: Subjob, n: Subjob, new: Topology) -> None:
     name = f"subjob {n.id!r}"
     if o.direction is not n.direction:
         out.append(Change("tables", f"{name} is now {n.direction.value}", "replication reverses: re-plan this table"))
+    down = n.direction is Direction.DOWNLOAD
     if o.hq_table.key() != n.hq_table.key():
         out.append(Change("tables", f"{name} reads {n.hq_table} instead of {o.hq_table}",
-                          "new source table: bootstrap it in every channel that receives it"))
+                          f"enable change tracking on {n.hq_table}; capture snapshots it; the router routes its new"
+                          " topic from the beginning to every group that receives it" if down else
+                          "new HQ table: uploads go there from now on"))
     if o.target.key() != n.target.key():
         out.append(Change("schema", f"{name} targets {n.target} instead of {o.target}",
-                          f"channel schema change: create {n.target} and bootstrap it"))
+                          f"{REROUTE} {n.hq_table}: the sinks create {n.target} and fill it; {o.target} is no longer"
+                          " written (left as it is)" if down else f"channel schema change: uploads read {n.target}"))
     _fields_diff(out, n, str(n.target), o.fields, n.fields)
     if o.extension != n.extension:
         if o.extension is None or n.extension is None:
             what = "added" if n.extension else "removed"
             ext = n.extension or o.extension
             assert ext is not None
-            out.append(Change("schema", f"{name}: extension table {ext.target} {what}",
+            action = (f"{REROUTE} {n.hq_table}: the sinks create {ext.target} and fill it" if n.extension
+                      else f"{ext.target} is no longer written (left as it is)")
+            out.append(Change("schema", f"{name}: extension table {ext.target} {what}", action if down else
                               f"channel schema change: {'create' if n.extension else 'stop using'} {ext.target}"))
         else:
             _fields_diff(out, n, str(n.extension.target), o.extension.fields, n.extension.fields)
@@ -240,7 +261,8 @@ def _subjob_change(out: list[Change], o: Subjob, n: Subjob, new: Topology) -> No
                                     f"{n.replication_counter}", "upload positions restart from the new column"))
     if o.channel_filter != n.channel_filter:
         out.append(Change("routing", f"{name}: channel filter changed",
-                          "bootstrap the table again in every channel that receives it"))
+                          f"{REROUTE} {n.hq_table} with the new filter column; every channel receiving it resyncs from"
+                          " its group topic under the new filter: rows move in and out, no HQ load"))
 
 
 def _routing(out: list[Change], old: Topology, new: Topology) -> None:
@@ -254,7 +276,8 @@ def _routing(out: list[Change], old: Topology, new: Topology) -> None:
         lost = [before[k] for k in before if k not in after]
         verb = "reaches" if s.direction is Direction.DOWNLOAD else "is uploaded from"
         if gained:
-            action = (f"bootstrap {s.target} in the channels of {_names(gained)}" if s.direction is Direction.DOWNLOAD
+            action = (f"the router routes {s.hq_table} to {_names(gained)} from the beginning of its table topic;"
+                      f" their sinks create {s.target} and fill it" if s.direction is Direction.DOWNLOAD
                       else f"channels of {_names(gained)} start uploading {s.target}")
             out.append(Change("routing", f"{s.hq_table} now {verb} {_names(gained)}", action))
         if lost:

@@ -8,6 +8,14 @@ offset order) and:
   counted as a duplicate); alone (compaction removed the delete) it is applied as a delete;
 - skips **re-sends**: a change whose source offset the watermark of (group partition, source
   topic, source partition) already covers (``Watermark.covers``);
+- applies **re-routed** records (header ``cdx.reroute``: the router routed the table again after a
+  topology change, ``streams.reroute``) although the live watermark covers their source offsets:
+  they are new content (a new column, a row that moved in or out) at an old position. They are
+  checked against, and advance, a watermark of their own (``reroute_key``) that counts one re-route
+  (``Watermark.gen``): a re-route's record seen twice is skipped, a newer re-route starts afresh.
+  Everything the router sends one group for a key is in source order (first routes, their
+  re-routes, then the live stream), so applying re-routed records as they come ends with the
+  newest row; the live watermark is neither checked nor moved by them;
 - applies the channel's **row filter**: an upsert whose filter value is not the channel's value
   becomes a delete of that key, because the row may have moved away from this channel (its
   filter column changed at HQ) and must not linger here. The filter value is the one the router
@@ -29,7 +37,7 @@ from typing import Any
 from cdx.routed import RoutedChange
 from connectors.sink.records import Record, Shape
 from connectors.sink.spec import FilterRule, SinkSpec
-from connectors.sink.state import SinkState, Watermark, watermark_key
+from connectors.sink.state import SinkState, Watermark, reroute_key, watermark_key
 
 
 @dataclass
@@ -89,13 +97,16 @@ def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: 
                 plan.dead.append((rec, rec.error))
             continue
         pos = change.position
-        wkey = watermark_key(rec.partition, pos.topic, pos.partition)
+        gen = rec.reroute or ""
+        wkey = (reroute_key if gen else watermark_key)(rec.partition, pos.topic, pos.partition)
         mark = marks.get(wkey) or state.watermarks.get(wkey)
+        if mark is not None and mark.gen != gen:
+            mark = None  # a newer re-route: its records are new whatever their source offsets
         if mark is not None and mark.covers(pos.offset, shape.target):
             plan.duplicates += 0 if rec.tombstone and pos.offset == mark.offset else 1
             continue
         marks[wkey] = mark.advance(pos.offset, shape.target) if mark else Watermark(pos.offset,
-                                                                                      frozenset((shape.target,)))
+                                                                                      frozenset((shape.target,)), gen)
         if poison is not None:
             plan.dead.append((rec, poison))
             continue

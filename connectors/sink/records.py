@@ -90,6 +90,8 @@ class Record:
     timestamp: int = 0
     headers: list[tuple[str, bytes]] | None = None
     tombstone: bool = False
+    reroute: str | None = None
+    """The re-route mark (header ``cdx.reroute``, ``streams.reroute``) of a re-routed record, else None."""
 
 
 def decode_message(decoder: Decoder, msg: Any) -> Record:
@@ -122,7 +124,8 @@ class Decoder:
     def decode(self, partition: int, offset: int, key: bytes | None, value: bytes | None, *,
                timestamp: int = 0, headers: list[tuple[str, bytes]] | None = None) -> Record:
         """Raises ``RetriableError`` (schema store unreachable); every other failure sets ``error``."""
-        rec = Record(partition, offset, key, value, timestamp=timestamp, headers=headers)
+        rec = Record(partition, offset, key, value, timestamp=timestamp, headers=headers,
+                     reroute=reroute_mark(headers) if headers else None)
         if value is None:
             if key is not None and headers:
                 self._tombstone(rec, key, headers)
@@ -178,6 +181,18 @@ class Decoder:
             shape = shape_of(change.schema, change.table, ks, vs)
             self._shapes[(ks, vs)] = shape
         return shape
+
+
+REROUTE_HEADER = "cdx.reroute"
+
+
+def reroute_mark(headers: list[tuple[str, bytes]]) -> str | None:
+    """The value of a record's ``cdx.reroute`` header (a decimal generation), None without one."""
+    for name, value in headers:
+        if name == REROUTE_HEADER and value:
+            text = value.decode(errors="replace")
+            return text if text.isdigit() else None
+    return None
 
 
 def _key_from_value(shape: Shape, value: dict[str, Any]) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ from typing import Any
 
 from cdx.dialects import Connection, Dialect
 from cdx.errors import FatalError, RetriableError, SkippableError
+from connectors.sink import respec
 from connectors.sink import sessions as hist
 from connectors.sink.kafkaops import delete_retention_ms, read_range, watermarks
 from connectors.sink.plan import TableBatch, plan_batch
@@ -289,6 +290,7 @@ class Resync:
                 marks[k] = _higher(marks.get(k), w)
             offsets = {p: max(e, 0) for p, e in ends.items()}
             self.store.save(conn, offsets, marks)
+            respec.remember(conn, self.dialect, self.store.namespace, self.spec)  # consistent with these filters
             session = Session(
                 channel=self.spec.owner_id, kind=RESYNC, group_topic=self.spec.topic,
                 jobs=",".join(dict.fromkeys(j for jobs in self.spec.subjob_jobs.values() for j in jobs)),
@@ -366,8 +368,14 @@ class Resync:
 
 
 def _higher(a: Watermark | None, b: Watermark) -> Watermark:
+    if a is not None and a.gen != b.gen:  # re-route watermarks: the newer re-route's
+        return b if _gen(b) > _gen(a) else a
     if a is None or b.offset > a.offset:
         return b
     if b.offset == a.offset:
-        return Watermark(a.offset, a.targets | b.targets)
+        return Watermark(a.offset, a.targets | b.targets, a.gen)
     return a
+
+
+def _gen(w: Watermark) -> int:
+    return int(w.gen) if w.gen.isdigit() else -1

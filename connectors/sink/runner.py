@@ -37,6 +37,12 @@ Contract
   and renews it while idle. A sink that finds it held (another ``cdx sink`` for the same database)
   stands by without joining the group, says so once per back-off step naming the holder, and
   takes over when the holder stops or dies; a sink that loses it goes back to standing by.
+- **Changed row filters** (``respec``: a channel filter added, removed or given another column, or
+  the channel's filter attribute changed, e.g. by a topology revision the host restarted the sink
+  with): whenever the database is opened, the rules it was last made consistent with (kept in it)
+  are compared with the spec's; when they differ the sink resyncs from its compacted group topic
+  under the new rules (rows that now pass come in, rows that no longer do are deleted) and stores
+  them.
 - ``stop()`` (SIGTERM) lets the current batch commit, then ``run`` returns.
 """
 
@@ -58,7 +64,7 @@ from cdx.dialects.base import cdx_category
 from cdx.errors import CdxError, FatalError, RetriableError, SkippableError
 from cdx.kafka.batches import next_batch
 from cdx.kafka.config import consumer_config
-from connectors.sink import metrics
+from connectors.sink import metrics, respec
 from connectors.sink.apply import BatchResult, batch_session, commit_batch
 from connectors.sink.breaker import FailureBreaker, dry_run
 from connectors.sink.lock import ChannelLock, ChannelLocked
@@ -341,11 +347,12 @@ class ChannelSink:
         with self.dialect.transaction(self.conn):
             self.sessions.ensure(self.conn)
             self.state = self.store.load(self.conn)
+            refilter = respec.filter_change(self.conn, self.dialect, self.store.namespace, self.spec)
         metrics.UP.labels(**self._labels).set(1)
-        if self.settings.resync_check:
-            reason = resync_reason(self.conn, self.dialect, self.spec, self.state, self.kafka_config)
-            if reason is not None:
-                self._resync(reason)
+        reason = resync_reason(self.conn, self.dialect, self.spec, self.state, self.kafka_config) \
+            if self.settings.resync_check else None
+        if reason is not None or refilter is not None:
+            self._resync("; ".join(r for r in (refilter, reason) if r))
 
     def _open_with_retry(self) -> bool:
         """Open the database and load the state, retrying transient failures. False if stopped."""

@@ -13,6 +13,10 @@ key                                                   value
                                                       the target tables already applied at exactly
                                                       that offset (one HQ change may be routed to a
                                                       table and its extension table)
+``rr:<group partition>:<source partition>:<topic>``   ``<gen>/<source offset> <schema.table>[,...]``:
+                                                      the same for **re-routed** records (header
+                                                      ``cdx.reroute`` = gen, ``streams.reroute``) of
+                                                      the newest re-route (gen) seen
 ====================================================  =============================================
 
 Both are written with the rows of a batch, in the same database transaction, so the database
@@ -46,10 +50,12 @@ def fit_name(head: str, topic: str, limit: int) -> str:
 
 @dataclass(frozen=True)
 class Watermark:
-    """Highest source offset applied, with the targets already applied at exactly that offset."""
+    """Highest source offset applied, with the targets already applied at exactly that offset;
+    ``gen``: for a re-route watermark, the re-route it counts (empty for the live stream's)."""
 
     offset: int
     targets: frozenset[str] = frozenset()
+    gen: str = ""
 
     def covers(self, offset: int, target: str) -> bool:
         """True if a change at ``offset`` for ``target`` was already applied (a re-send)."""
@@ -57,18 +63,20 @@ class Watermark:
 
     def advance(self, offset: int, target: str) -> Watermark:
         if offset > self.offset:
-            return Watermark(offset, frozenset((target,)))
+            return Watermark(offset, frozenset((target,)), self.gen)
         if offset == self.offset and target not in self.targets:
-            return Watermark(offset, self.targets | {target})
+            return Watermark(offset, self.targets | {target}, self.gen)
         return self
 
     def encode(self) -> str:
-        return f"{self.offset} {','.join(sorted(self.targets))}".rstrip()
+        head = f"{self.gen}/" if self.gen else ""
+        return f"{head}{self.offset} {','.join(sorted(self.targets))}".rstrip()
 
     @classmethod
     def decode(cls, text: str) -> Watermark:
         offset, _, targets = text.strip().partition(" ")
-        return cls(int(offset), frozenset(t for t in targets.split(",") if t))
+        gen, _, offset = offset.rpartition("/")
+        return cls(int(offset), frozenset(t for t in targets.split(",") if t), gen)
 
 
 @dataclass
@@ -92,6 +100,11 @@ def watermark_key(partition: int, source_topic: str, source_partition: int) -> s
     return fit_name(f"wm:{partition}:{source_partition}:", source_topic, KEY_LIMIT)
 
 
+def reroute_key(partition: int, source_topic: str, source_partition: int) -> str:
+    """State key of the re-route watermark of (group partition, source topic, source partition)."""
+    return fit_name(f"rr:{partition}:{source_partition}:", source_topic, KEY_LIMIT)
+
+
 class StateStore:
     """Reads and writes one sink's state in the caller's transaction (never commits)."""
 
@@ -110,7 +123,7 @@ class StateStore:
             try:
                 if key.startswith("offset:"):
                     state.offsets[int(key[7:])] = int(value)
-                elif key.startswith("wm:"):
+                elif key.startswith(("wm:", "rr:")):
                     state.watermarks[key] = Watermark.decode(value)
             except ValueError:
                 log.warning("ignoring malformed sink state %s/%s = %r", self.namespace, key, value)

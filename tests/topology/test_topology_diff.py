@@ -65,14 +65,17 @@ def test_field_added_and_renamed(minimal: Callable[[], Data]) -> None:
 
     changes = diff(minimal, edit)
     added = find(changes, "schema", "ax.INVENTTABLE: field ITEMTYPE added")
-    assert "channel schema change: add column ITEMTYPE" in added.action and added.needs_bootstrap
+    assert "re-routes" in added.action and "add column ITEMTYPE" in added.action and not added.needs_bootstrap
+    assert "fill it for every existing row, no HQ load" in added.action
     renamed = find(changes, "schema", "field NAMEALIAS renamed NAMEALIAS -> SEARCHNAME")
-    assert "rename column" in renamed.action
+    assert "add column SEARCHNAME" in renamed.action and "column NAMEALIAS is kept with its values" in renamed.action
+    assert not renamed.needs_bootstrap
 
 
 def test_field_removed(minimal: Callable[[], Data]) -> None:
     changes = diff(minimal, lambda d: d["subjobs"][0]["fields"].remove("NAMEALIAS"))
-    assert "no longer updated" in find(changes, "schema", "field NAMEALIAS removed").action
+    removed = find(changes, "schema", "field NAMEALIAS removed").action
+    assert "no longer updated" in removed and "keep it with its values (never dropped by cdx" in removed
 
 
 def test_subjob_moved_between_jobs_changes_routing(minimal: Callable[[], Data]) -> None:
@@ -97,7 +100,8 @@ def test_table_added_and_removed(minimal: Callable[[], Data]) -> None:
 
     changes = diff(minimal, edit)
     added = find(changes, "tables", "table dbo.ECORESPRODUCT added")
-    assert "ax.ECORESPRODUCT" in added.action and "g1, g2" in added.action and added.needs_bootstrap
+    assert "ax.ECORESPRODUCT" in added.action and "g1, g2" in added.action and not added.needs_bootstrap
+    assert "enable change tracking on dbo.ECORESPRODUCT" in added.action and "capture snapshots it" in added.action
     find(changes, "tables", "table dbo.INVENTTABLE removed")
 
 
@@ -109,7 +113,8 @@ def test_group_gets_a_table_through_a_schedule(minimal: Callable[[], Data]) -> N
     new["subjobs"][1].pop("channel_filter")
     changes = diff_topologies(validate_topology(old), validate_topology(new))
     gained = find(changes, "routing", "dbo.INVENTTABLE now reaches g2")
-    assert gained.action == "bootstrap ax.INVENTTABLE in the channels of g2"
+    assert gained.action == ("the router routes dbo.INVENTTABLE to g2 from the beginning of its table topic;"
+                             " their sinks create ax.INVENTTABLE and fill it")
     find(changes, "schedules", "schedule 'DL' changed")
 
 
@@ -129,3 +134,24 @@ def test_group_gets_a_table_through_a_schedule(minimal: Callable[[], Data]) -> N
 ])
 def test_other_changes(minimal: Callable[[], Data], edit: Callable[[Data], None], category: str, text: str) -> None:
     find(diff(minimal, edit), category, text)
+
+
+@pytest.mark.parametrize(("edit", "text", "action"), [
+    (lambda d: d["channel_data_groups"][0]["legal_entities"].append("usmf"), "group 'g1' gains legal entities usmf",
+     "re-routes from the compacted table topic"),
+    (lambda d: d["channel_data_groups"][0]["legal_entities"].append("usmf"), "group 'g1' gains legal entities usmf",
+     "rows of usmf come into its channels"),
+    (lambda d: d["channel_data_groups"][0].update(legal_entities=["zz"]), "group 'g1' loses legal entities",
+     "are deleted from its channels"),
+    (lambda d: d["channel_data_groups"][0]["channels"][0]["attributes"].update(recid=9),
+     "channel 's1' attributes changed", "resyncs from t.group.g1 under the new filter value"),
+    (lambda d: d["subjobs"][1].update(channel_filter={"column": "CHANNELTYPE", "attribute": "recid"}),
+     "channel filter changed", "resyncs from its group topic under the new filter"),
+    (lambda d: d["subjobs"][0].update(extension={"table": "ext.X", "fields": ["SEAT"]}),
+     "extension table ext.X added", "the sinks create ext.X and fill it"),
+])
+def test_download_changes_say_what_apply_does_without_a_bootstrap(minimal: Callable[[], Data],
+                                                                  edit: Callable[[Data], None], text: str,
+                                                                  action: str) -> None:
+    changes = [c for c in diff(minimal, edit) if text in c.summary]
+    assert changes and action in changes[0].action and not changes[0].needs_bootstrap, changes
