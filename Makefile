@@ -46,6 +46,10 @@ test-sqlserver: setup
 test-chaos: setup
 	$(BIN)/python -m pytest -q -m chaos
 
+# Operations controls end to end under load (pause/resume, schedule windows, replay on every hop): not in `make test`.
+test-ops: setup
+	$(BIN)/python -m pytest -q -m ops_long tests/ops
+
 # Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
 test-realtime: services
 	$(BIN)/python -m pytest -q -m realtime_long tests/realtime

@@ -9,6 +9,7 @@ import typer
 from cdx import __version__
 from cdx.cli import (
     capture_cmd,
+    controls_cmd,
     demo,
     deploy_cmd,
     dev,
@@ -65,6 +66,9 @@ app.command("status")(status_cmd.status)
 app.add_typer(realtime_cmd.app, name="realtime")
 capture_cmd.hq_app.command("init-realtime")(realtime_cmd.init_realtime)
 app.add_typer(topic_cmd.app, name="topic")
+sink_cmd.channel_app.command("pause")(controls_cmd.pause)
+sink_cmd.channel_app.command("resume")(controls_cmd.resume)
+app.add_typer(controls_cmd.schedule_app, name="schedule")
 install_error_boundary(app)  # keep last: every command registered above gets the error boundary
 
 

@@ -30,6 +30,7 @@ from cdx.topology.model import (
     Subjob,
     Topology,
 )
+from cdx.topology.operations import check_operations
 from cdx.topology.yamlsrc import format_path
 
 Indexed = list[tuple[int, Any]]
@@ -84,6 +85,7 @@ def check_parts(parts: Parts) -> list[Issue]:
     _check_schedules(out, parts)
     _check_filters(out, parts)
     _check_extension_schemas(out, parts)
+    out += check_operations(parts)
     return out
 
 

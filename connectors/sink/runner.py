@@ -60,6 +60,7 @@ from cdx.kafka.config import consumer_config
 from connectors.sink import metrics
 from connectors.sink.apply import BatchResult, batch_session, commit_batch
 from connectors.sink.breaker import FailureBreaker, dry_run
+from connectors.sink.gate import Gate, hold_partitions, release_partitions
 from connectors.sink.lock import ChannelLock, ChannelLocked
 from connectors.sink.records import Decoder, Record, decode_message
 from connectors.sink.resync import CAUGHT_UP_KEY, Resync, ResyncReport, resync_reason
@@ -114,6 +115,9 @@ class SinkSettings:
     """A sink that finds the channel lock held stands by until it is free; False (one-shot sinks such as
     ``cdx channel bootstrap``): it stops with the lock's message instead."""
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    controls: bool = True
+    """Obey ``cdx channel pause`` and the distribution schedules (``gate``); one-shot repairs
+    (bootstrap, replay) apply everything."""
     systematic_after: int = 10
     """Refusals in a row with the same error (no record applied between) that stop the channel
     instead of dead-lettering on (see ``breaker``; within a batch, probing later records decides sooner)."""
@@ -169,6 +173,9 @@ class ChannelSink:
         self._idle_marked = -float("inf")
         self._batch: list[Record] = []
         self.breaker = FailureBreaker(spec.owner_id, self._dry_run, threshold=self.settings.systematic_after)
+        self.gate = Gate(spec, self.dialect) if self.settings.controls else None
+        self.held: dict[int, int] = {}
+        """Partitions stopped at a held-back record (``gate``): partition -> its offset."""
 
     @property
     def name(self) -> str:
@@ -190,6 +197,7 @@ class ChannelSink:
             self._subscribe()
             self.status = "running"
             while not self._stop.is_set():
+                self._refresh_gate()
                 msgs = self._poll()
                 if self._resync_due is not None:
                     self._resync_while_running()
@@ -210,14 +218,40 @@ class ChannelSink:
         started = utcnow()
         records: list[Record] = []
         try:
-            records = [decode_message(self.decoder, m) for m in msgs]
-            self._apply_isolating(records)
+            records = self._cut([decode_message(self.decoder, m) for m in msgs])
+            if records:
+                self._apply_isolating(records)
             self._delay = self.settings.backoff_initial
         except RetriableError as e:
             seen = records or [Record(m.partition() or 0, m.offset() or 0, None, None) for m in msgs]
             self._failed_batch = batch_session(self.spec, seen, None, None, started, status=FAILED,
                                                error=f"batch dropped, retried: {e}")
             self._recover(e)
+
+    # ------------------------------------------------------------------------------ gate
+    def _refresh_gate(self) -> None:
+        """Between batches: re-read pause and schedules; a change lets held partitions be read again."""
+        if self.gate is None or self.conn is None:
+            return
+        try:
+            changed = self.gate.refresh(self.conn, self.consumer)
+        except Exception as e:  # the next batch deals with a database that went away
+            log.debug("sink %s: cannot read the controls: %s", self.name, e)
+            return
+        if changed and self.held and self.consumer is not None:
+            held, self.held = self.held, {}
+            release_partitions(self.consumer, self.spec.topic, held)
+        self.status = "paused" if self.gate.paused else ("running" if self.status == "paused" else self.status)
+
+    def _cut(self, records: list[Record]) -> list[Record]:
+        """The records the gate lets through; the partitions it holds stop at their held record."""
+        if self.gate is None:
+            return records
+        out, held = self.gate.cut(records)
+        if held and self.consumer is not None:
+            hold_partitions(self.consumer, self.spec.topic, held)
+            self.held.update(held)
+        return out
 
     # ----------------------------------------------------------------------------- resync
     def _resync(self, reason: str) -> None:
@@ -441,6 +475,7 @@ class ChannelSink:
         self.consumer_restarts += 1
         self._close_consumer()
         self._pending_seek.clear()
+        self.held.clear()
         self.positions.clear()
         self._stop.wait(1.0)
         if not self._stop.is_set():
@@ -449,6 +484,7 @@ class ChannelSink:
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         for tp in parts:
             tp.offset = self.state.offsets.get(tp.partition, OFFSET_BEGINNING)
+            self.held.pop(tp.partition, None)
             self._pending_seek.pop(tp.partition, None)
             self.positions.pop(tp.partition, None)
         log.info("sink %s: assigned %s partitions %s at %s", self.name, self.spec.topic,
@@ -459,6 +495,7 @@ class ChannelSink:
         for tp in parts:
             self._pending_seek.pop(tp.partition, None)
             self.positions.pop(tp.partition, None)
+            self.held.pop(tp.partition, None)
         consumer.incremental_unassign(parts)
 
     def _poll(self) -> list[Message]:
@@ -470,7 +507,7 @@ class ChannelSink:
         for m in msgs:
             err = m.error()
             if err is None:
-                if m.partition() not in self._pending_seek:
+                if m.partition() not in self._pending_seek and m.partition() not in self.held:
                     out.append(m)
                 continue
             if err.fatal() or err.code() == KafkaError._FATAL:
@@ -564,6 +601,7 @@ class ChannelSink:
             return
         parts = self.consumer.assignment()
         self.positions.clear()
+        self.held.clear()
         self._seek({tp.partition: self.state.offsets.get(tp.partition, OFFSET_BEGINNING) for tp in parts})
         try:
             self.consumer.resume(parts)
