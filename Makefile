@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos test-ops test-realtime test-sqlserver test-interop lint unit bench down clean
 
 setup: system venv jars
 
