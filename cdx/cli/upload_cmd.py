@@ -97,6 +97,10 @@ def upload_sink(
     instance_id: str | None = typer.Option(None, "--instance-id",
                                            help="Kafka static group membership id: a restarted sink gets its"
                                                 " partitions back at once (one per running sink)."),
+    session_retention_days: float = typer.Option(14.0, "--session-retention-days",
+                                                 help="Delete upload sessions older than this (0: by count only)."),
+    max_sessions: int = typer.Option(50_000, "--max-sessions", help="Upload sessions kept per channel at most"
+                                                                    " (0: no limit)."),
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
@@ -105,7 +109,12 @@ def upload_sink(
 
     setup_logging(verbose)
     topo = load(topology)
-    sink = UploadSink(topo, SinkOptions(batch_size=batch_size, instance_id=instance_id))
+    from cdx.errors import ConfigError
+
+    if session_retention_days < 0 or max_sessions < 0:
+        raise ConfigError("--session-retention-days and --max-sessions must be 0 or more (0: no limit)")
+    sink = UploadSink(topo, SinkOptions(batch_size=batch_size, instance_id=instance_id,
+                                        session_retention_days=session_retention_days, session_max_rows=max_sessions))
     stopped = on_stop_signals(sink.stop)
     serve_metrics(metrics_port)
     if not set_up(sink.setup, "upload sink", stopped, kafka=topo.kafka.bootstrap_servers):
