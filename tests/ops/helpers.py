@@ -32,7 +32,7 @@ DOWNLOAD = """  - id: InventTable
 
 def ops_topology(tmp: Path, kafka: str, hq_dsn: str, *, schedule: str | None = None, timezone: str = "UTC",
                  registers: list[str] | None = None, item_offline: bool | None = None,
-                 upload_offline: bool | None = None) -> Topology:
+                 upload_offline: bool | None = None, lines_offline: bool | None = None) -> Topology:
     """Channel ``s1`` (SQLite; offline ``registers``) receiving INVENTTABLE by schedule ``DL`` (``schedule``)
     and uploading sales by schedule ``P-0001``."""
     base = make_topology(tmp, kafka, hq_dsn, ["s1"], registers={"s1": registers or []})
@@ -41,6 +41,10 @@ def ops_topology(tmp: Path, kafka: str, hq_dsn: str, *, schedule: str | None = N
     up_off = "" if upload_offline is None else f", offline: {str(upload_offline).lower()}"
     text = text.replace("  - {id: P-0001, direction: upload}",
                         f"  - {{id: 1040, direction: download}}\n  - {{id: P-0001, direction: upload{up_off}}}")
+    if lines_offline is not None:
+        text = text.replace("  - id: RetailTransactionSalesTrans\n    direction: upload\n",
+                            "  - id: RetailTransactionSalesTrans\n    direction: upload\n"
+                            f"    offline: {str(lines_offline).lower()}\n")
     offline = "" if item_offline is None else f"\n    offline: {str(item_offline).lower()}"
     text = text.replace("subjobs:\n", "subjobs:\n" + DOWNLOAD.format(offline=offline), 1)
     sched = "" if schedule is None else f", schedule: {json.dumps(schedule)}, timezone: {timezone}"
