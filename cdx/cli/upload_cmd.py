@@ -92,6 +92,7 @@ def offline_sync(
 
 @user_errors
 def upload_sink(
+    ctx: typer.Context,
     topology: Path | None = TOPOLOGY_OPTION,
     batch_size: int = typer.Option(5000, help="Records applied per HQ transaction (at most)."),
     instance_id: str | None = typer.Option(None, "--instance-id",
@@ -105,6 +106,8 @@ def upload_sink(
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Apply every channel's upload topic to the HQ tables, insert-only, exactly once (until SIGTERM)."""
+    if ctx.invoked_subcommand is not None:  # cdx hq upload-sink replay
+        return
     from connectors.upload.sink import SinkOptions, UploadSink
 
     setup_logging(verbose)
