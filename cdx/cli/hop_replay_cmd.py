@@ -28,9 +28,15 @@ WAIT = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped role
                                         " before refusing.")
 
 
-def _timestamp(text: str | None) -> int | None:
+def _start(from_offset: int | None, text: str | None) -> int | None:
+    """The ``--from-timestamp`` in ms; ``ConfigError`` unless exactly one start is given."""
+    from cdx.errors import ConfigError
     from connectors.sink.rewind import parse_timestamp
 
+    if (from_offset is None) == (text is None):
+        raise ConfigError("give exactly one of --from-offset, --from-timestamp")
+    if from_offset is not None and from_offset < 0:
+        raise ConfigError(f"--from-offset {from_offset}: must be 0 or more")
     return parse_timestamp(text) if text is not None else None
 
 
@@ -55,10 +61,11 @@ def route_replay(
     """Route a table topic's records again into the groups, from an offset or a time (idempotent).
 
     Every router worker must be stopped (refused otherwise); the router routes from there when started."""
-    from streams.replay import replay_route
+    from streams.replay import download_subjob, replay_route
 
     topo = load(topology)
-    ts = _timestamp(from_timestamp)
+    ts = _start(from_offset, from_timestamp)
+    download_subjob(topo, table)
     require_kafka(topo)
     result = replay_route(topo, table, from_offset=from_offset, from_timestamp_ms=ts, partitions=partition,
                           wait=wait)
@@ -79,10 +86,11 @@ def upload_sink_replay(
     """Apply a channel's upload topic at HQ again, from an offset or a time (idempotent: insert-only).
 
     Every HQ upload sink must be stopped (refused otherwise); the sink applies from there when started."""
-    from connectors.upload.replay import replay_upload
+    from connectors.upload.replay import replay_upload, upload_channel
 
     topo = load(topology)
-    ts = _timestamp(from_timestamp)
+    ts = _start(from_offset, from_timestamp)
+    upload_channel(topo, channel)
     require_kafka(topo)
     result = replay_upload(topo, channel, from_offset=from_offset, from_timestamp_ms=ts, partitions=partition,
                            wait=wait)

@@ -21,6 +21,7 @@ from cdx.errors import ConfigError, FatalError
 from cdx.kafka.rewind import group_members, replay_targets
 from cdx.topics import upload_topic
 from cdx.topology import Topology
+from cdx.topology.model import Channel
 from connectors.upload.plan import uploading_channels
 from connectors.upload.sink import sink_group_id
 
@@ -35,17 +36,23 @@ class UploadReplay:
     """partition -> (offset stored at HQ before, offset now)."""
 
 
+def upload_channel(topology: Topology, channel: str) -> Channel:
+    """The uploading channel ``channel``; ``ConfigError`` naming the known ones."""
+    channels = {c.id.casefold(): c for c in uploading_channels(topology)}
+    ch = channels.get(channel.casefold())
+    if ch is None:
+        raise ConfigError(f"no uploading channel {channel!r} in the topology; known: "
+                          f"{', '.join(c.id for c in channels.values()) or 'none'}")
+    return ch
+
+
 def replay_upload(topology: Topology, channel: str, *, from_offset: int | None = None,
                   from_timestamp_ms: int | None = None, partitions: Iterable[int] | None = None,
                   wait: float = 0.0) -> UploadReplay:
     """Rewind the HQ upload sink's offsets of ``channel``'s upload topic (see module docstring)."""
     from cdx.dialects import get_dialect
 
-    channels = {c.id.casefold(): c for c in uploading_channels(topology)}
-    ch = channels.get(channel.casefold())
-    if ch is None:
-        raise ConfigError(f"no uploading channel {channel!r} in the topology; known: "
-                          f"{', '.join(c.id for c in channels.values()) or 'none'}")
+    ch = upload_channel(topology, channel)
     prefix = topology.kafka.topic_prefix
     topic, group = upload_topic(prefix, ch.id), sink_group_id(prefix)
     config = topology.kafka.client_config()
