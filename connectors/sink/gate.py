@@ -6,7 +6,8 @@ Contract
 - **Paused**: nothing is applied. **Schedules**: a record of a subjob whose every delivering schedule
   is windowed or an interval (``SinkSpec.schedules``) is applied only while one of them is open,
   or when its offset is below that schedule's release (``cdx schedule run-now``; an interval's tick,
-  which the sink itself records once per tick: the group topic's end offsets at that moment).
+  which the sink itself records once per tick: the group topic's end offsets at that moment; a sink that
+  was down at a tick releases when it starts; the first tick ever seen for a database only starts the count).
 - **Order is kept**: a partition stops at its first held-back record; the records before it are
   applied, those from it on wait (also those of continuous subjobs behind it in that partition).
   Nothing is skipped: the sink's offsets stay at the held record, so lag counts on.
@@ -84,7 +85,13 @@ class Gate:
         self.open = {k: s.plan.open_at(now, s.timezone) for k, s in self.schedules.items()}
         for key, sched in self.schedules.items():
             tick = sched.plan.tick(now, sched.timezone)
-            if tick is not None and tick != self.controls.ticks.get(key) and consumer is not None:
+            if tick is None or tick == self.controls.ticks.get(key):
+                continue
+            if key not in self.controls.ticks:  # the first tick any sink sees here: the clock starts
+                with self.dialect.transaction(conn):
+                    controls.raise_release(conn, self.dialect, sched.id, {}, tick=tick)
+                    self.controls = controls.read(conn, self.dialect)
+            elif consumer is not None:
                 self._release_tick(conn, consumer, sched, tick)
         changed = (self.controls, self.open) != before
         if changed:
