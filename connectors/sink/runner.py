@@ -200,7 +200,8 @@ class ChannelSink:
                 self._refresh_gate()
                 msgs = self._poll()
                 if self._resync_due is not None:
-                    self._resync_while_running()
+                    if not self._paused():  # paused: the resync waits for resume (the channel does not move)
+                        self._resync_while_running()
                 elif msgs:
                     self._handle(msgs)
             self.status = "stopped"
@@ -242,6 +243,14 @@ class ChannelSink:
             held, self.held = self.held, {}
             release_partitions(self.consumer, self.spec.topic, held)
         self.status = "paused" if self.gate.paused else ("running" if self.status == "paused" else self.status)
+
+    def _paused(self, *, refresh: bool = False) -> bool:
+        """Whether ``cdx channel pause`` holds this database (``refresh``: read it now)."""
+        if self.gate is None:
+            return False
+        if refresh:
+            self.gate.refresh(self.conn, None, force=True)
+        return self.gate.paused
 
     def _cut(self, records: list[Record]) -> list[Record]:
         """The records the gate lets through; the partitions it holds stop at their held record."""
@@ -377,7 +386,9 @@ class ChannelSink:
         metrics.UP.labels(**self._labels).set(1)
         if self.settings.resync_check:
             reason = resync_reason(self.conn, self.dialect, self.spec, self.state, self.kafka_config)
-            if reason is not None:
+            if reason is not None and self._paused(refresh=True):
+                self._resync_due = reason
+            elif reason is not None:
                 self._resync(reason)
 
     def _open_with_retry(self) -> bool:
