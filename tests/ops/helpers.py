@@ -32,10 +32,12 @@ DOWNLOAD = """  - id: InventTable
 
 def ops_topology(tmp: Path, kafka: str, hq_dsn: str, *, schedule: str | None = None, timezone: str = "UTC",
                  registers: list[str] | None = None, item_offline: bool | None = None,
-                 upload_offline: bool | None = None, lines_offline: bool | None = None) -> Topology:
-    """Channel ``s1`` (SQLite; offline ``registers``) receiving INVENTTABLE by schedule ``DL`` (``schedule``)
-    and uploading sales by schedule ``P-0001``."""
-    base = make_topology(tmp, kafka, hq_dsn, ["s1"], registers={"s1": registers or []})
+                 upload_offline: bool | None = None, lines_offline: bool | None = None,
+                 channel_dsn: str | None = None) -> Topology:
+    """Channel ``s1`` (SQLite unless ``channel_dsn``; offline ``registers``) receiving INVENTTABLE by
+    schedule ``DL`` (``schedule``) and uploading sales by schedule ``P-0001``."""
+    base = make_topology(tmp, kafka, hq_dsn, ["s1"], registers={"s1": registers or []},
+                         channel_dsns={"s1": channel_dsn} if channel_dsn else None)
     path = topology_path(base)
     text = path.read_text()
     up_off = "" if upload_offline is None else f", offline: {str(upload_offline).lower()}"

@@ -2,7 +2,7 @@
 on a clock the test controls (``CDX_TEST_CLOCK_FILE``, read by the real ``cdx sink``): outside the window the
 channel holds HQ's changes back while ``cdx status`` counts the lag; ``cdx schedule run-now`` applies what is
 held, once; the window opening applies everything; the window crossing midnight stays open until 06:00; once it
-closes, changes wait again."""
+closes, changes wait again. HQ and the channel on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_window_opens_and_closes_on_the_test_clock(tmp_path: Path, kafka: str, p
     clock = tmp_path / "clock"
     clock.write_text("2026-12-02T12:00:00+01:00")  # Wednesday noon in Berlin: closed
     topo = ops_topology(tmp_path, kafka, fresh_pg(postgres_server, "window"), schedule="Mon-Fri 22:00-06:00",
-                        timezone="Europe/Berlin")
+                        timezone="Europe/Berlin", channel_dsn=fresh_pg(postgres_server, "window_s1"))
     prepare(topo)
     group = roles(tmp_path, topo, CDX_TEST_CLOCK_FILE=str(clock))
     hq = HqWriter(topo)
