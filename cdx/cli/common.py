@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 TOPOLOGY_OPTION = typer.Option(None, "--topology", "-t", envvar="CDX_TOPOLOGY",
                                help="Topology file (default: ./topology.yaml).")

@@ -38,7 +38,7 @@ from cdx import topics
 from cdx.deploy.catalog import uploading_channel_ids
 from cdx.errors import ConfigError
 from cdx.kafka.admin import _settle, _with_logger
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 READ, WRITE = AclOperation.READ, AclOperation.WRITE
 TOPIC, GROUP, TXN = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from cdx import topics
 from cdx.kafka.admin import TopicSpec
-from cdx.topology.model import Direction, Topology
+from cdx.topology.model import Direction
+from cdx.topology.root import Topology
 
 UPLOAD_RETENTION_MS = 7 * 24 * 3600 * 1000
 

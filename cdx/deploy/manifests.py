@@ -12,7 +12,7 @@ from typing import Any
 from cdx.deploy.acls import Grant, desired_acls
 from cdx.deploy.catalog import desired_topics
 from cdx.deploy.workloads import METRICS_PORT, TOPOLOGY_PATH, Workload, dns_label, workloads
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 STRIMZI_API = "kafka.strimzi.io/v1beta2"
 _RESOURCE = {"TOPIC": "topic", "GROUP": "group", "TRANSACTIONAL_ID": "transactionalId"}

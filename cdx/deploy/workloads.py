@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdx.deploy.catalog import uploading_channel_ids
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 TOPOLOGY_PATH = "/etc/cdx/topology.yaml"
 METRICS_PORT = 9400

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cdx.topology.issues import Issue
-from cdx.topology.model import Direction, DistributionSchedule, Job, Subjob, Topology
+from cdx.topology.model import Direction, DistributionSchedule, Job, Subjob
+from cdx.topology.root import Topology
 from cdx.topology.yamlsrc import format_path
 
 if TYPE_CHECKING:

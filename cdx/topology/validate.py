@@ -28,9 +28,9 @@ from cdx.topology.model import (
     Job,
     KafkaConfig,
     Subjob,
-    Topology,
 )
 from cdx.topology.operations import check_operations
+from cdx.topology.root import Topology
 from cdx.topology.yamlsrc import format_path
 
 Indexed = list[tuple[int, Any]]

@@ -37,7 +37,7 @@ from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_con
 from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
 from cdx.topics import dlq_topic, positions_topic, schemas_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.capture import metrics, requests
 from connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
 from connectors.capture.records import ChangeEncoder

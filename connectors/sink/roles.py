@@ -19,7 +19,7 @@ from typing import Any
 
 from cdx.kafka.admin import partitions_of
 from cdx.topics import positions_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink.kafkaops import GroupInfo, describe_groups, read_range, watermarks
 from connectors.sink.spec import sink_group
 

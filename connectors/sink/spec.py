@@ -19,8 +19,9 @@ from functools import cached_property
 
 from cdx.errors import ConfigError
 from cdx.topics import group_topic
-from cdx.topology.model import Direction, DistributionSchedule, Subjob, Topology
+from cdx.topology.model import Direction, DistributionSchedule, Subjob
 from cdx.topology.operations import offline_excluded, schedules_for
+from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.sink")
 

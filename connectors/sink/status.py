@@ -40,7 +40,7 @@ from cdx.errors import CdxError, Unreachable
 from cdx.kafka.config import client_config
 from cdx.kafka.reach import require_kafka
 from cdx.topics import dlq_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink import sessions as hist
 from connectors.sink.kafkaops import describe_groups, first_timestamps, watermarks
 from connectors.sink.letters import DeadLetter, latest_by_origin, load_markers, read_letters
