@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 
 from cdx import controls
 from cdx.dialects import Connection, Dialect
@@ -79,8 +79,10 @@ class Gate:
             return False
         self._refreshed = time.monotonic()
         before = (self.controls, dict(self.open))
-        with self.dialect.transaction(conn):
+        try:  # a plain read: no write lock (SQLite's transaction() begins IMMEDIATE)
             self.controls = controls.read(conn, self.dialect)
+        finally:
+            conn.rollback()
         now = self.clock()
         self.open = {k: s.plan.open_at(now, s.timezone) for k, s in self.schedules.items()}
         for key, sched in self.schedules.items():
@@ -144,23 +146,3 @@ class Gate:
             else:
                 out.append(rec)
         return out, held
-
-
-def hold_partitions(consumer: Consumer, topic: str, held: dict[int, int]) -> None:
-    """Position each partition at its held-back record and stop fetching it."""
-    parts = [TopicPartition(topic, p, off) for p, off in held.items()]
-    for tp in parts:
-        consumer.seek(tp)
-    consumer.pause(parts)
-
-
-def release_partitions(consumer: Consumer, topic: str, held: dict[int, int]) -> None:
-    """Fetch the held partitions again from their held-back records."""
-    parts = [TopicPartition(topic, p, off) for p, off in held.items()]
-    consumer.resume(parts)
-    for tp in parts:
-        try:
-            consumer.seek(tp)
-        except KafkaException as e:  # not fetching yet: it starts from the position kept while paused
-            log.debug("seek %s[%d] to %d after resume: %s", topic, tp.partition, tp.offset, e)
-

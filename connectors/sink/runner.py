@@ -60,7 +60,8 @@ from cdx.kafka.config import consumer_config
 from connectors.sink import metrics
 from connectors.sink.apply import BatchResult, batch_session, commit_batch
 from connectors.sink.breaker import FailureBreaker, dry_run
-from connectors.sink.gate import Gate, hold_partitions, release_partitions
+from connectors.sink.gate import Gate
+from connectors.sink.gating import GatedSink
 from connectors.sink.lock import ChannelLock, ChannelLocked
 from connectors.sink.records import Decoder, Record, decode_message
 from connectors.sink.resync import CAUGHT_UP_KEY, Resync, ResyncReport, resync_reason
@@ -133,7 +134,7 @@ class Totals:
     resyncs: int = 0
 
 
-class ChannelSink:
+class ChannelSink(GatedSink):
     """One sink; ``run()`` blocks until ``stop()`` (see module docstring)."""
 
     def __init__(self, spec: SinkSpec, kafka_config: Mapping[str, Any], codec: Codec,
@@ -228,39 +229,6 @@ class ChannelSink:
             self._failed_batch = batch_session(self.spec, seen, None, None, started, status=FAILED,
                                                error=f"batch dropped, retried: {e}")
             self._recover(e)
-
-    # ------------------------------------------------------------------------------ gate
-    def _refresh_gate(self) -> None:
-        """Between batches: re-read pause and schedules; a change lets held partitions be read again."""
-        if self.gate is None or self.conn is None:
-            return
-        try:
-            changed = self.gate.refresh(self.conn, self.consumer)
-        except Exception as e:  # the next batch deals with a database that went away
-            log.debug("sink %s: cannot read the controls: %s", self.name, e)
-            return
-        if changed and self.held and self.consumer is not None:
-            held, self.held = self.held, {}
-            release_partitions(self.consumer, self.spec.topic, held)
-        self.status = "paused" if self.gate.paused else ("running" if self.status == "paused" else self.status)
-
-    def _paused(self, *, refresh: bool = False) -> bool:
-        """Whether ``cdx channel pause`` holds this database (``refresh``: read it now)."""
-        if self.gate is None:
-            return False
-        if refresh:
-            self.gate.refresh(self.conn, None, force=True)
-        return self.gate.paused
-
-    def _cut(self, records: list[Record]) -> list[Record]:
-        """The records the gate lets through; the partitions it holds stop at their held record."""
-        if self.gate is None:
-            return records
-        out, held = self.gate.cut(records)
-        if held and self.consumer is not None:
-            hold_partitions(self.consumer, self.spec.topic, held)
-            self.held.update(held)
-        return out
 
     # ----------------------------------------------------------------------------- resync
     def _resync(self, reason: str) -> None:
