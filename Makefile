@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos test-ops test-realtime test-sqlserver test-interop lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos test-ops test-realtime test-sqlserver test-interop test-ha lint unit bench down clean
 
 setup: system venv jars
 
@@ -49,6 +49,11 @@ test-chaos: setup
 # Operations controls end to end under load (pause/resume, schedule windows, replay on every hop): not in `make test`.
 test-ops: setup
 	$(BIN)/python -m pytest -q -m ops_long tests/ops
+
+# Active/standby capture and uploads (tests/ha, marker `ha`, not in `make test`): 10 kill -9 takeovers each,
+# SIGSTOP zombies, SIGTERM handover; prints the takeover times (minutes).
+test-ha: services
+	$(BIN)/python -m pytest -q -s -m ha tests/ha
 
 # Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
 test-realtime: services

@@ -10,15 +10,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cdx.topology.issues import Issue
 from cdx.topology.model import Direction, DistributionSchedule, Job, Subjob
 from cdx.topology.root import Topology
 from cdx.topology.yamlsrc import format_path
-
-if TYPE_CHECKING:
-    from cdx.topology.validate import Parts
 
 
 def offline_excluded(topo: Topology, subjob: Subjob) -> bool:
@@ -37,17 +32,18 @@ def schedules_for(topo: Topology, group_id: str, subjob: Subjob) -> list[Distrib
             and group_id.casefold() in {g.casefold() for g in s.channel_data_groups}]
 
 
-def check_operations(parts: Parts) -> list[Issue]:
-    """Contradictory ``offline`` settings and windows on upload schedules."""
+def check_operations(jobs_at: list[tuple[int, Job]], subjobs: list[tuple[int, Subjob]],
+                     schedules: list[tuple[int, DistributionSchedule]]) -> list[Issue]:
+    """Contradictory ``offline`` settings and windows on upload schedules (items with their file index)."""
     out: list[Issue] = []
-    jobs: dict[str, Job] = {j.id.casefold(): j for _, j in parts.jobs}
-    for i, s in parts.subjobs:
+    jobs: dict[str, Job] = {j.id.casefold(): j for _, j in jobs_at}
+    for i, s in subjobs:
         mine = [jobs[j.casefold()] for j in s.scheduled_by if j.casefold() in jobs]
         if s.offline is True and mine and all(not j.offline for j in mine):
             out.append(Issue(format_path(("subjobs", i, "offline")), None,
                              f"subjob {s.id!r} says offline: true but every job scheduling it"
                              f" ({', '.join(j.id for j in mine)}) says offline: false; remove one of them"))
-    for i, sched in parts.schedules:
+    for i, sched in schedules:
         if sched.direction is Direction.UPLOAD and not sched.plan.continuous:
             out.append(Issue(format_path(("distribution_schedules", i, "schedule")), None,
                              f"upload schedule {sched.id!r} has schedule {', '.join(sched.schedule)!r}, but uploads"

@@ -85,7 +85,7 @@ def check_parts(parts: Parts) -> list[Issue]:
     _check_schedules(out, parts)
     _check_filters(out, parts)
     _check_extension_schemas(out, parts)
-    out += check_operations(parts)
+    out += check_operations(parts.jobs, parts.subjobs, parts.schedules)
     return out
 
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cdx.cleanup import quietly
 from cdx.codec import Column, SchemaPublisher, SchemaStore, TableSchemas, make_codec
 from cdx.codec.envelope import Op
 from cdx.dialects import ColumnInfo, get_dialect, key_columns
@@ -235,17 +236,11 @@ class CaptureConnector:
         if self.producer is not None:
             self.producer.close()
         if self.tracker is not None:
-            try:
-                self.tracker.conn.close()
-            except Exception:
-                pass
+            quietly(self.tracker.conn.close, "capture: closing the HQ connection", log)
 
     def _reconnect(self) -> None:
-        try:
-            if self.tracker is not None:
-                self.tracker.conn.close()
-        except Exception:
-            pass
+        if self.tracker is not None:
+            quietly(self.tracker.conn.close, "capture: closing the HQ connection before reconnecting", log)
         try:
             self.tracker = self._tracker_factory()
         except Exception as exc:  # the database is still down: the next poll retries

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cdx import controls
+from cdx.cleanup import quietly
 from cdx.dialects import get_dialect
 from cdx.dialects.base import STATE_TABLE
 from cdx.errors import CdxError, Unreachable
@@ -241,11 +242,8 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
         except Exception as e:
             st.error = f"cannot read the database: {_why(e)}"
         finally:
-            try:
-                conn.rollback()
-                conn.close()
-            except Exception:
-                pass
+            quietly(conn.rollback, "status: rolling back a read")
+            quietly(conn.close, "status: closing a connection")
     if markers is not None:
         st.dead_letters_pending = sum(1 for x in mine if x.origin is not None and x.origin[0] == spec.topic
                                       and (x.origin[1], x.origin[2]) not in markers)
