@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop test-ha lint unit bench down clean test-rollout
+.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop test-ha lint unit bench down clean test-rollout test-ops
 
 setup: system venv jars
 
@@ -45,6 +45,10 @@ test-sqlserver: setup
 
 test-chaos: setup
 	$(BIN)/python -m pytest -q -m chaos
+
+# Operations controls end to end under load (pause/resume, schedule windows, replay on every hop): not in `make test`.
+test-ops: setup
+	$(BIN)/python -m pytest -q -m ops_long tests/ops
 
 # Active/standby capture and uploads (tests/ha, marker `ha`, not in `make test`): 10 kill -9 takeovers each,
 # SIGSTOP zombies, SIGTERM handover; prints the takeover times (minutes).

@@ -27,6 +27,7 @@ hq_app = typer.Typer(help="HQ database: change tracking set-up and cleanup.", no
 
 @user_errors
 def capture(
+    ctx: typer.Context,
     topology: Path | None = TOPOLOGY_OPTION,
     poll_interval: float = typer.Option(0.2, help="Seconds between polls when idle."),
     batch_size: int = typer.Option(5000, help="Tracking entries read per table per transaction."),
@@ -36,6 +37,8 @@ def capture(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Publish HQ changes to the per-table topics, exactly once (runs until SIGTERM)."""
+    if ctx.invoked_subcommand is not None:  # cdx capture resnapshot
+        return
     from cdx.kafka.config import client_config
     from cdx.kafka.lease import Lease, LeaseLost
     from cdx.topics import lease_topic

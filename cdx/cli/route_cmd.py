@@ -20,6 +20,7 @@ from cdx.cli.common import (
 
 @user_errors
 def route(
+    ctx: typer.Context,
     topology: Path | None = TOPOLOGY_OPTION,
     datadir: Path | None = typer.Option(None, help="Data directory: the sqlite key store's file; faust's data"
                                                     " (default: a new temporary directory for faust)."),
@@ -40,6 +41,8 @@ def route(
 
     SIGHUP or a changed topology file reloads the topology; run more workers to scale out.
     """
+    if ctx.invoked_subcommand is not None:  # cdx route replay
+        return
     from streams.worker import run
 
     topo = load(topology)  # the worker loads it again; here: errors before anything starts

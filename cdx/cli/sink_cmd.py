@@ -99,7 +99,8 @@ def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, setting
     from connectors.sink.bootstrap import CatchUp
     from connectors.sink.host import SinkHost
 
-    host = SinkHost(topology, owner_ids, dataclasses.replace(settings, static_membership=False, stand_by=False))
+    host = SinkHost(topology, owner_ids, dataclasses.replace(settings, static_membership=False, stand_by=False,
+                                                                     controls=False))
     on_stop_signals(host.stop)
     host.setup()
     catch = CatchUp(host)

@@ -73,7 +73,9 @@ def render(st: Status) -> None:
         if d.dead_letters_pending:
             dead = f"[red]{dead}[/]"
         error = d.error or (f"{f.finished_at:%Y-%m-%d %H:%M:%S}: {(f.error or '')[:80]}" if f else "")
-        dbs.add_row(d.owner_id, d.kind, _yes(d.reachable), _yes(d.sink_running),
+        sink = _yes(d.sink_running) + (" [yellow]paused[/]" if d.paused else "") + "".join(
+            f" [dim]{k}: {v}[/]" for k, v in d.schedules.items())
+        dbs.add_row(d.owner_id, d.kind, _yes(d.reachable), sink,
                     f"{_ago(a.finished_at)} [dim]{a.kind} {a.session_id}[/]" if a else "never",
                     offsets or "-", lag, lag_s, dead, f"[red]{error}[/]" if d.error else error)
     console.print(dbs)

@@ -111,24 +111,35 @@ def offline_sync(
 
 @user_errors
 def upload_sink(
+    ctx: typer.Context,
     topology: Path | None = TOPOLOGY_OPTION,
     batch_size: int = typer.Option(5000, help="Records applied per HQ transaction (at most)."),
     instance_id: str | None = typer.Option(None, "--instance-id",
                                            help="Kafka static group membership id: a restarted sink gets its"
                                                 " partitions back at once (one per running sink)."),
+    session_retention_days: float = typer.Option(14.0, "--session-retention-days",
+                                                 help="Delete upload sessions older than this (0: by count only)."),
+    max_sessions: int = typer.Option(50_000, "--max-sessions", help="Upload sessions kept per channel at most"
+                                                                    " (0: no limit)."),
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Apply every channel's upload topic to the HQ tables, insert-only, exactly once (until SIGTERM)."""
+    if ctx.invoked_subcommand is not None:  # cdx hq upload-sink replay
+        return
     import os
     import socket
 
+    from cdx.errors import ConfigError
     from connectors.upload.sink import SinkOptions, UploadSink
 
     setup_logging(verbose)
+    if session_retention_days < 0 or max_sessions < 0:
+        raise ConfigError("--session-retention-days and --max-sessions must be 0 or more (0: no limit)")
     live = live_topology(topology, "hq-upload-sink")
     topo = live.current
-    sink = UploadSink(topo, SinkOptions(batch_size=batch_size, instance_id=instance_id))
+    sink = UploadSink(topo, SinkOptions(batch_size=batch_size, instance_id=instance_id,
+                                        session_retention_days=session_retention_days, session_max_rows=max_sessions))
     sink.live = live
     live.set_instances([instance_id or f"{socket.gethostname()}-{os.getpid()}"])
     stopped = on_stop_signals(sink.stop)

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,6 +31,10 @@ from cdx.topology.dsn import Dialect, check_dsn, dsn_key, infer_dialect, redact,
 from cdx.topology.extensions import Extensions, PostUpload
 from cdx.topology.identifiers import Identifier, TableRef, TableRefField, TopicId
 from cdx.topology.principals import KafkaPrincipals
+from cdx.topology.schedule import CONTINUOUS, check_zone
+from cdx.topology.schedule import Plan as SchedulePlan
+from cdx.topology.schedule import normalise as schedule_entries
+from cdx.topology.schedule import parse as parse_schedule
 
 __all__ = [
     "DATAAREAID",
@@ -320,6 +325,8 @@ class Job(Model):
     id: TopicId
     description: str | None = None
     direction: Direction
+    offline: bool = True
+    """False: the job's subjobs are left out of offline register databases (CDX's "exclude from offline")."""
 
 
 class Subjob(Model):
@@ -344,6 +351,9 @@ class Subjob(Model):
     """Upload only: the channel column whose growth marks new rows (e.g. REPLICATIONCOUNTERFROMORIGIN)."""
     extension: ChannelExtension | None = None
     channel_filter: ChannelFilter | None = None
+    offline: bool | None = None
+    """False: left out of offline register databases; None: as its jobs say (left out when every job
+    scheduling it has ``offline: false``)."""
     source_topic: TopicId | None = None
     """Download only: the table topic to route from when another capture writes it (e.g. Debezium's
     PostgreSQL source: ``dbserver1.public.inventtable``, in the topology's ``kafka.encoding``). cdx's own
@@ -424,3 +434,13 @@ class DistributionSchedule(Model):
     direction: Direction
     jobs: tuple[TopicId, ...] = Field(min_length=1)
     channel_data_groups: tuple[TopicId, ...] = Field(min_length=1)
+    schedule: Annotated[tuple[str, ...], BeforeValidator(schedule_entries)] = (CONTINUOUS,)
+    """``continuous``, time windows (``"Mon-Fri 22:00-06:00"``, a list of them) or an interval
+    (``every 15m``): when sinks apply this schedule's records (:mod:`cdx.topology.schedule`)."""
+    timezone: Annotated[str, AfterValidator(check_zone)] = "UTC"
+    """IANA time zone the windows and intervals are read in."""
+
+    @property
+    def plan(self) -> SchedulePlan:
+        """The parsed ``schedule``."""
+        return parse_schedule(self.schedule)

@@ -29,6 +29,7 @@ from cdx.topology.model import (
     KafkaConfig,
     Subjob,
 )
+from cdx.topology.operations import check_operations
 from cdx.topology.root import Topology
 from cdx.topology.yamlsrc import format_path
 
@@ -84,6 +85,7 @@ def check_parts(parts: Parts) -> list[Issue]:
     _check_schedules(out, parts)
     _check_filters(out, parts)
     _check_extension_schemas(out, parts)
+    out += check_operations(parts.jobs, parts.subjobs, parts.schedules)
     return out
 
 

@@ -40,7 +40,7 @@ from cdx.kafka.transactions import TransactionalProducer
 from cdx.topics import dlq_topic, positions_topic, schemas_topic
 from cdx.topology.live import LiveTopology
 from cdx.topology.root import Topology
-from connectors.capture import metrics
+from connectors.capture import metrics, requests
 from connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
 from connectors.capture.records import ChangeEncoder
 from connectors.capture.snapshot import read_chunk, stale_keys
@@ -53,6 +53,8 @@ _OPS = {"I": Op.CREATE, "U": Op.UPDATE, "D": Op.DELETE}
 RECORD_OVERHEAD = 1024
 """Bytes kept free below ``max_message_bytes`` for the record and batch headers."""
 DLQ_CONFIG = {"retention.ms": "-1"}
+REQUEST_INTERVAL = 2.0
+"""Seconds between two reads of the operator's requests in HQ (``connectors.capture.requests``)."""
 
 
 def to_codec_columns(columns: Iterable[ColumnInfo]) -> list[Column]:
@@ -114,6 +116,8 @@ class CaptureConnector:
         self.producer: TransactionalProducer | None = None
         self.live: LiveTopology | None = None
         """Set by ``cdx capture``: new topology revisions are taken between polls (``reload``)."""
+        self._requests_due = 0.0
+        self._handled: dict[str, str] = {}
 
     # ----------------------------------------------------------------- set-up
     def setup(self) -> None:
@@ -209,12 +213,35 @@ class CaptureConnector:
 
     def poll_once(self) -> int:
         """One pass over every table; returns the number of changes published."""
-        total = 0
+        total = self._take_requests()
         for table in self.tables:
             if self._stop.is_set():
                 break
             total += self._capture_table(table)
         return total
+
+    def _take_requests(self) -> int:
+        """Re-snapshot the tables ``cdx capture resnapshot`` asked for (``requests``), at most every
+        ``REQUEST_INTERVAL`` seconds; returns the rows published."""
+        if self.tracker is None or time.monotonic() < self._requests_due:
+            return 0
+        self._requests_due = time.monotonic() + REQUEST_INTERVAL
+        tracker = self.tracker
+        found: dict[str, str] = self._db(lambda: requests.pending(tracker.conn, tracker.dialect))
+        published = 0
+        for table in self.tables:
+            value = found.get(table.name.casefold())
+            if value is None or self._handled.get(table.name) == value:
+                continue
+            log.warning("re-snapshotting %s on request (%s)", table.name, value)
+            metrics.RESNAPSHOTS.labels(table.name).inc()
+            published += self._start_snapshot(table, resnapshot=True)
+            self._handled[table.name] = value
+            try:
+                requests.done(tracker.conn, tracker.dialect, table.name, value)
+            except Exception as exc:  # a read-only HQ user: remembered in _handled instead
+                log.warning("cannot clear the re-snapshot request of %s in HQ: %s", table.name, exc)
+        return published
 
     def close(self) -> None:
         if self.producer is not None:

@@ -110,6 +110,9 @@ def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: 
         if poison is not None:
             plan.dead.append((rec, poison))
             continue
+        if spec.excludes(change.subjob):  # offline: false on an offline register
+            plan.filtered += 1
+            continue
         try:
             key = shape.key_values(change.key)
             row = None if change.is_delete or change.row is None else shape.row_values(change.row)

@@ -67,6 +67,8 @@ from cdx.kafka.config import consumer_config
 from connectors.sink import metrics, respec
 from connectors.sink.apply import BatchResult, batch_session, commit_batch
 from connectors.sink.breaker import FailureBreaker, dry_run
+from connectors.sink.gate import Gate
+from connectors.sink.gating import GatedSink
 from connectors.sink.lock import ChannelLock, ChannelLocked
 from connectors.sink.records import Decoder, Record, decode_message
 from connectors.sink.resync import CAUGHT_UP_KEY, Resync, ResyncReport, resync_reason
@@ -121,6 +123,9 @@ class SinkSettings:
     """A sink that finds the channel lock held stands by until it is free; False (one-shot sinks such as
     ``cdx channel bootstrap``): it stops with the lock's message instead."""
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    controls: bool = True
+    """Obey ``cdx channel pause`` and the distribution schedules (``gate``); one-shot repairs
+    (bootstrap, replay) apply everything."""
     systematic_after: int = 10
     """Refusals in a row with the same error (no record applied between) that stop the channel
     instead of dead-lettering on (see ``breaker``; within a batch, probing later records decides sooner)."""
@@ -136,7 +141,7 @@ class Totals:
     resyncs: int = 0
 
 
-class ChannelSink:
+class ChannelSink(GatedSink):
     """One sink; ``run()`` blocks until ``stop()`` (see module docstring)."""
 
     def __init__(self, spec: SinkSpec, kafka_config: Mapping[str, Any], codec: Codec,
@@ -176,6 +181,9 @@ class ChannelSink:
         self._idle_marked = -float("inf")
         self._batch: list[Record] = []
         self.breaker = FailureBreaker(spec.owner_id, self._dry_run, threshold=self.settings.systematic_after)
+        self.gate = Gate(spec, self.dialect) if self.settings.controls else None
+        self.held: dict[int, int] = {}
+        """Partitions stopped at a held-back record (``gate``): partition -> its offset."""
 
     @property
     def name(self) -> str:
@@ -197,9 +205,11 @@ class ChannelSink:
             self._subscribe()
             self.status = "running"
             while not self._stop.is_set():
+                self._refresh_gate()
                 msgs = self._poll()
                 if self._resync_due is not None:
-                    self._resync_while_running()
+                    if not self._paused():  # paused: the resync waits for resume (the channel does not move)
+                        self._resync_while_running()
                 elif msgs:
                     self._handle(msgs)
             self.status = "stopped"
@@ -217,8 +227,9 @@ class ChannelSink:
         started = utcnow()
         records: list[Record] = []
         try:
-            records = [decode_message(self.decoder, m) for m in msgs]
-            self._apply_isolating(records)
+            records = self._cut([decode_message(self.decoder, m) for m in msgs])
+            if records:
+                self._apply_isolating(records)
             self._delay = self.settings.backoff_initial
         except RetriableError as e:
             seen = records or [Record(m.partition() or 0, m.offset() or 0, None, None) for m in msgs]
@@ -351,8 +362,11 @@ class ChannelSink:
         metrics.UP.labels(**self._labels).set(1)
         reason = resync_reason(self.conn, self.dialect, self.spec, self.state, self.kafka_config) \
             if self.settings.resync_check else None
-        if reason is not None or refilter is not None:
-            self._resync("; ".join(r for r in (refilter, reason) if r))
+        reason = "; ".join(r for r in (refilter, reason) if r) or None
+        if reason is not None and self._paused(refresh=True):
+            self._resync_due = reason
+        elif reason is not None:
+            self._resync(reason)
 
     def _open_with_retry(self) -> bool:
         """Open the database and load the state, retrying transient failures. False if stopped."""
@@ -446,6 +460,7 @@ class ChannelSink:
         self.consumer_restarts += 1
         self._close_consumer()
         self._pending_seek.clear()
+        self.held.clear()
         self.positions.clear()
         self._stop.wait(1.0)
         if not self._stop.is_set():
@@ -454,6 +469,7 @@ class ChannelSink:
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         for tp in parts:
             tp.offset = self.state.offsets.get(tp.partition, OFFSET_BEGINNING)
+            self.held.pop(tp.partition, None)
             self._pending_seek.pop(tp.partition, None)
             self.positions.pop(tp.partition, None)
         log.info("sink %s: assigned %s partitions %s at %s", self.name, self.spec.topic,
@@ -464,6 +480,7 @@ class ChannelSink:
         for tp in parts:
             self._pending_seek.pop(tp.partition, None)
             self.positions.pop(tp.partition, None)
+            self.held.pop(tp.partition, None)
         consumer.incremental_unassign(parts)
 
     def _poll(self) -> list[Message]:
@@ -475,7 +492,7 @@ class ChannelSink:
         for m in msgs:
             err = m.error()
             if err is None:
-                if m.partition() not in self._pending_seek:
+                if m.partition() not in self._pending_seek and m.partition() not in self.held:
                     out.append(m)
                 continue
             if err.fatal() or err.code() == KafkaError._FATAL:
@@ -569,6 +586,7 @@ class ChannelSink:
             return
         parts = self.consumer.assignment()
         self.positions.clear()
+        self.held.clear()
         self._seek({tp.partition: self.state.offsets.get(tp.partition, OFFSET_BEGINNING) for tp in parts})
         try:
             self.consumer.resume(parts)

@@ -19,7 +19,8 @@ from functools import cached_property
 
 from cdx.errors import ConfigError
 from cdx.topics import group_topic
-from cdx.topology.model import Direction, Subjob
+from cdx.topology.model import Direction, DistributionSchedule, Subjob
+from cdx.topology.operations import offline_excluded, schedules_for
 from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.sink")
@@ -61,6 +62,11 @@ class SinkSpec:
     """Job ids scheduling each subjob (subjob id case-folded), for the download-session history."""
     extension_schemas: tuple[str, ...] = ("ext",)
     """Schemas whose tables' columns are created NOT NULL with a DEFAULT (``extensions.schemas``)."""
+    excluded_subjobs: frozenset[str] = frozenset()
+    """Subjob ids (case-folded) this database does not take: ``offline: false`` on an offline register."""
+    schedules: Mapping[str, tuple[DistributionSchedule, ...]] = field(default_factory=dict)
+    """Per subjob id (case-folded): the schedules delivering it to this group, only for subjobs none of
+    whose schedules is continuous (the others are applied as they arrive)."""
 
     @cached_property
     def _ranks(self) -> dict[tuple[str, str], int]:
@@ -73,6 +79,9 @@ class SinkSpec:
 
     def filter_for(self, subjob: str) -> FilterRule | None:
         return self.filters.get(subjob.casefold())
+
+    def excludes(self, subjob: str) -> bool:
+        return subjob.casefold() in self.excluded_subjobs
 
     def jobs_for(self, subjob: str) -> tuple[str, ...]:
         return self.subjob_jobs.get(subjob.casefold(), ())
@@ -127,6 +136,9 @@ def sink_specs(topology: Topology, owner_ids: Iterable[str] | None = None) -> li
         if wanted is not None and info.owner_id.casefold() not in wanted:
             continue
         subjobs = topology.subjobs_for_group(info.group.id, Direction.DOWNLOAD)
+        excluded = frozenset(s.id.casefold() for s in subjobs
+                             if info.kind == "offline" and offline_excluded(topology, s))
+        subjobs = [s for s in subjobs if s.id.casefold() not in excluded]
         order: list[Target] = []
         for s in subjobs:
             order += [t for t in subjob_targets(s) if t not in order]
@@ -137,5 +149,15 @@ def sink_specs(topology: Topology, owner_ids: Iterable[str] | None = None) -> li
             dialect=info.database.dialect.value, dsn=info.database.dsn, topic=group_topic(prefix, info.group.id),
             consumer_group=sink_group(prefix, info.owner_id), table_order=tuple(order), filters=filters,
             subjob_jobs={s.id.casefold(): tuple(j.id for j in topology.jobs_of(s)) for s in subjobs},
-            extension_schemas=topology.extensions.schemas))
+            extension_schemas=topology.extensions.schemas, excluded_subjobs=excluded,
+            schedules=_windowed(topology, info.group.id, subjobs)))
     return specs
+
+
+def _windowed(topology: Topology, group_id: str, subjobs: list[Subjob]) -> dict[str, tuple[DistributionSchedule, ...]]:
+    out = {}
+    for s in subjobs:
+        scheds = tuple(schedules_for(topology, group_id, s))
+        if scheds and not any(d.plan.continuous for d in scheds):
+            out[s.id.casefold()] = scheds
+    return out

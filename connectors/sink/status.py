@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cdx import controls
 from cdx.cleanup import quietly
 from cdx.dialects import get_dialect
 from cdx.dialects.base import STATE_TABLE
@@ -75,6 +76,10 @@ class DatabaseStatus:
     last_failed: Session | None = None
     dead_letters: int = 0
     dead_letters_pending: int | None = None
+    paused: str | None = None
+    """``<since> <who>`` while ``cdx channel pause`` holds it (lag keeps counting), else ``None``."""
+    schedules: dict[str, str] = field(default_factory=dict)
+    """Windowed and interval schedules delivering to it: ``open``, ``closed`` or ``every <N>s``."""
 
     @property
     def caught_up(self) -> bool:
@@ -206,10 +211,24 @@ def hq_unreachable(topology: Topology) -> str | None:
     return None
 
 
+def schedule_states(spec: SinkSpec) -> dict[str, str]:
+    """Each non-continuous schedule of the database: ``open``/``closed`` (windows, now) or ``every <N>s``."""
+    from connectors.sink.gate import clock_now
+
+    now, out = clock_now(), {}
+    for group in spec.schedules.values():
+        for s in group:
+            plan = s.plan
+            out[s.id] = f"every {plan.interval}s" if plan.interval else "open" if plan.open_at(now, s.timezone) \
+                else "closed"
+    return out
+
+
 def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int, int], dict[int, int]] | None,
               latest: Mapping[tuple[str, int, int], DeadLetter], kafka_ok: bool) -> DatabaseStatus:
     st = DatabaseStatus(spec.owner_id, spec.kind, spec.channel_id, spec.group_id, spec.topic, spec.dialect,
                         spec.redacted_dsn())
+    st.schedules = schedule_states(spec)
     mine = [x for x in latest.values() if (x.channel or "").casefold() == spec.owner_id.casefold()]
     st.dead_letters = len(mine)
     d = get_dialect(spec.dialect)
@@ -225,6 +244,7 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
             if d.table_exists(conn, *kernel_ref(d, STATE_TABLE)):
                 st.stored_offsets = StateStore(d, spec.topic).load(conn).offsets
                 markers = load_markers(conn, d, spec.topic)
+                st.paused = controls.read(conn, d).paused
             else:
                 markers = {}
             st.last_applied = hist.last(conn, d, spec.owner_id, APPLIED, kinds=(BATCH, RESYNC, DLQ_REPLAY))

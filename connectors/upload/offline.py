@@ -43,10 +43,10 @@ from cdx.topology.live import LiveTopology
 from cdx.topology.model import Channel, OfflineRegister
 from cdx.verify import normalise
 from connectors.upload import metrics
+from connectors.upload.plan import offline_subjobs_for
 from connectors.upload.positions import UploadPosition, resume
 from connectors.upload.records import dlq_record, produce_and_flush
 from connectors.upload.source import ReadSnapshot, close_quietly, db_error, open_database, source_table
-from connectors.upload.uploader import upload_subjobs_for
 
 log = logging.getLogger("cdx.upload.offline")
 
@@ -279,7 +279,7 @@ class ChannelOfflineSync:
         self.channel = channel
         self.options = options
         self._stop = stop
-        self.subjobs = upload_subjobs_for(topology, channel.id)
+        self.subjobs = offline_subjobs_for(topology, channel.id)
         self.registers = [RegisterSync(r) for r in registers]
         self.dialect = get_dialect(channel.database.dialect.value)
         self.conn: Connection | None = None
@@ -500,7 +500,7 @@ def syncing_channels(topology: Topology, channels: list[str] | None = None) -> l
     """Channels with offline registers and upload subjobs (all, or those named); ``ConfigError`` for others."""
     wanted = {c.casefold() for c in channels or []}
     out = [c.channel for c in topology.channels()
-           if c.channel.offline_registers and upload_subjobs_for(topology, c.channel.id)
+           if c.channel.offline_registers and offline_subjobs_for(topology, c.channel.id)
            and (not wanted or c.channel.id.casefold() in wanted)]
     unknown = wanted - {c.id.casefold() for c in out}
     if unknown:

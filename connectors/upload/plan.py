@@ -13,6 +13,7 @@ from cdx.kafka.reading import read_to_end
 from cdx.topics import check_topic
 from cdx.topology import Direction, Subjob, Topology
 from cdx.topology.model import Channel
+from cdx.topology.operations import offline_excluded
 from connectors.upload.positions import UploadPosition
 
 DEFAULT_GAP_TIMEOUT = 600.0
@@ -47,6 +48,11 @@ def upload_subjobs_for(topology: Topology, channel_id: str) -> list[Subjob]:
     if group is None:
         return []
     return topology.subjobs_for_group(group.id, Direction.UPLOAD)
+
+
+def offline_subjobs_for(topology: Topology, channel_id: str) -> list[Subjob]:
+    """The upload subjobs the channel's offline registers sync into it: those without ``offline: false``."""
+    return [s for s in upload_subjobs_for(topology, channel_id) if not offline_excluded(topology, s)]
 
 
 def uploading_channels(topology: Topology, only: list[str] | None = None) -> list[Channel]:

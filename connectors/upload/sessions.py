@@ -151,3 +151,28 @@ def recent(conn: Connection, dialect: Dialect, limit: int = 20, channel: str | N
         values = {c.name: dialect.decode(c, v) for c, v in zip(COLUMNS, raw, strict=True)}
         out.append(Session(**values))
     return out
+
+
+def prune_sessions(conn: Connection, dialect: Dialect, retention_days: float, max_rows: int) -> int:
+    """Delete upload sessions older than ``retention_days`` (0: keep by count only), then keep at most
+    ``max_rows`` per channel (0: no limit), oldest first. Caller's transaction; returns the rows deleted.
+    Idempotent: a second run deletes nothing."""
+    q, p = dialect.quote_ident, dialect.placeholder
+    table = dialect.qualified(SCHEMA, TABLE)
+    cur = conn.cursor()
+    deleted = 0
+    if retention_days > 0:
+        cutoff = utcnow() - dt.timedelta(days=retention_days)
+        cur.execute(f"DELETE FROM {table} WHERE {q('finished_at')} < {p}", (dialect.encode(cutoff),))
+        deleted += max(cur.rowcount or 0, 0)
+    if max_rows > 0:
+        cur.execute(f"SELECT {q('channel')}, COUNT(*) FROM {table} GROUP BY {q('channel')}"
+                    f" HAVING COUNT(*) > {p}", (max_rows,))
+        for channel, count in cur.fetchall():
+            excess = int(count) - max_rows
+            cur.execute(f"SELECT {q('session_id')} FROM {table} WHERE {q('channel')} = {p}"
+                        f" ORDER BY {q('finished_at')}, {q('session_id')} LIMIT {int(excess)}", (channel,))
+            ids = [(r[0],) for r in cur.fetchall()]
+            cur.executemany(f"DELETE FROM {table} WHERE {q('session_id')} = {p}", ids)
+            deleted += len(ids)
+    return deleted

@@ -45,7 +45,15 @@ from cdx.topology.live import LiveTopology
 from connectors.upload import metrics
 from connectors.upload.post_processing import PostUploadHook
 from connectors.upload.records import EXTENSION_HEADER, SUBJOB_HEADER, dlq_record, produce_and_flush
-from connectors.upload.sessions import APPLIED, FAILED, Session, ensure_sessions_table, insert_sessions, utcnow
+from connectors.upload.sessions import (
+    APPLIED,
+    FAILED,
+    Session,
+    ensure_sessions_table,
+    insert_sessions,
+    prune_sessions,
+    utcnow,
+)
 from connectors.upload.source import counter_hq_name, db_error, source_table
 from connectors.upload.uploader import upload_subjobs_for, uploading_channels
 
@@ -72,6 +80,12 @@ class SinkOptions:
     max_backoff: float = 30.0
     unknown_schema_wait: float = 300.0
     """How long a record whose writer schema cannot be found is retried before it is dead-lettered."""
+    session_retention_days: float = 14.0
+    """Upload sessions older than this are deleted (0: keep by count only), like download sessions."""
+    session_max_rows: int = 50_000
+    """Upload sessions kept per channel at most (0: no limit)."""
+    prune_every: int = 1000
+    """Batches between two retention checks (also checked whenever HQ is (re)connected)."""
 
 
 class HqTable:
@@ -179,6 +193,7 @@ class UploadSink:
         self._conn_thread = 0
         self._subscribed = False
         self.batches = 0
+        self._batches_since_prune = 0
         self.post_upload = PostUploadHook(topology.hq.post_upload, self.dialect)
         self.live: LiveTopology | None = None
         """Set by ``cdx hq upload-sink``: new topology revisions are taken between batches (``reload``)."""
@@ -233,6 +248,7 @@ class UploadSink:
             with self.dialect.transaction(conn):
                 self.dialect.ensure_state_table(conn)
                 ensure_sessions_table(conn, self.dialect)
+                self._prune(conn)
                 self.post_upload.ensure(conn)
             tables = {}
             for s in self.subjobs.values():
@@ -574,6 +590,16 @@ class UploadSink:
                                     error=f"{n} records dead-lettered before reaching a table"))
         self.post_upload.queue(self.conn, sessions)
         insert_sessions(self.conn, self.dialect, sessions)
+        self._batches_since_prune += 1
+        if self._batches_since_prune >= self.options.prune_every:
+            self._prune(self.conn)
+
+    def _prune(self, conn: Connection) -> None:
+        """Upload-session retention (caller's HQ transaction)."""
+        self._batches_since_prune = 0
+        deleted = prune_sessions(conn, self.dialect, self.options.session_retention_days, self.options.session_max_rows)
+        if deleted:
+            log.info("deleted %d upload sessions beyond the retention", deleted)
 
     def _dead_letters(self, dead: list[_Dead]) -> None:
         if not dead:

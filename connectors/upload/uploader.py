@@ -33,6 +33,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from cdx import controls
 from cdx.cleanup import quietly
 from cdx.codec import SchemaPublisher, SchemaStore, SingleObjectCodec, TableSchemas, make_codec, murmur2_partition
 from cdx.codec.codec import Codec
@@ -118,6 +119,7 @@ class ChannelUploader:
         self.store = store
         self.options = options
         self._stop = stop
+        self.paused = False
         k = topology.kafka
         self.prefix = k.topic_prefix
         self.base_config = client_config(k.bootstrap_servers, k.security)
@@ -338,6 +340,8 @@ class ChannelUploader:
         if self._restart_pending:  # a wrong --table is a ConfigError that stops the upload
             self._restart_tables()
         try:
+            if self._paused():
+                return 0
             work = self._read()
         except Exception as exc:
             raise ChannelDatabaseError(db_error(self.dialect, exc, f"channel {self.id} database")) from exc
@@ -369,6 +373,18 @@ class ChannelUploader:
             log.error("channel %s, %s counter %d sent to the dead-letter topic: %s", self.id, p.table.source.table,
                       row.counter, reason)
         return published + sum(len(p.closed) for p in work) + (0 if published else 1)
+
+    def _paused(self) -> bool:
+        """``cdx channel pause`` (read from the channel database at every poll; logged when it changes)."""
+        assert self.conn is not None
+        try:
+            paused = controls.read(self.conn, self.dialect).paused
+        finally:
+            self.conn.rollback()
+        if (paused is not None) != self.paused:
+            self.paused = paused is not None
+            log.info("channel %s: upload %s", self.id, f"paused ({paused})" if paused else "resumed")
+        return self.paused
 
     def _gauges(self, t: _Table) -> None:
         metrics.OPEN_GAPS.labels(self.id, str(t.source.table)).set(t.position.open_gaps())

@@ -1,0 +1,71 @@
+"""Where a replay starts: per-partition offsets from an offset or a time, and who still consumes a group.
+
+Shared by the replay commands of every hop (``cdx route replay``, ``cdx hq upload-sink replay``); each
+stores the result where its own role keeps its progress and never moves a position forward.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from cdx.errors import ConfigError, RetriableError
+from cdx.kafka.admin import partitions_of
+
+
+def replay_targets(config: Mapping[str, Any], topic: str, *, from_offset: int | None = None,
+                   from_timestamp_ms: int | None = None, partitions: Iterable[int] | None = None,
+                   timeout: float = 10.0) -> tuple[dict[int, int], dict[int, int]]:
+    """``(targets, ends)``: per partition (all, or ``partitions``) the offset to replay from, clamped to
+    the log (``from_offset``, or the first record at or after ``from_timestamp_ms``), and the end offsets.
+    ``ConfigError`` for a missing topic, an unknown partition or not exactly one start."""
+    if (from_offset is None) == (from_timestamp_ms is None):
+        raise ConfigError("give exactly one of --from-offset, --from-timestamp")
+    if from_offset is not None and from_offset < 0:
+        raise ConfigError(f"--from-offset {from_offset}: must be 0 or more")
+    try:
+        parts = partitions_of(config, topic, timeout)
+    except KafkaException as e:
+        raise RetriableError(f"cannot read the partitions of {topic}: {e}") from e
+    if not parts:
+        raise ConfigError(f"topic {topic} does not exist (nothing to replay)")
+    only = set(partitions or ())
+    if only - set(parts):
+        raise ConfigError(f"{topic} has no partition {sorted(only - set(parts))}; it has {sorted(parts)}")
+    chosen = sorted(only or parts)
+    consumer = Consumer({**config, "group.id": f"cdx-replay-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    try:
+        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in chosen}
+        if from_offset is not None:
+            wanted = {p: from_offset for p in chosen}
+        else:
+            found = consumer.offsets_for_times([TopicPartition(topic, p, from_timestamp_ms or 0) for p in chosen],
+                                               timeout=timeout)
+            wanted = {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1] for tp in found}
+    except (KafkaException, TimeoutError) as e:
+        raise RetriableError(f"cannot read the offsets of {topic}: {e}") from e
+    finally:
+        consumer.close()
+    targets = {p: min(max(o, marks[p][0]), marks[p][1]) for p, o in wanted.items()}
+    return targets, {p: marks[p][1] for p in chosen}
+
+
+def group_members(config: Mapping[str, Any], group: str, wait: float = 0.0, timeout: float = 10.0) -> list[str]:
+    """The members of consumer group ``group`` (after waiting up to ``wait`` s for it to empty)."""
+    admin = AdminClient(dict(config))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            desc = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
+        except (KafkaException, TimeoutError) as e:
+            raise RetriableError(f"cannot describe consumer group {group}: {e}") from e
+        members = [f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ()]
+        if not members or time.monotonic() >= deadline:
+            return members
+        time.sleep(1.0)
