@@ -39,7 +39,7 @@ class Caller:
         return self.principal.channel
 
 
-def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
                  ) -> Principal:
     """The principal of the request's credential; 401 when there is none or it is unknown."""
     settings: RealtimeSettings = request.app.state.settings
@@ -59,7 +59,7 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
     return principal
 
 
-def current_caller(
+async def current_caller(
     principal: Principal = Depends(authenticate),
     channel: str = Path(pattern=ID_PATTERN, description="The caller's own channel id."),
     legal_entity: str | None = Query(None, pattern=LE_PATTERN,
