@@ -2,8 +2,8 @@
 
 Every statement binds its values; table and column names go through the dialect's quoting.
 ``Hq.transaction()`` runs one unit of work (commit on success, roll back on any error);
-statements whose results nobody reads (``Tx.defer``) go out with the commit, in PostgreSQL in
-one round trip. A
+statements whose results nobody reads (``Tx.defer``) run just before the commit, in PostgreSQL
+as one statement. A
 database that cannot be reached, or a lock that cannot be had in time, surfaces as
 :class:`HqUnavailable` (the API answers 503 with ``Retry-After``). A connection that failed
 that way is closed rather than returned to the pool.
@@ -72,7 +72,8 @@ class Tx:
 
     def defer(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run ``sql`` at commit, in this transaction, after every other statement (its result is not
-        needed; an error fails the transaction as usual)."""
+        needed; an error fails the transaction as usual). Deferred statements are INSERT, UPDATE or
+        DELETE, independent of each other: they may run as one statement on one snapshot."""
         self.deferred.append((sql, [self.d.encode(v) for v in params]))
 
     def update_returning(self, table_sql: str, assignments: str, condition: str, params: Sequence[Any],

@@ -13,7 +13,8 @@ One small capability object per dialect (no ``if dialect ==`` in the operations)
 - ``returning``: the clause that makes an ``UPDATE`` answer with the changed row (PostgreSQL and
   SQLite ``RETURNING``; SQL Server: none, the row is read back with a second statement);
 - ``finish``: run the statements whose results nobody reads (ledger rows, the stored response)
-  and commit; PostgreSQL sends them and the ``COMMIT`` in one pipeline, one network round trip.
+  before the commit; PostgreSQL runs them as one statement (data-modifying ``WITH``), one round
+  trip (measured: less client CPU than a psycopg pipeline, which would also carry the ``COMMIT``).
 """
 
 from __future__ import annotations
@@ -52,13 +53,13 @@ class SqlCaps:
         return f" RETURNING {self.dialect.columns_sql(columns)}"
 
     def finish(self, conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run ``statements`` and commit (the caller's ``transaction`` then finds nothing to commit)."""
-        if not statements:
+        """Run ``statements`` (independent INSERT/UPDATE/DELETE without their own ``WITH``) in the open
+        transaction; its owner commits."""
+        if len(statements) < 2:
+            _run_each(conn, statements)
             return
-        with conn.pipeline():
-            for sql, params in statements:
-                conn.execute(sql, params)
-            conn.commit()
+        ctes = ", ".join(f"d{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+        conn.cursor().execute(f"WITH {ctes} {statements[-1][0]}", [v for _, params in statements for v in params])
 
 
 class SQLiteCaps(SqlCaps):
