@@ -30,7 +30,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8700, min=1, max=65535, help="Port to listen on."),
     pool_size: int | None = typer.Option(None, min=1, max=200,
-                                         help="HQ connections (default: 8; SQLite: 2, its writers queue anyway)."),
+                                         help="HQ connections per worker (default: 8; SQLite: 2, its writers queue"
+                                         " anyway)."),
+    workers: int | None = typer.Option(None, min=1, max=64, help="Worker processes sharing the port (default: one"
+                                       " per CPU; SQLite: 1)."),
     tls_cert: Path | None = typer.Option(None, help="Serve HTTPS with this certificate (PEM)."),
     tls_key: Path | None = typer.Option(None, help="Private key of --tls-cert (PEM)."),
     tls_client_ca: Path | None = typer.Option(None, help="Require client certificates signed by this CA; a"
@@ -43,6 +46,7 @@ def serve(
     from cdx.realtime.config import load_settings
     from cdx.realtime.server import Tls
     from cdx.realtime.server import serve as run
+    from cdx.realtime.workers import default_workers
 
     setup_logging(verbose)
     topo = load(topology)
@@ -54,7 +58,7 @@ def serve(
     tls = Tls(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
     size = pool_size or (2 if topo.hq.dialect.value == "sqlite" else 8)
     run(settings, topo.hq.dialect.value, topo.hq.dsn, topo.hq.redacted(), host=host, port=port, pool_size=size,
-        tls=tls, access_log=access_log)
+        workers=workers or default_workers(topo.hq.dialect.value), tls=tls, access_log=access_log)
 
 
 @app.command("hash-key")

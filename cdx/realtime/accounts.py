@@ -67,7 +67,7 @@ def _ledger(tx: Tx, kind: AccountKind, caller: Caller, number: str, operation: s
     entry = {"ENTRYID": uuid.uuid4().hex, "KIND": kind.kind, "NUMBER": number, "DATAAREAID": caller.legal_entity,
              "OPERATION": operation, "AMOUNT": units, "BALANCEAFTER": after, "PRINCIPAL": caller.id,
              "CHANNEL": caller.channel, "IDEMKEY": key, "CREATEDAT": now_text()}
-    tx.insert(tx.t("BALANCETRANS"), entry)
+    tx.insert(tx.t("BALANCETRANS"), entry, deferred=True)
     return {"entry_id": entry["ENTRYID"], "operation": operation, "amount": kind.show(units),
             "balance_after": kind.show(after), "at": entry["CREATEDAT"]}
 
@@ -92,10 +92,11 @@ def change(tx: Tx, kind: AccountKind, caller: Caller, key: str, number: str, uni
     sign = "-" if debit else "+"
     enough = f" AND {bal} >= {tx.p}" if debit else ""
     params: list[Any] = [units, now_text(), number, caller.legal_entity, ACTIVE] + ([units] if debit else [])
-    updated = tx.execute(f"UPDATE {t} SET {bal} = {bal} {sign} {tx.p}, {tx.q('MODIFIEDAT')} = {tx.p}"
-                         f" WHERE {tx.where(['NUMBER', 'DATAAREAID', 'STATUS'])}{enough}", params)
-    row = _row(tx, kind, caller, number)
-    if updated != 1:
+    row = tx.update_returning(t, f"{bal} = {bal} {sign} {tx.p}, {tx.q('MODIFIEDAT')} = {tx.p}",
+                              tx.where(["NUMBER", "DATAAREAID", "STATUS"]) + enough, params, _columns(),
+                              ["NUMBER", "DATAAREAID"], [number, caller.legal_entity])
+    if row is None:
+        row = _row(tx, kind, caller, number)
         if row["STATUS"] != ACTIVE:
             raise conflict(f"{kind.kind}_{row['STATUS']}", f"{kind.label} {number} is {row['STATUS']}")
         raise conflict("insufficient_balance", f"{kind.label} {number} holds {kind.show(int(row['BALANCE']))},"

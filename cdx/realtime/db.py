@@ -1,7 +1,9 @@
 """HQ database access for the service: a small connection pool and a transaction helper.
 
 Every statement binds its values; table and column names go through the dialect's quoting.
-``Hq.transaction()`` runs one unit of work (commit on success, roll back on any error); a
+``Hq.transaction()`` runs one unit of work (commit on success, roll back on any error);
+statements whose results nobody reads (``Tx.defer``) run just before the commit, in PostgreSQL
+as one statement. A
 database that cannot be reached, or a lock that cannot be had in time, surfaces as
 :class:`HqUnavailable` (the API answers 503 with ``Retry-After``). A connection that failed
 that way is closed rather than returned to the pool.
@@ -37,6 +39,7 @@ class Tx:
         self.caps = caps
         self.d = caps.dialect
         self.p = self.d.placeholder
+        self.deferred: list[tuple[str, list[Any]]] = []
 
     def t(self, table: str) -> str:
         """The quoted name of one of the service's tables."""
@@ -67,9 +70,34 @@ class Tx:
         rows = self.all(sql, params)
         return rows[0] if rows else None
 
-    def insert(self, table_sql: str, row: dict[str, Any]) -> None:
+    def defer(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run ``sql`` at commit, in this transaction, after every other statement (its result is not
+        needed; an error fails the transaction as usual). Deferred statements are INSERT, UPDATE or
+        DELETE, independent of each other: they may run as one statement on one snapshot."""
+        self.deferred.append((sql, [self.d.encode(v) for v in params]))
+
+    def update_returning(self, table_sql: str, assignments: str, condition: str, params: Sequence[Any],
+                         columns: Sequence[str], key: Sequence[str], key_params: Sequence[Any]
+                         ) -> dict[str, Any] | None:
+        """``UPDATE table_sql SET assignments WHERE condition`` and the updated row's ``columns``,
+        or None when no row matched. ``key``/``key_params`` identify the row where the dialect has
+        no ``RETURNING`` and the row is read back."""
+        update = f"UPDATE {table_sql} SET {assignments} WHERE {condition}"
+        returning = self.caps.returning(columns)
+        if returning is not None:
+            return self.one(update + returning, params)
+        if self.execute(update, params) != 1:
+            return None
+        return self.one(f"SELECT {self.cols(columns)} FROM {table_sql} WHERE {self.where(key)}", key_params)
+
+    def insert(self, table_sql: str, row: dict[str, Any], *, deferred: bool = False) -> None:
+        """Insert ``row``; ``deferred``: at commit (see ``defer``)."""
         values = ", ".join([self.p] * len(row))
-        self.execute(f"INSERT INTO {table_sql} ({self.cols(list(row))}) VALUES ({values})", list(row.values()))
+        sql = f"INSERT INTO {table_sql} ({self.cols(list(row))}) VALUES ({values})"
+        if deferred:
+            self.defer(sql, list(row.values()))
+        else:
+            self.execute(sql, list(row.values()))
 
     def insert_if_absent(self, table_sql: str, row: dict[str, Any], key: Sequence[str]) -> bool:
         """Insert ``row`` unless a row with its ``key`` exists; True if inserted."""
@@ -126,7 +154,9 @@ class Hq:
         try:
             if write:
                 with self.caps.dialect.transaction(conn):
-                    yield Tx(conn, self.caps)
+                    tx = Tx(conn, self.caps)
+                    yield tx
+                    self.caps.finish(conn, tx.deferred)
             else:
                 try:
                     yield Tx(conn, self.caps)

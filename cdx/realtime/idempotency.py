@@ -56,8 +56,8 @@ def run_once(hq: Hq, caller: Caller, key: str, request_hash: str, work: Work) ->
         if tx.insert_if_absent(table, row, ["PRINCIPAL", "IDEMKEY"]):
             status, body = work(tx)
             text = json.dumps(body, separators=(",", ":"), default=str)
-            tx.execute(f"UPDATE {table} SET {tx.q('STATUSCODE')} = {tx.p}, {tx.q('RESPONSE')} = {tx.p}"
-                       f" WHERE {tx.where(['PRINCIPAL', 'IDEMKEY'])}", [status, text, caller.id, key])
+            tx.defer(f"UPDATE {table} SET {tx.q('STATUSCODE')} = {tx.p}, {tx.q('RESPONSE')} = {tx.p}"
+                     f" WHERE {tx.where(['PRINCIPAL', 'IDEMKEY'])}", [status, text, caller.id, key])
             return _json(text, status)
         stored = tx.one(f"SELECT {tx.cols(['REQUESTHASH', 'STATUSCODE', 'RESPONSE'])} FROM {table}"
                         f" WHERE {tx.where(['PRINCIPAL', 'IDEMKEY'])}", [caller.id, key])

@@ -3,7 +3,8 @@
 Start-up refuses with one clear error (``ConfigError``) when the port is taken, the HQ database
 cannot be reached or its DSN is wrong, or the service's tables are missing (``cdx hq
 init-realtime``). Once serving, an HQ outage is answered with 503 + ``Retry-After`` and the
-service recovers by itself when HQ is back. SIGTERM lets in-flight requests finish.
+service recovers by itself when HQ is back. SIGTERM lets in-flight requests finish. With several
+workers the socket is bound once and shared by forked processes (``cdx.realtime.workers``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import errno
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,10 @@ from cdx.realtime.db import Hq, HqUnavailable
 from cdx.realtime.schema import missing_tables
 
 log = logging.getLogger("cdx.realtime")
+GRACE_SECONDS = 10
+"""How long SIGTERM lets in-flight requests finish."""
+BIND_RETRY_SECONDS = 3.0
+"""A restarted service waits this long for a killed predecessor's workers to release the port."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +62,20 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {port} on {host} is already in use; stop the other process or choose"
-                              " another port with --port") from None
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port") from None
+    deadline = time.monotonic() + BIND_RETRY_SECONDS
+    while True:
+        try:
+            sock.bind((host, port))
+            break
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on {host} is already in use; stop the other process or choose"
+                                  " another port with --port") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -98,18 +110,37 @@ def cert_naming_protocol(names: dict[tuple[Any, ...], str]) -> type:
 
 
 def serve(settings: RealtimeSettings, dialect: str, dsn: str, where: str, *, host: str, port: int,
-          pool_size: int, tls: Tls | None = None, access_log: bool = False) -> None:
-    """Check the set-up, then serve until stopped (see module docstring)."""
+          pool_size: int, workers: int = 1, tls: Tls | None = None, access_log: bool = False) -> None:
+    """Check the set-up, then serve until stopped (see module docstring). ``workers`` > 1 forks that
+    many processes on the one socket (``cdx.realtime.workers``), each with ``pool_size`` connections."""
+    import uvicorn  # noqa: F401  (imported before forking: workers share the loaded modules)
+
+    from cdx.realtime.app import create_app  # noqa: F401
+    from cdx.realtime.workers import supervise
+
+    os.environ.setdefault("PGCONNECT_TIMEOUT", "5")
+    check_hq(Hq(dialect, dsn, size=pool_size), where)
+    sock = bind(host, port)
+
+    def run_worker() -> None:
+        _run_uvicorn(settings, Hq(dialect, dsn, size=pool_size), sock, tls, access_log)
+
+    log.info("cdx realtime serving on %s://%s:%d over %s (%d worker%s, %d HQ connections each)",
+             "https" if tls else "http", host, port, where, workers, "" if workers == 1 else "s", pool_size)
+    if workers == 1:
+        run_worker()
+    else:
+        supervise(workers, run_worker, grace_seconds=GRACE_SECONDS + 5)
+
+
+def _run_uvicorn(settings: RealtimeSettings, hq: Hq, sock: socket.socket, tls: Tls | None, access_log: bool) -> None:
+    """One uvicorn server (uvloop and httptools when installed) on ``sock`` until SIGTERM/SIGINT."""
     import ssl
 
     import uvicorn
 
     from cdx.realtime.app import create_app
 
-    os.environ.setdefault("PGCONNECT_TIMEOUT", "5")
-    hq = Hq(dialect, dsn, size=pool_size)
-    check_hq(hq, where)
-    sock = bind(host, port)
     app = create_app(settings, hq)
     options: dict[str, Any] = {}
     if tls is not None:
@@ -117,9 +148,10 @@ def serve(settings: RealtimeSettings, dialect: str, dsn: str, where: str, *, hos
         if tls.client_ca is not None:
             options |= {"ssl_ca_certs": str(tls.client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED,
                         "http": cert_naming_protocol(app.state.client_cert_names)}
-    config = uvicorn.Config(app, log_level="info", access_log=access_log, timeout_graceful_shutdown=10,
-                            **options)
-    log.info("cdx realtime serving on %s://%s:%d over %s", "https" if tls else "http", host, port, where)
+    # proxy_headers off: the service trusts no X-Forwarded-For (the caller's address is the peer's),
+    # and one middleware less runs per request
+    config = uvicorn.Config(app, log_level="info", access_log=access_log, timeout_graceful_shutdown=GRACE_SECONDS,
+                            proxy_headers=False, **options)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -9,7 +9,12 @@ One small capability object per dialect (no ``if dialect ==`` in the operations)
 - ``locked``: the FROM item and trailing clause that take a row lock on the rows read
   (PostgreSQL ``FOR UPDATE``, SQL Server ``WITH (UPDLOCK, ROWLOCK)``; SQLite needs none: its
   writers are serialised by ``BEGIN IMMEDIATE``);
-- ``top``: how a query asks for the first ``n`` rows.
+- ``top``: how a query asks for the first ``n`` rows;
+- ``returning``: the clause that makes an ``UPDATE`` answer with the changed row (PostgreSQL and
+  SQLite ``RETURNING``; SQL Server: none, the row is read back with a second statement);
+- ``finish``: run the statements whose results nobody reads (ledger rows, the stored response)
+  before the commit; PostgreSQL runs them as one statement (data-modifying ``WITH``), one round
+  trip (measured: less client CPU than a psycopg pipeline, which would also carry the ``COMMIT``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.dialects.sqlite import sqlite_path
@@ -43,6 +49,18 @@ class SqlCaps:
     def top(self, n: int) -> tuple[str, str]:
         return "", f" LIMIT {int(n)}"
 
+    def returning(self, columns: Sequence[str]) -> str | None:
+        return f" RETURNING {self.dialect.columns_sql(columns)}"
+
+    def finish(self, conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``statements`` (independent INSERT/UPDATE/DELETE without their own ``WITH``) in the open
+        transaction; its owner commits."""
+        if len(statements) < 2:
+            _run_each(conn, statements)
+            return
+        ctes = ", ".join(f"d{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+        conn.cursor().execute(f"WITH {ctes} {statements[-1][0]}", [v for _, params in statements for v in params])
+
 
 class SQLiteCaps(SqlCaps):
     def connect(self, dsn: str) -> Connection:
@@ -53,6 +71,12 @@ class SQLiteCaps(SqlCaps):
 
     def locked(self, table_sql: str) -> tuple[str, str]:
         return table_sql, ""
+
+    def returning(self, columns: Sequence[str]) -> str | None:
+        return super().returning(columns) if sqlite3.sqlite_version_info >= (3, 35) else None
+
+    def finish(self, conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        _run_each(conn, statements)
 
 
 class SQLServerCaps(SqlCaps):
@@ -69,6 +93,19 @@ class SQLServerCaps(SqlCaps):
 
     def top(self, n: int) -> tuple[str, str]:
         return f"TOP ({int(n)}) ", ""
+
+    def returning(self, columns: Sequence[str]) -> str | None:
+        return None  # OUTPUT needs INTO on tables with triggers; read the row back instead
+
+    def finish(self, conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        _run_each(conn, statements)
+
+
+def _run_each(conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    """Run ``statements`` one by one in the open transaction; its owner commits."""
+    cur = conn.cursor()
+    for sql, params in statements:
+        cur.execute(sql, params)
 
 
 def caps_for(dialect_name: str) -> SqlCaps:
