@@ -74,6 +74,7 @@ class TableState:
         self.fields: frozenset[str] = frozenset()
         self.position: Position | None = None
         self.position_written_at = 0.0
+        self.checked = -1  # version read up to (the committed position lags it while the table is quiet)
 
     @property
     def name(self) -> str:
@@ -110,6 +111,7 @@ class CaptureConnector:
             self.tables.append(TableState(ref, topic))
         self.tracker: ChangeTracker | None = None
         self.producer: TransactionalProducer | None = None
+        self._idle = False
 
     # ----------------------------------------------------------------- set-up
     def setup(self) -> None:
@@ -196,13 +198,33 @@ class CaptureConnector:
         self.close()
 
     def poll_once(self) -> int:
-        """One pass over every table; returns the number of changes published."""
+        """One pass over every table; returns the number of changes published.
+
+        After a pass that published nothing, the next one first asks HQ for its current tracking
+        version (one cheap call) and reads no table when every table was already read up to it:
+        idle polls cost little, so the poll interval can be short (latency)."""
+        if self._idle and self._nothing_new():
+            return 0
         total = 0
         for table in self.tables:
             if self._stop.is_set():
                 break
             total += self._capture_table(table)
+        self._idle = total == 0
         return total
+
+    def _nothing_new(self) -> bool:
+        """True when every table streams, was read up to HQ's current tracking version and has no idle
+        position to write (a quiet table's position must not fall behind the tracking retention)."""
+        assert self.tracker is not None
+        now = time.monotonic()
+        for t in self.tables:
+            if t.position is None or t.position.snapshot is not None or t.checked < 0:
+                return False
+            if t.checked > t.position.version and now - t.position_written_at > self.idle_position_interval:
+                return False
+        current = int(self._db(self.tracker.current_version))
+        return all(t.checked >= current for t in self.tables)
 
     def close(self) -> None:
         if self.producer is not None:
@@ -255,6 +277,7 @@ class CaptureConnector:
             if reached > table.position.version and idle:
                 self._transaction(lambda: self._produce_position(table, reached))
                 table.position = Position(reached, int(time.time() * 1000))
+            table.checked = reached
             return 0
         if any(c.row is not None and frozenset(c.row) != table.fields for c in changes):
             self._db(lambda: self._refresh_schema(table))
@@ -273,6 +296,7 @@ class CaptureConnector:
 
         self._transaction(work)
         table.position = Position(reached, now)
+        table.checked = reached
         metrics.VERSION.labels(table.name).set(reached)
         return len(changes)
 
@@ -284,6 +308,7 @@ class CaptureConnector:
         version = int(self._db(tracker.current_version))
         now = int(time.time() * 1000)
         table.position = Position(version, now, SnapshotProgress(None, 0, now, resnapshot))
+        table.checked = -1
         return self._snapshot_chunk(table)
 
     def _snapshot_chunk(self, table: TableState) -> int:
