@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cpu
+from bench import cpu, stages
 from bench.common import RESULTS, Result, console, save, show
 from bench.e2e import PROBE, PRODUCT, TOPOLOGY, Bench, Db, HqWriter, Pipeline, create_hq, fmt, free_port, median
 from bench.peer import connect
@@ -138,7 +138,7 @@ def cdx_side(args: argparse.Namespace, admin: str, bootstrap: str, tmp: Path) ->
         bootstrap=bootstrap, prefix=prefix, hq_dialect="postgresql", hq_dsn=hq.dsn, entity="usrt",
         channels=f'      - {{id: c1, database: {{dialect: postgresql, dsn: "{channel.dsn}"}}}}'))
     pipeline = Pipeline(path, tmp, args.poll_interval)
-    return Bench(args, HqWriter(hq), [channel], make_floor(admin, "bench_peer_cdx_floor"), pipeline)
+    return Bench(args, HqWriter(hq), [channel], make_floor(admin, "bench_peer_cdx_floor"), pipeline, topology=path)
 
 
 def peer_side(args: argparse.Namespace, admin: str, bootstrap: str, tmp: Path) -> Bench:
@@ -206,9 +206,12 @@ def run_all(args: argparse.Namespace, benches: dict[str, Bench]) -> list[dict[st
             other = benches[SIDES[1 - SIDES.index(side)]]
             tp = measured(benches[side], other, "throughput", run)
             st = measured(benches[side], other, "steady", run)
+            roles = ", ".join(f"{name} {s * 100_000 / tp['changes']:,.1f}" for name, s in tp["cpu_s"].items())
             console.print(f"run {run + 1} {side}: {tp['changes_per_s']:,.0f} changes/s ({tp['seconds']:.1f}s), "
-                          f"CPU {tp['cpu_s_per_100k']:,.1f} s per 100k; steady {st['achieved_rate']:,.0f}/s: "
-                          f"{fmt(st['latency'])}")
+                          f"CPU {tp['cpu_s_per_100k']:,.1f} s per 100k ({roles}); steady {st['achieved_rate']:,.0f}/s: "
+                          f"{fmt(st['latency'])}; load average {tp['loadavg'][0]:.1f} / {st['loadavg'][0]:.1f}")
+            if st.get("stages"):
+                console.print(f"run {run + 1} {side}: where the steady latency goes: {stages.line(st['stages'])}")
             result[side] = {"throughput": tp, "steady": st}
         runs.append(result)
         partial.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2, default=str))
