@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the steady load")
     parser.add_argument("--batch", type=int, default=5000, help="HQ changes per transaction (throughput run)")
     parser.add_argument("--warmup", type=int, default=20_000, help="untimed changes per pipeline before the runs")
-    parser.add_argument("--poll-interval", type=float, default=0.2, help="cdx capture --poll-interval")
+    parser.add_argument("--poll-interval", type=float, default=0.05, help="cdx capture --poll-interval")
     args, _ = parser.parse_known_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the processes

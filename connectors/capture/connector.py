@@ -84,7 +84,7 @@ class TableState:
 class CaptureConnector:
     """Polls HQ change tracking and publishes per-table topics (see module docstring)."""
 
-    def __init__(self, topology: Topology, *, poll_interval: float = 0.2, batch_size: int = 5000,
+    def __init__(self, topology: Topology, *, poll_interval: float = 0.05, batch_size: int = 5000,
                  idle_position_interval: float = 30.0, tracker_factory: Callable[[], ChangeTracker] | None = None,
                  snapshot_chunk_rows: int = 10_000) -> None:
         self.topology = topology
