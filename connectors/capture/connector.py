@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from cdx.codec import Column, SchemaPublisher, SchemaStore, TableSchemas, make_codec
+from cdx.codec import SchemaPublisher, SchemaStore, TableSchemas, make_codec
 from cdx.codec.envelope import Op
-from cdx.dialects import ColumnInfo, get_dialect, key_columns
+from cdx.dialects import get_dialect
 from cdx.errors import ConfigError, FatalError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config, size_limited
@@ -40,7 +40,7 @@ from cdx.topics import dlq_topic, positions_topic, schemas_topic
 from cdx.topology.model import Topology
 from connectors.capture import metrics
 from connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
-from connectors.capture.records import ChangeEncoder
+from connectors.capture.records import ChangeEncoder, to_codec_columns
 from connectors.capture.snapshot import read_chunk, stale_keys
 from connectors.capture.tracking import ChangeTracker, ResyncRequired, TableRef, open_tracker
 from connectors.upload.records import dlq_record
@@ -51,16 +51,6 @@ _OPS = {"I": Op.CREATE, "U": Op.UPDATE, "D": Op.DELETE}
 RECORD_OVERHEAD = 1024
 """Bytes kept free below ``max_message_bytes`` for the record and batch headers."""
 DLQ_CONFIG = {"retention.ms": "-1"}
-
-
-def to_codec_columns(columns: Iterable[ColumnInfo]) -> list[Column]:
-    """Dialect columns -> codec columns, primary-key columns first in key order."""
-    cols = list(columns)
-    order = key_columns(cols)
-    by_name = {c.name: c for c in cols}
-    ordered = [by_name[n] for n in order] + [c for c in cols if c.name not in order]
-    return [Column(c.name, c.logical_type, nullable=c.nullable, primary_key=c.name in order,
-                   precision=c.precision, scale=c.scale, length=c.length) for c in ordered]
 
 
 class TableState:
@@ -285,10 +275,12 @@ class CaptureConnector:
 
         def work() -> None:
             counts = dict.fromkeys(_OPS.values(), 0)
+            out: list[dict[str, Any]] = []
             for change in changes:
                 op = _OPS[change.op]
-                self._produce_change(table, op, change.key, change.row, change.version, now)
+                self._produce_change(table, op, change.key, change.row, change.version, now, out)
                 counts[op] += 1
+            self._flush(table, out)
             self._produce_position(table, reached)
             for op, count in counts.items():
                 if count:
@@ -325,10 +317,12 @@ class CaptureConnector:
 
         def work() -> None:
             assert table.schemas is not None
+            out: list[dict[str, Any]] = []
             for row in chunk.rows:
-                self._produce_change(table, Op.READ, table.schemas.key_of(row), row, version, started, snapshot="true")
+                self._produce_change(table, Op.READ, table.schemas.key_of(row), row, version, started, out, "true")
             for key in stale:
-                self._produce_change(table, Op.DELETE, key, None, version, started, snapshot="true")
+                self._produce_change(table, Op.DELETE, key, None, version, started, out, "true")
+            self._flush(table, out)
             self._produce_position(table, version, chunk.progress)
 
         self._transaction(work)
@@ -349,7 +343,8 @@ class CaptureConnector:
 
     # -------------------------------------------------------------- producing
     def _produce_change(self, table: TableState, op: Op, key: dict[str, Any], row: dict[str, Any] | None,
-                        version: int, now: int, snapshot: str = "false") -> None:
+                        version: int, now: int, out: list[dict[str, Any]], snapshot: str = "false") -> None:
+        """Encode one change into ``out`` (its record, and a tombstone after a delete); ``_flush`` produces them."""
         assert self.producer is not None and table.schemas is not None
         encoder = table.encoder
         if encoder is None or encoder.schemas is not table.schemas:
@@ -360,9 +355,13 @@ class CaptureConnector:
         if size + RECORD_OVERHEAD > self.max_message_bytes:
             self._dead_letter(table, key, size)
             return
-        self.producer.produce(table.topic, value_bytes, key=key_bytes)
+        out.append({"key": key_bytes, "value": value_bytes})
         if op is Op.DELETE:
-            self.producer.produce(table.topic, None, key=key_bytes)
+            out.append({"key": key_bytes, "value": None})
+
+    def _flush(self, table: TableState, out: list[dict[str, Any]]) -> None:
+        assert self.producer is not None
+        self.producer.produce_many(table.topic, out)
 
     def _dead_letter(self, table: TableState, key: dict[str, Any], size: int) -> None:
         """A change too large to publish: a dead letter (table, key, size, reason) in the same transaction."""

@@ -16,17 +16,29 @@ when it takes them: ``CaptureConnector._refresh_schema``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from cdx.codec import AvroSchema, Codec, SingleObjectCodec, TableSchemas
+from cdx.codec import AvroSchema, Codec, Column, SingleObjectCodec, TableSchemas
 from cdx.codec.binary import write_body
 from cdx.codec.envelope import SOURCE_VERSION, Op, Snapshot
 from cdx.codec.errors import EncodeError
 from cdx.codec.single_object import frame
+from cdx.dialects import ColumnInfo, key_columns
 
 CONNECTOR = "cdx"
 _SNAPSHOTS = {s.value: s.value for s in Snapshot}
 _TAILS_MAX = 64
+
+
+def to_codec_columns(columns: Iterable[ColumnInfo]) -> list[Column]:
+    """Dialect columns -> codec columns, primary-key columns first in key order."""
+    cols = list(columns)
+    order = key_columns(cols)
+    by_name = {c.name: c for c in cols}
+    ordered = [by_name[n] for n in order] + [c for c in cols if c.name not in order]
+    return [Column(c.name, c.logical_type, nullable=c.nullable, primary_key=c.name in order,
+                   precision=c.precision, scale=c.scale, length=c.length) for c in ordered]
 
 
 def avro_long(n: int) -> bytes:
