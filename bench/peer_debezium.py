@@ -24,8 +24,10 @@ first in odd ones, with ``bench.e2e``'s phases: **throughput** (``--changes`` HQ
 then 40 % updates in HQ transactions of 5,000, the updates once the inserts are published, timed until the
 channel holds the final state) and **steady load** (``--rate`` changes/s for ``--seconds``, probe rows,
 latency HQ commit -> visible in the channel). CPU-seconds per 100,000 changes from /proc: cdx's three
-processes, the peer's JVM; the idle pipeline's CPU during the other's phase is reported too. Every figure
-is the median over the runs; JSON in ``bench/results/peer_debezium-*.json``.
+processes (and each of them), the peer's JVM; the idle pipeline's CPU during the other's phase is reported
+too, and so is the load average (the machine may be shared). cdx's steady latency is also split by stage
+(``bench.stages``: capture, router, sink, from the probes' Kafka timestamps). Every figure is the median
+over the runs; JSON in ``bench/results/peer_debezium-*.json``.
 """
 
 from __future__ import annotations
@@ -230,6 +232,15 @@ def side_figures(runs: list[dict[str, Any]], side: str) -> dict[str, float]:
     for k in ("p50", "p95", "p99", "max"):
         out[k] = median([s["latency"].get(k, 0.0) for s in sts])
     out["missing"] = sum(s["latency"]["missing"] for s in sts)
+    for role in tps[0]["cpu_s"] if tps else ():
+        out[f"cpu_{role}_per_100k"] = median([t["cpu_s"].get(role, 0.0) * 100_000 / t["changes"] for t in tps])
+    for stage in stages.STAGES:
+        for k in ("p50", "p99"):
+            found = [s["stages"][stage][k] for s in sts if k in s.get("stages", {}).get(stage, {})]
+            if found:
+                out[f"stage_{stage}_{k}"] = median(found)
+    out["loadavg_min"] = min((t["loadavg"][0] for t in [*tps, *sts]), default=0.0)
+    out["loadavg_max"] = max((t["loadavg"][0] for t in [*tps, *sts]), default=0.0)
     return out
 
 
@@ -245,7 +256,8 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> list[Result]
     results.append(Result("peer_debezium", "CPU-seconds per 100,000 changes (throughput; cdx: capture + router + "
                           "sink, peer: Connect JVM)", "s", c["cpu_s_per_100k"], p["cpu_s_per_100k"], peer_name, r))
     results.append(Result("peer_debezium", "CPU-seconds per 100,000 changes (steady load)", "s",
-                          c["steady_cpu_s_per_100k"], p["steady_cpu_s_per_100k"], peer_name, r))
+                          c["steady_cpu_s_per_100k"], p["steady_cpu_s_per_100k"], peer_name, r,
+                          {"cdx": c, "peer": p}))
     show(results, "cdx vs Debezium (PostgreSQL source + JDBC sink on Kafka Connect), same broker and server")
     ratio = c["changes_per_s"] / p["changes_per_s"] if p["changes_per_s"] else 0.0
     console.print(f"throughput: cdx {c['changes_per_s']:,.0f} changes/s, peer {p['changes_per_s']:,.0f} changes/s:"
@@ -255,6 +267,13 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> list[Result]
                       f"{f['p99']:,.0f} / max {f['max']:,.0f} ms ({f['missing']:,.0f} probes missing); CPU "
                       f"{f['cpu_s_per_100k']:,.1f} s per 100k changes (throughput), "
                       f"{f['steady_cpu_s_per_100k']:,.1f} s (steady)")
+        roles = ", ".join(f"{k[4:-9]} {v:,.1f} s" for k, v in f.items()
+                          if k.startswith("cpu_") and k != "cpu_s_per_100k")
+        where = ", ".join(f"{stage} p50 {f[f'stage_{stage}_p50']:,.0f} / p99 {f[f'stage_{stage}_p99']:,.0f} ms"
+                          for stage in stages.STAGES if f"stage_{stage}_p50" in f)
+        console.print(f"{side}: CPU per 100k changes by process: {roles}" + (f"; steady latency by stage: {where}"
+                                                                            if where else "")
+                      + f"; load average {f['loadavg_min']:.1f}-{f['loadavg_max']:.1f}")
     path = save(results, "peer_debezium")
     console.print(f"saved {path}")
     return results
