@@ -190,20 +190,22 @@ class CaptureConnector:
     def poll_once(self) -> int:
         """One pass over every table; returns the number of changes published.
 
-        After a pass that published nothing, the next one first asks HQ for its current tracking
-        version (one cheap call) and reads no table when every table was already read up to it:
-        idle polls cost little, so the poll interval can be short (latency)."""
-        if self._idle and self._nothing_new():
+        Every pass first asks HQ for its current tracking version (PostgreSQL: the one stamping of
+        the pass); after a pass that published nothing, no table is read while every table was already
+        read up to it: idle polls cost little, so the poll interval can be short (latency)."""
+        assert self.tracker is not None
+        current = int(self._db(self.tracker.current_version))
+        if self._idle and self._nothing_new(current):
             return 0
         total = 0
         for table in self.tables:
             if self._stop.is_set():
                 break
-            total += self._capture_table(table)
+            total += self._capture_table(table, stamped=True)
         self._idle = total == 0
         return total
 
-    def _nothing_new(self) -> bool:
+    def _nothing_new(self, current: int) -> bool:
         """True when every table streams, was read up to HQ's current tracking version and has no idle
         position to write (a quiet table's position must not fall behind the tracking retention)."""
         assert self.tracker is not None
@@ -213,7 +215,6 @@ class CaptureConnector:
                 return False
             if t.checked > t.position.version and now - t.position_written_at > self.idle_position_interval:
                 return False
-        current = int(self._db(self.tracker.current_version))
         return all(t.checked >= current for t in self.tables)
 
     def close(self) -> None:
@@ -248,7 +249,7 @@ class CaptureConnector:
                 raise RetriableError(f"HQ database error: {exc}") from exc
             raise FatalError(f"HQ database error while capturing: {exc}") from exc
 
-    def _capture_table(self, table: TableState) -> int:
+    def _capture_table(self, table: TableState, stamped: bool = False) -> int:
         assert self.tracker is not None
         tracker = self.tracker
         if table.position is None:
@@ -257,7 +258,7 @@ class CaptureConnector:
             return self._snapshot_chunk(table)
         try:
             changes, reached = self._db(lambda: tracker.changes(table.ref, table.position.version,  # type: ignore[union-attr]
-                                                                limit=self.batch_size))
+                                                                limit=self.batch_size, stamped=stamped))
         except ResyncRequired as exc:
             log.warning("%s; re-snapshotting %s", exc, table.name)
             metrics.RESNAPSHOTS.labels(table.name).inc()
