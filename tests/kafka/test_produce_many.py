@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -15,8 +16,8 @@ from cdx.kafka.transactions import TransactionalProducer
 pytestmark = pytest.mark.integration
 
 
-def _read(config: dict, topic: str) -> dict[int, list[tuple[bytes | None, bytes | None, list | None]]]:
-    out: dict[int, list[tuple[bytes | None, bytes | None, list | None]]] = {}
+def _read(config: dict, topic: str) -> dict[int, list[tuple[Any, Any, Any]]]:
+    out: dict[int, list[tuple[Any, Any, Any]]] = {}
     for m in read_to_end(config, topic):
         out.setdefault(m.partition() or 0, []).append((m.key(), m.value(), m.headers()))
     return out
@@ -27,7 +28,7 @@ def test_produce_many_matches_produce(kafka: str) -> None:
     tag = uuid.uuid4().hex[:8]
     many, single, headed = f"pm-{tag}-many", f"pm-{tag}-single", f"pm-{tag}-headed"
     ensure_topics(config, [TopicSpec(t, 3, 1, {}) for t in (many, single, headed)])
-    messages = []
+    messages: list[dict[str, Any]] = []
     for i in range(2500):  # three chunks; a key changed twice, deletes followed by tombstones
         key = f"k{i % 700}".encode()
         messages.append({"key": key, "value": f"v{i}".encode()})
