@@ -57,8 +57,8 @@ class Shape:
         values = [row.get(f) for f in self.fields]
         for i in self.timestamps:
             v = values[i]
-            if isinstance(v, dt.datetime) and v.tzinfo is not None:
-                values[i] = v.astimezone(dt.UTC).replace(tzinfo=None)
+            if isinstance(v, dt.datetime) and v.tzinfo is not None:  # fastavro's are in UTC already
+                values[i] = v.replace(tzinfo=None) if v.tzinfo is dt.UTC else v.astimezone(dt.UTC).replace(tzinfo=None)
         return tuple(values)
 
     def key_values(self, key: dict[str, Any]) -> tuple[Any, ...]:
