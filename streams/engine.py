@@ -226,8 +226,7 @@ class Engine:
         else:
             self.keys.abort()
             self.progress.abort()
-            if self.router.splicer is not None:
-                self.router.splicer.reset()
+            self.router.reset()
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> int:
