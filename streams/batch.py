@@ -123,8 +123,9 @@ class RecordRouter:
         if self._fast_plan is not self.plan:
             self._fast, self._fast_plan = {}, self.plan
         ident = (topic, value[2:10], key[2:10])
-        if ident in self._fast:
-            return self._fast[ident]
+        table = self._fast.get(ident, self)
+        if table is not self:
+            return table  # type: ignore[return-value]
         table = None
         subjob = self.plan.subjob_of(topic)
         if subjob is not None and len(value) > 10 and len(key) > 10:
@@ -133,8 +134,9 @@ class RecordRouter:
                 projections = self.plan.projections(subjob, columns, sid)
                 table = FastTable.build(self.plan, topic, self.codec.writer_schema(topic, value).to_dict(),
                                         self.codec.writer_schema(topic, key, is_key=True).to_dict(), projections)
-            except (SkippableError, SchemaError) as exc:
-                log.debug("router: %s takes the decoding path: %s", topic, exc)
+            except (SkippableError, SchemaError) as exc:  # the decoding path dead-letters it or stops
+                log.debug("router: %s[%s] takes the decoding path: %s", topic, ident[1].hex(), exc)
+                return None
         self._fast[ident] = table
         return table
 

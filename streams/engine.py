@@ -275,6 +275,7 @@ class Engine:
     def _process(self, msgs: list[Message]) -> None:
         ends: dict[TP, int] = {}
         self.txn.begin()
+        route, active = self.router.route, self.active
         try:
             for m in msgs:
                 err = m.error()
@@ -283,9 +284,9 @@ class Engine:
                         continue
                     raise RetriableError(f"consume failed: {err.str()}")
                 tp = (m.topic() or "", m.partition() or 0)
-                if tp not in self.active:
+                if tp not in active:
                     continue  # revoked while this batch was fetched: its new owner routes it
-                self.router.route(m)
+                route(m)
                 ends[tp] = (m.offset() or 0) + 1
             self.write_progress(ends)
         except BaseException as exc:

@@ -85,6 +85,7 @@ class FastTable:
         self.deletes = deletes
         self.verified = self.verified_delete = False
         self._groups: dict[tuple[bytes, bool], tuple[str, ...]] = {}
+        self.takes: dict[tuple[str, ...], frozenset[str]] = {}
 
     @classmethod
     def build(cls, plan: RoutingPlan, topic: str, writer_value: dict[str, Any], writer_key: dict[str, Any],
@@ -225,6 +226,15 @@ def delete_targets(table: FastTable, held: frozenset[str] | None, groups: tuple[
 def held_after(table: FastTable, held: frozenset[str] | None, op: str, groups: tuple[str, ...],
                wanted: Collection[str] | None) -> frozenset[str] | None:
     """The key's groups after this upsert, or None when it removes the row from a group (a delete to send)."""
+    if wanted is None:  # the live stream: every group of the topic
+        takes = table.takes.get(groups)
+        if takes is None:
+            takes = table.takes[groups] = frozenset(groups)
+        if held is None:
+            moved = op == "u" and table.may_move and len(takes) < len(table.all_groups)
+            return None if moved else takes
+        if held <= takes:
+            return takes
     scope = table.all_groups if wanted is None else frozenset(wanted)
     takes = frozenset(g for g in groups if g in scope)
     if held is None:
