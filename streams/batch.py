@@ -160,20 +160,21 @@ class RecordRouter:
         held = self.keys.get(state_key)
         topics = self.plan.group_topics
         partition, offset = msg.partition() or 0, msg.offset() or 0
-        made: list[tuple[str, bytes, bytes | None, Any]]
         if delete:
             out, new = delete_targets(table, held, groups, wanted)
             made = [(topics[g], kb, vb, h) for kb, vb, h in delete_records(table, value, key, source, partition, offset)
                     for g in out] if out else []
+            if not table.verified_delete:
+                return self._verify(table, msg, wanted, state_key, new, made, True)
         else:
             new = held_after(table, held, op, groups, wanted)
             if new is None:
                 return None
             out = groups if wanted is None else tuple(g for g in groups if g in wanted)
-            made = [(topics[g], kb, vb, None) for kb, vb in table.records(value, key, starts, source, partition, offset)
-                    for g in out] if out else []
-        if not (table.verified_delete if delete else table.verified):
-            return self._verify(table, msg, wanted, state_key, new, made, delete)
+            records = table.records(value, key, starts, source, partition, offset) if out else ()
+            made = [(topics[g], kb, vb, None) for kb, vb in records for g in out]
+            if not table.verified:
+                return self._verify(table, msg, wanted, state_key, new, made, False)
         if new != held:
             self.keys.put(state_key, new)
             self.produce(self.keys.topic, state_key, encode_held(new), None)

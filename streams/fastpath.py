@@ -161,10 +161,12 @@ class FastTable:
         body = key[HEADER_SIZE:]
         out = []
         for t in self.targets:
-            parts = [t.value_header, b"\x00\x02"]
-            parts += [data[starts[a]:starts[b]] for a, b in t.runs]
-            parts += (source, t.fixed, position)
-            out.append((t.key_header + body, b"".join(parts)))
+            if len(t.runs) == 1:
+                a, b = t.runs[0]
+                row = data[starts[a]:starts[b]]
+            else:
+                row = b"".join([data[starts[a]:starts[b]] for a, b in t.runs])
+            out.append((t.key_header + body, b"".join((t.value_header, b"\x00\x02", row, source, t.fixed, position))))
         return out
 
 

@@ -188,3 +188,17 @@ def test_layouts_it_does_not_handle_are_left_to_decoding() -> None:
     assert layout.scan(value, 10) is not None
     assert layout.scan(value[:-3], 10) is None  # truncated
     assert layout.scan(value[:10] + b"\x04" + value[11:], 10) is None  # neither upsert nor delete
+
+
+def test_transactions_stay_short_under_load_and_large_under_backlog() -> None:
+    from streams.engine import Cadence
+
+    c = Cadence(5000, max_seconds=0.25)
+    assert c.limit() == 5000  # nothing measured yet
+    c.observe(5000, 0.1)  # 20 us a record: a full batch fits in 0.25 s
+    assert c.limit() == 5000
+    for _ in range(30):
+        c.observe(1000, 0.5)  # 500 us a record (a loaded machine): about 0.25 s of records
+    assert 500 <= c.limit() <= 600
+    c.observe(3, 10.0)  # a few records say nothing about the cost
+    assert 500 <= c.limit() <= 600
