@@ -5,6 +5,10 @@ backfill alike). It does no I/O of its own besides ``producer.produce`` (into th
 Kafka transaction) and reads of the key state; no asyncio, no per-record callbacks (the producer
 reports failed deliveries only, and a failure aborts the transaction).
 
+- bytes first: an upsert or delete of a table ``streams.fastpath`` compiles is routed on its bytes
+  (no decode, no encode; see that module for when it applies and how its output is proven equal to
+  this module's); ``route`` falls back to the decoding path below for everything else. A tombstone
+  whose key no group holds (the delete before it was routed) costs one key-state lookup;
 - decode: the key and value once each (the codec; single-object writer fingerprints are read from
   the record headers, so a known schema pair costs no lookup); HQ columns are cached per writer
   schema pair and projections per (writer schema pair, subjob) (``RoutingPlan.projection``);
@@ -85,7 +89,7 @@ class RecordRouter:
                     and self.keys.get(self.keys.key(topic, key)) is None:
                 return 0  # a tombstone after a delete (or of a key never routed): nothing holds the row
         elif self.fast:
-            n = self._route_fast(msg, topic, value, wanted)
+            n = self._route_fast(msg, topic, value, wanted, dead_letter)
             if n is not None:
                 return n
         return self._route_decoded(msg, topic, value, wanted, dead_letter)
@@ -140,7 +144,8 @@ class RecordRouter:
         self._fast[ident] = table
         return table
 
-    def _route_fast(self, msg: Message, topic: str, value: bytes, wanted: Collection[str] | None) -> int | None:
+    def _route_fast(self, msg: Message, topic: str, value: bytes, wanted: Collection[str] | None,
+                    dead_letter: bool = True) -> int | None:
         """``streams.fastpath``: the records produced, or None when this record takes the decoding path."""
         key = msg.key()
         if key is None:
@@ -165,7 +170,7 @@ class RecordRouter:
             made = [(topics[g], kb, vb, h) for kb, vb, h in delete_records(table, value, key, source, partition, offset)
                     for g in out] if out else []
             if not table.verified_delete:
-                return self._verify(table, msg, wanted, state_key, new, made, True)
+                return self._verify(table, msg, wanted, state_key, new, made, True, dead_letter)
         else:
             new = held_after(table, held, op, groups, wanted)
             if new is None:
@@ -174,23 +179,23 @@ class RecordRouter:
             records = table.records(value, key, starts, source, partition, offset) if out else ()
             made = [(topics[g], kb, vb, None) for kb, vb in records for g in out]
             if not table.verified:
-                return self._verify(table, msg, wanted, state_key, new, made, False)
+                return self._verify(table, msg, wanted, state_key, new, made, False, dead_letter)
+        routed = len(made)
         if new != held:
             self.keys.put(state_key, new)
-            self.produce(self.keys.topic, state_key, encode_held(new), None)
-        for topic_, kb, vb, h in made:
-            self.produce(topic_, kb, vb, h)
-        self.sent += len(made)
+            made.insert(0, (self.keys.topic, state_key, encode_held(new), None))
+        self._send(made)
+        self.sent += routed
         self.fast_routed += 1
-        return len(made)
+        return routed
 
     def _verify(self, table: FastTable, msg: Message, wanted: Collection[str] | None, state_key: bytes,
-                held: frozenset[str] | None, expected: list[tuple[str, bytes, bytes | None, Any]], delete: bool
-                ) -> int:
+                held: frozenset[str] | None, expected: list[tuple[str, bytes, bytes | None, Any]], delete: bool,
+                dead_letter: bool) -> int:
         """Route ``msg`` by decoding; enable ``table``'s fast path when it made exactly ``expected``."""
         self._capture = []
         try:
-            n = self._route_decoded(msg, table.topic, msg.value(), wanted, True)
+            n = self._route_decoded(msg, table.topic, msg.value(), wanted, dead_letter)
             made = [r for r in self._capture if r[0] != self.keys.topic]
         finally:
             self._capture = None
@@ -268,6 +273,22 @@ class RecordRouter:
     def _encode(self, r: Route, topic: str) -> tuple[bytes, bytes | None]:
         kb = self.codec.encode_key(topic, r.schemas.key, r.key)
         return kb, None if r.value is None else self.codec.encode_value(topic, r.schemas.value, r.value)
+
+    def _send(self, records: list[tuple[str, bytes, bytes | None, Any]]) -> None:
+        """``produce`` each of ``records`` (topic, key, value, headers)."""
+        produce = self.producer.produce
+        for topic, key, value, headers in records:
+            try:
+                if headers is None:
+                    produce(topic, value, key)
+                else:
+                    produce(topic, value, key, headers=headers)
+            except BufferError:  # not queued: ``produce`` waits for room
+                self.produce(topic, key, value, headers)
+        self._unpolled += len(records)
+        if self._unpolled >= self.POLL_EVERY:
+            self._unpolled = 0
+            self.producer.poll(0)
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
         while True:

@@ -1,24 +1,29 @@
-"""The router's byte-level path for upserts: route without decoding, write without encoding.
+"""The router's byte-level path for upserts and deletes: route without decoding, write without encoding.
 
-Most records of a table topic are upserts (``c``/``u``/``r``) of rows whose groups do not change.
-For those, ``FastPath.route`` does what ``RecordRouter``'s decoding path does, on bytes:
+Most records of a table topic are upserts (``c``/``u``/``r``) of rows whose groups do not change, or
+deletes. For those, ``RecordRouter`` routes on bytes with a ``FastTable`` per (source topic, writer
+schemas), doing what its decoding path does:
 
-- ``streams.avroscan`` finds the runs of bytes of the ``after`` columns and reads ``op``;
+- ``streams.avroscan`` finds the runs of bytes of the row's columns (``after``; ``before`` for a
+  delete) and reads ``op``;
 - the groups come from the DATAAREAID column's bytes (cached per distinct value), the channel
-  filter's value from the filter column's bytes (a string column);
-- the routed value is sliced together (``FastTable``): the routed schema's single-object header,
-  ``before`` null, the projected columns' runs in channel order, the source's ``source``, ``op``
-  and ``ts_ms`` verbatim, then the encoded ``target``, ``subjob``, ``position`` and ``filter``;
-  the routed key is the source key body under the routed key schema's header;
-- key state as ``streams.stateful.route_stateful`` keeps it: the record takes this path only when
-  it removes the row from no group (no delete to send); otherwise, and for deletes, tombstones,
-  schemas the scanner does not handle and non-single-object encodings, ``route`` returns None and
-  the caller takes the decoding path.
+  filter's value from the filter column's bytes (a ``string``, ``int`` or ``long`` column);
+- the routed value of an upsert is sliced together: the routed schema's single-object header,
+  ``before`` null, the projected columns' runs in channel order, the source's ``source``, ``op`` and
+  ``ts_ms`` verbatim, then the encoded ``target``, ``subjob``, ``position`` and ``filter``; a delete's
+  is the key columns in ``before`` (the other columns null), ``after`` null, the same tail, followed by
+  its tombstone (``cdx.routed.tombstone_headers``); the routed key is the source key body under the
+  routed key schema's header;
+- key state as ``streams.stateful.route_stateful`` keeps it (``held_after``, ``delete_targets``): an
+  upsert takes this path only when it removes the row from no group; one that does (a move: deletes
+  to send), tombstones, columns the scanner does not handle, Debezium-shaped envelopes (another
+  ``source`` record) and other encodings take the decoding path.
 
-Equal output is proven, not assumed: the first record of each table (per writer schemas) in a
-transaction goes through the decoding path (which also publishes the routed schemas into the
-transaction) and its records are compared byte for byte with what this path makes of it; only on
-equality is the table's fast path enabled (until the transaction ends: ``reset()``).
+Equal output is proven, not assumed: ``build`` checks that the routed schemas lay the projected
+columns, the key and ``source`` out with the writer's types, and the first upsert and the first
+delete of each table (per writer schemas) in a transaction go through the decoding path (which also
+publishes the routed schemas into that transaction); their records are compared byte for byte with
+what this path makes, and only on equality is the path enabled (until an abort: ``reset``).
 """
 
 from __future__ import annotations
