@@ -68,6 +68,7 @@ class RecordRouter:
         self._fast: dict[tuple[str, bytes, bytes], FastTable | None] = {}
         self._fast_plan = plan
         self.fast_routed = 0
+        self._held_bytes: dict[frozenset[str] | None, bytes] = {}
         """Records routed by the byte-level path (the rest were decoded)."""
         self._capture: list[tuple[str, bytes | None, bytes | None, Any]] | None = None
 
@@ -150,9 +151,12 @@ class RecordRouter:
         key = msg.key()
         if key is None:
             return None
-        table = self._fast_table(topic, key, value)
+        table = self._fast.get((topic, value[2:10], key[2:10]), self) if self._fast_plan is self.plan else self
+        if table is self:
+            table = self._fast_table(topic, key, value)
         if table is None:
             return None
+        assert isinstance(table, FastTable)
         scanned = table.layout.scan(value, 10)
         if scanned is None:
             return None
@@ -183,7 +187,10 @@ class RecordRouter:
         routed = len(made)
         if new != held:
             self.keys.put(state_key, new)
-            made.insert(0, (self.keys.topic, state_key, encode_held(new), None))
+            encoded = self._held_bytes.get(new)
+            if encoded is None:
+                encoded = self._held_bytes[new] = encode_held(new) or b""
+            made.insert(0, (self.keys.topic, state_key, None if new is None else encoded, None))
         self._send(made)
         self.sent += routed
         self.fast_routed += 1

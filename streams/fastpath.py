@@ -91,6 +91,7 @@ class FastTable:
         self.verified = self.verified_delete = False
         self._groups: dict[tuple[bytes, bool], tuple[str, ...]] = {}
         self.takes: dict[tuple[str, ...], frozenset[str]] = {}
+        self._partitions: dict[int, bytes] = {}
 
     @classmethod
     def build(cls, plan: RoutingPlan, topic: str, writer_value: dict[str, Any], writer_key: dict[str, Any],
@@ -162,7 +163,10 @@ class FastTable:
                 ) -> list[tuple[bytes, bytes]]:
         """(key bytes, value bytes) per target (own table, then extension table)."""
         source = data[end:]
-        position = zigzag(partition) + zigzag(offset) + self.filter_tail(data, starts)
+        part = self._partitions.get(partition)
+        if part is None:
+            part = self._partitions[partition] = zigzag(partition)
+        position = part + zigzag(offset) + self.filter_tail(data, starts)
         body = key[HEADER_SIZE:]
         out = []
         for t in self.targets:
