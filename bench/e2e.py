@@ -58,7 +58,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench import cpu
+from bench import cpu, stages
 from bench.common import Result, console, percentiles, save, show
 from cdx.demo.processes import ProcessGroup
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType, connect, get_dialect
@@ -384,6 +384,8 @@ class Bench:
     pipeline: Stages
     next_seq: int = 1
     schema: str = "ax"  # the channel tables' schema
+    topology: Path | None = None
+    """cdx's topology: the steady phase then also says where the latency goes (``bench.stages``)."""
 
     def wait(self, what: str, done: Callable[[], bool], timeout: float, interval: float = 0.01,
              required: bool = True) -> bool:
@@ -485,7 +487,7 @@ class Bench:
         delta = {k.removeprefix("cdx_").removesuffix("_total"): after.get(k, 0) - before.get(k, 0) for k in after}
         return {"changes": n, "seconds": seconds, "changes_per_s": n / seconds, "hq_write_s": written,
                 "updates_started_s": t_updates, "rows": want[0], "base": base, "cpu_s": used,
-                "cpu_s_per_100k": cpu.per_100k(used, n), **delta}
+                "cpu_s_per_100k": cpu.per_100k(used, n), "loadavg": os.getloadavg(), **delta}
 
     def copy_baseline(self, base: int) -> tuple[int, float]:
         """Raw copy of the range's final rows from HQ into a fresh table in every channel: (rows, seconds)."""
@@ -539,6 +541,7 @@ class Bench:
         committed: dict[int, float] = {}
         floor_committed: dict[int, float] = {}
         cpu_before = cpu.sample(self.pipeline.pids())
+        wall = time.time() - time.perf_counter()
         t0 = time.perf_counter() + 0.05
         floor = threading.Thread(target=self._floor_writer, args=(Schedule(t0, interval, count), first,
                                                                    floor_committed), daemon=True)
@@ -561,7 +564,11 @@ class Bench:
         lat, base_lat = latencies(committed, pollers), latencies(floor_committed, [floor_poller])
         # per probe, the slowest channel: when every channel had it
         every = [max(p.seen[s] for p in pollers) - t for s, t in committed.items() if all(s in p.seen for p in pollers)]
-        return {"latency": lat.summary(), "floor": base_lat.summary(), "changes": count * per_txn,
+        where = {} if self.topology is None else stages.breakdown(
+            self.topology, first, count, {s: t + wall for s, t in committed.items()},
+            {s: t + wall for s, t in pollers[0].seen.items()})
+        return {"latency": lat.summary(), "stages": where, "loadavg": os.getloadavg(), "floor": base_lat.summary(),
+                "changes": count * per_txn,
                 "write_s": write_s, "achieved_rate": count * per_txn / write_s, "cpu_s": used,
                 "cpu_s_per_100k": cpu.per_100k(used, count * per_txn),
                 "all_channels": {**percentiles([x * 1000 for x in every]), "max": max(every, default=0) * 1000}}
@@ -622,7 +629,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--rate", type=float, default=1000.0, help="HQ changes/s of the steady load")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the steady load")
     parser.add_argument("--batch", type=int, default=5000, help="HQ changes per transaction (throughput run)")
-    parser.add_argument("--poll-interval", type=float, default=0.2, help="cdx capture --poll-interval")
+    parser.add_argument("--poll-interval", type=float, default=0.05, help="cdx capture --poll-interval")
     args, _ = parser.parse_known_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the processes
@@ -640,7 +647,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     where = f"HQ {args.hq}, {args.channels} {args.channel_dialect} channels"
     console.print(f"e2e: {where}; logs and databases in {tmp}")
     pipeline = Pipeline(path, tmp, args.poll_interval)
-    bench = Bench(args, HqWriter(hq_db), channels, floor, pipeline)
+    bench = Bench(args, HqWriter(hq_db), channels, floor, pipeline, topology=path)
     runs: list[dict[str, Any]] = []
     try:
         console.print(f"pipeline ready (first row in every channel) after {bench.ready():.1f}s")
@@ -653,6 +660,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
             lat, fl = st["latency"], st["floor"]
             console.print(f"run {run + 1}: steady {st['achieved_rate']:,.0f} changes/s for {st['write_s']:.1f}s:"
                           f" latency {fmt(lat)}; floor (direct write) {fmt(fl)}; CPU {cpu_line(st)}")
+            console.print(f"run {run + 1}: where the steady latency goes (first channel): {stages.line(st['stages'])};"
+                          f" load average {os.getloadavg()[0]:.1f}")
             runs.append({"throughput": tp, "steady": st})
     except BaseException:
         console.print(pipeline.tails())

@@ -24,8 +24,10 @@ first in odd ones, with ``bench.e2e``'s phases: **throughput** (``--changes`` HQ
 then 40 % updates in HQ transactions of 5,000, the updates once the inserts are published, timed until the
 channel holds the final state) and **steady load** (``--rate`` changes/s for ``--seconds``, probe rows,
 latency HQ commit -> visible in the channel). CPU-seconds per 100,000 changes from /proc: cdx's three
-processes, the peer's JVM; the idle pipeline's CPU during the other's phase is reported too. Every figure
-is the median over the runs; JSON in ``bench/results/peer_debezium-*.json``.
+processes (and each of them), the peer's JVM; the idle pipeline's CPU during the other's phase is reported
+too, and so is the load average (the machine may be shared). cdx's steady latency is also split by stage
+(``bench.stages``: capture, router, sink, from the probes' Kafka timestamps). Every figure is the median
+over the runs; JSON in ``bench/results/peer_debezium-*.json``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cpu
+from bench import cpu, stages
 from bench.common import RESULTS, Result, console, save, show
 from bench.e2e import PROBE, PRODUCT, TOPOLOGY, Bench, Db, HqWriter, Pipeline, create_hq, fmt, free_port, median
 from bench.peer import connect
@@ -138,7 +140,7 @@ def cdx_side(args: argparse.Namespace, admin: str, bootstrap: str, tmp: Path) ->
         bootstrap=bootstrap, prefix=prefix, hq_dialect="postgresql", hq_dsn=hq.dsn, entity="usrt",
         channels=f'      - {{id: c1, database: {{dialect: postgresql, dsn: "{channel.dsn}"}}}}'))
     pipeline = Pipeline(path, tmp, args.poll_interval)
-    return Bench(args, HqWriter(hq), [channel], make_floor(admin, "bench_peer_cdx_floor"), pipeline)
+    return Bench(args, HqWriter(hq), [channel], make_floor(admin, "bench_peer_cdx_floor"), pipeline, topology=path)
 
 
 def peer_side(args: argparse.Namespace, admin: str, bootstrap: str, tmp: Path) -> Bench:
@@ -206,9 +208,12 @@ def run_all(args: argparse.Namespace, benches: dict[str, Bench]) -> list[dict[st
             other = benches[SIDES[1 - SIDES.index(side)]]
             tp = measured(benches[side], other, "throughput", run)
             st = measured(benches[side], other, "steady", run)
+            roles = ", ".join(f"{name} {s * 100_000 / tp['changes']:,.1f}" for name, s in tp["cpu_s"].items())
             console.print(f"run {run + 1} {side}: {tp['changes_per_s']:,.0f} changes/s ({tp['seconds']:.1f}s), "
-                          f"CPU {tp['cpu_s_per_100k']:,.1f} s per 100k; steady {st['achieved_rate']:,.0f}/s: "
-                          f"{fmt(st['latency'])}")
+                          f"CPU {tp['cpu_s_per_100k']:,.1f} s per 100k ({roles}); steady {st['achieved_rate']:,.0f}/s: "
+                          f"{fmt(st['latency'])}; load average {tp['loadavg'][0]:.1f} / {st['loadavg'][0]:.1f}")
+            if st.get("stages"):
+                console.print(f"run {run + 1} {side}: where the steady latency goes: {stages.line(st['stages'])}")
             result[side] = {"throughput": tp, "steady": st}
         runs.append(result)
         partial.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2, default=str))
@@ -227,6 +232,15 @@ def side_figures(runs: list[dict[str, Any]], side: str) -> dict[str, float]:
     for k in ("p50", "p95", "p99", "max"):
         out[k] = median([s["latency"].get(k, 0.0) for s in sts])
     out["missing"] = sum(s["latency"]["missing"] for s in sts)
+    for role in tps[0]["cpu_s"] if tps else ():
+        out[f"cpu_{role}_per_100k"] = median([t["cpu_s"].get(role, 0.0) * 100_000 / t["changes"] for t in tps])
+    for stage in stages.STAGES:
+        for k in ("p50", "p99"):
+            found = [s["stages"][stage][k] for s in sts if k in s.get("stages", {}).get(stage, {})]
+            if found:
+                out[f"stage_{stage}_{k}"] = median(found)
+    out["loadavg_min"] = min((t["loadavg"][0] for t in [*tps, *sts]), default=0.0)
+    out["loadavg_max"] = max((t["loadavg"][0] for t in [*tps, *sts]), default=0.0)
     return out
 
 
@@ -242,7 +256,8 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> list[Result]
     results.append(Result("peer_debezium", "CPU-seconds per 100,000 changes (throughput; cdx: capture + router + "
                           "sink, peer: Connect JVM)", "s", c["cpu_s_per_100k"], p["cpu_s_per_100k"], peer_name, r))
     results.append(Result("peer_debezium", "CPU-seconds per 100,000 changes (steady load)", "s",
-                          c["steady_cpu_s_per_100k"], p["steady_cpu_s_per_100k"], peer_name, r))
+                          c["steady_cpu_s_per_100k"], p["steady_cpu_s_per_100k"], peer_name, r,
+                          {"cdx": c, "peer": p}))
     show(results, "cdx vs Debezium (PostgreSQL source + JDBC sink on Kafka Connect), same broker and server")
     ratio = c["changes_per_s"] / p["changes_per_s"] if p["changes_per_s"] else 0.0
     console.print(f"throughput: cdx {c['changes_per_s']:,.0f} changes/s, peer {p['changes_per_s']:,.0f} changes/s:"
@@ -252,6 +267,13 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> list[Result]
                       f"{f['p99']:,.0f} / max {f['max']:,.0f} ms ({f['missing']:,.0f} probes missing); CPU "
                       f"{f['cpu_s_per_100k']:,.1f} s per 100k changes (throughput), "
                       f"{f['steady_cpu_s_per_100k']:,.1f} s (steady)")
+        roles = ", ".join(f"{k[4:-9]} {v:,.1f} s" for k, v in f.items()
+                          if k.startswith("cpu_") and k != "cpu_s_per_100k")
+        where = ", ".join(f"{stage} p50 {f[f'stage_{stage}_p50']:,.0f} / p99 {f[f'stage_{stage}_p99']:,.0f} ms"
+                          for stage in stages.STAGES if f"stage_{stage}_p50" in f)
+        console.print(f"{side}: CPU per 100k changes by process: {roles}" + (f"; steady latency by stage: {where}"
+                                                                            if where else "")
+                      + f"; load average {f['loadavg_min']:.1f}-{f['loadavg_max']:.1f}")
     path = save(results, "peer_debezium")
     console.print(f"saved {path}")
     return results
@@ -268,7 +290,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the steady load")
     parser.add_argument("--batch", type=int, default=5000, help="HQ changes per transaction (throughput run)")
     parser.add_argument("--warmup", type=int, default=20_000, help="untimed changes per pipeline before the runs")
-    parser.add_argument("--poll-interval", type=float, default=0.2, help="cdx capture --poll-interval")
+    parser.add_argument("--poll-interval", type=float, default=0.05, help="cdx capture --poll-interval")
     args, _ = parser.parse_known_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the processes

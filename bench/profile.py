@@ -23,15 +23,24 @@ from bench.common import RESULTS
 
 CATEGORIES = (
     ("cdx/codec/", "Avro decode/encode (cdx.codec)"),
+    ("streams/avroscan.py", "byte-level envelope scan (streams.avroscan)"),
+    ("streams/fastpath.py", "byte-level routing: groups, slicing (streams.fastpath)"),
+    ("streams/keystate.py", "key state (streams.keystate)"),
+    ("streams/stateful.py", "routing rules (streams.routing, streams.stateful)"),
+    ("streams/routing.py", "routing rules (streams.routing, streams.stateful)"),
+    ("cdx/routed.py", "routing rules (streams.routing, streams.stateful)"),
+    ("streams/batch.py", "per-record glue and produce (streams.batch, confluent-kafka produce)"),
+    ("cdx/kafka/batches.py", "consume (confluent-kafka)"),
+    ("streams/activation.py", "activation and reload checks (streams.activation)"),
+    ("streams/engine.py", "engine loop and transactions (send offsets, commit)"),
     ("streams/output.py", "produce (confluent-kafka)"),
-    ("streams/routing.py", "routing rules (streams.routing)"),
     ("streams/router.py", "router glue (streams.router)"),
     ("streams/app.py", "router glue (streams.router)"),
     ("prometheus_client", "metrics"),
 )
 
 
-def router_pid(timeout: float = 300.0) -> int:
+def router_pid(timeout: float = 900.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = subprocess.run(["pgrep", "-f", "cdx.cli.main route --topology .*cdx-bench-router-"],
@@ -48,8 +57,8 @@ def categorize(raw: Path) -> tuple[Counter[str], int]:
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
-        if not any("run_forever" in f for f in frames):
-            continue  # other threads, or a stack py-spy could not read completely
+        if not any("run_forever" in f or "streams/engine.py" in f for f in frames):
+            continue  # other threads, or a stack py-spy could not read completely (faust: the event loop)
         count = int(n)
         total += count
         cat = None
@@ -59,7 +68,7 @@ def categorize(raw: Path) -> tuple[Counter[str], int]:
                 break
         if cat is None:
             cat = "idle (waiting in select)" if "select" in frames[-1].lower() else \
-                "faust / mode / asyncio per-event machinery"
+                "no cdx frame (faust / mode / asyncio per-event machinery with --engine faust)"
         cats[cat] += count
     return cats, total
 

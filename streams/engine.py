@@ -156,6 +156,27 @@ def _retrying(fn: Callable[[], Any], attempts: int = 10) -> Any:
             time.sleep(2.0)
 
 
+class Cadence:
+    """How many records the next transaction takes: what is there (``next_batch`` hands on a single change at
+    once when idle), at most ``batch_size``, and no more than routing fits in ``max_seconds`` at the recent
+    cost per record, so a transaction stays short (its records become visible to read_committed readers at
+    its commit) even on a loaded machine; under backlog batches stay large enough to amortise the commit."""
+
+    def __init__(self, batch_size: int, max_seconds: float = 0.25, floor: int = 500) -> None:
+        self.batch_size, self.max_seconds, self.floor = batch_size, max_seconds, min(floor, batch_size)
+        self.per_record = 0.0
+
+    def observe(self, records: int, seconds: float) -> None:
+        if records >= 50:
+            cost = seconds / records
+            self.per_record = cost if self.per_record == 0.0 else 0.8 * self.per_record + 0.2 * cost
+
+    def limit(self) -> int:
+        if self.per_record <= 0.0:
+            return self.batch_size
+        return max(self.floor, min(self.batch_size, int(self.max_seconds / self.per_record)))
+
+
 class Engine:
     """A transactional router worker; ``run()`` blocks until stopped. See the module docstring."""
 
@@ -172,6 +193,7 @@ class Engine:
         self.plan = RoutingPlan(topology)
         self.config = client_config(k.bootstrap_servers, k.security)
         self.batch_size = batch_size
+        self.cadence = Cadence(batch_size)
         self.reload_interval = reload_interval
         ensure_engine_topics(topology, self.plan)
         self.instance_id = instance_id or default_instance_id(datadir)
@@ -231,8 +253,7 @@ class Engine:
         else:
             self.keys.abort()
             self.progress.abort()
-            if self.router.splicer is not None:
-                self.router.splicer.reset()
+            self.router.reset()
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> int:
@@ -266,7 +287,7 @@ class Engine:
                     self.activator.maybe_reload()
                     if self.restart is not None:
                         return
-                msgs = next_batch(self.consumer, self.batch_size, 0.2)
+                msgs = next_batch(self.consumer, self.cadence.limit(), 0.2)
                 if self.assigned - self.active:
                     self.activator.activate(sorted(self.assigned - self.active))
                 if msgs:
@@ -280,7 +301,9 @@ class Engine:
 
     def _process(self, msgs: list[Message]) -> None:
         ends: dict[TP, int] = {}
+        started = time.monotonic()
         self.txn.begin()
+        route, active = self.router.route, self.active
         try:
             for m in msgs:
                 err = m.error()
@@ -289,14 +312,16 @@ class Engine:
                         continue
                     raise RetriableError(f"consume failed: {err.str()}")
                 tp = (m.topic() or "", m.partition() or 0)
-                if tp not in self.active:
+                if tp not in active:
                     continue  # revoked while this batch was fetched: its new owner routes it
-                self.router.route(m)
+                route(m)
                 ends[tp] = (m.offset() or 0) + 1
             self.write_progress(ends)
         except BaseException as exc:
             self.txn.abort(exc)
+        routed = time.monotonic()
         self.txn.commit([TopicPartition(t, p, o) for (t, p), o in ends.items()], self.consumer)
+        self.cadence.observe(len(msgs), routed - started)
         log.debug("router: committed a batch of %d records, %d routed: %s", len(msgs), self.router.sent, ends)
         self.processed.update(ends)
         metrics.RECORDS_IN.inc(len(msgs))

@@ -171,6 +171,10 @@ class KeyState:
         self._pending[key] = held
         return True
 
+    def put(self, key: bytes, held: Held | None) -> None:
+        """Record ``held`` for the open transaction (the caller knows it differs)."""
+        self._pending[key] = held
+
     def commit(self) -> None:
         self.store.apply(self._pending)
         self._pending = {}

@@ -208,6 +208,7 @@ class RoutingPlan:
         self.group_topics: dict[str, str] = {g.id: group_topic(self.prefix, g.id)
                                              for g in topology.channel_data_groups}
         self._projections: dict[tuple[str, Any], tuple[Projection, ...]] = {}
+        self._groups_of = {topic: tuple(g for g, _ in rule.groups) for topic, rule in self._rules.items()}
 
     @property
     def source_topics(self) -> list[str]:
@@ -220,8 +221,12 @@ class RoutingPlan:
 
     def groups_of(self, topic: str) -> tuple[str, ...]:
         """Every group that may receive records of ``topic``."""
+        return self._groups_of.get(topic, ())
+
+    def rule_groups(self, topic: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """``(group id, casefolded legal entities)`` of every group that may receive records of ``topic``."""
         rule = self._rules.get(topic)
-        return tuple(g for g, _ in rule.groups) if rule else ()
+        return rule.groups if rule else ()
 
     def pairs(self) -> set[tuple[str, str]]:
         """``(group id, source topic)`` for every group that may receive records of the topic."""

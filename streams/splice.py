@@ -23,6 +23,12 @@ from streams.routing import Route, SourceRecord
 def zigzag(n: int) -> bytes:
     """Avro ``int``/``long``: zigzag, then base-128 varint."""
     z = (n << 1) ^ (n >> 63)
+    if z < 0x4000:
+        return bytes((z,)) if z < 0x80 else bytes((z & 0x7F | 0x80, z >> 7))
+    if z < 0x10000000:
+        if z < 0x200000:
+            return bytes((z & 0x7F | 0x80, (z >> 7) & 0x7F | 0x80, z >> 14))
+        return bytes((z & 0x7F | 0x80, (z >> 7) & 0x7F | 0x80, (z >> 14) & 0x7F | 0x80, z >> 21))
     out = bytearray()
     while z & ~0x7F:
         out.append((z & 0x7F) | 0x80)

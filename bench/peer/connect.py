@@ -195,7 +195,7 @@ class Peer:
             out[name] = ",".join(str(t.get("state")) for t in tasks)
         return out
 
-    def wait_running(self, timeout: float = 180.0) -> None:
+    def wait_running(self, timeout: float = 600.0) -> None:
         deadline = time.monotonic() + timeout
         last: dict[str, str] = {}
         while time.monotonic() < deadline:

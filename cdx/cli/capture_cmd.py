@@ -29,7 +29,8 @@ hq_app = typer.Typer(help="HQ database: change tracking set-up and cleanup.", no
 def capture(
     ctx: typer.Context,
     topology: Path | None = TOPOLOGY_OPTION,
-    poll_interval: float = typer.Option(0.2, help="Seconds between polls when idle."),
+    poll_interval: float = typer.Option(0.05, help="Seconds between polls when idle (an idle poll asks HQ"
+                                        " for its tracking version only)."),
     batch_size: int = typer.Option(5000, help="Tracking entries read per table per transaction."),
     ha: bool = HA_OPTION,
     lease_timeout: float = LEASE_TIMEOUT_OPTION,

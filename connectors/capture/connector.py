@@ -26,13 +26,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from cdx.cleanup import quietly
-from cdx.codec import Column, SchemaPublisher, SchemaStore, TableSchemas, make_codec
+from cdx.codec import SchemaPublisher, SchemaStore, TableSchemas, make_codec
 from cdx.codec.envelope import Op
-from cdx.dialects import ColumnInfo, get_dialect, key_columns
+from cdx.dialects import get_dialect
 from cdx.errors import ConfigError, FatalError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config, size_limited
@@ -42,7 +42,7 @@ from cdx.topology.live import LiveTopology
 from cdx.topology.root import Topology
 from connectors.capture import metrics, requests
 from connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
-from connectors.capture.records import ChangeEncoder
+from connectors.capture.records import ChangeEncoder, to_codec_columns
 from connectors.capture.snapshot import read_chunk, stale_keys
 from connectors.capture.tracking import ChangeTracker, ResyncRequired, TableRef, open_tracker
 from connectors.upload.records import dlq_record
@@ -57,16 +57,6 @@ REQUEST_INTERVAL = 2.0
 """Seconds between two reads of the operator's requests in HQ (``connectors.capture.requests``)."""
 
 
-def to_codec_columns(columns: Iterable[ColumnInfo]) -> list[Column]:
-    """Dialect columns -> codec columns, primary-key columns first in key order."""
-    cols = list(columns)
-    order = key_columns(cols)
-    by_name = {c.name: c for c in cols}
-    ordered = [by_name[n] for n in order] + [c for c in cols if c.name not in order]
-    return [Column(c.name, c.logical_type, nullable=c.nullable, primary_key=c.name in order,
-                   precision=c.precision, scale=c.scale, length=c.length) for c in ordered]
-
-
 class TableState:
     """What the connector knows of one tracked table."""
 
@@ -78,6 +68,7 @@ class TableState:
         self.fields: frozenset[str] = frozenset()
         self.position: Position | None = None
         self.position_written_at = 0.0
+        self.checked = -1  # version read up to (the committed position lags it while the table is quiet)
 
     @property
     def name(self) -> str:
@@ -87,7 +78,7 @@ class TableState:
 class CaptureConnector:
     """Polls HQ change tracking and publishes per-table topics (see module docstring)."""
 
-    def __init__(self, topology: Topology, *, poll_interval: float = 0.2, batch_size: int = 5000,
+    def __init__(self, topology: Topology, *, poll_interval: float = 0.05, batch_size: int = 5000,
                  idle_position_interval: float = 30.0, tracker_factory: Callable[[], ChangeTracker] | None = None,
                  snapshot_chunk_rows: int = 10_000) -> None:
         self.topology = topology
@@ -114,6 +105,7 @@ class CaptureConnector:
             self.tables.append(TableState(ref, topic))
         self.tracker: ChangeTracker | None = None
         self.producer: TransactionalProducer | None = None
+        self._idle = False
         self.live: LiveTopology | None = None
         """Set by ``cdx capture``: new topology revisions are taken between polls (``reload``)."""
         self._requests_due = 0.0
@@ -212,12 +204,23 @@ class CaptureConnector:
         self.close()
 
     def poll_once(self) -> int:
-        """One pass over every table; returns the number of changes published."""
+        """One pass over every table; returns the number of changes published.
+
+        The operator's re-snapshot requests are taken first (``cdx capture resnapshot``, read at most
+        every ``REQUEST_INTERVAL`` seconds). Every pass then asks HQ for its current tracking version
+        (PostgreSQL: the one stamping of the pass); after a pass that published nothing, no table is
+        read while every table was already read up to it: idle polls cost little, so the poll interval
+        can be short (latency)."""
+        assert self.tracker is not None
         total = self._take_requests()
+        current = int(self._db(self.tracker.current_version))
+        if total == 0 and self._idle and self._nothing_new(current):
+            return 0
         for table in self.tables:
             if self._stop.is_set():
                 break
-            total += self._capture_table(table)
+            total += self._capture_table(table, stamped=True)
+        self._idle = total == 0
         return total
 
     def _take_requests(self) -> int:
@@ -242,6 +245,18 @@ class CaptureConnector:
             except Exception as exc:  # a read-only HQ user: remembered in _handled instead
                 log.warning("cannot clear the re-snapshot request of %s in HQ: %s", table.name, exc)
         return published
+
+    def _nothing_new(self, current: int) -> bool:
+        """True when every table streams, was read up to HQ's current tracking version and has no idle
+        position to write (a quiet table's position must not fall behind the tracking retention)."""
+        assert self.tracker is not None
+        now = time.monotonic()
+        for t in self.tables:
+            if t.position is None or t.position.snapshot is not None or t.checked < 0:
+                return False
+            if t.checked > t.position.version and now - t.position_written_at > self.idle_position_interval:
+                return False
+        return all(t.checked >= current for t in self.tables)
 
     def close(self) -> None:
         if self.producer is not None:
@@ -269,7 +284,7 @@ class CaptureConnector:
                 raise RetriableError(f"HQ database error: {exc}") from exc
             raise FatalError(f"HQ database error while capturing: {exc}") from exc
 
-    def _capture_table(self, table: TableState) -> int:
+    def _capture_table(self, table: TableState, stamped: bool = False) -> int:
         assert self.tracker is not None
         tracker = self.tracker
         if table.position is None:
@@ -278,7 +293,7 @@ class CaptureConnector:
             return self._snapshot_chunk(table)
         try:
             changes, reached = self._db(lambda: tracker.changes(table.ref, table.position.version,  # type: ignore[union-attr]
-                                                                limit=self.batch_size))
+                                                                limit=self.batch_size, stamped=stamped))
         except ResyncRequired as exc:
             log.warning("%s; re-snapshotting %s", exc, table.name)
             metrics.RESNAPSHOTS.labels(table.name).inc()
@@ -288,6 +303,7 @@ class CaptureConnector:
             if reached > table.position.version and idle:
                 self._transaction(lambda: self._produce_position(table, reached))
                 table.position = Position(reached, int(time.time() * 1000))
+            table.checked = reached
             return 0
         if any(c.row is not None and frozenset(c.row) != table.fields for c in changes):
             self._db(lambda: self._refresh_schema(table))
@@ -295,10 +311,12 @@ class CaptureConnector:
 
         def work() -> None:
             counts = dict.fromkeys(_OPS.values(), 0)
+            out: list[dict[str, Any]] = []
             for change in changes:
                 op = _OPS[change.op]
-                self._produce_change(table, op, change.key, change.row, change.version, now)
+                self._produce_change(table, op, change.key, change.row, change.version, now, out)
                 counts[op] += 1
+            self._flush(table, out)
             self._produce_position(table, reached)
             for op, count in counts.items():
                 if count:
@@ -306,6 +324,7 @@ class CaptureConnector:
 
         self._transaction(work)
         table.position = Position(reached, now)
+        table.checked = reached
         metrics.VERSION.labels(table.name).set(reached)
         return len(changes)
 
@@ -317,6 +336,7 @@ class CaptureConnector:
         version = int(self._db(tracker.current_version))
         now = int(time.time() * 1000)
         table.position = Position(version, now, SnapshotProgress(None, 0, now, resnapshot))
+        table.checked = -1
         return self._snapshot_chunk(table)
 
     def _snapshot_chunk(self, table: TableState) -> int:
@@ -333,10 +353,12 @@ class CaptureConnector:
 
         def work() -> None:
             assert table.schemas is not None
+            out: list[dict[str, Any]] = []
             for row in chunk.rows:
-                self._produce_change(table, Op.READ, table.schemas.key_of(row), row, version, started, snapshot="true")
+                self._produce_change(table, Op.READ, table.schemas.key_of(row), row, version, started, out, "true")
             for key in stale:
-                self._produce_change(table, Op.DELETE, key, None, version, started, snapshot="true")
+                self._produce_change(table, Op.DELETE, key, None, version, started, out, "true")
+            self._flush(table, out)
             self._produce_position(table, version, chunk.progress)
 
         self._transaction(work)
@@ -357,7 +379,8 @@ class CaptureConnector:
 
     # -------------------------------------------------------------- producing
     def _produce_change(self, table: TableState, op: Op, key: dict[str, Any], row: dict[str, Any] | None,
-                        version: int, now: int, snapshot: str = "false") -> None:
+                        version: int, now: int, out: list[dict[str, Any]], snapshot: str = "false") -> None:
+        """Encode one change into ``out`` (its record, and a tombstone after a delete); ``_flush`` produces them."""
         assert self.producer is not None and table.schemas is not None
         encoder = table.encoder
         if encoder is None or encoder.schemas is not table.schemas:
@@ -368,9 +391,13 @@ class CaptureConnector:
         if size + RECORD_OVERHEAD > self.max_message_bytes:
             self._dead_letter(table, key, size)
             return
-        self.producer.produce(table.topic, value_bytes, key=key_bytes)
+        out.append({"key": key_bytes, "value": value_bytes})
         if op is Op.DELETE:
-            self.producer.produce(table.topic, None, key=key_bytes)
+            out.append({"key": key_bytes, "value": None})
+
+    def _flush(self, table: TableState, out: list[dict[str, Any]]) -> None:
+        assert self.producer is not None
+        self.producer.produce_many(table.topic, out)
 
     def _dead_letter(self, table: TableState, key: dict[str, Any], size: int) -> None:
         """A change too large to publish: a dead letter (table, key, size, reason) in the same transaction."""

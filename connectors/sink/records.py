@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdx.codec import AvroSchema, Codec, Column, LogicalType
+from cdx.codec import AvroSchema, Codec, Column, LogicalType, SingleObjectCodec
+from cdx.codec.binary import read_body
 from cdx.codec.errors import UnknownSchemaError
-from cdx.codec.single_object import HEADER_SIZE, is_single_object
+from cdx.codec.single_object import HEADER_SIZE, MAGIC, is_single_object
 from cdx.errors import CdxError, RetriableError
 from cdx.routed import RoutedChange, columns_of, parse_tombstone, parse_value
 
@@ -56,8 +57,8 @@ class Shape:
         values = [row.get(f) for f in self.fields]
         for i in self.timestamps:
             v = values[i]
-            if isinstance(v, dt.datetime) and v.tzinfo is not None:
-                values[i] = v.astimezone(dt.UTC).replace(tzinfo=None)
+            if isinstance(v, dt.datetime) and v.tzinfo is not None:  # fastavro's are in UTC already
+                values[i] = v.replace(tzinfo=None) if v.tzinfo is dt.UTC else v.astimezone(dt.UTC).replace(tzinfo=None)
         return tuple(values)
 
     def key_values(self, key: dict[str, Any]) -> tuple[Any, ...]:
@@ -111,14 +112,16 @@ class Decoder:
     With single-object encoding the 10-byte headers name the writer schemas, so a known pair
     skips the schema lookups, and the key values are taken from the decoded value (a routed
     value carries the key: ``after`` for upserts, ``before`` for deletes, see ``cdx.routed``)
-    instead of decoding the key a second time.
+    instead of decoding the key a second time; with ``SingleObjectCodec`` the value body is then read
+    with the cached writer schema directly (no per-record fingerprint lookup).
     """
 
     def __init__(self, codec: Codec, topic: str) -> None:
         self.codec = codec
         self.topic = topic
         self._shapes: dict[tuple[AvroSchema, AvroSchema], Shape] = {}
-        self._by_header: dict[tuple[bytes, bytes], Shape] = {}
+        self._by_header: dict[tuple[bytes, bytes], tuple[Shape, AvroSchema | None]] = {}
+        self._direct = type(codec) is SingleObjectCodec
         self._unknown_since: dict[str, float] = {}
 
     def decode(self, partition: int, offset: int, key: bytes | None, value: bytes | None, *,
@@ -133,16 +136,19 @@ class Decoder:
         try:
             if key is None:
                 raise ValueError("record has no key")
-            header = (key[:HEADER_SIZE], value[:HEADER_SIZE]) if is_single_object(key) and is_single_object(value) \
-                else None
-            shape = self._by_header.get(header) if header is not None else None
-            decoded = self.codec.decode_value(self.topic, value) or {}
+            header = (key[:HEADER_SIZE], value[:HEADER_SIZE]) if key[:2] == MAGIC and is_single_object(value) \
+                and len(key) >= HEADER_SIZE else None
+            known = self._by_header.get(header) if header is not None else None
+            shape, writer = known if known is not None else (None, None)
+            decoded = (read_body(memoryview(value)[HEADER_SIZE:], writer) if writer is not None
+                       else self.codec.decode_value(self.topic, value)) or {}
             key_dict = _key_from_value(shape, decoded) if shape is not None else None
             change = parse_value(key_dict if key_dict is not None else self.codec.decode_key(self.topic, key), decoded)
             if shape is None:
                 shape = self._shape(key, value, change)
                 if header is not None:
-                    self._by_header[header] = shape
+                    vs = self.codec.writer_schema(self.topic, value) if self._direct else None
+                    self._by_header[header] = (shape, vs)
             rec.shape = shape
             rec.change = change
         except RetriableError:

@@ -174,9 +174,13 @@ class ChangeTracker(ABC):
         """The oldest ``since_version`` that ``changes(table, ...)`` accepts."""
 
     @abstractmethod
-    def changes(self, table: TableLike, since_version: int,
-                limit: int | None = None) -> tuple[list[Change], int]:
-        """Net changes after ``since_version``, ordered by version, and the version reached."""
+    def changes(self, table: TableLike, since_version: int, limit: int | None = None, *,
+                stamped: bool = False) -> tuple[list[Change], int]:
+        """Net changes after ``since_version``, ordered by version, and the version reached.
+
+        ``stamped``: the caller has just called ``current_version()`` for this pass over its tables, so
+        a tracker that assigns versions when read (PostgreSQL) need not do it again for every table
+        (transactions committed since are read by the next pass)."""
 
     @abstractmethod
     def snapshot(self, table: TableLike) -> tuple[RowStream, int]:

@@ -224,12 +224,13 @@ class PostgresChangeTracker(ChangeTracker):
             return self._tracked(TableRef.parse(table))[2]
 
     # -- reads -------------------------------------------------------------------------
-    def changes(self, table: TableLike, since_version: int,
-                limit: int | None = None) -> tuple[list[Change], int]:
+    def changes(self, table: TableLike, since_version: int, limit: int | None = None, *,
+                stamped: bool = False) -> tuple[list[Change], int]:
         ref = TableRef.parse(table)
         self._check_limit(limit)
-        self._require_installed()
-        self._stamp()
+        if not stamped:
+            self._require_installed()
+            self._stamp()
         with self._tx(self._READ):
             current = int(self.conn.execute("SELECT version FROM cdx.clock WHERE id = 1").fetchone()[0])
             table_id, keys, min_valid = self._tracked(ref)

@@ -165,8 +165,8 @@ class SQLiteChangeTracker(ChangeTracker):
         return self._tracked(TableRef.parse(table))[2]
 
     # -- reads -------------------------------------------------------------------------
-    def changes(self, table: TableLike, since_version: int,
-                limit: int | None = None) -> tuple[list[Change], int]:
+    def changes(self, table: TableLike, since_version: int, limit: int | None = None, *,
+                stamped: bool = False) -> tuple[list[Change], int]:
         ref = TableRef.parse(table)
         self._check_limit(limit)
         self._require_installed()

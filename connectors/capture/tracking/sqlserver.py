@@ -135,8 +135,8 @@ class SQLServerChangeTracker(ChangeTracker):
         return version
 
     # -- reads -------------------------------------------------------------------------
-    def changes(self, table: TableLike, since_version: int,
-                limit: int | None = None) -> tuple[list[Change], int]:
+    def changes(self, table: TableLike, since_version: int, limit: int | None = None, *,
+                stamped: bool = False) -> tuple[list[Change], int]:
         ref = TableRef.parse(table)
         self._check_limit(limit)
         columns = self.dialect.introspect_columns(self.conn, ref.schema, ref.name)  # outside the snapshot:
