@@ -96,14 +96,14 @@ class RecordRouter:
             if key is not None and (topic, key[:10]) in self._key_columns \
                     and self.keys.get(self.keys.key(topic, key)) is None:
                 return 0  # a tombstone after a delete (or of a key never routed): nothing holds the row
-        elif self.fast:
+        elif self.fast and not marks:  # re-routes carry per-group marks: the decoding path adds them
             n = self._route_fast(msg, topic, value, wanted, dead_letter)
             if n is not None:
                 return n
-        return self._route_decoded(msg, topic, value, wanted, dead_letter)
+        return self._route_decoded(msg, topic, value, wanted, dead_letter, marks)
 
     def _route_decoded(self, msg: Message, topic: str, value: bytes | None, wanted: Collection[str] | None,
-                       dead_letter: bool) -> int:
+                       dead_letter: bool, marks: Mapping[str, bytes] | None = None) -> int:
         """The decoding path: decode, ``route_stateful``, encode (or splice), produce."""
         if self.plan.subjob_of(topic) is None:
             return 0
