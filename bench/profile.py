@@ -6,8 +6,9 @@ time goes by category.
 Starts ``python -m bench.router --changes N --runs 1`` (which writes the backlog and starts a real
 ``cdx route`` process), attaches ``py-spy record`` (sampling, 200 Hz, raw collapsed stacks) to the
 router process for ``--seconds`` while it routes, and sums the samples of its main thread by the
-innermost cdx frame: Avro codec, routing rules, router glue, produce, or (no cdx frame) faust /
-mode / asyncio per-event machinery. The raw stacks are kept in ``bench/results/`` for a flame graph.
+innermost cdx frame: byte-level scan and routing, key state, Avro codec, routing rules, per-record glue
+and produce, engine loop and transactions, or (no cdx frame; ``--engine faust``) faust / mode /
+asyncio per-event machinery. The raw stacks are kept in ``bench/results/`` for a flame graph.
 """
 
 from __future__ import annotations
