@@ -48,9 +48,9 @@ def pg_status() -> None:
 
 
 SECURITY_OPTION = typer.Option("plaintext", "--security",
-                               help="plaintext, sasl_plaintext or sasl_ssl: a separate broker (or 3-broker cluster) with"
-                                    " SCRAM-SHA-512 users and the StandardAuthorizer (ACLs enforced); sasl_ssl with"
-                                    " certificates generated for it.")
+                               help="plaintext, sasl_plaintext or sasl_ssl: a separate broker (or 3-broker cluster)"
+                                    " with SCRAM-SHA-512 users and the StandardAuthorizer (ACLs enforced); sasl_ssl"
+                                    " with certificates generated for it.")
 
 
 USER_OPTION = typer.Option(None, "--user", help="NAME=PASSWORD: a SCRAM-SHA-512 user to create (repeatable;"

@@ -14,7 +14,9 @@ channel X      Read its group topic and schemas; Write dead letters; Group ``<pr
 upload sink    Read upload topics and schemas; Write dead letters; Group ``<prefix>-hq-upload``
 =============  ===========================================================================
 
-Every topic grant also gives Describe (implied by Read/Write in Kafka). Channel names are exact
+Every topic grant also gives Describe (implied by Read/Write in Kafka) and DescribeConfigs (a role
+started with ``kafka.manage_topics: false`` checks its topics' settings; a sink reads its group
+topic's ``delete.retention.ms``). Channel names are exact
 (LITERAL): a prefix grant for ``store-1`` would also match ``store-10``.
 """
 
@@ -40,7 +42,7 @@ from cdx.errors import ConfigError
 from cdx.kafka.admin import _settle, _with_logger
 from cdx.topology.model import Topology
 
-READ, WRITE = AclOperation.READ, AclOperation.WRITE
+READ, WRITE, DESCRIBE_CONFIGS = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE_CONFIGS
 TOPIC, GROUP, TXN = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
 LITERAL, PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
 
@@ -101,6 +103,8 @@ def desired_acls(topology: Topology) -> list[Grant]:
         out += _grants(who, TOPIC, [dlq], [READ, WRITE])
         out += _grants(who, GROUP, [f"{prefix}-hq-upload"], [READ])
     out += _channel_grants(topology, uploading)
+    out += [Grant(g.principal, g.resource, g.name, g.pattern, DESCRIBE_CONFIGS.name)
+            for g in out if g.resource == "TOPIC"]
     return sorted(set(out))
 
 
