@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos test-cluster test-realtime test-sqlserver test-interop lint unit bench down clean
 
 setup: system venv jars
 
@@ -46,6 +46,11 @@ test-sqlserver: setup
 test-chaos: setup
 	$(BIN)/python -m pytest -q -m chaos
 
+# The whole pipeline on the secured 3-broker cluster (SASL_SSL, SCRAM, ACLs), broker kill -9 and rolling restarts
+# under load (marker `cluster`, not in `make test`; tens of minutes on a busy machine). -s prints the failover figures.
+test-cluster: setup
+	$(BIN)/python -m pytest -q -s -m cluster
+
 # Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
 test-realtime: services
 	$(BIN)/python -m pytest -q -m realtime_long tests/realtime
@@ -60,6 +65,7 @@ bench: services
 
 down:
 	-@$(BIN)/python -m infra.kafka down --brokers 3
+	-@$(BIN)/cdx dev kafka down --brokers 3 --security sasl_ssl
 	-@$(BIN)/python -m infra.kafka down
 	-@$(BIN)/python -m infra.postgres down
 
