@@ -18,7 +18,7 @@ def secure_cluster() -> Iterator[SecureCluster]:
     three JVMs are a lot for a shared machine."""
     users = cluster_users(owner_ids())
     cluster = SecureCluster.load(3, users=users, tls=True)
-    cluster.up(timeout=300)
+    cluster.up(timeout=900)
     upsert_scram_users(cluster.client_config(), users)
     yield cluster
     cluster.down()
