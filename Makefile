@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos test-cluster test-realtime test-sqlserver test-interop lint unit bench down clean
+.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop test-ha lint unit bench down clean test-cluster
 
 setup: system venv jars
 
@@ -45,6 +45,11 @@ test-sqlserver: setup
 
 test-chaos: setup
 	$(BIN)/python -m pytest -q -m chaos
+
+# Active/standby capture and uploads (tests/ha, marker `ha`, not in `make test`): 10 kill -9 takeovers each,
+# SIGSTOP zombies, SIGTERM handover; prints the takeover times (minutes).
+test-ha: services
+	$(BIN)/python -m pytest -q -s -m ha tests/ha
 
 # The whole pipeline on the secured 3-broker cluster (SASL_SSL, SCRAM, ACLs), broker kill -9 and rolling restarts
 # under load (marker `cluster`, not in `make test`; tens of minutes on a busy machine). -s prints the failover figures.

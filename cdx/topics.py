@@ -100,3 +100,9 @@ def router_keys_topic(prefix: str) -> str:
 def router_progress_topic(prefix: str) -> str:
     """``<prefix>._router_progress``: the router's per-partition progress (compacted)."""
     return _join(prefix, "_router_progress")
+
+
+def lease_topic(prefix: str) -> str:
+    """``<prefix>._leases``: one partition, never written; its consumer groups elect the active capture
+    and channel uploads (``cdx.kafka.lease``)."""
+    return _join(prefix, "_leases")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import typer
 
 from cdx.cli.app import console, user_errors
 from cdx.cli.common import (
+    HA_OPTION,
+    LEASE_TIMEOUT_OPTION,
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
     load,
@@ -26,10 +29,15 @@ def capture(
     topology: Path | None = TOPOLOGY_OPTION,
     poll_interval: float = typer.Option(0.2, help="Seconds between polls when idle."),
     batch_size: int = typer.Option(5000, help="Tracking entries read per table per transaction."),
+    ha: bool = HA_OPTION,
+    lease_timeout: float = LEASE_TIMEOUT_OPTION,
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Publish HQ changes to the per-table topics, exactly once (runs until SIGTERM)."""
+    from cdx.kafka.config import client_config
+    from cdx.kafka.lease import Lease, LeaseLost
+    from cdx.topics import lease_topic
     from connectors.capture.connector import CaptureConnector
 
     setup_logging(verbose)
@@ -37,10 +45,27 @@ def capture(
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
     stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
-    if not set_up(connector.setup, "capture", stopped, kafka=topo.kafka.bootstrap_servers):
-        return
-    console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
-    connector.run()
+    k = topo.kafka
+    lease = Lease(client_config(k.bootstrap_servers, k.security), lease_topic(k.topic_prefix), role="capture",
+                  name=topo.hq.name, prefix=k.topic_prefix, replication_factor=k.replication_factor,
+                  session_timeout=lease_timeout, on_lost=connector.stop) if ha else None
+    try:
+        if lease is not None:
+            console.print(f"capture of {topo.hq.name}: waiting for its lease (standby while another process holds it)")
+            if not lease.acquire(stopped):
+                return
+        if not set_up(connector.setup, "capture", stopped, kafka=k.bootstrap_servers):
+            return
+        console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
+        logging.getLogger("cdx.capture").info("capture of %s set up; publishing", topo.hq.name)
+        connector.run()
+    finally:
+        if lease is not None:
+            connector.close()  # the last transaction ends before the standby may start
+            lease.release()
+    if lease is not None and lease.lost:
+        raise LeaseLost(f"capture of {topo.hq.name}: another process took over (this one was paused or cut off"
+                        " from Kafka past --lease-timeout); exiting so a supervisor restarts it as standby")
 
 
 @hq_app.command("enable-tracking")

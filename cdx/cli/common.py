@@ -11,11 +11,17 @@ from typing import Any
 
 import typer
 
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 TOPOLOGY_OPTION = typer.Option(None, "--topology", "-t", envvar="CDX_TOPOLOGY",
                                help="Topology file (default: ./topology.yaml).")
 METRICS_PORT_OPTION = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port.")
+HA_OPTION = typer.Option(False, "--ha", envvar="CDX_HA",
+                         help="Active/standby: start the same command on two hosts; the one holding the role's"
+                              " lease works, the other waits and takes over when it dies (docs/deployment.md).")
+LEASE_TIMEOUT_OPTION = typer.Option(10.0, "--lease-timeout", min=6.0, max=300.0,
+                                    help="With --ha: seconds without a heartbeat before a dead active's role moves"
+                                         " to a standby (Kafka's session timeout, 6 at least).")
 
 
 def load(path: Path | None) -> Topology:

@@ -41,6 +41,8 @@ def export(
     cluster: str = typer.Option("cdx", "--cluster", help="strimzi: the Kafka resource's name."),
     image: str = typer.Option("cdx:latest", "--image", help="kubernetes: the container image with cdx."),
     namespace: str = typer.Option("cdx", "--namespace", help="kubernetes: the namespace."),
+    ha: bool = typer.Option(False, "--ha", help="kubernetes/systemd: capture and uploads run with --ha (an active"
+                                                " and a standby; Kubernetes: 2 replicas on different nodes)."),
 ) -> None:
     """Write Strimzi KafkaTopic/KafkaUser resources (with the ACLs of kafka.principals), a Deployment per
     process with probes on its metrics port, or systemd units."""
@@ -50,9 +52,10 @@ def export(
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     topo = load(topology)
     if fmt == "systemd":
-        files = manifests.systemd(topo)
+        files = manifests.systemd(topo, ha=ha)
     else:
-        docs = manifests.strimzi(topo, cluster) if fmt == "strimzi" else manifests.kubernetes(topo, image, namespace)
+        docs = manifests.strimzi(topo, cluster) if fmt == "strimzi" else \
+            manifests.kubernetes(topo, image, namespace, ha=ha)
         files = {f"cdx-{fmt}.yaml": _yaml(docs)}
     if out is None:
         for name, text in files.items():

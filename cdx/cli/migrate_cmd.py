@@ -15,7 +15,7 @@ from cdx.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from cdx.topology.model import Topology
+    from cdx.topology.root import Topology
     from connectors.migrate.runner import DatabaseResult, Outcome, Progress, Target
 
 

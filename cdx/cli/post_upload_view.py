@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cdx.cli.app import console
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 
 def print_post_processing(topo: Topology, limit: int) -> None:

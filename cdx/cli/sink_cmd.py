@@ -25,7 +25,7 @@ from cdx.cli.common import (
 from cdx.errors import FatalError
 
 if TYPE_CHECKING:
-    from cdx.topology.model import Topology
+    from cdx.topology.root import Topology
     from connectors.sink.bootstrap import CatchUp, SinkProgress
     from connectors.sink.host import SinkHost
     from connectors.sink.runner import SinkSettings

@@ -8,7 +8,7 @@ import typer
 
 from cdx.cli.app import console, err_console, user_errors
 from cdx.topology.issues import IssuesError
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 app = typer.Typer(help="Check topology.yaml and compare two versions of it.", no_args_is_help=True)
 

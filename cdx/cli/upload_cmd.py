@@ -9,6 +9,8 @@ import typer
 
 from cdx.cli.app import console, user_errors
 from cdx.cli.common import (
+    HA_OPTION,
+    LEASE_TIMEOUT_OPTION,
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
     load,
@@ -40,6 +42,8 @@ def upload(
                                                  " Rows HQ already has are absorbed as duplicates."),
     table: list[str] | None = typer.Option(None, "--table", help="With --from-counter: only this upload table"
                                                                  " (channel table or subjob id; repeatable)."),
+    ha: bool = HA_OPTION,
+    lease_timeout: float = LEASE_TIMEOUT_OPTION,
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
@@ -55,12 +59,14 @@ def upload(
     topo = load(topology)
     connector = UploadConnector(topo, channel or None, UploadOptions(
         poll_interval=poll_interval, batch_size=batch_size, gap_grace=gap_grace, gap_timeout=gap_timeout,
-        max_backoff=max_backoff, from_counter=from_counter, from_tables=table or None))
+        max_backoff=max_backoff, from_counter=from_counter, from_tables=table or None, ha=ha,
+        lease_timeout=lease_timeout))
     stopped = on_stop_signals(connector.stop)
     serve_metrics(metrics_port)
     if not set_up(connector.setup, "upload", stopped, kafka=topo.kafka.bootstrap_servers):
         return
-    console.print(f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels))
+    console.print(f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels)
+                  + (" (each once it holds the channel's lease; standby until then)" if ha else ""))
     connector.run()
 
 

@@ -34,8 +34,8 @@ def _explain(schema: AvroSchema, datum: Any, error: Exception) -> str:
     except ValidationError as v:
         problems = [p for p in v.errors if not str(p).endswith("expected null")] or v.errors
         return "; ".join(str(p) for p in problems)
-    except Exception:
-        pass
+    except Exception as other:  # the validator itself failed on this datum: keep the encoder's words
+        return f"{error} (validator: {other})"
     return str(error)
 
 

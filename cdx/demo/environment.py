@@ -24,6 +24,7 @@ from cdx.demo.seed import seed_hq
 from cdx.dialects import Connection, Dialect, connect, get_dialect
 from cdx.realtime.schema import create_tables as create_realtime_tables
 from cdx.topology import Topology, dump_topology, load_topology
+from cdx.topology.loader import validate_topology
 from cdx.topology.model import Database
 
 
@@ -99,4 +100,4 @@ def _on_postgres(topo: Topology, create_database: Callable[[str], str], prefix: 
     for group in data["channel_data_groups"]:
         for channel in group["channels"]:
             channel["database"] = pg(channel["id"])
-    return Topology.model_validate(data)
+    return validate_topology(data)

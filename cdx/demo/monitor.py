@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from rich.table import Table
@@ -27,6 +28,8 @@ class Snapshot:
     channels: list[ChannelRow] = field(default_factory=list)
     hq_sales: int = 0
 
+log = logging.getLogger("cdx.demo")
+
 
 def count_rows(demo: DemoEnv, owner: str) -> int:
     """Rows in the database's download tables (tables not created yet count 0)."""
@@ -39,8 +42,8 @@ def count_rows(demo: DemoEnv, owner: str) -> int:
             target = subjob.target
             try:
                 total += conn.execute(f"SELECT count(*) FROM {d.qualified(target.schema, target.name)}").fetchone()[0]
-            except Exception:
-                pass
+            except Exception as exc:  # a table not created yet counts 0
+                log.debug("demo monitor: %s not countable yet: %s", target, exc)
             conn.rollback()
     finally:
         conn.close()

@@ -4,13 +4,15 @@
 principal      grants (ALLOW; LITERAL names unless marked prefix)
 =============  ===========================================================================
 capture        Write table topics; Read+Write schemas, capture positions, dead letters;
-               TransactionalId ``<prefix>-capture-<hq>``
+               TransactionalId ``<prefix>-capture-<hq>``; Read ``<prefix>._leases``, Group
+               ``<prefix>-lease-capture-<hq>`` (``--ha``)
 router         Read table topics; Write group topics; Read+Write schemas, router state
                topics, dead letters; Group ``<prefix>-router``; TransactionalId prefix
                ``<prefix>-router``
 channel X      Read its group topic and schemas; Write dead letters; Group ``<prefix>-sink-X``;
                with uploads: Write ``<prefix>.upload.X``, Read+Write upload positions,
-               schemas, TransactionalId ``<prefix>-upload-X``
+               schemas, TransactionalId ``<prefix>-upload-X``; Read ``<prefix>._leases``,
+               Group ``<prefix>-lease-upload-X`` (``--ha``)
 upload sink    Read upload topics and schemas; Write dead letters; Group ``<prefix>-hq-upload``
 =============  ===========================================================================
 
@@ -41,7 +43,8 @@ from cdx import topics
 from cdx.deploy.catalog import uploading_channel_ids
 from cdx.errors import ConfigError
 from cdx.kafka.admin import _settle, _with_logger
-from cdx.topology.model import Topology
+from cdx.kafka.lease import lease_group
+from cdx.topology.root import Topology
 
 READ, WRITE, DESCRIBE_CONFIGS = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE_CONFIGS
 TOPIC, GROUP, TXN = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
@@ -91,6 +94,8 @@ def desired_acls(topology: Topology) -> list[Grant]:
         out += _grants(who, TOPIC, tables, [WRITE])
         out += _grants(who, TOPIC, [schemas, topics.positions_topic(prefix), dlq], [READ, WRITE])
         out += _grants(who, TXN, [f"{prefix}-capture-{topology.hq.name}"], [WRITE])
+        out += _grants(who, TOPIC, [topics.lease_topic(prefix)], [READ])
+        out += _grants(who, GROUP, [lease_group(prefix, "capture", topology.hq.name)], [READ])
     if p.router is not None:
         who = p.router.principal
         state = [topics.router_state_topic(prefix), topics.router_keys_topic(prefix),
@@ -133,6 +138,8 @@ def _channel_grants(topology: Topology, uploading: list[str]) -> Iterator[Grant]
             yield from _grants(who, TOPIC, [topics.upload_positions_topic(prefix), topics.schemas_topic(prefix)],
                                [READ, WRITE])
             yield from _grants(who, TXN, [f"{prefix}-upload-{db.owner_id}"], [WRITE])
+            yield from _grants(who, TOPIC, [topics.lease_topic(prefix)], [READ])
+            yield from _grants(who, GROUP, [lease_group(prefix, "upload", db.owner_id)], [READ])
 
 
 @dataclass(frozen=True)

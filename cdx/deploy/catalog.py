@@ -7,7 +7,8 @@ table          one per HQ download table   default       compact, max.message.by
 group          one per channel data group  default       compact, max.message.bytes
 upload         one per uploading channel   default       delete, retention 7 days, max.message.bytes
 state          schemas, positions, router  1             compact (must never lose the latest value)
-               state/keys/progress, acks
+               state/keys/progress, acks,
+               leases (``--ha``)
 dead-letter    ``<prefix>._dlq``           1             retention forever (an operator clears it)
 =============  ==========================  ============  =========================================
 
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 
 from cdx import topics
 from cdx.kafka.admin import TopicSpec
-from cdx.topology.model import Direction, Topology
+from cdx.topology.model import Direction
+from cdx.topology.root import Topology
 
 UPLOAD_RETENTION_MS = 7 * 24 * 3600 * 1000
 
@@ -77,6 +79,6 @@ def _all(topology: Topology) -> Iterator[DesiredTopic]:
         yield DesiredTopic("upload", spec(topology.upload_topic(channel_id), k.default_partitions, upload))
     for name_of in (topics.schemas_topic, topics.positions_topic, topics.upload_positions_topic,
                     topics.dlq_acks_topic, topics.router_state_topic, topics.router_keys_topic,
-                    topics.router_progress_topic):
+                    topics.router_progress_topic, topics.lease_topic):
         yield DesiredTopic("state", spec(name_of(prefix), 1, compact))
     yield DesiredTopic("dead-letter", spec(topics.dlq_topic(prefix), 1, {**common, "retention.ms": "-1"}))

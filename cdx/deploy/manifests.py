@@ -12,7 +12,7 @@ from typing import Any
 from cdx.deploy.acls import Grant, desired_acls
 from cdx.deploy.catalog import desired_topics
 from cdx.deploy.workloads import METRICS_PORT, TOPOLOGY_PATH, Workload, dns_label, workloads
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 STRIMZI_API = "kafka.strimzi.io/v1beta2"
 _RESOURCE = {"TOPIC": "topic", "GROUP": "group", "TRANSACTIONAL_ID": "transactionalId"}
@@ -47,10 +47,24 @@ def _strimzi_acls(grants: list[Grant]) -> list[dict[str, Any]]:
              "host": "*"} for (r, n, p), o in sorted(ops.items())]
 
 
-def kubernetes(topology: Topology, image: str, namespace: str = "cdx") -> list[dict[str, Any]]:
+def kubernetes(topology: Topology, image: str, namespace: str = "cdx", *, ha: bool = False) -> list[dict[str, Any]]:
     """A Deployment per workload (1 replica: each is a single writer or owns its channels), probes on
-    the metrics port, topology from the ConfigMap ``cdx-topology``, secrets from ``cdx-credentials``."""
-    return [_deployment(w, image, namespace) for w in workloads(topology)]
+    the metrics port, topology from the ConfigMap ``cdx-topology``, secrets from ``cdx-credentials``.
+    ``ha``: capture and uploads get 2 replicas with ``--ha`` (active + standby) on different nodes,
+    replaced one at a time."""
+    return [_with_standby(_deployment(w, image, namespace)) if w.standby else _deployment(w, image, namespace)
+            for w in workloads(topology, ha=ha)]
+
+
+def _with_standby(doc: dict[str, Any]) -> dict[str, Any]:
+    """Two replicas (active + standby, never on one node), a rolling update that stops one pod at a time."""
+    spec = doc["spec"]
+    spec["replicas"] = 2
+    spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    spec["template"]["spec"]["affinity"] = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                            "labelSelector": {"matchLabels": dict(spec["selector"]["matchLabels"])}}}]}}
+    return doc
 
 
 def _deployment(w: Workload, image: str, namespace: str) -> dict[str, Any]:
@@ -76,10 +90,11 @@ def _deployment(w: Workload, image: str, namespace: str) -> dict[str, Any]:
                                                         "configMap": {"name": "cdx-topology"}}]}}}}
 
 
-def systemd(topology: Topology, cdx_binary: str = "/opt/cdx/bin/cdx") -> dict[str, str]:
-    """``{unit file name: text}``: one service per workload, metrics ports 9400, 9401, ... on the host."""
+def systemd(topology: Topology, cdx_binary: str = "/opt/cdx/bin/cdx", *, ha: bool = False) -> dict[str, str]:
+    """``{unit file name: text}``: one service per workload, metrics ports 9400, 9401, ... on the host.
+    ``ha``: capture and uploads run with ``--ha``; install their units on a second host for the standby."""
     units = {}
-    for index, w in enumerate(workloads(topology)):
+    for index, w in enumerate(workloads(topology, ha=ha)):
         command = " ".join([cdx_binary, *w.command(METRICS_PORT + index)[1:]])
         units[f"{w.name}.service"] = "\n".join([
             "[Unit]", f"Description=cdx: {w.description}", "After=network-online.target",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdx.deploy.catalog import uploading_channel_ids
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 TOPOLOGY_PATH = "/etc/cdx/topology.yaml"
 METRICS_PORT = 9400
@@ -25,6 +25,8 @@ class Workload:
     description: str
     principal: str | None = None
     """``CDX_KAFKA_PRINCIPAL`` of the process when ``kafka.principals`` gives its role an identity."""
+    standby: bool = False
+    """Runs with ``--ha``: two replicas, one active and one standby (capture and uploads)."""
 
     def command(self, metrics_port: int = METRICS_PORT, topology_path: str = TOPOLOGY_PATH) -> list[str]:
         return ["cdx", *self.args, "-t", topology_path, "--metrics-port", str(metrics_port)]
@@ -36,12 +38,14 @@ def dns_label(text: str) -> str:
     return out[:63].rstrip("-") or "x"
 
 
-def workloads(topology: Topology) -> list[Workload]:
-    """Every process of the topology, in start order (capture, router, sinks, uploads, HQ upload sink)."""
+def workloads(topology: Topology, *, ha: bool = False) -> list[Workload]:
+    """Every process of the topology, in start order (capture, router, sinks, uploads, HQ upload sink).
+    ``ha``: capture and the uploads run with ``--ha`` (an active and a standby, docs/deployment.md)."""
+    flag = ("--ha",) if ha else ()
     p = topology.kafka.principals
     capture = "capture" if p is not None and p.capture is not None else None
     router = "router" if p is not None and p.router is not None else None
-    out = [Workload("cdx-capture", ("capture",), "HQ change capture (single writer)", capture),
+    out = [Workload("cdx-capture", ("capture", *flag), "HQ change capture (single writer)", capture, ha),
            Workload("cdx-router", ("route", "--datadir", "/var/lib/cdx/router"), "router: table topics to groups",
                     router)]
     uploading = set(uploading_channel_ids(topology))
@@ -53,9 +57,9 @@ def workloads(topology: Topology) -> list[Workload]:
                                 f"channel sinks of group {group.id}: {', '.join(owners)}"))
         uploads = [c.id for c in group.channels if c.id in uploading]
         if uploads:
-            args = ["channel", "upload"] + [a for c in uploads for a in ("-c", c)]
+            args = ["channel", "upload", *flag] + [a for c in uploads for a in ("-c", c)]
             out.append(Workload(dns_label(f"cdx-upload-{group.id}"), tuple(args),
-                                f"channel uploads of group {group.id}: {', '.join(uploads)}"))
+                                f"channel uploads of group {group.id}: {', '.join(uploads)}", standby=ha))
     if uploading:
         upload_sink = "upload_sink" if p is not None and p.upload_sink is not None else None
         out.append(Workload("cdx-hq-upload-sink", ("hq", "upload-sink"), "HQ upload sink", upload_sink))

@@ -2,7 +2,7 @@
 
 Public API (import from ``cdx.topology``):
 
-- :func:`load_topology`, :func:`parse_topology`, :func:`default_topology_path`
+- :func:`load_topology`, :func:`parse_topology`, :func:`validate_topology`, :func:`default_topology_path`
 - models: :class:`Topology`, :class:`KafkaConfig`, :class:`SchemaRegistry`, :class:`HqDatabase`,
   :class:`Database`, :class:`Job`, :class:`Subjob`, :class:`FieldMap`, :class:`ChannelExtension`,
   :class:`ChannelFilter`, :class:`ChannelDataGroup`, :class:`Channel`, :class:`OfflineRegister`,
@@ -17,7 +17,7 @@ from cdx.topology.dump import dump_topology, topology_to_data
 from cdx.topology.identifiers import TableRef
 from cdx.topology.index import ChannelInfo, DatabaseInfo
 from cdx.topology.issues import Issue, SeedError, TopologyError
-from cdx.topology.loader import default_topology_path, load_topology, parse_topology
+from cdx.topology.loader import default_topology_path, load_topology, parse_topology, validate_topology
 from cdx.topology.model import (
     DATAAREAID,
     Channel,
@@ -35,8 +35,8 @@ from cdx.topology.model import (
     OfflineRegister,
     SchemaRegistry,
     Subjob,
-    Topology,
 )
+from cdx.topology.root import Topology
 
 __all__ = [
     "DATAAREAID",
@@ -68,4 +68,5 @@ __all__ = [
     "load_topology",
     "parse_topology",
     "topology_to_data",
+    "validate_topology",
 ]

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cdx.topology.index import ChannelInfo
-from cdx.topology.model import Direction, FieldMap, Subjob, Topology
+from cdx.topology.model import Direction, FieldMap, Subjob
+from cdx.topology.root import Topology
 
 T = TypeVar("T")
 

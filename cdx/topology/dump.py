@@ -1,4 +1,4 @@
-"""Model -> YAML: write a :class:`~cdx.topology.model.Topology` back as ``topology.yaml`` text.
+"""Model -> YAML: write a :class:`~cdx.topology.root.Topology` back as ``topology.yaml`` text.
 
 The output is minimal (defaults and empty values are left out; fields without ``to_name``
 are written as bare names; short lists and small mappings in flow style) and loads back to
@@ -18,7 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from cdx.topology.env import escape
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 _FLOW_MAP_MAX = 4
 _FLOW_SEQ_MAX = 80

@@ -1,4 +1,4 @@
-"""Precomputed lookups over a validated :class:`~cdx.topology.model.Topology` (see ``Topology.index``).
+"""Precomputed lookups over a validated :class:`~cdx.topology.root.Topology` (see ``Topology.index``).
 
 The index assumes the topology passed validation (ids unique, references resolved).
 """
@@ -6,14 +6,39 @@ The index assumes the topology passed validation (ids unique, references resolve
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 from cdx import topics
 from cdx.topology.identifiers import TableRef
-from cdx.topology.model import Channel, ChannelDataGroup, Database, Dialect, Direction, Job, Subjob
+from cdx.topology.model import (
+    Channel,
+    ChannelDataGroup,
+    Database,
+    Dialect,
+    Direction,
+    DistributionSchedule,
+    HqDatabase,
+    Job,
+    KafkaConfig,
+    Subjob,
+)
 
-if TYPE_CHECKING:
-    from cdx.topology.model import Topology
+
+class TopologyParts(Protocol):
+    """What the index reads of a topology (:class:`cdx.topology.root.Topology` has it)."""
+
+    @property
+    def kafka(self) -> KafkaConfig: ...
+    @property
+    def hq(self) -> HqDatabase: ...
+    @property
+    def jobs(self) -> tuple[Job, ...]: ...
+    @property
+    def subjobs(self) -> tuple[Subjob, ...]: ...
+    @property
+    def channel_data_groups(self) -> tuple[ChannelDataGroup, ...]: ...
+    @property
+    def distribution_schedules(self) -> tuple[DistributionSchedule, ...]: ...
 
 
 class ChannelInfo(NamedTuple):
@@ -47,7 +72,7 @@ def hq_table_key(table: TableRef, dialect: Dialect) -> tuple[str, str]:
 class TopologyIndex:
     """Dictionaries keyed by case-folded ids, built once per topology."""
 
-    def __init__(self, topo: Topology) -> None:
+    def __init__(self, topo: TopologyParts) -> None:
         self.topo = topo
         self.jobs: dict[str, Job] = {j.id.casefold(): j for j in topo.jobs}
         self.subjobs: dict[str, Subjob] = {s.id.casefold(): s for s in topo.subjobs}

@@ -24,15 +24,15 @@ from cdx.errors import ConfigError
 from cdx.topology import model as m
 from cdx.topology.env import resolve_tree
 from cdx.topology.issues import Issue, TopologyError
-from cdx.topology.model import Topology
 from cdx.topology.principals import PRINCIPAL_ENV, identity_of
-from cdx.topology.validate import PLACEHOLDER, Parts, check_parts
+from cdx.topology.root import Topology
+from cdx.topology.validate import PLACEHOLDER, Parts, check_parts, check_topology
 from cdx.topology.yamlsrc import Parsed, YPath, format_path, parse_yaml
 
 ENV_TOPOLOGY = "CDX_TOPOLOGY"
 """Environment variable naming the topology file used when none is given."""
 
-_TOP_KEYS = list(m.Topology.model_fields)
+_TOP_KEYS = list(Topology.model_fields)
 
 
 def default_topology_path() -> Path:
@@ -101,10 +101,20 @@ def parse_topology(text: str, source: str = "topology.yaml", *,
     except ValidationError as exc:
         issues += issues_from_validation(exc, parsed)
         issues += _locate_all(check_parts(_partial(data)), parsed)
-    except TopologyError as exc:
-        issues += _locate_all(exc.issues, parsed)
+    else:
+        issues += _locate_all(check_topology(topo), parsed)
     if issues or topo is None:
         raise TopologyError(_without_follow_ons(issues, env_issues), source)
+    return topo
+
+
+def validate_topology(data: Mapping[str, Any]) -> Topology:
+    """A :class:`Topology` from already-parsed data (a mapping), with every check the loader runs
+    (field shapes, then cross references); raises :class:`TopologyError` listing the issues."""
+    topo = Topology.model_validate(data)
+    issues = check_topology(topo)
+    if issues:
+        raise TopologyError(issues)
     return topo
 
 
@@ -201,7 +211,7 @@ def _describe(value: Any) -> str:
 
 
 def _vocabulary() -> list[str]:
-    names: set[str] = set()
+    names: set[str] = set(Topology.model_fields)
     for obj in vars(m).values():
         if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == m.__name__:
             names.update(obj.model_fields)

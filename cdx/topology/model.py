@@ -1,7 +1,7 @@
 """The topology model: a frozen, validated pydantic tree of everything cdx replicates.
 
 Build one with :func:`cdx.topology.load_topology` (from ``topology.yaml``) or
-``Topology.model_validate(data)``; both run every cross-reference check and raise
+``validate_topology(data)``; both run every cross-reference check and raise
 :class:`~cdx.topology.issues.TopologyError` listing all problems. Models are immutable and
 hashable; to change one, validate a new one (``model_copy(update=...)`` skips validation).
 
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from functools import cached_property
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,9 +31,6 @@ from cdx.topology.dsn import Dialect, check_dsn, dsn_key, infer_dialect, redact,
 from cdx.topology.extensions import Extensions, PostUpload
 from cdx.topology.identifiers import Identifier, TableRef, TableRefField, TopicId
 from cdx.topology.principals import KafkaPrincipals, channel_identity
-
-if TYPE_CHECKING:
-    from cdx.topology.index import ChannelInfo, DatabaseInfo, TopologyIndex
 
 __all__ = [
     "DATAAREAID",
@@ -57,7 +53,6 @@ __all__ = [
     "OfflineRegister",
     "SchemaRegistry",
     "Subjob",
-    "Topology",
 ]
 
 DATAAREAID = "DATAAREAID"
@@ -447,134 +442,3 @@ class DistributionSchedule(Model):
     direction: Direction
     jobs: tuple[TopicId, ...] = Field(min_length=1)
     channel_data_groups: tuple[TopicId, ...] = Field(min_length=1)
-
-
-class Topology(Model):
-    """The whole ``topology.yaml``. Query helpers are pure and cached (built on first use)."""
-
-    version: Literal[1] = 1
-    kafka: KafkaConfig
-    hq: HqDatabase
-    jobs: tuple[Job, ...] = ()
-    subjobs: tuple[Subjob, ...] = ()
-    channel_data_groups: tuple[ChannelDataGroup, ...] = ()
-    distribution_schedules: tuple[DistributionSchedule, ...] = ()
-    extensions: Extensions = Field(default_factory=Extensions)
-    """Channel database extensions: scripts, schemas, grants (:mod:`cdx.topology.extensions`)."""
-
-    @model_validator(mode="after")
-    def _cross_check(self) -> Topology:
-        from cdx.topology.issues import TopologyError
-        from cdx.topology.validate import check_topology
-
-        issues = check_topology(self)
-        if issues:
-            raise TopologyError(issues)
-        return self
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Topology:
-        """Copy without the cached index (prefer ``Topology.model_validate`` to get checks)."""
-        copy = super().model_copy(update=update, deep=deep)
-        copy.__dict__.pop("index", None)
-        return copy
-
-    @cached_property
-    def index(self) -> TopologyIndex:
-        """Precomputed lookups behind the query helpers below."""
-        from cdx.topology.index import TopologyIndex
-
-        return TopologyIndex(self)
-
-    # -- query helpers ------------------------------------------------------------------
-    def job(self, job_id: str) -> Job | None:
-        """The job with this id (case-insensitive), or ``None``."""
-        return self.index.jobs.get(job_id.casefold())
-
-    def subjob(self, subjob_id: str) -> Subjob | None:
-        """The subjob with this id (case-insensitive), or ``None``."""
-        return self.index.subjobs.get(subjob_id.casefold())
-
-    def group(self, group_id: str) -> ChannelDataGroup | None:
-        """The channel data group with this id (case-insensitive), or ``None``."""
-        return self.index.groups.get(group_id.casefold())
-
-    def channel(self, channel_id: str) -> Channel | None:
-        """The channel with this id (case-insensitive), or ``None``."""
-        info = self.index.channels.get(channel_id.casefold())
-        return info.channel if info else None
-
-    def subjob_for_hq_table(self, table: TableRef | str) -> Subjob | None:
-        """The subjob replicating this HQ table (case-insensitive; a missing schema means the HQ default)."""
-        return self.index.subjob_for_hq_table(table)
-
-    def download_subjobs(self) -> list[Subjob]:
-        """Download subjobs, in file order."""
-        return [s for s in self.subjobs if s.direction is Direction.DOWNLOAD]
-
-    def upload_subjobs(self) -> list[Subjob]:
-        """Upload subjobs, in file order."""
-        return [s for s in self.subjobs if s.direction is Direction.UPLOAD]
-
-    def jobs_of(self, subjob: Subjob | str) -> list[Job]:
-        """The jobs scheduling a subjob."""
-        return list(self.index.jobs_of(subjob))
-
-    def subjobs_of_job(self, job_id: str) -> list[Subjob]:
-        """The subjobs a job schedules, in file order."""
-        return list(self.index.subjobs_by_job.get(job_id.casefold(), ()))
-
-    def groups_for_subjob(self, subjob: Subjob | str) -> list[ChannelDataGroup]:
-        """Groups a subjob reaches: those of the schedules (same direction) that run one of its jobs."""
-        return list(self.index.groups_for_subjob(subjob))
-
-    def groups_for_row(self, subjob: Subjob | str, dataareaid: str | None) -> list[ChannelDataGroup]:
-        """Groups a row of a download subjob goes to: all reached groups when ``dataareaid`` is
-        ``None`` (the table has no DATAAREAID), else those listing that legal entity."""
-        groups = self.groups_for_subjob(subjob)
-        if dataareaid is None:
-            return groups
-        return [g for g in groups if g.receives_legal_entity(dataareaid)]
-
-    def subjobs_for_group(self, group_id: str, direction: Direction = Direction.DOWNLOAD) -> list[Subjob]:
-        """Subjobs of ``direction`` that reach a group, in file order."""
-        return list(self.index.subjobs_for_group(group_id, direction))
-
-    def group_of_channel(self, channel_id: str) -> ChannelDataGroup | None:
-        """The group a channel (or an offline register, by its id) belongs to."""
-        info = self.index.channels.get(channel_id.casefold()) or self.index.registers.get(channel_id.casefold())
-        return info.group if info else None
-
-    def channels(self) -> list[ChannelInfo]:
-        """Every channel with its group, in file order."""
-        return list(self.index.channels.values())
-
-    def databases(self) -> list[DatabaseInfo]:
-        """Every channel and offline-register database with its owner, channel and group."""
-        return list(self.index.databases)
-
-    def filter_value(self, subjob: Subjob, channel_id: str) -> str | None:
-        """For a subjob with a :class:`ChannelFilter`, the value (as a string) a row's column must
-        have for this channel or offline register; ``None`` when the subjob is not filtered.
-        Raises ``KeyError`` for an unknown channel or one lacking the attribute (validation
-        guarantees the attribute on every channel the subjob reaches)."""
-        return self.index.filter_value(subjob, channel_id)
-
-    def hq_table_topic(self, subjob: Subjob | str) -> str:
-        """Topic of the HQ change stream for a download subjob's table."""
-        return self.index.hq_table_topic(subjob)
-
-    def group_topic(self, group_id: str) -> str:
-        """Topic carrying a group's routed download rows."""
-        from cdx.topics import group_topic
-
-        return group_topic(self.kafka.topic_prefix, group_id)
-
-    def upload_topic(self, channel_id: str) -> str:
-        """Topic carrying a channel's uploaded rows."""
-        from cdx.topics import upload_topic
-
-        return upload_topic(self.kafka.topic_prefix, channel_id)
-
-    def topics(self) -> list[str]:
-        """Every topic this topology uses, sorted."""
-        return self.index.topics()

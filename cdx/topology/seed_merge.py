@@ -21,7 +21,8 @@ from typing import Any
 
 from cdx.topology.identifiers import TableRef, check_identifier, check_topic_id
 from cdx.topology.issues import Issue, SeedError
-from cdx.topology.model import DATAAREAID, DEFAULT_CHANNEL_SCHEMA, DEFAULT_EXTENSION_SCHEMA, Direction, Topology
+from cdx.topology.model import DATAAREAID, DEFAULT_CHANNEL_SCHEMA, DEFAULT_EXTENSION_SCHEMA, Direction
+from cdx.topology.root import Topology
 from cdx.topology.seed_xml import Origin, SeedField, SeedFile, SeedJob, SeedSubjob
 
 

@@ -26,7 +26,7 @@ from cdx.topology.dump import data_to_yaml, new_yaml, styled
 from cdx.topology.extensions import SeedData
 from cdx.topology.issues import Issue, SeedError, TopologyError
 from cdx.topology.loader import parse_path, parse_topology, read_text
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from cdx.topology.seed_guard import check_versions
 from cdx.topology.seed_merge import SeedMerger
 from cdx.topology.seed_xml import SeedFile, read_seed_file

@@ -10,7 +10,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from cdx.topology.model import ChannelType, Direction, Topology
+from cdx.topology.model import ChannelType, Direction
+from cdx.topology.root import Topology
 
 _ARROWS = {Direction.DOWNLOAD: "down", Direction.UPLOAD: "up"}
 

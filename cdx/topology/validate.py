@@ -28,8 +28,8 @@ from cdx.topology.model import (
     Job,
     KafkaConfig,
     Subjob,
-    Topology,
 )
+from cdx.topology.root import Topology
 from cdx.topology.yamlsrc import format_path
 
 Indexed = list[tuple[int, Any]]

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cdx.cleanup import quietly
 from cdx.codec import Column, SchemaPublisher, SchemaStore, TableSchemas, make_codec
 from cdx.codec.envelope import Op
 from cdx.dialects import ColumnInfo, get_dialect, key_columns
@@ -37,7 +38,7 @@ from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_con
 from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
 from cdx.topics import dlq_topic, positions_topic, schemas_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.capture import metrics
 from connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
 from connectors.capture.records import ChangeEncoder
@@ -208,17 +209,11 @@ class CaptureConnector:
         if self.producer is not None:
             self.producer.close()
         if self.tracker is not None:
-            try:
-                self.tracker.conn.close()
-            except Exception:
-                pass
+            quietly(self.tracker.conn.close, "capture: closing the HQ connection", log)
 
     def _reconnect(self) -> None:
-        try:
-            if self.tracker is not None:
-                self.tracker.conn.close()
-        except Exception:
-            pass
+        if self.tracker is not None:
+            quietly(self.tracker.conn.close, "capture: closing the HQ connection before reconnecting", log)
         try:
             self.tracker = self._tracker_factory()
         except Exception as exc:  # the database is still down: the next poll retries

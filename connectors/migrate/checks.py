@@ -6,7 +6,8 @@ import logging
 
 from cdx.dialects import Connection, Dialect, key_columns
 from cdx.errors import CdxError
-from cdx.topology.model import DATAAREAID, Subjob, Topology
+from cdx.topology.model import DATAAREAID, Subjob
+from cdx.topology.root import Topology
 from connectors.migrate.context import ParentKey, rule_context
 from connectors.migrate.grants import grant_statements
 from connectors.migrate.rules import check_script

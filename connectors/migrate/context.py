@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from cdx.topology.model import DATAAREAID, Direction, Subjob, Topology
+from cdx.topology.model import DATAAREAID, Direction, Subjob
+from cdx.topology.root import Topology
 
 Key = tuple[str, str]
 DEFAULT_COUNTER = "REPLICATIONCOUNTERFROMORIGIN"

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.migrate.runner import DatabaseResult, Progress, Settings, Target, migrate_database
 from connectors.migrate.scripts import ScriptSet
 from connectors.sink.spec import sink_specs

@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from cdx.dialects import Dialect
 from cdx.topology.extensions import ExtensionRoles
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.migrate.scripts import Script
 from connectors.migrate.sqlparse import parse_one
 from connectors.migrate.statements import leaves

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cdx.dialects import get_dialect, key_columns
 from cdx.errors import CdxError
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.migrate.fleet import targets
 
 

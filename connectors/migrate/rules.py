@@ -27,7 +27,8 @@ from connectors.migrate.context import RuleContext
 from connectors.migrate.naming import display
 from connectors.migrate.scripts import Script
 from connectors.migrate.sqlparse import parse_one
-from connectors.migrate.statements import Leaf, leaves, word
+from connectors.migrate.statements import Leaf, Parsed, leaves, word
+from connectors.migrate.table_rules import check_tables
 
 _SKIP_WORDS = {"OR", "ALTER", "REPLACE", "UNIQUE", "CLUSTERED", "NONCLUSTERED", "TEMP", "TEMPORARY", "IF", "NOT",
                "EXISTS", "MATERIALIZED", "OBJECT", "::"}
@@ -46,20 +47,8 @@ class Violation:
         return f"{self.file}:{self.line}: {self.rule}: {self.message} (in: {self.statement})"
 
 
-@dataclass
-class Parsed:
-    leaf: Leaf
-    tree: exp.Expression | None
-
-    @property
-    def is_view(self) -> bool:
-        return isinstance(self.tree, exp.Create) and str(self.tree.args.get("kind", "")).upper() == "VIEW"
-
-
 def check_script(script: Script, ctx: RuleContext) -> list[Violation]:
     """Every rule violation of ``script`` (empty: it may run)."""
-    from connectors.migrate.table_rules import check_tables
-
     parsed = [Parsed(leaf, None if leaf.condition else parse_one(leaf.text, script.dialect)[0])
               for leaf in leaves(script)]
     temps = {t.name.casefold() for p in parsed if p.tree is not None and p.tree.find(exp.TemporaryProperty)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlglot import exp
 from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
@@ -152,3 +153,15 @@ def _starts_statement(first: str, prev: str, w: str) -> bool:
             return False
         return first in DDL_FIRST
     return False
+
+
+@dataclass
+class Parsed:
+    """One leaf statement and its sqlglot tree (``None`` for a conditional leaf, checked by text)."""
+
+    leaf: Leaf
+    tree: exp.Expression | None
+
+    @property
+    def is_view(self) -> bool:
+        return isinstance(self.tree, exp.Create) and str(self.tree.args.get("kind", "")).upper() == "VIEW"

@@ -16,18 +16,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
 from cdx.topology.model import DATAAREAID
 from connectors.migrate.context import DEFAULT_COUNTER, RuleContext
 from connectors.migrate.naming import display
+from connectors.migrate.statements import Parsed
 
-if TYPE_CHECKING:
-    from connectors.migrate.rules import Parsed
-
-Found = tuple["Parsed", str, str]
+Found = tuple[Parsed, str, str]
 _SERIALS = {exp.DataType.Type.SERIAL, exp.DataType.Type.BIGSERIAL, exp.DataType.Type.SMALLSERIAL}
 _INTEGERS = {exp.DataType.Type.INT, exp.DataType.Type.BIGINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.TINYINT}
 

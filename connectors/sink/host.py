@@ -19,7 +19,7 @@ from cdx.codec import SchemaStore, make_codec
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.topics import dlq_topic, schemas_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink import tools
 from connectors.sink.dlq import DeadLettersByOwner
 from connectors.sink.runner import ChannelSink, SinkSettings

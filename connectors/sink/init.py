@@ -28,7 +28,7 @@ from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
 from cdx.routed import ROUTED_NAMESPACE_ROOT, ROUTED_VALUE_NAMES
 from cdx.topics import schemas_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink.conflicts import TableConflict, conflicts
 from connectors.sink.host import codec_config
 from connectors.sink.records import Shape, shape_of

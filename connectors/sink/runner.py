@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from cdx.cleanup import quietly
 from cdx.codec import Codec
 from cdx.dialects import get_dialect
 from cdx.dialects.base import cdx_category
@@ -390,10 +391,7 @@ class ChannelSink:
                 self.lock.release(self.conn)
             except Exception as e:  # the connection is going anyway; a lease then expires on its own
                 log.debug("sink %s: lock release: %s", self.name, e)
-            try:
-                self.conn.close()
-            except Exception:
-                pass
+            quietly(self.conn.close, f"sink {self.name}: closing the channel connection", log)
             self.conn = None
 
     def _recover(self, error: BaseException) -> None:

@@ -19,7 +19,8 @@ from functools import cached_property
 
 from cdx.errors import ConfigError
 from cdx.topics import group_topic
-from cdx.topology.model import Direction, Subjob, Topology
+from cdx.topology.model import Direction, Subjob
+from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.sink")
 

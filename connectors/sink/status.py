@@ -33,13 +33,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cdx.cleanup import quietly
 from cdx.dialects import get_dialect
 from cdx.dialects.base import STATE_TABLE
 from cdx.errors import CdxError, Unreachable
 from cdx.kafka.config import client_config
 from cdx.kafka.reach import require_kafka
 from cdx.topics import dlq_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink import sessions as hist
 from connectors.sink.kafkaops import describe_groups, first_timestamps, watermarks
 from connectors.sink.letters import DeadLetter, latest_by_origin, load_markers, read_letters
@@ -221,11 +222,8 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
         except Exception as e:
             st.error = f"cannot read the database: {_why(e)}"
         finally:
-            try:
-                conn.rollback()
-                conn.close()
-            except Exception:
-                pass
+            quietly(conn.rollback, "status: rolling back a read")
+            quietly(conn.close, "status: closing a connection")
     if markers is not None:
         st.dead_letters_pending = sum(1 for x in mine if x.origin is not None and x.origin[0] == spec.topic
                                       and (x.origin[1], x.origin[2]) not in markers)

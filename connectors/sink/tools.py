@@ -13,7 +13,7 @@ from cdx.errors import RetriableError
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.topics import dlq_topic, schemas_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink.dlq import KafkaDeadLetters
 from connectors.sink.spec import SinkSpec
 

@@ -544,5 +544,5 @@ class OfflineSync:
     def _guard(worker: ChannelOfflineSync) -> None:
         try:
             worker.run()
-        except BaseException:
-            pass
+        except BaseException as exc:  # the worker recorded it in worker.error; run() stops the others
+            log.debug("offline sync worker ended: %r", exc)

@@ -76,3 +76,7 @@ class UploadOptions:
     from_counter: int | None = None
     """Restart the tables (``from_tables``, default all) of the channel(s) at this counter, once, on start."""
     from_tables: list[str] | None = None
+    ha: bool = False
+    """Each channel runs under its lease (``cdx.kafka.lease``): active where it holds it, standby elsewhere."""
+    lease_timeout: float = 10.0
+    """Seconds without a heartbeat before a dead active's channel moves to a standby (``--ha``)."""

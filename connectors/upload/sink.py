@@ -32,6 +32,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, Message, Producer, TopicPartition
 
+from cdx.cleanup import quietly
 from cdx.codec import SchemaStore, UnknownSchemaError, make_codec
 from cdx.dialects import ColumnInfo, Connection, LogicalType, get_dialect, key_columns
 from cdx.errors import CdxError, ConfigError, FatalError, RetriableError, SkippableError
@@ -213,10 +214,7 @@ class UploadSink:
 
     def _connect(self) -> None:
         if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:
-                pass
+            quietly(self.conn.close, "HQ upload sink: closing the HQ connection", log)
             self.conn = None
         try:
             conn = self.dialect.connect(self.topology.hq.dsn)
@@ -233,10 +231,7 @@ class UploadSink:
             conn.rollback()
             self.post_upload.run_pending(conn)  # calls a killed sink left queued
         except BaseException as exc:
-            try:
-                conn.close()
-            except Exception:
-                pass
+            quietly(conn.close, "HQ upload sink: closing a connection that failed to set up", log)
             if isinstance(exc, CdxError):
                 raise
             raise db_error(self.dialect, exc, "HQ database") from exc
@@ -301,18 +296,12 @@ class UploadSink:
 
     def close(self) -> None:
         if self.consumer is not None:
-            try:
-                self.consumer.close()
-            except Exception:
-                pass
+            quietly(self.consumer.close, "HQ upload sink: closing the consumer", log)
             self.consumer = None
         if self.dlq is not None:
             self.dlq.flush(10)
         if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:
-                pass
+            quietly(self.conn.close, "HQ upload sink: closing the HQ connection", log)
             self.conn = None
 
     def apply_with_retry(self, msgs: Sequence[Message]) -> None:
@@ -598,11 +587,11 @@ class UploadSink:
             last: dict[tuple[str, int], int] = {}
             for m in msgs:
                 last[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
-            try:
-                self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in last.items()],
-                                     asynchronous=True)
-            except Exception:
-                pass  # monitoring only: HQ holds the offsets that count
+            offsets = [TopicPartition(t, p, o) for (t, p), o in last.items()]
+            consumer = self.consumer
+            # monitoring only: HQ holds the offsets that count
+            quietly(lambda: consumer.commit(offsets=offsets, asynchronous=True),
+                    "HQ upload sink: committing monitoring offsets", log)
 
     def _record_failure(self, msgs: Sequence[Message], exc: BaseException) -> None:
         """A ``Failed`` session per (channel, partition) of the batch, if HQ answers (best effort)."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cdx.cleanup import quietly
 from cdx.codec import Column
 from cdx.codec import LogicalType as CodecType
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType, get_dialect, key_columns
@@ -94,14 +95,8 @@ def db_error(dialect: Dialect, exc: BaseException, what: str) -> CdxError:
 def close_quietly(conn: Connection | None) -> None:
     if conn is None:
         return
-    try:
-        conn.rollback()
-    except Exception:
-        pass
-    try:
-        conn.close()
-    except Exception:
-        pass
+    quietly(conn.rollback, "upload: rolling back the channel read")
+    quietly(conn.close, "upload: closing the channel connection")
 
 
 # ------------------------------------------------------------------------------ snapshots
@@ -144,10 +139,7 @@ class ReadSnapshot:
                 self.passed, self.token = None, 0
             yield self
         finally:
-            try:
-                self.conn.rollback()
-            except Exception:
-                pass
+            quietly(self.conn.rollback, "upload: ending the channel read")
 
 
 # ------------------------------------------------------------------------------ read plans

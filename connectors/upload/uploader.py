@@ -33,6 +33,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from cdx.cleanup import quietly
 from cdx.codec import SchemaPublisher, SchemaStore, SingleObjectCodec, TableSchemas, make_codec, murmur2_partition
 from cdx.codec.codec import Codec
 from cdx.dialects import Connection, get_dialect
@@ -46,8 +47,9 @@ from cdx.kafka.admin import (
     raise_max_message_bytes,
 )
 from cdx.kafka.config import client_config, producer_config, size_limited
+from cdx.kafka.lease import Lease, LeaseLost
 from cdx.kafka.transactions import TransactionalProducer
-from cdx.topics import dlq_topic, schemas_topic, upload_topic
+from cdx.topics import dlq_topic, lease_topic, schemas_topic, upload_topic
 from cdx.topology import Subjob, Topology
 from cdx.topology.model import Channel
 from connectors.upload import guards, metrics
@@ -204,10 +206,7 @@ class ChannelUploader:
 
     def _close_producer(self) -> None:
         if self.producer is not None:
-            try:
-                self.producer.close()
-            except Exception:
-                pass
+            quietly(self.producer.close, "upload: closing the producer", log)
             self.producer = None
 
     def close(self) -> None:
@@ -219,7 +218,35 @@ class ChannelUploader:
     def run(self) -> None:
         """Poll until stopped. Database trouble of any kind (unreachable, missing table...) and
         retriable Kafka errors back off and retry, for this channel only; a fatal Kafka error
-        (fenced by another instance) ends the thread and is kept in ``self.error``."""
+        (fenced by another instance) ends the thread and is kept in ``self.error``.
+
+        With ``options.ha`` the channel first waits as standby for its lease (``cdx.kafka.lease``);
+        the producer (whose ``init_transactions`` fences a predecessor) and the positions come only
+        after it, and the lease is released only after the producer is closed."""
+        lease = self._lease() if self.options.ha else None
+        try:
+            if lease is None or lease.acquire(self._stop):
+                self._poll_until_stopped()
+        except BaseException as exc:
+            self.error = self.error or exc  # e.g. the lease group cannot be joined
+            raise
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _lease(self) -> Lease:
+        k = self.topology.kafka
+
+        def lost() -> None:
+            self.error = LeaseLost(f"channel {self.id}: another process took over this channel's upload"
+                                   " (this one was paused or cut off from Kafka); exiting so it can restart as standby")
+            self._stop.set()
+
+        return Lease(self.base_config, lease_topic(self.prefix), role="upload", name=self.id, prefix=self.prefix,
+                     replication_factor=k.replication_factor, session_timeout=self.options.lease_timeout,
+                     on_lost=lost)
+
+    def _poll_until_stopped(self) -> None:
         backoff = 0.5
         kafka_ok = False
         try:
@@ -228,6 +255,7 @@ class ChannelUploader:
                     if not kafka_ok:
                         self._kafka()
                         kafka_ok = True
+                        log.info("channel %s: transactional producer ready, positions re-read", self.id)
                     changed = self.poll_once() > 0
                     backoff = 0.5
                 except ChannelDatabaseError as exc:
@@ -426,9 +454,7 @@ class ChannelUploader:
         except BaseException:
             metrics.ABORTS.labels(self.id).inc()
             try:
-                self.producer.abort()
-            except Exception:
-                pass
+                quietly(self.producer.abort, "upload: aborting the transaction", log)
             finally:
                 self.publisher.transaction_aborted()
             raise
@@ -501,5 +527,5 @@ class UploadConnector:
     def _guard(self, uploader: ChannelUploader) -> None:
         try:
             uploader.run()
-        except BaseException:
-            pass  # recorded in uploader.error; run() stops the others
+        except BaseException as exc:  # recorded in uploader.error; run() stops the others
+            log.debug("upload worker for %s ended: %r", uploader.id, exc)

@@ -219,7 +219,7 @@ class Cluster:
         node.config_file.write_text(self._properties(node))
         if not (node.data_dir / "meta.properties").exists():
             shutil.rmtree(node.data_dir, ignore_errors=True)
-            fmt = self._java(jars, "kafka.tools.StorageTool", "format", "-t", self._cluster_id(),
+            fmt = self._java(jars, "kafka.tools.StorageTool", "format", f"--cluster-id={self._cluster_id()}",
                              "-c", str(node.config_file), *self._format_args())
             result = subprocess.run(fmt, capture_output=True, text=True)
             if result.returncode != 0:

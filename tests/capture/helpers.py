@@ -13,7 +13,7 @@ from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
 from cdx.topics import schemas_topic, table_topic
 from cdx.topology.loader import load_topology
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 
 ITEMS = [
     ColumnInfo("DATAAREAID", LogicalType.STRING, nullable=False, length=4),

@@ -22,6 +22,7 @@ from cdx.demo.retail_schema import (
 from cdx.dialects import Connection, Dialect, get_dialect, key_columns
 from cdx.errors import ConfigError
 from cdx.topology import DATAAREAID, TableRef, Topology, topology_to_data
+from cdx.topology.loader import validate_topology
 
 SHARED = {"ECORESPRODUCT", "DIRPARTYTABLE"}
 
@@ -69,7 +70,7 @@ def test_mismatching_topology_is_reported(sample: Topology) -> None:
     data["subjobs"][0]["fields"].append("NOSUCHCOLUMN")
     data["subjobs"][1]["fields"] = ["DISPLAYPRODUCTNUMBER"]  # key RECID no longer mapped
     data["subjobs"].append({"id": "Unknown", "hq_table": "dbo.NOSUCHTABLE", "fields": ["A"], "scheduled_by": ["1040"]})
-    topo = Topology.model_validate(data)
+    topo = validate_topology(data)
     problems = check_topology(topo)
     assert any("NOSUCHCOLUMN" in p for p in problems)
     assert any("key column RECID" in p for p in problems)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,8 +22,11 @@ from typer.testing import CliRunner
 
 from cdx.cli.main import app
 from cdx.deploy.acls import desired_acls
+from cdx.errors import FatalError
 from cdx.kafka.admin import set_topic_management
 from cdx.kafka.config import consumer_config
+from cdx.kafka.lease import Lease
+from cdx.topics import lease_topic
 from cdx.topology import load_topology
 from cdx.topology.principals import PRINCIPAL_ENV
 from infra.kafka.secure import ADMIN_PASSWORD, ADMIN_USER, SecureCluster, sasl_client, upsert_scram_users
@@ -161,3 +165,20 @@ def test_a_channel_reaches_only_its_own_topics_group_and_transactional_id(
     with pytest.raises(KafkaException) as denied:
         other.init_transactions(30)
     assert denied.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+    # --ha: store-0001's upload can hold its own lease (topic and group granted by `cdx kafka apply`),
+    # not store-1001's
+    stop = threading.Event()
+    own_lease = Lease(_as(secure_kafka, "store-0001"), lease_topic(prefix), role="upload", name="store-0001",
+                      prefix=prefix)
+    try:
+        assert own_lease.acquire(stop)
+    finally:
+        own_lease.release()
+    other_lease = Lease(_as(secure_kafka, "store-0001"), lease_topic(prefix), role="upload", name="store-1001",
+                        prefix=prefix)
+    try:
+        with pytest.raises(FatalError, match="cannot join lease group"):
+            other_lease.acquire(stop)
+    finally:
+        other_lease.release()

@@ -91,3 +91,34 @@ def test_systemd_units_start_every_process_on_its_own_metrics_port(topo_file: Pa
         assert command[0].endswith("/cdx") and unit["Service"]["Restart"] == "always"
         ports.append(command[command.index("--metrics-port") + 1])
     assert len(paths) >= 5 and len(set(ports)) == len(ports)
+
+
+def test_ha_runs_capture_and_uploads_as_active_and_standby(topo_file: Path, tmp_path: Path) -> None:
+    from kubernetes.client import ApiClient
+
+    result = CliRunner().invoke(app, ["deploy", "export", "-t", str(topo_file), "-f", "kubernetes", "--ha",
+                                      "-o", str(tmp_path / "k8s")])
+    assert result.exit_code == 0, result.output
+    [path] = sorted((tmp_path / "k8s").iterdir())
+    client = ApiClient()
+    paired = set()
+    for doc in _docs(path):
+        model = client._ApiClient__deserialize(doc, "V1Deployment")  # type: ignore[attr-defined]
+        assert client.sanitize_for_serialization(model) == doc
+        command = model.spec.template.spec.containers[0].command
+        if "--ha" in command:
+            assert model.spec.replicas == 2 and model.spec.strategy.rolling_update.max_surge == 0
+            assert model.spec.template.spec.affinity.pod_anti_affinity is not None
+            paired.add(command[1])
+        else:
+            assert model.spec.replicas == 1
+    assert paired == {"capture", "channel"}
+    units = _export_units(topo_file, tmp_path / "units")
+    assert any("capture --ha" in text for text in units.values())
+
+
+def _export_units(topo_file: Path, out: Path) -> dict[str, str]:
+    result = CliRunner().invoke(app, ["deploy", "export", "-t", str(topo_file), "-f", "systemd", "--ha", "-o",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    return {p.name: p.read_text() for p in out.iterdir()}

@@ -6,7 +6,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cdx.topology.model import Topology
+from cdx.topology.loader import validate_topology
+from cdx.topology.root import Topology
 
 
 def topology(tmp: Path, pg_dsn: str | None = None, kafka: str = "127.0.0.1:1", **extensions: Any) -> Topology:
@@ -38,7 +39,7 @@ def topology(tmp: Path, pg_dsn: str | None = None, kafka: str = "127.0.0.1:1", *
     }
     if extensions:
         data["extensions"] = extensions
-    return Topology.model_validate(data)
+    return validate_topology(data)
 
 
 def write(directory: Path, files: dict[str, str]) -> Path:

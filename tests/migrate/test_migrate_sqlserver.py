@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from cdx.topology.model import Topology
+from cdx.topology.loader import validate_topology
+from cdx.topology.root import Topology
 from connectors.migrate.checks import ExtensionRules
 from connectors.migrate.fleet import migrate_all, targets
 from connectors.migrate.runner import Settings
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.sqlserver
 
 
 def _topology(tmp: Path, dsn: str, **extensions: Any) -> Topology:
-    return Topology.model_validate({
+    return validate_topology({
         "kafka": {"bootstrap_servers": "127.0.0.1:1"}, "hq": {"dsn": f"sqlite:///{tmp / 'hq.db'}"},
         "channel_data_groups": [{"id": "g", "legal_entities": ["usrt"], "channels": [
             {"id": "store-mssql", "database": {"dialect": "sqlserver", "dsn": dsn}}]}],

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from cdx.codec import Column, LogicalType, SchemaError, SingleObjectCodec, TableSchemas
 from cdx.routed import SourcePosition, parse_value
 from cdx.topology import Topology, TopologyError
+from cdx.topology.loader import validate_topology
 from streams.routing import RoutingPlan, SourceRecord, hq_columns, project, route
 
 ENTITIES = ["usrt", "dert", "USMF"]
@@ -52,7 +53,7 @@ def worlds(draw: Any) -> tuple[Topology, dict[str, Any]]:
             "jobs": [{"id": j, "direction": "download"} for j in jobs], "subjobs": subjobs,
             "channel_data_groups": groups, "distribution_schedules": schedules}
     try:
-        topo = Topology.model_validate(data)
+        topo = validate_topology(data)
     except TopologyError:
         assume(False)
     return topo, {"tables": tables, "raw": data}
@@ -125,7 +126,7 @@ def test_a_record_reaches_exactly_the_groups_the_rules_say(world: Any, data: Any
 
 
 def test_projection_order_rename_and_missing() -> None:
-    topo = Topology.model_validate({
+    topo = validate_topology({
         "kafka": {"bootstrap_servers": "k:9092"}, "hq": {"dialect": "sqlite", "dsn": "sqlite:///x.db"},
         "jobs": [{"id": "J", "direction": "download"}],
         "subjobs": [{"id": "Items", "hq_table": "dbo.ITEMS", "channel_table": "crt.ITEM",
@@ -157,7 +158,7 @@ def test_hq_columns_follow_the_key_schema_and_plan_queries() -> None:
     assert vb is not None
     got = hq_columns(codec.writer_schema("t", vb), ts.key)
     assert [c.name for c in got] == ["K1", "K2", "B"]
-    topo = Topology.model_validate({
+    topo = validate_topology({
         "kafka": {"bootstrap_servers": "k:9092", "topic_prefix": "p"},
         "hq": {"dialect": "sqlserver", "dsn": "Driver={x};Server=h;Database=hq"},
         "jobs": [{"id": "J", "direction": "download"}],
@@ -177,7 +178,7 @@ def _ext_topology(extension: dict[str, Any], flt: str | None = None) -> Topology
                            "scheduled_by": ["J"], "extension": extension}
     if flt:
         sub["channel_filter"] = {"column": flt, "attribute": "recid"}
-    return Topology.model_validate({
+    return validate_topology({
         "kafka": {"bootstrap_servers": "k:9092", "topic_prefix": "p"},
         "hq": {"dialect": "sqlserver", "dsn": "Driver={x};Server=h;Database=hq"},
         "jobs": [{"id": "J", "direction": "download"}],

@@ -23,7 +23,7 @@ from cdx.kafka.reading import high_watermarks
 from cdx.routed import RoutedSchemas, SourcePosition, make_value, routed_schemas
 from cdx.topics import group_topic, schemas_topic
 from cdx.topology.loader import load_topology
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink.state import StateStore
 
 C = LogicalType

@@ -21,7 +21,7 @@ from cdx.dialects import connect, get_dialect
 from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
 from cdx.topics import dlq_topic
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink.host import SinkHost
 from connectors.sink.runner import SinkSettings
 from tests.sink.conftest import FAST

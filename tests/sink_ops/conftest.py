@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cdx.topology.model import Topology
+from cdx.topology.root import Topology
 from connectors.sink.host import SinkHost
 from connectors.sink.runner import SinkSettings
 

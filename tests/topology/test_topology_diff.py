@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cdx.topology import Topology
 from cdx.topology.diff import Change, diff_topologies
+from cdx.topology.loader import validate_topology
 
 Data = dict[str, Any]
 
@@ -17,7 +17,7 @@ def diff(minimal: Callable[[], Data], edit: Callable[[Data], None]) -> list[Chan
     old = minimal()
     new = minimal()
     edit(new)
-    return diff_topologies(Topology.model_validate(old), Topology.model_validate(new))
+    return diff_topologies(validate_topology(old), validate_topology(new))
 
 
 def find(changes: list[Change], category: str, text: str) -> Change:
@@ -107,7 +107,7 @@ def test_group_gets_a_table_through_a_schedule(minimal: Callable[[], Data]) -> N
     old["subjobs"][1].pop("channel_filter")
     new = minimal()
     new["subjobs"][1].pop("channel_filter")
-    changes = diff_topologies(Topology.model_validate(old), Topology.model_validate(new))
+    changes = diff_topologies(validate_topology(old), validate_topology(new))
     gained = find(changes, "routing", "dbo.INVENTTABLE now reaches g2")
     assert gained.action == "bootstrap ax.INVENTTABLE in the channels of g2"
     find(changes, "schedules", "schedule 'DL' changed")

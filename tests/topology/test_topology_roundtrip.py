@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdx.topology import Topology, dump_topology, parse_topology
+from cdx.topology import dump_topology, parse_topology
+from cdx.topology.loader import validate_topology
 
 IDENT = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True).filter(
     lambda s: s.upper() != "DATAAREAID" and not s.upper().startswith("X_"))
@@ -101,7 +102,7 @@ def _drop_none(value: Any) -> Any:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topologies())
 def test_model_yaml_model(data: dict[str, Any]) -> None:
-    topo = Topology.model_validate(_drop_none(data))
+    topo = validate_topology(_drop_none(data))
     text = dump_topology(topo)
     again = parse_topology(text, environ={})
     assert again == topo
@@ -113,5 +114,5 @@ def test_model_yaml_model(data: dict[str, Any]) -> None:
 def test_any_description_round_trips(description: str) -> None:
     data = {"kafka": {"bootstrap_servers": "h:1"}, "hq": {"dsn": "sqlite:///hq.db"},
             "jobs": [{"id": "1", "direction": "download", "description": description}]}
-    topo = Topology.model_validate(data)
+    topo = validate_topology(data)
     assert parse_topology(dump_topology(topo), environ={}) == topo

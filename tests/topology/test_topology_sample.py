@@ -8,6 +8,7 @@ import pytest
 from rich.console import Console
 
 from cdx.topology import Direction, TableRef, Topology, load_topology, parse_topology
+from cdx.topology.loader import validate_topology
 from cdx.topology.summary import print_summary
 
 
@@ -100,7 +101,7 @@ def test_models_are_frozen_and_hashable(sample: Topology) -> None:
 
 
 def load_topology_again(topo: Topology) -> Topology:
-    return Topology.model_validate(topo.model_dump())
+    return validate_topology(topo.model_dump())
 
 
 def test_model_copy_drops_cached_index(sample: Topology) -> None:

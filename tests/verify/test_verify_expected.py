@@ -13,6 +13,7 @@ import pytest
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType, get_dialect
 from cdx.errors import ConfigError
 from cdx.topology import Topology
+from cdx.topology.loader import validate_topology
 from cdx.verify import actual_channel_rows, compare, expected_channel_rows, verify_channel
 
 S, I64, DEC, TS = LogicalType.STRING, LogicalType.INT64, LogicalType.DECIMAL, LogicalType.TIMESTAMP
@@ -83,7 +84,7 @@ def build(conn: Connection, d: Dialect, tables: dict[str, tuple[list[ColumnInfo]
 
 @pytest.fixture
 def topo() -> Topology:
-    return Topology.model_validate(TOPOLOGY)
+    return validate_topology(TOPOLOGY)
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from cdx.cleanup import quietly
 from cdx.dialects import ColumnInfo, Connection, Dialect, key_columns, validate_identifier
 from cdx.errors import CdxError, ConfigError
 
@@ -144,10 +145,7 @@ class RowStream(Iterator[dict[str, Any]]):
         self.close()
 
     def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        quietly(self.close, "change tracking: closing on garbage collection")
 
 
 class ChangeTracker(ABC):
