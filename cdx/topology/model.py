@@ -11,7 +11,7 @@ entity column) never appears in a field list: consumers add it wherever the tabl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
