@@ -11,6 +11,7 @@ probe committed around it.
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 import threading
@@ -26,6 +27,8 @@ from cdx.dialects import Connection, connect, get_dialect
 from tests.cluster.pipeline import Pipeline
 
 PROBE_CHANNEL = "store-0001"
+PROBE_RUNS = itertools.count()
+"""Each Load's probe starts 20,000 probes past the previous one's start (it writes amounts never used before)."""
 HQ_MIX = {"product_insert": 40, "customer_update": 60}
 
 
@@ -80,7 +83,8 @@ class Load:
         env = pipe.env
         db = env.database(PROBE_CHANNEL)
         self.probe = TimedProbe(env.hq, env.hq_dialect, env.connector(PROBE_CHANNEL), get_dialect(db.dialect),
-                                terminal_for(env.topology, PROBE_CHANNEL).dataareaid, poll=0.02, timeout=120)
+                                terminal_for(env.topology, PROBE_CHANNEL).dataareaid, poll=0.02, timeout=120,
+                                first=next(PROBE_RUNS) * 20_000)
         self.errors: list[str] = []
 
     def start(self) -> Load:
