@@ -6,8 +6,8 @@ port + 10; controller + 60) with its own storage under ``<state>/kafka/sasl-1``;
 generated for it by ``infra.kafka.tls``; clients trust ``ca_file``). ``SecureCluster.load(3, tls=True)``
 is the 3-node SASL_SSL cluster (storage ``sasl-ssl-3``) on ``CDX_KAFKA_SECURE_CLUSTER_PORT`` (default: the
 plaintext cluster's port + 10, i.e. three broker ports and controllers + 50), replication factor 3 and
-``min.insync.replicas`` 2 by default, brokers talking to each other over SASL_SSL as the administrator. The administrator
-``admin`` (a super user) and any ``users`` are SCRAM users created when the storage is formatted;
+``min.insync.replicas`` 2 by default, brokers talking to each other over SASL_SSL as the administrator.
+The administrator ``admin`` (a super user) and any ``users`` are SCRAM users created when the storage is formatted;
 more users can be added at run time with :func:`upsert_scram_users`. No ACL means no access
 (``allow.everyone.if.no.acl.found=false``). The controller listener is PLAINTEXT on 127.0.0.1 and
 its ANONYMOUS principal is a super user (the broker's own connection to its controller).
@@ -39,10 +39,8 @@ class SecureCluster(Cluster):
         if size not in HEAP:
             raise KafkaLauncherError(f"--brokers must be 1 or 3 (got {size})")
         home = state_dir() / "kafka" / f"{'sasl-ssl' if tls else 'sasl'}-{size}"
-        if size == 1:
-            port = SASL_PORT + (1 if tls else 0)
-        else:  # the 3-node cluster: SASL_SSL on ports base..base+2, SASL_PLAINTEXT on base+3..base+5
-            port = SECURE_CLUSTER_PORT + (0 if tls else 3)
+        # the 3-node cluster: SASL_SSL on ports base..base+2, SASL_PLAINTEXT on base+3..base+5
+        port = SASL_PORT + (1 if tls else 0) if size == 1 else SECURE_CLUSTER_PORT + (0 if tls else 3)
         nodes = tuple(Node(node_id=i + 1, broker_port=port + i, controller_port=port + 50 + i,
                            home=home / f"node-{i + 1}") for i in range(size))
         return cls(size=size, nodes=nodes, users=dict(users or {}), tls=tls)
