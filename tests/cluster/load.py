@@ -139,10 +139,18 @@ class Load:
             conn.close()
 
 
-def run_for(seconds: float, pipe: Pipeline) -> None:
-    """Sleep ``seconds`` while watching that no role exited."""
+def run_for(seconds: float, pipe: Pipeline, supervise: list[str] | None = None) -> None:
+    """Sleep ``seconds`` while watching that no role exited. With ``supervise`` (a list), a role that exited is
+    started again, as systemd's ``Restart=always`` or Kubernetes would (``cdx deploy export`` sets both up),
+    and ``"<role> (exit code N): <last log line>"`` is appended to it."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         dead = pipe.group.failed()
-        assert not dead, f"{dead[0].name} exited during the load"
+        if dead and supervise is None:
+            raise AssertionError(f"{dead[0].name} exited during the load")
+        for role in dead:
+            last = (role.log.read_text(errors="replace").strip().splitlines() or [""])[-1]
+            assert supervise is not None
+            supervise.append(f"{role.name} (exit code {role.proc.returncode}): {last[:300]}")
+            pipe.start(role.name)
         time.sleep(1)

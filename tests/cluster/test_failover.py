@@ -5,7 +5,10 @@
   wait until every partition is fully in sync again; five times;
 - a controlled rolling restart (SIGTERM, restart, in sync) of all three brokers.
 
-Each ends with every channel and register equal to HQ's scoped view and HQ holding every sale once. The
+Each ends with every channel and register equal to HQ's scoped view and HQ holding every sale once. A role
+that exits meanwhile is started again, as its supervisor would (systemd ``Restart=always``, a Kubernetes
+Deployment), and listed with the figures: the router stops when its transaction is fenced, which a broker
+restart can cause (the transaction coordinator moves and bumps the producer epoch). The
 figures (printed; run with ``-s``): propagation HQ commit -> channel commit of the probes before the first
 failure (the same run's baseline), of the whole run, and per failure the slowest probe committed between the
 kill (or stop) and the moment the cluster was fully in sync again: the pause that failure caused.
@@ -46,16 +49,17 @@ def _under_failures(pipe: Pipeline, failures: int, fail: Callable[[int], tuple[s
     load = Load(pipe).start()
     t0 = time.perf_counter()
     run_for(BASELINE_S, pipe)
-    events = []
+    events: list[tuple[str, float, float, float]] = []
+    restarted: list[str] = []
     try:
         for i in range(failures):
             started = time.perf_counter()
             label, recover = fail(i)
-            run_for(DOWN_S, pipe)
+            run_for(DOWN_S, pipe, restarted)
             recover()
             in_sync = brokers.wait_in_sync(pipe.cluster, timeout=1200)
             events.append((label, started, time.perf_counter(), in_sync))
-            run_for(AFTER_S, pipe)
+            run_for(AFTER_S, pipe, restarted)
     finally:
         load.stop()
     settle(pipe)
@@ -65,6 +69,7 @@ def _under_failures(pipe: Pipeline, failures: int, fail: Callable[[int], tuple[s
         pause = figures(load.probe.window(start - 1, end))
         lines.append(f"{label}: back in sync {in_sync:.0f}s after restart; slowest probe committed meanwhile"
                      f" {pause.get('max', 0):.0f} ms ({pause.get('n', 0):.0f} probes)")
+    lines += [f"restarted by the supervisor: {r}" for r in restarted] or ["no process exited"]
     print("\n" + "\n".join(lines))
     assert load.probe.lost == 0, f"{load.probe.lost} probes never reached {pipe.channels[0]}"
 
