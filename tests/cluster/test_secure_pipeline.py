@@ -60,8 +60,10 @@ def test_rotating_a_channels_password(pipeline: Pipeline) -> None:
         deadline = time.monotonic() + 120  # every broker learns the new credential from the metadata log
         while (error := _login_error(cluster, channel, new)) is not None:
             assert time.monotonic() < deadline, f"the new password is not accepted: {error}"
-        refused = _login_error(cluster, channel, old)
-        assert refused is not None and refused.code() == KafkaError._AUTHENTICATION, refused
+        # the old password is refused (librdkafka reports it as an authentication or a transport failure)
+        # while the new one logs in at the same moment: it is the credential, not the cluster
+        assert _login_error(cluster, channel, old) is not None
+        assert _login_error(cluster, channel, new) is None
         pipeline.passwords[channel] = new
         for role in ("sink", "upload"):  # the processes serving the channel, with the new secret
             pipeline.restart(role)
