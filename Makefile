@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cdx-installed
 
-.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop test-ha lint unit bench down clean test-rollout test-ops
+.PHONY: setup system venv jars services demo test test-chaos test-realtime test-sqlserver test-interop test-ha lint unit bench down clean test-rollout test-ops test-cluster
 
 setup: system venv jars
 
@@ -59,6 +59,11 @@ test-ha: services
 test-rollout: services
 	$(BIN)/python -m pytest -q -m rollout_long
 
+# The whole pipeline on the secured 3-broker cluster (SASL_SSL, SCRAM, ACLs), broker kill -9 and rolling restarts
+# under load (marker `cluster`, not in `make test`; tens of minutes on a busy machine). -s prints the failover figures.
+test-cluster: setup
+	$(BIN)/python -m pytest -q -s -m cluster
+
 # Real-time Service stress tests (SIGKILL mid-request, schemathesis fuzzing, SQLite storm): not in `make test`.
 test-realtime: services
 	$(BIN)/python -m pytest -q -m realtime_long tests/realtime
@@ -73,6 +78,7 @@ bench: services
 
 down:
 	-@$(BIN)/python -m infra.kafka down --brokers 3
+	-@$(BIN)/cdx dev kafka down --brokers 3 --security sasl_ssl
 	-@$(BIN)/python -m infra.kafka down
 	-@$(BIN)/python -m infra.postgres down
 

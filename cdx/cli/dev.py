@@ -48,9 +48,9 @@ def pg_status() -> None:
 
 
 SECURITY_OPTION = typer.Option("plaintext", "--security",
-                               help="plaintext, sasl_plaintext or sasl_ssl: a separate single broker with SCRAM-SHA-512"
-                                    " users and the StandardAuthorizer (ACLs enforced); sasl_ssl with"
-                                    " certificates generated for it.")
+                               help="plaintext, sasl_plaintext or sasl_ssl: a separate broker (or 3-broker cluster)"
+                                    " with SCRAM-SHA-512 users and the StandardAuthorizer (ACLs enforced); sasl_ssl"
+                                    " with certificates generated for it.")
 
 
 USER_OPTION = typer.Option(None, "--user", help="NAME=PASSWORD: a SCRAM-SHA-512 user to create (repeatable;"
@@ -62,10 +62,11 @@ def _cluster(brokers: int, security: str, users: dict[str, str] | None = None) -
 
     if security == "plaintext":
         return launcher.Cluster.load(brokers)
-    if security not in ("sasl_plaintext", "sasl_ssl") or brokers != 1:
-        raise ConfigError(f"--security {security} with --brokers {brokers} is not available: use --security"
-                          " plaintext (1 or 3 brokers), sasl_plaintext or sasl_ssl (1 broker)")
-    return secure.SecureCluster.load(users=users, tls=security == "sasl_ssl")
+    if security not in ("sasl_plaintext", "sasl_ssl"):
+        raise ConfigError(f"--security {security!r} is not known: use plaintext, sasl_plaintext or sasl_ssl")
+    if brokers not in (1, 3):
+        raise ConfigError(f"--brokers must be 1 or 3 (got {brokers})")
+    return secure.SecureCluster.load(brokers, users=users, tls=security == "sasl_ssl")
 
 
 @kafka_app.command("up")
@@ -115,11 +116,12 @@ def kafka_down(brokers: int = typer.Option(1, "--brokers", help="1 or 3."),
 
 @kafka_app.command("status")
 @user_errors
-def kafka_status(brokers: int = typer.Option(1, "--brokers", help="1 or 3.")) -> None:
+def kafka_status(brokers: int = typer.Option(1, "--brokers", help="1 or 3."),
+                 security: str = SECURITY_OPTION) -> None:
     """Show each node's address, pid and log file."""
     from infra.kafka import launcher
 
     try:
-        console.print_json(json.dumps(launcher.Cluster.load(brokers).status()))
+        console.print_json(json.dumps(_cluster(brokers, security).status()))
     except launcher.KafkaLauncherError as exc:
         raise FatalError(str(exc)) from exc

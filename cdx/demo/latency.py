@@ -21,11 +21,14 @@ from cdx.dialects import Connection, Dialect
 class LatencyProbe:
     def __init__(self, hq: Callable[[], Connection], hq_dialect: Dialect, channel: Callable[[], Connection],
                  channel_dialect: Dialect, dataareaid: str, interval: float = 0.2, poll: float = 0.005,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, first: int = 0) -> None:
         self._hq_factory, self._channel_factory = hq, channel
         self.hq_dialect, self.channel_dialect = hq_dialect, channel_dialect
         self.dataareaid = dataareaid
         self.interval, self.poll, self.timeout = interval, poll, timeout
+        self.first = first
+        """Number of the first probe: a later probe on the same databases starts past an earlier one's last,
+        so it never writes an amount a probed row already holds (that would be seen at once)."""
         self.samples_ms: list[float] = []
         self.lost = 0
         self.deleted = 0
@@ -55,7 +58,7 @@ class LatencyProbe:
             recids = [r[0] for r in hq.execute(
                 f"SELECT {q('RECID')} FROM {hq_table} WHERE {q('DATAAREAID')} = {p} ORDER BY {q('RECID')}",
                 (self.dataareaid,)).fetchall()[:50]]
-        n = 0
+        n = self.first
         try:
             while not self._stop.is_set() and recids:
                 recid = recids[n % len(recids)]

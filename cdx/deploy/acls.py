@@ -17,8 +17,11 @@ upload sink    Read upload topics and schemas; Write dead letters; Group ``<pref
 every one      Read ``<prefix>._topology`` (revisions); Write ``<prefix>._topology_roles``
 =============  ===========================================================================
 
-Every topic grant also gives Describe (implied by Read/Write in Kafka). Channel names are exact
-(LITERAL): a prefix grant for ``store-1`` would also match ``store-10``.
+Every principal may also Describe the groups ``cdx-reader-*`` and ``cdx-schema-store-*`` (prefix) of
+cdx's assign-only readers. Every topic grant also gives Describe (implied by Read/Write in Kafka) and
+DescribeConfigs (a role started with ``kafka.manage_topics: false`` checks its topics' settings; a sink
+reads its group topic's ``delete.retention.ms``). Channel names are exact (LITERAL): a prefix grant for
+``store-1`` would also match ``store-10``.
 """
 
 from __future__ import annotations
@@ -44,9 +47,12 @@ from cdx.kafka.admin import _settle, _with_logger
 from cdx.kafka.lease import lease_group
 from cdx.topology.root import Topology
 
-READ, WRITE = AclOperation.READ, AclOperation.WRITE
+READ, WRITE, DESCRIBE_CONFIGS = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE_CONFIGS
 TOPIC, GROUP, TXN = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
 LITERAL, PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
+READER_GROUPS = ("cdx-reader-", "cdx-schema-store-")
+"""Group-id prefixes of cdx's assign-only consumers (they never join or commit; librdkafka still asks for
+their coordinator, which needs Describe on the group)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -108,6 +114,10 @@ def desired_acls(topology: Topology) -> list[Grant]:
         out += _grants(who, GROUP, [f"{prefix}-hq-upload"], [READ])
     out += _channel_grants(topology, uploading)
     out += _control_grants(topology)
+    out += [Grant(g.principal, g.resource, g.name, g.pattern, DESCRIBE_CONFIGS.name)
+            for g in out if g.resource == "TOPIC"]
+    for who in {g.principal for g in out}:  # assign-only readers (schemas, watermarks) look up their coordinator
+        out += _grants(who, GROUP, READER_GROUPS, [AclOperation.DESCRIBE], PREFIXED)
     return sorted(set(out))
 
 
@@ -165,7 +175,8 @@ def plan_acls(config: Mapping[str, Any], topology: Topology, timeout: float = 30
     identities = [p.capture, p.router, p.upload_sink, *p.channels.values()]
     principals = {i.principal for i in identities if i is not None}
     prefix = topology.kafka.topic_prefix
-    have = {g for g in existing_acls(config, principals, timeout) if g.name.startswith((prefix + ".", prefix + "-"))}
+    have = {g for g in existing_acls(config, principals, timeout)
+            if g.name.startswith((prefix + ".", prefix + "-")) or g in desired}
     return AclPlan(tuple(sorted(desired - have)), tuple(sorted(have - desired)))
 
 

@@ -16,7 +16,7 @@ from cdx.topology.root import Topology
 
 STRIMZI_API = "kafka.strimzi.io/v1beta2"
 _RESOURCE = {"TOPIC": "topic", "GROUP": "group", "TRANSACTIONAL_ID": "transactionalId"}
-_OPERATION = {"READ": "Read", "WRITE": "Write", "DESCRIBE": "Describe"}
+_OPERATION = {"READ": "Read", "WRITE": "Write", "DESCRIBE": "Describe", "DESCRIBE_CONFIGS": "DescribeConfigs"}
 
 
 def strimzi(topology: Topology, cluster: str) -> list[dict[str, Any]]:

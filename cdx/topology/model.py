@@ -11,6 +11,7 @@ entity column) never appears in a field list: consumers add it wherever the tabl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,7 @@ from pydantic import (
 from cdx.topology.dsn import Dialect, check_dsn, dsn_key, infer_dialect, redact, sqlite_path
 from cdx.topology.extensions import Extensions, PostUpload
 from cdx.topology.identifiers import Identifier, TableRef, TableRefField, TopicId
-from cdx.topology.principals import KafkaPrincipals
+from cdx.topology.principals import KafkaPrincipals, channel_identity
 from cdx.topology.schedule import CONTINUOUS, check_zone
 from cdx.topology.schedule import Plan as SchedulePlan
 from cdx.topology.schedule import normalise as schedule_entries
@@ -209,6 +210,23 @@ class KafkaConfig(Model):
     def client_config(self) -> dict[str, str]:
         """librdkafka settings every client needs: ``bootstrap.servers`` plus :attr:`security`."""
         return {"bootstrap.servers": self.bootstrap_servers, **self.security}
+
+    def security_of(self, owner_id: str) -> dict[str, str]:
+        """The security settings of a channel's or offline register's own clients (its sink consumer, its
+        upload producer): :attr:`security` with the ``sasl.*`` of its identity in ``principals.channels``
+        merged over it; :attr:`security` itself when it has none. A process serving many channels logs
+        each channel's clients in with that channel's credentials."""
+        identity = channel_identity(self.principals, owner_id)
+        return dict(self.security) if identity is None else {**self.security, **identity.sasl_settings()}
+
+    def shared_security(self, owner_ids: Iterable[str]) -> dict[str, str]:
+        """The security settings of the clients a process shares among the channels it serves (the schemas
+        reader, topic checks at start): the identity of the first of ``owner_ids`` that has one (every
+        channel's identity may read the schemas topic and write dead letters), else :attr:`security`."""
+        for owner_id in owner_ids:
+            if channel_identity(self.principals, owner_id) is not None:
+                return self.security_of(owner_id)
+        return dict(self.security)
 
 
 class Database(Model):

@@ -47,12 +47,20 @@ PRINCIPAL_ENV = "CDX_KAFKA_PRINCIPAL"
 ROLES = ("capture", "router", "upload_sink")
 
 
+def channel_identity(principals: KafkaPrincipals | None, owner_id: str) -> KafkaPrincipal | None:
+    """The identity ``principals.channels`` gives a channel or offline register (ids compare
+    case-insensitively, as everywhere in the topology), or None."""
+    if principals is None:
+        return None
+    return next((p for key, p in principals.channels.items() if key.casefold() == owner_id.casefold()), None)
+
+
 def identity_of(principals: KafkaPrincipals | None, who: str) -> KafkaPrincipal:
     """The identity ``who`` names: a role (capture, router, upload_sink) or a channel/register id.
     ``ValueError`` (naming the choices) when the topology gives it none."""
     found = getattr(principals, who, None) if who in ROLES else None
-    if found is None and principals is not None and who not in ROLES:
-        found = next((p for key, p in principals.channels.items() if key.casefold() == who.casefold()), None)
+    if found is None and who not in ROLES:
+        found = channel_identity(principals, who)
     if found is None:
         known = [] if principals is None else [r for r in ROLES if getattr(principals, r) is not None]
         known += [] if principals is None else sorted(principals.channels)

@@ -32,9 +32,8 @@ class SinkProgress:
 class CatchUp:
     def __init__(self, host: SinkHost) -> None:
         self.host = host
-        config = host.sinks[0].kafka_config if host.sinks else {}
-        topics = {s.spec.topic for s in host.sinks}
-        self.bounds = {t: watermarks(config, t) for t in topics}
+        configs = {s.spec.topic: s.kafka_config for s in host.sinks}  # each sink may read only its own topic
+        self.bounds = {t: watermarks(config, t) for t, config in configs.items()}
         """topic -> (earliest, end) offsets per partition."""
 
     def progress(self) -> list[SinkProgress]:

@@ -26,7 +26,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -112,3 +112,29 @@ class KafkaDeadLetters:
 
     def close(self) -> None:
         self.producer.flush(self.timeout)
+
+
+class DeadLettersByOwner:
+    """Dead letters of many channels in one process, each written with its own channel's credentials:
+    one :class:`KafkaDeadLetters` per owner, created on that owner's first letter (a host with no dead
+    letters opens no producer). ``producer_config_of(owner_id)`` gives the owner's producer settings."""
+
+    def __init__(self, producer_config_of: Callable[[str], Mapping[str, Any]], topic: str) -> None:
+        self.topic = topic
+        self._config_of = producer_config_of
+        self._writers: dict[str, KafkaDeadLetters] = {}
+        self._lock = threading.Lock()
+
+    def send(self, owner_id: str, kind: str, group_topic: str, rec: Record, error: str,
+             extra: Mapping[str, Any] | None = None) -> None:
+        with self._lock:
+            writer = self._writers.get(owner_id)
+            if writer is None:
+                writer = self._writers[owner_id] = KafkaDeadLetters(self._config_of(owner_id), self.topic)
+        writer.send(owner_id, kind, group_topic, rec, error, extra)
+
+    def close(self) -> None:
+        with self._lock:
+            writers, self._writers = list(self._writers.values()), {}
+        for writer in writers:
+            writer.close()

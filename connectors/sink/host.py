@@ -1,8 +1,8 @@
 """``SinkHost``: many channel sinks in one process, one thread each.
 
 Every sink has its own consumer, connection and backoff (see ``runner``), so a slow or
-unreachable database only holds back its own thread. The host shares the codec (schema store)
-and the dead-letter producer, creates the dead-letter topic, and stops every sink on ``stop()``
+unreachable database only holds back its own thread. The host shares the codec (schema store),
+creates the dead-letter topic, and stops every sink on ``stop()``
 (each finishes its current batch). A sink that fails fatally stops alone; ``wait`` reports it.
 """
 
@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from cdx.codec import SchemaStore, make_codec
 from cdx.errors import ConfigError
@@ -22,7 +23,7 @@ from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology.live import LiveTopology
 from cdx.topology.root import Topology
 from connectors.sink import tools
-from connectors.sink.dlq import KafkaDeadLetters
+from connectors.sink.dlq import DeadLettersByOwner
 from connectors.sink.runner import ChannelSink, SinkSettings
 from connectors.sink.spec import SinkSpec, sink_specs
 
@@ -69,25 +70,38 @@ class SinkHost:
         self._stop = threading.Event()
         self._thread_of: dict[str, threading.Thread] = {}
         self._store: SchemaStore | None = None
-        self._dead_letters: KafkaDeadLetters | None = None
+        self._dead_letters: DeadLettersByOwner | None = None
 
     def setup(self) -> None:
         """Create the dead-letter topic, the shared codec and producer, and the sinks (may be retried)."""
         self.close()
         k = self.topology.kafka
-        base = client_config(k.bootstrap_servers, k.security)
+        shared = self.shared_config()
         dlq = dlq_topic(k.topic_prefix)
-        ensure_topics(base, [TopicSpec(dlq, 1, k.replication_factor, DLQ_CONFIG)])
-        self._store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(base))
+        ensure_topics(shared, [TopicSpec(dlq, 1, k.replication_factor, DLQ_CONFIG)])
+        self._store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(shared))
         codec = make_codec(codec_config(self.topology), store=self._store)
-        self._dead_letters = KafkaDeadLetters(producer_config(base), dlq)
-        self._codec, self._base = codec, base
+        self._dead_letters = DeadLettersByOwner(lambda owner: producer_config(self.config_of(owner)), dlq)
+        self._codec = codec
         self.sinks = [self._new_sink(spec) for spec in self.specs]
 
     def _new_sink(self, spec: SinkSpec) -> ChannelSink:
         assert self._dead_letters is not None
         settings = budgeted(self.settings, len(self.specs))
-        return ChannelSink(spec, self._base, self._codec, self._dead_letters, settings, threading.Event())
+        return ChannelSink(spec, self.config_of(spec.owner_id), self._codec, self._dead_letters, settings,
+                           threading.Event())
+
+    def config_of(self, owner_id: str) -> dict[str, Any]:
+        """Client settings of one database's sink: logged in as its identity of ``kafka.principals.channels``
+        (``kafka.security`` when it has none)."""
+        k = self.topology.kafka
+        return client_config(k.bootstrap_servers, k.security_of(owner_id))
+
+    def shared_config(self) -> dict[str, Any]:
+        """Client settings of what the host shares among its sinks (the schemas reader, the dead-letter
+        topic check): ``kafka.shared_security`` of the served databases."""
+        k = self.topology.kafka
+        return client_config(k.bootstrap_servers, k.shared_security(s.owner_id for s in self.specs))
 
     def start(self) -> None:
         if not self.sinks:

@@ -352,5 +352,5 @@ def sink_running(topology: Topology, owner_id: str) -> bool:
     """Whether the consumer group of ``owner_id``'s sink has a member."""
     spec = sink_specs(topology, [owner_id])[0]
     k = topology.kafka
-    return describe_groups(client_config(k.bootstrap_servers, k.security), [spec.consumer_group])[
+    return describe_groups(client_config(k.bootstrap_servers, k.security_of(owner_id)), [spec.consumer_group])[
         spec.consumer_group].active

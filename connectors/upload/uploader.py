@@ -122,7 +122,7 @@ class ChannelUploader:
         self.paused = False
         k = topology.kafka
         self.prefix = k.topic_prefix
-        self.base_config = client_config(k.bootstrap_servers, k.security)
+        self.base_config = client_config(k.bootstrap_servers, k.security_of(channel.id))  # its own identity
         self.topic = upload_topic(self.prefix, channel.id)
         self.positions_topic = upload_positions_topic(self.prefix)
         self.dlq_topic = dlq_topic(self.prefix)
@@ -499,21 +499,22 @@ class UploadConnector:
         self.threads: dict[str, threading.Thread] = {}
 
     def setup(self) -> None:
-        """Create the topics (upload topics of the channels, positions, schemas, dead letters)."""
+        """Create the topics (upload topics of the channels, positions, schemas, dead letters), each channel's
+        with its own credentials (``kafka.security_of``): it may see only its own upload topic."""
         k = self.topology.kafka
         limit = max_message_config(k.max_message_bytes)
-        topics = [upload_topic(self.prefix, c.id) for c in self.channels]
-        specs = [TopicSpec(t, k.default_partitions, k.replication_factor, limit) for t in topics]
-        specs += [TopicSpec(upload_positions_topic(self.prefix), 1, k.replication_factor, COMPACTED),
+        shared = [TopicSpec(upload_positions_topic(self.prefix), 1, k.replication_factor, COMPACTED),
                   TopicSpec(schemas_topic(self.prefix), 1, k.replication_factor, COMPACTED),
                   TopicSpec(dlq_topic(self.prefix), 1, k.replication_factor)]
-        created = ensure_topics(self.base_config, specs)
-        for topic in raise_max_message_bytes(self.base_config, [t for t in topics if t not in created],
-                                             k.max_message_bytes):
-            log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
-                        " an administrator must, or larger rows will fail", topic, k.max_message_bytes)
-        self.store = SchemaStore(k.bootstrap_servers, schemas_topic(self.prefix),
-                                 consumer_config=dict(self.base_config))
+        for c in self.channels:
+            config, topic = client_config(k.bootstrap_servers, k.security_of(c.id)), upload_topic(self.prefix, c.id)
+            created = ensure_topics(config, [TopicSpec(topic, k.default_partitions, k.replication_factor, limit),
+                                             *shared])
+            for low in raise_max_message_bytes(config, [topic] if topic not in created else [], k.max_message_bytes):
+                log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter"
+                            " it; an administrator must, or larger rows will fail", low, k.max_message_bytes)
+        self.store = SchemaStore(k.bootstrap_servers, schemas_topic(self.prefix), consumer_config=client_config(
+            k.bootstrap_servers, k.shared_security(c.id for c in self.channels)))
         self.uploaders = [ChannelUploader(self.topology, c, self.store, self.options, threading.Event())
                           for c in self.channels]
 

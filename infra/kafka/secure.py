@@ -3,8 +3,11 @@
 ``SecureCluster.load().up()`` starts it on ``CDX_KAFKA_SASL_PORT`` (default: the single broker's
 port + 10; controller + 60) with its own storage under ``<state>/kafka/sasl-1``;
 ``SecureCluster.load(tls=True)`` a SASL_SSL one on the next port (storage ``sasl-ssl-1``, certificates
-generated for it by ``infra.kafka.tls``; clients trust ``ca_file``). The administrator
-``admin`` (a super user) and any ``users`` are SCRAM users created when the storage is formatted;
+generated for it by ``infra.kafka.tls``; clients trust ``ca_file``). ``SecureCluster.load(3, tls=True)``
+is the 3-node SASL_SSL cluster (storage ``sasl-ssl-3``) on ``CDX_KAFKA_SECURE_CLUSTER_PORT`` (default: the
+plaintext cluster's port + 10, i.e. three broker ports and controllers + 50), replication factor 3 and
+``min.insync.replicas`` 2 by default, brokers talking to each other over SASL_SSL as the administrator.
+The administrator ``admin`` (a super user) and any ``users`` are SCRAM users created when the storage is formatted;
 more users can be added at run time with :func:`upsert_scram_users`. No ACL means no access
 (``allow.everyone.if.no.acl.found=false``). The controller listener is PLAINTEXT on 127.0.0.1 and
 its ANONYMOUS principal is a super user (the broker's own connection to its controller).
@@ -16,10 +19,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from infra.kafka.launcher import SINGLE_PORT, Cluster, Node
+from infra.kafka.launcher import CLUSTER_PORT, HEAP, SINGLE_PORT, Cluster, KafkaLauncherError, Node
 from infra.paths import state_dir
 
 SASL_PORT = int(os.environ.get("CDX_KAFKA_SASL_PORT", str(SINGLE_PORT + 10)))
+SECURE_CLUSTER_PORT = int(os.environ.get("CDX_KAFKA_SECURE_CLUSTER_PORT", str(CLUSTER_PORT + 10)))
 MECHANISM = "SCRAM-SHA-512"
 ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-secret"
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -32,10 +36,14 @@ class SecureCluster(Cluster):
 
     @classmethod
     def load(cls, size: int = 1, users: Mapping[str, str] | None = None, tls: bool = False) -> SecureCluster:
-        home = state_dir() / "kafka" / ("sasl-ssl-1" if tls else "sasl-1")
-        port = SASL_PORT + (1 if tls else 0)
-        node = Node(node_id=1, broker_port=port, controller_port=port + 50, home=home / "node-1")
-        return cls(size=1, nodes=(node,), users=dict(users or {}), tls=tls)
+        if size not in HEAP:
+            raise KafkaLauncherError(f"--brokers must be 1 or 3 (got {size})")
+        home = state_dir() / "kafka" / f"{'sasl-ssl' if tls else 'sasl'}-{size}"
+        # the 3-node cluster: SASL_SSL on ports base..base+2, SASL_PLAINTEXT on base+3..base+5
+        port = SASL_PORT + (1 if tls else 0) if size == 1 else SECURE_CLUSTER_PORT + (0 if tls else 3)
+        nodes = tuple(Node(node_id=i + 1, broker_port=port + i, controller_port=port + 50 + i,
+                           home=home / f"node-{i + 1}") for i in range(size))
+        return cls(size=size, nodes=nodes, users=dict(users or {}), tls=tls)
 
     @property
     def protocol(self) -> str:
