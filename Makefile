@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.cdx-installed
 setup: system venv jars
 
 system:
-	@bash infra/setup-system.sh
+	@bash cdx/infra/setup-system.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,11 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 jars: venv
-	@$(BIN)/python -m infra.kafka jars >/dev/null
+	@$(BIN)/python -m cdx.infra.kafka jars >/dev/null
 
 services: setup
-	@$(BIN)/python -m infra.kafka up
-	@$(BIN)/python -m infra.postgres up
+	@$(BIN)/python -m cdx.infra.kafka up
+	@$(BIN)/python -m cdx.infra.postgres up
 
 demo: services
 	$(BIN)/cdx demo
@@ -77,10 +77,10 @@ bench: services
 	$(BIN)/python -m bench
 
 down:
-	-@$(BIN)/python -m infra.kafka down --brokers 3
+	-@$(BIN)/python -m cdx.infra.kafka down --brokers 3
 	-@$(BIN)/cdx dev kafka down --brokers 3 --security sasl_ssl
-	-@$(BIN)/python -m infra.kafka down
-	-@$(BIN)/python -m infra.postgres down
+	-@$(BIN)/python -m cdx.infra.kafka down
+	-@$(BIN)/python -m cdx.infra.postgres down
 
 clean: down
 	rm -rf .cdx

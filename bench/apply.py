@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Result, median_of, save, show
-from connectors.sink.host import SinkHost
-from connectors.sink.runner import SinkSettings
+from cdx.connectors.sink.host import SinkHost
+from cdx.connectors.sink.runner import SinkSettings
 from tests.sink.helpers import FakeRouter, pg_db, sqlite_db, stored_offsets, write_topology
 
 
@@ -60,7 +60,7 @@ def run_fanout(n: int, rows: int, dialect: str, bootstrap: str, tmp: Path, serve
 
 
 def baseline(rows: int, server: str) -> float:
-    from infra.postgres.launcher import create_database
+    from cdx.infra.postgres.launcher import create_database
 
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     data = [("usrt", i, f"item {i}", Decimal(i % 1000) / 4, 1, now) for i in range(rows)]
@@ -91,8 +91,8 @@ def copy_upsert(dsn: str, data: Iterable[tuple[Any, ...]]) -> float:
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    from infra.kafka import launcher
-    from infra.postgres import launcher as pg
+    from cdx.infra.kafka import launcher
+    from cdx.infra.postgres import launcher as pg
 
     parser = argparse.ArgumentParser(prog="python -m bench.apply")
     parser.add_argument("--rows", type=int, default=20_000)

@@ -183,7 +183,7 @@ def bootstrap_run(dialect: str, run: int, rows: int, ends: dict[int, int], topic
 
 def baseline_pg(rows: int, server: str) -> float:
     """COPY into a temp table + one INSERT ... ON CONFLICT into a fresh table, one transaction."""
-    from infra.postgres.launcher import create_database
+    from cdx.infra.postgres.launcher import create_database
 
     name = f"bench_boot_base_{uuid.uuid4().hex[:6]}"
     dsn = create_database(server, name)
@@ -212,8 +212,8 @@ def baseline_sqlite(rows: int, tmp: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    from infra.kafka import launcher
-    from infra.postgres import launcher as pg
+    from cdx.infra.kafka import launcher
+    from cdx.infra.postgres import launcher as pg
 
     parser = argparse.ArgumentParser(prog="python -m bench.bootstrap")
     parser.add_argument("--rows", type=int, default=100_000, help="rows in the group topic (1M: --rows 1000000)")

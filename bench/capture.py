@@ -16,10 +16,10 @@ import uuid
 from pathlib import Path
 
 from bench.common import Result, median_of, save, show, timed
+from cdx.connectors.capture.connector import CaptureConnector
+from cdx.connectors.capture.tracking import open_tracker
 from cdx.dialects import ColumnInfo, LogicalType, connect, get_dialect
 from cdx.topology import parse_topology
-from connectors.capture.connector import CaptureConnector
-from connectors.capture.tracking import open_tracker
 
 TOPOLOGY = """
 kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: {prefix}, default_partitions: 3}}
@@ -105,8 +105,8 @@ def run_case(dialect: str, dsn: str, width: int, rows: int, bootstrap: str, tmp:
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    from infra.kafka import launcher
-    from infra.postgres import launcher as pg
+    from cdx.infra.kafka import launcher
+    from cdx.infra.postgres import launcher as pg
 
     parser = argparse.ArgumentParser(prog="python -m bench.capture")
     parser.add_argument("--rows", type=int, default=50_000)

@@ -27,13 +27,13 @@ from pathlib import Path
 
 from bench.capture import TOPOLOGY, columns, row
 from bench.common import Result, save, show, timed
+from cdx.connectors.capture.positions import Position, load_positions
+from cdx.connectors.capture.tracking import open_tracker
 from cdx.dialects import connect, get_dialect
 from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
 from cdx.topics import positions_topic
 from cdx.topology import parse_topology
-from connectors.capture.positions import Position, load_positions
-from connectors.capture.tracking import open_tracker
 
 
 def make_table(dsn: str, rows: int) -> None:
@@ -109,7 +109,7 @@ def select_all(dsn: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    from infra.kafka import launcher
+    from cdx.infra.kafka import launcher
 
     parser = argparse.ArgumentParser(prog="python -m bench.capture_snapshot")
     parser.add_argument("--rows", type=int, default=5_000_000)

@@ -196,7 +196,7 @@ def range_state(conn: Connection, d: Dialect, table: str, base: int) -> tuple[in
 
 
 def create_hq(db: Db) -> None:
-    from connectors.capture.tracking import open_tracker
+    from cdx.connectors.capture.tracking import open_tracker
 
     d, conn = db.dialect, db.open()
     with d.transaction(conn):
@@ -592,14 +592,14 @@ class Bench:
 def databases(args: argparse.Namespace, tmp: Path) -> tuple[Db, list[Db], Db]:
     admin = None
     if "postgresql" in (args.hq, args.channel_dialect):
-        from infra.postgres import launcher as pg
+        from cdx.infra.postgres import launcher as pg
 
         admin = pg.up()
 
     def make(name: str, dialect: str) -> Db:
         if dialect == "sqlite":
             return Db(name, "sqlite", f"sqlite:///{tmp}/{name}.db")
-        from infra.postgres import launcher as pg
+        from cdx.infra.postgres import launcher as pg
 
         return Db(name, "postgresql", pg.create_database(str(admin), f"bench_e2e_{name}"))
 
@@ -618,7 +618,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    from infra.kafka import launcher
+    from cdx.infra.kafka import launcher
 
     parser = argparse.ArgumentParser(prog="python -m bench.e2e")
     parser.add_argument("--changes", type=int, default=100_000, help="HQ row changes per throughput run")

@@ -5,7 +5,7 @@ PostgreSQL server.
     python -m bench peer_debezium [-- --runs 3]      (or python -m bench.peer_debezium --runs 3)
     options: --changes 100000 --runs 3 --rate 1000 --seconds 20 --warmup 20000
 
-Set-up (once, untimed): the private PostgreSQL cluster with ``wal_level = logical`` (``infra.postgres``
+Set-up (once, untimed): the private PostgreSQL cluster with ``wal_level = logical`` (``cdx.infra.postgres``
 restarts an older one once), the peer's jars from Maven Central (``bench/peer/pom.xml``, first time only),
 and two independent pipelines, each with its own HQ, channel and floor databases on that server:
 
@@ -105,7 +105,7 @@ class PeerPipeline:
 
 # ----------------------------------------------------------------------------------------------- set-up
 def make_db(admin: str, name: str) -> Db:
-    from infra.postgres import launcher as pg
+    from cdx.infra.postgres import launcher as pg
 
     drop_slots(admin, name)
     return Db(name, "postgresql", pg.create_database(admin, name))
@@ -280,8 +280,8 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> list[Result]
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    from infra.kafka import launcher
-    from infra.postgres import launcher as pg
+    from cdx.infra.kafka import launcher
+    from cdx.infra.postgres import launcher as pg
 
     parser = argparse.ArgumentParser(prog="python -m bench.peer_debezium")
     parser.add_argument("--changes", type=int, default=100_000, help="HQ row changes per throughput run")

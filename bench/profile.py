@@ -24,19 +24,19 @@ from bench.common import RESULTS
 
 CATEGORIES = (
     ("cdx/codec/", "Avro decode/encode (cdx.codec)"),
-    ("streams/avroscan.py", "byte-level envelope scan (streams.avroscan)"),
-    ("streams/fastpath.py", "byte-level routing: groups, slicing (streams.fastpath)"),
-    ("streams/keystate.py", "key state (streams.keystate)"),
-    ("streams/stateful.py", "routing rules (streams.routing, streams.stateful)"),
-    ("streams/routing.py", "routing rules (streams.routing, streams.stateful)"),
-    ("cdx/routed.py", "routing rules (streams.routing, streams.stateful)"),
-    ("streams/batch.py", "per-record glue and produce (streams.batch, confluent-kafka produce)"),
+    ("cdx/streams/avroscan.py", "byte-level envelope scan (cdx.streams.avroscan)"),
+    ("cdx/streams/fastpath.py", "byte-level routing: groups, slicing (cdx.streams.fastpath)"),
+    ("cdx/streams/keystate.py", "key state (cdx.streams.keystate)"),
+    ("cdx/streams/stateful.py", "routing rules (cdx.streams.routing, cdx.streams.stateful)"),
+    ("cdx/streams/routing.py", "routing rules (cdx.streams.routing, cdx.streams.stateful)"),
+    ("cdx/routed.py", "routing rules (cdx.streams.routing, cdx.streams.stateful)"),
+    ("cdx/streams/batch.py", "per-record glue and produce (cdx.streams.batch, confluent-kafka produce)"),
     ("cdx/kafka/batches.py", "consume (confluent-kafka)"),
-    ("streams/activation.py", "activation and reload checks (streams.activation)"),
-    ("streams/engine.py", "engine loop and transactions (send offsets, commit)"),
-    ("streams/output.py", "produce (confluent-kafka)"),
-    ("streams/router.py", "router glue (streams.router)"),
-    ("streams/app.py", "router glue (streams.router)"),
+    ("cdx/streams/activation.py", "activation and reload checks (cdx.streams.activation)"),
+    ("cdx/streams/engine.py", "engine loop and transactions (send offsets, commit)"),
+    ("cdx/streams/output.py", "produce (confluent-kafka)"),
+    ("cdx/streams/router.py", "router glue (cdx.streams.router)"),
+    ("cdx/streams/app.py", "router glue (cdx.streams.router)"),
     ("prometheus_client", "metrics"),
 )
 
@@ -58,7 +58,7 @@ def categorize(raw: Path) -> tuple[Counter[str], int]:
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
-        if not any("run_forever" in f or "streams/engine.py" in f for f in frames):
+        if not any("run_forever" in f or "cdx/streams/engine.py" in f for f in frames):
             continue  # other threads, or a stack py-spy could not read completely (faust: the event loop)
         count = int(n)
         total += count

@@ -67,9 +67,9 @@ def prepare(server: str) -> str:
     """A fresh seeded HQ database with the service tables; its DSN."""
     from cdx.demo.seed import seed_hq
     from cdx.dialects import get_dialect
+    from cdx.infra.postgres import launcher as pg
     from cdx.realtime.schema import create_tables
     from cdx.topology import load_topology
-    from infra.postgres import launcher as pg
 
     dsn = pg.create_database(server, f"bench_rt_{uuid.uuid4().hex[:8]}")
     d = get_dialect("postgresql")
@@ -234,7 +234,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    from infra.postgres import launcher as pg
+    from cdx.infra.postgres import launcher as pg
 
     args = _arguments(argv)
     tmp = Path(tempfile.mkdtemp(prefix="cdx-bench-realtime-"))

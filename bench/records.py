@@ -6,12 +6,12 @@ fastavro writing and reading the same data with the same parsed schemas (the lib
 Data: the rows of ``bench/e2e.py``'s PRODUCT table (DATAAREAID, ID, NAME, PRICE numeric(18,4), VER,
 MODIFIED timestamp), as psycopg returns them (Decimal, naive datetime).
 
-- **capture encode**: ``connectors.capture.records.ChangeEncoder.encode`` (the envelope, value
+- **capture encode**: ``cdx.connectors.capture.records.ChangeEncoder.encode`` (the envelope, value
   preparation, Avro key and value, single-object framing) per change, as the capture runs it between
   reading a change and producing it. Baseline: ``fastavro.schemaless_writer`` of the already-prepared
   key and envelope (what is left when cdx adds nothing).
-- **sink decode + plan**: ``connectors.sink.records.Decoder.decode`` of routed records (as the router
-  writes them) then ``connectors.sink.plan.plan_batch`` and ``TableBatch.upserts`` (the rows handed to the
+- **sink decode + plan**: ``cdx.connectors.sink.records.Decoder.decode`` of routed records (as the router
+  writes them) then ``cdx.connectors.sink.plan.plan_batch`` and ``TableBatch.upserts`` (the rows handed to the
   dialect's bulk upsert), per record. Baseline: ``fastavro.schemaless_reader`` of the same bodies.
 
 Reported in CPU microseconds per record (``time.process_time``; median of ``--runs``; lower is better)
@@ -34,12 +34,12 @@ from bench.common import Result, console, save, show
 from cdx.codec import Column, LogicalType, SingleObjectCodec, TableSchemas
 from cdx.codec.envelope import Op
 from cdx.codec.single_object import unframe
+from cdx.connectors.capture.records import ChangeEncoder
+from cdx.connectors.sink.plan import plan_batch
+from cdx.connectors.sink.records import Decoder
+from cdx.connectors.sink.spec import SinkSpec
+from cdx.connectors.sink.state import SinkState
 from cdx.routed import SourcePosition, make_value, routed_schemas
-from connectors.capture.records import ChangeEncoder
-from connectors.sink.plan import plan_batch
-from connectors.sink.records import Decoder
-from connectors.sink.spec import SinkSpec
-from connectors.sink.state import SinkState
 
 COLUMNS = (
     Column("ID", LogicalType.INT64, nullable=False, primary_key=True),

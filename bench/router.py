@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     ap.add_argument("--engine", default="transactional", choices=["transactional", "faust"])
     args, _others = ap.parse_known_args(argv)  # ``python -m bench`` passes every benchmark the same options
     if args.bootstrap is None:
-        from infra.kafka import launcher
+        from cdx.infra.kafka import launcher
 
         args.bootstrap = launcher.up(1)
     runs = [run_once(args, i + 1) for i in range(args.runs)]

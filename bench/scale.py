@@ -187,7 +187,7 @@ def baseline(n: int, rows: int, tmp: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    from infra.kafka import launcher
+    from cdx.infra.kafka import launcher
 
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
     parser.add_argument("--channels", default="10,100,500", help="comma-separated channel counts")

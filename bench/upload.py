@@ -190,7 +190,7 @@ def channel_rows(tmp: Path, channels: list[str]) -> tuple[list[list[Any]], list[
 
 def baseline(admin: str, topo: Any, tmp: Path, channels: list[str]) -> tuple[float, float, int]:
     """Plain INSERT of the same rows into fresh HQ tables: (rows/s batched, rows/s per POS transaction, rows)."""
-    from infra.postgres import launcher as pg
+    from cdx.infra.postgres import launcher as pg
 
     headers, lines, _ = channel_rows(tmp, channels)
     hcols = [*HEADER, *EXT, "CDXORIGINID"]
@@ -273,8 +273,8 @@ def wait_rows(hq_dsn: str, want: int, procs: list[subprocess.Popen[bytes]], time
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    from infra.kafka import launcher
-    from infra.postgres import launcher as pg
+    from cdx.infra.kafka import launcher
+    from cdx.infra.postgres import launcher as pg
 
     parser = argparse.ArgumentParser(prog="python -m bench.upload")
     parser.add_argument("--channels", type=int, default=20)
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
 
 def run_once(args: argparse.Namespace, bootstrap: str, admin: str) -> dict[str, Any]:
     """One run on a fresh HQ database, fresh channels and a fresh topic prefix."""
-    from infra.postgres import launcher as pg
+    from cdx.infra.postgres import launcher as pg
 
     tmp = Path(tempfile.mkdtemp(prefix="cdx-bench-upload-"))
     channels = [f"store-{i:04d}" for i in range(1, args.channels + 1)]

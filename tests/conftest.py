@@ -2,8 +2,8 @@
 
 Kafka, in order of preference: ``$CDX_TEST_KAFKA`` (bootstrap servers of an existing
 cluster); a testcontainers KRaft container when a Docker engine answers a ping; else
-the local launcher (``infra.kafka``), started once per test session and left running.
-PostgreSQL: ``infra.postgres.launcher.up()`` (``$CDX_PG_DSN`` or a private cluster); each
+the local launcher (``cdx.infra.kafka``), started once per test session and left running.
+PostgreSQL: ``cdx.infra.postgres.launcher.up()`` (``$CDX_PG_DSN`` or a private cluster); each
 test module gets a fresh database.
 """
 
@@ -47,18 +47,18 @@ def kafka(docker_available: bool) -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    from infra.kafka import launcher
+    from cdx.infra.kafka import launcher
 
     yield launcher.up(brokers=1)
 
 
 @pytest.fixture(scope="session")
 def kafka_cluster() -> Any:
-    """The local 3-broker cluster (an ``infra.kafka.launcher.Cluster``), started once.
+    """The local 3-broker cluster (an ``cdx.infra.kafka.launcher.Cluster``), started once.
 
     Tests may kill brokers; they must bring them back with ``cluster.up()``.
     """
-    from infra.kafka import launcher
+    from cdx.infra.kafka import launcher
 
     cluster = launcher.Cluster.load(3)
     cluster.up()
@@ -67,7 +67,7 @@ def kafka_cluster() -> Any:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     return launcher.up()
 
@@ -75,7 +75,7 @@ def postgres_server() -> str:
 @pytest.fixture(scope="module")
 def postgres(postgres_server: str, request: pytest.FixtureRequest) -> str:
     """DSN of a fresh, empty PostgreSQL database for this test module."""
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     base = re.sub(r"[^a-z0-9_]", "_", request.module.__name__.lower())[-40:]
     name = f"t_{base}_{uuid.uuid4().hex[:6]}"

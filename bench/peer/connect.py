@@ -24,8 +24,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import process
-from infra.paths import state_dir
+from cdx.infra import process
+from cdx.infra.paths import state_dir
 
 HERE = Path(__file__).resolve().parent
 POM, SETTINGS, LOG4J = HERE / "pom.xml", HERE / "settings.xml", HERE / "log4j2.properties"

@@ -1,9 +1,9 @@
 """Download-side steps of ``cdx topology apply`` (a builder of ``cdx.cli.apply_steps``).
 
 Most of a download change is done by the roles when they take the published revision: the router
-re-routes the affected tables from their compacted topics (``streams.reroute``: new columns filled,
+re-routes the affected tables from their compacted topics (``cdx.streams.reroute``: new columns filled,
 rows moved in and out of groups), the sinks add columns and resync under changed row filters
-(``connectors.sink.respec``), capture snapshots a new table. Apply does two things for them:
+(``cdx.connectors.sink.respec``), capture snapshots a new table. Apply does two things for them:
 
 - **checks, before anything runs**: every HQ column a new download field (or extension field)
   names exists in its HQ table, since a field the table lacks would never reach the channels

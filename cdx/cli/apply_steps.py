@@ -103,9 +103,9 @@ def tracking_steps(ctx: ApplyContext) -> Iterable[Step]:
     hq = ctx.after.hq
 
     def run() -> str:
+        from cdx.connectors.capture.enable import untracked_tables
+        from cdx.connectors.capture.tracking import TableRef, open_tracker
         from cdx.dialects.reach import naming
-        from connectors.capture.enable import untracked_tables
-        from connectors.capture.tracking import TableRef, open_tracker
 
         with naming(f"the HQ database ({hq.redacted()})"):
             tracker = open_tracker(hq.dialect, hq.dsn)
@@ -134,8 +134,8 @@ def channel_table_steps(ctx: ApplyContext) -> Iterable[Step]:
 
 def _init_one(topo: Topology, owner_id: str) -> Callable[[], str]:
     def run() -> str:
+        from cdx.connectors.sink.init import init_databases
         from cdx.errors import DatabaseUnreachable, RetriableError
-        from connectors.sink.init import init_databases
 
         try:
             (r,) = init_databases(topo, [owner_id])

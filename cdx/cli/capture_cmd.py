@@ -40,10 +40,10 @@ def capture(
     """Publish HQ changes to the per-table topics, exactly once (runs until SIGTERM)."""
     if ctx.invoked_subcommand is not None:  # cdx capture resnapshot
         return
+    from cdx.connectors.capture.connector import CaptureConnector
     from cdx.kafka.config import client_config
     from cdx.kafka.lease import Lease, LeaseLost
     from cdx.topics import lease_topic
-    from connectors.capture.connector import CaptureConnector
 
     setup_logging(verbose)
     live = live_topology(topology, "capture")
@@ -86,12 +86,12 @@ def enable_tracking(
                                   " tables: safe while HQ applications write to them)."),
 ) -> None:
     """Enable change tracking on the HQ database and every download subjob's table (idempotent)."""
+    from cdx.connectors.capture.tracking import TableRef, open_tracker
     from cdx.dialects.reach import naming
-    from connectors.capture.tracking import TableRef, open_tracker
 
     topo = load(topology)
     if only_new:
-        from connectors.capture.enable import enable_new_tables
+        from cdx.connectors.capture.enable import enable_new_tables
 
         with naming(f"the HQ database ({topo.hq.redacted()})"):
             new = enable_new_tables(topo, timedelta(days=retention_days))
@@ -117,8 +117,8 @@ def tracking_cleanup(
                                                  " retention given to enable-tracking)."),
 ) -> None:
     """Remove change-tracking entries older than the retention; raises the minimum valid version."""
+    from cdx.connectors.capture.tracking import open_tracker
     from cdx.dialects.reach import naming
-    from connectors.capture.tracking import open_tracker
 
     topo = load(topology)
     with naming(f"the HQ database ({topo.hq.redacted()})"):

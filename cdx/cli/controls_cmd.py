@@ -1,6 +1,6 @@
 """``cdx channel pause|resume`` and ``cdx schedule run-now``: operator controls kept in the databases.
 
-See ``cdx.controls`` for where they are stored and ``connectors.sink.gate`` for how sinks obey them.
+See ``cdx.controls`` for where they are stored and ``cdx.connectors.sink.gate`` for how sinks obey them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ schedule_app = typer.Typer(help="Distribution schedules: windows, intervals, run
 
 def _set_paused(topology: Path | None, ids: list[str], paused: bool) -> None:
     from cdx import controls
+    from cdx.connectors.sink.spec import sink_specs
+    from cdx.connectors.sink.tools import open_database
     from cdx.dialects import get_dialect
-    from connectors.sink.spec import sink_specs
-    from connectors.sink.tools import open_database
 
     topo = load(topology)
     specs = sink_specs(topo, ids)  # ConfigError naming unknown ids, before anything is written
@@ -65,11 +65,11 @@ def run_now(
     """Apply what a windowed or interval schedule holds back, now, once: the sinks of its groups apply its
     records up to the group topics' current end offsets; later records wait for the schedule again."""
     from cdx import controls
+    from cdx.connectors.sink.spec import sink_specs
+    from cdx.connectors.sink.tools import SinkTools, open_database
     from cdx.dialects import get_dialect
     from cdx.kafka.reading import high_watermarks
     from cdx.topology.model import Direction
-    from connectors.sink.spec import sink_specs
-    from connectors.sink.tools import SinkTools, open_database
 
     topo = load(topology)
     sched = next((s for s in topo.distribution_schedules if s.id.casefold() == name.casefold()), None)

@@ -50,8 +50,8 @@ def demo(
     keep_running: bool = typer.Option(False, "--keep-running", help="Leave the pipeline up; Ctrl-C stops it."),
 ) -> None:
     """Seed HQ, run every role as its own process, sync, trade, verify and report."""
-    from infra.kafka import launcher as kafka
-    from infra.paths import state_dir
+    from cdx.infra.kafka import launcher as kafka
+    from cdx.infra.paths import state_dir
 
     if db not in ("sqlite", "postgresql"):
         raise FatalError(f"--db must be sqlite or postgresql, not {db!r}")
@@ -61,7 +61,7 @@ def demo(
     bootstrap = kafka.up(1)
     pg_database: Callable[[str], str] | None = None
     if db == "postgresql":
-        from infra.postgres import launcher as pg
+        from cdx.infra.postgres import launcher as pg
 
         admin = pg.up()
         pg_database = lambda name: pg.create_database(admin, name)  # noqa: E731
@@ -217,7 +217,7 @@ def _exit_report(failed: list[Role]) -> str:
 
 def _lags(env: DemoEnv) -> dict[str, tuple[int | None, float | None]]:
     """Each database's lag as ``cdx status`` reports it (empty when it cannot be read right now)."""
-    from connectors.sink.status import gather
+    from cdx.connectors.sink.status import gather
 
     try:
         st = gather(env.topology, None, include_uploads=False)

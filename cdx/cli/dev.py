@@ -22,7 +22,7 @@ app.add_typer(pg_app, name="postgres")
 @user_errors
 def pg_up() -> None:
     """Start (or find) PostgreSQL and print its DSN."""
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     try:
         console.print(launcher.up())
@@ -34,7 +34,7 @@ def pg_up() -> None:
 @user_errors
 def pg_down() -> None:
     """Stop the private PostgreSQL cluster (never a server cdx did not start)."""
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     console.print("stopped" if launcher.down() else "not running")
 
@@ -42,7 +42,7 @@ def pg_down() -> None:
 @pg_app.command("status")
 def pg_status() -> None:
     """Show the private cluster's DSN, state and log file."""
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     console.print_json(json.dumps(launcher.status()))
 
@@ -58,7 +58,7 @@ USER_OPTION = typer.Option(None, "--user", help="NAME=PASSWORD: a SCRAM-SHA-512 
 
 
 def _cluster(brokers: int, security: str, users: dict[str, str] | None = None) -> Any:
-    from infra.kafka import launcher, secure
+    from cdx.infra.kafka import launcher, secure
 
     if security == "plaintext":
         return launcher.Cluster.load(brokers)
@@ -75,7 +75,7 @@ def kafka_up(brokers: int = typer.Option(1, "--brokers", help="1 (combined broke
              security: str = SECURITY_OPTION,
              user: list[str] | None = USER_OPTION) -> None:
     """Start (or reuse) the local Kafka and print its bootstrap servers and log files."""
-    from infra.kafka import launcher
+    from cdx.infra.kafka import launcher
 
     users = dict(u.split("=", 1) for u in user or [] if "=" in u)
     if len(users) != len(user or []):
@@ -84,7 +84,7 @@ def kafka_up(brokers: int = typer.Option(1, "--brokers", help="1 (combined broke
         cluster = _cluster(brokers, security, users)
         bootstrap = cluster.up()
         if users:
-            from infra.kafka.secure import upsert_scram_users
+            from cdx.infra.kafka.secure import upsert_scram_users
 
             upsert_scram_users(cluster.client_config(), users)  # storage formatted earlier: add them now
     except launcher.KafkaLauncherError as exc:
@@ -105,7 +105,7 @@ def kafka_up(brokers: int = typer.Option(1, "--brokers", help="1 (combined broke
 def kafka_down(brokers: int = typer.Option(1, "--brokers", help="1 or 3."),
                security: str = SECURITY_OPTION) -> None:
     """Stop exactly the broker processes the launcher started (by pid file)."""
-    from infra.kafka import launcher
+    from cdx.infra.kafka import launcher
 
     try:
         stopped = _cluster(brokers, security).down()
@@ -119,7 +119,7 @@ def kafka_down(brokers: int = typer.Option(1, "--brokers", help="1 or 3."),
 def kafka_status(brokers: int = typer.Option(1, "--brokers", help="1 or 3."),
                  security: str = SECURITY_OPTION) -> None:
     """Show each node's address, pid and log file."""
-    from infra.kafka import launcher
+    from cdx.infra.kafka import launcher
 
     try:
         console.print_json(json.dumps(_cluster(brokers, security).status()))

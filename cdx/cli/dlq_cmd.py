@@ -4,7 +4,7 @@
 position, group topic/partition/offset, error and time; for channel letters also whether it is
 pending, replayed, stale (a later change of the key made it moot) or superseded (a newer letter
 of the same record). ``replay`` applies pending channel letters to their databases exactly once
-(see ``connectors.sink.dlq_replay``)."""
+(see ``cdx.connectors.sink.dlq_replay``)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ app = typer.Typer(help="Dead letters: list them, replay them once fixed.", no_ar
 
 def _markers(topology: Any, owners: set[str]) -> dict[str, tuple[str, dict[tuple[int, int], dict[str, Any]] | None]]:
     """owner id (case-folded) -> (its group topic, its replay markers, None when unreachable)."""
+    from cdx.connectors.sink.letters import load_markers
+    from cdx.connectors.sink.spec import sink_specs
     from cdx.dialects import get_dialect
-    from connectors.sink.letters import load_markers
-    from connectors.sink.spec import sink_specs
 
     out: dict[str, tuple[str, dict[tuple[int, int], dict[str, Any]] | None]] = {}
     for spec in sink_specs(topology):
@@ -57,8 +57,8 @@ def list_(
     """Dead letters, newest last: channel, table, key, source position, group topic/partition/offset, error."""
     from rich.table import Table
 
-    from connectors.sink.letters import latest_by_origin, letter_status, read_letters
-    from connectors.sink.tools import SinkTools
+    from cdx.connectors.sink.letters import latest_by_origin, letter_status, read_letters
+    from cdx.connectors.sink.tools import SinkTools
 
     topo = load(topology)
     require_kafka(topo)
@@ -70,7 +70,7 @@ def list_(
     latest = latest_by_origin(letters)
     known = {d.owner_id.casefold() for d in topo.databases()}
     markers = _markers(topo, {(x.channel or "").casefold() for x in letters if x.component == "sink"} & known)
-    from connectors.upload.acks import ATTENTION_KINDS, load_acks
+    from cdx.connectors.upload.acks import ATTENTION_KINDS, load_acks
 
     acks = load_acks(tools.config, topo.kafka.topic_prefix) if any(
         x.component in ATTENTION_KINDS for x in letters) else {}
@@ -119,8 +119,8 @@ def replay(
 
     A letter whose record the database still refuses is dead-lettered again with the new error
     (exit code 1); one made moot by a later change of the same key is marked stale, not applied."""
-    from connectors.sink.dlq_replay import FAILED_AGAIN, DlqReplayer
-    from connectors.sink.tools import SinkTools
+    from cdx.connectors.sink.dlq_replay import FAILED_AGAIN, DlqReplayer
+    from cdx.connectors.sink.tools import SinkTools
 
     if all_ == bool(offset):
         raise ConfigError("give either --all or one or more --offset N")
@@ -160,9 +160,9 @@ def ack(
 ) -> None:
     """Acknowledge dead letters that need a person (a skipped upload gap, a change too large to capture):
     ``cdx status`` stops reporting them as errors. Idempotent; the letters stay on the topic."""
-    from connectors.sink.letters import read_letters
-    from connectors.sink.tools import SinkTools
-    from connectors.upload.acks import acknowledge, load_acks, needs_attention
+    from cdx.connectors.sink.letters import read_letters
+    from cdx.connectors.sink.tools import SinkTools
+    from cdx.connectors.upload.acks import acknowledge, load_acks, needs_attention
 
     if all_ == bool(offset):
         raise ConfigError("give either --all or one or more --offset N")

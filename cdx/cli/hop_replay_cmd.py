@@ -30,8 +30,8 @@ WAIT = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped role
 
 def _start(from_offset: int | None, text: str | None) -> int | None:
     """The ``--from-timestamp`` in ms; ``ConfigError`` unless exactly one start is given."""
+    from cdx.connectors.sink.rewind import parse_timestamp
     from cdx.errors import ConfigError
-    from connectors.sink.rewind import parse_timestamp
 
     if (from_offset is None) == (text is None):
         raise ConfigError("give exactly one of --from-offset, --from-timestamp")
@@ -61,7 +61,7 @@ def route_replay(
     """Route a table topic's records again into the groups, from an offset or a time (idempotent).
 
     Every router worker must be stopped (refused otherwise); the router routes from there when started."""
-    from streams.replay import download_subjob, replay_route
+    from cdx.streams.replay import download_subjob, replay_route
 
     topo = load(topology)
     ts = _start(from_offset, from_timestamp)
@@ -86,7 +86,7 @@ def upload_sink_replay(
     """Apply a channel's upload topic at HQ again, from an offset or a time (idempotent: insert-only).
 
     Every HQ upload sink must be stopped (refused otherwise); the sink applies from there when started."""
-    from connectors.upload.replay import replay_upload, upload_channel
+    from cdx.connectors.upload.replay import replay_upload, upload_channel
 
     topo = load(topology)
     ts = _start(from_offset, from_timestamp)
@@ -108,10 +108,10 @@ def resnapshot(
 ) -> None:
     """Re-snapshot one HQ table: the running capture publishes all its rows again (and deletes for keys gone
     from HQ), resumable and idempotent. The request is kept in HQ until a capture takes it."""
+    from cdx.connectors.capture import requests
     from cdx.dialects import get_dialect
     from cdx.dialects.reach import naming
-    from connectors.capture import requests
-    from streams.replay import download_subjob
+    from cdx.streams.replay import download_subjob
 
     topo = load(topology)
     subjob = download_subjob(topo, table)

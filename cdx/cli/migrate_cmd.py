@@ -15,8 +15,8 @@ from cdx.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from cdx.connectors.migrate.runner import DatabaseResult, Outcome, Progress, Target
     from cdx.topology.root import Topology
-    from connectors.migrate.runner import DatabaseResult, Outcome, Progress, Target
 
 
 def scripts_dir(topo: Topology, given: Path | None) -> Path | None:
@@ -45,10 +45,10 @@ def migrate(
     Scripts are checked against the extension rules first (docs/extensions.md). A completed script is recorded \
 in the database (cdx.cdx_extension_history) and never runs there again; a failed one records nothing and runs \
 next time. Exit 1 if any database failed."""
-    from connectors.migrate.checks import ExtensionRules
-    from connectors.migrate.fleet import migrate_all, targets
-    from connectors.migrate.runner import Settings
-    from connectors.migrate.scripts import discover
+    from cdx.connectors.migrate.checks import ExtensionRules
+    from cdx.connectors.migrate.fleet import migrate_all, targets
+    from cdx.connectors.migrate.runner import Settings
+    from cdx.connectors.migrate.scripts import discover
 
     if bool(channel) == all_:
         raise ConfigError("name the databases: --channel ID (repeatable) or --all")

@@ -1,6 +1,6 @@
 """``cdx replay``: rewind one channel or register database and apply its group topic again from there.
 
-See ``connectors.sink.rewind`` for what is reset and why the final state is identical."""
+See ``cdx.connectors.sink.rewind`` for what is reset and why the final state is identical."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ def replay(
     partitions are reset, so the records are applied again as idempotent upserts/deletes: once
     caught up, the database is identical to what it was."""
     from cdx.cli.sink_cmd import run_until_caught_up
-    from connectors.sink.rewind import ensure_sink_stopped, parse_timestamp, rewind
-    from connectors.sink.runner import SinkSettings
-    from connectors.sink.spec import sink_specs
-    from connectors.sink.tools import SinkTools
+    from cdx.connectors.sink.rewind import ensure_sink_stopped, parse_timestamp, rewind
+    from cdx.connectors.sink.runner import SinkSettings
+    from cdx.connectors.sink.spec import sink_specs
+    from cdx.connectors.sink.tools import SinkTools
 
     if verbose:
         setup_logging(True)

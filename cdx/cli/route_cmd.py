@@ -43,7 +43,7 @@ def route(
     """
     if ctx.invoked_subcommand is not None:  # cdx route replay
         return
-    from streams.worker import run
+    from cdx.streams.worker import run
 
     topo = load(topology)  # the worker loads it again; here: errors before anything starts
     stopped = on_stop_signals(lambda: None)

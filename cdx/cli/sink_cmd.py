@@ -27,10 +27,10 @@ from cdx.cli.common import (
 from cdx.errors import FatalError
 
 if TYPE_CHECKING:
+    from cdx.connectors.sink.bootstrap import CatchUp, SinkProgress
+    from cdx.connectors.sink.host import SinkHost
+    from cdx.connectors.sink.runner import SinkSettings
     from cdx.topology.root import Topology
-    from connectors.sink.bootstrap import CatchUp, SinkProgress
-    from connectors.sink.host import SinkHost
-    from connectors.sink.runner import SinkSettings
 
 channel_app = typer.Typer(help="Channel and offline-register databases.", no_args_is_help=True)
 
@@ -44,7 +44,7 @@ WAIT_OPTION = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopp
 
 
 def _settings(batch_size: int, retention_days: float = 14.0, max_sessions: int = 50_000) -> SinkSettings:
-    from connectors.sink.runner import SinkSettings
+    from cdx.connectors.sink.runner import SinkSettings
 
     return SinkSettings(batch_size=batch_size, session_retention_days=retention_days, session_max_rows=max_sessions)
 
@@ -96,8 +96,8 @@ def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, setting
     when done (a service sink started right after is not refused, ``cdx status`` is not misled)."""
     import dataclasses
 
-    from connectors.sink.bootstrap import CatchUp
-    from connectors.sink.host import SinkHost
+    from cdx.connectors.sink.bootstrap import CatchUp
+    from cdx.connectors.sink.host import SinkHost
 
     host = SinkHost(topology, owner_ids, dataclasses.replace(settings, static_membership=False, stand_by=False,
                                                                      controls=False))
@@ -136,7 +136,7 @@ def sink(
 
     On a terminal, a progress bar shows each database catching up with its group topic first
     (a new database bootstraps from the beginning of the topic)."""
-    from connectors.sink.host import SinkHost
+    from cdx.connectors.sink.host import SinkHost
 
     setup_logging(verbose)
     live = live_topology(topology, "sink")
@@ -153,7 +153,7 @@ def sink(
 
 
 def _serve(host: SinkHost, stopped: threading.Event) -> None:
-    from connectors.sink.bootstrap import CatchUp
+    from cdx.connectors.sink.bootstrap import CatchUp
 
     if not set_up(host.setup, "sink", stopped, kafka=host.topology.kafka.bootstrap_servers):
         return
@@ -176,7 +176,7 @@ def init(
     channel: list[str] | None = CHANNEL_OPTION,
 ) -> None:
     """Create the state table and the channel tables (types from the routed Avro schemas)."""
-    from connectors.sink.init import init_databases
+    from cdx.connectors.sink.init import init_databases
 
     topo = load(topology)
     require_kafka(topo)
@@ -203,10 +203,10 @@ def bootstrap(
     Runs the sinks of the given databases from their stored position (the beginning of the compacted
     group topic for a new database) until they reach the topic's end offsets as seen at the start,
     with a progress bar on a terminal. Refuses while a sink already serves one of them."""
-    from connectors.sink.init import init_databases
-    from connectors.sink.rewind import ensure_sink_stopped
-    from connectors.sink.spec import sink_specs
-    from connectors.sink.tools import SinkTools
+    from cdx.connectors.sink.init import init_databases
+    from cdx.connectors.sink.rewind import ensure_sink_stopped
+    from cdx.connectors.sink.spec import sink_specs
+    from cdx.connectors.sink.tools import SinkTools
 
     if verbose:
         setup_logging(True)
@@ -229,16 +229,16 @@ def resync(
 ) -> None:
     """Rebuild databases from their group topic now: apply its compacted state and delete every row
     not in it (sinks do this by themselves when they detect missed deletes). The sinks must be stopped."""
+    from cdx.connectors.sink.lock import take_or_refuse
+    from cdx.connectors.sink.records import Decoder, Record
+    from cdx.connectors.sink.resync import Resync
+    from cdx.connectors.sink.rewind import ensure_sink_stopped
+    from cdx.connectors.sink.sessions import SessionLog
+    from cdx.connectors.sink.spec import SinkSpec, sink_specs
+    from cdx.connectors.sink.state import StateStore
+    from cdx.connectors.sink.tables import TableManager
+    from cdx.connectors.sink.tools import SinkTools, open_database
     from cdx.dialects import get_dialect
-    from connectors.sink.lock import take_or_refuse
-    from connectors.sink.records import Decoder, Record
-    from connectors.sink.resync import Resync
-    from connectors.sink.rewind import ensure_sink_stopped
-    from connectors.sink.sessions import SessionLog
-    from connectors.sink.spec import SinkSpec, sink_specs
-    from connectors.sink.state import StateStore
-    from connectors.sink.tables import TableManager
-    from connectors.sink.tools import SinkTools, open_database
 
     if verbose:
         setup_logging(True)
@@ -284,10 +284,10 @@ def sessions_(
     """The download-session history of one database, newest first."""
     from rich.table import Table
 
+    from cdx.connectors.sink import sessions as hist
+    from cdx.connectors.sink.spec import sink_specs
+    from cdx.connectors.sink.tools import open_database
     from cdx.dialects import get_dialect
-    from connectors.sink import sessions as hist
-    from connectors.sink.spec import sink_specs
-    from connectors.sink.tools import open_database
 
     (spec,) = sink_specs(load(topology), [channel])
     d = get_dialect(spec.dialect)

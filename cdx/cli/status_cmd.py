@@ -1,5 +1,5 @@
 """``cdx status``: roles, every channel and register database (position, lag, dead letters, last error),
-uploads. A rich table, or ``--json`` for scripts. Data: ``connectors.sink.status.gather``."""
+uploads. A rich table, or ``--json`` for scripts. Data: ``cdx.connectors.sink.status.gather``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from cdx.cli.app import console, user_errors
 from cdx.cli.common import TOPOLOGY_OPTION, load
 
 if TYPE_CHECKING:
+    from cdx.connectors.sink.status import DatabaseStatus, Status
     from cdx.topology.rollout import Rollout
-    from connectors.sink.status import DatabaseStatus, Status
 
 
 def _yes(flag: bool | None) -> str:
@@ -122,7 +122,7 @@ def status(
     uploads: bool = typer.Option(True, "--uploads/--no-uploads", help="Include upload counters."),
 ) -> None:
     """Roles, every channel and register database (last applied, lag, dead letters, last error), uploads."""
-    from connectors.sink.status import gather
+    from cdx.connectors.sink.status import gather
 
     st = gather(load(topology), channel or None, include_uploads=uploads)
     if as_json:

@@ -53,7 +53,7 @@ def validate(
 
 
 def _check_databases(topo: Topology) -> None:
-    from connectors.migrate.keys import check_deployed_keys
+    from cdx.connectors.migrate.keys import check_deployed_keys
 
     problems, unreachable = check_deployed_keys(topo)
     for line in unreachable:

@@ -49,8 +49,8 @@ def upload(
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Publish new rows of the channels' upload tables to their upload topics, exactly once (until SIGTERM)."""
+    from cdx.connectors.upload.uploader import UploadConnector, UploadOptions
     from cdx.errors import ConfigError
-    from connectors.upload.uploader import UploadConnector, UploadOptions
 
     if from_counter is not None and len(channel or []) != 1:
         raise ConfigError("--from-counter restarts one channel's upload: give exactly one --channel")
@@ -89,7 +89,7 @@ def offline_sync(
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Copy sales from offline-register databases into their channel databases, exactly once (until SIGTERM)."""
-    from connectors.upload.offline import OfflineSync, SyncOptions
+    from cdx.connectors.upload.offline import OfflineSync, SyncOptions
 
     setup_logging(verbose)
     live = live_topology(topology, "offline-sync")
@@ -130,8 +130,8 @@ def upload_sink(
     import os
     import socket
 
+    from cdx.connectors.upload.sink import SinkOptions, UploadSink
     from cdx.errors import ConfigError
-    from connectors.upload.sink import SinkOptions, UploadSink
 
     setup_logging(verbose)
     if session_retention_days < 0 or max_sessions < 0:
@@ -161,11 +161,11 @@ def status(
     """Upload status: per channel, the HQ upload sessions and each upload table's position."""
     from rich.table import Table
 
+    from cdx.connectors.upload import sessions as hist
+    from cdx.connectors.upload.uploader import load_upload_positions, upload_positions_topic, uploading_channels
     from cdx.dialects import get_dialect
     from cdx.kafka.config import client_config
     from cdx.kafka.reach import require_kafka
-    from connectors.upload import sessions as hist
-    from connectors.upload.uploader import load_upload_positions, upload_positions_topic, uploading_channels
 
     topo = load(topology)
     d = get_dialect(topo.hq.dialect.value)

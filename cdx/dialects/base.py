@@ -262,7 +262,7 @@ class Dialect(ABC):
     session_locks: ClassVar[bool] = False
     """True: ``try_session_lock`` takes a lock the server holds for as long as the connection lives
     (PostgreSQL advisory lock, SQL Server ``sp_getapplock``); False (SQLite): the caller keeps a
-    lease row in ``cdx_state`` instead (see ``connectors.sink.lock``)."""
+    lease row in ``cdx_state`` instead (see ``cdx.connectors.sink.lock``)."""
 
     def try_session_lock(self, conn: Connection, name: str) -> bool:
         """Take the exclusive session lock ``name`` without waiting (commits); False if another

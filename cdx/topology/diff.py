@@ -19,7 +19,7 @@ from cdx.topology.root import Topology
 T = TypeVar("T")
 
 REROUTE = "the router re-routes from the compacted table topic"
-"""How a download change reaches rows that exist already (``streams.reroute``): no bootstrap, no HQ load."""
+"""How a download change reaches rows that exist already (``cdx.streams.reroute``): no bootstrap, no HQ load."""
 
 
 @dataclass(frozen=True)

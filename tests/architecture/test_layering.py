@@ -18,14 +18,14 @@ import pytest
 import cdx
 
 SRC = Path(cdx.__file__).resolve().parent.parent
-TOP_LEVEL = ("cdx", "connectors", "streams", "infra")  # the last three move under cdx (issue #14)
+TOP_LEVEL = ("cdx",)
 
 COMPOSITION = ("cli", "demo")
 ROLES = ("connectors", "streams", "realtime", "deploy", "infra")
 
 
 def _canonical(name: str) -> str:
-    """``connectors.sink`` and ``cdx.connectors.sink`` are the same module for the rule."""
+    """``cdx.connectors.sink`` and ``cdx.connectors.sink`` are the same module for the rule."""
     head = name.split(".", 1)[0]
     return name if head == "cdx" else f"cdx.{name}"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.capture import metrics
+from cdx.connectors.capture.connector import CaptureConnector
+from cdx.connectors.capture.tracking import open_tracker
 from cdx.dialects import connect, get_dialect
 from cdx.errors import ConfigError
-from connectors.capture import metrics
-from connectors.capture.connector import CaptureConnector
-from connectors.capture.tracking import open_tracker
 from tests.capture.helpers import last_state, make_hq, read_table, write_topology
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ def hq(request, tmp_path: Path, kafka: str):
     if dialect == "sqlite":
         dsn = f"sqlite:///{tmp_path}/hq.db"
     else:
-        from infra.postgres import launcher
+        from cdx.infra.postgres import launcher
 
         server = request.getfixturevalue("postgres_server")
         dsn = launcher.create_database(server, f"cap_{tmp_path.name[-20:].lower().replace('-', '_')}")

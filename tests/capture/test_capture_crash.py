@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.capture.positions import load_positions
+from cdx.connectors.capture.tracking import open_tracker
 from cdx.dialects import connect, get_dialect
 from cdx.kafka.config import client_config
 from cdx.topics import positions_topic
-from connectors.capture.positions import load_positions
-from connectors.capture.tracking import open_tracker
 from tests.capture.helpers import last_state, make_hq, read_table, write_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,7 +70,7 @@ def test_capture_survives_sigkill(dialect: str, tmp_path: Path, kafka: str, requ
     if dialect == "sqlite":
         dsn = f"sqlite:///{tmp_path}/hq.db"
     else:
-        from infra.postgres import launcher
+        from cdx.infra.postgres import launcher
 
         dsn = launcher.create_database(request.getfixturevalue("postgres_server"), f"capcrash_{os.getpid()}")
     make_hq(dialect, dsn)

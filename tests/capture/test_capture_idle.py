@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from cdx.connectors.capture.connector import CaptureConnector
+from cdx.connectors.capture.positions import load_positions
+from cdx.connectors.capture.tracking import ChangeTracker, open_tracker
 from cdx.kafka.config import client_config
-from connectors.capture.connector import CaptureConnector
-from connectors.capture.positions import load_positions
-from connectors.capture.tracking import ChangeTracker, open_tracker
 from tests.capture.test_capture import _sql, hq  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.capture.connector import CaptureConnector
+from cdx.connectors.capture.positions import load_positions
+from cdx.connectors.capture.tracking import open_tracker
+from cdx.connectors.sink.letters import read_letters
 from cdx.dialects import ColumnInfo, LogicalType, connect, get_dialect
 from cdx.errors import RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config
 from cdx.topics import dlq_topic, positions_topic, table_topic
 from cdx.topology.loader import load_topology
-from connectors.capture.connector import CaptureConnector
-from connectors.capture.positions import load_positions
-from connectors.capture.tracking import open_tracker
-from connectors.sink.letters import read_letters
 from tests.capture.helpers import last_state, make_hq, read_table, write_topology
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ DIALECTS = ["sqlite", "postgresql"]
 def _dsn(request: pytest.FixtureRequest, dialect: str, tmp_path: Path) -> str:
     if dialect == "sqlite":
         return f"sqlite:///{tmp_path}/hq.db"
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     server = request.getfixturevalue("postgres_server")
     return launcher.create_database(server, f"caplim_{uuid.uuid4().hex[:12]}")

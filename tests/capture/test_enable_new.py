@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cdx.connectors.capture.enable import enable_new_tables
 from cdx.dialects import ColumnInfo, LogicalType, connect, get_dialect
 from cdx.topology import parse_topology
-from connectors.capture.enable import enable_new_tables
 
 TOPOLOGY = """
 kafka: {{bootstrap_servers: "127.0.0.1:1"}}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cdx.codec import Column, LogicalType, SingleObjectCodec, TableSchemas
 from cdx.codec.envelope import Op
 from cdx.codec.errors import EncodeError
-from connectors.capture.records import ChangeEncoder, avro_long
+from cdx.connectors.capture.records import ChangeEncoder, avro_long
 
 COLUMNS = (
     Column("ID", LogicalType.INT64, nullable=False, primary_key=True),

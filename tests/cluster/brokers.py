@@ -10,9 +10,9 @@ from collections import Counter
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from infra import process
-from infra.kafka.launcher import ensure_jars
-from infra.kafka.secure import SecureCluster
+from cdx.infra import process
+from cdx.infra.kafka.launcher import ensure_jars
+from cdx.infra.kafka.secure import SecureCluster
 
 LOG = logging.getLogger("tests.cluster.brokers")
 

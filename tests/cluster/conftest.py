@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka.secure import SecureCluster, upsert_scram_users
+from cdx.infra.kafka.secure import SecureCluster, upsert_scram_users
 from tests.cluster.pipeline import Pipeline, cluster_users, owner_ids, start_pipeline, stop_pipeline
 
 

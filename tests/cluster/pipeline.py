@@ -25,10 +25,10 @@ from pathlib import Path
 from cdx.demo.environment import DemoEnv
 from cdx.demo.processes import ProcessGroup, Role
 from cdx.dialects import connect, get_dialect
+from cdx.infra.kafka.secure import ADMIN_PASSWORD, ADMIN_USER, SecureCluster
 from cdx.topology import load_topology
 from cdx.topology.dump import data_to_yaml, topology_to_data
 from cdx.verify import verify_channel
-from infra.kafka.secure import ADMIN_PASSWORD, ADMIN_USER, SecureCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = ("cdx-nobody", "nobody-pw")

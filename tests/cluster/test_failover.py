@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from infra.kafka.secure import SecureCluster
+from cdx.infra.kafka.secure import SecureCluster
 from tests.cluster import brokers
 from tests.cluster.load import Load, figures, run_for, show
 from tests.cluster.pipeline import Pipeline, channels_differ, settle, wait_until

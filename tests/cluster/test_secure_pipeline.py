@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from infra.kafka.secure import SecureCluster, sasl_client, upsert_scram_users
+from cdx.infra.kafka.secure import SecureCluster, sasl_client, upsert_scram_users
 from tests.cluster.load import Load, run_for, show
 from tests.cluster.pipeline import Pipeline, channels_differ, settle, wait_until
 

@@ -1,7 +1,7 @@
 """Change-tracking conformance: every dialect's ``ChangeTracker`` must pass every test here.
 
 The semantics are SQL Server Change Tracking's, as documented in
-``connectors.capture.tracking.base``.
+``cdx.connectors.capture.tracking.base``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from cdx.connectors.capture.tracking import Change, ChangeTracker, ResyncRequired, tracker_for
 from cdx.dialects import ColumnInfo, LogicalType
 from cdx.errors import ConfigError
-from connectors.capture.tracking import Change, ChangeTracker, ResyncRequired, tracker_for
 
 from .harness import Db
 
@@ -352,7 +352,7 @@ def test_snapshot_in_chunks_resumes_after_any_typed_composite_key(db: Db) -> Non
     """``snapshot_chunk``: every row once, in key order, resumed from a raw key kept as JSON in a position."""
     import json
 
-    from connectors.capture.positions import SnapshotProgress
+    from cdx.connectors.capture.positions import SnapshotProgress
 
     columns = [ColumnInfo("K_DAY", L.DATE), ColumnInfo("K_TS", L.TIMESTAMP), ColumnInfo("K_DEC", L.DECIMAL,
                precision=10, scale=2), ColumnInfo("K_TXT", L.STRING, length=10), ColumnInfo("VAL", L.INT64)]

@@ -23,13 +23,13 @@ from typer.testing import CliRunner
 from cdx.cli.main import app
 from cdx.deploy.acls import desired_acls
 from cdx.errors import FatalError
+from cdx.infra.kafka.secure import ADMIN_PASSWORD, ADMIN_USER, SecureCluster, sasl_client, upsert_scram_users
 from cdx.kafka.admin import set_topic_management
 from cdx.kafka.config import consumer_config
 from cdx.kafka.lease import Lease
 from cdx.topics import lease_topic
 from cdx.topology import load_topology
 from cdx.topology.principals import PRINCIPAL_ENV
-from infra.kafka.secure import ADMIN_PASSWORD, ADMIN_USER, SecureCluster, sasl_client, upsert_scram_users
 
 pytestmark = pytest.mark.integration
 LOG = logging.getLogger("tests.deploy.acls")  # clients' connection lines go to logging, not stderr

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from cdx import topics
+from cdx.connectors.upload.acks import dlq_acks_topic
+from cdx.connectors.upload.plan import upload_positions_topic
 from cdx.deploy.catalog import desired_topics, min_insync_replicas
+from cdx.streams.keystate import keys_topic
+from cdx.streams.progress import progress_topic
+from cdx.streams.state import state_topic
 from cdx.topology import load_topology
-from connectors.upload.acks import dlq_acks_topic
-from connectors.upload.plan import upload_positions_topic
-from streams.keystate import keys_topic
-from streams.progress import progress_topic
-from streams.state import state_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 

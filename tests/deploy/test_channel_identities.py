@@ -8,11 +8,11 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cdx.cli.main import app
+from cdx.connectors.sink.host import SinkHost
 from cdx.deploy.acls import READER_GROUPS, desired_acls
+from cdx.infra.kafka.launcher import Cluster
+from cdx.infra.kafka.secure import AUTHORIZER, SecureCluster
 from cdx.topology import load_topology
-from connectors.sink.host import SinkHost
-from infra.kafka.launcher import Cluster
-from infra.kafka.secure import AUTHORIZER, SecureCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 PRINCIPALS = """  security: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: admin,

@@ -16,9 +16,9 @@ from cdx.deploy.catalog import desired_topics
 from cdx.errors import FatalError
 from cdx.kafka.admin import set_topic_management, topic_management
 from cdx.kafka.topicstate import describe_topics
+from cdx.streams.router import ensure_router_topics
+from cdx.streams.routing import RoutingPlan
 from cdx.topology import load_topology
-from streams.router import ensure_router_topics
-from streams.routing import RoutingPlan
 
 pytestmark = pytest.mark.integration
 

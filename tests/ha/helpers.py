@@ -182,9 +182,9 @@ def assert_capture_exactly_once(topo: Topology, dialect: str, dsn: str) -> int:
 
 
 def wait_capture_caught_up(topo: Topology, dialect: str, dsn: str, active: Proc, timeout: float = 120) -> None:
+    from cdx.connectors.capture.positions import load_positions
+    from cdx.connectors.capture.tracking import open_tracker
     from cdx.topics import positions_topic
-    from connectors.capture.positions import load_positions
-    from connectors.capture.tracking import open_tracker
 
     tracker = open_tracker(dialect, dsn)
     target = tracker.current_version()

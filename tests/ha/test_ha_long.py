@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.capture.tracking import open_tracker
 from cdx.topics import positions_topic, upload_positions_topic
-from connectors.capture.tracking import open_tracker
 from tests.capture.helpers import make_hq, write_topology
 from tests.ha.helpers import (
     HqWriter,
@@ -61,7 +61,7 @@ def _capture_setup(tmp_path: Path, kafka: str, dialect: str, request: pytest.Fix
     if dialect == "sqlite":
         dsn = f"sqlite:///{tmp_path}/hq.db"
     else:
-        from infra.postgres import launcher
+        from cdx.infra.postgres import launcher
 
         dsn = launcher.create_database(request.getfixturevalue("postgres_server"), f"ha_{os.getpid()}_{time.time_ns()}")
     make_hq(dialect, dsn)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.capture.tracking import open_tracker
 from cdx.topics import positions_topic, upload_positions_topic
-from connectors.capture.tracking import open_tracker
 from tests.capture.helpers import make_hq, write_topology
 from tests.ha.helpers import (
     HqWriter,
@@ -70,8 +70,8 @@ def test_standbys_take_over_after_kill(tmp_path: Path, kafka: str) -> None:
 
 def _status_shows(cap_topo, cap: list, up_topo, up: list) -> None:
     """``cdx status``'s roles name the active and the standby process of capture and of the upload."""
+    from cdx.connectors.sink.roles import roles
     from cdx.kafka.config import client_config
-    from connectors.sink.roles import roles
 
     capture = next(r for r in roles(client_config(kafka_of(cap_topo)), cap_topo) if r.role == "capture")
     assert f"active on {member(cap[0])}; standby {member(cap[1])}" in capture.detail, capture.detail

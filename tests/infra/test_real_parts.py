@@ -143,7 +143,7 @@ def test_postgres_logical_decoding_on_request(postgres: str) -> None:
     needs it): a logical slot there sees a committed insert."""
     import psycopg
 
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     try:
         launcher.up(logical=True)

@@ -1,4 +1,4 @@
-"""infra/setup-system.sh installs Java 17 and Maven the way it installs PostgreSQL.
+"""cdx/infra/setup-system.sh installs Java 17 and Maven the way it installs PostgreSQL.
 
 The script runs with a PATH holding only the tools it uses plus a recording ``apt-get``: no
 package is really installed. The stub "installs" by dropping ``java``/``mvn`` scripts into the
@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "setup-system.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "cdx" / "infra" / "setup-system.sh"
 TOOLS = ("bash", "ls", "grep", "sed", "head", "id", "ldconfig", "cat", "chmod", "cut")
 
 APT_GET = """#!/bin/bash

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from infra.paths import state_dir
+from cdx.infra.paths import state_dir
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -143,7 +143,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, on_fail: Ca
 
 def logical_postgres() -> str:
     """DSN (database ``postgres``) of the private ``wal_level=logical`` cluster, started if needed."""
-    from infra.postgres import launcher as pg
+    from cdx.infra.postgres import launcher as pg
 
     port = int(os.environ.get("CDX_PG_PORT", pg.DEFAULT_PORT)) + 1
     dsn = pg.private_dsn(port)
@@ -173,7 +173,7 @@ def logical_postgres() -> str:
 
 
 def stop_logical_postgres() -> None:
-    from infra.postgres import launcher as pg
+    from cdx.infra.postgres import launcher as pg
 
     bindir = pg._bindir()
     data = state_dir() / "interop" / "pg-logical" / "data"

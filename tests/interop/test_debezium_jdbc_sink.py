@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from cdx.infra.postgres import launcher
 from cdx.kafka.reading import read_to_end
-from infra.postgres import launcher
 from tests.interop.common import COLUMNS, CREATE_ITEMS, change_items, insert_items, read_rows, tables_of
 from tests.interop.harness import Connect, spawn_cdx, stop, wait_until
 

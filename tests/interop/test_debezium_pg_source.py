@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from infra.postgres import launcher
+from cdx.infra.postgres import launcher
 from tests.interop.common import CREATE_ITEMS, change_items, insert_items, read_rows
 from tests.interop.harness import ROOT, Connect, logical_postgres, spawn_cdx, stop, wait_until
 

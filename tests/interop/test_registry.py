@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from cdx.codec import Column, LogicalType, SourceInfo, TableSchemas, make_codec, make_envelope
-from infra.paths import state_dir
+from cdx.infra.paths import state_dir
 from tests.interop.harness import HERE, free_port, maven, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]

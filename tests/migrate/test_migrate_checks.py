@@ -9,10 +9,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from connectors.migrate.checks import ExtensionRules
-from connectors.migrate.fleet import migrate_all, targets
-from connectors.migrate.runner import Settings
-from connectors.migrate.scripts import discover
+from cdx.connectors.migrate.checks import ExtensionRules
+from cdx.connectors.migrate.fleet import migrate_all, targets
+from cdx.connectors.migrate.runner import Settings
+from cdx.connectors.migrate.scripts import discover
 from tests.migrate.helpers import topology, write
 
 pytestmark = pytest.mark.integration

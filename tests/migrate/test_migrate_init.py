@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.sink.init import init_databases
 from cdx.errors import FatalError
-from connectors.sink.init import init_databases
 from tests.migrate.helpers import topology, write
 
 pytestmark = pytest.mark.integration
@@ -38,8 +38,8 @@ def test_init_stops_before_any_table_when_a_script_fails(tmp_path: Path, kafka: 
 
 def test_sink_host_runs_the_scripts_first_and_refuses_a_database_whose_script_fails(
         tmp_path: Path, kafka: str) -> None:
-    from connectors.sink.host import SinkHost
-    from connectors.sink.runner import SinkSettings
+    from cdx.connectors.sink.host import SinkHost
+    from cdx.connectors.sink.runner import SinkSettings
 
     scripts = write(tmp_path / "scripts", {
         "0001_a.sqlite.sql": "CREATE TABLE ext_A (ID INTEGER NOT NULL PRIMARY KEY);\n"})

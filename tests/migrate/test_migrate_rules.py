@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from connectors.migrate.context import ParentKey, rule_context
-from connectors.migrate.rules import Violation, check_script
-from connectors.migrate.scripts import Script, checksum
+from cdx.connectors.migrate.context import ParentKey, rule_context
+from cdx.connectors.migrate.rules import Violation, check_script
+from cdx.connectors.migrate.scripts import Script, checksum
 from tests.migrate.helpers import topology
 
 UPLOAD_TABLE = """CREATE TABLE [ext].[CONTOSOTRANSACTIONTABLE](

@@ -9,9 +9,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from connectors.migrate.fleet import migrate_all, targets
-from connectors.migrate.runner import Settings
-from connectors.migrate.scripts import discover
+from cdx.connectors.migrate.fleet import migrate_all, targets
+from cdx.connectors.migrate.runner import Settings
+from cdx.connectors.migrate.scripts import discover
 from tests.migrate.helpers import topology, write
 
 pytestmark = pytest.mark.integration
@@ -137,7 +137,7 @@ def test_postgresql_script_over_its_timeout_is_cancelled(tmp_path: Path, postgre
 def test_two_runners_on_one_database_run_a_script_once(tmp_path: Path, postgres: str) -> None:
     import threading
 
-    from connectors.migrate.runner import migrate_database
+    from cdx.connectors.migrate.runner import migrate_database
 
     topo = topology(tmp_path, postgres)
     scripts = write(tmp_path / "scripts", {"0001_schema.postgresql.sql": "CREATE SCHEMA IF NOT EXISTS ext;\n"})
@@ -159,8 +159,8 @@ def test_two_runners_on_one_database_run_a_script_once(tmp_path: Path, postgres:
 
 
 def test_documented_example_directory_passes_the_rules_and_runs(tmp_path: Path, postgres: str) -> None:
+    from cdx.connectors.migrate.checks import ExtensionRules
     from cdx.dialects import get_dialect
-    from connectors.migrate.checks import ExtensionRules
 
     examples = Path(__file__).parents[2] / "docs" / "examples" / "extensions"
     topo = topology(tmp_path, postgres)

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from cdx.connectors.migrate.checks import ExtensionRules
+from cdx.connectors.migrate.fleet import migrate_all, targets
+from cdx.connectors.migrate.runner import Settings
+from cdx.connectors.migrate.scripts import discover
 from cdx.topology.loader import validate_topology
 from cdx.topology.root import Topology
-from connectors.migrate.checks import ExtensionRules
-from connectors.migrate.fleet import migrate_all, targets
-from connectors.migrate.runner import Settings
-from connectors.migrate.scripts import discover
 from tests.migrate.helpers import write
 from tests.migrate.test_migrate_rules import DOC_STORE_HOURS
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.upload.post_processing import MAX_ATTEMPTS, PostUploadHook, call_sql, statuses
+from cdx.connectors.upload.sessions import Session
 from cdx.dialects import get_dialect
 from cdx.errors import ConfigError
 from cdx.topology.extensions import PostUpload
-from connectors.upload.post_processing import MAX_ATTEMPTS, PostUploadHook, call_sql, statuses
-from connectors.upload.sessions import Session
 
 D = get_dialect("sqlite")
 

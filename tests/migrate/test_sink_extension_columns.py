@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from cdx.codec import Column, LogicalType
+from cdx.connectors.sink.records import Shape
+from cdx.connectors.sink.tables import TableManager
 from cdx.dialects import get_dialect
-from connectors.sink.records import Shape
-from connectors.sink.tables import TableManager
 
 COLUMNS = (Column("ITEMID", LogicalType.STRING, primary_key=True, length=20),
            Column("COLOR", LogicalType.STRING, length=10), Column("QTY", LogicalType.DECIMAL, precision=12, scale=2),

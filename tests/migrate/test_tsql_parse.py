@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from sqlglot import exp
 
+from cdx.connectors.capture.tracking.sqlserver import SQLServerChangeTracker
+from cdx.connectors.migrate import history
+from cdx.connectors.migrate.grants import grant_statements
+from cdx.connectors.migrate.scripts import Script, checksum
+from cdx.connectors.migrate.sqlparse import parse_all
+from cdx.connectors.sink import sessions as download_sessions
+from cdx.connectors.upload import sessions as upload_sessions
 from cdx.dialects import ColumnInfo, LogicalType, get_dialect
-from connectors.capture.tracking.sqlserver import SQLServerChangeTracker
-from connectors.migrate import history
-from connectors.migrate.grants import grant_statements
-from connectors.migrate.scripts import Script, checksum
-from connectors.migrate.sqlparse import parse_all
-from connectors.sink import sessions as download_sessions
-from connectors.upload import sessions as upload_sessions
 from tests.migrate.helpers import topology
 from tests.migrate.tsql_recorder import RecordingConnection, catalog
 
@@ -144,8 +144,8 @@ def test_demo_retail_schema_statements() -> None:
 
 
 def test_post_upload_statements() -> None:
+    from cdx.connectors.upload.post_processing import PostUploadHook
     from cdx.topology.extensions import PostUpload
-    from connectors.upload.post_processing import PostUploadHook
 
     hook = PostUploadHook(PostUpload(procedure="ext.PROCESSUPLOAD"), D)
     conn = RecordingConnection(lambda sql: [("0123456789abcdef0123456789abcdef",)] if "SELECT" in sql else [])
@@ -157,7 +157,7 @@ def test_post_upload_statements() -> None:
 
 
 def test_upload_source_statements(tmp_path: Path) -> None:
-    from connectors.upload.source import UploadSource
+    from cdx.connectors.upload.source import UploadSource
 
     topo = topology(tmp_path)
     subjob = topo.subjob("RetailTransactionTable")
@@ -175,8 +175,8 @@ def test_upload_source_statements(tmp_path: Path) -> None:
 
 
 def test_sink_maintenance_statements() -> None:
-    from connectors.sink.dlq_replay import lock_offsets
-    from connectors.sink.state import StateStore
+    from cdx.connectors.sink.dlq_replay import lock_offsets
+    from cdx.connectors.sink.state import StateStore
 
     conn = RecordingConnection(catalog(CATALOG))
     store = StateStore(D, "cdx.group.g1")

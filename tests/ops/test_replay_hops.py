@@ -18,9 +18,9 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from cdx.connectors.upload import sessions as hist
 from cdx.dialects import connect, get_dialect
 from cdx.topology import Topology
-from connectors.upload import sessions as hist
 from tests.ops.helpers import HqWriter, cdx, channel_items, digest, hq_items, ops_topology, prepare, roles, start_roles
 from tests.pipeline.helpers import wait_for
 from tests.upload.helpers import assert_channel_at_hq, fresh_pg, sell

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.upload import sessions as hist
+from cdx.connectors.upload.sink import SinkOptions, UploadSink
 from cdx.dialects import connect, get_dialect
-from connectors.upload import sessions as hist
-from connectors.upload.sink import SinkOptions, UploadSink
 from tests.upload.helpers import create_databases, fresh_pg, make_topology
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ def database(dialect: str, tmp: Path, name: str, postgres_server: str | None) ->
     """A fresh SQLite file or PostgreSQL database named ``name`` (made unique), as a DSN."""
     if dialect == "sqlite":
         return f"sqlite:///{tmp}/{name}.db"
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     assert postgres_server is not None
     return launcher.create_database(postgres_server, f"p_{name}_{uuid.uuid4().hex[:8]}")

@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
+from cdx.connectors.sink import sessions as download_sessions
+from cdx.connectors.upload import sessions as upload_sessions
 from cdx.demo.retail_schema import create_channel_upload_tables, create_hq_tables
 from cdx.dialects import ColumnInfo, LogicalType, connect, get_dialect
 from cdx.topology import Topology, load_topology
 from cdx.topology.rollout import rollout
 from cdx.verify import verify_channel
-from connectors.sink import sessions as download_sessions
-from connectors.upload import sessions as upload_sessions
 from tests.pipeline.helpers import Databases, cli, database, pipeline, wait_for
 from tests.upload.helpers import (
     EXT_FIELDS,

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from cdx.connectors.sink import sessions
 from cdx.dialects import ColumnInfo, LogicalType
 from cdx.topology import load_topology
 from cdx.verify import verify_channel
-from connectors.sink import sessions
 from tests.pipeline.helpers import Databases, cli, database, pipeline, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.rollout_long]

@@ -58,7 +58,7 @@ def hq_dsn(request: pytest.FixtureRequest, tmp_path: Path, sample: Topology) -> 
     if request.param == "sqlite":
         dsn = f"sqlite:///{tmp_path / 'hq.db'}"
     else:
-        from infra.postgres import launcher
+        from cdx.infra.postgres import launcher
 
         server = request.getfixturevalue("postgres_server")
         dsn = launcher.create_database(server, f"t_rt_{uuid.uuid4().hex[:10]}")

@@ -34,7 +34,7 @@ def test_unreachable_hq_answers_503_with_retry_after(sample: Topology) -> None:
 
 
 def test_service_recovers_when_hq_connections_drop(postgres_server: str, sample: Topology) -> None:
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     dsn = launcher.create_database(postgres_server, f"t_rt_drop_{uuid.uuid4().hex[:8]}")
     make_hq("postgresql", dsn, sample)

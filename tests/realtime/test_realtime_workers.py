@@ -28,7 +28,7 @@ CARDS = "/v1/channels/store-0001/gift-cards"
 
 @pytest.fixture
 def service(tmp_path: Path, postgres_server: str, sample: Topology) -> Iterator[tuple[Service, str]]:
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     dsn = launcher.create_database(postgres_server, f"t_rt_workers_{uuid.uuid4().hex[:8]}")
     make_hq("postgresql", dsn, sample)

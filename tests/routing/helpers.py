@@ -32,10 +32,10 @@ from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.kafka.reading import high_watermarks, read_to_end
 from cdx.routed import RoutedChange, parse_tombstone, parse_value
+from cdx.streams.routing import RoutingPlan, SourceRecord, hq_columns
+from cdx.streams.stateful import route_stateful
 from cdx.topics import schemas_topic, table_topic
 from cdx.topology import Topology, load_topology
-from streams.routing import RoutingPlan, SourceRecord, hq_columns
-from streams.stateful import route_stateful
 
 S = LogicalType.STRING
 TABLES: dict[str, tuple[Column, ...]] = {
@@ -208,7 +208,7 @@ def _codec(topology: Topology) -> SingleObjectCodec:
 def expected(topology: Topology, tables: Iterable[str] = TABLES, engine: str = "transactional"
              ) -> dict[str, set[Any]]:
     """group id -> the routed records (``fingerprint``) the committed table records must give: the
-    rules with per-key state (``streams.stateful``), each partition in offset order. A tombstone
+    rules with per-key state (``cdx.streams.stateful``), each partition in offset order. A tombstone
     that stands alone (compaction removed the delete before it) counts as a delete. ``engine="faust"``:
     the stateless rules (a delete whose key lacks DATAAREAID goes to every group; tombstones alone nowhere)."""
     if engine == "faust":

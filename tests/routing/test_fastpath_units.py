@@ -1,6 +1,6 @@
-"""The byte-level path (``streams.fastpath``) makes exactly the records the decoding path makes.
+"""The byte-level path (``cdx.streams.fastpath``) makes exactly the records the decoding path makes.
 
-Capture's own encoder (``connectors.capture.records.ChangeEncoder``) writes the table-topic records;
+Capture's own encoder (``cdx.connectors.capture.records.ChangeEncoder``) writes the table-topic records;
 two ``RecordRouter`` s route them, one with the byte-level path and one decoding every record, and
 their outputs (group records, tombstone headers, key-state changelog) must be equal byte for byte.
 The workload covers moves between legal entities, deletes of keys never seen, tombstones,
@@ -17,12 +17,12 @@ from typing import Any
 
 from cdx.codec import Column, LogicalType, SchemaPublisher, SchemaStore, SingleObjectCodec
 from cdx.codec.envelope import Op
+from cdx.connectors.capture.records import ChangeEncoder
+from cdx.streams.avroscan import EnvelopeLayout
+from cdx.streams.batch import RecordRouter
+from cdx.streams.keystate import KeyState, MemoryKeys
+from cdx.streams.routing import RoutingPlan
 from cdx.topology import Topology, load_topology
-from connectors.capture.records import ChangeEncoder
-from streams.avroscan import EnvelopeLayout
-from streams.batch import RecordRouter
-from streams.keystate import KeyState, MemoryKeys
-from streams.routing import RoutingPlan
 from tests.routing.helpers import TABLES, topology_text
 
 S = LogicalType.STRING
@@ -191,7 +191,7 @@ def test_layouts_it_does_not_handle_are_left_to_decoding() -> None:
 
 
 def test_transactions_stay_short_under_load_and_large_under_backlog() -> None:
-    from streams.engine import Cadence
+    from cdx.streams.engine import Cadence
 
     c = Cadence(5000, max_seconds=0.25)
     assert c.limit() == 5000  # nothing measured yet

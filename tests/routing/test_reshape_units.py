@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from cdx.streams.progress import Progress, encode_next
+from cdx.streams.reshape import group_shape, reroute_needed, same_shape
 from cdx.topology import parse_topology
-from streams.progress import Progress, encode_next
-from streams.reshape import group_shape, reroute_needed, same_shape
 
 BASE = """
 kafka: {{bootstrap_servers: "127.0.0.1:1"}}

@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.parametrize("engine", ENGINES
 
 
 def source_counts(topo: Any, table: str) -> Counter[tuple[str, Any]]:
-    """(op, DATAAREAID) counts of a table topic, read without streams.routing."""
+    """(op, DATAAREAID) counts of a table topic, read without cdx.streams.routing."""
     codec = _codec(topo)
     topic = f"{topo.kafka.topic_prefix}.hq.dbo.{table}"
     out: Counter[tuple[str, Any]] = Counter()

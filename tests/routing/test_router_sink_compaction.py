@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.sink.init import init_databases
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config
 from cdx.topology import load_topology
-from connectors.sink.init import init_databases
 from tests.routing.helpers import (
     Change,
     HqWriter,

@@ -8,10 +8,10 @@ import faust
 import pytest
 
 from cdx.errors import ConfigError
+from cdx.streams.router import Router
+from cdx.streams.security import faust_credentials
+from cdx.streams.state import RouterState, Start, state_topic
 from cdx.topology import load_topology
-from streams.router import Router
-from streams.security import faust_credentials
-from streams.state import RouterState, Start, state_topic
 from tests.routing.helpers import topology_text
 
 

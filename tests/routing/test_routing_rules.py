@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from cdx.codec import Column, LogicalType, SchemaError, SingleObjectCodec, TableSchemas
 from cdx.routed import SourcePosition, parse_value
+from cdx.streams.routing import RoutingPlan, SourceRecord, hq_columns, project, route
 from cdx.topology import Topology, TopologyError
 from cdx.topology.loader import validate_topology
-from streams.routing import RoutingPlan, SourceRecord, hq_columns, project, route
 
 ENTITIES = ["usrt", "dert", "USMF"]
 S = LogicalType.STRING

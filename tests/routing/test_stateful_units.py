@@ -9,11 +9,11 @@ from typing import Any
 from cdx.codec import SchemaStore, SingleObjectCodec
 from cdx.codec.envelope import SourceInfo, change_records, make_envelope
 from cdx.routed import parse_tombstone, parse_value, tombstone_headers
+from cdx.streams.keystate import MemoryKeys, SqliteKeys, decode_held, encode_held
+from cdx.streams.routing import RoutingPlan, SourceRecord, hq_columns
+from cdx.streams.splice import Splicer, zigzag
+from cdx.streams.stateful import route_stateful
 from cdx.topology import load_topology
-from streams.keystate import MemoryKeys, SqliteKeys, decode_held, encode_held
-from streams.routing import RoutingPlan, SourceRecord, hq_columns
-from streams.splice import Splicer, zigzag
-from streams.stateful import route_stateful
 from tests.routing.helpers import TABLES, Workload, topology_text
 
 ALL = ("us", "de", "both")

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from cdx.connectors.sink.host import SinkHost
+from cdx.connectors.sink.runner import SinkSettings
 from cdx.topology.root import Topology
-from connectors.sink.host import SinkHost
-from connectors.sink.runner import SinkSettings
 
 FAST = SinkSettings(batch_size=2000, poll_timeout=0.1, backoff_initial=0.1, backoff_max=1.0)
 

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from cdx.codec import Column, LogicalType, SchemaPublisher, SchemaStore, SingleObjectCodec, ensure_schemas_topic
+from cdx.connectors.sink.state import StateStore
 from cdx.dialects import connect, get_dialect
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
@@ -24,7 +25,6 @@ from cdx.routed import RoutedSchemas, SourcePosition, make_value, routed_schemas
 from cdx.topics import group_topic, schemas_topic
 from cdx.topology.loader import load_topology
 from cdx.topology.root import Topology
-from connectors.sink.state import StateStore
 
 C = LogicalType
 PARENT = (
@@ -72,7 +72,7 @@ def sqlite_db(tmp: Path, name: str, recid: int = 1) -> Db:
 
 
 def pg_db(server: str, name: str, recid: int = 1) -> Db:
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     return Db(name, "postgresql", launcher.create_database(server, f"{name}_{uuid.uuid4().hex[:6]}"), recid)
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from cdx.codec import Column, LogicalType, SchemaStore, SingleObjectCodec
+from cdx.connectors.sink.plan import plan_batch
+from cdx.connectors.sink.records import Decoder, Record
+from cdx.connectors.sink.respec import resync_reason_for
+from cdx.connectors.sink.spec import FilterRule, SinkSpec
+from cdx.connectors.sink.state import SinkState, Watermark, reroute_key, watermark_key
 from cdx.routed import SourcePosition, make_value, routed_schemas, tombstone_headers
-from connectors.sink.plan import plan_batch
-from connectors.sink.records import Decoder, Record
-from connectors.sink.respec import resync_reason_for
-from connectors.sink.spec import FilterRule, SinkSpec
-from connectors.sink.state import SinkState, Watermark, reroute_key, watermark_key
-from streams.batch import REROUTE_HEADER
+from cdx.streams.batch import REROUTE_HEADER
 
 C = LogicalType
 ITEMS = (Column("ID", C.INT64, primary_key=True), Column("NAME", C.STRING), Column("COLOR", C.STRING))
@@ -95,8 +95,8 @@ def test_a_changed_row_filter_resyncs_other_changes_do_not() -> None:
 
 
 def test_the_database_remembers_its_filters_and_a_changed_one_asks_for_a_resync(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cdx.connectors.sink.respec import filter_change, remember
     from cdx.dialects import connect, get_dialect
-    from connectors.sink.respec import filter_change, remember
 
     d = get_dialect("sqlite")
     conn = connect("sqlite", f"sqlite:///{tmp_path}/c1.db")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sink.init import init_databases
+from cdx.connectors.sink.init import init_databases
 from tests.sink.helpers import FakeRouter, assert_tables_equal, expected_state, sqlite_db, stored_offsets, workload
 from tests.sink.helpers import write_topology as make_topology
 

@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 
 from cdx.cli.main import app
 from cdx.codec import Column, LogicalType
+from cdx.connectors.sink.host import SinkHost
+from cdx.connectors.sink.runner import SinkSettings
 from cdx.dialects import connect, get_dialect
 from cdx.kafka.config import client_config
 from cdx.kafka.reading import read_to_end
 from cdx.topics import dlq_topic
 from cdx.topology.root import Topology
-from connectors.sink.host import SinkHost
-from connectors.sink.runner import SinkSettings
 from tests.sink.conftest import FAST
 from tests.sink.helpers import Db, FakeRouter, pg_db, read_table, sqlite_db, wait_until, write_topology
 
@@ -223,8 +223,8 @@ def test_breaker_streak_without_later_records_to_probe() -> None:
     record applied in between, or a different error, starts the count again."""
     import sqlite3
 
-    from connectors.sink.breaker import FailureBreaker, SystematicFailure, signature
-    from connectors.sink.records import Record
+    from cdx.connectors.sink.breaker import FailureBreaker, SystematicFailure, signature
+    from cdx.connectors.sink.records import Record
 
     def refusal(row: int) -> sqlite3.IntegrityError:
         return sqlite3.IntegrityError(f"NOT NULL constraint failed: ax_ITEMS.STORE (row {row})")

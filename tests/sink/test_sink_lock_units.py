@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.sink.lock import ChannelLock, ChannelLocked
 from cdx.dialects import connect, get_dialect
-from connectors.sink.lock import ChannelLock, ChannelLocked
 
 
 def _open(dialect: str, dsn: str):  # type: ignore[no-untyped-def]

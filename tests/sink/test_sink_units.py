@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 from cdx.codec import Column, LogicalType, SchemaStore, SingleObjectCodec
+from cdx.connectors.sink.apply import commit_batch
+from cdx.connectors.sink.plan import plan_batch
+from cdx.connectors.sink.records import Decoder, Record
+from cdx.connectors.sink.spec import sink_specs
+from cdx.connectors.sink.state import SinkState, StateStore, Watermark, watermark_key
+from cdx.connectors.sink.tables import TableManager
 from cdx.dialects import connect, get_dialect
 from cdx.errors import ConfigError
 from cdx.routed import SourcePosition, make_value, routed_schemas
-from connectors.sink.apply import commit_batch
-from connectors.sink.plan import plan_batch
-from connectors.sink.records import Decoder, Record
-from connectors.sink.spec import sink_specs
-from connectors.sink.state import SinkState, StateStore, Watermark, watermark_key
-from connectors.sink.tables import TableManager
 from tests.sink.helpers import sqlite_db, write_topology
 
 C = LogicalType

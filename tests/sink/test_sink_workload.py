@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sink.host import SinkHost
+from cdx.connectors.sink.host import SinkHost
 from tests.sink.helpers import (
     FakeRouter,
     assert_tables_equal,

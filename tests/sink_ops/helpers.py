@@ -11,9 +11,9 @@ from typer.testing import CliRunner, Result
 
 from cdx.cli import status_cmd
 from cdx.cli.main import app
+from cdx.connectors.sink import sessions as hist
+from cdx.connectors.sink.host import SinkHost
 from cdx.dialects import connect, get_dialect
-from connectors.sink import sessions as hist
-from connectors.sink.host import SinkHost
 from tests.sink.helpers import Db, FakeRouter
 
 status_app = typer.Typer()

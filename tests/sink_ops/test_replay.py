@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sink.kafkaops import offsets_for_time
-from connectors.sink.rewind import parse_timestamp
+from cdx.connectors.sink.kafkaops import offsets_for_time
+from cdx.connectors.sink.rewind import parse_timestamp
 from tests.sink.helpers import (
     FakeRouter,
     assert_tables_equal,

@@ -16,10 +16,10 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cdx.codec import Column, LogicalType
+from cdx.connectors.sink.kafkaops import read_range, watermarks
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config
 from cdx.topics import group_topic
-from connectors.sink.kafkaops import read_range, watermarks
 from tests.sink.helpers import (
     FakeRouter,
     expected_state,

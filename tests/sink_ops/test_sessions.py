@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.sink import sessions as hist
+from cdx.connectors.sink.init import init_databases
+from cdx.connectors.sink.sessions import APPLIED, Session, SessionLog
 from cdx.dialects import connect, get_dialect
-from connectors.sink import sessions as hist
-from connectors.sink.init import init_databases
-from connectors.sink.sessions import APPLIED, Session, SessionLog
 from tests.sink.helpers import (
     Db,
     FakeRouter,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from connectors.sink.dlq import dead_letter_value
-from connectors.sink.letters import DeadLetter, latest_by_origin, letter_status, parse_letter
-from connectors.sink.records import Record
+from cdx.connectors.sink.dlq import dead_letter_value
+from cdx.connectors.sink.letters import DeadLetter, latest_by_origin, letter_status, parse_letter
+from cdx.connectors.sink.records import Record
 
 
 def _sink_letter(offset: int, rec: Record, **extra: object) -> DeadLetter:

@@ -149,7 +149,7 @@ def test_apply_runs_its_steps_idempotently_and_dry_run_changes_nothing(tmp_path:
     assert out.exit_code == 0, out.stderr + out.stdout
     assert "published r1" in out.stdout
     assert len(partitions_of(config, f"{prefix}.group.g1")) == 2
-    from connectors.capture.tracking import open_tracker
+    from cdx.connectors.capture.tracking import open_tracker
 
     tracker = open_tracker("sqlite", f"sqlite:///{tmp_path}/hq.db")
     assert tracker.min_valid_version("dbo.ITEMS") >= 0  # tracked
@@ -182,9 +182,9 @@ def test_bad_input_applies_nothing(tmp_path: Path, kafka: str) -> None:
 
 
 def test_a_process_serving_a_removed_channel_refuses_the_revision(tmp_path: Path) -> None:
-    from connectors.sink.host import SinkHost
-    from connectors.upload.reload import reload_connector
-    from connectors.upload.uploader import UploadConnector
+    from cdx.connectors.sink.host import SinkHost
+    from cdx.connectors.upload.reload import reload_connector
+    from cdx.connectors.upload.uploader import UploadConnector
     from tests.upload.helpers import make_topology
 
     old = load_topology(_write(tmp_path / "v1.yaml", "127.0.0.1:1", "p", ["c1", "c2"]))

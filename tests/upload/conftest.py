@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from cdx.connectors.upload.sink import SinkOptions, UploadSink
+from cdx.connectors.upload.uploader import UploadConnector, UploadOptions
 from cdx.topology import Topology
-from connectors.upload.sink import SinkOptions, UploadSink
-from connectors.upload.uploader import UploadConnector, UploadOptions
 from tests.upload.helpers import Background
 
 FAST = UploadOptions(poll_interval=0.05, gap_grace=0.5, max_backoff=1.0)

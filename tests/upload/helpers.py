@@ -47,7 +47,7 @@ def pg_url(dsn: str) -> str:
 
 
 def fresh_pg(admin_dsn: str, label: str) -> str:
-    from infra.postgres import launcher
+    from cdx.infra.postgres import launcher
 
     return pg_url(launcher.create_database(admin_dsn, f"up_{label}_{uuid.uuid4().hex[:8]}"))
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.upload import sessions as hist
 from cdx.dialects import connect, get_dialect
-from connectors.upload import sessions as hist
 from tests.upload.helpers import (
     Proc,
     assert_channel_at_hq,

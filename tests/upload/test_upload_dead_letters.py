@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.upload import sessions as hist
+from cdx.connectors.upload.records import KEY_SCHEMA, SUBJOB_HEADER, upload_envelope
+from cdx.connectors.upload.uploader import UploadConnector
 from cdx.demo.retail_schema import CHANNEL_UPLOAD_TABLES, insert_sql
 from cdx.dialects import connect, get_dialect
 from cdx.topics import upload_topic
-from connectors.upload import sessions as hist
-from connectors.upload.records import KEY_SCHEMA, SUBJOB_HEADER, upload_envelope
-from connectors.upload.uploader import UploadConnector
 from tests.upload.helpers import (
     assert_channel_at_hq,
     create_databases,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.upload import sessions as hist
 from cdx.dialects import connect, get_dialect
 from cdx.topics import upload_topic
-from connectors.upload import sessions as hist
 from tests.upload.helpers import (
     assert_channel_at_hq,
     channel_rows,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.upload.sink import SinkOptions, UploadSink
+from cdx.connectors.upload.uploader import UploadConnector, UploadOptions
 from cdx.demo.retail_schema import CHANNEL_UPLOAD_TABLES, insert_sql
 from cdx.dialects import connect
-from connectors.upload.sink import SinkOptions, UploadSink
-from connectors.upload.uploader import UploadConnector, UploadOptions
 from tests.upload.helpers import PG, create_databases, fresh_pg, make_topology, upload_records, wait_until
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.upload import sessions as hist
 from cdx.dialects import connect, get_dialect
-from connectors.upload import sessions as hist
 from tests.upload.helpers import (
     TcpProxy,
     assert_channel_at_hq,

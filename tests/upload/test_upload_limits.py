@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 
 from cdx.cli import status_cmd
 from cdx.cli.main import app
+from cdx.connectors.sink.letters import read_letters
+from cdx.connectors.upload.uploader import ChannelUploader, UploadConnector, UploadOptions
 from cdx.demo.retail_schema import CHANNEL_UPLOAD_TABLES, insert_sql
 from cdx.dialects import connect
 from cdx.errors import ConfigError
 from cdx.kafka.config import client_config
 from cdx.topics import dlq_topic
-from connectors.sink.letters import read_letters
-from connectors.upload.uploader import ChannelUploader, UploadConnector, UploadOptions
 from tests.upload.helpers import (
     PG,
     create_databases,

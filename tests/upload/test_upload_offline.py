@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from cdx.connectors.upload.sink import SinkOptions, UploadSink
+from cdx.connectors.upload.uploader import UploadConnector, UploadOptions
 from cdx.demo.pos import write_sales
 from cdx.demo.retail_schema import CHANNEL_UPLOAD_TABLES, insert_sql
 from cdx.dialects import connect, get_dialect
-from connectors.upload.sink import SinkOptions, UploadSink
-from connectors.upload.uploader import UploadConnector, UploadOptions
 from tests.upload.helpers import (
     RECIDS,
     Background,

@@ -4,7 +4,7 @@ round trip) and the fast key encoder."""
 
 from __future__ import annotations
 
-from connectors.upload.positions import Gap, UploadPosition, resume
+from cdx.connectors.upload.positions import Gap, UploadPosition, resume
 
 C = "REPLICATIONCOUNTERFROMORIGIN"
 
@@ -78,7 +78,7 @@ def test_json_round_trip_and_resume() -> None:
 
 def test_fast_key_encoding_matches_the_codec() -> None:
     from cdx.codec import SchemaStore, SingleObjectCodec
-    from connectors.upload.records import KEY_SCHEMA, KeyEncoder
+    from cdx.connectors.upload.records import KEY_SCHEMA, KeyEncoder
 
     codec, fast = SingleObjectCodec(SchemaStore()), KeyEncoder()
     for table, counter in [("ax.RETAILTRANSACTIONTABLE", 0), ("ax.T", 1), ("ext.X", 63), ("ext.X", 64),

@@ -1,0 +1,72 @@
+"""A running ``CaptureConnector`` takes a new topology revision (``cdx.topology.live``) between two polls.
+
+- A new download table (a new subjob): its topic is created, its schema published, and it is
+  captured from its last committed position, or, having none, snapshotted first (as at start).
+  Its HQ table must be tracked already (``cdx topology apply`` enables tracking before it publishes).
+- A table no longer in any download subjob: no longer polled; its topic and positions stay.
+- Refused (``ConfigError``, nothing changed): a new table not tracked (run ``cdx hq enable-tracking``
+  or ``cdx topology apply``), another HQ database or Kafka cluster (restart capture for those).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from cdx.connectors.capture.positions import load_positions
+from cdx.errors import ConfigError
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config
+from cdx.topology import Topology
+
+if TYPE_CHECKING:
+    from cdx.connectors.capture.connector import CaptureConnector, TableState
+
+log = logging.getLogger("cdx.capture")
+
+
+def capture_tables(topology: Topology) -> list[TableState]:
+    """The tables capture polls for ``topology``: every download subjob's HQ table not written by another
+    capture (``source_topic``), one per topic."""
+    from cdx.connectors.capture.connector import TableState
+    from cdx.connectors.capture.tracking import TableRef
+
+    out: dict[str, TableState] = {}
+    for subjob in topology.download_subjobs():
+        if subjob.source_topic is None:
+            topic = topology.hq_table_topic(subjob)
+            out.setdefault(topic, TableState(TableRef(subjob.hq_table.schema, subjob.hq_table.name), topic))
+    return list(out.values())
+
+
+def reload_capture(c: CaptureConnector, topology: Topology) -> None:
+    """See the module docstring."""
+    old = c.topology
+    if (old.hq.dsn, old.hq.name, old.kafka.bootstrap_servers, old.kafka.topic_prefix) != (
+            topology.hq.dsn, topology.hq.name, topology.kafka.bootstrap_servers, topology.kafka.topic_prefix):
+        raise ConfigError("this revision changes the HQ database or the Kafka cluster/prefix: restart capture")
+    assert c.tracker is not None
+    tracker = c.tracker
+    running = {t.topic: t for t in c.tables}
+    wanted = capture_tables(topology)
+    new = [t for t in wanted if t.topic not in running]
+    for t in new:
+        try:
+            c._db(lambda t=t: tracker.min_valid_version(t.ref))  # type: ignore[misc]
+        except ConfigError as exc:
+            raise ConfigError(f"HQ table {t.name} is not tracked ({exc}): run `cdx hq enable-tracking`"
+                              " (or `cdx topology apply`)") from exc
+    if new:
+        k = topology.kafka
+        limit = max_message_config(k.max_message_bytes)
+        ensure_topics(c.base_config, [TopicSpec(t.topic, k.default_partitions, k.replication_factor,
+                                                {**COMPACTED, **limit}) for t in new])
+        for t in new:
+            c._db(lambda t=t: c._refresh_schema(t))  # type: ignore[misc]
+        positions = load_positions(c.base_config, c.positions_topic, c.hq_name)
+        for t in new:
+            t.position = positions.get(t.name)
+    c.topology = topology
+    c.tables = [running.get(t.topic, t) for t in wanted]
+    gone = sorted(set(running) - {t.topic for t in wanted})
+    if new or gone:
+        log.info("capture: tables added %s, no longer captured %s", [t.name for t in new], gone)

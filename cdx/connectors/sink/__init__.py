@@ -1,0 +1,36 @@
+"""Channel sinks: group topics -> channel and offline-register databases, exactly once.
+
+Layers (each a seam other commands build on):
+
+- ``spec``: ``SinkSpec`` / ``sink_specs(topology, ids)``: what one sink reads and writes;
+- ``records``: ``Decoder`` -> ``Record`` (routed change + table ``Shape``);
+- ``state``: ``StateStore`` / ``SinkState`` / ``Watermark``: offsets and watermarks in the
+  channel database's ``cdx_state`` table;
+- ``plan``: ``plan_batch``: re-send skipping, row filters, collapse per key (pure);
+- ``apply``: ``commit_batch``: one transaction with rows, offsets and watermarks;
+- ``tables``: ``TableManager``: tables and columns from writer schemas;
+- ``dlq``: ``KafkaDeadLetters``: the dead-letter hook;
+- ``runner``: ``ChannelSink``: one consumer loop per database, retries, poison isolation;
+- ``host``: ``SinkHost``: many sinks in one process;
+- ``init``: ``init_databases`` (``cdx channel init``);
+- ``sessions``: ``SessionLog``: the download-session history (``cdx_download_sessions``);
+- ``resync``: missed-delete detection (``resync_reason``) and the full rebuild (``Resync``);
+- ``letters`` / ``dlq_replay``: reading the dead-letter topic, ``cdx dlq replay``;
+- ``rewind``: ``cdx replay``; ``bootstrap``: catch-up progress (``cdx channel bootstrap``);
+- ``status`` / ``roles``: ``cdx status``; ``kafkaops`` / ``tools``: shared Kafka look-ups and clients.
+
+See docs/sinks.md and docs/operations.md.
+"""
+
+from cdx.connectors.sink.apply import BatchResult, apply_plan, commit_batch
+from cdx.connectors.sink.host import SinkHost
+from cdx.connectors.sink.plan import Plan, plan_batch
+from cdx.connectors.sink.records import Decoder, Record, Shape
+from cdx.connectors.sink.runner import ChannelSink, SinkSettings
+from cdx.connectors.sink.spec import FilterRule, SinkSpec, sink_specs
+from cdx.connectors.sink.state import SinkState, StateStore, Watermark
+
+__all__ = [
+    "BatchResult", "ChannelSink", "Decoder", "FilterRule", "Plan", "Record", "Shape", "SinkHost", "SinkSettings",
+    "SinkSpec", "SinkState", "StateStore", "Watermark", "apply_plan", "commit_batch", "plan_batch", "sink_specs",
+]

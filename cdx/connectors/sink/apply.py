@@ -1,0 +1,141 @@
+"""The batch-apply function: one database transaction holding rows, offsets and watermarks.
+
+``commit_batch`` is resumable and idempotent: it reads the sink state inside its transaction,
+plans against it (re-sends skipped, filters applied, changes collapsed per key) and writes rows
+and the new state together, so after a crash at any point the database holds either the whole
+batch with its offsets or neither. Re-running it on records already applied only skips them.
+
+Order inside the transaction: tables are created or widened (an existing table that conflicts
+with the records stops the sink first, see ``conflicts``); deletes of tables that no foreign key
+touches, child-before-parent (each key has one net change per batch, so deleting first cannot
+change the result, and a row whose key changed frees its secondary unique values, e.g. a barcode,
+before the row under its new key takes them); upserts in parent-before-child order; then the
+deletes of tables with foreign keys, child-before-parent (a child re-pointed before its old parent
+goes); then dead letters are delivered (only once the rows went in, so a batch that fails and is
+split does not deliver them twice; if delivery fails nothing commits and the batch is retried);
+then the state and the ``Applied`` download session (``sessions``), then the commit. A crash
+between delivery and commit delivers the letter again on restart: dead letters are at-least-once,
+and carry their group topic/partition/offset to tell repeats apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cdx.connectors.sink.plan import Plan, TableBatch, plan_batch
+from cdx.connectors.sink.records import Record
+from cdx.connectors.sink.sessions import APPLIED, BATCH, Session, SessionLog, utcnow
+from cdx.connectors.sink.spec import SinkSpec
+from cdx.connectors.sink.state import SinkState, StateStore
+from cdx.connectors.sink.tables import TableManager
+from cdx.dialects import Connection, Dialect
+
+DeadLetterFn = Callable[[Record, str], None]
+"""Delivers one record to the dead-letter topic; returns only once it is durable."""
+
+
+@dataclass
+class Written:
+    """What ``apply_plan`` wrote: rows upserted (inserted or updated: the bulk upserts do not tell
+    which), rows deleted (as the database counts them), and the tables touched."""
+
+    upserted: int = 0
+    deleted: int = 0
+    tables: list[str] = field(default_factory=list)
+
+    def __int__(self) -> int:
+        return self.upserted + self.deleted
+
+
+@dataclass
+class BatchResult:
+    plan: Plan
+    state: SinkState
+    """The state after this batch (as committed)."""
+    written: Written = field(default_factory=Written)
+    session: Session | None = None
+    """The ``Applied`` session committed with the batch (when a ``SessionLog`` was given)."""
+
+
+def apply_plan(conn: Connection, dialect: Dialect, tables: TableManager, plan: Plan, spec: SinkSpec) -> Written:
+    """Write the plan's rows (no commit). See the module docstring for the order."""
+    ordered = plan.ordered(spec)
+    for tb in ordered:
+        tables.ensure(conn, tb.shapes.values())
+    written = Written(tables=[f"{tb.schema}.{tb.table}" for tb in ordered])
+    deletes = {id(tb): keys for tb in ordered if (keys := tb.deletes())}
+    first = {i for tb in ordered if (i := id(tb)) in deletes and not tables.has_foreign_keys(conn, tb.schema, tb.table)}
+
+    def delete(tb: TableBatch) -> None:
+        written.deleted += max(dialect.delete_rows(conn, tb.schema, tb.table, tb.key_names, deletes[id(tb)]), 0)
+
+    for tb in reversed(ordered):
+        if id(tb) in first:
+            delete(tb)
+    for tb in ordered:
+        for columns, rows in tb.upserts().items():
+            dialect.upsert_rows(conn, tb.schema, tb.table, columns, tb.key_names, rows)
+            written.upserted += len(rows)
+    for tb in reversed(ordered):
+        if id(tb) in deletes and id(tb) not in first:
+            delete(tb)
+    return written
+
+
+def batch_session(spec: SinkSpec, records: Sequence[Record], plan: Plan | None, written: Written | None,
+                  started: dt.datetime, *, kind: str = BATCH, status: str = APPLIED,
+                  error: str | None = None) -> Session:
+    """The download session describing ``records`` (and what their plan did, when applied)."""
+    offsets: dict[int, tuple[int, int]] = {}
+    jobs: dict[str, None] = {}
+    tables: dict[str, None] = {}
+    newest = 0
+    for rec in records:
+        first, _ = offsets.get(rec.partition, (rec.offset, rec.offset))
+        offsets[rec.partition] = (min(first, rec.offset), rec.offset)
+        ch = rec.change
+        if ch is not None:
+            jobs.update(dict.fromkeys(spec.jobs_for(ch.subjob)))
+            tables[f"{ch.schema}.{ch.table}"] = None
+            newest = max(newest, ch.source_ts_ms)
+    if written is not None:
+        tables.update(dict.fromkeys(written.tables))
+    return Session(
+        channel=spec.owner_id, kind=kind, group_topic=spec.topic, jobs=",".join(jobs), tables=",".join(tables),
+        records=len(records), rows_upserted=written.upserted if written else 0,
+        rows_deleted=written.deleted if written else 0, rows_filtered=plan.filtered if plan else 0,
+        duplicates=plan.duplicates if plan else 0, dead_lettered=len(plan.dead) if plan else 0, offsets=offsets,
+        last_source_ts=dt.datetime.fromtimestamp(newest / 1000, dt.UTC).replace(tzinfo=None) if newest else None,
+        status=status, started_at=started, error=error)
+
+
+def commit_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: TableManager, spec: SinkSpec,
+                 records: list[Record], dead_letter: DeadLetterFn, *, poison: str | None = None,
+                 sessions: SessionLog | None = None, guard: Callable[[Connection], None] | None = None
+                 ) -> BatchResult:
+    """Apply ``records`` (one partition's records in offset order, partitions interleaved as consumed)
+    and store the new offsets and watermarks (and, with ``sessions``, the download session), in one
+    transaction. See the module docstring. ``guard`` runs first in that transaction (the channel
+    lock's ``confirm``: it raises to roll the batch back)."""
+    started = utcnow()
+    session = None
+    try:
+        with dialect.transaction(conn):
+            if guard is not None:
+                guard(conn)
+            state = store.load(conn)
+            plan = plan_batch(records, state, spec, poison)
+            written = apply_plan(conn, dialect, tables, plan, spec)
+            for rec, reason in plan.dead:
+                dead_letter(rec, reason)
+            store.save(conn, plan.offsets, plan.watermarks)
+            if sessions is not None:
+                session = batch_session(spec, records, plan, written, started)
+                sessions.record(conn, session)
+    except BaseException:
+        tables.reset()
+        raise
+    state.merge(plan.offsets, plan.watermarks)
+    return BatchResult(plan, state, written, session)

@@ -1,0 +1,54 @@
+"""Bootstrap and catch-up: how far the sinks of a host are from given end offsets.
+
+A new channel (or offline register) has no stored offsets: its sink starts at the beginning of its
+compacted group topic and so receives the full current state (every live key's last change;
+deletes of keys it never had are harmless). ``CatchUp`` measures that against the group topic's
+end offsets observed when it was created: per sink, records applied (offsets behind it, counted
+from the earliest offset) out of the topic's records, and whether it has reached the ends.
+``cdx channel bootstrap`` runs sinks until ``CatchUp.done()``; ``cdx sink`` shows it as a progress
+bar on a terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdx.connectors.sink.host import SinkHost
+from cdx.connectors.sink.kafkaops import watermarks
+
+
+@dataclass
+class SinkProgress:
+    owner_id: str
+    applied: int
+    """Offsets applied (from the earliest offset, capped at the ends)."""
+    total: int
+    """Offsets between the earliest and the end offsets."""
+    caught_up: bool
+    status: str
+    error: str | None
+
+
+class CatchUp:
+    def __init__(self, host: SinkHost) -> None:
+        self.host = host
+        configs = {s.spec.topic: s.kafka_config for s in host.sinks}  # each sink may read only its own topic
+        self.bounds = {t: watermarks(config, t) for t, config in configs.items()}
+        """topic -> (earliest, end) offsets per partition."""
+
+    def progress(self) -> list[SinkProgress]:
+        out = []
+        for sink in self.host.sinks:
+            lows, ends = self.bounds[sink.spec.topic]
+            applied = total = 0
+            for p, end in ends.items():
+                low = lows.get(p, 0)
+                at = max(sink.state.offsets.get(p, low), sink.positions.get(p, low), low)
+                total += max(end - low, 0)
+                applied += max(min(at, end) - low, 0)
+            out.append(SinkProgress(sink.name, applied, total, sink.caught_up(ends), sink.status, sink.last_error))
+        return out
+
+    def done(self) -> bool:
+        """True when every sink reached its ends, or stopped."""
+        return all(p.caught_up or p.status in ("failed", "stopped") for p in self.progress())

@@ -1,0 +1,204 @@
+"""Reading the dead-letter topic ``<prefix>._dlq`` and the replay markers kept in channel databases.
+
+The topic is shared: channel sinks (JSON letters, ``kind`` ``channel``/``offline``, format in
+:mod:`cdx.connectors.sink.dlq`), the router (the raw source record, reason in headers) and the upload
+side (JSON letters with their component as ``kind``) all write to it. ``read_letters`` parses
+all of them into ``DeadLetter``; only sink letters can be replayed into a channel database.
+
+A sink letter is identified by its **origin**: (group topic, partition, offset) of the routed
+record. A record may be dead-lettered more than once (delivery is at-least-once; a replay that
+fails again writes a new letter with the new error); the newest letter of an origin is the one
+that counts, older ones are *superseded*.
+
+Replay markers live in the channel database's ``cdx_state`` table, namespace
+``dlq:<group topic>``, key ``done:<partition>:<offset>`` (the origin), value JSON
+``{"outcome": "applied"|"stale", "dlq_offset", "at", "session", "superseded_by"}``: written in the
+same transaction as the replayed rows, so a letter is applied at most once (``cdx replay``
+removes the markers of the offsets it rewinds over: those records are read again).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdx.connectors.sink.kafkaops import watermarks
+from cdx.dialects import Connection, Dialect
+from cdx.kafka.admin import partitions_of
+
+NAMESPACE_LIMIT = 128
+SINK_KINDS = ("channel", "offline")
+Origin = tuple[str, int, int]
+
+
+@dataclass
+class DeadLetter:
+    dlq_partition: int
+    dlq_offset: int
+    timestamp_ms: int
+    component: str
+    """``sink`` (replayable), ``router``, the upload component, or ``unknown``."""
+    error: str
+    channel: str | None = None
+    kind: str | None = None
+    table: str | None = None
+    key: Any = None
+    op: str | None = None
+    source: dict[str, Any] | None = None
+    group_topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    replay_of: int | None = None
+    doc: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def origin(self) -> Origin | None:
+        if self.group_topic is None or self.partition is None or self.offset is None:
+            return None
+        return self.group_topic, int(self.partition), int(self.offset)
+
+    @property
+    def replayable(self) -> bool:
+        return self.component == "sink" and self.origin is not None and self.record_bytes()[1] is not None
+
+    def record_bytes(self) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None, int]:
+        """The original record: key, value, headers, Kafka timestamp (ms)."""
+        rec = (self.doc or {}).get("record") or {}
+        key, value = _b64(rec.get("key_b64")), _b64(rec.get("value_b64"))
+        headers = [(str(h[0]), _b64(h[1]) or b"") for h in rec.get("headers") or () if isinstance(h, list | tuple)]
+        return key, value, headers or None, int(rec.get("timestamp") or 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dlq_partition": self.dlq_partition, "dlq_offset": self.dlq_offset,
+            "time": _iso_ms(self.timestamp_ms), "component": self.component, "channel": self.channel,
+            "kind": self.kind, "table": self.table, "key": self.key, "op": self.op, "source": self.source,
+            "group_topic": self.group_topic, "partition": self.partition, "offset": self.offset,
+            "error": self.error, "replay_of": self.replay_of,
+        }
+
+
+def _b64(text: Any) -> bytes | None:
+    return base64.b64decode(text) if isinstance(text, str) else None
+
+
+def _iso_ms(ms: int) -> str | None:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds") if ms > 0 else None
+
+
+def parse_letter(partition: int, offset: int, timestamp_ms: int, key: bytes | None, value: bytes | None,
+                 headers: Any) -> DeadLetter:
+    """One record of the dead-letter topic, whoever wrote it (``headers``: pairs or a dict)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    hdr = {str(k): v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "") for k, v in pairs}
+    doc: Any = None
+    if value is not None:
+        try:
+            doc = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            doc = None
+    if isinstance(doc, dict) and "error" in doc:
+        kind = doc.get("kind")
+        sink = kind in SINK_KINDS and "group_topic" in doc
+        schema, table = doc.get("schema"), doc.get("table")
+        return DeadLetter(
+            partition, offset, timestamp_ms or int(doc.get("ts_ms") or 0), "sink" if sink else str(kind or "unknown"),
+            str(doc.get("error") or ""), channel=doc.get("channel"), kind=kind,
+            table=f"{schema}.{table}" if schema and table else table, key=doc.get("key") if sink else doc.get("row"),
+            op=doc.get("op"), source=doc.get("source"),
+            group_topic=doc.get("group_topic") if sink else doc.get("topic"),
+            partition=doc.get("partition"), offset=doc.get("offset"), replay_of=doc.get("replay_of"), doc=doc)
+    component = hdr.get("cdx.component") or hdr.get("cdx.kind") or "unknown"
+    source = None
+    if "cdx.source.topic" in hdr:
+        source = {"topic": hdr["cdx.source.topic"], "partition": _int(hdr.get("cdx.source.partition")),
+                  "offset": _int(hdr.get("cdx.source.offset"))}
+    return DeadLetter(partition, offset, timestamp_ms, component, hdr.get("cdx.error", ""),
+                      channel=hdr.get("cdx.channel") or None, table=hdr.get("cdx.table") or None, source=source)
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def read_letters(config: Mapping[str, Any], topic: str) -> list[DeadLetter]:
+    """Every letter on the dead-letter topic, oldest first (empty when the topic does not exist)."""
+    from cdx.connectors.sink.kafkaops import read_range
+
+    if not partitions_of(config, topic):
+        return []
+    _, ends = watermarks(config, topic)
+    out = []
+    for msg in read_range(config, topic, ends):
+        ts_type, ts = msg.timestamp()
+        out.append(parse_letter(msg.partition() or 0, msg.offset() or 0, ts if ts_type and ts > 0 else 0,
+                                msg.key(), msg.value(), msg.headers()))
+    return out
+
+
+def latest_by_origin(letters: Iterable[DeadLetter]) -> dict[Origin, DeadLetter]:
+    """The newest letter of every origin (sink letters only)."""
+    out: dict[Origin, DeadLetter] = {}
+    for letter in letters:
+        origin = letter.origin
+        if letter.component == "sink" and origin is not None:
+            prev = out.get(origin)
+            if prev is None or (letter.dlq_partition, letter.dlq_offset) > (prev.dlq_partition, prev.dlq_offset):
+                out[origin] = letter
+    return out
+
+
+# ------------------------------------------------------------------------------ markers
+def marker_namespace(topic: str) -> str:
+    head = "dlq:"
+    text = head + topic
+    return text if len(text) <= NAMESPACE_LIMIT else head + "#" + hashlib.sha256(topic.encode()).hexdigest()
+
+
+def marker_key(partition: int, offset: int) -> str:
+    return f"done:{partition}:{offset}"
+
+
+def load_markers(conn: Connection, dialect: Dialect, topic: str) -> dict[tuple[int, int], dict[str, Any]]:
+    """Replay markers of ``topic`` in this database: (partition, offset) -> marker (caller's transaction)."""
+    out = {}
+    for key, value in dialect.read_state(conn, marker_namespace(topic)).items():
+        if not key.startswith("done:"):
+            continue
+        try:
+            _, p, o = key.split(":")
+            out[(int(p), int(o))] = json.loads(value)
+        except ValueError:
+            continue
+    return out
+
+
+def write_marker(conn: Connection, dialect: Dialect, topic: str, partition: int, offset: int,
+                 marker: Mapping[str, Any]) -> None:
+    dialect.write_state(conn, marker_namespace(topic), {marker_key(partition, offset): json.dumps(dict(marker))})
+
+
+def letter_status(letter: DeadLetter, latest: Mapping[Origin, DeadLetter],
+                  markers: Mapping[tuple[int, int], Mapping[str, Any]] | None) -> str:
+    """``pending``, ``replayed``, ``stale`` (a newer change of the key made it moot), ``superseded``
+    (a newer letter of the same record), ``unknown`` (database unreachable) or ``-`` (not replayable)."""
+    origin = letter.origin
+    if letter.component != "sink" or origin is None:
+        return "-"
+    newest = latest.get(origin)
+    if newest is not None and newest is not letter:
+        return "superseded"
+    if markers is None:
+        return "unknown"
+    mark = markers.get((origin[1], origin[2]))
+    if mark is None:
+        return "pending"
+    return "replayed" if mark.get("outcome") == "applied" else str(mark.get("outcome") or "replayed")

@@ -1,0 +1,142 @@
+"""Turning consumed records into what one database transaction must do (pure; no I/O).
+
+``plan_batch(records, state, spec)`` walks the records in consumption order (each partition in
+offset order) and:
+
+- skips tombstones without routing headers but counts their offsets; a routed tombstone is the
+  delete of its key at its source position: right after its delete the watermark covers it (not
+  counted as a duplicate); alone (compaction removed the delete) it is applied as a delete;
+- skips **re-sends**: a change whose source offset the watermark of (group partition, source
+  topic, source partition) already covers (``Watermark.covers``);
+- applies **re-routed** records (header ``cdx.reroute``: the router routed the table again after a
+  topology change, ``cdx.streams.reroute``) although the live watermark covers their source offsets:
+  they are new content (a new column, a row that moved in or out) at an old position. They are
+  checked against, and advance, a watermark of their own (``reroute_key``) that counts one re-route
+  (``Watermark.gen``): a re-route's record seen twice is skipped, a newer re-route starts afresh.
+  Everything the router sends one group for a key is in source order (first routes, their
+  re-routes, then the live stream), so applying re-routed records as they come ends with the
+  newest row; the live watermark is neither checked nor moved by them;
+- applies the channel's **row filter**: an upsert whose filter value is not the channel's value
+  becomes a delete of that key, because the row may have moved away from this channel (its
+  filter column changed at HQ) and must not linger here. The filter value is the one the router
+  sent with the change (``RoutedChange.filter_value``, the same for a table and its extension
+  table); a record routed without one (an older router) is filtered on its own filter column,
+  and not at all when it lacks that column;
+- **collapses** per (table, key) to the last change, so each table gets one set of upserts and one
+  set of deletes with distinct keys;
+- moves each partition's next offset past its last record and advances the watermarks, also for
+  records dead-lettered (``poison``) or undecodable, so none of them is ever applied or
+  dead-lettered again after a commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdx.connectors.sink.records import Record, Shape
+from cdx.connectors.sink.spec import FilterRule, SinkSpec
+from cdx.connectors.sink.state import SinkState, Watermark, reroute_key, watermark_key
+from cdx.routed import RoutedChange
+
+
+@dataclass
+class TableBatch:
+    """The net changes of one table: key -> (shape, row) for upserts, (shape, None) for deletes."""
+
+    schema: str
+    table: str
+    shapes: dict[tuple[str, ...], Shape] = field(default_factory=dict)
+    changes: dict[tuple[Any, ...], tuple[Shape, tuple[Any, ...] | None]] = field(default_factory=dict)
+
+    def upserts(self) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+        """Upsert rows grouped by column list (older writer schemas may lack newer columns)."""
+        out: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for shape, row in self.changes.values():
+            if row is not None:
+                out.setdefault(shape.names, []).append(row)
+        return out
+
+    def deletes(self) -> list[tuple[Any, ...]]:
+        return [k for k, (_, row) in self.changes.items() if row is None]
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return next(iter(self.shapes.values())).key_names
+
+
+@dataclass
+class Plan:
+    tables: dict[tuple[str, str], TableBatch] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)
+    watermarks: dict[str, Watermark] = field(default_factory=dict)
+    dead: list[tuple[Record, str]] = field(default_factory=list)
+    """Records to dead-letter, with the reason."""
+    applied: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+
+    def ordered(self, spec: SinkSpec) -> list[TableBatch]:
+        """Tables parents first (topology declaration order)."""
+        return sorted(self.tables.values(), key=lambda t: spec.rank(t.schema, t.table))
+
+
+def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: str | None = None) -> Plan:
+    """The plan for ``records`` against ``state`` (read in the same transaction).
+
+    With ``poison`` (a database error), every change that is not a re-send is dead-lettered with
+    that reason instead of applied (used for a single record isolated by the caller).
+    """
+    plan = Plan()
+    marks = plan.watermarks
+    for rec in records:
+        plan.offsets[rec.partition] = rec.offset + 1
+        change, shape = rec.change, rec.shape
+        if change is None or shape is None:
+            if rec.error is not None:
+                plan.dead.append((rec, rec.error))
+            continue
+        pos = change.position
+        gen = rec.reroute or ""
+        wkey = (reroute_key if gen else watermark_key)(rec.partition, pos.topic, pos.partition)
+        mark = marks.get(wkey) or state.watermarks.get(wkey)
+        if mark is not None and mark.gen != gen:
+            mark = None  # a newer re-route: its records are new whatever their source offsets
+        if mark is not None and mark.covers(pos.offset, shape.target):
+            plan.duplicates += 0 if rec.tombstone and pos.offset == mark.offset else 1
+            continue
+        marks[wkey] = mark.advance(pos.offset, shape.target) if mark else Watermark(pos.offset,
+                                                                                      frozenset((shape.target,)), gen)
+        if poison is not None:
+            plan.dead.append((rec, poison))
+            continue
+        if spec.excludes(change.subjob):  # offline: false on an offline register
+            plan.filtered += 1
+            continue
+        try:
+            key = shape.key_values(change.key)
+            row = None if change.is_delete or change.row is None else shape.row_values(change.row)
+        except (KeyError, TypeError, ValueError) as e:
+            plan.dead.append((rec, f"malformed change: {type(e).__name__}: {e}"))
+            continue
+        rule = spec.filter_for(change.subjob)
+        if row is not None and rule is not None and not _passes(rule, change, shape):
+            row = None
+            plan.filtered += 1
+            plan.applied -= 1
+        tb = plan.tables.get((shape.schema, shape.table))
+        if tb is None:
+            tb = plan.tables[(shape.schema, shape.table)] = TableBatch(shape.schema, shape.table)
+        tb.shapes.setdefault(shape.names, shape)
+        tb.changes.pop(key, None)  # keep dict order = order of last change (informational)
+        tb.changes[key] = (shape, row)
+        plan.applied += 1
+    return plan
+
+
+def _passes(rule: FilterRule, change: RoutedChange, shape: Shape) -> bool:
+    """Whether an upsert belongs to this channel under its row filter (see the module docstring)."""
+    if change.filtered:
+        return change.filter_value is not None and change.filter_value == rule.value
+    fld = shape.by_casefold.get(rule.column.casefold())
+    return fld is None or change.row is None or str(change.row.get(fld)) == rule.value

@@ -1,0 +1,72 @@
+"""What the sink commands (``dlq replay``, ``replay``, ``channel resync``) share with a running sink:
+the Kafka client configuration, the codec (schema store of the topology) and the dead-letter producer.
+Everything is created on first use; ``close()`` flushes the producer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdx.codec import Codec, SchemaStore, make_codec
+from cdx.connectors.sink.dlq import KafkaDeadLetters
+from cdx.connectors.sink.spec import SinkSpec
+from cdx.dialects import Connection, get_dialect
+from cdx.dialects.reach import open_connection
+from cdx.errors import RetriableError
+from cdx.kafka.admin import TopicSpec, ensure_topics
+from cdx.kafka.config import client_config, producer_config
+from cdx.topics import dlq_topic, schemas_topic
+from cdx.topology.root import Topology
+
+DLQ_CONFIG = {"retention.ms": "-1"}
+
+
+def codec_config(topology: Topology) -> dict[str, Any] | None:
+    """``make_codec`` settings of the topology (its ``kafka.encoding``)."""
+    return topology.kafka.codec_config()
+
+
+class SinkTools:
+    def __init__(self, topology: Topology) -> None:
+        k = topology.kafka
+        self.topology = topology
+        self.config = client_config(k.bootstrap_servers, k.security)
+        self.dlq_topic = dlq_topic(k.topic_prefix)
+        self._codec: Codec | None = None
+        self._letters: KafkaDeadLetters | None = None
+
+    @property
+    def codec(self) -> Codec:
+        if self._codec is None:
+            k = self.topology.kafka
+            store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(self.config))
+            self._codec = make_codec(codec_config(self.topology), store=store)
+        return self._codec
+
+    @property
+    def dead_letters(self) -> KafkaDeadLetters:
+        if self._letters is None:
+            k = self.topology.kafka
+            ensure_topics(self.config, [TopicSpec(self.dlq_topic, 1, k.replication_factor, DLQ_CONFIG)])
+            self._letters = KafkaDeadLetters(producer_config(self.config), self.dlq_topic)
+        return self._letters
+
+    def close(self) -> None:
+        if self._letters is not None:
+            self._letters.close()
+            self._letters = None
+
+
+def open_database(spec: SinkSpec) -> Connection:
+    """A connection to the sink's database; ``RetriableError`` naming it when it cannot be opened."""
+    try:
+        return open_connection(get_dialect(spec.dialect), spec.dsn, database_of(spec))
+    except RetriableError:
+        raise
+    except Exception as e:
+        raise RetriableError(f"cannot open {database_of(spec)}: {type(e).__name__}: {e}") from e
+
+
+def database_of(spec: SinkSpec) -> str:
+    """How messages name a sink's database: ``the database of channel s1 (dsn)``."""
+    kind = "offline register" if spec.kind == "offline" else "channel"
+    return f"the database of {kind} {spec.owner_id} ({spec.redacted_dsn()})"

@@ -1,0 +1,67 @@
+"""Acknowledged dead letters: ``<prefix>._dlq_acks`` (compacted).
+
+Some letters are not replayed but must be seen by an operator: a gap the channel upload gave up
+(kind ``upload-gap``) or a change capture could not publish (kind ``capture``). ``cdx status``
+reports them as errors until they are acknowledged with ``cdx dlq ack``.
+
+Record: key ``<dlq partition>:<dlq offset>`` of the letter; value JSON ``{"at": ISO time, "note":
+text, "kind", "channel", "table"}``; a tombstone withdraws the acknowledgement. Idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Producer
+
+from cdx.connectors.upload.records import produce_and_flush
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, partitions_of
+from cdx.kafka.config import producer_config
+from cdx.kafka.reading import read_to_end
+from cdx.topics import check_topic
+
+ATTENTION_KINDS = ("upload-gap", "capture")
+"""Letter kinds ``cdx status`` reports as errors until acknowledged."""
+
+
+def dlq_acks_topic(prefix: str) -> str:
+    """``<prefix>._dlq_acks``."""
+    return check_topic(f"{prefix}._dlq_acks")
+
+
+def load_acks(config: Mapping[str, Any], prefix: str) -> dict[tuple[int, int], dict[str, Any]]:
+    """(partition, offset) of every acknowledged letter -> its acknowledgement."""
+    topic = dlq_acks_topic(prefix)
+    if not partitions_of(config, topic):
+        return {}
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    for msg in read_to_end(config, topic):
+        p, _, o = (msg.key() or b"").decode().partition(":")
+        value = msg.value()
+        if value is None:
+            out.pop((int(p), int(o)), None)
+        else:
+            out[(int(p), int(o))] = json.loads(value)
+    return out
+
+
+def acknowledge(config: Mapping[str, Any], prefix: str, replication_factor: int, letters: Iterable[Any],
+                note: str) -> int:
+    """Acknowledge ``letters`` (``cdx.connectors.sink.letters.DeadLetter``); returns how many."""
+    topic = dlq_acks_topic(prefix)
+    ensure_topics(config, [TopicSpec(topic, 1, replication_factor, COMPACTED)])
+    at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = [(f"{x.dlq_partition}:{x.dlq_offset}".encode(),
+                json.dumps({"at": at, "note": note, "kind": x.component, "channel": x.channel,
+                            "table": x.table}).encode(), []) for x in letters]
+    producer = Producer(producer_config(config))
+    produce_and_flush(producer, topic, records)
+    return len(records)
+
+
+def needs_attention(letters: Iterable[Any], acks: Mapping[tuple[int, int], Any]) -> list[Any]:
+    """Letters of :data:`ATTENTION_KINDS` not acknowledged yet, oldest first."""
+    return [x for x in letters if x.component in ATTENTION_KINDS and (x.dlq_partition, x.dlq_offset) not in acks]

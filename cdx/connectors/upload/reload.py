@@ -1,0 +1,147 @@
+"""A running ``UploadConnector`` takes a new topology revision (``cdx.topology.live``), between two
+transactions of each channel.
+
+- A new uploading channel (or a channel that starts uploading): its upload topic is created and
+  its uploader starts (from its committed positions: none yet, so from its tables' first rows).
+- A channel no longer uploading or no longer in the topology: its uploader finishes its current
+  transaction and stops (only when this process serves every channel; see below).
+- A channel whose upload subjobs or database changed: its uploader stops after its transaction and
+  starts again with them, from the positions committed with its last transaction (a new upload
+  table starts at its first row): nothing is published twice, nothing skipped.
+- Other channels are not touched.
+
+Refused (``ConfigError``, nothing changed) when a channel the process was started for
+(``--channel``) is not uploading in the new revision: the operator stops that process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from cdx.connectors.upload.plan import upload_subjobs_for, uploading_channels
+from cdx.errors import CdxError, RetriableError
+from cdx.kafka.admin import TopicSpec, ensure_topics, max_message_config
+from cdx.topics import upload_topic
+from cdx.topology import Subjob, Topology
+
+if TYPE_CHECKING:
+    from cdx.connectors.upload.offline import OfflineSync
+    from cdx.connectors.upload.sink import UploadSink
+    from cdx.connectors.upload.uploader import ChannelUploader, UploadConnector
+
+log = logging.getLogger("cdx.upload")
+
+
+def _same(a: ChannelUploader, topology: Topology, channel_id: str) -> bool:
+    return (a.channel == topology.channel(channel_id)
+            and [s.id for s in a.subjobs] == [s.id for s in upload_subjobs_for(topology, channel_id)]
+            and a.subjobs == upload_subjobs_for(topology, channel_id))
+
+
+def reload_connector(conn: UploadConnector, topology: Topology) -> None:
+    """See the module docstring. Blocks until the leaving uploaders have finished their transaction."""
+    from cdx.connectors.upload.uploader import ChannelUploader
+
+    channels = uploading_channels(topology, conn.requested)  # ConfigError for a --channel gone
+    running = {u.id: u for u in conn.uploaders}
+    wanted = {c.id: c for c in channels}
+    leaving = [u for i, u in running.items() if i not in wanted or not _same(u, topology, i)]
+    arriving = [c for c in channels if c.id not in running or running[c.id] in leaving]
+    k = topology.kafka
+    ensure_topics(conn.base_config, [TopicSpec(upload_topic(k.topic_prefix, c.id), k.default_partitions,
+                                               k.replication_factor, max_message_config(k.max_message_bytes))
+                                     for c in arriving])
+    for u in leaving:
+        u._stop.set()
+    for u in leaving:
+        conn.threads.pop(u.id).join()
+        log.info("channel %s: upload stopped for the new topology%s", u.id, "" if u.id in wanted else
+                 " (no longer uploading)")
+    assert conn.store is not None
+    options = dataclasses.replace(conn.options, from_counter=None, from_tables=None)  # a recovery runs once
+    conn.topology, conn.channels = topology, channels
+    conn.uploaders = [u for u in conn.uploaders if u not in leaving]
+    for c in arriving:
+        u = ChannelUploader(topology, c, conn.store, options, threading.Event())
+        conn.uploaders.append(u)
+        conn.start(u)
+        log.info("channel %s: upload started with the new topology", c.id)
+    if conn.live is not None:
+        conn.live.set_instances([c.id for c in channels])
+
+
+def _upload_subjobs(topology: Topology) -> dict[str, Subjob]:
+    return {s.id.casefold(): s for c in uploading_channels(topology) for s in upload_subjobs_for(topology, c.id)}
+
+
+def reload_upload_sink(sink: UploadSink, topology: Topology) -> None:
+    """The HQ upload sink takes a new revision between two batches: new channels' upload topics are
+    subscribed (their partitions start at the offsets HQ holds, the beginning for a new channel),
+    removed channels' unsubscribed, new or changed upload subjobs' HQ tables introspected. Refused
+    (``ConfigError``, nothing changed) when an HQ table does not fit its subjob; ``RetriableError``
+    while HQ does not answer (offered again)."""
+    from cdx.connectors.upload.sink import HqTable
+    from cdx.connectors.upload.source import db_error, source_table
+
+    if sink.conn is None or sink.consumer is None:
+        raise RetriableError("the HQ upload sink is not connected yet")
+    prefix = topology.kafka.topic_prefix
+    channels = {upload_topic(prefix, c.id): c.id for c in uploading_channels(topology)}
+    subjobs = _upload_subjobs(topology)
+    try:
+        tables = {key: HqTable(s, sink.conn, sink.dialect) for key, s in subjobs.items()}
+        sink.conn.rollback()
+    except CdxError:
+        sink.conn.rollback()
+        raise
+    except Exception as exc:
+        raise db_error(sink.dialect, exc, "HQ database") from exc
+    k = topology.kafka
+    ensure_topics(sink.base_config, [TopicSpec(t, k.default_partitions, k.replication_factor)
+                                     for t in channels if t not in sink.channels])
+    resubscribe = set(channels) != set(sink.channels)
+    sink.topology, sink.channels, sink.subjobs, sink.tables = topology, channels, subjobs, tables
+    sink.by_source = {str(source_table(s)).casefold(): s for s in subjobs.values()}
+    sink._plans.clear()
+    if resubscribe:
+        if channels:
+            sink.consumer.subscribe(sorted(channels), on_assign=sink._on_assign)
+            sink._subscribed = True
+        else:
+            sink.consumer.unsubscribe()
+            sink._subscribed = False
+        log.info("HQ upload sink: now reading the uploads of %d channels: %s", len(channels),
+                 ", ".join(sorted(channels.values())))
+
+
+def reload_offline_sync(sync: OfflineSync, topology: Topology) -> None:
+    """``cdx channel offline-sync`` takes a new revision: channels that gained offline registers (or
+    upload subjobs) start syncing, channels that lost all of them stop after their current
+    transaction, a channel whose registers or subjobs changed restarts with them (each register
+    resumes from the position its channel database holds). Refused (``ConfigError``) when a channel
+    named with ``--channel`` no longer has registers to sync."""
+    from cdx.connectors.upload.offline import syncing_channels
+
+    channels = syncing_channels(topology, sync.requested)
+    running = {w.channel.id: w for w in sync.workers}
+    wanted = {c.id: c for c in channels}
+    leaving = [w for i, w in running.items()
+               if i not in wanted or w.channel != wanted[i] or w.subjobs != upload_subjobs_for(topology, i)]
+    for w in leaving:
+        w._stop.set()
+    for w in leaving:
+        sync.threads.pop(w.channel.id).join()
+    sync.topology, sync.channels = topology, channels
+    sync.workers = [w for w in sync.workers if w not in leaving]
+    for c in channels:
+        if c.id not in running or running[c.id] in leaving:
+            w = sync.worker(topology, c)
+            sync.workers.append(w)
+            sync.start(w)
+    if leaving or len(channels) != len(running):
+        log.info("offline sync: now syncing the registers of %s", ", ".join(c.id for c in channels) or "no channel")
+    if sync.live is not None:
+        sync.live.set_instances([c.id for c in channels])

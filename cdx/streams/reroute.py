@@ -1,0 +1,131 @@
+"""Re-routing a source partition to groups whose shape changed (transactional engine). Resumable, exactly once.
+
+Called by the activation (``cdx.streams.activation``) for a source partition tp at position P (every
+record below P was routed under the shape stored with each group's progress), before any record
+of tp at or above P is routed. For every group G of the plan:
+
+- no shape stored: the current one is stored (adopted; nothing is sent);
+- ``cdx.streams.reshape.reroute_needed``: tp is read again from the beginning of its compacted table
+  topic (or from where an interrupted re-route of the same shape stopped, ``rr``) up to P and every
+  record is routed to G under the current plan, with the key state: rows that now belong to G are
+  sent whole (new columns filled from the table topic, no HQ load), rows that no longer do get a
+  delete. Each record sent carries the header ``cdx.reroute`` = the re-route's generation for G
+  (``gen``, counted per group and partition), which tells the sinks to apply it although its source
+  position is not new (they dedupe re-routed records on their own watermark, ``cdx.connectors.sink.plan``).
+  The re-route runs in transactions of ``CHUNK`` records, each also storing ``rr`` (source offsets
+  below it are re-routed) in G's progress, with the group metadata of offset P (a worker that lost
+  tp is fenced). The last one stores the shape without ``rr``. A crash resumes at ``rr``;
+- otherwise (same shape, or only columns removed) the current shape is stored if it differs.
+
+Everything sent to G for one key stays in source order: the original routes of offsets below P,
+then their re-routes, then the live stream from P.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
+
+from cdx.kafka.reading import read_range
+from cdx.streams import metrics
+from cdx.streams.progress import encode_key
+from cdx.streams.reshape import describe, group_shape, reroute_needed, same_shape
+
+if TYPE_CHECKING:
+    from cdx.streams.engine import Engine
+
+log = logging.getLogger("cdx.router")
+
+TP = tuple[str, int]
+CHUNK = 2000
+
+
+class Rerouter:
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+
+    def reshape(self, tp: TP, pos: int) -> None:
+        """Store, adopt or re-route the shape of every group of tp's topic (see the module docstring)."""
+        e = self.e
+        topic, p = tp
+        subjob = e.plan.subjob_of(topic)
+        if subjob is None:
+            return
+        store: dict[str, dict[str, Any]] = {}
+        todo: dict[str, tuple[int, dict[str, Any]]] = {}
+        for g in e.plan.groups_of(topic):
+            k = (g, topic, p)
+            want = group_shape(e.topology, subjob, g)
+            cur = e.progress.shape(k)
+            if cur is None or not reroute_needed(cur, want):
+                shape = {**want, "gen": int((cur or {}).get("gen", 0))}
+                if cur != shape:
+                    store[g] = shape
+                continue
+            if "rr" in cur and same_shape(cur, want):
+                todo[g] = (int(cur["rr"]), {**want, "gen": int(cur.get("gen", 0))})
+            else:
+                todo[g] = (OFFSET_BEGINNING, {**want, "gen": int(cur.get("gen", 0)) + 1})
+            log.info("router: re-routing %s[%d] below %d to %s (%s)", topic, p, pos, g, describe(cur, want))
+        if store:
+            self._store(tp, store, pos)
+        if todo:
+            self._reroute(tp, todo, pos)
+
+    def _store(self, tp: TP, shapes: dict[str, dict[str, Any]], pos: int) -> None:
+        e = self.e
+        e.txn.begin()
+        try:
+            for g, shape in shapes.items():
+                self._put(tp, g, shape, pos)
+        except BaseException as exc:
+            e.txn.abort(exc)
+        e.txn.commit([TopicPartition(tp[0], tp[1], pos)], e.consumer)
+
+    def _put(self, tp: TP, group: str, shape: dict[str, Any], pos: int) -> None:
+        """Progress of (group, tp) with ``shape`` into the open transaction (next: at least what it is)."""
+        e = self.e
+        k = (group, tp[0], tp[1])
+        changed = e.progress.set(k, max(e.progress.get(*k) or 0, pos))
+        if e.progress.set_shape(k, shape) or changed:
+            e.router.produce(e.progress.topic, encode_key(k), e.progress.encoded(k), None)
+
+    def _reroute(self, tp: TP, todo: dict[str, tuple[int, dict[str, Any]]], pos: int) -> None:
+        e = self.e
+        topic, p = tp
+        marks = {g: str(shape["gen"]).encode() for g, (_start, shape) in todo.items()}
+        starts = {g: start for g, (start, _shape) in todo.items()}
+        first = min(starts.values())
+        n_out = e.router.sent
+        chunk: list[Message] = []
+        if pos > 0 and (first < 0 or first < pos):
+            for m in read_range(e.config, topic, {p: pos}, {p: first}, timeout=60):
+                chunk.append(m)
+                if len(chunk) >= CHUNK:
+                    self._txn(tp, todo, starts, marks, chunk, (m.offset() or 0) + 1, pos)
+                    chunk = []
+        self._txn(tp, todo, starts, marks, chunk, pos, pos)
+        sent = e.router.sent - n_out
+        metrics.BACKFILLED.inc(sent)
+        log.info("router: re-routed %s[%d] below %d to %s: %d records sent", topic, p, pos, sorted(todo), sent)
+
+    def _txn(self, tp: TP, todo: dict[str, tuple[int, dict[str, Any]]], starts: dict[str, int],
+             marks: dict[str, bytes], msgs: list[Message], upto: int, pos: int) -> None:
+        """Route ``msgs`` to the groups whose re-route has not passed them; store ``rr`` = ``upto``."""
+        e = self.e
+        e.txn.begin()
+        try:
+            for m in msgs:
+                off = m.offset() or 0
+                wanted = [g for g, s in starts.items() if off >= s]
+                if wanted:
+                    e.router.route(m, wanted, dead_letter=False, marks=marks)
+            for g, (_start, shape) in todo.items():
+                self._put(tp, g, shape if upto >= pos else {**shape, "rr": upto}, pos if upto >= pos else 0)
+        except BaseException as exc:
+            e.txn.abort(exc)
+        e.txn.commit([TopicPartition(tp[0], tp[1], pos)], e.consumer)
+        for g in starts:
+            starts[g] = max(starts[g], upto)

@@ -1,0 +1,342 @@
+"""The router's Kafka-side core, independent of faust: decode, route, encode, send; bootstrap; reload.
+
+``Router.handle(topic, partition, offset, key, value)`` is called once per source record, in
+source order per partition (faust agent, concurrency 1). Everything that changes what is
+routed runs under one asyncio lock between two records:
+
+- **activation** of a source partition tp: for every group G the plan routes tp's topic to, the
+  state (``cdx.streams.state``) gives ``start(G, tp)``: the live stream sends offsets >= start to G.
+  A pair without an entry gets ``start`` = the next offset this worker will process on tp and a
+  **backfill**: tp's records below ``start`` are read again and sent to G only, then the entry is
+  marked done. Everything sent to G for tp is therefore in source-offset order, and a re-run
+  (after a crash) only repeats a prefix G already has: sinks skip it by their watermark.
+  Partitions are activated when first seen (exact start: the record's offset) and, for idle
+  ones, right after an assignment or reload (start = max(processed, committed, low watermark);
+  too high is safe, the backfill then covers the gap).
+- **reload**: a new topology replaces the plan between two records; pairs it no longer has are
+  deleted from the state (re-adding them later bootstraps again); new pairs are activated.
+  Existing pairs keep their entries, so existing groups get nothing twice.
+
+Records that cannot be decoded go to the dead-letter topic with the reason (headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from cdx.codec import Codec, SchemaPublisher, SchemaStore, SingleObjectCodec, make_codec
+from cdx.codec.errors import SchemaError
+from cdx.errors import FatalError, RetriableError, SkippableError
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
+from cdx.kafka.config import client_config, producer_config
+from cdx.streams import metrics
+from cdx.streams.output import ConfluentSender
+from cdx.streams.routing import Route, RoutingPlan, SourceRecord, hq_columns
+from cdx.streams.state import RouterState, Start, state_topic
+from cdx.topics import dlq_topic, schemas_topic
+from cdx.topology import Topology
+
+log = logging.getLogger("cdx.router")
+
+TP = tuple[str, int]
+
+
+class Sender(Protocol):
+    """Ordered, at-least-once output: ``send`` enqueues in call order; ``flush`` waits for all."""
+
+    def send(self, topic: str, key: bytes, value: bytes | None) -> Awaitable[Any]: ...
+
+    def flush(self) -> Awaitable[None]: ...
+
+
+def group_id(topology: Topology) -> str:
+    """The router's consumer group: ``<prefix>-router``."""
+    return f"{topology.kafka.topic_prefix}-router"
+
+
+def registry_config(topology: Topology) -> dict[str, str] | None:
+    return topology.kafka.codec_config()
+
+
+def group_topic_specs(plan: RoutingPlan) -> list[TopicSpec]:
+    """Compacted group topics that take records up to ``kafka.max_message_bytes``, as the table topics do."""
+    k = plan.topology.kafka
+    config = {**COMPACTED, **max_message_config(k.max_message_bytes)}
+    return [TopicSpec(t, k.default_partitions, k.replication_factor, config) for t in plan.group_topics.values()]
+
+
+def ensure_router_topics(topology: Topology, plan: RoutingPlan) -> None:
+    """Group topics (compacted; partitions/replication from ``topology.kafka``), state, schemas, DLQ."""
+    k = topology.kafka
+    specs = [*group_topic_specs(plan),
+             TopicSpec(state_topic(k.topic_prefix), 1, k.replication_factor, COMPACTED),
+             TopicSpec(schemas_topic(k.topic_prefix), 1, k.replication_factor, COMPACTED),
+             TopicSpec(dlq_topic(k.topic_prefix), 1, k.replication_factor, {})]
+    created = ensure_topics(k.client_config(), specs)
+    groups = [t for t in plan.group_topics.values() if t not in created]
+    for topic in raise_max_message_bytes(k.client_config(), groups, k.max_message_bytes):
+        log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
+                    " an administrator must, or larger rows will fail", topic, k.max_message_bytes)
+
+
+class Router:
+    """See the module docstring. ``sender`` carries routed records (default: ``ConfluentSender``)."""
+
+    def __init__(self, topology: Topology, sender: Sender | None = None, *, codec: Codec | None = None) -> None:
+        k = topology.kafka
+        self.topology = topology
+        self.plan = RoutingPlan(topology)
+        self.config = client_config(k.bootstrap_servers, k.security)
+        self.sender: Sender = sender if sender is not None else ConfluentSender(self.config)
+        self.control = Producer(producer_config(self.config, linger_ms=0))
+        self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
+        publisher = SchemaPublisher(self.control, schemas_topic(k.topic_prefix), transactional=False)
+        self.codec = codec or make_codec(registry_config(topology), store=self.store, publisher=publisher)
+        self._encode_once = isinstance(self.codec, SingleObjectCodec)
+        self.state = RouterState(self.config, state_topic(k.topic_prefix), self.control)
+        self.dlq = dlq_topic(k.topic_prefix)
+        self.group = group_id(topology)
+        self.lock = asyncio.Lock()
+        self.state_stale = True
+        self._meta: Consumer | None = None
+        self._starts: dict[TP, tuple[dict[str, int], int]] = {}
+        self._processed: dict[TP, int] = {}
+        self._columns: dict[Any, tuple[Any, ...]] = {}
+
+    # ------------------------------------------------------------------ records
+    async def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> int:
+        """Route one source record; returns the number of records sent."""
+        async with self.lock:
+            tp = (topic, partition)
+            entry = self._starts.get(tp)
+            if entry is None:
+                await self._activate({tp: offset})
+                entry = self._starts[tp]
+            starts, max_start = entry
+            if offset >= max_start:
+                sent = await self._route(topic, partition, offset, key, value, None)
+            else:
+                sent = await self._route(topic, partition, offset, key, value, lambda g: offset >= starts[g])
+            self._processed[tp] = offset + 1
+            metrics.RECORDS_IN.inc()
+            metrics.RECORDS_OUT.inc(sent)
+            return sent
+
+    async def _route(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                     wanted: Callable[[str], bool] | None, *, dead_letter: bool = True) -> int:
+        """Route one record to the groups ``wanted`` accepts (all when None); undecodable ones to the DLQ
+        (a backfill passes ``dead_letter=False``: the live stream dead-lettered them already)."""
+        sent = 0
+        try:
+            for r in self._routes(topic, partition, offset, key, value):
+                sent += await self._send(r, r.groups if wanted is None else [g for g in r.groups if wanted(g)])
+        except SkippableError as exc:
+            if dead_letter:
+                self._dead_letter(topic, partition, offset, key, value, exc.reason)
+            else:
+                log.warning("router: backfill skips %s[%d]@%d: %s", topic, partition, offset, exc.reason)
+        return sent
+
+    def _routes(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Route]:
+        if value is None or self.plan.subjob_of(topic) is None:
+            return []
+        if key is None:
+            raise SkippableError("record has no key")
+        sid, columns = self._hq_columns(topic, key, value)
+        record = SourceRecord(topic, partition, offset, self.codec.decode_key(topic, key),
+                              self.codec.decode_value(topic, value), columns, sid)
+        try:
+            return self.plan.route(record)
+        except SchemaError as exc:
+            raise FatalError(f"cannot project {topic} for its subjob: {exc}") from exc
+
+    def _hq_columns(self, topic: str, key: bytes, value: bytes) -> tuple[Any, tuple[Any, ...]]:
+        if self._encode_once:
+            sid: Any = (value[2:10], key[2:10])
+            cols = self._columns.get(sid)
+            if cols is not None:
+                return sid, cols
+        vs = self.codec.writer_schema(topic, value)
+        ks = self.codec.writer_schema(topic, key, is_key=True)
+        if not self._encode_once:
+            sid = (vs.fingerprint, ks.fingerprint)
+            cols = self._columns.get(sid)
+            if cols is not None:
+                return sid, cols
+        cols = self._columns[sid] = hq_columns(vs, ks)
+        return sid, cols
+
+    async def _send(self, r: Route, groups: Iterable[str]) -> int:
+        n = 0
+        kb = vb = None
+        for g in groups:
+            topic = self.plan.group_topics[g]
+            if kb is None or not self._encode_once:
+                kb = self.codec.encode_key(topic, r.schemas.key, r.key)
+                vb = self.codec.encode_value(topic, r.schemas.value, r.value)
+            await self.sender.send(topic, kb, vb)
+            n += 1
+        return n
+
+    def _dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                     reason: str) -> None:
+        log.error("router: %s[%d]@%d to the dead-letter topic: %s", topic, partition, offset, reason)
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("cdx.component", b"router"), ("cdx.error", reason[:1000].encode()), ("cdx.source.topic", topic.encode()),
+            ("cdx.source.partition", str(partition).encode()), ("cdx.source.offset", str(offset).encode())]
+        self.control.produce(self.dlq, key=key, value=value, headers=headers)
+        if self.control.flush(30):
+            raise RetriableError(f"dead-letter record not written to {self.dlq}")
+        metrics.DEAD_LETTERS.inc()
+
+    # ------------------------------------------------------------- activation
+    async def _activate(self, nexts: Mapping[TP, int]) -> None:
+        """Make ``start(G, tp)`` known for every (G, tp) of the plan; backfill new pairs (lock held)."""
+        if self.state_stale:
+            await asyncio.to_thread(self.state.sync)
+            self.state_stale = False
+        new: dict[tuple[str, str, int], Start] = {}
+        backfills: dict[TP, dict[str, int]] = {}
+        lows: dict[TP, int] = {}
+        for tp, nxt in nexts.items():
+            topic, p = tp
+            for g in self.plan.groups_of(topic):
+                e = self.state.get(g, topic, p)
+                if e is None:
+                    if tp not in lows:
+                        lows[tp] = await asyncio.to_thread(self._low, tp)
+                    e = new[(g, topic, p)] = Start(nxt, nxt <= lows[tp])
+                if not e.done:
+                    backfills.setdefault(tp, {})[g] = e.start
+        await asyncio.to_thread(self.state.put, new)
+        for tp, groups in backfills.items():
+            await self._backfill(tp, groups)
+        if backfills:
+            await self.sender.flush()
+            await asyncio.to_thread(self.state.put, {(g, tp[0], tp[1]): Start(s, True)
+                                                     for tp, groups in backfills.items() for g, s in groups.items()})
+        for tp in nexts:
+            starts = {g: self.state.entries[(g, tp[0], tp[1])].start for g in self.plan.groups_of(tp[0])}
+            self._starts[tp] = (starts, max(starts.values(), default=0))
+
+    async def activate_assigned(self, assigned: Iterable[TP]) -> None:
+        """Activate the assigned partitions not active yet (idle ones included)."""
+        async with self.lock:
+            todo = [tp for tp in assigned if tp not in self._starts and self.plan.subjob_of(tp[0]) is not None]
+            if not todo:
+                return
+            committed = await asyncio.to_thread(self._committed, todo)
+            nexts = {}
+            for tp in todo:
+                low = await asyncio.to_thread(self._low, tp)
+                nexts[tp] = max(self._processed.get(tp, 0), committed.get(tp, -1), low)
+            await self._activate(nexts)
+
+    def on_assigned(self) -> None:
+        """After a rebalance: forget activations and re-read the state before the next one."""
+        self.state_stale = True
+        self._starts.clear()
+
+    async def _backfill(self, tp: TP, starts: dict[str, int]) -> None:
+        topic, p = tp
+        end = max(starts.values())
+        t0, n_in, n_out = time.monotonic(), 0, 0
+        log.info("router: backfilling %s[%d] below offset %d for %s", topic, p, end, sorted(starts))
+        async for batch in self._read_range(tp, end):
+            for msg in batch:
+                off = msg.offset()
+                n_in += 1
+
+                def wanted(g: str, off: int = off) -> bool:
+                    return g in starts and off < starts[g]
+
+                n_out += await self._route(topic, p, off, msg.key(), msg.value(), wanted, dead_letter=False)
+        metrics.BACKFILLED.inc(n_out)
+        log.info("router: backfilled %s[%d]: %d records read, %d sent in %.1fs", topic, p, n_in, n_out,
+                 time.monotonic() - t0)
+
+    async def _read_range(self, tp: TP, end: int, timeout: float = 60.0) -> AsyncIterator[list[Any]]:
+        consumer = Consumer({**self.config, "group.id": f"{self.group}-backfill", "enable.auto.commit": False,
+                             "isolation.level": "read_committed", "enable.partition.eof": True})
+        consumer.assign([TopicPartition(tp[0], tp[1], OFFSET_BEGINNING)])
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                msgs = await asyncio.to_thread(consumer.consume, 1000, 0.05)
+                batch, eof = [], False
+                for m in msgs:
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            eof = True
+                            continue
+                        raise RetriableError(f"backfill read of {tp[0]}[{tp[1]}]: {err}")
+                    off = m.offset() or 0
+                    if off < end:
+                        batch.append(m)
+                    if off + 1 >= end:
+                        eof = True
+                        break
+                if batch:
+                    deadline = time.monotonic() + timeout
+                    yield batch
+                pos = consumer.position([TopicPartition(tp[0], tp[1])])[0].offset
+                if eof or pos >= end:
+                    return
+                if time.monotonic() > deadline:
+                    raise RetriableError(f"backfill of {tp[0]}[{tp[1]}] made no progress in {timeout:.0f}s")
+        finally:
+            consumer.close()
+
+    def _meta_consumer(self) -> Consumer:
+        if self._meta is None:
+            self._meta = Consumer({**self.config, "group.id": self.group, "enable.auto.commit": False})
+        return self._meta
+
+    def _committed(self, tps: list[TP]) -> dict[TP, int]:
+        got = self._meta_consumer().committed([TopicPartition(t, p) for t, p in tps], timeout=30)
+        return {(x.topic, x.partition): x.offset for x in got if x.offset >= 0}
+
+    def _low(self, tp: TP) -> int:
+        low, _high = self._meta_consumer().get_watermark_offsets(TopicPartition(*tp), timeout=30, cached=False)
+        return int(low)
+
+    # ------------------------------------------------------------------ reload
+    def needs_restart(self, topology: Topology, subscribed: Iterable[str]) -> str | None:
+        """Why ``topology`` cannot be applied in place (new source topics, other Kafka), or None."""
+        old, new = self.topology.kafka, topology.kafka
+        if (old.bootstrap_servers, old.topic_prefix, old.security, old.schema_registry, old.encoding) != \
+                (new.bootstrap_servers, new.topic_prefix, new.security, new.schema_registry, new.encoding):
+            return "the kafka section changed"
+        missing = set(RoutingPlan(topology).source_topics) - set(subscribed)
+        if missing:
+            return f"new source topics {sorted(missing)}"
+        return None
+
+    async def reload(self, topology: Topology, assigned: Iterable[TP]) -> None:
+        """Apply ``topology`` between two records (see the module docstring)."""
+        plan = RoutingPlan(topology)
+        await asyncio.to_thread(ensure_topics, topology.kafka.client_config(), group_topic_specs(plan))
+        async with self.lock:
+            await asyncio.to_thread(self.state.sync)
+            gone = self.plan.pairs() - plan.pairs()
+            await asyncio.to_thread(self.state.put, dict.fromkeys(self.state.keys_for(gone)))
+            added = plan.pairs() - self.plan.pairs()
+            self.topology, self.plan = topology, plan
+            self._starts.clear()
+            log.info("router: topology reloaded: %d source topics, %d groups; pairs added %s, removed %s",
+                     len(plan.source_topics), len(plan.group_topics), sorted(added), sorted(gone))
+        await self.activate_assigned(assigned)
+
+    def close(self) -> None:
+        self.control.flush(30)
+        if self._meta is not None:
+            self._meta.close()
+        self.store.close()
+
