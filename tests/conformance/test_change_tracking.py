@@ -374,3 +374,20 @@ def test_snapshot_in_chunks_resumes_after_any_typed_composite_key(db: Db) -> Non
             break
         progress = SnapshotProgress.from_json(json.loads(json.dumps(SnapshotProgress(last, 0, 0).to_json())))
     assert sorted(seen) == list(range(60)) and len(seen) == 60
+
+
+def test_columns_added_or_dropped_after_a_read_are_seen_at_once(hq: Hq) -> None:
+    """A tracker may cache a table's columns between reads (PostgreSQL does, keyed by its catalog rows): a
+    column added or dropped at HQ must show in the very next read, never a stale column list."""
+    d, q = hq.db.dialect, hq.db.dialect.quote_ident
+    v0 = hq.tracker.current_version()
+    hq.write([row("A", "a", "1")])
+    assert set(hq.all_changes(v0)[0][0].row or {}) == set(COLS)
+    hq.db.execute(f"ALTER TABLE {d.qualified(hq.db.schema, 'ITEMS')} ADD {q('COLOR')} varchar(10)")
+    v1 = hq.tracker.current_version()
+    hq.write([row("B", "b", "2")])
+    assert set(hq.all_changes(v1)[0][0].row or {}) == {*COLS, "COLOR"}
+    hq.db.execute(f"ALTER TABLE {d.qualified(hq.db.schema, 'ITEMS')} DROP COLUMN {q('COLOR')}")
+    v2 = hq.tracker.current_version()
+    hq.write([row("C", "c", "3")])
+    assert set(hq.all_changes(v2)[0][0].row or {}) == set(COLS)

@@ -80,6 +80,14 @@ UPDATE cdx.clock SET version = coalesce((SELECT max(version) FROM ins), clock.ve
 WHERE clock.id = 1
 """
 _OPS = ("ins", "upd", "del", "trn")
+_SHAPE = (
+    "SELECT c.oid, c.xmin::text,"
+    " (SELECT string_agg(a.attnum || ':' || a.xmin::text, ',' ORDER BY a.attnum) FROM pg_catalog.pg_attribute AS a"
+    "  WHERE a.attrelid = c.oid AND a.attnum > 0),"
+    " (SELECT string_agg(i.xmin::text, ',') FROM pg_catalog.pg_index AS i WHERE i.indrelid = c.oid AND i.indisprimary)"
+    " FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')")
+"""A token of a table's shape: changes whenever a DDL statement touches its columns or primary key."""
 
 
 class PostgresChangeTracker(ChangeTracker):
@@ -90,6 +98,8 @@ class PostgresChangeTracker(ChangeTracker):
         if conn.info.transaction_status != pq.TransactionStatus.IDLE:
             raise ValueError("the change tracker needs a dedicated connection that is not in a transaction")
         conn.autocommit = True  # transactions are explicit below
+        self._known_installed = False
+        self._shapes: dict[TableRef, tuple[tuple[Any, ...], list[ColumnInfo]]] = {}
 
     _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
@@ -111,8 +121,28 @@ class PostgresChangeTracker(ChangeTracker):
         return self.conn.execute("SELECT to_regclass('cdx.clock') IS NOT NULL").fetchone()[0]
 
     def _require_installed(self) -> None:
+        """``ConfigError`` unless change tracking is installed; checked once per connection (a capture pass
+        must not pay a catalog query for it: ``disable()`` forgets it)."""
+        if self._known_installed:
+            return
         if not self._installed():
             raise ConfigError("change tracking is not enabled in this PostgreSQL database; run enable() first")
+        self._known_installed = True
+
+    def _columns(self, ref: TableRef, keys: list[str]) -> list[ColumnInfo]:
+        """The table's columns, introspected again only when its catalog rows changed: one query reads the
+        versions (``xmin``) of its ``pg_class``, ``pg_attribute`` and primary-key ``pg_index`` rows, which
+        every ``ALTER TABLE`` that adds, drops, renames or retypes a column or changes the key rewrites."""
+        schema, name = self.dialect.physical_table(ref.schema or "public", ref.name)
+        row = self.conn.execute(_SHAPE, (schema, name)).fetchone()
+        token = tuple(row) if row else None
+        cached = self._shapes.get(ref)
+        if token is not None and cached is not None and cached[0] == token:
+            return cached[1]
+        columns = super()._columns(ref, keys)
+        if token is not None:
+            self._shapes[ref] = (token, columns)
+        return columns
 
     # -- enable / disable ----------------------------------------------------------------
     def enable(self, tables: Iterable[TableLike], retention: timedelta = DEFAULT_RETENTION) -> None:
@@ -177,6 +207,7 @@ class PostgresChangeTracker(ChangeTracker):
                               f" EXECUTE FUNCTION {function}()")
 
     def disable(self, tables: Iterable[TableLike] | None = None) -> None:
+        self._known_installed = False
         if not self._installed():
             return
         with self._tx():
