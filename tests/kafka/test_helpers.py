@@ -88,3 +88,11 @@ def test_next_batch_hands_on_a_single_message_without_waiting_for_a_full_batch(k
         assert next_batch(consumer, 5000, 0.1) == []
     finally:
         consumer.close()
+
+
+def test_transactional_producers_retry_concurrent_transactions_quickly() -> None:
+    """A transaction that follows a commit at once gets CONCURRENT_TRANSACTIONS while the markers are written;
+    the default 100 ms retry back-off made that a pause on nearly every router transaction (bench.e2e)."""
+    txn = producer_config({"bootstrap.servers": "x"}, transactional_id="t")
+    assert txn["retry.backoff.ms"] <= 10 and txn["retry.backoff.max.ms"] >= 1000
+    assert "retry.backoff.ms" not in producer_config({"bootstrap.servers": "x"})
