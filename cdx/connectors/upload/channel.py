@@ -129,8 +129,8 @@ class ChannelUploader:
                     value_namespace(self.prefix, subjob.hq_table.schema, subjob.hq_table.name), source.codec_columns())
                 stored = (self.positions or {}).get(key)
                 tables.append(UploadTable(subjob, source, key, schemas,
-                                     murmur2_partition(str(source.table).encode(), self.partitions),
-                                     resume(stored, source.counter)))
+                                          murmur2_partition(str(source.table).encode(), self.partitions),
+                                          resume(stored, source.counter)))
             conn.rollback()
         except BaseException:
             close_quietly(conn)
