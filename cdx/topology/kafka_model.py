@@ -47,10 +47,10 @@ class KafkaConfig(Model):
     replication_factor: int = Field(default=1, ge=1, le=32)
     """Replication factor of topics cdx creates."""
     manage_topics: bool = True
-    principals: KafkaPrincipals | None = None
-    """One Kafka identity per role/channel/register; ``cdx kafka apply`` grants each exactly its ACLs."""
     """``true``: each role creates the topics it needs at start (needs Create rights). ``false`` (production
     with ACLs): roles only verify their topics exist with the expected settings; ``cdx kafka apply`` makes them."""
+    principals: KafkaPrincipals | None = None
+    """One Kafka identity per role/channel/register; ``cdx kafka apply`` grants each exactly its ACLs."""
     schema_registry: SchemaRegistry | None = None
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024 * 1024)
     """Largest record cdx publishes (bytes, default 8 MiB): set as ``message.max.bytes`` on the capture and
