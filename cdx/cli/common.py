@@ -95,9 +95,10 @@ def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_b
     signal arrived first; other errors propagate."""
     from cdx.errors import RetriableError
     from cdx.kafka.reach import require_kafka
+    from cdx.stage.backoff import Backoff
 
     log = logging.getLogger("cdx")
-    backoff = 0.5
+    backoff = Backoff(initial=min(0.5, max_backoff), maximum=max_backoff)
     while not stopped.is_set():
         try:
             if kafka:
@@ -105,7 +106,6 @@ def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_b
             setup()
             return True
         except RetriableError as exc:
-            log.warning("%s set-up will retry in %.1fs: %s", what, backoff, exc)
-            stopped.wait(backoff)
-            backoff = min(backoff * 2, max_backoff)
+            log.warning("%s set-up will retry in %.1fs: %s", what, backoff.peek(), exc)
+            backoff.wait(stopped)
     return False

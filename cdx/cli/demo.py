@@ -81,10 +81,34 @@ def demo(
 
 def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sales_rate: float, seed: int,
          keep_running: bool) -> None:
+    """Start the pipeline, wait for the initial sync, run live traffic, settle, verify and report."""
+    _start_pipeline(env, group)
+    owners = [d.owner_id for d in env.topology.databases()]
+    scenario = _start_realtime(env, group, owners)
+    sales: dict[str, int] = dict.fromkeys(owners, 0)
+    written: list[str] = []
+    _initial_sync(env, group, owners, sales)
+    probe, hq_done, live_s = _live_traffic(env, group, scenario, owners, duration, hq_rate, sales_rate, seed, sales,
+                                           written)
+    total_sales = len(written)
+    expected = _expected_counts(env, owners)
+    _watch(env, group, "settling", expected, sales, timeout=300,
+           done=lambda snap: snap.hq_sales >= total_sales and all(c.rows == c.expected for c in snap.channels))
+    ok = _report(env, owners, written, probe, hq_done, live_s, scenario)
+    if keep_running:
+        console.print("pipeline left running (--keep-running): [bold]cdx status[/] shows it; Ctrl-C stops every"
+                      " process the demo started")
+        while True:
+            time.sleep(3600)
+    if not ok:
+        raise FatalError(f"verification failed; logs in {env.run_dir / 'logs'}")
+
+
+def _start_pipeline(env: DemoEnv, group: ProcessGroup) -> None:
+    """Enable HQ change tracking, then start capture, router, sinks, upload and the HQ upload sink."""
     import subprocess
     import sys
 
-    topo = env.topology
     result = subprocess.run([sys.executable, "-m", "cdx.cli.main", "hq", "enable-tracking"], env=env.env,
                             capture_output=True, text=True)
     if result.returncode != 0:
@@ -92,12 +116,11 @@ def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sal
     for name, args in (("capture", ["capture"]), ("router", ["route"]), ("sink", ["sink"]),
                        ("upload", ["channel", "upload"]), ("hq-upload-sink", ["hq", "upload-sink"])):
         group.start(name, args)
-    owners = [d.owner_id for d in topo.databases()]
-    scenario = _start_realtime(env, group, owners)
-    expected = _expected_counts(env, owners)
-    sales: dict[str, int] = dict.fromkeys(owners, 0)
-    written: list[str] = []
 
+
+def _initial_sync(env: DemoEnv, group: ProcessGroup, owners: list[str], sales: dict[str, int]) -> None:
+    """Wait until every channel database holds every row, and print the rate."""
+    expected = _expected_counts(env, owners)
     t_sync = time.perf_counter()
     _watch(env, group, "initial full sync", expected, sales, timeout=900,
            done=lambda snap: all(c.rows == c.expected for c in snap.channels))
@@ -106,6 +129,13 @@ def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sal
     console.print(f"initial sync: {synced_rows:,} rows into {len(owners)} databases in {sync_s:.1f}s "
                   f"({synced_rows / sync_s:,.0f} rows/s)")
 
+
+def _live_traffic(env: DemoEnv, group: ProcessGroup, scenario: RealtimeScenario, owners: list[str],
+                  duration: float, hq_rate: float, sales_rate: float, seed: int, sales: dict[str, int],
+                  written: list[str]) -> tuple[LatencyProbe, dict[str, int], float]:
+    """HQ changes, POS sales and the Real-time scenario for ``duration`` seconds (one register offline for
+    the first half); returns the latency probe, the HQ changes made and the seconds it took."""
+    topo = env.topology
     stop = threading.Event()
     probe = LatencyProbe(env.hq, env.hq_dialect, env.connector(PROBE_CHANNEL),
                          get_dialect(env.database(PROBE_CHANNEL).dialect),
@@ -129,20 +159,7 @@ def _run(env: DemoEnv, group: ProcessGroup, duration: float, hq_rate: float, sal
     for t in threads:
         t.join(60)
     probe.stop()
-    live_s = time.perf_counter() - t_live
-
-    total_sales = len(written)
-    expected = _expected_counts(env, owners)
-    _watch(env, group, "settling", expected, sales, timeout=300,
-           done=lambda snap: snap.hq_sales >= total_sales and all(c.rows == c.expected for c in snap.channels))
-    ok = _report(env, owners, written, probe, hq_done, live_s, scenario)
-    if keep_running:
-        console.print("pipeline left running (--keep-running): [bold]cdx status[/] shows it; Ctrl-C stops every"
-                      " process the demo started")
-        while True:
-            time.sleep(3600)
-    if not ok:
-        raise FatalError(f"verification failed; logs in {env.run_dir / 'logs'}")
+    return probe, hq_done, time.perf_counter() - t_live
 
 
 def _start_realtime(env: DemoEnv, group: ProcessGroup, owners: list[str]) -> RealtimeScenario:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -159,13 +160,9 @@ def status(
     sessions: int = typer.Option(10, "--sessions", help="Latest upload sessions to list."),
 ) -> None:
     """Upload status: per channel, the HQ upload sessions and each upload table's position."""
-    from rich.table import Table
-
+    from cdx.cli.post_upload_view import print_post_processing
     from cdx.connectors.upload import sessions as hist
-    from cdx.connectors.upload.uploader import load_upload_positions, upload_positions_topic, uploading_channels
     from cdx.dialects import get_dialect
-    from cdx.kafka.config import client_config
-    from cdx.kafka.reach import require_kafka
 
     topo = load(topology)
     d = get_dialect(topo.hq.dialect.value)
@@ -175,14 +172,37 @@ def status(
         latest = hist.recent(conn, d, sessions)
     finally:
         conn.close()
+    positions = _upload_positions(topo)
+    pos_table, hq_table = _channel_tables(topo, positions, summary)
+    console.print(pos_table)
+    console.print(hq_table)
+    if latest:
+        console.print(_recent_sessions(latest))
+    print_post_processing(topo, sessions)
+
+
+def _upload_positions(topo: Any) -> dict[str, Any]:
+    """The committed upload positions (``{}`` with a warning while Kafka is down: HQ's view still shows)."""
+    from cdx.connectors.upload.uploader import load_upload_positions, upload_positions_topic
+    from cdx.kafka.config import client_config
+    from cdx.kafka.reach import require_kafka
+
     k = topo.kafka
     try:
         require_kafka(k.bootstrap_servers)
-        positions = load_upload_positions(client_config(k.bootstrap_servers, k.security),
-                                          upload_positions_topic(k.topic_prefix))
+        return dict(load_upload_positions(client_config(k.bootstrap_servers, k.security),
+                                          upload_positions_topic(k.topic_prefix)))
     except Exception as exc:  # Kafka down: still show HQ's view
         console.print(f"[yellow]upload positions unavailable: {exc}[/]")
-        positions = {}
+        return {}
+
+
+def _channel_tables(topo: Any, positions: dict[str, Any], summary: dict[str, Any]) -> tuple[Any, Any]:
+    """Per uploading channel: its tables' positions, and its HQ upload sessions summed up."""
+    from rich.table import Table
+
+    from cdx.connectors.upload.uploader import uploading_channels
+
     pos_table = Table(title="Upload positions (channel tables read so far)")
     for col in ("channel", "table", "low watermark", "open gaps", "skipped"):
         pos_table.add_column(col, overflow="fold")
@@ -203,19 +223,20 @@ def status(
             hq_table.add_row(c.id, str(s.sessions), str(s.failed), str(s.rows_inserted), str(s.rows_duplicate),
                              str(s.rows_dead_lettered),
                              f"{s.last_finished:%Y-%m-%d %H:%M:%S}" if s.last_finished else "", s.last_status or "")
-    console.print(pos_table)
-    console.print(hq_table)
-    if latest:
-        recent = Table(title=f"Latest {len(latest)} upload sessions")
-        for col in ("finished (UTC)", "channel", "job", "HQ table", "offsets", "received", "inserted", "duplicates",
-                    "dead", "status", "error"):
-            recent.add_column(col, overflow="fold")
-        for x in latest:
-            recent.add_row(f"{x.finished_at:%H:%M:%S.%f}"[:-3] if x.finished_at else "", x.channel, x.job or "",
-                           x.hq_table or "", f"{x.first_offset}-{x.last_offset}", str(x.rows_received),
-                           str(x.rows_inserted), str(x.rows_duplicate), str(x.rows_dead_lettered), x.status,
-                           (x.error or "")[:80])
-        console.print(recent)
-    from cdx.cli.post_upload_view import print_post_processing
+    return pos_table, hq_table
 
-    print_post_processing(topo, sessions)
+
+def _recent_sessions(latest: list[Any]) -> Any:
+    """The latest upload sessions, one row each."""
+    from rich.table import Table
+
+    recent = Table(title=f"Latest {len(latest)} upload sessions")
+    for col in ("finished (UTC)", "channel", "job", "HQ table", "offsets", "received", "inserted", "duplicates",
+                "dead", "status", "error"):
+        recent.add_column(col, overflow="fold")
+    for x in latest:
+        recent.add_row(f"{x.finished_at:%H:%M:%S.%f}"[:-3] if x.finished_at else "", x.channel, x.job or "",
+                       x.hq_table or "", f"{x.first_offset}-{x.last_offset}", str(x.rows_received),
+                       str(x.rows_inserted), str(x.rows_duplicate), str(x.rows_dead_lettered), x.status,
+                       (x.error or "")[:80])
+    return recent

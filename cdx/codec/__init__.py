@@ -36,10 +36,10 @@ from cdx.codec.naming import avro_name, namespace_for
 from cdx.codec.partition import PRODUCER_PARTITIONER, PRODUCER_PARTITIONER_CONFIG, murmur2, murmur2_partition
 from cdx.codec.registry import RegistryCodec
 from cdx.codec.schema import AvroSchema
+from cdx.codec.schema_publisher import SchemaPublisher
 from cdx.codec.schema_store import (
     DEFAULT_SCHEMAS_TOPIC,
     SCHEMAS_TOPIC_CONFIG,
-    SchemaPublisher,
     SchemaStore,
     ensure_schemas_topic,
 )

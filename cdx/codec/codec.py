@@ -26,7 +26,8 @@ from typing import Any, Protocol, runtime_checkable
 from cdx.codec.binary import read_body, write_body
 from cdx.codec.errors import DecodeError
 from cdx.codec.schema import AvroSchema
-from cdx.codec.schema_store import SchemaPublisher, SchemaStore
+from cdx.codec.schema_publisher import SchemaPublisher
+from cdx.codec.schema_store import SchemaStore
 from cdx.codec.single_object import frame, unframe
 
 SchemaLike = AvroSchema | Mapping[str, Any] | str

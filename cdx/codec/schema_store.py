@@ -3,8 +3,9 @@
 The schemas topic (default ``_cdx-schemas``, ``cleanup.policy=compact``) holds one record per
 schema: key = fingerprint hex (16 lower-case hex digits of the 8 little-endian bytes, as in the
 single-object header), value = the schema JSON (UTF-8). Anyone can resolve a fingerprint by reading
-it. Producers publish with ``SchemaPublisher`` (inside their own transaction); readers use
-``SchemaStore.resolve``, which reads the topic to its end on a miss.
+it. Producers publish with ``SchemaPublisher`` (inside their own transaction;
+:mod:`cdx.codec.schema_publisher`); readers use ``SchemaStore.resolve``, which reads the topic to its
+end on a miss.
 """
 
 from __future__ import annotations
@@ -201,63 +202,78 @@ class SchemaStore:
         """
         if not self.bootstrap_servers:
             return 0
-        from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
         limit = self.timeout if timeout is None else timeout
         with self._lock:
             consumer = self._get_consumer()
             deadline = time.monotonic() + limit
             try:
-                md = consumer.list_topics(self.topic, timeout=limit)
-                tmd = md.topics.get(self.topic)
-                if tmd is None or tmd.error is not None:
-                    if tmd is not None and tmd.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                        raise SchemaStoreUnavailable(f"schemas topic {self.topic!r}: {tmd.error}")
-                    log.info("schemas topic %s does not exist (yet)", self.topic)
-                    self._synced = True
-                    return 0
-                pending: dict[int, int] = {}
-                for p in tmd.partitions:
-                    low, high = _watermarks(consumer, TopicPartition(self.topic, p), deadline)
-                    start = max(self._positions.get(p, low), low)
-                    if high > start:
-                        pending[p] = high
+                pending = self._pending_partitions(consumer, deadline, limit)
                 if not pending:
                     self._synced = True
                     return 0
                 consumer.assign([TopicPartition(self.topic, p, self._positions.get(p, OFFSET_BEGINNING))
                                  for p in pending])
-                added = 0
                 try:
-                    while pending:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            raise SchemaStoreUnavailable(
-                                f"reading schemas topic {self.topic!r} did not reach its end in {limit:.0f}s"
-                                f" (partitions {sorted(pending)} still pending)")
-                        msg = consumer.poll(min(left, 1.0))
-                        if msg is None:
-                            continue
-                        err = msg.error()
-                        if err is not None:
-                            if err.code() == KafkaError._PARTITION_EOF:
-                                pending.pop(msg.partition(), None)
-                                continue
-                            if err.retriable() or not err.fatal():
-                                log.warning("schemas topic %s: %s", self.topic, err)
-                                continue
-                            raise SchemaStoreUnavailable(f"schemas topic {self.topic!r}: {err}")
-                        p, off = msg.partition(), msg.offset()
-                        self._positions[p] = off + 1
-                        added += self._ingest(msg.key(), msg.value(), p, off)
-                        if p in pending and off + 1 >= pending[p]:
-                            pending.pop(p)
+                    added = self._read_to_end(consumer, pending, deadline, limit)
                 finally:
                     consumer.unassign()
             except KafkaException as e:
                 raise SchemaStoreUnavailable(f"schemas topic {self.topic!r}: {e}") from e
             self._synced = True
             return added
+
+    def _pending_partitions(self, consumer: Any, deadline: float, limit: float) -> dict[int, int]:
+        """``{partition: end offset}`` of the partitions with records not read yet (none: the topic
+        does not exist yet)."""
+        from confluent_kafka import KafkaError, TopicPartition
+
+        md = consumer.list_topics(self.topic, timeout=limit)
+        tmd = md.topics.get(self.topic)
+        if tmd is None or tmd.error is not None:
+            if tmd is not None and tmd.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise SchemaStoreUnavailable(f"schemas topic {self.topic!r}: {tmd.error}")
+            log.info("schemas topic %s does not exist (yet)", self.topic)
+            return {}
+        pending: dict[int, int] = {}
+        for p in tmd.partitions:
+            low, high = _watermarks(consumer, TopicPartition(self.topic, p), deadline)
+            start = max(self._positions.get(p, low), low)
+            if high > start:
+                pending[p] = high
+        return pending
+
+    def _read_to_end(self, consumer: Any, pending: dict[int, int], deadline: float, limit: float) -> int:
+        """Poll the assigned partitions until each reached its end offset in ``pending``; returns the
+        schemas that were new."""
+        from confluent_kafka import KafkaError
+
+        added = 0
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SchemaStoreUnavailable(
+                    f"reading schemas topic {self.topic!r} did not reach its end in {limit:.0f}s"
+                    f" (partitions {sorted(pending)} still pending)")
+            msg = consumer.poll(min(left, 1.0))
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    pending.pop(msg.partition(), None)
+                    continue
+                if err.retriable() or not err.fatal():
+                    log.warning("schemas topic %s: %s", self.topic, err)
+                    continue
+                raise SchemaStoreUnavailable(f"schemas topic {self.topic!r}: {err}")
+            p, off = msg.partition(), msg.offset()
+            self._positions[p] = off + 1
+            added += self._ingest(msg.key(), msg.value(), p, off)
+            if p in pending and off + 1 >= pending[p]:
+                pending.pop(p)
+        return added
 
     def _ingest(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> int:
         where = f"{self.topic}[{partition}]@{offset}"
@@ -311,71 +327,6 @@ class SchemaStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class SchemaPublisher:
-    """Writes new writer schemas to the schemas topic with the caller's producer.
-
-    ``publish`` only calls ``producer.produce``: with a transactional producer the schema record is
-    part of the caller's open transaction, committed or aborted with the data that uses it. Tell
-    the publisher how the transaction ended so an aborted schema is published again:
-    ``transaction_committed()`` after ``commit_transaction``, ``transaction_aborted()`` after
-    ``abort_transaction``. With ``transactional=False`` each new schema is flushed at once, so it is
-    in the topic before any record that uses it.
-
-    Idempotent: key = fingerprint, so a repeated publish only adds a duplicate that compaction removes.
-    """
-
-    def __init__(self, producer: Any, topic: str = DEFAULT_SCHEMAS_TOPIC, *, transactional: bool = True,
-                 flush_timeout: float = 30.0) -> None:
-        self.producer = producer
-        self.topic = topic
-        self.transactional = transactional
-        self.flush_timeout = flush_timeout
-        self._published: set[str] = set()
-        self._pending: set[str] = set()
-        self._lock = threading.Lock()
-
-    def publish(self, schema: AvroSchema | Mapping[str, Any] | str) -> bool:
-        """Produce ``schema`` unless already published (or pending in this transaction). True if produced."""
-        s = AvroSchema.of(schema)
-        key = s.fingerprint_hex
-        with self._lock:
-            if key in self._published or key in self._pending:
-                return False
-            if self.transactional:
-                self.producer.produce(self.topic, key=key.encode("ascii"), value=s.text.encode("utf-8"))
-                self._pending.add(key)
-                return True
-        errors: list[Any] = []
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(err)
-
-        self.producer.produce(self.topic, key=key.encode("ascii"), value=s.text.encode("utf-8"),
-                              on_delivery=delivered)
-        remaining = self.producer.flush(self.flush_timeout)
-        if remaining or errors:
-            why = errors[0] if errors else f"not delivered in {self.flush_timeout}s"
-            raise SchemaStoreUnavailable(f"schema {key} not published to {self.topic!r}: {why}")
-        with self._lock:
-            self._published.add(key)
-        return True
-
-    def transaction_committed(self) -> None:
-        with self._lock:
-            self._published |= self._pending
-            self._pending.clear()
-
-    def transaction_aborted(self) -> None:
-        with self._lock:
-            self._pending.clear()
-
-    @property
-    def published(self) -> frozenset[str]:
-        """Fingerprints (hex) known to be in the topic (committed)."""
-        return frozenset(self._published)
 
 
 def _watermarks(consumer: Any, tp: Any, deadline: float) -> tuple[int, int]:

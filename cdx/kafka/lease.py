@@ -38,6 +38,7 @@ from prometheus_client import Counter, Gauge
 
 from cdx.errors import FatalError, RetriableError
 from cdx.kafka.admin import TopicSpec, ensure_topics, partitions_of, topic_management
+from cdx.stage.backoff import Backoff
 
 log = logging.getLogger("cdx.lease")
 
@@ -131,7 +132,7 @@ class Lease:
 
     def _create_topic(self, stop: threading.Event, max_backoff: float = 30.0) -> bool:
         """Create the lease topic if missing, retrying while Kafka does not answer (False: stopped)."""
-        backoff = 0.5
+        backoff = Backoff(initial=min(0.5, max_backoff), maximum=max_backoff)
         while not stop.is_set():
             try:
                 if topic_management():
@@ -142,9 +143,8 @@ class Lease:
                 return True
             except RetriableError as exc:
                 log.warning("%s %s: lease topic %s: %s; retrying in %.1fs", self.role, self.name, self.topic, exc,
-                            backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, max_backoff)
+                            backoff.peek())
+                backoff.wait(stop)
         return False
 
     def release(self, timeout: float = 30.0) -> None:

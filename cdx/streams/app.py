@@ -29,6 +29,7 @@ import faust
 
 from cdx.errors import CdxError, ConfigError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
+from cdx.stage.backoff import Backoff
 from cdx.streams import metrics
 from cdx.streams.router import Router, ensure_router_topics, group_id
 from cdx.streams.routing import RoutingPlan
@@ -109,26 +110,39 @@ def build(topology: Topology, *, live: LiveTopology | None, datadir: Path, web_p
     membership; a worker restarted with the same id takes its partitions back without waiting.
     """
     k = topology.kafka
-    credentials = faust_credentials(k.security)
     plan = RoutingPlan(topology)
     if not plan.source_topics:
         raise ConfigError("the topology has no download subjob: nothing to route")
     ensure_topics(k.client_config(), [TopicSpec(t, k.default_partitions, k.replication_factor, COMPACTED)
                                       for t in plan.source_topics])
     ensure_router_topics(topology, plan)
-    app = RouterApp(
+    app = _router_app(topology, datadir=datadir, web_port=web_port, session_timeout=session_timeout,
+                      instance_id=instance_id)
+    router = Router(topology)
+    cast(RouterProducer, app.producer).flush_hooks.append(router.sender.flush)
+    rt = Runtime(app, router, live, plan.source_topics)
+    _add_route_agent(app, router, plan.source_topics)
+    _add_tick(app, rt, reload_interval)
+    return rt
+
+
+def _router_app(topology: Topology, *, datadir: Path, web_port: int | None, session_timeout: float,
+                instance_id: str | None) -> RouterApp:
+    """The faust app of a router worker: at-least-once, manual acks, no topic declaration."""
+    return RouterApp(
         group_id(topology), broker=faust_brokers(topology), processing_guarantee="at_least_once",
         store="memory://", datadir=str(datadir), web_enabled=web_port is not None, web_port=web_port or 6066,
         topic_allow_declare=False, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
         producer_acks=-1, producer_linger=0.005, producer_max_batch_size=262_144,
         broker_commit_interval=1.0, stream_wait_empty=True, autodiscover=False,
         broker_session_timeout=session_timeout, broker_heartbeat_interval=min(3.0, session_timeout / 3),
-        consumer_group_instance_id=instance_id, broker_credentials=credentials,
+        consumer_group_instance_id=instance_id, broker_credentials=faust_credentials(topology.kafka.security),
     )
-    router = Router(topology)
-    cast(RouterProducer, app.producer).flush_hooks.append(router.sender.flush)
-    rt = Runtime(app, router, live, plan.source_topics)
-    source = app.topic(*plan.source_topics, key_serializer="raw", value_serializer="raw", allow_empty=True)
+
+
+def _add_route_agent(app: RouterApp, router: Router, source_topics: Any) -> None:
+    """The agent routing every record of the table topics; a record that fails for good ends the process."""
+    source = app.topic(*source_topics, key_serializer="raw", value_serializer="raw", allow_empty=True)
 
     async def route(stream: Any) -> None:
         manual = stream.noack()
@@ -143,6 +157,11 @@ def build(topology: Topology, *, live: LiveTopology | None, datadir: Path, web_p
             await manual.ack(event)
 
     app.agent(source, name="cdx-router", concurrency=1)(route)
+
+
+def _add_tick(app: RouterApp, rt: Runtime, reload_interval: float) -> None:
+    """The timer (and SIGHUP) taking topology revisions, and the hook noting new assignments."""
+    router = rt.router
 
     async def tick() -> None:
         try:
@@ -167,17 +186,16 @@ def build(topology: Topology, *, live: LiveTopology | None, datadir: Path, web_p
         rt.assigned_pending = True
 
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
-    return rt
 
 
 async def _handle(router: Router, topic: str, partition: int, offset: int, key: bytes | None,
                   value: bytes | None) -> None:
-    delay = 0.5
+    backoff: Backoff | None = None  # made on the first failure only: this runs for every record
     while True:
         try:
             await router.handle(topic, partition, offset, key, value)
             return
         except RetriableError as exc:
-            log.warning("router: %s[%d]@%d: %s; retrying in %.1fs", topic, partition, offset, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            backoff = backoff or Backoff(initial=0.5, maximum=30.0)
+            log.warning("router: %s[%d]@%d: %s; retrying in %.1fs", topic, partition, offset, exc, backoff.peek())
+            await asyncio.sleep(backoff.next())

@@ -30,49 +30,33 @@ from collections.abc import Callable
 from typing import Any
 
 from cdx.cleanup import quietly
-from cdx.codec import SchemaPublisher, SchemaStore, TableSchemas, make_codec
+from cdx.codec import SchemaPublisher, SchemaStore, make_codec
 from cdx.codec.envelope import Op
 from cdx.connectors.capture import metrics, requests
-from cdx.connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
-from cdx.connectors.capture.records import ChangeEncoder, to_codec_columns
+from cdx.connectors.capture.positions import Position, SnapshotProgress, load_positions
+from cdx.connectors.capture.records import to_codec_columns
 from cdx.connectors.capture.snapshot import read_chunk, stale_keys
+from cdx.connectors.capture.table_state import TableState
 from cdx.connectors.capture.tracking import ChangeTracker, ResyncRequired, TableRef, open_tracker
-from cdx.connectors.upload.records import dlq_record
+from cdx.connectors.capture.writer import RECORD_OVERHEAD, CaptureWriter
 from cdx.dialects import get_dialect
 from cdx.errors import ConfigError, FatalError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.transactions import TransactionalProducer
+from cdx.stage.backoff import Backoff
 from cdx.topics import dlq_topic, positions_topic, schemas_topic
 from cdx.topology.live import LiveTopology
 from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.capture")
 
+__all__ = ["RECORD_OVERHEAD", "CaptureConnector", "TableState"]
+
 _OPS = {"I": Op.CREATE, "U": Op.UPDATE, "D": Op.DELETE}
-RECORD_OVERHEAD = 1024
-"""Bytes kept free below ``max_message_bytes`` for the record and batch headers."""
 DLQ_CONFIG = {"retention.ms": "-1"}
 REQUEST_INTERVAL = 2.0
 """Seconds between two reads of the operator's requests in HQ (``cdx.connectors.capture.requests``)."""
-
-
-class TableState:
-    """What the connector knows of one tracked table."""
-
-    def __init__(self, ref: TableRef, topic: str) -> None:
-        self.ref = ref
-        self.topic = topic
-        self.schemas: TableSchemas | None = None
-        self.encoder: ChangeEncoder | None = None
-        self.fields: frozenset[str] = frozenset()
-        self.position: Position | None = None
-        self.position_written_at = 0.0
-        self.checked = -1  # version read up to (the committed position lags it while the table is quiet)
-
-    @property
-    def name(self) -> str:
-        return str(self.ref)
 
 
 class CaptureConnector:
@@ -143,6 +127,8 @@ class CaptureConnector:
         self.store = SchemaStore(k.bootstrap_servers, self.schemas_topic, consumer_config=dict(self.base_config))
         registry = k.codec_config()
         self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
+        self.writer = CaptureWriter(self.producer, self.publisher, self.codec, self.hq_name, self.positions_topic,
+                                    self.dlq_topic, self.max_message_bytes)
         for table in self.tables:
             self._refresh_schema(table)
         positions = load_positions(self.base_config, self.positions_topic, self.hq_name)
@@ -168,7 +154,7 @@ class CaptureConnector:
                 self.publisher.publish(schemas.key)
                 self.publisher.publish(schemas.value)
 
-            self._transaction(publish)
+            self.writer.transaction(publish)
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision between two polls (see ``cdx.connectors.capture.reload``)."""
@@ -186,17 +172,16 @@ class CaptureConnector:
         Sets up first unless ``setup()`` was already called."""
         if self.producer is None:
             self.setup()
-        backoff = 0.5
+        backoff = Backoff(initial=0.5, maximum=30.0)
         while not self._stop.is_set():
             try:
                 if self.live is not None:
                     self.live.offer(self.reload)
                 published = self.poll_once()
-                backoff = 0.5
+                backoff.reset()
             except RetriableError as exc:
-                log.warning("capture will retry in %.1fs: %s", backoff, exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                log.warning("capture will retry in %.1fs: %s", backoff.peek(), exc)
+                backoff.wait(self._stop)
                 self._reconnect()
                 continue
             if not published:
@@ -301,7 +286,7 @@ class CaptureConnector:
         if not changes:
             idle = time.monotonic() - table.position_written_at > self.idle_position_interval
             if reached > table.position.version and idle:
-                self._transaction(lambda: self._produce_position(table, reached))
+                self.writer.transaction(lambda: self.writer.position(table, reached))
                 table.position = Position(reached, int(time.time() * 1000))
             table.checked = reached
             return 0
@@ -314,15 +299,15 @@ class CaptureConnector:
             out: list[dict[str, Any]] = []
             for change in changes:
                 op = _OPS[change.op]
-                self._produce_change(table, op, change.key, change.row, change.version, now, out)
+                self.writer.change(table, op, change.key, change.row, change.version, now, out)
                 counts[op] += 1
-            self._flush(table, out)
-            self._produce_position(table, reached)
+            self.writer.flush(table, out)
+            self.writer.position(table, reached)
             for op, count in counts.items():
                 if count:
                     metrics.CHANGES.labels(table.name, op.value).inc(count)
 
-        self._transaction(work)
+        self.writer.transaction(work)
         table.position = Position(reached, now)
         table.checked = reached
         metrics.VERSION.labels(table.name).set(reached)
@@ -355,13 +340,13 @@ class CaptureConnector:
             assert table.schemas is not None
             out: list[dict[str, Any]] = []
             for row in chunk.rows:
-                self._produce_change(table, Op.READ, table.schemas.key_of(row), row, version, started, out, "true")
+                self.writer.change(table, Op.READ, table.schemas.key_of(row), row, version, started, out, "true")
             for key in stale:
-                self._produce_change(table, Op.DELETE, key, None, version, started, out, "true")
-            self._flush(table, out)
-            self._produce_position(table, version, chunk.progress)
+                self.writer.change(table, Op.DELETE, key, None, version, started, out, "true")
+            self.writer.flush(table, out)
+            self.writer.position(table, version, chunk.progress)
 
-        self._transaction(work)
+        self.writer.transaction(work)
         table.position = Position(version, int(time.time() * 1000), chunk.progress)
         metrics.CHANGES.labels(table.name, "r").inc(len(chunk.rows))
         if chunk.done:
@@ -376,58 +361,3 @@ class CaptureConnector:
         encoded = [self.codec.encode_key(table.topic, schemas.key, schemas.key_of(row)) for row in last_chunk]
         return stale_keys(self.base_config, table.topic, self.codec, table.position.version,
                           table.position.snapshot.started_ms, encoded)
-
-    # -------------------------------------------------------------- producing
-    def _produce_change(self, table: TableState, op: Op, key: dict[str, Any], row: dict[str, Any] | None,
-                        version: int, now: int, out: list[dict[str, Any]], snapshot: str = "false") -> None:
-        """Encode one change into ``out`` (its record, and a tombstone after a delete); ``_flush`` produces them."""
-        assert self.producer is not None and table.schemas is not None
-        encoder = table.encoder
-        if encoder is None or encoder.schemas is not table.schemas:
-            encoder = table.encoder = ChangeEncoder(self.codec, table.topic, table.schemas, hq_name=self.hq_name,
-                                                    schema=table.ref.schema or "", table=table.ref.name)
-        key_bytes, value_bytes = encoder.encode(op, key, row, version, now, snapshot)
-        size = len(key_bytes) + len(value_bytes or b"")
-        if size + RECORD_OVERHEAD > self.max_message_bytes:
-            self._dead_letter(table, key, size)
-            return
-        out.append({"key": key_bytes, "value": value_bytes})
-        if op is Op.DELETE:
-            out.append({"key": key_bytes, "value": None})
-
-    def _flush(self, table: TableState, out: list[dict[str, Any]]) -> None:
-        assert self.producer is not None
-        self.producer.produce_many(table.topic, out)
-
-    def _dead_letter(self, table: TableState, key: dict[str, Any], size: int) -> None:
-        """A change too large to publish: a dead letter (table, key, size, reason) in the same transaction."""
-        assert self.producer is not None
-        reason = (f"record of {size:,} bytes exceeds kafka.max_message_bytes ({self.max_message_bytes:,} bytes,"
-                  f" less {RECORD_OVERHEAD} for headers); raise the setting or shrink the row")
-        dkey, dvalue, headers = dlq_record("capture", reason, table=table.name, topic=table.topic, row=key)
-        self.producer.produce(self.dlq_topic, dvalue, key=dkey, headers=headers)
-        metrics.DEAD_LETTERS.labels(table.name).inc()
-        log.error("%s: change of key %s not published: %s", table.name, key, reason)
-
-    def _produce_position(self, table: TableState, version: int, snapshot: SnapshotProgress | None = None) -> None:
-        assert self.producer is not None
-        self.producer.produce(self.positions_topic, encode_position(version, snapshot),
-                              key=position_key(self.hq_name, table.name))
-        table.position_written_at = time.monotonic()
-
-    def _transaction(self, work: Callable[[], object]) -> None:
-        assert self.producer is not None
-        self.producer.begin()
-        try:
-            work()
-            self.producer.commit()
-        except BaseException:
-            metrics.ABORTS.inc()
-            try:
-                self.producer.abort()
-            finally:
-                self.publisher.transaction_aborted()
-            raise
-        self.publisher.transaction_committed()
-        metrics.TRANSACTIONS.inc()
-

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from cdx.connectors.migrate.runner import DatabaseResult, Progress, Settings, Target, migrate_database
 from cdx.connectors.migrate.scripts import ScriptSet
 from cdx.connectors.sink.spec import sink_specs
+from cdx.stage.backoff import Backoff
 from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.migrate")
@@ -77,7 +78,7 @@ def before_sink(topology: Topology, owner_id: str, stop: threading.Event,
     error)`` reports ``waiting`` / ``failed``. True when the sink may start."""
     from cdx.errors import CdxError
 
-    delay = 1.0
+    backoff = Backoff(initial=1.0, maximum=30.0)
     while not stop.is_set():
         try:
             results = pending_results(topology, [owner_id])
@@ -92,8 +93,7 @@ def before_sink(topology: Topology, owner_id: str, stop: threading.Event,
             log.error("sink %s not started: extension scripts: %s", owner_id, failure_text(results[0]))
             return False
         on_state("waiting", results[0].error)
-        stop.wait(delay)
-        delay = min(delay * 2, 30.0)
+        backoff.wait(stop)
     return False
 
 

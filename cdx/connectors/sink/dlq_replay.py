@@ -48,6 +48,7 @@ from cdx.connectors.sink.tools import SinkTools, open_database
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.dialects.base import STATE_TABLE
 from cdx.errors import CdxError, ConfigError, RetriableError, SkippableError
+from cdx.stage.backoff import Backoff
 
 log = logging.getLogger("cdx.sink")
 
@@ -209,51 +210,18 @@ class _Channel:
         return None
 
     def _replay_one(self, letter: DeadLetter) -> Outcome:
+        """Replay one letter, retrying a retriable database error (``owner.retries`` attempts in all)."""
         origin = letter.origin
         assert origin is not None and self.conn is not None
         _, part, offset = origin
         key, value, headers, ts = letter.record_bytes()
         rec = self.decoder.decode(part, offset, key, value, timestamp=ts, headers=headers)
         d = self.dialect
-        delay = 0.5
+        backoff = Backoff(initial=0.5, maximum=5.0)
         for attempt in range(1, self.owner.retries + 1):
             started = utcnow()
             try:
-                with d.transaction(self.conn):
-                    lock_offsets(self.conn, d, self.store)
-                    state = self.store.load(self.conn)
-                    markers = load_markers(self.conn, d, self.spec.topic)
-                    if (part, offset) in markers:
-                        return self._outcome(letter, ALREADY, "replayed meanwhile",
-                                             markers[(part, offset)].get("session"))
-                    stored = state.offsets.get(part, 0)
-                    if stored <= offset:
-                        return self._outcome(letter, NOT_REACHED, "the sink has not read this record since it was"
-                                                                  " rewound; it applies it itself")
-                    if stored > self.ends.get(part, 0):  # the sink moved on since the scan: look at the rest
-                        self._scan([letter], {part: self.ends.get(part, 0)}, {part: stored})
-                    newer = self._newer(rec)
-                    if newer is not None:
-                        write_marker(self.conn, d, self.spec.topic, part, offset, {
-                            "outcome": "stale", "dlq_offset": letter.dlq_offset, "at": started.isoformat() + "Z",
-                            "superseded_by": newer})
-                        return self._outcome(letter, STALE, f"a later change of the same key (offset {newer})"
-                                                            " supersedes it; nothing written")
-                    if rec.change is None:
-                        raise _Refused(rec.error or "the letter holds a tombstone")
-                    plan = plan_batch([rec], SinkState(), self.spec)
-                    if plan.dead:
-                        raise _Refused(plan.dead[0][1])
-                    written = apply_plan(self.conn, d, self.tables, plan, self.spec)
-                    session = batch_session(self.spec, [rec], plan, written, started, kind=DLQ_REPLAY)
-                    write_marker(self.conn, d, self.spec.topic, part, offset, {
-                        "outcome": "applied", "dlq_offset": letter.dlq_offset, "at": started.isoformat() + "Z",
-                        "session": session.session_id})
-                    self.sessions.record(self.conn, session)
-                log.info("dlq replay: %s %s[%d]@%d applied (letter %d)", self.spec.owner_id, self.spec.topic, part,
-                         offset, letter.dlq_offset)
-                return self._outcome(letter, APPLIED, f"{written.upserted} upserted, {written.deleted} deleted",
-                                     session.session_id)
+                return self._apply_letter(letter, rec, part, offset, started)
             except _Refused as e:
                 self.tables.reset()
                 return self._again(letter, rec, str(e), started)
@@ -263,9 +231,8 @@ class _Channel:
                 if category is SkippableError:
                     return self._again(letter, rec, f"{type(e).__name__}: {e}", started)
                 if category is RetriableError and attempt < self.owner.retries:
-                    log.warning("dlq replay: %s: %s; retrying in %.1fs", self.spec.owner_id, e, delay)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    log.warning("dlq replay: %s: %s; retrying in %.1fs", self.spec.owner_id, e, backoff.peek())
+                    time.sleep(backoff.next())
                     if self._broken():
                         self.conn.close()
                         self.conn = open_database(self.spec)
@@ -275,6 +242,47 @@ class _Channel:
                 raise category(f"dlq replay of letter {letter.dlq_offset} ({self.spec.owner_id}):"
                                f" {type(e).__name__}: {e}") from e
         raise AssertionError("unreachable")
+
+    def _apply_letter(self, letter: DeadLetter, rec: Record, part: int, offset: int,
+                      started: dt.datetime) -> Outcome:
+        """One attempt, in one sink transaction: skip a letter already replayed, not reached or
+        superseded (marker written), else apply it with its marker and session."""
+        assert self.conn is not None
+        d = self.dialect
+        with d.transaction(self.conn):
+            lock_offsets(self.conn, d, self.store)
+            state = self.store.load(self.conn)
+            markers = load_markers(self.conn, d, self.spec.topic)
+            if (part, offset) in markers:
+                return self._outcome(letter, ALREADY, "replayed meanwhile", markers[(part, offset)].get("session"))
+            stored = state.offsets.get(part, 0)
+            if stored <= offset:
+                return self._outcome(letter, NOT_REACHED, "the sink has not read this record since it was"
+                                                          " rewound; it applies it itself")
+            if stored > self.ends.get(part, 0):  # the sink moved on since the scan: look at the rest
+                self._scan([letter], {part: self.ends.get(part, 0)}, {part: stored})
+            newer = self._newer(rec)
+            if newer is not None:
+                write_marker(self.conn, d, self.spec.topic, part, offset, {
+                    "outcome": "stale", "dlq_offset": letter.dlq_offset, "at": started.isoformat() + "Z",
+                    "superseded_by": newer})
+                return self._outcome(letter, STALE, f"a later change of the same key (offset {newer})"
+                                                    " supersedes it; nothing written")
+            if rec.change is None:
+                raise _Refused(rec.error or "the letter holds a tombstone")
+            plan = plan_batch([rec], SinkState(), self.spec)
+            if plan.dead:
+                raise _Refused(plan.dead[0][1])
+            written = apply_plan(self.conn, d, self.tables, plan, self.spec)
+            session = batch_session(self.spec, [rec], plan, written, started, kind=DLQ_REPLAY)
+            write_marker(self.conn, d, self.spec.topic, part, offset, {
+                "outcome": "applied", "dlq_offset": letter.dlq_offset, "at": started.isoformat() + "Z",
+                "session": session.session_id})
+            self.sessions.record(self.conn, session)
+        log.info("dlq replay: %s %s[%d]@%d applied (letter %d)", self.spec.owner_id, self.spec.topic, part,
+                 offset, letter.dlq_offset)
+        return self._outcome(letter, APPLIED, f"{written.upserted} upserted, {written.deleted} deleted",
+                             session.session_id)
 
     def _broken(self) -> bool:
         try:

@@ -246,38 +246,16 @@ class Resync:
 
     def _commit(self, compacted: _Compacted, old: SinkState, ends: Mapping[int, int],
                 refused: Mapping[TKey, Mapping[Key, str]], report: ResyncReport, started: Any) -> None:
+        """One sink transaction: upsert the compacted rows, delete the rows the topic no longer holds,
+        dead-letter what was refused, save offsets and watermarks, record the session."""
         d, conn = self.dialect, self.conn
         ordered = [tb for tb in compacted.tables.values()]
         ordered.sort(key=lambda t: self.spec.rank(t.schema, t.table))
-        upserted = removed = live_rows = 0
         with d.transaction(conn):
             if self.guard is not None:
                 self.guard(conn)
-            for tb in ordered:
-                self.tables.ensure(conn, tb.shapes.values())
-            for tb in ordered:
-                skip = set(refused.get((tb.schema, tb.table), {}))
-                for columns, items in _upsert_groups(tb, skip).items():
-                    d.upsert_rows(conn, tb.schema, tb.table, columns, tb.key_names, [r for _, r in items])
-                    upserted += len(items)
-            for schema, table in reversed(self._targets(compacted)):
-                if not d.table_exists(conn, schema, table):
-                    continue
-                found = next((t for t in ordered if target_key(t.schema, t.table) == target_key(schema, table)), None)
-                keep: set[Key] = set(refused.get((schema, table), {})) if found is None else \
-                    set(refused.get((found.schema, found.table), {}))
-                if found is not None:
-                    live = {k for k, (_, row) in found.changes.items() if row is not None}
-                    live_rows += len(live)
-                    keep |= live
-                    key_names = list(found.key_names)
-                else:
-                    cols = d.introspect_columns(conn, schema, table)
-                    key_names = [c.name for c in sorted((c for c in cols if c.primary_key),
-                                                        key=lambda c: c.key_position)]
-                gone = [k for k in self._keys(schema, table, key_names) if k not in keep]
-                if gone:
-                    removed += max(d.delete_rows(conn, schema, table, key_names, gone), 0)
+            upserted = self._upsert_all(ordered, refused)
+            removed, live_rows = self._delete_gone(compacted, ordered, refused)
             dead = list(compacted.dead)
             for (schema, table), keys in refused.items():
                 for key, why in keys.items():
@@ -306,6 +284,45 @@ class Resync:
         report.dead_lettered = len(dead)
         report.state = SinkState(dict(offsets), marks)
         report.session = session
+
+    def _upsert_all(self, ordered: list[TableBatch], refused: Mapping[TKey, Mapping[Key, str]]) -> int:
+        """Upsert every live compacted row but the refused ones (parents first); returns the rows upserted."""
+        d, conn = self.dialect, self.conn
+        upserted = 0
+        for tb in ordered:
+            self.tables.ensure(conn, tb.shapes.values())
+        for tb in ordered:
+            skip = set(refused.get((tb.schema, tb.table), {}))
+            for columns, items in _upsert_groups(tb, skip).items():
+                d.upsert_rows(conn, tb.schema, tb.table, columns, tb.key_names, [r for _, r in items])
+                upserted += len(items)
+        return upserted
+
+    def _delete_gone(self, compacted: _Compacted, ordered: list[TableBatch],
+                     refused: Mapping[TKey, Mapping[Key, str]]) -> tuple[int, int]:
+        """Delete, children first, every row whose key the topic no longer holds live (refused keys kept);
+        returns (rows removed, live rows)."""
+        d, conn = self.dialect, self.conn
+        removed = live_rows = 0
+        for schema, table in reversed(self._targets(compacted)):
+            if not d.table_exists(conn, schema, table):
+                continue
+            found = next((t for t in ordered if target_key(t.schema, t.table) == target_key(schema, table)), None)
+            keep: set[Key] = set(refused.get((schema, table), {})) if found is None else \
+                set(refused.get((found.schema, found.table), {}))
+            if found is not None:
+                live = {k for k, (_, row) in found.changes.items() if row is not None}
+                live_rows += len(live)
+                keep |= live
+                key_names = list(found.key_names)
+            else:
+                cols = d.introspect_columns(conn, schema, table)
+                key_names = [c.name for c in sorted((c for c in cols if c.primary_key),
+                                                    key=lambda c: c.key_position)]
+            gone = [k for k in self._keys(schema, table, key_names) if k not in keep]
+            if gone:
+                removed += max(d.delete_rows(conn, schema, table, key_names, gone), 0)
+        return removed, live_rows
 
     def _keys(self, schema: str, table: str, key_names: list[str]) -> list[Key]:
         d = self.dialect

@@ -43,7 +43,7 @@ from cdx.connectors.sink.sessions import REWIND, Session, SessionLog, utcnow
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import StateStore
 from cdx.connectors.sink.tools import SinkTools, open_database
-from cdx.dialects import get_dialect
+from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.dialects.base import STATE_TABLE
 from cdx.errors import ConfigError, FatalError
 
@@ -99,27 +99,7 @@ def parse_timestamp(text: str) -> int:
 def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, from_timestamp_ms: int | None = None,
            from_beginning: bool = False, partitions: Iterable[int] | None = None) -> RewindResult:
     """Rewind ``spec``'s database (see module docstring). The caller checks the sink is stopped."""
-    chosen = [from_offset is not None, from_timestamp_ms is not None, from_beginning]
-    if sum(chosen) != 1:
-        raise ConfigError("give exactly one of --from-offset, --from-timestamp, --from-beginning")
-    lows, ends = watermarks(tools.config, spec.topic)
-    if not ends:
-        raise ConfigError(f"topic {spec.topic} does not exist (nothing to replay)")
-    only = set(partitions or ())
-    unknown = only - set(ends)
-    if unknown:
-        raise ConfigError(f"{spec.topic} has no partition {sorted(unknown)}; it has {sorted(ends)}")
-    if from_beginning:
-        wanted = dict(lows)
-    elif from_offset is not None:
-        if from_offset < 0:
-            raise ConfigError("--from-offset must be 0 or more")
-        wanted = {p: from_offset for p in ends}
-    else:
-        assert from_timestamp_ms is not None
-        wanted = offsets_for_time(tools.config, spec.topic, from_timestamp_ms)
-    if only:
-        wanted = {p: o for p, o in wanted.items() if p in only}
+    lows, ends, wanted = _wanted_offsets(tools, spec, from_offset, from_timestamp_ms, from_beginning, partitions)
     dialect = get_dialect(spec.dialect)
     store = StateStore(dialect, spec.topic)
     sessions = SessionLog(dialect, spec.owner_id)
@@ -144,32 +124,75 @@ def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, 
                     moved[p] = (stored, new)
             result = RewindResult(spec, before, dict(before), dict(ends), moved=moved)
             if moved:
-                q, ph = dialect.quote_ident, dialect.placeholder
-                table = dialect.kernel_table(STATE_TABLE)
-                cur = conn.cursor()
-                for p in moved:
-                    cur.execute(f"DELETE FROM {table} WHERE {q('namespace')} = {ph} AND {q('key')} LIKE {ph}",
-                                (store.namespace, f"wm:{p}:%"))
-                store.save(conn, {p: new for p, (_, new) in moved.items()}, {})
-                stale = [marker_key(p, o) for (p, o) in load_markers(conn, dialect, spec.topic)
-                         if p in moved and o >= moved[p][1]]
-                if stale:
-                    cur.executemany(f"DELETE FROM {table} WHERE {q('namespace')} = {ph} AND {q('key')} = {ph}",
-                                    [(marker_namespace(spec.topic), k) for k in stale])
-                result.markers_removed = len(stale)
-                result.after.update({p: new for p, (_, new) in moved.items()})
-                when = dt.datetime.fromtimestamp((from_timestamp_ms or 0) / 1000, dt.UTC).isoformat()
-                how = ("from the beginning" if from_beginning else f"from offset {from_offset}"
-                       if from_offset is not None else f"from {when}")
-                result.session = Session(
-                    channel=spec.owner_id, kind=REWIND, group_topic=spec.topic,
-                    offsets={p: (new, old - 1) for p, (old, new) in moved.items()}, started_at=utcnow(),
-                    detail=f"rewound {how}: " + ", ".join(f"partition {p}: {old} -> {new}"
-                                                         for p, (old, new) in sorted(moved.items())))
-                sessions.record(conn, result.session)
+                how = _how(from_offset, from_timestamp_ms, from_beginning)
+                sessions.record(conn, _move_back(conn, dialect, store, spec, result, how))
         lock.release(conn)
     finally:
         conn.close()
     if result.moved:
         log.info("replay: %s rewound %s", spec.owner_id, result.moved)
     return result
+
+
+def _wanted_offsets(tools: SinkTools, spec: SinkSpec, from_offset: int | None, from_timestamp_ms: int | None,
+                    from_beginning: bool, partitions: Iterable[int] | None
+                    ) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    """The topic's (low watermarks, end offsets) and the offset each chosen partition should go back to;
+    ``ConfigError`` for a bad choice (not exactly one start, a partition the topic lacks...)."""
+    chosen = [from_offset is not None, from_timestamp_ms is not None, from_beginning]
+    if sum(chosen) != 1:
+        raise ConfigError("give exactly one of --from-offset, --from-timestamp, --from-beginning")
+    lows, ends = watermarks(tools.config, spec.topic)
+    if not ends:
+        raise ConfigError(f"topic {spec.topic} does not exist (nothing to replay)")
+    only = set(partitions or ())
+    unknown = only - set(ends)
+    if unknown:
+        raise ConfigError(f"{spec.topic} has no partition {sorted(unknown)}; it has {sorted(ends)}")
+    if from_beginning:
+        wanted = dict(lows)
+    elif from_offset is not None:
+        if from_offset < 0:
+            raise ConfigError("--from-offset must be 0 or more")
+        wanted = {p: from_offset for p in ends}
+    else:
+        assert from_timestamp_ms is not None
+        wanted = offsets_for_time(tools.config, spec.topic, from_timestamp_ms)
+    if only:
+        wanted = {p: o for p, o in wanted.items() if p in only}
+    return dict(lows), dict(ends), dict(wanted)
+
+
+def _how(from_offset: int | None, from_timestamp_ms: int | None, from_beginning: bool) -> str:
+    """Where the rewind starts, in words (for the session)."""
+    when = dt.datetime.fromtimestamp((from_timestamp_ms or 0) / 1000, dt.UTC).isoformat()
+    return ("from the beginning" if from_beginning else f"from offset {from_offset}"
+            if from_offset is not None else f"from {when}")
+
+
+def _move_back(conn: Connection, dialect: Dialect, store: StateStore, spec: SinkSpec, result: RewindResult,
+               how: str) -> Session:
+    """In the caller's transaction: store the earlier offsets of ``result.moved``, drop their watermarks and
+    the replay markers at or after them, and fill ``result`` (markers removed, offsets after, session);
+    returns the session to record."""
+    moved = result.moved
+    q, ph = dialect.quote_ident, dialect.placeholder
+    table = dialect.kernel_table(STATE_TABLE)
+    cur = conn.cursor()
+    for p in moved:
+        cur.execute(f"DELETE FROM {table} WHERE {q('namespace')} = {ph} AND {q('key')} LIKE {ph}",
+                    (store.namespace, f"wm:{p}:%"))
+    store.save(conn, {p: new for p, (_, new) in moved.items()}, {})
+    stale = [marker_key(p, o) for (p, o) in load_markers(conn, dialect, spec.topic)
+             if p in moved and o >= moved[p][1]]
+    if stale:
+        cur.executemany(f"DELETE FROM {table} WHERE {q('namespace')} = {ph} AND {q('key')} = {ph}",
+                        [(marker_namespace(spec.topic), k) for k in stale])
+    result.markers_removed = len(stale)
+    result.after.update({p: new for p, (_, new) in moved.items()})
+    result.session = Session(
+        channel=spec.owner_id, kind=REWIND, group_topic=spec.topic,
+        offsets={p: (new, old - 1) for p, (old, new) in moved.items()}, started_at=utcnow(),
+        detail=f"rewound {how}: " + ", ".join(f"partition {p}: {old} -> {new}"
+                                             for p, (old, new) in sorted(moved.items())))
+    return result.session

@@ -201,8 +201,24 @@ class UploadSource:
                               f"{subjob.replication_counter}; add it (an identity column) or fix the subjob")
         self.counter = counter.name
         self.counter_hq = counter_hq_name(subjob)
-        wanted = list(subjob.all_fields()) if override else list(subjob.fields)
         self.columns: list[SourceColumn] = []
+        self._own_columns(have, override)
+        pk = key_columns(cols)
+        self.key = [c.hq for c in self.columns if c.column.name in pk] or [self.counter_hq]
+        # extension joined to the primary row
+        self.ext_table: TableRef | None = None
+        self.join: list[tuple[str, str]] = []
+        self.ext_marker: ColumnInfo | None = None
+        if ext is not None and not override:
+            self._join_extension(conn, have, pk)
+        self.extension_fields = [c.hq for c in self.columns if c.extension]
+        self._select = self._select_sql()
+
+    def _own_columns(self, have: dict[str, ColumnInfo], override: bool) -> None:
+        """The columns read from the table itself: DATAAREAID when it has one, then the mapped fields
+        (with ``override_target``, the extension's too; missing ones are then only logged)."""
+        subjob = self.subjob
+        wanted = list(subjob.all_fields()) if override else list(subjob.fields)
         if DATAAREAID.casefold() in have:
             self.columns.append(SourceColumn(DATAAREAID, have[DATAAREAID.casefold()]))
         missing = []
@@ -217,40 +233,38 @@ class UploadSource:
         if missing:
             log.warning("%s: extension table %s (override_target) has no %s; they are not uploaded (HQ defaults)",
                         subjob.id, self.table, ", ".join(missing))
-        pk = key_columns(cols)
-        self.key = [c.hq for c in self.columns if c.column.name in pk] or [self.counter_hq]
-        # extension joined to the primary row
-        self.ext_table: TableRef | None = None
-        self.join: list[tuple[str, str]] = []
-        self.ext_marker: ColumnInfo | None = None
-        if ext is not None and not override:
-            self.ext_table = ext.target
-            ecols = dialect.introspect_columns(conn, ext.target.schema, ext.target.name, require_primary_key=False)
-            ehave = _by_name(ecols)
-            join_names = list(ext.key) or pk
-            if not join_names:
-                raise ConfigError(f"extension {ext.target} of {subjob.id}: no key to join on; set extension.key")
-            if DATAAREAID.casefold() in have and DATAAREAID.casefold() in ehave and \
-                    DATAAREAID.casefold() not in {n.casefold() for n in join_names}:
-                join_names = [DATAAREAID, *join_names]
-            for name in join_names:
-                p, e = have.get(name.casefold()), ehave.get(name.casefold())
-                if p is None or e is None:
-                    raise ConfigError(f"extension {ext.target} of {subjob.id}: join column {name} missing in "
-                                      f"{self.table if p is None else ext.target}")
-                self.join.append((p.name, e.name))
-            self.ext_marker = ehave[self.join[0][1].casefold()]
-            emissing = []
-            for f in ext.fields:
-                found = ehave.get(f.channel_name.casefold())
-                if found is None:
-                    emissing.append(f.channel_name)
-                    continue
-                self.columns.append(SourceColumn(f.name, found, extension=True))
-            if emissing:
-                raise ConfigError(f"extension table {ext.target} lacks the columns {emissing} of subjob {subjob.id}")
-        self.extension_fields = [c.hq for c in self.columns if c.extension]
-        self._select = self._select_sql()
+
+    def _join_extension(self, conn: Connection, have: dict[str, ColumnInfo], pk: list[str]) -> None:
+        """An extension table read with each primary row (LEFT JOIN on its key, DATAAREAID added when
+        both tables have it); ``ConfigError`` for a join or extension column missing."""
+        subjob, dialect = self.subjob, self.dialect
+        ext = subjob.extension
+        assert ext is not None
+        self.ext_table = ext.target
+        ecols = dialect.introspect_columns(conn, ext.target.schema, ext.target.name, require_primary_key=False)
+        ehave = _by_name(ecols)
+        join_names = list(ext.key) or pk
+        if not join_names:
+            raise ConfigError(f"extension {ext.target} of {subjob.id}: no key to join on; set extension.key")
+        if DATAAREAID.casefold() in have and DATAAREAID.casefold() in ehave and \
+                DATAAREAID.casefold() not in {n.casefold() for n in join_names}:
+            join_names = [DATAAREAID, *join_names]
+        for name in join_names:
+            p, e = have.get(name.casefold()), ehave.get(name.casefold())
+            if p is None or e is None:
+                raise ConfigError(f"extension {ext.target} of {subjob.id}: join column {name} missing in "
+                                  f"{self.table if p is None else ext.target}")
+            self.join.append((p.name, e.name))
+        self.ext_marker = ehave[self.join[0][1].casefold()]
+        emissing = []
+        for f in ext.fields:
+            found = ehave.get(f.channel_name.casefold())
+            if found is None:
+                emissing.append(f.channel_name)
+                continue
+            self.columns.append(SourceColumn(f.name, found, extension=True))
+        if emissing:
+            raise ConfigError(f"extension table {ext.target} lacks the columns {emissing} of subjob {subjob.id}")
 
     # -------------------------------------------------------------------------- schema
     def codec_columns(self) -> list[Column]:
