@@ -287,7 +287,7 @@ class _Channel:
 
     def _again(self, letter: DeadLetter, rec: Record, error: str, started: dt.datetime) -> Outcome:
         """Dead-letter the record again with the new error, record a Failed session."""
-        attempt = int((letter.doc or {}).get("attempt") or 1) + 1
+        attempt = int(letter.extra.get("attempt") or 1) + 1
         self.tools.dead_letters.send(self.spec.owner_id, self.spec.kind, self.spec.topic, rec, error,
                                      {"replay_of": letter.dlq_offset, "attempt": attempt})
         self.sessions.record_alone(self.conn, batch_session(

@@ -476,7 +476,8 @@ class ChannelOfflineSync:
                 rows.setdefault(str(side.channel_table), []).append(
                     {k: _json(v) for k, v in _row_dict(side, values).items()})
             records.append(dlq_record(
-                COMPONENT, reason, channel=self.channel.id, table=str(first_side.channel_table), counter=counter,
+                "offline", reason, error_kind="conflict",
+                channel=self.channel.id, table=str(first_side.channel_table), counter=counter,
                 row={**_row_dict(first_side, first_values), "_register": register, "_transaction": tkey,
                      "_rows": rows}))
         produce_and_flush(self.dlq, self.dlq_topic, records)

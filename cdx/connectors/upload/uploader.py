@@ -423,7 +423,7 @@ class ChannelUploader:
                         dead.append((p, row, too_big))
                         continue
                 except SkippableError as exc:
-                    dkey, dvalue, headers = dlq_record("channel-upload", str(exc), channel=self.id, table=table_name,
+                    dkey, dvalue, headers = dlq_record("upload", str(exc), channel=self.id, table=table_name,
                                                        counter=row.counter, topic=topic, row=row.values)
                     producer.produce(self.dlq_topic, dvalue, key=dkey, headers=headers)
                     metrics.DEAD_LETTERS.labels("channel-upload").inc()
