@@ -22,7 +22,9 @@ A dead letter is one Kafka record (:func:`make_letter` gives its key, value and 
   ``key`` is the row's key with JSON-safe values (:func:`json_safe`); ``record`` is the origin
   Kafka record byte for byte (enough to replay it); ``extra`` holds what only one component has
   (the sink: ``kind``, ``hq``, ``subjob``, ``replay_of``, ``attempt``; the upload side: ``counter``,
-  ``topic``, ``row``). The full error is in the value, the header holds its start.
+  ``topic``, ``row``). The full error is in the value, the header holds its start. A letter that
+  would exceed :data:`MAX_LETTER_BYTES` leaves the record's value out (``extra["record_omitted"]``
+  says so; the ``source`` position still finds the record) rather than stall its stage.
 
 :func:`parse_letter` reads any record of the topic: letters of this format, and the three formats
 written before it (sink JSON letters, the upload/capture JSON letters with ``cdx.kind`` headers,
@@ -45,6 +47,9 @@ from typing import Any
 
 LETTER_VERSION = 1
 ERROR_HEADER_LIMIT = 1000
+MAX_LETTER_BYTES = 1_000_000
+"""Largest letter value written with the origin record's value in it: the dead-letter topic keeps the
+broker's default ``max.message.bytes`` (1 MiB), and the value holds the record in base64."""
 COMPONENTS = ("capture", "router", "sink", "upload", "upload-sink", "offline")
 """Who writes letters: HQ capture, the router, channel/register sinks, the channel upload, the HQ
 upload sink, the offline-register sync."""
@@ -141,11 +146,12 @@ def json_safe(value: Any) -> Any:
 def make_letter(component: str, error: str, *, error_kind: str = "skippable", channel: str | None = None,
                 table: str | None = None, key: Any = None, op: str | None = None, source: Position | None = None,
                 record: OriginRecord | None = None, extra: Mapping[str, Any] | None = None,
-                now_ms: int | None = None) -> tuple[bytes, bytes, Headers]:
+                now_ms: int | None = None, max_bytes: int = MAX_LETTER_BYTES) -> tuple[bytes, bytes, Headers]:
     """``(key, value, headers)`` of one dead letter, ready for a producer (format: module docstring).
 
     ``component`` is one of :data:`COMPONENTS` and ``error_kind`` one of :data:`ERROR_KINDS`
-    (``ValueError`` otherwise); ``key`` and ``extra`` are made JSON-safe."""
+    (``ValueError`` otherwise); ``key`` and ``extra`` are made JSON-safe. A value over ``max_bytes``
+    leaves the origin record's value out (``extra["record_omitted"]`` says so)."""
     if component not in COMPONENTS:
         raise ValueError(f"unknown dead-letter component {component!r} (one of {', '.join(COMPONENTS)})")
     if error_kind not in ERROR_KINDS:
@@ -165,8 +171,24 @@ def make_letter(component: str, error: str, *, error_kind: str = "skippable", ch
                     ("cdx.source.partition", str(source.partition).encode()),
                     ("cdx.source.offset", str(source.offset).encode())]
     kafka_key = channel or (source.topic if source else None) or table or component
-    value = json.dumps(letter.to_json(), ensure_ascii=False, separators=(",", ":"))
-    return kafka_key.encode("utf-8", "replace"), value.encode("utf-8", "replace"), headers
+    return kafka_key.encode("utf-8", "replace"), _fitted(letter, max_bytes), headers
+
+
+def _fitted(letter: Letter, max_bytes: int) -> bytes:
+    """The value of ``letter``; when over ``max_bytes``, the origin record's value is left out (said in
+    ``extra["record_omitted"]``): a letter that cannot be written would stall its stage."""
+    value = _encode(letter)
+    rec = letter.record
+    if len(value) <= max_bytes or rec is None or rec.value is None:
+        return value
+    letter.record = OriginRecord(rec.key, None, rec.headers, rec.timestamp)
+    letter.extra["record_omitted"] = (f"the record's value ({len(rec.value):,} bytes) is left out: the letter"
+                                      f" would exceed {max_bytes:,} bytes")
+    return _encode(letter)
+
+
+def _encode(letter: Letter) -> bytes:
+    return json.dumps(letter.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
 
 
 # ------------------------------------------------------------------------------ reading

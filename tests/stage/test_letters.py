@@ -61,6 +61,16 @@ def test_optional_headers_only_when_known_and_the_kafka_key() -> None:
     assert make_letter("router", "bad")[0] == b"router"
 
 
+def test_a_letter_too_large_leaves_the_record_value_out() -> None:
+    record = OriginRecord(b"k", b"v" * 2000, (("h", b"1"),), 7)
+    _, value, _ = make_letter("router", "bad", source=Position("t", 0, 1), record=record, max_bytes=1000)
+    letter = parse_letter(b"t", value, [("cdx.letter.version", b"1")])
+    assert len(value) <= 1000 and letter.record == OriginRecord(b"k", None, (("h", b"1"),), 7)
+    assert "2,000 bytes" in letter.extra["record_omitted"] and letter.source == Position("t", 0, 1)
+    _, value, _ = make_letter("router", "bad", record=record, max_bytes=4000)
+    assert parse_letter(b"t", value, [("cdx.letter.version", b"1")]).record == record
+
+
 @pytest.mark.parametrize(("component", "kind"), [("channel-upload", "skippable"), ("sink", "boom")])
 def test_unknown_component_or_error_kind_is_refused(component: str, kind: str) -> None:
     with pytest.raises(ValueError, match="unknown dead-letter"):
