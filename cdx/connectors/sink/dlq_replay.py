@@ -147,7 +147,10 @@ class _Channel:
             for letter in self.letters:
                 origin = letter.origin
                 assert origin is not None
-                if origin[0] != self.spec.topic:
+                if "record_omitted" in letter.extra:
+                    out.append(self._outcome(letter, SKIPPED, f"{letter.extra['record_omitted']}; cdx replay the"
+                                                              f" channel from offset {origin[2]} instead"))
+                elif origin[0] != self.spec.topic:
                     out.append(self._outcome(letter, SKIPPED, f"the letter comes from {origin[0]}; this database now"
                                                               f" reads {self.spec.topic}"))
                 elif (origin[1], origin[2]) in markers:
