@@ -47,9 +47,10 @@ from typing import Any
 
 LETTER_VERSION = 1
 ERROR_HEADER_LIMIT = 1000
-MAX_LETTER_BYTES = 1_000_000
+MAX_LETTER_BYTES = 900_000
 """Largest letter value written with the origin record's value in it: the dead-letter topic keeps the
-broker's default ``max.message.bytes`` (1 MiB), and the value holds the record in base64."""
+broker's default ``max.message.bytes`` (1 MiB) and producers their default ``message.max.bytes``
+(1,000,000 bytes for key, value and headers), and the value holds the record in base64."""
 COMPONENTS = ("capture", "router", "sink", "upload", "upload-sink", "offline")
 """Who writes letters: HQ capture, the router, channel/register sinks, the channel upload, the HQ
 upload sink, the offline-register sync."""
