@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -61,7 +60,6 @@ LEGACY_COMPONENTS = {"channel-upload": "upload", "hq-upload-sink": "upload-sink"
                      "upload-gap": "upload"}
 """Component names of letters written before version 1 -> their name now."""
 _LEGACY_ERROR_KINDS = {"upload-gap": "gap", "offline-sync": "conflict", "capture": "oversize"}
-_COMPONENT = re.compile(r"[a-z][a-z0-9-]{0,39}")
 
 Headers = list[tuple[str, bytes]]
 
@@ -199,16 +197,19 @@ def parse_letter(key: bytes | None, value: bytes | None, headers: Any) -> Letter
     of component ``unknown``."""
     hdr = _headers(headers)
     doc = _json(value)
-    if "cdx.letter.version" in hdr and isinstance(doc, dict) and "component" in doc:
-        return _from_v1(doc, hdr)
-    if "cdx.component" in hdr:  # legacy router: the raw source record, the reason in headers
-        return Letter(hdr["cdx.component"], hdr.get("cdx.error", ""), "skippable", hdr.get("cdx.channel") or None,
-                      hdr.get("cdx.table") or None, source=_header_source(hdr),
-                      record=OriginRecord(key, value), version=0)
-    if isinstance(doc, dict) and "error" in doc:
-        if "group_topic" in doc and doc.get("kind") in ("channel", "offline"):
-            return _from_legacy_sink(doc)
-        return _from_legacy_upload(doc, hdr)
+    try:
+        if "cdx.letter.version" in hdr and isinstance(doc, dict) and "component" in doc:
+            return _from_v1(doc, hdr)
+        if "cdx.component" in hdr:  # legacy router: the raw source record, the reason in headers
+            return Letter(hdr["cdx.component"], hdr.get("cdx.error", ""), "skippable",
+                          hdr.get("cdx.channel") or None, hdr.get("cdx.table") or None, source=_header_source(hdr),
+                          record=OriginRecord(key, value), version=0)
+        if isinstance(doc, dict) and "error" in doc:
+            if "group_topic" in doc and doc.get("kind") in ("channel", "offline"):
+                return _from_legacy_sink(doc)
+            return _from_legacy_upload(doc, hdr)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        pass  # a document of the right shape with fields of the wrong types: read as unknown below
     return Letter("unknown", hdr.get("cdx.error", ""), "skippable", hdr.get("cdx.channel") or None,
                   hdr.get("cdx.table") or None, source=_header_source(hdr), record=OriginRecord(key, value),
                   version=0)

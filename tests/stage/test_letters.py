@@ -114,6 +114,18 @@ def test_make_then_parse_round_trips(component: str, error: str, error_kind: str
     assert ("cdx.source.offset" in hdr) == (source is not None) and ("cdx.channel" in hdr) == (channel is not None)
 
 
+@settings(max_examples=300, deadline=None)
+@given(doc=st.dictionaries(st.sampled_from(["version", "component", "error", "error_kind", "channel", "table",
+                                            "key", "op", "source", "record", "ts_ms", "extra", "kind",
+                                            "group_topic", "partition", "offset", "topic", "counter", "row",
+                                            "schema", "replay_of"]), _JSON | st.dictionaries(_TEXT, _JSON)),
+       versioned=st.booleans(), raw=st.binary(max_size=50))
+def test_parse_never_raises(doc: dict[str, Any], versioned: bool, raw: bytes) -> None:
+    headers = [("cdx.letter.version", b"1")] if versioned else [("cdx.error", b"x")]
+    for value in (json.dumps(doc).encode(), raw, None):
+        assert isinstance(parse_letter(b"k", value, headers), Letter)
+
+
 # ------------------------------------------------------------------ LEGACY FIXTURES (written before version 1)
 def test_legacy_sink_letter_is_read() -> None:
     """LEGACY FIXTURE: a channel sink's JSON letter as cdx.connectors.sink.dlq wrote it before version 1."""
