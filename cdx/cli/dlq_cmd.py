@@ -70,16 +70,16 @@ def list_(
     latest = latest_by_origin(letters)
     known = {d.owner_id.casefold() for d in topo.databases()}
     markers = _markers(topo, {(x.channel or "").casefold() for x in letters if x.component == "sink"} & known)
-    from cdx.connectors.upload.acks import ATTENTION_KINDS, load_acks
+    from cdx.connectors.upload.acks import load_acks, wants_attention
 
     acks = load_acks(tools.config, topo.kafka.topic_prefix) if any(
-        x.component in ATTENTION_KINDS for x in letters) else {}
+        wants_attention(x) for x in letters) else {}
     rows = []
     for x in letters:
         topic, marks = markers.get((x.channel or "").casefold(), (None, None))
         origin = x.origin
         status = letter_status(x, latest, marks if origin is not None and origin[0] == topic else None)
-        if x.component in ATTENTION_KINDS:
+        if wants_attention(x):
             status = "acknowledged" if (x.dlq_partition, x.dlq_offset) in acks else "open"
         rows.append((x, status))
     if pending:

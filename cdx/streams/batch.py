@@ -36,6 +36,7 @@ from cdx.codec import Codec, SingleObjectCodec
 from cdx.codec.errors import SchemaError
 from cdx.errors import FatalError, SkippableError
 from cdx.routed import tombstone_headers
+from cdx.stage.letters import Position, make_letter, origin_of
 from cdx.streams import metrics
 from cdx.streams.fastpath import FastTable, delete_records, delete_targets, held_after
 from cdx.streams.keystate import KeyState, encode_held
@@ -326,8 +327,7 @@ class RecordRouter:
     def _dead_letter(self, msg: Message, reason: str) -> None:
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         log.error("router: %s[%d]@%d to the dead-letter topic: %s", topic, partition, offset, reason)
-        headers = [("cdx.component", b"router"), ("cdx.error", reason[:1000].encode()),
-                   ("cdx.source.topic", topic.encode()), ("cdx.source.partition", str(partition).encode()),
-                   ("cdx.source.offset", str(offset).encode())]
-        self.produce(self.dlq, msg.key(), msg.value(), headers)
+        key, value, headers = make_letter("router", reason, source=Position(topic, partition, offset),
+                                          record=origin_of(msg))
+        self.produce(self.dlq, key, value, headers)
         metrics.DEAD_LETTERS.inc()

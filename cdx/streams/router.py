@@ -35,6 +35,7 @@ from cdx.codec.errors import SchemaError
 from cdx.errors import FatalError, RetriableError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config
+from cdx.stage.letters import OriginRecord, Position, make_letter
 from cdx.streams import metrics
 from cdx.streams.output import ConfluentSender
 from cdx.streams.routing import Route, RoutingPlan, SourceRecord, hq_columns
@@ -187,10 +188,10 @@ class Router:
     def _dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
                      reason: str) -> None:
         log.error("router: %s[%d]@%d to the dead-letter topic: %s", topic, partition, offset, reason)
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("cdx.component", b"router"), ("cdx.error", reason[:1000].encode()), ("cdx.source.topic", topic.encode()),
-            ("cdx.source.partition", str(partition).encode()), ("cdx.source.offset", str(offset).encode())]
-        self.control.produce(self.dlq, key=key, value=value, headers=headers)
+        dkey, dvalue, letter_headers = make_letter("router", reason, source=Position(topic, partition, offset),
+                                                   record=OriginRecord(key, value))
+        headers: list[tuple[str, str | bytes | None]] = list(letter_headers)
+        self.control.produce(self.dlq, key=dkey, value=dvalue, headers=headers)
         if self.control.flush(30):
             raise RetriableError(f"dead-letter record not written to {self.dlq}")
         metrics.DEAD_LETTERS.inc()

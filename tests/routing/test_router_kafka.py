@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from cdx.kafka.config import client_config
 from cdx.kafka.reading import high_watermarks, read_to_end
+from cdx.stage.letters import parse_letter
 from cdx.topics import dlq_topic
 from cdx.topology import load_topology
 from tests.routing.helpers import (
@@ -114,10 +115,13 @@ def test_mixed_workload_reaches_the_right_groups_with_the_right_fields(tmp_path:
         assert cfg["cleanup.policy"].value == "compact"
         assert len(high_watermarks(client_config(kafka), topo.group_topic(g))) == 3
     dead = list(read_to_end(client_config(kafka), dlq_topic(topo.kafka.topic_prefix)))
-    assert len(dead) == 1 and dead[0].key() == b"junk"
+    assert len(dead) == 1 and dead[0].key() == items.encode()
     headers = dict(dead[0].headers() or [])
     assert headers["cdx.source.topic"] == items.encode() and headers["cdx.component"] == b"router"
-    assert headers["cdx.error"]
+    assert headers["cdx.error"] and headers["cdx.letter.version"] == b"1"
+    letter = parse_letter(dead[0].key(), dead[0].value(), dead[0].headers())
+    assert letter.component == "router" and letter.record is not None and letter.record.key == b"junk"
+    assert letter.source is not None and letter.source.topic == items
 
 
 def _group_total(topo: Any) -> int:

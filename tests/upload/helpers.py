@@ -301,6 +301,7 @@ def upload_records(topo: Topology, channel_id: str) -> list[tuple[dict[str, Any]
 
 
 def dead_letters(topo: Topology) -> list[dict[str, Any]]:
+    """The value documents of every dead letter (format: cdx.stage.letters)."""
     import json
 
     k = topo.kafka

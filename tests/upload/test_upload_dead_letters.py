@@ -60,10 +60,10 @@ def test_unreadable_channel_rows_are_dead_lettered(tmp_path: Path, kafka: str, p
     time.sleep(0.5)
     run.stop()
     assert hq_count(topo) == want
-    letters = sorted(dead_letters(topo), key=lambda x: x["counter"])
-    assert [(x["kind"], x["channel"], x["table"], x["row"]["TRANSACTIONID"]) for x in letters] == [
-        ("channel-upload", "d01", "ax.RETAILTRANSACTIONTABLE", "BAD-TEXT"),
-        ("channel-upload", "d01", "ax.RETAILTRANSACTIONTABLE", "BAD-WIDE")]
+    letters = sorted(dead_letters(topo), key=lambda x: x["extra"]["counter"])
+    assert [(x["component"], x["channel"], x["table"], x["extra"]["row"]["TRANSACTIONID"]) for x in letters] == [
+        ("upload", "d01", "ax.RETAILTRANSACTIONTABLE", "BAD-TEXT"),
+        ("upload", "d01", "ax.RETAILTRANSACTIONTABLE", "BAD-WIDE")]
     assert "cannot read the row" in letters[0]["error"]
     assert "GROSSAMOUNT" in letters[1]["error"] and "decimal(32,16)" in letters[1]["error"]
     header = next(t for t in run.upload.uploaders[0].tables if t.subjob.id == "RetailTransactionTable")
@@ -129,9 +129,9 @@ def test_unusable_records_are_dead_lettered_by_the_hq_sink(tmp_path: Path, kafka
                            ' WHERE "TRANSACTIONID" LIKE %s ORDER BY 1', ("OK-%",)).fetchall()
         assert oks == [("OK-1", "d02"), ("OK-2", "d02")]
         totals = {s.channel: s for s in hist.summary(conn, get_dialect("postgresql"))}
-    letters = sorted(dead_letters(topo), key=lambda x: x["offset"])
-    assert [(x["kind"], x["channel"], x["counter"]) for x in letters] == [
-        ("hq-upload-sink", "d02", None), ("hq-upload-sink", "d02", 1003), ("hq-upload-sink", "d02", 1004)]
+    letters = sorted(dead_letters(topo), key=lambda x: x["source"]["offset"])
+    assert [(x["component"], x["channel"], x["extra"].get("counter")) for x in letters] == [
+        ("upload-sink", "d02", None), ("upload-sink", "d02", 1003), ("upload-sink", "d02", 1004)]
     assert "undecodable" in letters[0]["error"] and letters[0]["record"]["value_b64"]
     assert "refused by HQ" in letters[1]["error"]
     assert "came on channel 'd02'" in letters[2]["error"]

@@ -153,11 +153,12 @@ def test_gap_given_up_after_the_timeout_is_a_dead_letter_until_acknowledged(tmp_
         b.close()
         up.close()
     cfg = client_config(topo.kafka.bootstrap_servers)
-    letters = [x for x in read_letters(cfg, dlq_topic(topo.kafka.topic_prefix)) if x.component == "upload-gap"]
+    letters = [x for x in read_letters(cfg, dlq_topic(topo.kafka.topic_prefix)) if x.error_kind == "gap"]
     assert len(letters) == 1
     letter = letters[0]
-    assert letter.channel == "pg01" and letter.table == HEADER_TABLE
-    assert letter.key == {"first_counter": ca, "last_counter": ca, "counters": 1}
+    assert letter.channel == "pg01" and letter.table == HEADER_TABLE and letter.component == "upload"
+    assert letter.key == {"counter": ca} and letter.extra["row"] == {"first_counter": ca, "last_counter": ca,
+                                                                     "counters": 1}
     assert f"counters {ca}..{ca}" in letter.error and "--gap-timeout" in letter.error
     errors = _upload_errors(topo)
     assert len(errors) == 1 and f"cdx dlq ack --offset {letter.dlq_offset}" in errors[0]
@@ -273,7 +274,7 @@ def test_sale_row_over_the_limit_is_dead_lettered_and_the_channel_moves_on(tmp_p
     counters = [k["counter"] for k, _e, _h in upload_records(topo, "s01") if k["table"] == HEADER_TABLE]
     assert counters == [1, 3, 4]
     letters = [x for x in read_letters(client_config(topo.kafka.bootstrap_servers), dlq_topic(topo.kafka.topic_prefix))
-               if x.component == "channel-upload"]
+               if x.component == "upload"]
     assert len(letters) == 1 and letters[0].table == HEADER_TABLE and letters[0].channel == "s01"
-    assert letters[0].doc is not None and letters[0].doc["counter"] == 2
+    assert letters[0].extra["counter"] == 2 and letters[0].error_kind == "oversize"
     assert "exceeds kafka.max_message_bytes" in letters[0].error

@@ -134,7 +134,7 @@ def test_offline_register_reaches_hq_exactly_once(tmp_path: Path, kafka: str, po
     channel.close()
     conflicts = online[:2]
     assert all(str(staff[t]) != str(theirs[t]) for t in conflicts)
-    letters = [x for x in dead_letters(topo) if x["kind"] == "offline-sync"]
-    assert sorted(x["row"]["_transaction"]["TRANSACTIONID"] for x in letters) == sorted(conflicts)
+    letters = [x for x in dead_letters(topo) if x["component"] == "offline"]
+    assert sorted(x["extra"]["row"]["_transaction"]["TRANSACTIONID"] for x in letters) == sorted(conflicts)
     assert all(x["channel"] == "r01" and "different transaction" in x["error"] for x in letters)
     proxy.down()

@@ -71,7 +71,8 @@ class CaptureWriter:
         """A change too large to publish: a dead letter (table, key, size, reason) in the same transaction."""
         reason = (f"record of {size:,} bytes exceeds kafka.max_message_bytes ({self.max_message_bytes:,} bytes,"
                   f" less {RECORD_OVERHEAD} for headers); raise the setting or shrink the row")
-        dkey, dvalue, headers = dlq_record("capture", reason, table=table.name, topic=table.topic, row=key)
+        dkey, dvalue, headers = dlq_record("capture", reason, error_kind="oversize", table=table.name,
+                                           topic=table.topic, row=key)
         self.producer.produce(self.dlq_topic, dvalue, key=dkey, headers=headers)
         metrics.DEAD_LETTERS.labels(table.name).inc()
         log.error("%s: change of key %s not published: %s", table.name, key, reason)

@@ -148,7 +148,10 @@ class _Channel:
             for letter in self.letters:
                 origin = letter.origin
                 assert origin is not None
-                if origin[0] != self.spec.topic:
+                if "record_omitted" in letter.extra:
+                    out.append(self._outcome(letter, SKIPPED, f"{letter.extra['record_omitted']}; cdx replay the"
+                                                              f" channel from offset {origin[2]} instead"))
+                elif origin[0] != self.spec.topic:
                     out.append(self._outcome(letter, SKIPPED, f"the letter comes from {origin[0]}; this database now"
                                                               f" reads {self.spec.topic}"))
                 elif (origin[1], origin[2]) in markers:
@@ -295,7 +298,7 @@ class _Channel:
 
     def _again(self, letter: DeadLetter, rec: Record, error: str, started: dt.datetime) -> Outcome:
         """Dead-letter the record again with the new error, record a Failed session."""
-        attempt = int((letter.doc or {}).get("attempt") or 1) + 1
+        attempt = int(letter.extra.get("attempt") or 1) + 1
         self.tools.dead_letters.send(self.spec.owner_id, self.spec.kind, self.spec.topic, rec, error,
                                      {"replay_of": letter.dlq_offset, "attempt": attempt})
         self.sessions.record_alone(self.conn, batch_session(

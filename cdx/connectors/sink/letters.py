@@ -1,9 +1,9 @@
 """Reading the dead-letter topic ``<prefix>._dlq`` and the replay markers kept in channel databases.
 
-The topic is shared: channel sinks (JSON letters, ``kind`` ``channel``/``offline``, format in
-:mod:`cdx.connectors.sink.dlq`), the router (the raw source record, reason in headers) and the upload
-side (JSON letters with their component as ``kind``) all write to it. ``read_letters`` parses
-all of them into ``DeadLetter``; only sink letters can be replayed into a channel database.
+The topic is shared: capture, the router, the channel sinks and the upload side all write letters
+of the one format of :mod:`cdx.stage.letters` (which also reads the formats written before it).
+``read_letters`` parses all of them into ``DeadLetter``; only sink letters can be replayed into a
+channel database.
 
 A sink letter is identified by its **origin**: (group topic, partition, offset) of the routed
 record. A record may be dead-lettered more than once (delivery is at-least-once; a replay that
@@ -19,7 +19,6 @@ removes the markers of the offsets it rewinds over: those records are read again
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -30,20 +29,29 @@ from typing import Any
 from cdx.connectors.sink.kafkaops import watermarks
 from cdx.dialects import Connection, Dialect
 from cdx.kafka.admin import partitions_of
+from cdx.stage.letters import Letter
+from cdx.stage.letters import parse_letter as parse_record
 
 NAMESPACE_LIMIT = 128
-SINK_KINDS = ("channel", "offline")
 Origin = tuple[str, int, int]
 
 
 @dataclass
 class DeadLetter:
+    """One letter of the dead-letter topic where it sits; ``letter`` is its content (:mod:`cdx.stage.letters`).
+
+    ``group_topic``/``partition``/``offset``: the Kafka record the letter comes from (a sink letter: the
+    routed record, its *origin*); ``source``: where the change came from (a sink letter: its HQ topic
+    record; otherwise that same record); ``kind``: a sink letter's database kind (``channel``/``offline``),
+    else the component."""
+
     dlq_partition: int
     dlq_offset: int
     timestamp_ms: int
     component: str
-    """``sink`` (replayable), ``router``, the upload component, or ``unknown``."""
+    """``sink`` (replayable), ``router``, ``capture``, ``upload``, ``upload-sink``, ``offline`` or ``unknown``."""
     error: str
+    error_kind: str = "skippable"
     channel: str | None = None
     kind: str | None = None
     table: str | None = None
@@ -54,7 +62,7 @@ class DeadLetter:
     partition: int | None = None
     offset: int | None = None
     replay_of: int | None = None
-    doc: dict[str, Any] | None = field(default=None, repr=False)
+    letter: Letter | None = field(default=None, repr=False)
 
     @property
     def origin(self) -> Origin | None:
@@ -63,28 +71,31 @@ class DeadLetter:
         return self.group_topic, int(self.partition), int(self.offset)
 
     @property
+    def extra(self) -> dict[str, Any]:
+        """The component-specific fields of the letter."""
+        return self.letter.extra if self.letter is not None else {}
+
+    @property
     def replayable(self) -> bool:
         return self.component == "sink" and self.origin is not None and self.record_bytes()[1] is not None
 
     def record_bytes(self) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None, int]:
         """The original record: key, value, headers, Kafka timestamp (ms)."""
-        rec = (self.doc or {}).get("record") or {}
-        key, value = _b64(rec.get("key_b64")), _b64(rec.get("value_b64"))
-        headers = [(str(h[0]), _b64(h[1]) or b"") for h in rec.get("headers") or () if isinstance(h, list | tuple)]
-        return key, value, headers or None, int(rec.get("timestamp") or 0)
+        rec = self.letter.record if self.letter is not None else None
+        if rec is None:
+            return None, None, None, 0
+        headers = [(k, v or b"") for k, v in rec.headers]
+        return rec.key, rec.value, headers or None, int(rec.timestamp or 0)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dlq_partition": self.dlq_partition, "dlq_offset": self.dlq_offset,
-            "time": _iso_ms(self.timestamp_ms), "component": self.component, "channel": self.channel,
-            "kind": self.kind, "table": self.table, "key": self.key, "op": self.op, "source": self.source,
-            "group_topic": self.group_topic, "partition": self.partition, "offset": self.offset,
-            "error": self.error, "replay_of": self.replay_of,
+            "time": _iso_ms(self.timestamp_ms), "component": self.component, "error_kind": self.error_kind,
+            "channel": self.channel, "kind": self.kind, "table": self.table, "key": self.key, "op": self.op,
+            "source": self.source, "group_topic": self.group_topic, "partition": self.partition,
+            "offset": self.offset, "error": self.error, "replay_of": self.replay_of,
+            "version": self.letter.version if self.letter is not None else None,
         }
-
-
-def _b64(text: Any) -> bytes | None:
-    return base64.b64decode(text) if isinstance(text, str) else None
 
 
 def _iso_ms(ms: int) -> str | None:
@@ -93,40 +104,21 @@ def _iso_ms(ms: int) -> str | None:
 
 def parse_letter(partition: int, offset: int, timestamp_ms: int, key: bytes | None, value: bytes | None,
                  headers: Any) -> DeadLetter:
-    """One record of the dead-letter topic, whoever wrote it (``headers``: pairs or a dict)."""
-    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
-    hdr = {str(k): v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "") for k, v in pairs}
-    doc: Any = None
-    if value is not None:
-        try:
-            doc = json.loads(value)
-        except (ValueError, UnicodeDecodeError):
-            doc = None
-    if isinstance(doc, dict) and "error" in doc:
-        kind = doc.get("kind")
-        sink = kind in SINK_KINDS and "group_topic" in doc
-        schema, table = doc.get("schema"), doc.get("table")
-        return DeadLetter(
-            partition, offset, timestamp_ms or int(doc.get("ts_ms") or 0), "sink" if sink else str(kind or "unknown"),
-            str(doc.get("error") or ""), channel=doc.get("channel"), kind=kind,
-            table=f"{schema}.{table}" if schema and table else table, key=doc.get("key") if sink else doc.get("row"),
-            op=doc.get("op"), source=doc.get("source"),
-            group_topic=doc.get("group_topic") if sink else doc.get("topic"),
-            partition=doc.get("partition"), offset=doc.get("offset"), replay_of=doc.get("replay_of"), doc=doc)
-    component = hdr.get("cdx.component") or hdr.get("cdx.kind") or "unknown"
-    source = None
-    if "cdx.source.topic" in hdr:
-        source = {"topic": hdr["cdx.source.topic"], "partition": _int(hdr.get("cdx.source.partition")),
-                  "offset": _int(hdr.get("cdx.source.offset"))}
-    return DeadLetter(partition, offset, timestamp_ms, component, hdr.get("cdx.error", ""),
-                      channel=hdr.get("cdx.channel") or None, table=hdr.get("cdx.table") or None, source=source)
+    """One record of the dead-letter topic, whoever wrote it and in whichever version (``headers``:
+    pairs or a dict)."""
+    x = parse_record(key, value, headers)
+    src = x.source.to_json() if x.source is not None else None
+    hq = x.extra.get("hq")
+    return DeadLetter(
+        partition, offset, timestamp_ms or x.ts_ms, x.component, x.error, x.error_kind, channel=x.channel,
+        kind=str(x.extra.get("kind") or x.component), table=x.table, key=x.key, op=x.op,
+        source=hq if isinstance(hq, dict) else src, group_topic=src["topic"] if src else None,
+        partition=src["partition"] if src else None, offset=src["offset"] if src else None,
+        replay_of=_int(x.extra.get("replay_of")), letter=x)
 
 
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text not in (None, "") else None
-    except ValueError:
-        return None
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def read_letters(config: Mapping[str, Any], topic: str) -> list[DeadLetter]:

@@ -311,7 +311,8 @@ def attention(config: Mapping[str, Any], topology: Topology, letters: list[DeadL
     by_table = {(u.channel.casefold(), u.table.casefold()): u for u in uploads}
     out = []
     for x in open_letters:
-        text = f"dead letter {x.dlq_offset} ({x.component}): {x.error} (cdx dlq ack --offset {x.dlq_offset})"
+        text = (f"dead letter {x.dlq_offset} ({x.component}, {x.error_kind}): {x.error}"
+                f" (cdx dlq ack --offset {x.dlq_offset})")
         st = by_table.get(((x.channel or "").casefold(), (x.table or "").casefold()))
         if st is not None:
             st.errors.append(text)

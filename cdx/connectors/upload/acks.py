@@ -1,7 +1,8 @@
 """Acknowledged dead letters: ``<prefix>._dlq_acks`` (compacted).
 
-Some letters are not replayed but must be seen by an operator: a gap the channel upload gave up
-(kind ``upload-gap``) or a change capture could not publish (kind ``capture``). ``cdx status``
+Some letters are not replayed but must be seen by an operator (:func:`wants_attention`): a gap the
+channel upload gave up (component ``upload``, error kind ``gap``) or a change capture could not
+publish (component ``capture``). ``cdx status``
 reports them as errors until they are acknowledged with ``cdx dlq ack``.
 
 Record: key ``<dlq partition>:<dlq offset>`` of the letter; value JSON ``{"at": ISO time, "note":
@@ -23,8 +24,10 @@ from cdx.kafka.config import producer_config
 from cdx.kafka.reading import read_to_end
 from cdx.topics import check_topic
 
-ATTENTION_KINDS = ("upload-gap", "capture")
-"""Letter kinds ``cdx status`` reports as errors until acknowledged."""
+
+def wants_attention(letter: Any) -> bool:
+    """Whether ``cdx status`` reports ``letter`` (a ``DeadLetter``) as an error until it is acknowledged."""
+    return bool(letter.component == "capture" or letter.error_kind == "gap")
 
 
 def dlq_acks_topic(prefix: str) -> str:
@@ -63,5 +66,5 @@ def acknowledge(config: Mapping[str, Any], prefix: str, replication_factor: int,
 
 
 def needs_attention(letters: Iterable[Any], acks: Mapping[tuple[int, int], Any]) -> list[Any]:
-    """Letters of :data:`ATTENTION_KINDS` not acknowledged yet, oldest first."""
-    return [x for x in letters if x.component in ATTENTION_KINDS and (x.dlq_partition, x.dlq_offset) not in acks]
+    """Letters that :func:`wants_attention` not acknowledged yet, oldest first."""
+    return [x for x in letters if wants_attention(x) and (x.dlq_partition, x.dlq_offset) not in acks]

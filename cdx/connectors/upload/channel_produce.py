@@ -83,7 +83,7 @@ class UploadWriter:
                     self._dead_letter(dkey, dvalue, headers, (p, row, too_big), dead)
                     continue
             except SkippableError as exc:
-                dkey, dvalue, headers = dlq_record("channel-upload", str(exc), channel=self.channel,
+                dkey, dvalue, headers = dlq_record("upload", str(exc), channel=self.channel,
                                                    table=table_name, counter=row.counter, topic=topic,
                                                    row=row.values)
                 self._dead_letter(dkey, dvalue, headers, (p, row, str(exc)), dead)

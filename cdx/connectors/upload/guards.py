@@ -1,19 +1,19 @@
 """What the channel upload does with rows and counters it cannot simply publish.
 
 - **A record larger than** ``kafka.max_message_bytes`` (the producer's ``message.max.bytes`` and the
-  upload topics' ``max.message.bytes``, set together): not published; a dead letter (kind
-  ``channel-upload``: channel, table, counter, size, reason) takes its place in the same
+  upload topics' ``max.message.bytes``, set together): not published; a dead letter (component
+  ``upload``, error kind ``oversize``: channel, table, counter, reason) takes its place in the same
   transaction, and the channel moves on.
 - **A gap given up after** ``--gap-timeout`` (no proof its counters can no longer commit): a dead
-  letter of kind ``upload-gap`` (channel, table, counter range) in the same transaction as the
-  position that skips it. ``cdx status`` shows it as an error until it is acknowledged
-  (``cdx dlq ack``, :mod:`cdx.connectors.upload.acks`).
+  letter (component ``upload``, error kind ``gap``: channel, table, counter range) in the same
+  transaction as the position that skips it. ``cdx status`` shows it as an error until it is
+  acknowledged (``cdx dlq ack``, :mod:`cdx.connectors.upload.acks`).
 - **Counters that went backwards** (the highest counter the database has handed out is below the
   highest one published: a restored backup, SQLite's ``MAX+1`` after the top rows were deleted):
   new rows would reuse published counters and be lost, so the table is halted (the position says
   why) until ``cdx channel upload --from-counter N``.
 
-Every letter uses :func:`cdx.connectors.upload.records.dlq_record` (the upload side's letter format).
+Every letter uses :func:`cdx.connectors.upload.records.dlq_record` (the one format, :mod:`cdx.stage.letters`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cdx.connectors.upload.positions import Gap
 from cdx.connectors.upload.records import dlq_record
 
 GAP_KIND = "upload-gap"
-UPLOAD_KIND = "channel-upload"
+"""The metric label of gap letters."""
 RECORD_OVERHEAD = 1024
 """Bytes kept free below ``max_message_bytes`` for the record and batch headers."""
 
@@ -38,7 +38,8 @@ def oversize_reason(size: int, limit: int) -> str | None:
 
 
 def oversize_letter(channel: str, table: str, topic: str, counter: int, reason: str) -> Letter:
-    return dlq_record(UPLOAD_KIND, reason, channel=channel, table=table, counter=counter, topic=topic)
+    return dlq_record("upload", reason, channel=channel, table=table, counter=counter, topic=topic,
+                      error_kind="oversize")
 
 
 def gap_letter(channel: str, table: str, topic: str, gap: Gap, now_ms: int, timeout_s: float) -> Letter:
@@ -47,7 +48,8 @@ def gap_letter(channel: str, table: str, topic: str, gap: Gap, now_ms: int, time
     reason = (f"counters {gap.start}..{gap.end} ({gap.size}) never appeared within --gap-timeout {timeout_s:g}s"
               f" (waited {waited:.0f}s) and were skipped; if those rows exist, re-send them with"
               f" cdx channel upload --channel {channel} --from-counter {gap.start}; then cdx dlq ack")
-    return dlq_record(GAP_KIND, reason, channel=channel, table=table, counter=gap.start, topic=topic,
+    return dlq_record("upload", reason, error_kind="gap", channel=channel, table=table, counter=gap.start,
+                      topic=topic,
                       row={"first_counter": gap.start, "last_counter": gap.end, "counters": gap.size})
 
 

@@ -276,7 +276,7 @@ class ChannelOfflineSync:
             return
         if self.dlq is None:
             raise RetriableError("no dead-letter producer for offline-sync conflicts")
-        records = conflict_letters(conflicts, register, self.channel.id, COMPONENT)
+        records = conflict_letters(conflicts, register, self.channel.id)
         produce_and_flush(self.dlq, self.dlq_topic, records)
         metrics.DEAD_LETTERS.labels(COMPONENT).inc(len(records))
 

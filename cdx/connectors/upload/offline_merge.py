@@ -189,8 +189,8 @@ def merge_transactions(dialect: Dialect, conn: Connection, sides: Sequence[Side]
     return out
 
 
-def conflict_letters(conflicts: Sequence[Conflict], register: str, channel: str,
-                     component: str) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+def conflict_letters(conflicts: Sequence[Conflict], register: str,
+                     channel: str) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     """One dead letter per conflicting transaction, with all its register rows (grouped by table)."""
     records = []
     for c in conflicts:
@@ -200,7 +200,8 @@ def conflict_letters(conflicts: Sequence[Conflict], register: str, channel: str,
             rows.setdefault(str(m.side.channel_table), []).append(
                 {k: _json(v) for k, v in _row_dict(m.side, m.values).items()})
         records.append(dlq_record(
-            component, c.reason, channel=channel, table=str(first.side.channel_table), counter=first.counter,
+            "offline", c.reason, error_kind="conflict", channel=channel, table=str(first.side.channel_table),
+            counter=first.counter,
             row={**_row_dict(first.side, first.values), "_register": register, "_transaction": c.key,
                  "_rows": rows}))
     return records

@@ -11,25 +11,22 @@
 - **Headers**: ``cdx.subjob`` (the subjob id) and, for a joined extension, ``cdx.extension``
   = ``present`` / ``absent`` (absent: the HQ sink leaves the extension columns to their defaults).
 
-Dead-letter records (``<prefix>._dlq``, the same shape as the channel sinks' dead letters): key =
-the channel id; value = JSON ``{"channel", "kind", "topic", "partition", "offset", "table",
-"counter", "error", "ts_ms", "row", "record": {"key_b64", "value_b64"}}`` (``kind``: ``channel-upload``,
-``hq-upload-sink`` or ``offline-sync``; ``row`` the row with JSON-safe values when known;
-``record`` the original Kafka bytes when there were any); headers ``cdx.channel``,
-``cdx.table``, ``cdx.error`` (first 1,000 characters), ``cdx.kind``, ``cdx.upload.counter``.
+Dead-letter records (``<prefix>._dlq``): the one format of :mod:`cdx.stage.letters`, built by
+:func:`dlq_record` for the channel upload (component ``upload``), the HQ upload sink (``upload-sink``),
+the offline-register sync (``offline``) and HQ capture (``capture``): ``channel``, ``table``, ``key``
+(capture: the change's primary key; the upload side: ``{"counter"}``), ``source`` (the upload record
+the HQ upload sink read, when there is one) and ``record`` (its bytes); ``extra``: ``counter``,
+``topic`` (the topic the row was for, when it is not the source), ``row`` (the row, JSON-safe).
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
-from decimal import Decimal
 from typing import Any
 
 from cdx.codec import AvroSchema
 from cdx.codec.envelope import Op, SourceInfo, make_envelope
 from cdx.codec.single_object import MAGIC
+from cdx.stage.letters import OriginRecord, Position, make_letter
 
 CONNECTOR = "cdx-upload"
 KEY_SCHEMA = AvroSchema.of({
@@ -78,39 +75,27 @@ def upload_envelope(channel_id: str, schema: str | None, table: str, counter: in
     return make_envelope(Op.CREATE, after=row, source=source, ts_ms=now_ms)
 
 
-def _json_value(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, dt.datetime | dt.date):
-        return v.isoformat()
-    if isinstance(v, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(v)).decode()
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    if isinstance(v, dict):
-        return {str(k): _json_value(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_value(x) for x in v]
-    return str(v)
-
-
 def dlq_record(component: str, reason: str, *, channel: str | None = None, table: str | None = None,
                counter: int | None = None, topic: str | None = None, partition: int | None = None,
                offset: int | None = None, row: dict[str, Any] | None = None, value: bytes | None = None,
-               key: bytes | None = None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """``(key, value, headers)`` of a dead-letter record (see module docstring)."""
-    body: dict[str, Any] = {
-        "channel": channel, "kind": component, "topic": topic, "partition": partition, "offset": offset,
-        "table": table, "counter": counter, "error": reason,
-        "ts_ms": int(dt.datetime.now(dt.UTC).timestamp() * 1000),
-        "row": {k: _json_value(v) for k, v in row.items()} if row is not None else None,
-        "record": {"key_b64": base64.b64encode(key).decode() if key is not None else None,
-                   "value_b64": base64.b64encode(value).decode() if value is not None else None},
-    }
-    headers = [("cdx.channel", (channel or "").encode()), ("cdx.table", (table or "").encode()),
-               ("cdx.error", reason[:1000].encode()), ("cdx.kind", component.encode()),
-               ("cdx.upload.counter", str(counter if counter is not None else "").encode())]
-    return (channel or "").encode(), json.dumps(body, ensure_ascii=False).encode(), headers
+               key: bytes | None = None, error_kind: str = "skippable") -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """``(key, value, headers)`` of a dead letter of the upload side or capture (see module docstring).
+
+    ``topic``/``partition``/``offset`` with ``key``/``value``: the Kafka record the letter comes from;
+    ``topic`` alone: the topic the row was for. Capture passes the primary key as ``row``."""
+    capture = component == "capture"
+    source = Position(topic, partition, offset) if topic and partition is not None and offset is not None else None
+    extra: dict[str, Any] = {}
+    if counter is not None:
+        extra["counter"] = counter
+    if topic and source is None:
+        extra["topic"] = topic
+    if row is not None and not capture:
+        extra["row"] = row
+    origin = OriginRecord(key, value) if key is not None or value is not None else None
+    return make_letter(component, reason, error_kind=error_kind, channel=channel, table=table,
+                       key=row if capture else ({"counter": counter} if counter is not None else None),
+                       source=source, record=origin, extra=extra)
 
 
 def produce_and_flush(producer: Any, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],

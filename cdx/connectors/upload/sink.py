@@ -606,7 +606,8 @@ class UploadSink:
             return
         assert self.dlq is not None
         produce_and_flush(self.dlq, self.dlq_topic, [
-            dlq_record(COMPONENT, x.reason, channel=x.channel, table=x.table, counter=x.counter, topic=x.msg.topic(),
+            dlq_record("upload-sink", x.reason, channel=x.channel, table=x.table, counter=x.counter,
+                       topic=x.msg.topic(),
                        partition=x.msg.partition(), offset=x.msg.offset(), row=x.row, value=x.msg.value(),
                        key=x.msg.key()) for x in dead])
 
