@@ -63,6 +63,24 @@ def run_stage(stage: Stage[R, T, P], stop: threading.Event, handle_signals: bool
         return loop.run()
 
 
+def apply_batch(stage: Stage[R, T, P], records: Sequence[R], stop: threading.Event) -> bool:
+    """Write ``records`` (polled by the caller rather than by the loop) as the loop would: skippable
+    records dead-lettered, retriable errors retried with back-off until committed (True) or ``stop`` is
+    set (False: nothing committed); a fatal error propagates. The source and target stay open."""
+    loop = _Loop(stage, stop)
+    while True:
+        try:
+            loop._apply(records)
+            return True
+        except RetriableError as exc:
+            loop._retry(records, exc)
+            if stop.is_set():
+                return False
+        except Exception as exc:
+            loop._failed(records, exc)
+            raise
+
+
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGTERM and SIGINT set ``stop`` inside the block (previous handlers restored after it). Only the
@@ -166,7 +184,12 @@ class _Loop(Generic[R, T, P]):
         """``records`` in one transaction; a batch the target refuses is split in halves down to the one
         record it refuses, which is dead-lettered and its position committed alone."""
         try:
-            self._commit(records, self._decode(records))
+            items = self._decode(records)
+        except BaseException as exc:
+            self.stage.target.abort(exc)  # drops the letters it holds: the batch is decoded again
+            raise
+        try:
+            self._commit(records, items)
         except SkippableError as exc:
             if len(records) > 1:
                 log.warning("%s: a record of a batch of %d is refused (%s); isolating it", self.stage.name,

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 import pytest
 
@@ -57,7 +58,8 @@ class DictTarget:
     """Rows and the position, committed together; ``refuse`` values raise SkippableError on write,
     the first ``outages`` begins raise RetriableError, ``fatal`` values raise FatalError."""
 
-    def __init__(self, refuse: set[int] = frozenset(), outages: int = 0, fatal: set[int] = frozenset()) -> None:
+    def __init__(self, refuse: AbstractSet[int] = frozenset(), outages: int = 0,
+                 fatal: AbstractSet[int] = frozenset()) -> None:
         self.rows: list[int] = []
         self.position = 0
         self.transactions: list[list[int]] = []
@@ -185,3 +187,31 @@ def test_sigterm_finishes_the_current_batch_then_stops() -> None:
     stats = run_stage(stage, source.stop, handle_signals=True)
     assert stats.batches == 1 and target.rows == [0, 1, 2, 3] and target.position == 4
     assert signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_a_retriable_decode_error_rolls_back_the_letters_held_and_decodes_the_batch_again() -> None:
+    attempts = {"n": 0}
+
+    def decode(r: int) -> int:
+        if r == 1:
+            raise SkippableError("one is bad")
+        if r == 2 and attempts["n"] < 2:
+            attempts["n"] += 1
+            raise RetriableError("schema not readable yet")
+        return r
+
+    class HoldsLetters(DictTarget):
+        held: list[int] = []
+
+        def abort(self, error: BaseException | None = None) -> None:
+            super().abort(error)
+            self.held.clear()
+
+    target = HoldsLetters()
+    target.held = []
+    stop = threading.Event()
+    source = ListSource(4, stop)
+    stage: Stage[int, int, int] = Stage("t-decode-retry", source, target, lambda r, e: target.held.append(r),
+                                        decode=decode, options=FAST)
+    run_stage(stage, stop)
+    assert target.rows == [0, 2, 3] and target.held == [1] and source.rewinds == 2
