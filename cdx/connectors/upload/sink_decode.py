@@ -25,6 +25,8 @@ from cdx.errors import RetriableError, SkippableError
 from cdx.topology import DATAAREAID, Subjob
 
 log = logging.getLogger("cdx.upload.sink")
+_MAX_WAITING = 10_000
+"""Records remembered as waiting for their schema at most (then forgotten: they wait again)."""
 
 
 @dataclass
@@ -104,10 +106,13 @@ class Decoder:
         except UnknownSchemaError as exc:
             # A schema committed by another producer can sit above the schemas topic's last stable
             # offset while some transaction there is open: wait for it before giving up on the record.
+            # The first failure is remembered until the record decodes (a record given up on stays
+            # given up on when a rewind or an isolation decodes it again).
+            if len(self._unknown_since) >= _MAX_WAITING:
+                self._unknown_since.clear()
             first = self._unknown_since.setdefault(key, time.monotonic())
             if time.monotonic() - first < self.unknown_schema_wait:
                 raise RetriableError(f"a record on {topic} names a schema not readable yet: {exc}") from exc
-            self._unknown_since.pop(key, None)
             raise Unusable(f"undecodable record: {exc}", channel) from exc
         except SkippableError as exc:
             raise Unusable(f"undecodable record: {exc}", channel) from exc
