@@ -25,7 +25,7 @@ from cdx.connectors.upload.plan import upload_subjobs_for, uploading_channels
 from cdx.errors import CdxError, RetriableError
 from cdx.kafka.admin import TopicSpec, ensure_topics, max_message_config
 from cdx.topics import upload_topic
-from cdx.topology import Subjob, Topology
+from cdx.topology import Topology
 
 if TYPE_CHECKING:
     from cdx.connectors.upload.offline import OfflineSync
@@ -73,48 +73,36 @@ def reload_connector(conn: UploadConnector, topology: Topology) -> None:
         conn.live.set_instances([c.id for c in channels])
 
 
-def _upload_subjobs(topology: Topology) -> dict[str, Subjob]:
-    return {s.id.casefold(): s for c in uploading_channels(topology) for s in upload_subjobs_for(topology, c.id)}
-
-
 def reload_upload_sink(sink: UploadSink, topology: Topology) -> None:
     """The HQ upload sink takes a new revision between two batches: new channels' upload topics are
     subscribed (their partitions start at the offsets HQ holds, the beginning for a new channel),
     removed channels' unsubscribed, new or changed upload subjobs' HQ tables introspected. Refused
     (``ConfigError``, nothing changed) when an HQ table does not fit its subjob; ``RetriableError``
     while HQ does not answer (offered again)."""
-    from cdx.connectors.upload.sink import HqTable
-    from cdx.connectors.upload.source import db_error, source_table
+    from cdx.connectors.upload.sink_catalog import Catalog
+    from cdx.connectors.upload.source import db_error
 
-    if sink.conn is None or sink.consumer is None:
+    conn = sink.target.conn
+    if conn is None or sink.source.consumer is None:
         raise RetriableError("the HQ upload sink is not connected yet")
-    prefix = topology.kafka.topic_prefix
-    channels = {upload_topic(prefix, c.id): c.id for c in uploading_channels(topology)}
-    subjobs = _upload_subjobs(topology)
+    new = Catalog(topology)
     try:
-        tables = {key: HqTable(s, sink.conn, sink.dialect) for key, s in subjobs.items()}
-        sink.conn.rollback()
+        tables = new.introspect(conn, sink.dialect)
+        conn.rollback()
     except CdxError:
-        sink.conn.rollback()
+        conn.rollback()
         raise
     except Exception as exc:
         raise db_error(sink.dialect, exc, "HQ database") from exc
     k = topology.kafka
     ensure_topics(sink.base_config, [TopicSpec(t, k.default_partitions, k.replication_factor)
-                                     for t in channels if t not in sink.channels])
-    resubscribe = set(channels) != set(sink.channels)
-    sink.topology, sink.channels, sink.subjobs, sink.tables = topology, channels, subjobs, tables
-    sink.by_source = {str(source_table(s)).casefold(): s for s in subjobs.values()}
-    sink._plans.clear()
+                                     for t in new.channels if t not in sink.catalog.channels])
+    resubscribe = set(new.channels) != set(sink.catalog.channels)
+    sink.catalog.take(topology, tables)
     if resubscribe:
-        if channels:
-            sink.consumer.subscribe(sorted(channels), on_assign=sink._on_assign)
-            sink._subscribed = True
-        else:
-            sink.consumer.unsubscribe()
-            sink._subscribed = False
-        log.info("HQ upload sink: now reading the uploads of %d channels: %s", len(channels),
-                 ", ".join(sorted(channels.values())))
+        sink.source.subscribe(again=True)
+        log.info("HQ upload sink: now reading the uploads of %d channels: %s", len(new.channels),
+                 ", ".join(sorted(new.channels.values())))
 
 
 def reload_offline_sync(sync: OfflineSync, topology: Topology) -> None:
