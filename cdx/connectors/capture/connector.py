@@ -30,12 +30,14 @@ from collections.abc import Callable
 from typing import Any
 
 from cdx.cleanup import quietly
-from cdx.codec import SchemaPublisher, SchemaStore, TableSchemas, make_codec
+from cdx.codec import SchemaPublisher, SchemaStore, make_codec
 from cdx.codec.envelope import Op
 from cdx.connectors.capture import metrics, requests
 from cdx.connectors.capture.positions import Position, SnapshotProgress, encode_position, load_positions, position_key
 from cdx.connectors.capture.records import ChangeEncoder, to_codec_columns
+from cdx.connectors.capture.reload import reload_capture
 from cdx.connectors.capture.snapshot import read_chunk, stale_keys
+from cdx.connectors.capture.tables import TableState
 from cdx.connectors.capture.tracking import ChangeTracker, ResyncRequired, TableRef, open_tracker
 from cdx.connectors.upload.records import dlq_record
 from cdx.dialects import get_dialect
@@ -55,24 +57,6 @@ RECORD_OVERHEAD = 1024
 DLQ_CONFIG = {"retention.ms": "-1"}
 REQUEST_INTERVAL = 2.0
 """Seconds between two reads of the operator's requests in HQ (``cdx.connectors.capture.requests``)."""
-
-
-class TableState:
-    """What the connector knows of one tracked table."""
-
-    def __init__(self, ref: TableRef, topic: str) -> None:
-        self.ref = ref
-        self.topic = topic
-        self.schemas: TableSchemas | None = None
-        self.encoder: ChangeEncoder | None = None
-        self.fields: frozenset[str] = frozenset()
-        self.position: Position | None = None
-        self.position_written_at = 0.0
-        self.checked = -1  # version read up to (the committed position lags it while the table is quiet)
-
-    @property
-    def name(self) -> str:
-        return str(self.ref)
 
 
 class CaptureConnector:
@@ -172,8 +156,6 @@ class CaptureConnector:
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision between two polls (see ``cdx.connectors.capture.reload``)."""
-        from cdx.connectors.capture.reload import reload_capture
-
         reload_capture(self, topology)
 
     # ------------------------------------------------------------------- loop
