@@ -37,6 +37,7 @@ from cdx.connectors.upload import metrics
 from cdx.connectors.upload.plan import offline_subjobs_for
 from cdx.connectors.upload.positions import UploadPosition, resume
 from cdx.connectors.upload.records import dlq_record, produce_and_flush
+from cdx.connectors.upload.reload import reload_offline_sync
 from cdx.connectors.upload.source import ReadSnapshot, close_quietly, db_error, open_database, source_table
 from cdx.dialects import ColumnInfo, Connection, Dialect, get_dialect, key_columns
 from cdx.errors import CdxError, ConfigError, FatalError, RetriableError
@@ -550,9 +551,7 @@ class OfflineSync:
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision (``cdx.connectors.upload.reload.reload_offline_sync``)."""
-        from cdx.connectors.upload.reload import reload_offline_sync
-
-        reload_offline_sync(self, topology)
+        reload_offline_sync(self, topology, syncing_channels)
 
     def run(self) -> None:
         if not self.workers:

@@ -37,6 +37,7 @@ from cdx.codec import SchemaStore, UnknownSchemaError, make_codec
 from cdx.connectors.upload import metrics
 from cdx.connectors.upload.post_processing import PostUploadHook
 from cdx.connectors.upload.records import EXTENSION_HEADER, SUBJOB_HEADER, dlq_record, produce_and_flush
+from cdx.connectors.upload.reload import reload_upload_sink
 from cdx.connectors.upload.sessions import (
     APPLIED,
     FAILED,
@@ -200,9 +201,7 @@ class UploadSink:
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision (see ``cdx.connectors.upload.reload.reload_upload_sink``)."""
-        from cdx.connectors.upload.reload import reload_upload_sink
-
-        reload_upload_sink(self, topology)
+        reload_upload_sink(self, topology, HqTable)
 
     # ------------------------------------------------------------------------------ set-up
     def setup(self) -> None:

@@ -56,6 +56,7 @@ from cdx.connectors.upload.records import (
     upload_envelope,
     value_namespace,
 )
+from cdx.connectors.upload.reload import reload_connector
 from cdx.connectors.upload.source import ReadSnapshot, SourceRow, UploadSource, close_quietly, db_error, open_database
 from cdx.dialects import Connection, get_dialect
 from cdx.errors import ConfigError, FatalError, RetriableError, SkippableError
@@ -533,9 +534,7 @@ class UploadConnector:
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision between two transactions (see ``cdx.connectors.upload.reload``)."""
-        from cdx.connectors.upload.reload import reload_connector
-
-        reload_connector(self, topology)
+        reload_connector(self, topology, ChannelUploader)
 
     def run(self) -> None:
         """Run every channel until ``stop()``; a fatal error in one channel stops all and is raised.
