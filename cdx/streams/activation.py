@@ -23,13 +23,13 @@ A change that needs new source topics or another Kafka stops the loop and re-exe
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from confluent_kafka import Message, TopicPartition
 
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.reading import low_watermarks, read_range
 from cdx.streams import metrics
+from cdx.streams.engine_state import EngineState
 from cdx.streams.keystate import keys_topic
 from cdx.streams.progress import encode_key, progress_topic
 from cdx.streams.reroute import Rerouter
@@ -37,9 +37,6 @@ from cdx.streams.router import ensure_router_topics, group_topic_specs
 from cdx.streams.routing import RoutingPlan
 from cdx.streams.state import RouterState, state_topic
 from cdx.topology import Topology
-
-if TYPE_CHECKING:
-    from cdx.streams.engine import Engine
 
 log = logging.getLogger("cdx.router")
 
@@ -68,7 +65,7 @@ def needs_restart(old: Topology, new: Topology, subscribed: list[str]) -> str | 
 
 
 class Activator:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineState) -> None:
         self.e = engine
         self._legacy: RouterState | None = None
         self.rerouter = Rerouter(engine)

@@ -41,6 +41,7 @@ from cdx.errors import FatalError, RetriableError
 from cdx.kafka.batches import next_batch
 from cdx.kafka.config import client_config, consumer_config, producer_config, size_limited
 from cdx.streams import metrics
+from cdx.streams.activation import Activator, ensure_engine_topics
 from cdx.streams.batch import RecordRouter
 from cdx.streams.keystate import KeyState, keys_topic, open_store
 from cdx.streams.progress import Progress, encode_key, progress_topic
@@ -183,8 +184,6 @@ class Engine:
     def __init__(self, topology: Topology, *, path: Path | None = None, datadir: Path | None = None,
                  instance_id: str | None = None, session_timeout: float = 10.0, reload_interval: float = 1.0,
                  key_store: str = "memory", batch_size: int = 5000, live: LiveTopology | None = None) -> None:
-        from cdx.streams.activation import Activator, ensure_engine_topics
-
         k = topology.kafka
         self.topology = topology
         self.path = path

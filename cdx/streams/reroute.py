@@ -24,17 +24,15 @@ then their re-routes, then the live stream from P.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from cdx.kafka.reading import read_range
 from cdx.streams import metrics
+from cdx.streams.engine_state import EngineState
 from cdx.streams.progress import encode_key
 from cdx.streams.reshape import describe, group_shape, reroute_needed, same_shape
-
-if TYPE_CHECKING:
-    from cdx.streams.engine import Engine
 
 log = logging.getLogger("cdx.router")
 
@@ -43,7 +41,7 @@ CHUNK = 2000
 
 
 class Rerouter:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineState) -> None:
         self.e = engine
 
     def reshape(self, tp: TP, pos: int) -> None:

@@ -183,7 +183,6 @@ def test_bad_input_applies_nothing(tmp_path: Path, kafka: str) -> None:
 
 def test_a_process_serving_a_removed_channel_refuses_the_revision(tmp_path: Path) -> None:
     from cdx.connectors.sink.host import SinkHost
-    from cdx.connectors.upload.reload import reload_connector
     from cdx.connectors.upload.uploader import UploadConnector
     from tests.upload.helpers import make_topology
 
@@ -197,5 +196,5 @@ def test_a_process_serving_a_removed_channel_refuses_the_revision(tmp_path: Path
     up_new = make_topology(tmp_path, "127.0.0.1:1", f"sqlite:///{tmp_path}/hq.db", ["c2"], prefix="p")
     connector = UploadConnector(up_old, ["c1"])
     with pytest.raises(ConfigError, match="'c1' is not in the topology"):
-        reload_connector(connector, up_new)
+        connector.reload(up_new)
     assert [c.id for c in connector.channels] == ["c1"]

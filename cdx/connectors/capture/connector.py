@@ -35,8 +35,9 @@ from cdx.codec.envelope import Op
 from cdx.connectors.capture import metrics, requests
 from cdx.connectors.capture.positions import Position, SnapshotProgress, load_positions
 from cdx.connectors.capture.records import to_codec_columns
+from cdx.connectors.capture.reload import reload_capture
 from cdx.connectors.capture.snapshot import read_chunk, stale_keys
-from cdx.connectors.capture.table_state import TableState
+from cdx.connectors.capture.tables import TableState
 from cdx.connectors.capture.tracking import ChangeTracker, ResyncRequired, TableRef, open_tracker
 from cdx.connectors.capture.writer import RECORD_OVERHEAD, CaptureWriter
 from cdx.dialects import get_dialect
@@ -158,8 +159,6 @@ class CaptureConnector:
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision between two polls (see ``cdx.connectors.capture.reload``)."""
-        from cdx.connectors.capture.reload import reload_capture
-
         reload_capture(self, topology)
 
     # ------------------------------------------------------------------- loop

@@ -11,34 +11,47 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from cdx.connectors.capture.positions import load_positions
+from cdx.connectors.capture.tables import TableState, capture_tables
+from cdx.connectors.capture.tracking import ChangeTracker
 from cdx.errors import ConfigError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config
 from cdx.topology import Topology
 
-if TYPE_CHECKING:
-    from cdx.connectors.capture.connector import CaptureConnector, TableState
-
 log = logging.getLogger("cdx.capture")
 
 
-def capture_tables(topology: Topology) -> list[TableState]:
-    """The tables capture polls for ``topology``: every download subjob's HQ table not written by another
-    capture (``source_topic``), one per topic."""
-    from cdx.connectors.capture.connector import TableState
-    from cdx.connectors.capture.tracking import TableRef
+class CaptureState(Protocol):
+    """What the reload uses of a ``CaptureConnector`` (``cdx.connectors.capture.connector``): its topology
+    and tables are replaced, new tables' schemas refreshed through it. A protocol, so the connector imports
+    this module and this module nothing of the connector."""
 
-    out: dict[str, TableState] = {}
-    for subjob in topology.download_subjobs():
-        if subjob.source_topic is None:
-            topic = topology.hq_table_topic(subjob)
-            out.setdefault(topic, TableState(TableRef(subjob.hq_table.schema, subjob.hq_table.name), topic))
-    return list(out.values())
+    topology: Topology
+    tables: list[TableState]
+
+    @property
+    def tracker(self) -> ChangeTracker | None: ...
+
+    @property
+    def base_config(self) -> dict[str, Any]: ...
+
+    @property
+    def positions_topic(self) -> str: ...
+
+    @property
+    def hq_name(self) -> str: ...
+
+    def _db(self, fn: Callable[[], Any]) -> Any:
+        """Run a tracker call; database errors become typed cdx errors."""
+
+    def _refresh_schema(self, table: TableState) -> None:
+        """Introspect ``table`` and register (and publish) its schemas."""
 
 
-def reload_capture(c: CaptureConnector, topology: Topology) -> None:
+def reload_capture(c: CaptureState, topology: Topology) -> None:
     """See the module docstring."""
     old = c.topology
     if (old.hq.dsn, old.hq.name, old.kafka.bootstrap_servers, old.kafka.topic_prefix) != (

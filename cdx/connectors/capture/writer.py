@@ -23,7 +23,7 @@ from cdx.codec.envelope import Op
 from cdx.connectors.capture import metrics
 from cdx.connectors.capture.positions import SnapshotProgress, encode_position, position_key
 from cdx.connectors.capture.records import ChangeEncoder
-from cdx.connectors.capture.table_state import TableState
+from cdx.connectors.capture.tables import TableState
 from cdx.connectors.upload.records import dlq_record
 from cdx.kafka.transactions import TransactionalProducer
 

@@ -46,6 +46,7 @@ from cdx.connectors.upload.offline_plan import OfflinePlan, counter_generated
 from cdx.connectors.upload.plan import offline_subjobs_for
 from cdx.connectors.upload.positions import UploadPosition, resume
 from cdx.connectors.upload.records import produce_and_flush
+from cdx.connectors.upload.reload import reload_offline_sync
 from cdx.connectors.upload.source import ReadSnapshot, close_quietly, db_error, open_database
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.errors import CdxError, ConfigError, FatalError, RetriableError
@@ -348,9 +349,7 @@ class OfflineSync:
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision (``cdx.connectors.upload.reload.reload_offline_sync``)."""
-        from cdx.connectors.upload.reload import reload_offline_sync
-
-        reload_offline_sync(self, topology)
+        reload_offline_sync(self, topology, syncing_channels)
 
     def run(self) -> None:
         if not self.workers:

@@ -19,32 +19,154 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
-from cdx.connectors.upload.plan import upload_subjobs_for, uploading_channels
+from confluent_kafka import Consumer
+
+from cdx.codec import SchemaStore
+from cdx.connectors.upload.plan import UploadOptions, upload_subjobs_for, uploading_channels
+from cdx.connectors.upload.sink_catalog import Catalog
+from cdx.connectors.upload.source import db_error
+from cdx.dialects import Connection, Dialect
 from cdx.errors import CdxError, RetriableError
 from cdx.kafka.admin import TopicSpec, ensure_topics, max_message_config
 from cdx.topics import upload_topic
-from cdx.topology import Topology
-
-if TYPE_CHECKING:
-    from cdx.connectors.upload.offline import OfflineSync
-    from cdx.connectors.upload.sink import UploadSink
-    from cdx.connectors.upload.uploader import ChannelUploader, UploadConnector
+from cdx.topology import Subjob, Topology
+from cdx.topology.live import LiveTopology
+from cdx.topology.model import Channel
 
 log = logging.getLogger("cdx.upload")
 
+# The reloads see their owners through the protocols below and get what they build (an uploader, an HQ
+# table, the channels to sync) as a callable from them: the owners import this module, this module
+# imports none of them.
 
-def _same(a: ChannelUploader, topology: Topology, channel_id: str) -> bool:
+
+class ChannelWorker(Protocol):
+    """One channel's thread: a ``ChannelUploader`` (``uploader``) or a ``ChannelOfflineSync`` (``offline``)."""
+
+    @property
+    def channel(self) -> Channel: ...
+
+    @property
+    def subjobs(self) -> list[Subjob]: ...
+
+    @property
+    def _stop(self) -> threading.Event: ...
+
+
+class Uploader(ChannelWorker, Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+U = TypeVar("U", bound=Uploader)
+W = TypeVar("W", bound=ChannelWorker)
+T = TypeVar("T")
+
+
+class UploadConnectorState(Protocol[U]):
+    """What ``reload_connector`` uses of an ``UploadConnector`` (``cdx.connectors.upload.uploader``)."""
+
+    topology: Topology
+    channels: list[Channel]
+    uploaders: list[U]
+
+    @property
+    def requested(self) -> list[str] | None: ...
+
+    @property
+    def base_config(self) -> dict[str, Any]: ...
+
+    @property
+    def threads(self) -> dict[str, threading.Thread]: ...
+
+    @property
+    def store(self) -> SchemaStore | None: ...
+
+    @property
+    def options(self) -> UploadOptions: ...
+
+    @property
+    def live(self) -> LiveTopology | None: ...
+
+    def start(self, uploader: U) -> None:
+        """Run ``uploader`` in a thread of its own."""
+
+
+NewUploader = Callable[[Topology, Channel, SchemaStore, UploadOptions, threading.Event], U]
+"""Builds a channel's uploader: ``ChannelUploader``."""
+
+
+class HqSide(Protocol):
+    """The HQ upload sink's target as its reload sees it: the HQ connection (None until connected)."""
+
+    @property
+    def conn(self) -> Connection | None: ...
+
+
+class UploadTopicsSide(Protocol):
+    """The HQ upload sink's source as its reload sees it: its consumer and a way to subscribe again."""
+
+    @property
+    def consumer(self) -> Consumer | None: ...
+
+    def subscribe(self, again: bool = False) -> None: ...
+
+
+class UploadSinkState(Protocol):
+    """What ``reload_upload_sink`` uses of an ``UploadSink`` (``cdx.connectors.upload.sink``)."""
+
+    @property
+    def target(self) -> HqSide: ...
+
+    @property
+    def source(self) -> UploadTopicsSide: ...
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def base_config(self) -> dict[str, Any]: ...
+
+
+class OfflineSyncState(Protocol[W]):
+    """What ``reload_offline_sync`` uses of an ``OfflineSync`` (``cdx.connectors.upload.offline``)."""
+
+    topology: Topology
+    channels: list[Channel]
+    workers: list[W]
+
+    @property
+    def requested(self) -> list[str] | None: ...
+
+    @property
+    def threads(self) -> dict[str, threading.Thread]: ...
+
+    @property
+    def live(self) -> LiveTopology | None: ...
+
+    def worker(self, topology: Topology, channel: Channel) -> W: ...
+
+    def start(self, worker: W) -> None: ...
+
+
+SyncingChannels = Callable[[Topology, list[str] | None], list[Channel]]
+"""The channels with offline registers to sync (all, or those named): ``syncing_channels``."""
+
+
+def _same(a: Uploader, topology: Topology, channel_id: str) -> bool:
     return (a.channel == topology.channel(channel_id)
             and [s.id for s in a.subjobs] == [s.id for s in upload_subjobs_for(topology, channel_id)]
             and a.subjobs == upload_subjobs_for(topology, channel_id))
 
 
-def reload_connector(conn: UploadConnector, topology: Topology) -> None:
+def reload_connector(conn: UploadConnectorState[U], topology: Topology, new_uploader: NewUploader[U]) -> None:
     """See the module docstring. Blocks until the leaving uploaders have finished their transaction."""
-    from cdx.connectors.upload.uploader import ChannelUploader
-
     channels = uploading_channels(topology, conn.requested)  # ConfigError for a --channel gone
     running = {u.id: u for u in conn.uploaders}
     wanted = {c.id: c for c in channels}
@@ -65,7 +187,7 @@ def reload_connector(conn: UploadConnector, topology: Topology) -> None:
     conn.topology, conn.channels = topology, channels
     conn.uploaders = [u for u in conn.uploaders if u not in leaving]
     for c in arriving:
-        u = ChannelUploader(topology, c, conn.store, options, threading.Event())
+        u = new_uploader(topology, c, conn.store, options, threading.Event())
         conn.uploaders.append(u)
         conn.start(u)
         log.info("channel %s: upload started with the new topology", c.id)
@@ -73,15 +195,12 @@ def reload_connector(conn: UploadConnector, topology: Topology) -> None:
         conn.live.set_instances([c.id for c in channels])
 
 
-def reload_upload_sink(sink: UploadSink, topology: Topology) -> None:
+def reload_upload_sink(sink: UploadSinkState, topology: Topology) -> None:
     """The HQ upload sink takes a new revision between two batches: new channels' upload topics are
     subscribed (their partitions start at the offsets HQ holds, the beginning for a new channel),
     removed channels' unsubscribed, new or changed upload subjobs' HQ tables introspected. Refused
     (``ConfigError``, nothing changed) when an HQ table does not fit its subjob; ``RetriableError``
     while HQ does not answer (offered again)."""
-    from cdx.connectors.upload.sink_catalog import Catalog
-    from cdx.connectors.upload.source import db_error
-
     conn = sink.target.conn
     if conn is None or sink.source.consumer is None:
         raise RetriableError("the HQ upload sink is not connected yet")
@@ -105,14 +224,12 @@ def reload_upload_sink(sink: UploadSink, topology: Topology) -> None:
                  ", ".join(sorted(new.channels.values())))
 
 
-def reload_offline_sync(sync: OfflineSync, topology: Topology) -> None:
+def reload_offline_sync(sync: OfflineSyncState[W], topology: Topology, syncing_channels: SyncingChannels) -> None:
     """``cdx channel offline-sync`` takes a new revision: channels that gained offline registers (or
     upload subjobs) start syncing, channels that lost all of them stop after their current
     transaction, a channel whose registers or subjobs changed restarts with them (each register
     resumes from the position its channel database holds). Refused (``ConfigError``) when a channel
     named with ``--channel`` no longer has registers to sync."""
-    from cdx.connectors.upload.offline import syncing_channels
-
     channels = syncing_channels(topology, sync.requested)
     running = {w.channel.id: w for w in sync.workers}
     wanted = {c.id: c for c in channels}

@@ -31,6 +31,7 @@ from confluent_kafka import Message, Producer
 
 from cdx.codec import SchemaStore, make_codec
 from cdx.connectors.upload import metrics
+from cdx.connectors.upload.reload import reload_upload_sink
 from cdx.connectors.upload.sink_catalog import ORIGIN_COLUMN, Catalog, HqTable
 from cdx.connectors.upload.sink_decode import Decoder, Unusable
 from cdx.connectors.upload.sink_hq import COMPONENT, Dead, HqTarget
@@ -169,8 +170,6 @@ class UploadSink:
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision (see ``cdx.connectors.upload.reload.reload_upload_sink``)."""
-        from cdx.connectors.upload.reload import reload_upload_sink
-
         reload_upload_sink(self, topology)
 
     def _between_batches(self) -> None:

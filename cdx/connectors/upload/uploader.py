@@ -37,8 +37,15 @@ from cdx.connectors.upload.plan import (
     upload_subjobs_for,
     uploading_channels,
 )
+from cdx.connectors.upload.reload import reload_connector
 from cdx.errors import FatalError
-from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
+from cdx.kafka.admin import (
+    COMPACTED,
+    TopicSpec,
+    ensure_topics,
+    max_message_config,
+    raise_max_message_bytes,
+)
 from cdx.kafka.config import client_config
 from cdx.topics import dlq_topic, schemas_topic, upload_topic
 from cdx.topology import Topology
@@ -104,9 +111,7 @@ class UploadConnector:
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision between two transactions (see ``cdx.connectors.upload.reload``)."""
-        from cdx.connectors.upload.reload import reload_connector
-
-        reload_connector(self, topology)
+        reload_connector(self, topology, ChannelUploader)
 
     def run(self) -> None:
         """Run every channel until ``stop()``; a fatal error in one channel stops all and is raised.

@@ -1,0 +1,80 @@
+"""What the activation (``cdx.streams.activation``) and the re-route (``cdx.streams.reroute``) use of the
+transactional engine (``cdx.streams.engine.Engine``), stated as protocols.
+
+They read and change the engine's state through these, never through the ``Engine`` class, so the engine
+imports them and they import nothing of the engine: the import graph has no circle. ``Engine`` satisfies
+``EngineState`` structurally (mypy checks it where the engine hands itself to ``Activator``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from cdx.streams.batch import RecordRouter
+from cdx.streams.keystate import KeyState
+from cdx.streams.progress import Progress
+from cdx.streams.routing import RoutingPlan
+from cdx.topology import Topology
+from cdx.topology.live import LiveTopology
+
+TP = tuple[str, int]
+
+
+class EngineTransaction(Protocol):
+    """The engine's one-at-a-time producer transaction (``cdx.streams.engine.Transaction``)."""
+
+    def begin(self) -> None: ...
+
+    def commit(self, offsets: list[TopicPartition] | None, consumer: Consumer) -> None:
+        """Send ``offsets`` with the consumer's group metadata, then commit."""
+
+    def abort(self, cause: BaseException | None = None) -> None:
+        """Abort, then raise (``FatalError`` when the producer cannot go on, else the engine's abort signal)."""
+
+
+class EngineState(Protocol):
+    """The engine's state as the activation and the re-route see it: the first four are replaced by a
+    reload (``topology``, ``plan``) or set to stop the loop (``restart``, ``reload_requested``); the rest
+    are the engine's clients and bookkeeping, changed in place."""
+
+    topology: Topology
+    plan: RoutingPlan
+    restart: str | None
+    reload_requested: bool
+
+    @property
+    def config(self) -> dict[str, Any]: ...
+
+    @property
+    def consumer(self) -> Consumer: ...
+
+    @property
+    def producer(self) -> Producer: ...
+
+    @property
+    def keys(self) -> KeyState: ...
+
+    @property
+    def progress(self) -> Progress: ...
+
+    @property
+    def router(self) -> RecordRouter: ...
+
+    @property
+    def txn(self) -> EngineTransaction: ...
+
+    @property
+    def live(self) -> LiveTopology | None: ...
+
+    @property
+    def active(self) -> set[TP]:
+        """Source partitions activated since their assignment (or the last reload)."""
+
+    @property
+    def processed(self) -> dict[TP, int]:
+        """Per source partition, the offset after the last record this worker routed."""
+
+    def write_progress(self, ends: dict[TP, int], groups: dict[TP, list[str]] | None = None) -> None:
+        """Progress records for ``ends`` (every group of the topic, or ``groups[tp]``) into the transaction."""
