@@ -151,10 +151,17 @@ def test_a_failed_delivery_leaves_no_gap_and_no_resend(tmp_path: Path, kafka: st
             assert time.monotonic() < deadline and proc.poll() is None, "the router routed nothing"
             time.sleep(0.5)
         set_configs(kafka, us, {"max.message.bytes": "4000"})
+        log = tmp_path / "router.log"
+        aborted = log.read_text(errors="replace").count("batch aborted")
         hq.write([Change("ITEMS", "c", big, {**big, "NAME": os.urandom(8000).hex(), "PRICE": None, "QTY": 1,
                                              "HQONLY": "h"})])
         hq.write(work.changes(200))
-        time.sleep(8)  # the transaction with BIG keeps failing and is aborted each time
+        # the transaction with BIG keeps failing and is aborted each time: wait for three aborts
+        deadline = time.monotonic() + 90
+        while log.read_text(errors="replace").count("batch aborted") < aborted + 3:
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "the router did not abort the transaction with BIG three times"
+            time.sleep(0.2)
         assert proc.poll() is None
         before = read_group(topo, "us")
         assert not [c for c in before.changes if c.key.get("ITEMID") == "BIG"]

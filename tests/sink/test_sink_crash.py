@@ -20,7 +20,9 @@ from cdx.connectors.sink.init import init_databases
 from tests.sink.helpers import FakeRouter, assert_tables_equal, expected_state, sqlite_db, stored_offsets, workload
 from tests.sink.helpers import write_topology as make_topology
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# make test-chaos: tests/sink_ops/test_sessions.py::test_no_change_applied_twice_across_sigkill asserts the same
+# (SIGKILLed sink, router re-sends, final state equal, no row version written twice or out of order) in make test
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 CHANGES = 100_000
 TRIGGERS = """

@@ -175,6 +175,10 @@ def test_no_change_applied_twice_across_sigkill(tmp_path: Path, kafka: str) -> N
     assert_exact_cover(sessions, ends)
     assert sum(s.duplicates for s in sessions) >= router.resent
     conn = sqlite3.connect(tmp_path / "c1.db")
-    rows = conn.execute("SELECT tbl, id, ver FROM applied_log").fetchall()
+    rows = conn.execute("SELECT tbl, id, ver FROM applied_log ORDER BY rowid").fetchall()
     conn.close()
     assert len(rows) == len(set(rows)), "a change was applied twice"
+    last: dict[tuple[str, int], int] = {}
+    for tbl, key, ver in rows:  # and in order: a key's versions only ever go up
+        assert ver > last.get((tbl, key), -2), f"{tbl} {key}: version {ver} applied after {last[(tbl, key)]}"
+        last[(tbl, key)] = ver

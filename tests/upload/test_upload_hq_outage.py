@@ -30,6 +30,14 @@ from tests.upload.helpers import (
 pytestmark = pytest.mark.integration
 
 
+def _failed_sessions(hq_dsn: str) -> int:
+    conn = connect("postgresql", hq_dsn)
+    try:
+        return sum(1 for s in hist.recent(conn, get_dialect("postgresql"), 100) if s.status == "Failed")
+    finally:
+        conn.close()
+
+
 def test_failed_batches_are_recorded_and_retried(tmp_path: Path, kafka: str, postgres_server: str, running) -> None:
     hq_dsn = fresh_pg(postgres_server, "outage")
     port = int(hq_dsn.rsplit(":", 1)[1].split("/")[0])
@@ -45,7 +53,8 @@ def test_failed_batches_are_recorded_and_retried(tmp_path: Path, kafka: str, pos
     locker = connect("postgresql", hq_dsn)
     locker.execute('LOCK TABLE dbo."RETAILTRANSACTIONSALESTRANS" IN ACCESS EXCLUSIVE MODE')
     sell(topo, "h01", 5, seed=2)
-    time.sleep(3.0)
+    wait_until(lambda: _failed_sessions(hq_dsn) >= 1, 60, "a Failed upload session (statement timeout)",
+               check=run.check)  # held until the sink's batch has hit the statement timeout
     locker.rollback()
     locker.close()
     wait_until(lambda: hq_count(topo) >= expected_rows(topo), 60, "rows after the lock", check=run.check)
