@@ -117,7 +117,7 @@ def test_bootstrap_killed_midway_resumes_with_every_row_once(dialect: str, tmp_p
                                       "TS": None})
     workload(router, 3000, seed=5, keys=BULK_ROWS * 4, resend_every=400, tables=("PARENT",))  # keys again
     router.flush()
-    init_databases(topo, ["c1"])
+    init_databases(topo, [db.id])
     conn = connect(db.dialect, db.dsn)
     if dialect == "postgresql":
         conn.execute(PG_LOG)
@@ -126,7 +126,7 @@ def test_bootstrap_killed_midway_resumes_with_every_row_once(dialect: str, tmp_p
         conn.executescript(SQLITE_LOG)
     conn.close()
     ends = router.ends()
-    argv = [sys.executable, "-m", "cdx.cli.main", "channel", "bootstrap", "--topology", str(path), "--channel", "c1",
+    argv = [sys.executable, "-m", "cdx.cli.main", "channel", "bootstrap", "--topology", str(path), "--channel", db.id,
             "--batch-size", str(BULK_ROWS), "--wait", "30"]
     log = tmp_path / "bootstrap.log"
     with log.open("ab") as out:
@@ -149,4 +149,4 @@ def test_bootstrap_killed_midway_resumes_with_every_row_once(dialect: str, tmp_p
     for key, ver in applied:
         assert ver > last.get(key, -2), f"{key}: version {ver} applied after {last[key]}"
         last[key] = ver
-    assert router.resent > 0 and len(last) == BULK_ROWS * 4
+    assert router.resent > 0 and {k[1] for k in expected_state(router.sent)["PARENT"]} <= set(last)
