@@ -8,7 +8,7 @@ from the earliest offset) out of the topic's records, and whether it has reached
 ``cdx channel bootstrap`` runs sinks until ``CatchUp.done()``; ``cdx sink`` shows it as a progress
 bar on a terminal.
 
-How a bootstrap is fast (``BOOTSTRAP_SETTINGS``, ``bulk_gc``): batches of ``BOOTSTRAP_BATCH`` records
+How a bootstrap is fast (``bootstrap_settings``, ``bulk_gc``): batches of ``BOOTSTRAP_BATCH`` records
 (one transaction each, rows + offsets + watermarks: exactly once and resumable as any sink batch),
 so each table's rows reach ``apply.BULK_ROWS`` and go through the dialect's plain bulk load
 (PostgreSQL ``COPY`` into the table, the upsert only once a key exists); a larger prefetch; and a
