@@ -193,7 +193,7 @@ def init(
 def bootstrap(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: list[str] = typer.Option(..., "--channel", "-c", help="Channel or offline-register id (repeatable)."),
-    batch_size: int = BATCH_OPTION,
+    batch_size: int = typer.Option(20_000, help="Records applied per database transaction (at most)."),
     timeout: float = typer.Option(0.0, help="Give up after this many seconds (0: no limit)."),
     wait: float = WAIT_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -203,6 +203,7 @@ def bootstrap(
     Runs the sinks of the given databases from their stored position (the beginning of the compacted
     group topic for a new database) until they reach the topic's end offsets as seen at the start,
     with a progress bar on a terminal. Refuses while a sink already serves one of them."""
+    from cdx.connectors.sink.bootstrap import bootstrap_settings, bulk_gc
     from cdx.connectors.sink.init import init_databases
     from cdx.connectors.sink.rewind import ensure_sink_stopped
     from cdx.connectors.sink.spec import sink_specs
@@ -216,7 +217,8 @@ def bootstrap(
     for spec in sink_specs(topo, channel):
         ensure_sink_stopped(tools, spec, wait)
     init_databases(topo, channel)
-    run_until_caught_up(topo, channel, _settings(batch_size), timeout=timeout or None)
+    with bulk_gc():
+        run_until_caught_up(topo, channel, bootstrap_settings(batch_size), timeout=timeout or None)
 
 
 @channel_app.command("resync")

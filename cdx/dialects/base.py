@@ -211,6 +211,17 @@ class Dialect(ABC):
         (informational). Does not commit.
         """
 
+    def load_rows(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
+                  key_columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
+        """``upsert_rows`` for a large batch whose keys are distinct (a caller guarantee), e.g. a bootstrap's.
+
+        Where the database has a faster plain load, it is tried first and the upsert is the fallback
+        (same result: with distinct keys, inserting succeeds exactly when no key exists yet). Returns
+        True when the plain load took every row, False when the rows were upserted (keys existed: the
+        caller may skip the attempt next time). Default: the upsert. Does not commit."""
+        self.upsert_rows(conn, schema, table, columns, key_columns, rows)
+        return False
+
     @abstractmethod
     def delete_rows(self, conn: Connection, schema: str | None, table: str, key_columns: Sequence[str],
                     keys: Iterable[Sequence[Any]]) -> int:

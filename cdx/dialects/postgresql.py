@@ -189,11 +189,42 @@ class PostgreSQLDialect(Dialect):
 
     def upsert_rows(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
                     key_columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        return self._insert_select(conn, schema, table, columns, key_columns, rows, "DESC",
+                                   self._upsert_action(columns, key_columns))
+
+    def _upsert_action(self, columns: Sequence[str], key_columns: Sequence[str]) -> str:
         others = [c for c in columns if c not in key_columns]
         q = self.quote_ident
-        action = ("DO UPDATE SET " + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in others)) \
+        return ("DO UPDATE SET " + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in others)) \
             if others else "DO NOTHING"
-        return self._insert_select(conn, schema, table, columns, key_columns, rows, "DESC", action)
+
+    def load_rows(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
+                  key_columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
+        """``COPY`` straight into the table, in a savepoint; on a key that exists already (unique
+        violation) back to the savepoint and the staged upsert, without its sort (keys are distinct).
+        The server inserts while the rows stream in. ``COPY`` fires the table's triggers and checks its
+        constraints like ``INSERT`` (not its rules)."""
+        where = display_name(schema, table)
+        check_bulk_args(columns, key_columns, where)
+        data = as_rows(rows, len(columns), where)
+        if len(data) * len(columns) <= SMALL_BATCH_VALUES:
+            self.upsert_rows(conn, schema, table, columns, key_columns, data)
+            return False
+        with self._atomic(conn):
+            conn.execute("SAVEPOINT cdx_load")
+            try:
+                with conn.cursor().copy(f"COPY {self.qualified(schema, table)} ({self.columns_sql(columns)})"
+                                        " FROM STDIN") as copy:
+                    for row in data:
+                        copy.write_row(row)
+            except psycopg.errors.UniqueViolation:
+                conn.execute("ROLLBACK TO SAVEPOINT cdx_load")
+                conn.execute("RELEASE SAVEPOINT cdx_load")
+                self._insert_select(conn, schema, table, columns, key_columns, data, "",
+                                    self._upsert_action(columns, key_columns))
+                return False
+            conn.execute("RELEASE SAVEPOINT cdx_load")
+        return True
 
     def insert_ignore_existing(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
                                key_columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
@@ -214,11 +245,12 @@ class PostgreSQLDialect(Dialect):
             cur = conn.execute(f"INSERT INTO {self.qualified(schema, table)} ({cols}) VALUES {values}"
                                f" ON CONFLICT ({keys}) {action}", [v for row in data for v in row])
             return int(cur.rowcount)
+        distinct = f"DISTINCT ON ({keys}) " if order else ""  # no order: the keys are distinct already
         with self._atomic(conn):
             stage = self._stage(conn, schema, table, columns, data)
             cur = conn.execute(
                 f"INSERT INTO {self.qualified(schema, table)} ({cols})"
-                f" SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {_ORD} {order}"
+                f" SELECT {distinct}{cols} FROM {stage}{f' ORDER BY {keys}, {_ORD} {order}' if order else ''}"
                 f" ON CONFLICT ({keys}) {action}")
             conn.execute(f"DROP TABLE {stage}")
         return int(cur.rowcount)

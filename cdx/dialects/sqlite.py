@@ -59,6 +59,8 @@ _DECLARED = {
 _TYPE_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_ ]*?)?\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
 _RETRIABLE_CODES = {5, 6, 15}  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL
 _SKIPPABLE_CODES = {18, 19, 20, 25}  # SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_RANGE
+_NATIVE = frozenset({str, int, float, bytes, type(None)})
+"""Types ``encode`` returns unchanged (``bool`` is not among them: it becomes an int)."""
 
 
 def sqlite_path(dsn: str | Path) -> str:
@@ -204,8 +206,18 @@ class SQLiteDialect(Dialect):
             return str(value)
         return value
 
-    def _encode_rows(self, rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        return [tuple(self.encode(v) for v in row) for row in rows]
+    def _encode_rows(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """``rows`` with every value ``encode``d, column by column: a column holding only values sqlite3
+        binds as they are (str, int, float, bytes, None) is left alone (bulk loads are mostly such)."""
+        if not rows:
+            return rows
+        columns = list(zip(*rows, strict=True))
+        encoded = False
+        for i, column in enumerate(columns):
+            if not set(map(type, column)) <= _NATIVE:
+                columns[i] = tuple(map(self.encode, column))
+                encoded = True
+        return list(zip(*columns, strict=True)) if encoded else rows
 
     # -- DDL ---------------------------------------------------------------------------
     def ensure_schema(self, conn: Connection, schema: str | None) -> None:

@@ -131,6 +131,46 @@ def test_bulk_upsert_of_a_large_batch_keeps_the_same_semantics(db: Db) -> None:
     assert got[(5, "b")] == ("first 5", 5)
 
 
+def test_load_rows_inserts_a_bulk_load_and_upserts_once_keys_exist(db: Db) -> None:
+    """``load_rows`` (distinct keys, as a bootstrap's batches): the plain bulk load into an empty table, and the
+    same result as ``upsert_rows`` when some keys exist (PostgreSQL: the ``COPY`` fails, the upsert runs), in the
+    caller's transaction (a rollback leaves nothing)."""
+    items_table(db)
+    conn = db.connect()
+    cols, keys = ["K1", "K2", "NAME", "QTY"], ["K1", "K2"]
+    first = [(i, "a", f"first {i}", i) for i in range(3000)]
+    with db.dialect.transaction(conn):
+        plain = db.dialect.load_rows(conn, db.schema, "ITEMS", cols, keys, first)
+    assert plain == (db.name == "postgresql")
+    with pytest.raises(RuntimeError), db.dialect.transaction(conn):
+        db.dialect.load_rows(conn, db.schema, "ITEMS", cols, keys, [(i, "c", "gone", i) for i in range(3000)])
+        raise RuntimeError("crash before commit")
+    again = [(i, "a", f"second {i}", -i) for i in range(2990, 3000)] + [(i, "b", "new", i) for i in range(2000)]
+    with db.dialect.transaction(conn):
+        assert not db.dialect.load_rows(conn, db.schema, "ITEMS", cols, keys, again)
+    got = {(r["K1"], r["K2"]): (r["NAME"], r["QTY"]) for r in db.select("ITEMS", "K1")}
+    assert len(got) == 5000 and not any(k[1] == "c" for k in got)
+    assert got[(2989, "a")] == ("first 2989", 2989) and got[(2995, "a")] == ("second 2995", -2995)
+    assert got[(5, "b")] == ("new", 5)
+
+
+def test_bulk_columns_of_mixed_types_and_nulls_round_trip(db: Db) -> None:
+    """Bulk rows whose columns mix NULLs with values the driver cannot bind as they are (SQLite encodes such
+    columns, and only those)."""
+    db.create("ALLTYPES", ALL_TYPES, ["ID"])
+    conn = db.connect()
+    rows = [ROW, (2, *[None] * 9, ROW[-1]), (3, 7, None, Decimal("-0.5"), None, "t", False, None, None,
+                                             dt.datetime(2024, 1, 1), ROW[-1])]
+    with db.dialect.transaction(conn):
+        db.dialect.load_rows(conn, db.schema, "ALLTYPES", NAMES, ["ID"], rows + [
+            (i, i, float(i), Decimal(i) / 8, str(i), "", i % 2 == 0, bytes([i % 256]), dt.date(2024, 1, 1 + i % 28),
+             dt.datetime(2024, 1, 1, 0, 0, i % 60), ROW[-1]) for i in range(10, 500)])
+    got = db.select("ALLTYPES", "ID")
+    assert got[0] == dict(zip(NAMES, ROW, strict=True)) and got[1] == {**dict.fromkeys(NAMES), "ID": 2, "GUID": ROW[-1]}
+    assert got[2]["FLAG"] is False and got[2]["DEC"] == Decimal("-0.5") and got[2]["TS"] == dt.datetime(2024, 1, 1)
+    assert len(got) == 493 and got[-1]["FLAG"] is False and got[-1]["DEC"] == Decimal(499) / 8
+
+
 def test_insert_ignore_existing_leaves_existing_rows_untouched(db: Db) -> None:
     items_table(db)
     conn = db.connect()

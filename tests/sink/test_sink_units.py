@@ -142,3 +142,24 @@ def test_commit_batch_is_idempotent_and_widens_tables(spec, tmp_path: Path) -> N
     with d.transaction(conn):
         assert store.load(conn).offsets == {0: 6}
     conn.close()
+
+
+def test_parse_value_builds_the_change_its_constructor_would() -> None:
+    """``parse_value`` fills the frozen instances through ``__dict__`` (speed): equal, hashable, still frozen."""
+    import dataclasses
+
+    from cdx.routed import RoutedChange, parse_value
+
+    value = {"before": None, "after": {"ID": 5, "NAME": "x"}, "source": {"ts_ms": 7, "change_version": 9}, "op": "u",
+             "ts_ms": 8, "target": {"schema": "ax", "table": "T"}, "subjob": "S",
+             "position": {"topic": "hq.T", "partition": 1, "offset": 2}, "filter": {"value": "3"}}
+    key = {"ID": 5}
+    got = parse_value(key, value)
+    want = RoutedChange("ax", "T", "S", "u", {"ID": 5}, value["after"], SourcePosition("hq.T", 1, 2), 9, 7, 8, True,
+                        "3")
+    assert got == want and repr(got) == repr(want) and hash(got.position) == hash(want.position)
+    assert got.key is not key and dataclasses.asdict(got) == dataclasses.asdict(want)
+    unfiltered = parse_value(key, {**value, "filter": None, "op": "d", "after": None})
+    assert not unfiltered.filtered and unfiltered.filter_value is None and unfiltered.is_delete
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.op = "d"  # type: ignore[misc]

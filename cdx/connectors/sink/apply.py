@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdx.connectors.sink.plan import Plan, TableBatch, plan_batch
 from cdx.connectors.sink.records import Record
@@ -32,6 +33,9 @@ from cdx.connectors.sink.state import SinkState, StateStore
 from cdx.connectors.sink.tables import TableManager
 from cdx.dialects import Connection, Dialect
 
+BULK_ROWS = 10_000
+"""Rows of one table in one batch from which ``upsert`` tries the dialect's plain bulk load first (above a
+streaming sink's batches: ``cdx channel bootstrap`` runs with larger ones)."""
 DeadLetterFn = Callable[[Record, str], None]
 """Delivers one record to the dead-letter topic; returns only once it is durable."""
 
@@ -76,7 +80,7 @@ def apply_plan(conn: Connection, dialect: Dialect, tables: TableManager, plan: P
             delete(tb)
     for tb in ordered:
         for columns, rows in tb.upserts().items():
-            dialect.upsert_rows(conn, tb.schema, tb.table, columns, tb.key_names, rows)
+            upsert(conn, dialect, tables, tb, columns, rows)
             written.upserted += len(rows)
     for tb in reversed(ordered):
         if id(tb) in deletes and id(tb) not in first:
@@ -84,22 +88,38 @@ def apply_plan(conn: Connection, dialect: Dialect, tables: TableManager, plan: P
     return written
 
 
+def upsert(conn: Connection, dialect: Dialect, tables: TableManager, tb: TableBatch, columns: tuple[str, ...],
+           rows: list[tuple[Any, ...]]) -> None:
+    """Upsert one table's rows (distinct keys: the plan collapsed them). ``BULK_ROWS`` or more (a bootstrap's
+    batches) go through ``Dialect.load_rows`` (PostgreSQL: ``COPY`` into the table, the upsert only if a key
+    exists), until a table's keys are found to exist: from then on that table is upserted directly."""
+    target = (tb.schema, tb.table)
+    if len(rows) >= BULK_ROWS and target not in tables.keys_exist:
+        if not dialect.load_rows(conn, tb.schema, tb.table, columns, tb.key_names, rows):
+            tables.keys_exist.add(target)
+        return
+    dialect.upsert_rows(conn, tb.schema, tb.table, columns, tb.key_names, rows)
+
+
 def batch_session(spec: SinkSpec, records: Sequence[Record], plan: Plan | None, written: Written | None,
                   started: dt.datetime, *, kind: str = BATCH, status: str = APPLIED,
                   error: str | None = None) -> Session:
     """The download session describing ``records`` (and what their plan did, when applied)."""
     offsets: dict[int, tuple[int, int]] = {}
-    jobs: dict[str, None] = {}
-    tables: dict[str, None] = {}
+    subjobs: dict[str, None] = {}
+    targets: dict[tuple[str, str], None] = {}
     newest = 0
     for rec in records:
-        first, _ = offsets.get(rec.partition, (rec.offset, rec.offset))
-        offsets[rec.partition] = (min(first, rec.offset), rec.offset)
+        span = offsets.get(rec.partition)
+        offsets[rec.partition] = (rec.offset, rec.offset) if span is None else (min(span[0], rec.offset), rec.offset)
         ch = rec.change
         if ch is not None:
-            jobs.update(dict.fromkeys(spec.jobs_for(ch.subjob)))
-            tables[f"{ch.schema}.{ch.table}"] = None
-            newest = max(newest, ch.source_ts_ms)
+            subjobs[ch.subjob] = None
+            targets[(ch.schema, ch.table)] = None
+            if ch.source_ts_ms > newest:
+                newest = ch.source_ts_ms
+    jobs = dict.fromkeys(job for subjob in subjobs for job in spec.jobs_for(subjob))
+    tables = {f"{schema}.{table}": None for schema, table in targets}
     if written is not None:
         tables.update(dict.fromkeys(written.tables))
     return Session(

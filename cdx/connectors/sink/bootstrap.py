@@ -7,14 +7,51 @@ end offsets observed when it was created: per sink, records applied (offsets beh
 from the earliest offset) out of the topic's records, and whether it has reached the ends.
 ``cdx channel bootstrap`` runs sinks until ``CatchUp.done()``; ``cdx sink`` shows it as a progress
 bar on a terminal.
+
+How a bootstrap is fast (``bootstrap_settings``, ``bulk_gc``): batches of ``BOOTSTRAP_BATCH`` records
+(one transaction each, rows + offsets + watermarks: exactly once and resumable as any sink batch),
+so each table's rows reach ``apply.BULK_ROWS`` and go through the dialect's plain bulk load
+(PostgreSQL ``COPY`` into the table, the upsert only once a key exists); a larger prefetch; and a
+garbage collector that runs rarely (the decoded records are acyclic and die with their batch).
 """
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from cdx.connectors.sink.host import SinkHost
 from cdx.connectors.sink.kafkaops import watermarks
+from cdx.connectors.sink.runner import SinkSettings
+
+BOOTSTRAP_BATCH = 20_000
+"""Records per transaction of ``cdx channel bootstrap`` (a sink's default: 5,000)."""
+BOOTSTRAP_PREFETCH_KB = 32 * 1024
+"""librdkafka prefetch of a bootstrapping sink (a sink's default: 4 MiB)."""
+GC_THRESHOLD = 200_000
+"""Allocations between two young-generation collections while bootstrapping (CPython's default: 700):
+a batch's records are freed by reference counting before a collection would look at them."""
+
+
+def bootstrap_settings(batch_size: int = BOOTSTRAP_BATCH) -> SinkSettings:
+    """The sink settings of ``cdx channel bootstrap`` (see the module docstring)."""
+    return SinkSettings(batch_size=batch_size, queued_max_kbytes=BOOTSTRAP_PREFETCH_KB)
+
+
+@contextmanager
+def bulk_gc() -> Iterator[None]:
+    """Run the block with the objects alive at its start frozen out of collection and young
+    collections rare; restored afterwards."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 @dataclass

@@ -37,7 +37,7 @@ from typing import Any
 from cdx.connectors.sink.records import Record, Shape
 from cdx.connectors.sink.spec import FilterRule, SinkSpec
 from cdx.connectors.sink.state import SinkState, Watermark, reroute_key, watermark_key
-from cdx.routed import RoutedChange
+from cdx.routed import RoutedChange, SourcePosition
 
 
 @dataclass
@@ -86,32 +86,35 @@ def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: 
 
     With ``poison`` (a database error), every change that is not a re-send is dead-lettered with
     that reason instead of applied (used for a single record isolated by the caller).
+
+    Per record only look-ups and comparisons (a bootstrap plans millions): watermark keys, subjob
+    rules and table batches are looked up once per batch, watermarks advance in place (``_Marks``).
     """
     plan = Plan()
-    marks = plan.watermarks
+    offsets = plan.offsets
+    marks = _Marks(state)
+    rules: dict[str, tuple[bool, FilterRule | None]] = {}
+    batches: dict[Shape, TableBatch] = {}
+    applied = duplicates = filtered = 0
     for rec in records:
-        plan.offsets[rec.partition] = rec.offset + 1
+        offsets[rec.partition] = rec.offset + 1
         change, shape = rec.change, rec.shape
         if change is None or shape is None:
             if rec.error is not None:
                 plan.dead.append((rec, rec.error))
             continue
-        pos = change.position
-        gen = rec.reroute or ""
-        wkey = (reroute_key if gen else watermark_key)(rec.partition, pos.topic, pos.partition)
-        mark = marks.get(wkey) or state.watermarks.get(wkey)
-        if mark is not None and mark.gen != gen:
-            mark = None  # a newer re-route: its records are new whatever their source offsets
-        if mark is not None and mark.covers(pos.offset, shape.target):
-            plan.duplicates += 0 if rec.tombstone and pos.offset == mark.offset else 1
+        repeat = marks.advance(rec, change.position, shape.target)
+        if repeat is not None:
+            duplicates += repeat
             continue
-        marks[wkey] = mark.advance(pos.offset, shape.target) if mark else Watermark(pos.offset,
-                                                                                      frozenset((shape.target,)), gen)
         if poison is not None:
             plan.dead.append((rec, poison))
             continue
-        if spec.excludes(change.subjob):  # offline: false on an offline register
-            plan.filtered += 1
+        rule = rules.get(change.subjob)
+        if rule is None:
+            rule = rules[change.subjob] = (spec.excludes(change.subjob), spec.filter_for(change.subjob))
+        if rule[0]:  # offline: false on an offline register
+            filtered += 1
             continue
         try:
             key = shape.key_values(change.key)
@@ -119,19 +122,72 @@ def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: 
         except (KeyError, TypeError, ValueError) as e:
             plan.dead.append((rec, f"malformed change: {type(e).__name__}: {e}"))
             continue
-        rule = spec.filter_for(change.subjob)
-        if row is not None and rule is not None and not _passes(rule, change, shape):
+        if row is not None and rule[1] is not None and not _passes(rule[1], change, shape):
             row = None
-            plan.filtered += 1
-            plan.applied -= 1
-        tb = plan.tables.get((shape.schema, shape.table))
-        if tb is None:
-            tb = plan.tables[(shape.schema, shape.table)] = TableBatch(shape.schema, shape.table)
-        tb.shapes.setdefault(shape.names, shape)
-        tb.changes.pop(key, None)  # keep dict order = order of last change (informational)
+            filtered += 1
+            applied -= 1
+        tb = batches.get(shape) or _table_batch(plan, batches, shape)
+        if key in tb.changes:
+            del tb.changes[key]  # keep dict order = order of last change (informational)
         tb.changes[key] = (shape, row)
-        plan.applied += 1
+        applied += 1
+    plan.applied, plan.duplicates, plan.filtered = applied, duplicates, filtered
+    plan.watermarks = marks.changed()
     return plan
+
+
+def _table_batch(plan: Plan, batches: dict[Shape, TableBatch], shape: Shape) -> TableBatch:
+    tb = plan.tables.get((shape.schema, shape.table))
+    if tb is None:
+        tb = plan.tables[(shape.schema, shape.table)] = TableBatch(shape.schema, shape.table)
+    tb.shapes.setdefault(shape.names, shape)
+    batches[shape] = tb
+    return tb
+
+
+class _Mark:
+    """One watermark while a batch is planned (mutable); ``stored``: the state's, while unchanged."""
+
+    __slots__ = ("gen", "offset", "stored", "targets")
+
+    def __init__(self, offset: int, targets: set[str], gen: str, stored: Watermark | None = None) -> None:
+        self.offset, self.targets, self.gen, self.stored = offset, targets, gen, stored
+
+
+class _Marks:
+    """The watermarks of one batch: the state's, advanced record by record (see the module docstring)."""
+
+    def __init__(self, state: SinkState) -> None:
+        self.state = state
+        self.marks: dict[str, _Mark] = {}
+        self.keys: dict[tuple[str, int, str, int], str] = {}
+
+    def advance(self, rec: Record, pos: SourcePosition, target: str) -> int | None:
+        """None: a new change (its watermark advanced past it); else a re-send the watermark covers, and
+        how many duplicates it counts (0: a routed tombstone right after its delete)."""
+        gen = rec.reroute or ""
+        wid = (gen, rec.partition, pos.topic, pos.partition)
+        wkey = self.keys.get(wid)
+        if wkey is None:
+            wkey = self.keys[wid] = (reroute_key if gen else watermark_key)(rec.partition, pos.topic, pos.partition)
+        mark = self.marks.get(wkey)
+        if mark is None and (stored := self.state.watermarks.get(wkey)) is not None:
+            mark = self.marks[wkey] = _Mark(stored.offset, set(stored.targets), stored.gen, stored)
+        offset = pos.offset
+        if mark is None or mark.gen != gen:  # none yet, or a newer re-route: new whatever the source offset
+            self.marks[wkey] = _Mark(offset, {target}, gen)
+        elif offset < mark.offset or (offset == mark.offset and target in mark.targets):
+            return 0 if rec.tombstone and offset == mark.offset else 1
+        elif offset > mark.offset:
+            mark.offset, mark.targets, mark.stored = offset, {target}, None
+        else:
+            mark.targets.add(target)
+            mark.stored = None
+        return None
+
+    def changed(self) -> dict[str, Watermark]:
+        """The watermarks this batch advanced."""
+        return {k: Watermark(m.offset, frozenset(m.targets), m.gen) for k, m in self.marks.items() if m.stored is None}
 
 
 def _passes(rule: FilterRule, change: RoutedChange, shape: Shape) -> bool:

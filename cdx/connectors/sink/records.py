@@ -29,11 +29,6 @@ class Shape:
     columns: tuple[Column, ...]
     key_fields: tuple[str, ...]
 
-    @property
-    def target(self) -> str:
-        """``schema.table`` (the name stored with watermarks)."""
-        return f"{self.schema}.{self.table}"
-
     def __post_init__(self) -> None:
         by_field = {c.field: c for c in self.columns}
         object.__setattr__(self, "names", tuple(c.name for c in self.columns))
@@ -42,6 +37,9 @@ class Shape:
         object.__setattr__(self, "timestamps", frozenset(
             i for i, c in enumerate(self.columns) if c.type is LogicalType.TIMESTAMP))
         object.__setattr__(self, "by_casefold", {c.name.casefold(): c.field for c in self.columns})
+        object.__setattr__(self, "target", f"{self.schema}.{self.table}")
+        object.__setattr__(self, "key_timestamps",
+                           any(by_field[f].type is LogicalType.TIMESTAMP for f in self.key_fields))
 
     names: tuple[str, ...] = field(init=False)
     """Channel column names, row order."""
@@ -51,10 +49,15 @@ class Shape:
     """Channel primary-key column names, key order."""
     timestamps: frozenset[int] = field(init=False)
     by_casefold: dict[str, str] = field(init=False)
+    target: str = field(init=False)
+    """``schema.table`` (the name stored with watermarks)."""
+    key_timestamps: bool = field(init=False)
 
     def row_values(self, row: dict[str, Any]) -> tuple[Any, ...]:
         """The row as a tuple in ``names`` order; timestamps as naive UTC (the dialects' convention)."""
-        values = [row.get(f) for f in self.fields]
+        if not self.timestamps:
+            return tuple(map(row.get, self.fields))
+        values = list(map(row.get, self.fields))
         for i in self.timestamps:
             v = values[i]
             if isinstance(v, dt.datetime) and v.tzinfo is not None:  # fastavro's are in UTC already
@@ -62,11 +65,11 @@ class Shape:
         return tuple(values)
 
     def key_values(self, key: dict[str, Any]) -> tuple[Any, ...]:
-        values = [key[f] for f in self.key_fields]
-        if self.timestamps:
-            values = [v.astimezone(dt.UTC).replace(tzinfo=None)
-                      if isinstance(v, dt.datetime) and v.tzinfo is not None else v for v in values]
-        return tuple(values)
+        values = tuple(map(key.__getitem__, self.key_fields))
+        if self.key_timestamps:
+            values = tuple([v.astimezone(dt.UTC).replace(tzinfo=None)
+                            if isinstance(v, dt.datetime) and v.tzinfo is not None else v for v in values])
+        return values
 
 
 @dataclass(slots=True)
@@ -136,6 +139,14 @@ class Decoder:
         try:
             if key is None:
                 raise ValueError("record has no key")
+            known = self._by_header.get((key[:HEADER_SIZE], value[:HEADER_SIZE]))  # only checked headers are in it
+            if known is not None and known[1] is not None:  # the common case, first
+                decoded = read_body(memoryview(value)[HEADER_SIZE:], known[1]) or {}
+                key_dict = _key_from_value(known[0], decoded)
+                rec.change = parse_value(key_dict if key_dict is not None else self.codec.decode_key(self.topic, key),
+                                         decoded)
+                rec.shape = known[0]
+                return rec
             header = (key[:HEADER_SIZE], value[:HEADER_SIZE]) if key[:2] == MAGIC and is_single_object(value) \
                 and len(key) >= HEADER_SIZE else None
             known = self._by_header.get(header) if header is not None else None

@@ -49,6 +49,8 @@ class TableManager:
         self._foreign: dict[tuple[str, str], bool] = {}
         self.created: list[str] = []
         self.added: list[str] = []
+        self.keys_exist: set[tuple[str, str]] = set()
+        """Tables (schema, table) a plain bulk load found keys in (``apply.upsert``: upserted from then on)."""
 
     def reset(self) -> None:
         self._known.clear()
