@@ -76,7 +76,6 @@ log = logging.getLogger("cdx.sink")
 STANDBY_RETRY = 5.0
 """Seconds between a standing-by sink's attempts to take the channel lock."""
 STANDBY_LOG_EVERY = 60.0
-"""A standing-by sink says so at most this often."""
 
 
 class ChannelSink(ApplyingSink):
@@ -138,10 +137,6 @@ class ChannelSink(ApplyingSink):
 
     def stop(self) -> None:
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def caught_up(self, ends: Mapping[int, int]) -> bool:
         """True once every partition is applied up to ``ends`` (e.g. end offsets observed earlier)."""
@@ -260,6 +255,9 @@ class ChannelSink(ApplyingSink):
         self._rewind()
         if self._was_down:
             log.info("sink %s: database available again; resuming", self.name)
+        else:
+            log.info("sink %s: assigned %s from the offsets its database holds: %s", self.name, self.spec.topic,
+                     self.state.offsets or "none (from the beginning)")
         self._was_down = False
         self.due = time.monotonic()
 
