@@ -30,6 +30,7 @@ from cdx.codec import SchemaStore, make_codec
 from cdx.connectors.sink import tools
 from cdx.connectors.sink.dlq import DeadLettersByOwner
 from cdx.connectors.sink.feed import Feed
+from cdx.connectors.sink.mirror import OffsetMirror
 from cdx.connectors.sink.pool import Workers
 from cdx.connectors.sink.runner import ChannelSink, SinkSettings
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
@@ -165,11 +166,25 @@ class SinkHost:
         for sink in self.sinks:
             self._start_one(sink)
         self.workers.start()
+        if self.settings.commit_to_kafka:
+            self._start_thread(self._mirror_offsets, "sink-offsets")
 
-    def _start_feed(self, feed: Feed) -> None:
-        t = threading.Thread(target=feed.run, args=(self._halt,), name=f"sink-feed-{feed.name}", daemon=True)
+    def _mirror_offsets(self) -> None:
+        mirror = OffsetMirror()
+        try:
+            while not self._halt.wait(self.settings.kafka_commit_interval):
+                mirror.commit(list(self.sinks))
+            mirror.commit(list(self.sinks))
+        finally:
+            mirror.close()
+
+    def _start_thread(self, target: Any, name: str, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
         t.start()
         self._feed_threads.append(t)
+
+    def _start_feed(self, feed: Feed) -> None:
+        self._start_thread(feed.run, f"sink-feed-{feed.name}", self._halt)
 
     def _start_one(self, sink: ChannelSink) -> None:
         if self._stop.is_set():
