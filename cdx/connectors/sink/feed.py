@@ -17,8 +17,8 @@ Contract
 - ``auto.offset.reset=error``: an offset that left the log is reported to the readers positioned
   there (``Reader.resync_needed``), never a silent jump. A fatal consumer error replaces the consumer;
   readers keep their positions (nothing of it was committed anywhere).
-- Thread-safety: ``run`` (one thread) owns the consumer; ``add``/``remove``/``ends`` may be called
-  from any thread.
+- Thread-safety: ``run`` (one thread) owns the consumer and is the only one to call it (a call from
+  another thread can block behind ``consume``); ``add``/``remove``/``ends`` may be called from any thread.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class Feed:
         self.cursor: dict[tuple[str, int], int] = {}
         """Assigned partitions -> the offset the feed expects next."""
         self._warned: dict[int, float] = {}
+        self._ends: dict[str, dict[int, int]] = {}
 
     # ------------------------------------------------------------------------------ readers
     def add(self, reader: Reader) -> None:
@@ -107,20 +108,21 @@ class Feed:
             return {t: list(rs) for t, rs in self._readers.items()}
 
     def ends(self, topic: str) -> dict[int, int]:
-        """The end offsets of ``topic``'s assigned partitions as of the last fetch (no broker call)."""
-        consumer, out = self.consumer, dict[int, int]()
-        if consumer is None:
-            return out
-        for (t, p) in list(self.cursor):
-            if t != topic:
-                continue
+        """The end offsets of ``topic``'s assigned partitions as of the last fetch (no broker call; the
+        consumer is only ever called from the feed's thread)."""
+        return dict(self._ends.get(topic, {}))
+
+    def _note_ends(self) -> None:
+        assert self.consumer is not None
+        ends: dict[str, dict[int, int]] = {}
+        for t, p in list(self.cursor):
             try:
-                _, high = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
             except KafkaException:
                 continue
             if high >= 0:
-                out[p] = high
-        return out
+                ends.setdefault(t, {})[p] = high
+        self._ends = ends
 
     # --------------------------------------------------------------------------------- loop
     def run(self, stop: threading.Event) -> None:
@@ -141,6 +143,8 @@ class Feed:
             return
         msgs = self.consumer.consume(self.batch_size, self.poll_timeout)
         self._dispatch(readers, msgs)
+        if self.consumer is not None:
+            self._note_ends()
 
     def close(self) -> None:
         if self.consumer is not None:
