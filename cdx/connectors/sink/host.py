@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cdx.codec import SchemaStore, make_codec
@@ -52,7 +53,7 @@ RECORDS_BUDGET = 50_000
 """Decoded records a host holds at most (all sinks' batches together)."""
 PREFETCH_BUDGET_KB = 64 * 1024
 """Bytes librdkafka may prefetch for the whole host (split among its feeds, at most 16 MiB each)."""
-HOUSEKEEPING_PER_SECOND = 200
+HOUSEKEEPING_PER_SECOND = 100
 """Idle housekeeping steps a host does per second at most (the idle tick grows with the channels)."""
 
 
@@ -67,6 +68,16 @@ def budgeted(settings: SinkSettings, sinks: int) -> SinkSettings:
     return dataclasses.replace(
         settings, batch_size=max(200, min(settings.batch_size, RECORDS_BUDGET // n)),
         idle_tick=max(settings.idle_tick, n / HOUSEKEEPING_PER_SECOND))
+
+
+def close_all(sinks: list[ChannelSink], threads: int) -> None:
+    """Close ``sinks`` (release each lock, close each connection) on ``threads`` threads."""
+    if len(sinks) <= 1:
+        for sink in sinks:
+            sink.close()
+        return
+    with ThreadPoolExecutor(max(1, min(threads, len(sinks))), thread_name_prefix="sink-close") as pool:
+        list(pool.map(lambda s: s.close(), sinks))
 
 
 class SinkHost:
@@ -252,8 +263,7 @@ class SinkHost:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self.workers.alive() or any(t.is_alive() for t in self._feed_threads):
             return False
-        for sink in self.sinks:
-            sink.close()
+        close_all(self.sinks, self.settings.workers)
         self.close()
         return not self.failed()
 

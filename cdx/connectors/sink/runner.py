@@ -231,6 +231,7 @@ class ChannelSink(ApplyingSink):
         except RetriableError as e:
             self._wait_after(e)
             return
+        self._idle_marked = now  # the batch's session says the database was current: no idle mark needed yet
         self._note_positions()
 
     # ----------------------------------------------------------------------------- lifecycle
