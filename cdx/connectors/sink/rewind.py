@@ -37,11 +37,12 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdx.cleanup import quietly
 from cdx.connectors.sink.kafkaops import describe_groups, offsets_for_time, wait_for_no_members, watermarks
 from cdx.connectors.sink.letters import load_markers, marker_key, marker_namespace
-from cdx.connectors.sink.lock import live_holder, take_or_refuse
+from cdx.connectors.sink.lock import held_text, live_holder, take_or_refuse
 from cdx.connectors.sink.sessions import REWIND, Session, SessionLog, utcnow
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import StateStore
@@ -63,7 +64,8 @@ def ensure_sink_stopped(tools: SinkTools, spec: SinkSpec, wait: float = 0.0) -> 
             break
         time.sleep(0.5)
     if holder is not None:
-        raise FatalError(f"the sink of {spec.owner_id} is running (channel lock: {holder}); stop it first")
+        raise FatalError(f"channel {spec.owner_id}: another process is applying to this channel database"
+                         f" ({held_text(holder)}), the sink of {spec.owner_id} is running; stop it first")
     info = wait_for_no_members(tools.config, spec.consumer_group, max(0.0, deadline - time.monotonic())) \
         if wait > 0 else describe_groups(tools.config, [spec.consumer_group])[spec.consumer_group]
     if info.active:
@@ -73,7 +75,7 @@ def ensure_sink_stopped(tools: SinkTools, spec: SinkSpec, wait: float = 0.0) -> 
             " for it)")
 
 
-def _lock_holder(spec: SinkSpec) -> str | None:
+def _lock_holder(spec: SinkSpec) -> dict[str, Any] | None:
     """The live holder of the channel lock (None also when the database cannot be opened: the command
     that needs it says so next)."""
     try:

@@ -38,7 +38,7 @@ from cdx.cleanup import quietly
 from cdx.connectors.sink import sessions as hist
 from cdx.connectors.sink.kafkaops import describe_groups, first_timestamps, watermarks
 from cdx.connectors.sink.letters import DeadLetter, latest_by_origin, load_markers, read_letters
-from cdx.connectors.sink.lock import live_holder
+from cdx.connectors.sink.lock import live_holder, member_name
 from cdx.connectors.sink.roles import Role, roles
 from cdx.connectors.sink.sessions import APPLIED, BATCH, DLQ_REPLAY, FAILED, RESYNC, Session, kernel_ref
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
@@ -256,7 +256,7 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
             st.reachable = True
             holder = live_holder(d, conn, spec.consumer_group)
             if holder is not None:  # a shared-consumer host is in no consumer group: its channel lock says it runs
-                st.sink_running, st.sink_members = True, [holder]
+                st.sink_running, st.sink_members = True, [member_name(spec.consumer_group, holder)]
         except Exception as e:
             st.error = f"cannot read the database: {_why(e)}"
         finally:
