@@ -261,11 +261,15 @@ class SinkHost:
         self.workers.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         for t in self._feed_threads:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        if self.workers.alive() or any(t.is_alive() for t in self._feed_threads):
+        if self.alive():
             return False
         close_all(self.sinks, self.settings.workers)
         self.close()
         return not self.failed()
+
+    def alive(self) -> bool:
+        """Whether a thread of the host (worker, feed) still runs."""
+        return self.workers.alive() or any(t.is_alive() for t in self._feed_threads)
 
     def _serving(self) -> bool:
         """With ``live``: keep waiting for revisions until stopped, unless every sink failed."""
