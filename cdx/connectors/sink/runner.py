@@ -304,9 +304,8 @@ class ChannelSink(ApplyingSink):
         """Drop what was fetched and the connection; retry after a back-off step (standby: a fixed one)."""
         self._stop_wanting()
         self._close_db()
-        self._was_down = True
-        if self.phase == "running":
-            self.phase = "opening"
+        if self.phase == "running":  # it ran: "available again" once it reopens (a first open says "assigned")
+            self.phase, self._was_down = "opening", True
         self.status, self.last_error = "waiting", f"{type(error).__name__}: {error}"
         metrics.UP.labels(**self._labels).set(0)
         metrics.RETRIES.labels(**self._labels).inc()
