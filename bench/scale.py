@@ -10,13 +10,13 @@ new channel ids, so each sink starts at the beginning of the topic), writes a to
 and starts one real ``cdx sink --topology <path>`` subprocess (output in ``<tmp>/n<N>-r<run>/sink.log``,
 kept when a run fails).
 
-Timed: from the subprocess start (Python start-up, set-up, N consumers joining their groups and
+Timed: from the subprocess start (Python start-up, set-up, N channels opening their databases and
 creating their tables included) until every channel database's stored offsets reach the topic's end
 offsets (polled every 0.5 s, or 1 s above 100 channels; a poll stops at the first channel still
 behind, so polling costs next to nothing). Figures, each the median over ``--runs``:
 
 - aggregate rows/s = N x rows / seconds, and the seconds;
-- seconds until all N consumers were assigned their partitions (``assigned`` lines in the sink log):
+- seconds until all N channels were started (one ``assigned`` line each in the sink log):
   the start-up share of the time;
 - peak RSS (``VmHWM``) and RSS after catching up (``VmRSS``, 2 s later) from /proc, in MiB;
 - threads (``Threads`` in /proc/<pid>/status) and open file descriptors after catching up;

@@ -39,8 +39,8 @@ CHANNEL_OPTION = typer.Option(None, "--channel", "-c",
 BATCH_OPTION = typer.Option(5000, help="Records applied per database transaction (at most).")
 RETENTION_OPTION = typer.Option(14.0, help="Days of download sessions kept in each database (0: by count only).")
 MAX_SESSIONS_OPTION = typer.Option(50_000, help="Download sessions kept per database at most (0: no limit).")
-WAIT_OPTION = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped sink's group membership to expire"
-                                                " (it lingers for 10 s) before refusing.")
+WAIT_OPTION = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped sink to release its channel"
+                                                " lock (a killed sink's SQLite lease: up to 30 s) before refusing.")
 
 
 def _settings(batch_size: int, retention_days: float = 14.0, max_sessions: int = 50_000) -> SinkSettings:

@@ -90,7 +90,8 @@ class SQLiteDialect(Dialect):
         try:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=30)
+            # a channel sink's steps run on any worker of its host, one at a time (``cdx.connectors.sink.pool``)
+            conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
         except (sqlite3.Error, OSError) as exc:
             raise connect_failure(self.name, str(dsn), exc) from exc
         try:

@@ -55,7 +55,7 @@ def _stopping_host(topo: Topology) -> Iterator[SinkHost]:
     finally:
         host.stop()
         host.wait(30)
-        assert all(not t.is_alive() for t in host._threads), "sink host did not stop in 30s"
+        assert not host.alive(), "sink host did not stop in 30s"
 
 
 def _db(dialect: str, tmp_path: Path, server: str, name: str) -> Db:

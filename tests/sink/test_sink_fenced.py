@@ -1,6 +1,7 @@
-"""A channel sink whose Kafka consumer fails fatally (a static member fenced by another consumer with
-the same ``group.instance.id``, as after a session timeout on an overloaded broker) replaces its
-consumer and resumes from the offsets in its database: nothing lost, nothing applied twice."""
+"""Channels are in no consumer group (the host's shared consumer ``assign()``s partitions; positions live
+in the channel databases): a consumer that joins the channel's old group with the old static member id
+(as a sink of an older version, or after a session timeout on an overloaded broker, would) neither
+fences nor disturbs the sink: nothing lost, nothing applied twice."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.sink.test_sink_workload import caught_up
 pytestmark = pytest.mark.integration
 
 
-def test_fenced_consumer_is_replaced_and_the_sink_resumes(tmp_path: Path, kafka: str, run_host) -> None:
+def test_a_consumer_in_the_channel_group_does_not_disturb_the_sink(tmp_path: Path, kafka: str, run_host) -> None:
     c1 = sqlite_db(tmp_path, "c1", recid=1)
     _, topo = sink_topology(tmp_path, kafka, [c1])
     router = FakeRouter(topo)
@@ -32,15 +33,14 @@ def test_fenced_consumer_is_replaced_and_the_sink_resumes(tmp_path: Path, kafka:
     intruder = Consumer({**consumer_config(client_config(kafka), group), "group.instance.id": group,
                          "session.timeout.ms": 6000})
     intruder.subscribe([router.topic])
-    deadline = time.monotonic() + 20
-    while sink.consumer_restarts == 0 and time.monotonic() < deadline:
-        intruder.poll(0.2)  # joins with the sink's instance id: the sink's consumer is fenced
-    intruder.close()
-    assert sink.consumer_restarts >= 1, "the sink's consumer was not fenced/replaced"
-
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        intruder.poll(0.2)
     workload(router, 500, seed=6, keys=200)
     router.flush()
-    wait_until(lambda: caught_up(host, router), 90, "the sink to resume after its consumer was replaced",
+    wait_until(lambda: caught_up(host, router), 90, "the sink to apply beside a member of its old group",
                lambda: f"{sink.status} {sink.last_error} {sink.state.offsets} {router.ends()}")
+    intruder.close()
     assert sink.status == "running", sink.last_error
+    assert sink.consumer_restarts == 0
     assert_tables_equal(c1, expected_state(router.sent, recid=1))

@@ -10,8 +10,10 @@ Layers (each a seam other commands build on):
 - ``apply``: ``commit_batch``: one transaction with rows, offsets and watermarks;
 - ``tables``: ``TableManager``: tables and columns from writer schemas;
 - ``dlq``: ``KafkaDeadLetters``: the dead-letter hook;
-- ``runner``: ``ChannelSink``: one consumer loop per database, retries, poison isolation;
-- ``host``: ``SinkHost``: many sinks in one process;
+- ``runner``: ``ChannelSink``: one database, stepped by the host: retries, standby, housekeeping
+  (``applying``: batches and poison isolation; ``gating``: pause and schedules; ``settings``);
+- ``host``: ``SinkHost``: many sinks in one process (``feed``: one shared consumer per Kafka identity;
+  ``pool``: the worker threads; ``mirror``: informational offset commits);
 - ``init``: ``init_databases`` (``cdx channel init``);
 - ``sessions``: ``SessionLog``: the download-session history (``cdx_download_sessions``);
 - ``resync``: missed-delete detection (``resync_reason``) and the full rebuild (``Resync``);

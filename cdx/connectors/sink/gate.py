@@ -21,10 +21,8 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-
-from confluent_kafka import Consumer, KafkaException
 
 from cdx import controls
 from cdx.connectors.sink.records import Record
@@ -73,8 +71,10 @@ class Gate:
     def paused(self) -> bool:
         return self.controls.paused is not None
 
-    def refresh(self, conn: Connection | None, consumer: Consumer | None, *, force: bool = False) -> bool:
-        """Re-read the controls and the windows (throttled); True when what is held may have changed."""
+    def refresh(self, conn: Connection | None, ends: Callable[[], Mapping[int, int]] | None, *,
+                force: bool = False) -> bool:
+        """Re-read the controls and the windows (throttled); True when what is held may have changed.
+        ``ends``: the group topic's end offsets now (an interval schedule's tick releases up to them)."""
         if conn is None or (not force and time.monotonic() - self._refreshed < self.refresh_every):
             return False
         self._refreshed = time.monotonic()
@@ -93,8 +93,8 @@ class Gate:
                 with self.dialect.transaction(conn):
                     controls.raise_release(conn, self.dialect, sched.id, {}, tick=tick)
                     self.controls = controls.read(conn, self.dialect)
-            elif consumer is not None:
-                self._release_tick(conn, consumer, sched, tick)
+            elif ends is not None:
+                self._release_tick(conn, ends, sched, tick)
         changed = (self.controls, self.open) != before
         if changed:
             log.info("sink %s: %s; open schedules: %s", self.spec.owner_id,
@@ -102,15 +102,12 @@ class Gate:
                      ", ".join(s.id for k, s in self.schedules.items() if self.open.get(k)) or "none")
         return changed
 
-    def _release_tick(self, conn: Connection, consumer: Consumer, sched: DistributionSchedule, tick: int) -> None:
+    def _release_tick(self, conn: Connection, end_offsets: Callable[[], Mapping[int, int]],
+                      sched: DistributionSchedule, tick: int) -> None:
         """An interval schedule ticked: release its records up to the topic's current end offsets."""
-        ends: dict[int, int] = {}
         try:
-            for tp in consumer.assignment():
-                _, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-                if high >= 0:
-                    ends[tp.partition] = high
-        except KafkaException as e:
+            ends = {p: high for p, high in end_offsets().items() if high >= 0}
+        except Exception as e:  # Kafka unreachable: the next refresh tries again
             log.debug("sink %s: end offsets for %s: %s", self.spec.owner_id, sched.id, e)
             return
         if not ends:

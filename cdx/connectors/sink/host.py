@@ -1,26 +1,41 @@
-"""``SinkHost``: many channel sinks in one process, one thread each.
+"""``SinkHost``: many channel sinks in one process on a small, fixed number of threads.
 
-Every sink has its own consumer, connection and backoff (see ``runner``), so a slow or
-unreachable database only holds back its own thread. The host shares the codec (schema store),
-creates the dead-letter topic, and stops every sink on ``stop()``
-(each finishes its current batch). A sink that fails fatally stops alone; ``wait`` reports it.
+Design (issue #14: 1,000 channels per process)
+- **Feeds**: one shared Kafka consumer per Kafka identity of the served databases (usually one per
+  process; a database with its own principal in ``kafka.principals.channels`` gets the feed of that
+  identity). No consumer groups: the feed ``assign()``s the group topics' partitions at the
+  positions the channels want; each channel's position lives in its own database (rows and offsets
+  in one transaction), and the channel lock in the database fences a second applier (see
+  ``feed``, ``runner``, ``lock``).
+- **Workers** (``pool``): ``SinkSettings.workers`` threads apply the channels' batches, one batch of
+  a channel at a time, in order; a ticker thread schedules retries and idle housekeeping.
+- A slow or unreachable database holds at most one worker for one step; while it waits (back-off)
+  its channel wants no records, so the feed goes on for the others.
+- The host shares the codec (schema store) and the dead-letter producers, creates the dead-letter
+  topic, and stops every sink on ``stop()`` (each finishes its current batch). A sink that fails
+  fatally stops alone; ``wait`` reports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cdx.codec import SchemaStore, make_codec
 from cdx.connectors.sink import tools
 from cdx.connectors.sink.dlq import DeadLettersByOwner
+from cdx.connectors.sink.feed import Feed
+from cdx.connectors.sink.mirror import OffsetMirror
+from cdx.connectors.sink.pool import Workers
 from cdx.connectors.sink.runner import ChannelSink, SinkSettings
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
-from cdx.errors import ConfigError
+from cdx.errors import CdxError, ConfigError, FatalError, RetriableError
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.topics import dlq_topic, schemas_topic
@@ -37,7 +52,9 @@ codec_config = tools.codec_config
 RECORDS_BUDGET = 50_000
 """Decoded records a host holds at most (all sinks' batches together)."""
 PREFETCH_BUDGET_KB = 64 * 1024
-"""Bytes librdkafka may prefetch for the whole host."""
+"""Bytes librdkafka may prefetch for the whole host (split among its feeds, at most 16 MiB each)."""
+HOUSEKEEPING_PER_SECOND = 100
+"""Idle housekeeping steps a host does per second at most (the idle tick grows with the channels)."""
 
 
 def same_spec(a: SinkSpec, b: SinkSpec) -> bool:
@@ -46,12 +63,21 @@ def same_spec(a: SinkSpec, b: SinkSpec) -> bool:
 
 
 def budgeted(settings: SinkSettings, sinks: int) -> SinkSettings:
-    """``settings`` with batch size and prefetch shrunk so ``sinks`` sinks stay within the host budgets."""
+    """``settings`` with batch size and idle tick set so ``sinks`` sinks stay within the host budgets."""
     n = max(sinks, 1)
     return dataclasses.replace(
-        settings,
-        batch_size=max(200, min(settings.batch_size, RECORDS_BUDGET // n)),
-        queued_max_kbytes=max(256, min(settings.queued_max_kbytes, PREFETCH_BUDGET_KB // n)))
+        settings, batch_size=max(200, min(settings.batch_size, RECORDS_BUDGET // n)),
+        idle_tick=max(settings.idle_tick, n / HOUSEKEEPING_PER_SECOND))
+
+
+def close_all(sinks: list[ChannelSink], threads: int) -> None:
+    """Close ``sinks`` (release each lock, close each connection) on ``threads`` threads."""
+    if len(sinks) <= 1:
+        for sink in sinks:
+            sink.close()
+        return
+    with ThreadPoolExecutor(max(1, min(threads, len(sinks))), thread_name_prefix="sink-close") as pool:
+        list(pool.map(lambda s: s.close(), sinks))
 
 
 class SinkHost:
@@ -66,9 +92,13 @@ class SinkHost:
         self.live: LiveTopology | None = None
         """Set by ``cdx sink``: ``wait`` then takes new topology revisions (``reload``)."""
         self.sinks: list[ChannelSink] = []
-        self._threads: list[threading.Thread] = []
+        self.feeds: dict[str, Feed] = {}
+        self._feed_threads: list[threading.Thread] = []
         self._stop = threading.Event()
-        self._thread_of: dict[str, threading.Thread] = {}
+        self._halt = threading.Event()
+        """Set once every sink is to stop: ends the workers and the feeds."""
+        self.workers = Workers(self.settings.workers, lambda: self.sinks, self._halt)
+        self._started = False
         self._store: SchemaStore | None = None
         self._dead_letters: DeadLettersByOwner | None = None
 
@@ -88,8 +118,43 @@ class SinkHost:
     def _new_sink(self, spec: SinkSpec) -> ChannelSink:
         assert self._dead_letters is not None
         settings = budgeted(self.settings, len(self.specs))
-        return ChannelSink(spec, self.config_of(spec.owner_id), self._codec, self._dead_letters, settings,
-                           threading.Event())
+        sink = ChannelSink(spec, self.config_of(spec.owner_id), self._codec, self._dead_letters, settings,
+                           threading.Event(), prepare=self._prepare_of(spec.owner_id))
+        feed = self._feed_of(sink.kafka_config)
+        sink.ends_seen = lambda: feed.ends(spec.topic)
+        return sink
+
+    def _feed_of(self, config: dict[str, Any]) -> Feed:
+        key = json.dumps(sorted(config.items()), default=str)
+        if key not in self.feeds:
+            k = self.topology.kafka
+            self.feeds[key] = feed = Feed(
+                f"{len(self.feeds) + 1}", config, f"{k.topic_prefix}-sink-host", batch_size=self.settings.batch_size,
+                poll_timeout=self.settings.poll_timeout, on_ready=self._ready,
+                queued_max_kbytes=max(1024, min(16 * 1024, PREFETCH_BUDGET_KB // max(1, len(self.feeds) + 1))),
+                overrides=self.settings.consumer_overrides)
+            if self._started:
+                self._start_feed(feed)
+        return self.feeds[key]
+
+    def _ready(self, reader: Any) -> None:
+        if isinstance(reader, ChannelSink):
+            self.workers.kick(reader)
+
+    def _prepare_of(self, owner_id: str) -> Any:
+        def prepare() -> None:
+            """Run the database's pending extension scripts before its sink writes anything."""
+            from cdx.connectors.migrate.fleet import failure_text, pending_results
+            try:
+                results = pending_results(self.topology, [owner_id])
+            except CdxError as e:  # the scripts directory is missing or unreadable
+                raise FatalError(f"extension scripts: {e}") from e
+            if not results or results[0].ok:
+                return
+            if results[0].error is None:
+                raise FatalError(f"extension scripts: {failure_text(results[0])}")
+            raise RetriableError(results[0].error)
+        return prepare
 
     def config_of(self, owner_id: str) -> dict[str, Any]:
         """Client settings of one database's sink: logged in as its identity of ``kafka.principals.channels``
@@ -106,16 +171,37 @@ class SinkHost:
     def start(self) -> None:
         if not self.sinks:
             self.setup()
+        self._started = True
+        for feed in self.feeds.values():
+            self._start_feed(feed)
         for sink in self.sinks:
             self._start_one(sink)
+        self.workers.start()
+        if self.settings.commit_to_kafka:
+            self._start_thread(self._mirror_offsets, "sink-offsets")
+
+    def _mirror_offsets(self) -> None:
+        mirror = OffsetMirror()
+        try:
+            while not self._halt.wait(self.settings.kafka_commit_interval):
+                mirror.commit(list(self.sinks))
+            mirror.commit(list(self.sinks))
+        finally:
+            mirror.close()
+
+    def _start_thread(self, target: Any, name: str, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._feed_threads.append(t)
+
+    def _start_feed(self, feed: Feed) -> None:
+        self._start_thread(feed.run, f"sink-feed-{feed.name}", self._halt)
 
     def _start_one(self, sink: ChannelSink) -> None:
         if self._stop.is_set():
             sink.stop()
-        t = threading.Thread(target=self._run_one, args=(sink,), name=f"sink-{sink.name}", daemon=True)
-        t.start()
-        self._threads.append(t)
-        self._thread_of[sink.spec.owner_id] = t
+        self._feed_of(sink.kafka_config).add(sink)
+        self.workers.kick(sink)
 
     def reload(self, topology: Topology) -> None:
         """Run the sinks of ``topology`` from now on (called between two checks of ``wait``; each sink
@@ -137,33 +223,20 @@ class SinkHost:
         for sink in leaving:
             sink.stop()
         for sink in leaving:
-            self._thread_of[sink.spec.owner_id].join()
+            self._feed_of(sink.kafka_config).remove(sink)
+            sink.close()
             log.info("sink %s stopped for the new topology%s", sink.name,
                      "" if sink.spec.owner_id in wanted else " (no longer in it)")
         self.topology, self.specs = topology, specs
-        self.sinks = [s for s in self.sinks if s not in leaving]
-        for spec in specs:
-            if spec.owner_id not in running or running[spec.owner_id] in leaving:
-                sink = self._new_sink(spec)
-                self.sinks.append(sink)
-                self._start_one(sink)
-                log.info("sink %s started with the new topology", sink.name)
+        kept = [s for s in self.sinks if s not in leaving]
+        started = [self._new_sink(spec) for spec in specs
+                   if spec.owner_id not in running or running[spec.owner_id] in leaving]
+        self.sinks = kept + started
+        for sink in started:
+            self._start_one(sink)
+            log.info("sink %s started with the new topology", sink.name)
         if self.live is not None:
             self.live.set_instances([s.owner_id for s in specs])
-
-    def _run_one(self, sink: ChannelSink) -> None:
-        from cdx.connectors.migrate.fleet import before_sink
-
-        def state(status: str, error: str | None) -> None:
-            sink.status, sink.last_error = status, error
-
-        try:
-            if before_sink(self.topology, sink.spec.owner_id, sink._stop, state):  # extension scripts first
-                sink.run()
-        except Exception as e:
-            if sink.status != "failed":  # raised before the sink's own handler, which logs and marks it
-                sink.status, sink.last_error = "failed", f"{type(e).__name__}: {e}"
-                log.error("sink %s not started: %s", sink.name, sink.last_error, exc_info=True)
 
     def stop(self) -> None:
         """Ask every sink to finish its current batch and stop."""
@@ -178,18 +251,25 @@ class SinkHost:
         True if all stopped and none failed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while any(t.is_alive() for t in self._threads) or self._serving():
+        while not self._stop.is_set() and (self._serving() or any(s.phase != "failed" for s in self.sinks)):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            if self.live is not None and not self._stop.is_set():
+            if self.live is not None:
                 self.live.offer(self.reload)
-            alive = [t for t in self._threads if t.is_alive()]
-            if alive:
-                alive[0].join(0.5)
-            else:
-                self._stop.wait(0.5)
+            self._stop.wait(0.5)
+        self._halt.set()
+        self.workers.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        for t in self._feed_threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self.alive():
+            return False
+        close_all(self.sinks, self.settings.workers)
         self.close()
         return not self.failed()
+
+    def alive(self) -> bool:
+        """Whether a thread of the host (worker, feed) still runs."""
+        return self.workers.alive() or any(t.is_alive() for t in self._feed_threads)
 
     def _serving(self) -> bool:
         """With ``live``: keep waiting for revisions until stopped, unless every sink failed."""

@@ -190,3 +190,32 @@ def _ended(info: dict[str, Any]) -> bool:
         except PermissionError:
             return False
     return False
+
+
+def live_holder(dialect: Dialect, conn: Connection, name: str) -> dict[str, Any] | None:
+    """Who applies to the database now (``cdx status``, commands that need the sink stopped): the lock
+    ``name``'s holder row (``{}`` when a session lock is held but the row is unreadable), or None when
+    nobody holds it. Session locks are tested by taking and at once releasing them; a lease counts
+    while it has not ended. A database without a state table (never served) has no holder."""
+    try:
+        raw = dialect.read_state(conn, fit_name(NAMESPACE, name, NAMESPACE_LIMIT)).get("holder")
+        info = json.loads(raw) if raw else None
+    except Exception:  # no state table yet, or an unreadable row: nobody can be holding it
+        conn.rollback()
+        info = None
+    info = info if isinstance(info, dict) else None
+    if dialect.session_locks:
+        if dialect.try_session_lock(conn, name):
+            dialect.release_session_lock(conn, name)
+            return None
+        return info or {}
+    return None if info is None or _ended(info) else info
+
+
+def member_name(name: str, info: dict[str, Any]) -> str:
+    """How ``cdx status`` lists a lock holder: ``<name>@<host> (<holder>)``."""
+    return f"{name}@{info.get('host', '?')} ({info.get('holder', 'holder unknown')})"
+
+
+def held_text(info: dict[str, Any]) -> str:
+    return f"held by {info.get('holder', '?')} since {info.get('since', '?')}"

@@ -26,40 +26,67 @@ overwrites. While the replay runs the channel shows older versions of the keys c
 caught up it is identical.
 
 A sink for the database must not run meanwhile (it would overwrite the rewound offsets with its
-own position): ``ensure_sink_stopped`` refuses while its consumer group has a member.
+own position): ``ensure_sink_stopped`` refuses while it holds the channel lock (or, for older sinks, while its
+consumer group has a member).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from cdx.cleanup import quietly
 from cdx.connectors.sink.kafkaops import describe_groups, offsets_for_time, wait_for_no_members, watermarks
 from cdx.connectors.sink.letters import load_markers, marker_key, marker_namespace
-from cdx.connectors.sink.lock import take_or_refuse
+from cdx.connectors.sink.lock import held_text, live_holder, take_or_refuse
 from cdx.connectors.sink.sessions import REWIND, Session, SessionLog, utcnow
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import StateStore
 from cdx.connectors.sink.tools import SinkTools, open_database
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.dialects.base import STATE_TABLE
-from cdx.errors import ConfigError, FatalError
+from cdx.errors import ConfigError, FatalError, RetriableError
 
 log = logging.getLogger("cdx.sink")
 
 
 def ensure_sink_stopped(tools: SinkTools, spec: SinkSpec, wait: float = 0.0) -> None:
-    """Raise ``FatalError`` if the sink of ``spec`` is running (its consumer group has a member), after
-    waiting up to ``wait`` seconds for a just-stopped sink's membership to expire."""
-    info = wait_for_no_members(tools.config, spec.consumer_group, wait) if wait > 0 \
-        else describe_groups(tools.config, [spec.consumer_group])[spec.consumer_group]
+    """Raise ``FatalError`` if the sink of ``spec`` is running (it holds the channel lock in its database,
+    or its consumer group has a member), after waiting up to ``wait`` seconds for a just-stopped sink."""
+    deadline = time.monotonic() + wait
+    while True:
+        holder = _lock_holder(spec)
+        if holder is None or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if holder is not None:
+        raise FatalError(f"channel {spec.owner_id}: another process is applying to this channel database"
+                         f" ({held_text(holder)}), the sink of {spec.owner_id} is running; stop it first")
+    info = wait_for_no_members(tools.config, spec.consumer_group, max(0.0, deadline - time.monotonic())) \
+        if wait > 0 else describe_groups(tools.config, [spec.consumer_group])[spec.consumer_group]
     if info.active:
         raise FatalError(
             f"the sink of {spec.owner_id} is running (consumer group {spec.consumer_group}: {', '.join(info.members)});"
             " stop it first (a stopped sink stays a group member for its session timeout, 10 s: pass --wait to wait"
             " for it)")
+
+
+def _lock_holder(spec: SinkSpec) -> dict[str, Any] | None:
+    """The live holder of the channel lock (None also when the database cannot be opened: the command
+    that needs it says so next)."""
+    try:
+        conn = open_database(spec)
+    except RetriableError:
+        return None
+    try:
+        return live_holder(get_dialect(spec.dialect), conn, spec.consumer_group)
+    finally:
+        quietly(conn.rollback, "replay: rolling back a read", log)
+        quietly(conn.close, "replay: closing a connection", log)
 
 
 @dataclass

@@ -38,6 +38,7 @@ from cdx.cleanup import quietly
 from cdx.connectors.sink import sessions as hist
 from cdx.connectors.sink.kafkaops import describe_groups, first_timestamps, watermarks
 from cdx.connectors.sink.letters import DeadLetter, latest_by_origin, load_markers, read_letters
+from cdx.connectors.sink.lock import live_holder, member_name
 from cdx.connectors.sink.roles import Role, roles
 from cdx.connectors.sink.sessions import APPLIED, BATCH, DLQ_REPLAY, FAILED, RESYNC, Session, kernel_ref
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
@@ -173,7 +174,10 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
     for spec in specs:
         st = _database(spec, config, bounds.get(spec.topic), latest, kafka_ok)
         role = running.get(spec.owner_id)
-        if role is not None:
+        if role is not None and st.sink_running:
+            role.running, role.members = True, [*st.sink_members, *role.members]
+            role.detail = f"channel lock held; {role.detail}"
+        elif role is not None:
             st.sink_running, st.sink_members = role.running, role.members
         databases.append(st)
     uploads: list[UploadStatus] = []
@@ -250,6 +254,9 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
             st.last_applied = hist.last(conn, d, spec.owner_id, APPLIED, kinds=(BATCH, RESYNC, DLQ_REPLAY))
             st.last_failed = hist.last(conn, d, spec.owner_id, FAILED)
             st.reachable = True
+            holder = live_holder(d, conn, spec.consumer_group)
+            if holder is not None:  # a shared-consumer host is in no consumer group: its channel lock says it runs
+                st.sink_running, st.sink_members = True, [member_name(spec.consumer_group, holder)]
         except Exception as e:
             st.error = f"cannot read the database: {_why(e)}"
         finally:
