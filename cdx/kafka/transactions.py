@@ -30,6 +30,13 @@ def producer_lost(exc: BaseException) -> bool:
     return isinstance(err, KafkaError) and (err.fatal() or err.code() in LOST_CODES)
 
 
+def _typed(exc: KafkaException) -> ProducerLost | RetriableError:
+    err: KafkaError = exc.args[0]
+    if producer_lost(exc):
+        return ProducerLost(f"Kafka producer fenced or failed fatally: {err.str()}")
+    return RetriableError(f"Kafka transaction failed ({err.str()}); retrying")
+
+
 class TransactionalProducer:
     """Wraps a confluent-kafka transactional producer.
 
@@ -63,10 +70,7 @@ class TransactionalProducer:
         try:
             return fn(*args)
         except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            if producer_lost(exc):
-                raise ProducerLost(f"Kafka producer fenced or failed fatally: {err.str()}") from exc
-            raise RetriableError(f"Kafka transaction failed ({err.str()}); retrying") from exc
+            raise _typed(exc) from exc
 
     def begin(self) -> None:
         self._call(self.producer.begin_transaction)
@@ -116,6 +120,17 @@ class TransactionalProducer:
         self._call(self.producer.send_offsets_to_transaction, offsets, group_metadata, self.timeout)
 
     def commit(self) -> None:
+        """Commit; a commit that timed out is resumed (calling ``commit_transaction`` again), as librdkafka
+        requires: an abort meanwhile is refused ("Conflicting commit_transaction API call")."""
+        for _attempt in range(10):
+            try:
+                self.producer.commit_transaction(self.timeout)
+                self.in_transaction = False
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if not err.retriable() or err.txn_requires_abort() or producer_lost(exc):
+                    raise _typed(exc) from exc
         self._call(self.producer.commit_transaction, self.timeout)
         self.in_transaction = False
 
@@ -127,6 +142,9 @@ class TransactionalProducer:
                 err: KafkaError = exc.args[0]
                 if producer_lost(exc):
                     raise ProducerLost(f"Kafka producer failed fatally: {err.str()}") from exc
+                self.in_transaction = False  # a producer that cannot abort cannot begin again: a new one must
+                raise ProducerLost(f"Kafka transaction could not be aborted ({err.str()}): the producer"
+                                   " cannot go on") from exc
         self.in_transaction = False
 
     def close(self) -> None:
