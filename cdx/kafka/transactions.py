@@ -9,32 +9,68 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from cdx.errors import FatalError, RetriableError
 
+LOST_CODES = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+"""Errors after which librdkafka's transactional producer cannot go on (besides those it flags ``fatal``)."""
+
+
+class ProducerLost(FatalError):
+    """This producer instance cannot go on: fenced (a newer producer epoch for its ``transactional.id``) or
+    failed fatally (librdkafka's ``fatal()``: it must be destroyed). A new instance with the same
+    ``transactional.id`` can: ``init_transactions`` aborts whatever the lost one left open and takes a
+    new epoch. Whether to build one (a transaction coordinator that moved and bumped the epoch) or to stop
+    (another live instance took over the id) is the caller's decision; a caller that does not decide
+    stops, as for any ``FatalError``."""
+
+
+def producer_lost(exc: BaseException) -> bool:
+    """True when ``exc`` means the producer instance is lost (see ``ProducerLost``)."""
+    if isinstance(exc, ProducerLost):
+        return True
+    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(err, KafkaError) and (err.fatal() or err.code() in LOST_CODES)
+
+
+def _typed(exc: KafkaException) -> ProducerLost | RetriableError:
+    err: KafkaError = exc.args[0]
+    if producer_lost(exc):
+        return ProducerLost(f"Kafka producer fenced or failed fatally: {err.str()}")
+    return RetriableError(f"Kafka transaction failed ({err.str()}); retrying")
+
 
 class TransactionalProducer:
     """Wraps a confluent-kafka transactional producer.
 
     Contract: ``begin()``, ``produce(...)`` any number of times, then ``commit()``; on any
     error call ``abort()`` and retry the whole unit of work. A fenced producer (another
-    instance with the same ``transactional.id`` started) raises ``FatalError``: this
-    instance must stop. Abortable and retriable errors raise ``RetriableError``.
+    instance with the same ``transactional.id`` started, or a coordinator that moved bumped the epoch) or
+    fatally failed producer raises ``ProducerLost`` (a ``FatalError``): this instance cannot go on; a new
+    one (``reopen``) can. Abortable and retriable errors raise ``RetriableError``.
     """
 
     def __init__(self, config: Mapping[str, Any], timeout: float = 60.0) -> None:
         if "transactional.id" not in config:
             raise ValueError("a transactional producer needs transactional.id")
-        self.producer = Producer(dict(config))
+        self.config = dict(config)
         self.timeout = timeout
-        self._call(self.producer.init_transactions, timeout)
+        self.producer = Producer(self.config)
         self.in_transaction = False
+        self._call(self.producer.init_transactions, timeout)
+
+    def reopen(self) -> None:
+        """Replace a lost producer by a new instance with the same ``transactional.id`` (``init_transactions``
+        aborts the lost one's open transaction): the caller then redoes its unit of work from what is
+        committed. Raises ``RetriableError`` (try again later) or ``ProducerLost``."""
+        old = self.producer
+        old.purge(in_queue=True, in_flight=True, blocking=False)
+        self.producer = Producer(self.config)
+        self.in_transaction = False
+        self._call(self.producer.init_transactions, self.timeout)
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
         except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
-                raise FatalError(f"Kafka producer fenced or failed fatally: {err.str()}") from exc
-            raise RetriableError(f"Kafka transaction failed ({err.str()}); retrying") from exc
+            raise _typed(exc) from exc
 
     def begin(self) -> None:
         self._call(self.producer.begin_transaction)
@@ -84,6 +120,17 @@ class TransactionalProducer:
         self._call(self.producer.send_offsets_to_transaction, offsets, group_metadata, self.timeout)
 
     def commit(self) -> None:
+        """Commit; a commit that timed out is resumed (calling ``commit_transaction`` again), as librdkafka
+        requires: an abort meanwhile is refused ("Conflicting commit_transaction API call")."""
+        for _attempt in range(10):
+            try:
+                self.producer.commit_transaction(self.timeout)
+                self.in_transaction = False
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if not err.retriable() or err.txn_requires_abort() or producer_lost(exc):
+                    raise _typed(exc) from exc
         self._call(self.producer.commit_transaction, self.timeout)
         self.in_transaction = False
 
@@ -93,8 +140,11 @@ class TransactionalProducer:
                 self.producer.abort_transaction(self.timeout)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
-                if err.fatal():
-                    raise FatalError(f"Kafka producer failed fatally: {err.str()}") from exc
+                if producer_lost(exc):
+                    raise ProducerLost(f"Kafka producer failed fatally: {err.str()}") from exc
+                self.in_transaction = False  # a producer that cannot abort cannot begin again: a new one must
+                raise ProducerLost(f"Kafka transaction could not be aborted ({err.str()}): the producer"
+                                   " cannot go on") from exc
         self.in_transaction = False
 
     def close(self) -> None:

@@ -16,7 +16,10 @@ worker with the same id aborts its predecessor's open transaction at once (``ini
 a worker the group has moved on from is fenced by its stale group generation (KIP-447,
 ``send_offsets_to_transaction`` with the group metadata). Abortable errors (a failed delivery,
 a rebalance during the transaction) abort and seek the batch's partitions back to where it began;
-the next batch routes them again. Fatal errors (fenced) stop the worker with exit 1. Rebalance
+the next batch routes them again. A lost producer (fenced, or failed fatally: a broker failover can do
+that, the transaction coordinator moves and bumps the epoch) is replaced in process and routing goes on
+from the committed offsets (``cdx.streams.recovery``); the worker stops with exit 1 only when another
+live worker took over its instance id, or after repeated failures. Rebalance
 callbacks run inside ``consume``, where no transaction is open, so a revoked partition has
 nothing in flight.
 """
@@ -28,6 +31,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -40,11 +44,14 @@ from cdx.codec import SchemaPublisher, SchemaStore, make_codec
 from cdx.errors import FatalError, RetriableError
 from cdx.kafka.batches import next_batch
 from cdx.kafka.config import client_config, consumer_config, producer_config, size_limited
+from cdx.kafka.transactions import ProducerLost, producer_lost
+from cdx.stage.backoff import Backoff
 from cdx.streams import metrics
 from cdx.streams.activation import Activator, ensure_engine_topics
 from cdx.streams.batch import RecordRouter
 from cdx.streams.keystate import KeyState, keys_topic, open_store
 from cdx.streams.progress import Progress, encode_key, progress_topic
+from cdx.streams.recovery import Recovery
 from cdx.streams.router import group_id, registry_config
 from cdx.streams.routing import RoutingPlan
 from cdx.topics import dlq_topic, schemas_topic
@@ -124,16 +131,16 @@ class Transaction:
                 return
             except KafkaException as exc:
                 e: KafkaError = exc.args[0]
-                if e.fatal() or attempt == 4:
-                    raise FatalError(f"router transaction could not be aborted: {e.str()}") from exc
+                if e.fatal() or attempt == 4:  # a new producer instance aborts it (init_transactions)
+                    raise ProducerLost(f"router transaction could not be aborted: {e.str()}") from exc
                 log.warning("router: abort not done yet (%s); retrying", e.str())
 
     def abort(self, cause: BaseException | None = None) -> None:
         """Abort (raising ``FatalError`` when the producer cannot go on), then raise ``Abort``."""
-        err = cause.args[0] if isinstance(cause, KafkaException) else None
-        if isinstance(err, KafkaError) and (err.fatal() or err.code() in (KafkaError._FENCED,
-                                                                          KafkaError.PRODUCER_FENCED)):
-            raise FatalError(f"router transaction fenced or failed fatally: {err.str()}") from cause
+        if cause is not None and producer_lost(cause):
+            if isinstance(cause, ProducerLost):
+                raise cause
+            raise ProducerLost(f"router transaction fenced or failed fatally: {cause.args[0].str()}") from cause
         if self.open:
             self._abort()
         self.open = False
@@ -198,11 +205,7 @@ class Engine:
         self.instance_id = instance_id or default_instance_id(datadir)
         if live is not None:
             live.set_instances([self.instance_id])
-        self.producer = Producer(size_limited(producer_config(
-            self.config, transactional_id=transactional_id(topology, self.instance_id),
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, queue_buffering_max_messages=500_000,
-            **{"delivery.report.only.error": True}), k.max_message_bytes))
-        self.producer.init_transactions(60)
+        self.producer = self.open_producer()
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix), transactional=True)
         codec = make_codec(registry_config(topology), store=self.store, publisher=publisher)
@@ -214,9 +217,13 @@ class Engine:
                  self.instance_id, restored, len(self.keys.store))
         self.router = RecordRouter(self.plan, codec, self.keys, self.producer, dlq_topic(k.topic_prefix))
         self.txn = Transaction(self.producer, publisher, [self._ended])
+        self.stop_event = threading.Event()
+        self.recovery = Recovery(self, self.stop_event)
+        self.client_id = f"cdx-router-{self.instance_id}"
         extra: dict[str, Any] = {"session.timeout.ms": int(session_timeout * 1000),
                                  "heartbeat.interval.ms": int(min(3.0, session_timeout / 3) * 1000),
-                                 "max.poll.interval.ms": 600_000, "enable.partition.eof": False}
+                                 "max.poll.interval.ms": 600_000, "enable.partition.eof": False,
+                                 "client.id": self.client_id}
         if instance_id:
             extra["group.instance.id"] = instance_id
         self.consumer = Consumer(consumer_config(self.config, group_id(topology), **extra))
@@ -227,6 +234,16 @@ class Engine:
         self.stopping = False
         self.reload_requested = False
         self.restart: str | None = None
+
+    def open_producer(self) -> Producer:
+        """A new transactional producer (``init_transactions`` done: any open transaction of the id aborted)."""
+        k = self.topology.kafka
+        producer = Producer(size_limited(producer_config(
+            self.config, transactional_id=transactional_id(self.topology, self.instance_id),
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, queue_buffering_max_messages=500_000,
+            **{"delivery.report.only.error": True}), k.max_message_bytes))
+        producer.init_transactions(60)
+        return producer
 
     # ------------------------------------------------------------------ rebalance callbacks
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -247,6 +264,7 @@ class Engine:
 
     def _ended(self, committed: bool) -> None:
         if committed:
+            self.recovery.backoff.reset()
             self.keys.commit()
             self.progress.commit()
         else:
@@ -277,7 +295,7 @@ class Engine:
 
     def _loop(self) -> None:
         next_check = 0.0
-        delay = 0.5
+        backoff = Backoff(initial=0.5, maximum=10.0)
         while not self.stopping and self.restart is None:
             msgs: list[Message] = []
             try:
@@ -291,12 +309,14 @@ class Engine:
                     self.activator.activate(sorted(self.assigned - self.active))
                 if msgs:
                     self._process(msgs)
-                delay = 0.5
-            except (Transaction.Abort, RetriableError, KafkaException) as exc:
+                backoff.reset()
+            except (Transaction.Abort, RetriableError, KafkaException, ProducerLost) as exc:
+                if producer_lost(exc):
+                    self.recovery.recover(exc)  # FatalError: replaced, or too many failures
+                    continue
                 self._rewind(msgs)
-                log.warning("router: batch aborted (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                log.warning("router: batch aborted (%s); retrying in %.1fs", exc, backoff.peek())
+                backoff.wait(self.stop_event)
 
     def _process(self, msgs: list[Message]) -> None:
         ends: dict[TP, int] = {}
@@ -309,6 +329,8 @@ class Engine:
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         continue
+                    if err.fatal():  # e.g. FENCED_INSTANCE_ID: a worker with our --instance-id replaced us
+                        raise FatalError(f"router: the consumer failed fatally (replaced?): {err.str()}")
                     raise RetriableError(f"consume failed: {err.str()}")
                 tp = (m.topic() or "", m.partition() or 0)
                 if tp not in active:
@@ -349,6 +371,7 @@ class Engine:
 
     def _stop(self, _signum: int, _frame: Any) -> None:
         self.stopping = True
+        self.stop_event.set()
 
     def _hup(self, _signum: int, _frame: Any) -> None:
         self.reload_requested = True

@@ -91,6 +91,9 @@ class Pipeline:
             "hq-upload-sink": (["hq", "upload-sink"], ["upload_sink"], "upload_sink"),
         }[name]
         self.group.env = self.role_env(secrets, principal)
+        if principal is None:  # a process of many channels: its topology control clients (revisions, reports)
+            first = self.channels[0]  # use kafka.security; nobody may not read or report them
+            self.group.env.update({"CDX_KAFKA_USER": first, "CDX_KAFKA_PASSWORD": self.passwords[first]})
         return self.group.start(name, args)
 
     def restart(self, name: str) -> None:

@@ -59,6 +59,10 @@ def _under_failures(pipe: Pipeline, failures: int, fail: Callable[[int], tuple[s
             recover()
             in_sync = brokers.wait_in_sync(pipe.cluster, timeout=1200)
             events.append((label, started, time.perf_counter(), in_sync))
+            pause = figures(load.probe.window(started - 1, events[-1][2]))
+            print(f"\n{label}: back in sync {in_sync:.0f}s after restart; slowest probe meanwhile"
+                  f" {pause.get('max', 0):.0f} ms ({pause.get('n', 0):.0f} probes); restarted so far: {restarted}",
+                  flush=True)
             run_for(AFTER_S, pipe, restarted)
     finally:
         load.stop()
