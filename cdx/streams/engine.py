@@ -235,6 +235,20 @@ class Engine:
         self.reload_requested = False
         self.restart: str | None = None
 
+    def drop_lost_transaction(self) -> None:
+        """After a lost producer: forget what its transaction held."""  # see cdx.streams.recovery
+        self.txn.open = False
+        self.txn.publisher.transaction_aborted()
+        for hook in self.txn.on_end:
+            hook(False)
+
+    def replace_producer(self) -> None:
+        """After a lost producer: a new one, same transactional id (``init_transactions`` aborts its leftovers)."""
+        self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+        producer = self.open_producer()
+        self.producer = self.txn.producer = self.txn.publisher.producer = self.router.producer = producer
+        self.activator._legacy = None  # the faust-upgrade reader held the lost producer: built again if needed
+
     def open_producer(self) -> Producer:
         """A new transactional producer (``init_transactions`` done: any open transaction of the id aborted)."""
         k = self.topology.kafka

@@ -36,18 +36,18 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cdx.errors import FatalError, RetriableError
 from cdx.kafka.transactions import producer_lost
 from cdx.stage.backoff import Backoff
+from cdx.streams.keystate import KeyState
+from cdx.streams.progress import Progress
 from cdx.streams.router import group_id
-
-if TYPE_CHECKING:
-    from cdx.streams.engine import Engine
+from cdx.topology import Topology
 
 log = logging.getLogger("cdx.router")
 
@@ -55,11 +55,52 @@ LIMIT = 10
 WINDOW = 600.0
 
 
+class RecoverableEngine(Protocol):
+    """What ``Recovery`` uses of the transactional engine (``cdx.streams.engine.Engine``), so this module
+    imports nothing of it (no import circle)."""
+
+    topology: Topology
+
+    @property
+    def config(self) -> dict[str, Any]: ...
+
+    @property
+    def consumer(self) -> Consumer: ...
+
+    @property
+    def keys(self) -> KeyState: ...
+
+    @property
+    def progress(self) -> Progress: ...
+
+    @property
+    def assigned(self) -> set[tuple[str, int]]: ...
+
+    @property
+    def active(self) -> set[tuple[str, int]]: ...
+
+    @property
+    def processed(self) -> dict[tuple[str, int], int]: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def instance_id(self) -> str: ...
+
+    def drop_lost_transaction(self) -> None:
+        """Forget what the lost transaction held (its state changes, its pending schemas)."""
+
+    def replace_producer(self) -> None:
+        """A new producer with the same transactional id (``init_transactions`` aborts the lost one's)."""
+
+
 class Recovery:
     """Recovers an ``Engine`` from a lost producer (see the module docstring); ``recover`` raises
     ``FatalError`` when the worker was replaced or recovered too often."""
 
-    def __init__(self, engine: Engine, stop: threading.Event, *, limit: int = LIMIT, window: float = WINDOW) -> None:
+    def __init__(self, engine: RecoverableEngine, stop: threading.Event, *, limit: int = LIMIT,
+                 window: float = WINDOW) -> None:
         self.e = engine
         self.stop = stop
         self.limit, self.window = limit, window
@@ -103,18 +144,10 @@ class Recovery:
             return
 
     def _drop_transaction(self) -> None:
-        e = self.e
-        e.txn.open = False
-        e.txn.publisher.transaction_aborted()
-        for hook in e.txn.on_end:
-            hook(False)
+        self.e.drop_lost_transaction()
 
     def _replace_producer(self) -> None:
-        e = self.e
-        e.producer.purge(in_queue=True, in_flight=True, blocking=False)
-        producer = e.open_producer()  # init_transactions: the lost one's transaction is aborted
-        e.producer = e.txn.producer = e.txn.publisher.producer = e.router.producer = producer
-        e.activator._legacy = None  # the faust-upgrade reader held the lost producer: built again if needed
+        self.e.replace_producer()
 
     def _from_committed(self) -> None:
         e = self.e
