@@ -65,10 +65,9 @@ TRANSACTION_TIMEOUT_MS = 60_000
 
 
 def default_instance_id(datadir: Path | None) -> str:
-    """The worker's id when none is given: stable for a host and data directory, so a worker restarted
-    with the same ``--datadir`` fences its killed predecessor at once (``init_transactions`` aborts the
-    open transaction) instead of holding read_committed readers until the transaction times out; random
-    without a data directory."""
+    """The worker's id when none is given: stable for a host and data directory (random without one), so a
+    worker restarted with the same ``--datadir`` fences its killed predecessor at once (``init_transactions``
+    aborts the open transaction) instead of holding read_committed readers until the transaction times out."""
     if datadir is None:
         return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
     digest = hashlib.sha256(str(Path(datadir).resolve()).encode()).hexdigest()[:8]
