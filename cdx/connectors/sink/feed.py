@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cdx.cleanup import quietly
+from cdx.kafka.batches import next_batch
 from cdx.kafka.config import consumer_config
 
 log = logging.getLogger("cdx.sink")
@@ -141,7 +142,7 @@ class Feed:
         if not self.cursor:
             stop.wait(self.poll_timeout)
             return
-        msgs = self.consumer.consume(self.batch_size, self.poll_timeout)
+        msgs = next_batch(self.consumer, self.batch_size, self.poll_timeout)  # never waits for a full batch
         self._dispatch(readers, msgs)
         if self.consumer is not None:
             self._note_ends()
