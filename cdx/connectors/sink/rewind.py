@@ -37,6 +37,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cdx.cleanup import quietly
@@ -49,6 +50,7 @@ from cdx.connectors.sink.state import StateStore
 from cdx.connectors.sink.tools import SinkTools, open_database
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.dialects.base import STATE_TABLE
+from cdx.dialects.sqlite import sqlite_path
 from cdx.errors import ConfigError, FatalError, RetriableError
 
 log = logging.getLogger("cdx.sink")
@@ -77,7 +79,9 @@ def ensure_sink_stopped(tools: SinkTools, spec: SinkSpec, wait: float = 0.0) -> 
 
 def _lock_holder(spec: SinkSpec) -> dict[str, Any] | None:
     """The live holder of the channel lock (None also when the database cannot be opened: the command
-    that needs it says so next)."""
+    that needs it says so next, and when a SQLite database does not exist yet: opening it would create it)."""
+    if spec.dialect == "sqlite" and not Path(sqlite_path(spec.dsn)).exists():
+        return None
     try:
         conn = open_database(spec)
     except RetriableError:
