@@ -9,6 +9,7 @@ from what is committed: every group topic, read read_committed, holds every sour
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -32,7 +33,8 @@ from tests.routing.test_router_chaos import group_total
 
 pytestmark = [pytest.mark.integration]
 
-FENCES = 3
+FENCES = int(os.environ.get("CDX_TEST_FENCES", "1"))
+"""Fences during the run: 1 in ``make test`` (each recovery costs the suite about 50 s); set more to soak."""
 
 
 def fence(bootstrap: str, txn_id: str) -> None:
