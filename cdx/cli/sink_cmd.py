@@ -99,8 +99,7 @@ def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, setting
     from cdx.connectors.sink.bootstrap import CatchUp
     from cdx.connectors.sink.host import SinkHost
 
-    host = SinkHost(topology, owner_ids, dataclasses.replace(settings, static_membership=False, stand_by=False,
-                                                                     controls=False))
+    host = SinkHost(topology, owner_ids, dataclasses.replace(settings, stand_by=False, controls=False))
     on_stop_signals(host.stop)
     host.setup()
     catch = CatchUp(host)

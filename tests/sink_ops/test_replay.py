@@ -45,7 +45,7 @@ def test_replay_from_offset_timestamp_beginning(tmp_path: Path, kafka: str, post
     time.sleep(0.05)
     workload(router, 1500, seed=22, keys=150, resend_every=200)
     router.flush()
-    host = run_host(topo, static_membership=False)
+    host = run_host(topo)
     wait_until(lambda: caught_up(host, router), 60, "sinks", lambda: host_state(host))
 
     res = cli("replay", "--topology", path, "--channel", "c1", "--from-beginning")
@@ -85,7 +85,7 @@ def test_replay_from_offset_timestamp_beginning(tmp_path: Path, kafka: str, post
     res = cli("replay", "--topology", path, "--channel", "c1", "--from-beginning", "--no-apply")
     assert res.exit_code == 0 and "rewound" in res.output, res.output
     assert stored_offsets(c1, router.topic) == {p: 0 for p in ends}
-    host = run_host(topo, ["c1"], static_membership=False)
+    host = run_host(topo, ["c1"])
     wait_until(lambda: caught_up(host, router), 60, "c1 again", lambda: host_state(host))
     assert _snapshot(c1) == before["c1"]
     assert host.sinks[0].totals.applied > 0 and host.sinks[0].totals.duplicates == router.resent

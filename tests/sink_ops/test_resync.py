@@ -59,7 +59,7 @@ def test_resync_when_offsets_fall_below_the_earliest(tmp_path: Path, kafka: str,
     for i in range(5):
         _item(router, "c", i, i, table="GONE")
     router.flush()
-    host = run_host(topo, static_membership=False)
+    host = run_host(topo)
     wait_until(lambda: caught_up(host, router), 30, "first load", lambda: host_state(host))
     host.stop()
     assert host.wait(30)
@@ -81,7 +81,7 @@ def test_resync_when_offsets_fall_below_the_earliest(tmp_path: Path, kafka: str,
         f.result(30)
     assert watermarks(client_config(kafka), router.topic)[0] == cut
 
-    host = run_host(topo, static_membership=False)
+    host = run_host(topo)
     wait_until(lambda: caught_up(host, router), 30, "resync", lambda: host_state(host))
     sink = host.sinks[0]
     assert sink.totals.resyncs == 1 and sink.last_resync is not None
@@ -114,7 +114,7 @@ def test_resync_after_compaction_removed_tombstones(tmp_path: Path, kafka: str, 
     for i in range(10):
         _item(router, "c", i, i)
     router.flush()
-    host = run_host(topo, static_membership=False)
+    host = run_host(topo)
     wait_until(lambda: caught_up(host, router), 30, "first load", lambda: host_state(host))
     host.stop()
     assert host.wait(30)
@@ -132,11 +132,11 @@ def test_resync_after_compaction_removed_tombstones(tmp_path: Path, kafka: str, 
     wait_until(compacted, 60, "compaction to remove the deletes and their tombstones")
 
     # the control channel checks nothing: it misses the deletes
-    blind = run_host(topo, ["c2"], static_membership=False, resync_check=False)
+    blind = run_host(topo, ["c2"], resync_check=False)
     wait_until(lambda: caught_up(blind, router), 30, "control", lambda: host_state(blind))
     assert {0, 1, 2} <= _ids(control)
 
-    host = run_host(topo, ["c1"], static_membership=False)
+    host = run_host(topo, ["c1"])
     wait_until(lambda: caught_up(host, router), 30, "resync", lambda: host_state(host))
     assert host.sinks[0].totals.resyncs == 1
     assert "delete.retention.ms" in (host.sinks[0].last_resync.reason if host.sinks[0].last_resync else "")
@@ -159,7 +159,7 @@ def test_resync_isolates_a_row_the_database_refuses(tmp_path: Path, kafka: str, 
     for i in range(10):
         _item(router, "c", i, -i if i == 3 else i)
     router.flush()
-    host = run_host(topo, static_membership=False)
+    host = run_host(topo)
     wait_until(lambda: caught_up(host, router), 30, "load", lambda: host_state(host))
     host.stop()
     assert host.wait(30)

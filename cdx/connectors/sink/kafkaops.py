@@ -83,7 +83,7 @@ class GroupInfo:
 def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: float = 10.0) -> dict[str, GroupInfo]:
     """Membership of consumer groups (``AdminClient.describe_consumer_groups``).
 
-    A static member (the channel sinks use ``group.instance.id``) stays listed after its process
+    A static member (channel sinks before the shared feed used ``group.instance.id``) stays listed after its process
     ended until ``session.timeout.ms`` passed (10 s for the sinks).
     """
     names = sorted(set(groups))

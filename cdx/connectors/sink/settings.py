@@ -23,8 +23,6 @@ class SinkSettings:
     """Seconds a host's shared consumer waits for records before it looks at its channels again."""
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
-    static_membership: bool = True
-    """Kept for compatibility: channels no longer join consumer groups (see ``host``)."""
     commit_to_kafka: bool = True
     """Also commit offsets to the channel's consumer group in Kafka (informational: lag monitoring),
     see ``kafka_commit_interval``."""
