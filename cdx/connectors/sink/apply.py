@@ -131,6 +131,28 @@ def batch_session(spec: SinkSpec, records: Sequence[Record], plan: Plan | None, 
         status=status, started_at=started, error=error)
 
 
+def write_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: TableManager, spec: SinkSpec,
+                records: list[Record], dead_letter: DeadLetterFn, *, poison: str | None = None,
+                sessions: SessionLog | None = None, guard: Callable[[Connection], None] | None = None
+                ) -> BatchResult:
+    """``commit_batch``'s work inside the caller's open transaction (the channel target's ``write``): the
+    result's ``state`` is the one read in it; merge the plan into it once the transaction committed."""
+    started = utcnow()
+    if guard is not None:
+        guard(conn)
+    state = store.load(conn)
+    plan = plan_batch(records, state, spec, poison)
+    written = apply_plan(conn, dialect, tables, plan, spec)
+    for rec, reason in plan.dead:
+        dead_letter(rec, reason)
+    store.save(conn, plan.offsets, plan.watermarks)
+    session = None
+    if sessions is not None:
+        session = batch_session(spec, records, plan, written, started)
+        sessions.record(conn, session)
+    return BatchResult(plan, state, written, session)
+
+
 def commit_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: TableManager, spec: SinkSpec,
                  records: list[Record], dead_letter: DeadLetterFn, *, poison: str | None = None,
                  sessions: SessionLog | None = None, guard: Callable[[Connection], None] | None = None
@@ -139,23 +161,12 @@ def commit_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: 
     and store the new offsets and watermarks (and, with ``sessions``, the download session), in one
     transaction. See the module docstring. ``guard`` runs first in that transaction (the channel
     lock's ``confirm``: it raises to roll the batch back)."""
-    started = utcnow()
-    session = None
     try:
         with dialect.transaction(conn):
-            if guard is not None:
-                guard(conn)
-            state = store.load(conn)
-            plan = plan_batch(records, state, spec, poison)
-            written = apply_plan(conn, dialect, tables, plan, spec)
-            for rec, reason in plan.dead:
-                dead_letter(rec, reason)
-            store.save(conn, plan.offsets, plan.watermarks)
-            if sessions is not None:
-                session = batch_session(spec, records, plan, written, started)
-                sessions.record(conn, session)
+            result = write_batch(conn, dialect, store, tables, spec, records, dead_letter, poison=poison,
+                                 sessions=sessions, guard=guard)
     except BaseException:
         tables.reset()
         raise
-    state.merge(plan.offsets, plan.watermarks)
-    return BatchResult(plan, state, written, session)
+    result.state.merge(result.plan.offsets, result.plan.watermarks)
+    return result
