@@ -11,7 +11,7 @@ Layers (each a seam other commands build on):
 - ``tables``: ``TableManager``: tables and columns from writer schemas;
 - ``dlq``: ``KafkaDeadLetters``: the dead-letter hook;
 - ``runner``: ``ChannelSink``: one database, stepped by the host: retries, standby, housekeeping
-  (``applying``: batches and poison isolation; ``gating``: pause and schedules; ``settings``);
+  (``share``: its share of the feed, the stage source; ``target``: the stage target; ``settings``);
 - ``host``: ``SinkHost``: many sinks in one process (``feed``: one shared consumer per Kafka identity;
   ``pool``: the worker threads; ``mirror``: informational offset commits);
 - ``init``: ``init_databases`` (``cdx channel init``);

@@ -5,22 +5,16 @@ Contract
   records of its group topic at the positions it wants, and a host's worker pool calls ``step()``
   (never two at once for one sink): open the database, apply a batch from the inbox, or keep house
   while idle. One database connection per sink, open while it runs.
-- **Resumable**: the database is the only record of progress. Its offsets are loaded when it is
-  opened, the sink wants its partitions from them (from the beginning when none), and every batch
-  commits rows + offsets + watermarks in one transaction (``commit_batch``).
-- **Idempotent**: re-sent changes (source offset covered by the stored watermark) are skipped,
-  so a change is applied at most once; nothing is skipped that the database has not recorded,
-  so none is missed.
-- **Order**: one partition is applied in offset order; within a batch changes are collapsed
-  per key, upserts go parents first and deletes children first (see ``apply``).
+- **A stage on the kernel** (:mod:`cdx.stage`, whose contract it keeps: resumable, idempotent,
+  ordered): the sink is its own source (``share``: its share of the host's feed) and target
+  (``target``: rows + offsets + watermarks in one transaction; re-sent changes, covered by the stored
+  watermark, skipped; collapsed per key, parents first: ``apply``); each batch is written by
+  :func:`cdx.stage.step.apply_once` (one attempt: a back-off never holds a worker of the pool).
 - **Transient failures** (``RetriableError``: database or schema store unreachable, locks,
   deadlocks; any failure to *open* the database counts as one): the batch is dropped
   uncommitted, the sink stops wanting records (the others sharing its consumer go on) and retries
   the database with ``Backoff``; once it answers, it wants its partitions again from the offsets the
   database holds.
-- **A stage on the kernel** (:mod:`cdx.stage`): the sink is its own source (``share``: its share of
-  the host's feed) and target (``target``: the channel database transaction); each batch is written by
-  :func:`cdx.stage.step.apply_once` (one attempt; the pool's worker is never held by a back-off).
 - **Poison records** (``SkippableError``): the kernel splits the batch in halves down to the single
   record that fails; it is dead-lettered and its offset committed with its (sub-)batch, unless the
   failure is systematic (``breaker``: later records fail the same way): then the sink stops.
@@ -159,12 +153,18 @@ class ChannelSink(ChannelTarget, FeedShare):
         return bool(self._inbox) or now >= self.due or (self._resync_due is not None and not self._paused())
 
     def step(self) -> None:
-        """One unit of work: open (or retry), apply one batch, or keep house; never raises."""
+        """One unit of work: open (or retry), apply one batch, or keep house; never raises. A transient
+        failure (``RetriableError`` or classified so by the dialect) waits a back-off step, any other stops."""
         with self._step_lock:
             if self._stop.is_set() or self.phase in ("failed", "stopped"):
                 return
             try:
-                self._step(time.monotonic())
+                try:
+                    self._step(time.monotonic())
+                except Exception as e:
+                    if self._category(e) is not RetriableError:
+                        raise
+                    self._wait_after(e)
             except Exception as e:
                 self._fail(e)
 
@@ -176,7 +176,9 @@ class ChannelSink(ChannelTarget, FeedShare):
         if self._resync_due is not None:
             self._refresh_gate()
             if not self._paused():  # paused: the resync waits for resume (the channel does not move)
-                self._resync_while_running()
+                reason, self._resync_due = self._resync_due, None
+                self._resync(reason)
+                self.rewind()
             return
         if not self._inbox:
             if now >= self.due:
@@ -187,28 +189,19 @@ class ChannelSink(ChannelTarget, FeedShare):
             self._batch = self.poll(self.settings.batch_size)
             if self._batch:
                 apply_once(self.stage, self._batch)
-            self.backoff.reset()
-        except RetriableError as e:
-            self._wait_after(e)
-            return
         finally:
             self._batch = []
+        self.backoff.reset()
         self._idle_marked = now  # the batch's session says the database was current: no idle mark needed yet
         self.note_positions()
 
     # ----------------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
-        """Prepare (extension scripts) and open the database; on success want records again."""
-        try:
-            if self.phase == "prepare" and self._prepare is not None:
-                self._prepare()
-            self.phase = "opening"
-            self.open()
-        except Exception as e:
-            if self._category(e) is not RetriableError:
-                raise
-            self._wait_after(e)
-            return
+        """Prepare (extension scripts) and open the database, then want records again."""
+        if self.phase == "prepare" and self._prepare is not None:
+            self._prepare()
+        self.phase = "opening"
+        self.open()
         self.backoff.reset()
         if self.failed_batch is not None:
             self.sessions.record_alone(self.conn, self.failed_batch)
@@ -243,16 +236,6 @@ class ChannelSink(ChannelTarget, FeedShare):
             self._resync_due = reason
         elif reason is not None:
             self._resync(reason)
-
-    def _resync_while_running(self) -> None:
-        reason, self._resync_due = self._resync_due or "", None
-        try:
-            self._resync(reason)
-            self.rewind()
-        except Exception as e:
-            if self._category(e) is not RetriableError:
-                raise
-            self._wait_after(e)
 
     def _wait_after(self, error: BaseException) -> None:
         """Drop what was fetched and the connection; retry after a back-off step (standby: a fixed one)."""

@@ -1,35 +1,50 @@
 """The channel's share of a host's shared feed, as a stage source (:class:`cdx.stage.contract.Source`).
 
-Two sides, guarded by one lock (the feed thread and a worker use it at once):
-
-- **the feed's** (``feed.Reader``): ``wants`` (partition -> next offset, None: nothing now: the database
-  is not open, a resync is due or the inbox is full), ``offer`` (takes a record when it is the next one
-  of its partition), ``skip_to`` (markers or compacted offsets), ``resync_needed``;
-- **the stage's**: ``poll`` pops up to a batch from the inbox and decodes it (the gate cuts held-back
-  partitions, see ``gating``); ``position(records)`` is the batch itself (the target stores its
-  offsets and watermarks); ``rewind`` drops what was fetched and wants every partition again from the
-  offsets the database holds (``state``); ``stop_wanting`` stops taking records (database unreachable).
+- **The feed's side** (``feed.Reader``; the feed thread and a worker use it at once, under ``_mu``):
+  ``wants`` (partition -> next offset; None: nothing now, as the database is not open, a resync is due
+  or the inbox is full), ``offer`` (takes a record when it is the next one of its partition),
+  ``skip_to`` (markers, compacted offsets), ``resync_needed``.
+- **The stage's side**: ``poll`` pops up to a batch from the inbox and decodes it; ``position(records)``
+  is the batch itself (the target stores its offsets and watermarks); ``rewind`` drops what was fetched
+  and wants every partition again from the offsets the database holds; ``stop_wanting`` stops taking.
+- **The gate** (``cdx channel pause``, distribution schedules: ``gate``): refreshed between batches;
+  ``poll`` cuts each partition at its first held-back record: the position there goes back to that
+  record and the partition is wanted no more (``held``); when the gate changes, held partitions are
+  wanted again from their held records.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Message
 
 from cdx.connectors.sink import metrics
-from cdx.connectors.sink.gating import GatedSink
+from cdx.connectors.sink.gate import Gate
+from cdx.connectors.sink.kafkaops import watermarks
 from cdx.connectors.sink.records import Decoder, Record, decode_message
+from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import SinkState
 
+log = logging.getLogger("cdx.sink")
 
-class FeedShare(GatedSink):
-    """Mixin of ``ChannelSink`` (which sets ``decoder``, ``state`` and ``_labels``); ``_init_share`` first."""
 
+class FeedShare:
+    """Mixin of ``ChannelSink`` (which sets these attributes); ``_init_share`` first."""
+
+    spec: SinkSpec
     decoder: Decoder
     state: SinkState
+    gate: Gate | None
+    held: dict[int, int]
+    """Partitions stopped at a held-back record: partition -> its offset."""
+    conn: Any
+    status: str
+    kafka_config: dict[str, Any]
     consumer_restarts: int
     _labels: dict[str, str]
     _resync_due: str | None
@@ -44,6 +59,10 @@ class FeedShare(GatedSink):
         self.positions: dict[int, int] = {}
         """Positions up to which everything is handled (seen while idle): with ``state``, tells whether
         the sink reached given end offsets (``caught_up``)."""
+
+    @property
+    def name(self) -> str:
+        return self.spec.owner_id
 
     @property
     def topic(self) -> str:
@@ -114,3 +133,42 @@ class FeedShare(GatedSink):
         with self._mu:
             if not self._inbox and self._accepting:
                 self.positions.update((p, o) for p, o in self._next.items() if o >= 0 and p not in self.held)
+
+    # ---------------------------------------------------------------------------- the gate
+    def _end_offsets(self) -> Mapping[int, int]:
+        return watermarks(self.kafka_config, self.spec.topic)[1]
+
+    def _refresh_gate(self, *, force: bool = False) -> None:
+        """Between batches: re-read pause and schedules; a change lets held partitions be read again."""
+        if self.gate is None or self.conn is None:
+            return
+        try:
+            changed = self.gate.refresh(self.conn, self._end_offsets, force=force)
+        except Exception as e:  # the next batch deals with a database that went away
+            log.debug("sink %s: cannot read the controls: %s", self.name, e)
+            return
+        if changed and self.held:
+            with self._mu:
+                self._next.update(self.held)  # read them again from their held records
+                self.held.clear()
+        self.status = "paused" if self.gate.paused else ("running" if self.status == "paused" else self.status)
+
+    def _paused(self, *, refresh: bool = False) -> bool:
+        """Whether ``cdx channel pause`` holds this database (``refresh``: read it now)."""
+        if self.gate is None:
+            return False
+        if refresh:
+            self.gate.refresh(self.conn, None, force=True)
+        return self.gate.paused
+
+    def _cut(self, records: list[Record]) -> list[Record]:
+        """The records the gate lets through; the partitions it holds stop at their held record."""
+        if self.gate is None:
+            return records
+        out, held = self.gate.cut(records)
+        if held:
+            with self._mu:
+                self.held.update(held)
+                self._next.update(held)
+                self._inbox = deque(m for m in self._inbox if m.partition() not in held)
+        return out

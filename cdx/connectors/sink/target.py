@@ -1,18 +1,14 @@
 """The channel database as a stage target (:class:`cdx.stage.contract.Target` of ``ChannelSink``).
 
-One transaction per batch (``begin``/``write``/``commit``): rows, offsets and watermarks, the dead
-letters of undecodable records and the batch's ``Applied`` session (``apply.write_batch``). The
-position stored is the batch itself: its records' offsets and watermarks, including those of records
-dead-lettered, so none of them is ever applied or dead-lettered again once committed.
-
-- Errors are typed by the dialect: a record the database refuses is ``SkippableError`` (the kernel
-  splits the batch down to it, see :func:`cdx.stage.step.apply_once`), an unreachable database or a
-  deadlock ``RetriableError``, the rest fatal.
-- ``refused(record, error)`` (the stage's ``dead_letter``): unless ``breaker`` finds the failure
-  systematic (then ``SystematicFailure`` stops the channel), the record is written alone next with
-  the error as its dead letter's reason, delivered inside that transaction (``plan_batch(poison=)``).
-- A batch refused as a whole records a ``Failed`` session (``isolating the refused record``); a batch
-  dropped by a transient failure keeps one in ``failed_batch``, written once the database answers again.
+One transaction per batch: rows, offsets and watermarks, dead letters of undecodable records and the
+``Applied`` session (``apply.write_batch``). The position is the batch itself (its offsets and
+watermarks, dead-lettered records' included: none is applied or dead-lettered again once committed).
+Driver errors are typed by the dialect: a refused record ``SkippableError`` (the kernel isolates it),
+unreachable or deadlocked ``RetriableError``, the rest fatal. ``refused`` (the stage's ``dead_letter``)
+asks ``breaker`` whether the failure is systematic (``SystematicFailure`` stops the channel), else the
+record is written alone next, its letter delivered in that transaction (``plan_batch(poison=)``). A
+batch refused as a whole records a ``Failed`` session (``isolating the refused record``); one dropped by
+a transient failure keeps one in ``failed_batch``, written once the database answers again.
 """
 
 from __future__ import annotations
@@ -140,8 +136,7 @@ class ChannelTarget:
 
     # --------------------------------------------------------------------------- helpers
     def _typed(self, e: Exception) -> CdxError:
-        category = self._category(e)
-        return category(f"{type(e).__name__}: {e}")
+        return self._category(e)(f"{type(e).__name__}: {e}")
 
     def _category(self, exc: BaseException) -> type[CdxError]:
         if isinstance(exc, CdxError):
