@@ -1,6 +1,6 @@
 """The batch-apply function: one database transaction holding rows, offsets and watermarks.
 
-``commit_batch`` is resumable and idempotent: it reads the sink state inside its transaction,
+``write_batch`` is resumable and idempotent: it reads the sink state inside its transaction,
 plans against it (re-sends skipped, filters applied, changes collapsed per key) and writes rows
 and the new state together, so after a crash at any point the database holds either the whole
 batch with its offsets or neither. Re-running it on records already applied only skips them.
@@ -135,8 +135,11 @@ def write_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: T
                 records: list[Record], dead_letter: DeadLetterFn, *, poison: str | None = None,
                 sessions: SessionLog | None = None, guard: Callable[[Connection], None] | None = None
                 ) -> BatchResult:
-    """``commit_batch``'s work inside the caller's open transaction (the channel target's ``write``): the
-    result's ``state`` is the one read in it; merge the plan into it once the transaction committed."""
+    """Apply ``records`` (one partition's records in offset order, partitions interleaved as consumed)
+    and store the new offsets and watermarks (and, with ``sessions``, the download session) in the
+    caller's open transaction (the channel target's). See the module docstring. ``guard`` runs first
+    (the channel lock's ``confirm``: it raises to roll the batch back). The result's ``state`` is the one
+    read in the transaction: merge the plan into it once committed; on a failure, ``tables.reset()``."""
     started = utcnow()
     if guard is not None:
         guard(conn)
@@ -152,21 +155,3 @@ def write_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: T
         sessions.record(conn, session)
     return BatchResult(plan, state, written, session)
 
-
-def commit_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: TableManager, spec: SinkSpec,
-                 records: list[Record], dead_letter: DeadLetterFn, *, poison: str | None = None,
-                 sessions: SessionLog | None = None, guard: Callable[[Connection], None] | None = None
-                 ) -> BatchResult:
-    """Apply ``records`` (one partition's records in offset order, partitions interleaved as consumed)
-    and store the new offsets and watermarks (and, with ``sessions``, the download session), in one
-    transaction. See the module docstring. ``guard`` runs first in that transaction (the channel
-    lock's ``confirm``: it raises to roll the batch back)."""
-    try:
-        with dialect.transaction(conn):
-            result = write_batch(conn, dialect, store, tables, spec, records, dead_letter, poison=poison,
-                                 sessions=sessions, guard=guard)
-    except BaseException:
-        tables.reset()
-        raise
-    result.state.merge(result.plan.offsets, result.plan.watermarks)
-    return result
