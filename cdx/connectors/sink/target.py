@@ -26,7 +26,7 @@ from cdx.connectors.sink.lock import ChannelLock
 from cdx.connectors.sink.records import Decoder, Record
 from cdx.connectors.sink.resync import Resync, ResyncReport
 from cdx.connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
-from cdx.connectors.sink.settings import DeadLetterSink, SinkSettings, Totals
+from cdx.connectors.sink.settings import DeadLetterSink, Totals
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import SinkState, StateStore
 from cdx.connectors.sink.tables import TableManager
@@ -44,7 +44,7 @@ class ChannelTarget:
     """Mixin of ``ChannelSink``, which sets these attributes (``conn`` is opened by the sink)."""
 
     spec: SinkSpec
-    settings: SinkSettings
+    name: str
     dialect: Dialect
     decoder: Decoder
     store: StateStore
@@ -65,10 +65,6 @@ class ChannelTarget:
     _writing: Sequence[Record] = ()
     _result: BatchResult | None = None
     _poison: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.spec.owner_id
 
     def begin(self) -> None:
         if self.conn is None:
