@@ -49,9 +49,6 @@ class Written:
     deleted: int = 0
     tables: list[str] = field(default_factory=list)
 
-    def __int__(self) -> int:
-        return self.upserted + self.deleted
-
 
 @dataclass
 class BatchResult:
@@ -59,8 +56,6 @@ class BatchResult:
     state: SinkState
     """The state after this batch (as committed)."""
     written: Written = field(default_factory=Written)
-    session: Session | None = None
-    """The ``Applied`` session committed with the batch (when a ``SessionLog`` was given)."""
 
 
 def apply_plan(conn: Connection, dialect: Dialect, tables: TableManager, plan: Plan, spec: SinkSpec) -> Written:
@@ -149,9 +144,7 @@ def write_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: T
     for rec, reason in plan.dead:
         dead_letter(rec, reason)
     store.save(conn, plan.offsets, plan.watermarks)
-    session = None
     if sessions is not None:
-        session = batch_session(spec, records, plan, written, started)
-        sessions.record(conn, session)
-    return BatchResult(plan, state, written, session)
+        sessions.record(conn, batch_session(spec, records, plan, written, started))
+    return BatchResult(plan, state, written)
 

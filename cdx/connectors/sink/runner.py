@@ -15,13 +15,9 @@ Contract
   uncommitted, the sink stops wanting records (the others sharing its consumer go on) and retries
   the database with ``Backoff``; once it answers, it wants its partitions again from the offsets the
   database holds.
-- **Poison records** (``SkippableError``): the kernel splits the batch in halves down to the single
-  record that fails; it is dead-lettered and its offset committed with its (sub-)batch, unless the
-  failure is systematic (``breaker``: later records fail the same way): then the sink stops.
-- **Fatal errors** (anything else) stop this sink only; ``status`` says ``failed``.
-- **Download sessions** (``sessions``): every committed batch writes an ``Applied`` session in
-  its transaction; a refused batch (before isolation), a batch dropped by a transient failure
-  (once the database answers again) and a fatal error write a ``Failed`` one in their own.
+- **Poison records** and **download sessions**: see ``target`` (a refused record is isolated and
+  dead-lettered unless ``breaker`` finds the failure systematic). **Fatal errors** stop this sink only
+  (``status`` says ``failed``) and write a ``Failed`` session.
 - **Missed deletes** (``resync``): whenever the database is opened (start, and after it was
   unreachable) the sink checks whether deletes may have been lost (stored offsets below the
   topic's earliest, or the last session older than ``delete.retention.ms`` while behind) and
