@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cdx.codec import Column, LogicalType, SchemaStore, SingleObjectCodec
-from cdx.connectors.sink.apply import commit_batch
+from cdx.connectors.sink.apply import BatchResult, write_batch
 from cdx.connectors.sink.plan import plan_batch
 from cdx.connectors.sink.records import Decoder, Record
 from cdx.connectors.sink.spec import sink_specs
@@ -115,6 +115,15 @@ def test_plan_skips_resends_collapses_filters(spec) -> None:
     assert again.duplicates == 4 and not again.tables
     poisoned = plan_batch(recs[2:3], SinkState(), chan, poison="boom")
     assert not poisoned.tables and poisoned.dead == [(recs[2], "boom")] and poisoned.watermarks
+
+
+def commit_batch(conn: Any, d: Any, store: StateStore, tables: TableManager, chan: Any, records: list[Record],
+                 dead_letter: Any) -> BatchResult:
+    """One batch in one transaction, as the channel target commits it."""
+    with d.transaction(conn):
+        result = write_batch(conn, d, store, tables, chan, records, dead_letter)
+    result.state.merge(result.plan.offsets, result.plan.watermarks)
+    return result
 
 
 def test_commit_batch_is_idempotent_and_widens_tables(spec, tmp_path: Path) -> None:

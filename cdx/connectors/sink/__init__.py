@@ -7,11 +7,11 @@ Layers (each a seam other commands build on):
 - ``state``: ``StateStore`` / ``SinkState`` / ``Watermark``: offsets and watermarks in the
   channel database's ``cdx_state`` table;
 - ``plan``: ``plan_batch``: re-send skipping, row filters, collapse per key (pure);
-- ``apply``: ``commit_batch``: one transaction with rows, offsets and watermarks;
+- ``apply``: ``write_batch``: rows, offsets and watermarks in one transaction;
 - ``tables``: ``TableManager``: tables and columns from writer schemas;
 - ``dlq``: ``KafkaDeadLetters``: the dead-letter hook;
 - ``runner``: ``ChannelSink``: one database, stepped by the host: retries, standby, housekeeping
-  (``applying``: batches and poison isolation; ``gating``: pause and schedules; ``settings``);
+  (``share``: its share of the feed, the stage source; ``target``: the stage target; ``settings``);
 - ``host``: ``SinkHost``: many sinks in one process (``feed``: one shared consumer per Kafka identity;
   ``pool``: the worker threads; ``mirror``: informational offset commits);
 - ``init``: ``init_databases`` (``cdx channel init``);
@@ -24,7 +24,7 @@ Layers (each a seam other commands build on):
 See docs/sinks.md and docs/operations.md.
 """
 
-from cdx.connectors.sink.apply import BatchResult, apply_plan, commit_batch
+from cdx.connectors.sink.apply import BatchResult, apply_plan, write_batch
 from cdx.connectors.sink.host import SinkHost
 from cdx.connectors.sink.plan import Plan, plan_batch
 from cdx.connectors.sink.records import Decoder, Record, Shape
@@ -34,5 +34,5 @@ from cdx.connectors.sink.state import SinkState, StateStore, Watermark
 
 __all__ = [
     "BatchResult", "ChannelSink", "Decoder", "FilterRule", "Plan", "Record", "Shape", "SinkHost", "SinkSettings",
-    "SinkSpec", "SinkState", "StateStore", "Watermark", "apply_plan", "commit_batch", "plan_batch", "sink_specs",
+    "SinkSpec", "SinkState", "StateStore", "Watermark", "apply_plan", "plan_batch", "sink_specs", "write_batch",
 ]

@@ -1,6 +1,6 @@
 """The batch-apply function: one database transaction holding rows, offsets and watermarks.
 
-``commit_batch`` is resumable and idempotent: it reads the sink state inside its transaction,
+``write_batch`` is resumable and idempotent: it reads the sink state inside its transaction,
 plans against it (re-sends skipped, filters applied, changes collapsed per key) and writes rows
 and the new state together, so after a crash at any point the database holds either the whole
 batch with its offsets or neither. Re-running it on records already applied only skips them.
@@ -49,9 +49,6 @@ class Written:
     deleted: int = 0
     tables: list[str] = field(default_factory=list)
 
-    def __int__(self) -> int:
-        return self.upserted + self.deleted
-
 
 @dataclass
 class BatchResult:
@@ -59,8 +56,6 @@ class BatchResult:
     state: SinkState
     """The state after this batch (as committed)."""
     written: Written = field(default_factory=Written)
-    session: Session | None = None
-    """The ``Applied`` session committed with the batch (when a ``SessionLog`` was given)."""
 
 
 def apply_plan(conn: Connection, dialect: Dialect, tables: TableManager, plan: Plan, spec: SinkSpec) -> Written:
@@ -131,31 +126,25 @@ def batch_session(spec: SinkSpec, records: Sequence[Record], plan: Plan | None, 
         status=status, started_at=started, error=error)
 
 
-def commit_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: TableManager, spec: SinkSpec,
-                 records: list[Record], dead_letter: DeadLetterFn, *, poison: str | None = None,
-                 sessions: SessionLog | None = None, guard: Callable[[Connection], None] | None = None
-                 ) -> BatchResult:
+def write_batch(conn: Connection, dialect: Dialect, store: StateStore, tables: TableManager, spec: SinkSpec,
+                records: list[Record], dead_letter: DeadLetterFn, *, poison: str | None = None,
+                sessions: SessionLog | None = None, guard: Callable[[Connection], None] | None = None
+                ) -> BatchResult:
     """Apply ``records`` (one partition's records in offset order, partitions interleaved as consumed)
-    and store the new offsets and watermarks (and, with ``sessions``, the download session), in one
-    transaction. See the module docstring. ``guard`` runs first in that transaction (the channel
-    lock's ``confirm``: it raises to roll the batch back)."""
+    and store the new offsets and watermarks (and, with ``sessions``, the download session) in the
+    caller's open transaction (the channel target's). See the module docstring. ``guard`` runs first
+    (the channel lock's ``confirm``: it raises to roll the batch back). The result's ``state`` is the one
+    read in the transaction: merge the plan into it once committed; on a failure, ``tables.reset()``."""
     started = utcnow()
-    session = None
-    try:
-        with dialect.transaction(conn):
-            if guard is not None:
-                guard(conn)
-            state = store.load(conn)
-            plan = plan_batch(records, state, spec, poison)
-            written = apply_plan(conn, dialect, tables, plan, spec)
-            for rec, reason in plan.dead:
-                dead_letter(rec, reason)
-            store.save(conn, plan.offsets, plan.watermarks)
-            if sessions is not None:
-                session = batch_session(spec, records, plan, written, started)
-                sessions.record(conn, session)
-    except BaseException:
-        tables.reset()
-        raise
-    state.merge(plan.offsets, plan.watermarks)
-    return BatchResult(plan, state, written, session)
+    if guard is not None:
+        guard(conn)
+    state = store.load(conn)
+    plan = plan_batch(records, state, spec, poison)
+    written = apply_plan(conn, dialect, tables, plan, spec)
+    for rec, reason in plan.dead:
+        dead_letter(rec, reason)
+    store.save(conn, plan.offsets, plan.watermarks)
+    if sessions is not None:
+        sessions.record(conn, batch_session(spec, records, plan, written, started))
+    return BatchResult(plan, state, written)
+

@@ -17,9 +17,10 @@ replaces) and ``attempt``.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from confluent_kafka import KafkaException, Producer
 
 from cdx.connectors.sink.records import Record
 from cdx.errors import RetriableError
@@ -49,32 +50,22 @@ class KafkaDeadLetters:
     """Writes dead letters to ``topic`` with one shared (thread-safe) producer."""
 
     def __init__(self, producer_config: Mapping[str, Any], topic: str, *, timeout: float = 30.0) -> None:
-        from confluent_kafka import Producer
-
         self.topic = topic
         self.timeout = timeout
         self.producer = Producer(dict(producer_config))
 
     def send(self, owner_id: str, kind: str, group_topic: str, rec: Record, error: str,
              extra: Mapping[str, Any] | None = None) -> None:
-        key, value, letter_headers = sink_letter(owner_id, kind, group_topic, rec, error, extra)
-        headers: list[tuple[str, str | bytes | None]] = list(letter_headers)
+        """Write the letter and wait for the broker's acknowledgement (one owner's sink sends one at a time)."""
+        key, value, headers = sink_letter(owner_id, kind, group_topic, rec, error, extra)
         failures: list[Any] = []
-        done = threading.Event()
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                failures.append(err)
-            done.set()
-
         try:
-            self.producer.produce(self.topic, key=key, value=value, headers=headers, on_delivery=delivered)
-        except BufferError as e:
-            raise RetriableError(f"dead-letter queue full: {e}") from e
-        deadline = time.monotonic() + self.timeout
-        while not done.is_set() and time.monotonic() < deadline:
-            self.producer.poll(0.05)
-        if failures or not done.is_set():
+            self.producer.produce(self.topic, key=key, value=value, headers=list(headers),
+                                  on_delivery=lambda err, _msg: failures.append(err) if err is not None else None)
+            left = self.producer.flush(self.timeout)
+        except (BufferError, KafkaException) as e:
+            raise RetriableError(f"cannot write dead letter to {self.topic}: {e}") from e
+        if failures or left:
             why = failures[0] if failures else f"not acknowledged in {self.timeout:.0f}s"
             raise RetriableError(f"cannot write dead letter to {self.topic}: {why}")
 

@@ -5,26 +5,19 @@ Contract
   records of its group topic at the positions it wants, and a host's worker pool calls ``step()``
   (never two at once for one sink): open the database, apply a batch from the inbox, or keep house
   while idle. One database connection per sink, open while it runs.
-- **Resumable**: the database is the only record of progress. Its offsets are loaded when it is
-  opened, the sink wants its partitions from them (from the beginning when none), and every batch
-  commits rows + offsets + watermarks in one transaction (``commit_batch``).
-- **Idempotent**: re-sent changes (source offset covered by the stored watermark) are skipped,
-  so a change is applied at most once; nothing is skipped that the database has not recorded,
-  so none is missed.
-- **Order**: one partition is applied in offset order; within a batch changes are collapsed
-  per key, upserts go parents first and deletes children first (see ``apply``).
+- **A stage on the kernel** (:mod:`cdx.stage`, whose contract it keeps: resumable, idempotent,
+  ordered): the sink is its own source (``share``: its share of the host's feed) and target
+  (``target``: rows + offsets + watermarks in one transaction; re-sent changes, covered by the stored
+  watermark, skipped; collapsed per key, parents first: ``apply``); each batch is written by
+  :func:`cdx.stage.step.apply_once` (one attempt: a back-off never holds a worker of the pool).
 - **Transient failures** (``RetriableError``: database or schema store unreachable, locks,
   deadlocks; any failure to *open* the database counts as one): the batch is dropped
   uncommitted, the sink stops wanting records (the others sharing its consumer go on) and retries
   the database with ``Backoff``; once it answers, it wants its partitions again from the offsets the
   database holds.
-- **Poison records** (``SkippableError``): the batch is split in halves down to the single
-  record that fails; it is dead-lettered and its offset committed with its (sub-)batch, unless the
-  failure is systematic (``breaker``: later records fail the same way): then the sink stops.
-- **Fatal errors** (anything else) stop this sink only; ``status`` says ``failed``.
-- **Download sessions** (``sessions``): every committed batch writes an ``Applied`` session in
-  its transaction; a refused batch (before isolation), a batch dropped by a transient failure
-  (once the database answers again) and a fatal error write a ``Failed`` one in their own.
+- **Poison records** and **download sessions**: see ``target`` (a refused record is isolated and
+  dead-lettered unless ``breaker`` finds the failure systematic). **Fatal errors** stop this sink only
+  (``status`` says ``failed``) and write a ``Failed`` session.
 - **Missed deletes** (``resync``): whenever the database is opened (start, and after it was
   unreachable) the sink checks whether deletes may have been lost (stored offsets below the
   topic's earliest, or the last session older than ``delete.retention.ms`` while behind) and
@@ -44,16 +37,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
-
-from confluent_kafka import OFFSET_BEGINNING, Message
 
 from cdx.cleanup import quietly
 from cdx.codec import Codec
 from cdx.connectors.sink import metrics, respec
-from cdx.connectors.sink.applying import ApplyingSink
 from cdx.connectors.sink.breaker import FailureBreaker
 from cdx.connectors.sink.gate import Gate
 from cdx.connectors.sink.lock import ChannelLock, ChannelLocked
@@ -61,13 +50,17 @@ from cdx.connectors.sink.records import Decoder, Record
 from cdx.connectors.sink.resync import CAUGHT_UP_KEY, ResyncReport, resync_reason
 from cdx.connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
 from cdx.connectors.sink.settings import DeadLetterSink, SinkSettings, Totals
+from cdx.connectors.sink.share import FeedShare
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import SinkState, StateStore
 from cdx.connectors.sink.tables import TableManager
+from cdx.connectors.sink.target import ChannelTarget
 from cdx.connectors.sink.tools import open_database
 from cdx.dialects import get_dialect
 from cdx.errors import CdxError, FatalError, RetriableError
 from cdx.stage.backoff import Backoff
+from cdx.stage.contract import Stage
+from cdx.stage.step import apply_once
 
 __all__ = ["ChannelSink", "DeadLetterSink", "SinkSettings", "Totals"]
 
@@ -78,7 +71,7 @@ STANDBY_RETRY = 5.0
 STANDBY_LOG_EVERY = 60.0
 
 
-class ChannelSink(ApplyingSink):
+class ChannelSink(ChannelTarget, FeedShare):
     """One sink, driven by a host (see module docstring)."""
 
     def __init__(self, spec: SinkSpec, kafka_config: Mapping[str, Any], codec: Codec,
@@ -101,9 +94,6 @@ class ChannelSink(ApplyingSink):
         self.conn: Any = None
         self._stop = stop or threading.Event()
         self._labels = {"channel": spec.owner_id}
-        self.positions: dict[int, int] = {}
-        """Positions up to which everything is handled (seen while idle): with ``state``, tells whether
-        the sink reached given end offsets (``caught_up``)."""
         self.last_resync: ResyncReport | None = None
         self.consumer_restarts = 0
         self.breaker = FailureBreaker(spec.owner_id, self._dry_run, threshold=s.systematic_after)
@@ -117,23 +107,15 @@ class ChannelSink(ApplyingSink):
         """Monotonic time of the next retry (while opening) or housekeeping step (while running)."""
         self._prepare = prepare
         self._resync_due: str | None = None
-        self._failed_batch: Session | None = None
+        self.failed_batch: Session | None = None
         self._batch: list[Record] = []
         self._idle_marked = -float("inf")
         self._standby_logged = -float("inf")
         self._was_down = False
-        self._mu = threading.Lock()
-        """Guards what the feed thread and the workers share: inbox, positions wanted, held, scheduling."""
         self._step_lock = threading.Lock()
-        self._inbox: deque[Message] = deque()
-        self._next: dict[int, int] = {}
-        self._accepting = False
         self._scheduled = False
-        self._limit = max(2 * s.batch_size, 100)
-
-    @property
-    def topic(self) -> str:
-        return self.spec.topic
+        self._init_share(max(2 * s.batch_size, 100))
+        self.stage = Stage(f"sink:{spec.owner_id}", self, self, self.refused, on_failure=self.batch_failed)
 
     def stop(self) -> None:
         self._stop.set()
@@ -142,38 +124,6 @@ class ChannelSink(ApplyingSink):
         """True once every partition is applied up to ``ends`` (e.g. end offsets observed earlier)."""
         return all(max(self.state.offsets.get(p, 0), self.positions.get(p, 0)) >= end
                    for p, end in ends.items() if end > 0)
-
-    # ------------------------------------------------------------------------ the feed's side
-    def wants(self, partitions: list[int]) -> dict[int, int] | None:
-        with self._mu:
-            if not self._accepting or self._resync_due is not None or len(self._inbox) >= self._limit:
-                return None
-            return {p: self._next.get(p, OFFSET_BEGINNING) for p in partitions if p not in self.held}
-
-    def offer(self, partition: int, offset: int, cursor: int, msg: Message) -> bool:
-        with self._mu:
-            if not self._accepting or partition in self.held or len(self._inbox) >= self._limit:
-                return False
-            if not cursor <= self._next.get(partition, OFFSET_BEGINNING) <= offset:
-                return False
-            self._inbox.append(msg)
-            self._next[partition] = offset + 1
-            return True
-
-    def skip_to(self, partition: int, cursor: int, position: int) -> None:
-        with self._mu:
-            if self._accepting and partition not in self.held \
-                    and cursor <= self._next.get(partition, OFFSET_BEGINNING) < position:
-                self._next[partition] = position
-
-    def resync_needed(self, partition: int, cursor: int, reason: str) -> None:
-        with self._mu:
-            if self._accepting and self._next.get(partition, OFFSET_BEGINNING) <= cursor:
-                self._resync_due = reason
-
-    def consumer_replaced(self) -> None:
-        self.consumer_restarts += 1
-        metrics.CONSUMER_RESTARTS.labels(**self._labels).inc()
 
     # ---------------------------------------------------------------------- the pool's side
     def claim(self) -> bool:
@@ -199,12 +149,18 @@ class ChannelSink(ApplyingSink):
         return bool(self._inbox) or now >= self.due or (self._resync_due is not None and not self._paused())
 
     def step(self) -> None:
-        """One unit of work: open (or retry), apply one batch, or keep house; never raises."""
+        """One unit of work: open (or retry), apply one batch, or keep house; never raises. A transient
+        failure (``RetriableError`` or classified so by the dialect) waits a back-off step, any other stops."""
         with self._step_lock:
             if self._stop.is_set() or self.phase in ("failed", "stopped"):
                 return
             try:
-                self._step(time.monotonic())
+                try:
+                    self._step(time.monotonic())
+                except Exception as e:
+                    if self._category(e) is not RetriableError:
+                        raise
+                    self._wait_after(e)
             except Exception as e:
                 self._fail(e)
 
@@ -216,44 +172,39 @@ class ChannelSink(ApplyingSink):
         if self._resync_due is not None:
             self._refresh_gate()
             if not self._paused():  # paused: the resync waits for resume (the channel does not move)
-                self._resync_while_running()
+                reason, self._resync_due = self._resync_due, None
+                self._resync(reason)
+                self.rewind()
             return
-        with self._mu:
-            batch = [self._inbox.popleft() for _ in range(min(self.settings.batch_size, len(self._inbox)))]
-        if not batch:
+        if not self._inbox:
             if now >= self.due:
                 self._housekeeping(now)
             return
         self._refresh_gate()
         try:
-            self._handle(batch)
-            self.backoff.reset()
-        except RetriableError as e:
-            self._wait_after(e)
-            return
+            self._batch = self.poll(self.settings.batch_size)
+            if self._batch:
+                apply_once(self.stage, self._batch)
+        finally:
+            self._batch = []
+        self.backoff.reset()
         self._idle_marked = now  # the batch's session says the database was current: no idle mark needed yet
-        self._note_positions()
+        self.note_positions()
 
     # ----------------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
-        """Prepare (extension scripts) and open the database; on success want records again."""
-        try:
-            if self.phase == "prepare" and self._prepare is not None:
-                self._prepare()
-            self.phase = "opening"
-            self._open()
-        except Exception as e:
-            if self._category(e) is not RetriableError:
-                raise
-            self._wait_after(e)
-            return
+        """Prepare (extension scripts) and open the database, then want records again."""
+        if self.phase == "prepare" and self._prepare is not None:
+            self._prepare()
+        self.phase = "opening"
+        self.open()
         self.backoff.reset()
-        if self._failed_batch is not None:
-            self.sessions.record_alone(self.conn, self._failed_batch)
-            self._failed_batch = None
+        if self.failed_batch is not None:
+            self.sessions.record_alone(self.conn, self.failed_batch)
+            self.failed_batch = None
         self.phase, self.status, self.last_error = "running", "running", None
         self._refresh_gate(force=True)
-        self._rewind()
+        self.rewind()
         if self._was_down:
             log.info("sink %s: database available again; resuming", self.name)
         else:
@@ -262,7 +213,8 @@ class ChannelSink(ApplyingSink):
         self._was_down = False
         self.due = time.monotonic()
 
-    def _open(self) -> None:
+    def open(self) -> None:
+        """Open the database: take the channel lock, load the state, resync first when needed."""
         self._close_db()
         self.conn = open_database(self.spec)
         with self.dialect.transaction(self.conn):
@@ -281,28 +233,9 @@ class ChannelSink(ApplyingSink):
         elif reason is not None:
             self._resync(reason)
 
-    def _rewind(self) -> None:
-        """Want every partition again from the offsets the database holds (what was fetched is dropped)."""
-        with self._mu:
-            self._inbox.clear()
-            self._next = dict(self.state.offsets)
-            self.held.clear()
-            self.positions.clear()
-            self._accepting = True
-
-    def _resync_while_running(self) -> None:
-        reason, self._resync_due = self._resync_due or "", None
-        try:
-            self._resync(reason)
-            self._rewind()
-        except Exception as e:
-            if self._category(e) is not RetriableError:
-                raise
-            self._wait_after(e)
-
     def _wait_after(self, error: BaseException) -> None:
         """Drop what was fetched and the connection; retry after a back-off step (standby: a fixed one)."""
-        self._stop_wanting()
+        self.stop_wanting()
         self._close_db()
         if self.phase == "running":  # it ran: "available again" once it reopens (a first open says "assigned")
             self.phase, self._was_down = "opening", True
@@ -323,16 +256,11 @@ class ChannelSink(ApplyingSink):
         log.warning("sink %s: %s; retrying in %.1fs", self.name, self.last_error, delay)
         self.due = now + delay
 
-    def _stop_wanting(self) -> None:
-        with self._mu:
-            self._accepting = False
-            self._inbox.clear()
-
     def _fail(self, e: BaseException) -> None:
         self.status, self.last_error = "failed", f"{type(e).__name__}: {e}"
         log.error("sink %s stopped: %s", self.name, self.last_error, exc_info=not isinstance(e, CdxError))
         self.phase = "failed"
-        self._stop_wanting()
+        self.stop_wanting()
         self.sessions.record_alone(self.conn, Session(
             channel=self.name, group_topic=self.spec.topic, status=FAILED, started_at=utcnow(),
             error=f"sink stopped: {self.last_error}"))
@@ -342,7 +270,7 @@ class ChannelSink(ApplyingSink):
         """Stop for good (after ``stop()``; waits for a running step): release the lock, close the database."""
         self._stop.set()
         with self._step_lock:
-            self._stop_wanting()
+            self.stop_wanting()
             self._close_db()
             if self.phase != "failed":
                 self.phase, self.status = "stopped", "stopped"
@@ -361,15 +289,9 @@ class ChannelSink(ApplyingSink):
         """Idle: re-read the controls, note positions, mark the database current, renew the lock."""
         self.due = now + self.settings.idle_tick
         self._refresh_gate()
-        self._note_positions()
+        self.note_positions()
         self._mark_idle(now)
         self._keep_lock()
-
-    def _note_positions(self) -> None:
-        """With nothing in the inbox, everything before the positions wanted is handled."""
-        with self._mu:
-            if not self._inbox and self._accepting:
-                self.positions.update((p, o) for p, o in self._next.items() if o >= 0 and p not in self.held)
 
     def _keep_lock(self) -> None:
         """Idle: renew a lease; a sink that lost the lock goes back to standing by."""
