@@ -21,6 +21,7 @@ from cdx.codec.codec import Codec
 from cdx.connectors.upload import metrics
 from cdx.connectors.upload.channel_produce import DeadRow, UploadWriter
 from cdx.connectors.upload.channel_read import Pending, UploadTable, read_pending
+from cdx.connectors.upload.channel_recovery import ProducerRecovery
 from cdx.connectors.upload.plan import (
     UploadOptions,
     load_upload_positions,
@@ -36,7 +37,7 @@ from cdx.errors import ConfigError, RetriableError, SkippableError
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.lease import Lease, LeaseLost
-from cdx.kafka.transactions import TransactionalProducer
+from cdx.kafka.transactions import ProducerLost, TransactionalProducer
 from cdx.stage.backoff import Backoff
 from cdx.topics import dlq_topic, lease_topic, schemas_topic, upload_topic
 from cdx.topology import Topology
@@ -87,6 +88,7 @@ class ChannelUploader:
         self._keys = KeyEncoder()
         self.max_message_bytes = topology.kafka.max_message_bytes
         self._restart_pending = options.from_counter is not None
+        self.recovery = ProducerRecovery(self.id, self.base_config)
 
     # ----------------------------------------------------------------------------- set-up
     def _kafka(self) -> None:
@@ -100,11 +102,14 @@ class ChannelUploader:
             raise RetriableError(f"Kafka: {exc}") from exc
 
     def _kafka_setup(self) -> None:
-        self._close_producer()
+        self.recovery.confirm()
         k = self.topology.kafka
-        self.producer = TransactionalProducer(size_limited(producer_config(
-            self.base_config, transactional_id=f"{self.prefix}-upload-{self.id}", transaction_timeout_ms=120_000),
-            self.max_message_bytes))
+        if self.producer is not None:  # after a failure: a new instance, the same transactional.id
+            self.producer.reopen()
+        else:
+            self.producer = TransactionalProducer(size_limited(producer_config(
+                self.base_config, transactional_id=f"{self.prefix}-upload-{self.id}",
+                transaction_timeout_ms=120_000), self.max_message_bytes))
         self.publisher = SchemaPublisher(self.producer.producer, schemas_topic(self.prefix), transactional=True)
         registry = k.codec_config()
         self.codec = make_codec(registry, store=self.store, publisher=self.publisher)
@@ -114,6 +119,7 @@ class ChannelUploader:
                           if key.startswith(prefix)}
         for t in self.tables:
             t.position = resume(self.positions.get(t.key), t.source.counter)
+        self.recovery.recovered()
 
     def _database(self) -> None:
         """(Re)connect to the channel database and build the read plans."""
@@ -175,6 +181,7 @@ class ChannelUploader:
         the producer (whose ``init_transactions`` fences a predecessor) and the positions come only
         after it, and the lease is released only after the producer is closed."""
         lease = self._lease() if self.options.ha else None
+        self.recovery.lease = lease
         try:
             if lease is None or lease.acquire(self._stop):
                 self._poll_until_stopped()
@@ -211,6 +218,12 @@ class ChannelUploader:
                     backoff.reset()
                 except ChannelDatabaseError as exc:
                     self._retry_later(exc, backoff, error=not isinstance(exc.typed, RetriableError))
+                    continue
+                except ProducerLost as exc:  # fenced or failed fatally: recover in process (or stop)
+                    kafka_ok = False
+                    self.recovery.lost(exc, backoff.peek())  # the one log line of the attempt
+                    metrics.CHANNEL_ERRORS.labels(self.id).inc()
+                    backoff.wait(self._stop)
                     continue
                 except (RetriableError, SkippableError, KafkaException, BufferError) as exc:
                     kafka_ok = False
