@@ -11,7 +11,7 @@ does (:mod:`cdx.streams.recovery`):
 2. the producer is reopened (:meth:`TransactionalProducer.reopen`: a new instance with the same
    ``transactional.id`` whose ``init_transactions`` aborts what the lost one left open).
 
-Who may recover (:meth:`ProducerRecovery.lost`, then :meth:`ProducerRecovery.confirm` before the reopen):
+Who may recover (:meth:`ProducerRecovery.lost`, then :meth:`ProducerRecovery.confirm` before any reopen):
 
 - with ``--ha`` only the holder of the channel's lease (:mod:`cdx.kafka.lease`), confirmed with the group
   coordinator: a process that lost its lease (paused past its session; a standby took over and fenced
@@ -20,8 +20,8 @@ Who may recover (:meth:`ProducerRecovery.lost`, then :meth:`ProducerRecovery.con
   it again and again, which the budget turns into a stop.
 
 Budget: :class:`cdx.stage.budget.FailureBudget` (10 lost producers within 600 s, then ``FatalError``:
-the process exits and its supervisor restarts it). Attempts are spaced by the caller's
-:class:`cdx.stage.backoff.Backoff`, one log line each.
+the process exits and its supervisor restarts it). Attempts are spaced by the stage loop's
+:class:`cdx.stage.backoff.Backoff`, one log line each (the loop's, with the cause and the count).
 """
 
 from __future__ import annotations
@@ -53,18 +53,17 @@ class ProducerRecovery:
         """The cause of a loss not recovered yet (the next set-up must ``confirm`` first)."""
         self.recoveries = 0
 
-    def lost(self, cause: BaseException, retry_in: float) -> None:
-        """Count a lost producer (``FatalError`` past the budget) and log the attempt to come."""
+    def lost(self, cause: BaseException) -> int:
+        """Count a lost producer: how many within the budget's window (``FatalError`` past the budget)."""
         failures = self.budget.spend(cause)
         self.pending = cause
-        log.warning("channel %s: upload producer lost (%s); recovery attempt in %.1fs (%d lost within %.0f s):"
-                    " positions re-read from what is committed, producer reopened", self.channel_id, cause,
-                    retry_in, failures, self.budget.window)
+        return failures
 
     def confirm(self) -> None:
-        """Before the reopen: ``LeaseLost`` when another process holds the channel's lease (this one must stop),
-        ``RetriableError`` while the coordinator cannot tell; returns at once without ``--ha``."""
-        if self.pending is None or self.lease is None:
+        """Before any reopen (its ``init_transactions`` fences whoever holds the transactional id): ``LeaseLost``
+        when another process holds the channel's lease (this one must stop), ``RetriableError`` while the
+        coordinator cannot tell; returns at once without ``--ha``."""
+        if self.lease is None:
             return
         lease = self.lease
         if not lease.held:
@@ -80,10 +79,12 @@ class ProducerRecovery:
             raise LeaseLost(f"channel {self.channel_id}: upload producer fenced; {state.active} holds the lease"
                             " now (took over), this one stops") from self.pending
 
-    def recovered(self) -> None:
-        """The producer is reopened and the positions re-read."""
-        if self.pending is not None:
-            self.pending = None
-            self.recoveries += 1
-            log.warning("channel %s: upload recovered from a lost producer (%d recoveries so far); uploading from"
-                        " the committed positions", self.channel_id, self.recoveries)
+    def recovered(self) -> bool:
+        """The producer is reopened and the positions re-read; True when that ended a loss (logged)."""
+        if self.pending is None:
+            return False
+        self.pending = None
+        self.recoveries += 1
+        log.warning("channel %s: upload recovered from a lost producer (%d recoveries so far); uploading from"
+                    " the committed positions", self.channel_id, self.recoveries)
+        return True
