@@ -6,10 +6,13 @@
 - ``transactional.id`` = ``<prefix>-upload-<channel>``; ``open`` creates the producer (whose
   ``init_transactions`` completes or aborts what a predecessor left open) and reads the committed
   positions (compacted ``<prefix>._upload_positions``, key ``<channel>/<table>``, read_committed).
-- ``write`` produces the rows on the channel's upload topic, the dead letters and the new positions
-  (:class:`~cdx.connectors.upload.channel_produce.UploadWriter`) in the open transaction; schemas a
-  transaction needs go first, in a transaction of their own (a long data transaction of one channel
-  then never hides a schema another channel's committed records need).
+- ``write``, per table: a dead letter for each gap given up, then each new row on the channel's
+  upload topic (keyed by table and counter, on the table's partition, with the subjob header and, for
+  a joined extension, whether the extension row was there), then the table's new position. A row that
+  cannot be encoded, or whose record is larger than ``max_message_bytes``, becomes a dead letter
+  instead (kind ``channel-upload``), logged after the commit. Schemas a transaction needs go first, in
+  a transaction of their own (a long data transaction of one channel then never hides a schema another
+  channel's committed records need).
 - After a failed transaction the producer is stale: ``prepare`` (between batches) reopens it and
   re-reads the positions, exactly as on a restart (a commit whose outcome is unknown may have
   committed). A lost producer (fenced, failed fatally) is the same with
@@ -31,12 +34,19 @@ from cdx.cleanup import quietly
 from cdx.codec import SchemaPublisher, SchemaStore, SingleObjectCodec, make_codec
 from cdx.codec.codec import Codec
 from cdx.codec.schema import AvroSchema
-from cdx.connectors.upload import metrics
-from cdx.connectors.upload.channel_produce import DeadRow, UploadWriter
+from cdx.connectors.upload import guards, metrics
 from cdx.connectors.upload.channel_read import Pending, Positions
 from cdx.connectors.upload.channel_recovery import ProducerRecovery
 from cdx.connectors.upload.plan import UploadOptions, load_upload_positions, upload_positions_topic
-from cdx.connectors.upload.records import KEY_SCHEMA, KeyEncoder
+from cdx.connectors.upload.records import (
+    EXTENSION_HEADER,
+    KEY_SCHEMA,
+    SUBJOB_HEADER,
+    KeyEncoder,
+    dlq_record,
+    upload_envelope,
+)
+from cdx.connectors.upload.source import SourceRow
 from cdx.errors import RetriableError, SkippableError
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.config import producer_config, size_limited
@@ -47,6 +57,9 @@ from cdx.topology import Topology
 log = logging.getLogger("cdx.upload")
 
 __all__ = ["UploadTransaction"]
+
+DeadRow = tuple[Pending, SourceRow, str]
+"""A row dead-lettered instead of published: its table's work, the row, the reason."""
 
 
 class UploadTransaction:
@@ -62,6 +75,7 @@ class UploadTransaction:
         self.prefix, self.max_message_bytes = k.topic_prefix, k.max_message_bytes
         self.topic = upload_topic(self.prefix, channel_id)
         self.positions_topic = upload_positions_topic(self.prefix)
+        self.dlq_topic = dlq_topic(self.prefix)
         self.producer: TransactionalProducer | None = None
         self.publisher: SchemaPublisher | None = None
         self.codec: Codec | None = None
@@ -157,14 +171,49 @@ class UploadTransaction:
 
     def write(self, items: Sequence[Pending], position: Positions) -> None:
         """The rows of ``items`` (and of any table ``refuse`` held: dead letters) with their positions."""
-        assert self.codec is not None
-        work = [*self._refused, *items]
-        writer = UploadWriter(self.channel_id, self._producer(), self.codec, self._keys, self.topic,
-                              self.positions_topic, dlq_topic(self.prefix), self.max_message_bytes,
-                              self.options.gap_timeout)
+        work, now, producer = [*self._refused, *items], int(time.time() * 1000), self._producer()
+        self._dead.clear()
         with self._kafka_errors():
-            writer.produce(work, int(time.time() * 1000), self._dead)
+            for p in work:
+                table = str(p.table.source.table)
+                for gap in p.timed_out:
+                    self._letter(guards.gap_letter(self.channel_id, table, self.topic, gap, now,
+                                                   self.options.gap_timeout), guards.GAP_KIND)
+                for row in p.rows:
+                    self._row(p, table, row, now)
+                producer.produce(self.positions_topic, p.position.encode(), key=p.table.key.encode())
         self._written = work
+
+    def _row(self, p: Pending, table: str, row: SourceRow, now: int) -> None:
+        codec, t, src = self.codec, p.table, p.table.source
+        assert codec is not None
+        key = self._keys.encode(table, row.counter) if isinstance(codec, SingleObjectCodec) else \
+            codec.encode_key(self.topic, KEY_SCHEMA, {"table": table, "counter": row.counter})
+        try:
+            if row.error is not None:
+                raise SkippableError(row.error)
+            value = codec.encode_value(self.topic, t.schemas.value, upload_envelope(
+                self.channel_id, src.table.schema, src.table.name, row.counter, row.values, now))
+        except SkippableError as exc:
+            self._letter(dlq_record("upload", str(exc), channel=self.channel_id, table=table, counter=row.counter,
+                                    topic=self.topic, row=row.values), "channel-upload")
+            self._dead.append((p, row, str(exc)))
+            return
+        too_big = guards.oversize_reason(len(key) + len(value or b""), self.max_message_bytes)
+        if too_big is not None:
+            self._letter(guards.oversize_letter(self.channel_id, table, self.topic, row.counter, too_big),
+                         "channel-upload")
+            self._dead.append((p, row, too_big))
+            return
+        headers = [(SUBJOB_HEADER, t.subjob.id.encode())]
+        if src.ext_table is not None:
+            headers.append((EXTENSION_HEADER, b"present" if row.extension_present else b"absent"))
+        self._producer().produce(self.topic, value, key=key, partition=t.partition, headers=headers)
+
+    def _letter(self, letter: tuple[bytes, bytes, list[tuple[str, bytes]]], kind: str) -> None:
+        key, value, headers = letter
+        self._producer().produce(self.dlq_topic, value, key=key, headers=headers)
+        metrics.DEAD_LETTERS.labels(kind).inc()
 
     def refuse(self, record: Pending, exc: SkippableError) -> None:
         """A table's work the loop isolated as unusable: its rows become dead letters of the next ``write``."""
