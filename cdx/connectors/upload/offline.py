@@ -38,6 +38,7 @@ from cdx.connectors.upload.offline_plan import counter_generated
 from cdx.connectors.upload.offline_stage import COMPONENT, NAMESPACE, ChannelMerge, Positions, RegisterRows
 from cdx.connectors.upload.plan import offline_subjobs_for
 from cdx.connectors.upload.reload import reload_offline_sync
+from cdx.connectors.upload.workers import ChannelThreads
 from cdx.errors import ConfigError, FatalError
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
@@ -45,7 +46,6 @@ from cdx.stage.contract import Stage, StageOptions
 from cdx.stage.loop import run_stage
 from cdx.topics import dlq_topic
 from cdx.topology import Topology
-from cdx.topology.live import LiveTopology
 from cdx.topology.model import Channel, OfflineRegister
 
 log = logging.getLogger("cdx.upload.offline")
@@ -115,19 +115,18 @@ def syncing_channels(topology: Topology, channels: list[str] | None = None) -> l
     return out
 
 
-class OfflineSync:
+class OfflineSync(ChannelThreads):
     """Runs one :class:`ChannelOfflineSync` thread per channel that has offline registers."""
+
+    kind = "offline"
 
     def __init__(self, topology: Topology, channels: list[str] | None = None,
                  options: SyncOptions | None = None) -> None:
+        super().__init__()
         self.topology = topology
         self.options = options or SyncOptions()
-        self._stop = threading.Event()
         self.requested = channels
         self.channels = syncing_channels(topology, channels)
-        self.live: LiveTopology | None = None
-        """Set by ``cdx channel offline-sync``: ``run`` takes new revisions (``reload``)."""
-        self.threads: dict[str, threading.Thread] = {}
         k = topology.kafka
         self.base_config = client_config(k.bootstrap_servers, k.security)
         self.dlq_topic = dlq_topic(k.topic_prefix)
@@ -143,17 +142,8 @@ class OfflineSync:
         return ChannelOfflineSync(topology, channel, channel.offline_registers, self.options, threading.Event(),
                                   self.dlq, self.dlq_topic)
 
-    def stop(self) -> None:
-        self._stop.set()
-        for w in self.workers:
-            w._stop.set()
-
-    def start(self, worker: ChannelOfflineSync) -> None:
-        if self._stop.is_set():
-            worker._stop.set()
-        t = threading.Thread(target=self._guard, args=(worker,), name=f"offline-{worker.channel.id}", daemon=True)
-        self.threads[worker.channel.id] = t
-        t.start()
+    def running(self) -> list[ChannelOfflineSync]:
+        return self.workers
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision (``cdx.connectors.upload.reload.reload_offline_sync``)."""
@@ -162,28 +152,9 @@ class OfflineSync:
     def run(self) -> None:
         if not self.workers:
             self.setup()
-        for w in self.workers:
-            self.start(w)
-        while any(t.is_alive() for t in self.threads.values()) or (self.live is not None
-                                                                     and not self._stop.is_set()):
-            if self.live is not None and not self._stop.is_set():
-                self.live.offer(self.reload)
-            for t in list(self.threads.values()):
-                t.join(0.2)
-            if not self.threads:
-                self._stop.wait(0.5)
-            if any(w.error is not None for w in self.workers):
-                self.stop()
+        failed = self.run_workers()
         if self.dlq is not None:
             self.dlq.flush(10)
-        failed = [w for w in self.workers if w.error is not None]
-        if failed:
-            err = failed[0].error
+        if failed is not None:
+            err = failed.error
             raise err if isinstance(err, FatalError) else FatalError(f"offline sync stopped: {err}")
-
-    @staticmethod
-    def _guard(worker: ChannelOfflineSync) -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # the worker recorded it in worker.error; run() stops the others
-            log.debug("offline sync worker ended: %r", exc)
