@@ -1,18 +1,15 @@
 """One offline register's sync as a stage (:mod:`cdx.stage`): register database -> channel database.
 
-- source :class:`RegisterRows`: the register's upload tables, read by replication counter in one
-  snapshot (a record is one table's :class:`~cdx.connectors.upload.offline_merge.TableWork`); the
-  position is each table's ``UploadPosition`` by ``<register>/<table>``, read from the target.
+- source :class:`RegisterRows`: the register's upload tables by replication counter, one snapshot per
+  poll (a record: one table's ``TableWork``; the position: each table's ``UploadPosition`` by
+  ``<register>/<table>``, read from the channel);
 - target :class:`ChannelMerge`: one channel-database transaction per poll with the rows merged by POS
   transaction (:mod:`cdx.connectors.upload.offline_merge`), the positions (``cdx_state``, namespace
   ``cdx-offline-sync``) and the conflicts' dead letters (flushed before the commit).
 
-A poll goes through named phases: **prepare** (connect the register, build the plans, read the
-positions the channel holds), **read** (the new rows, one snapshot), **merge** (one channel
-transaction) and **account** (after the commit: positions, metrics, log lines). Any database trouble is
-a ``RetriableError`` for the loop (a missing column too, as it may be added meanwhile): the register is
-retried with back-off, others go on. After a failure the plans and positions are prepared again (a
-commit that failed may have committed).
+Phases of a poll: **prepare** (connect, plans, positions), **read**, **merge**, **account** (after the
+commit). Any database trouble is a ``RetriableError`` (a missing column too: it may be added meanwhile);
+after a failure both sides reconnect and the positions are read again (a failed commit may have committed).
 """
 
 from __future__ import annotations

@@ -1,41 +1,21 @@
-"""One thread per channel worker in one process: the base of ``UploadConnector`` and ``OfflineSync``.
-
-- ``start(worker)`` runs ``worker.run()`` in a daemon thread named ``<kind>-<channel>`` (the worker
-  records its failure in ``worker.error``).
-- ``run_workers()`` starts every worker, then waits until all ended; with ``live`` it goes on until
-  ``stop()``, taking new topology revisions meanwhile (``reload``). A worker that failed stops the
-  others; the first one failed is returned for the caller to raise.
-"""
+"""One thread per channel worker (``worker.run()``; its failure kept in ``worker.error``): the base of
+``UploadConnector`` and ``OfflineSync``."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any
 
 from cdx.topology import Topology
 from cdx.topology.live import LiveTopology
-from cdx.topology.model import Channel
 
 log = logging.getLogger("cdx.upload")
 
 
-class Worker(Protocol):
-    @property
-    def channel(self) -> Channel: ...
-
-    @property
-    def error(self) -> BaseException | None: ...
-
-    @property
-    def _stop(self) -> threading.Event: ...
-
-    def run(self) -> None: ...
-
-
 class ChannelThreads:
-    """See the module docstring; subclasses say ``kind`` and which workers run (``running``)."""
+    """Subclasses say ``kind`` (thread names ``<kind>-<channel>``) and which workers run (``running``)."""
 
     kind = "worker"
 
@@ -45,7 +25,7 @@ class ChannelThreads:
         self.live: LiveTopology | None = None
         """Set by the CLI: ``run_workers`` then takes new topology revisions (``reload``)."""
 
-    def running(self) -> Sequence[Worker]:
+    def running(self) -> Sequence[Any]:
         raise NotImplementedError
 
     def reload(self, topology: Topology) -> None:
@@ -56,7 +36,7 @@ class ChannelThreads:
         for w in self.running():
             w._stop.set()
 
-    def start(self, worker: Worker) -> None:
+    def start(self, worker: Any) -> None:
         """Run ``worker`` in a thread of its own."""
         if self._stop.is_set():
             worker._stop.set()
@@ -65,7 +45,9 @@ class ChannelThreads:
         self.threads[key] = t
         t.start()
 
-    def run_workers(self) -> Worker | None:
+    def run_workers(self) -> Any:
+        """Start every worker and wait until all ended (with ``live``: until ``stop()``, taking new topology
+        revisions meanwhile); one failing stops the others. Returns the first failed worker, if any."""
         for w in self.running():
             self.start(w)
         while any(t.is_alive() for t in self.threads.values()) or (self.live is not None
@@ -83,7 +65,7 @@ class ChannelThreads:
         return next((w for w in self.running() if w.error is not None), None)
 
 
-def _guard(worker: Worker) -> None:
+def _guard(worker: Any) -> None:
     try:
         worker.run()
     except BaseException as exc:  # recorded in worker.error; run_workers() stops the others
