@@ -1,6 +1,6 @@
 """Pure parts of the upload: positions (gaps open below a newly seen counter, fill when late rows
 commit, close when the database horizon has passed after a grace, or after the timeout; JSON
-round trip) and the fast key encoder."""
+round trip), the fast key encoder and the lost-producer budget of the channel upload."""
 
 from __future__ import annotations
 
@@ -95,3 +95,19 @@ def test_gaps_beyond_an_incomplete_reread_are_not_closed() -> None:
     assert adv.publish == [1, 2, 3] and not adv.closed and spans(p) == [(4, 8)]  # 4..8 not read yet: kept
     adv = p.advance([4, 5, 6, 7, 8], now_ms=60_001, horizon_passed=5, grace_ms=0)
     assert adv.publish == [4, 5, 6, 7, 8] and not p.gaps and p.low == 9
+
+
+def test_a_lost_producer_is_recovered_within_the_budget_then_the_upload_stops() -> None:
+    import pytest
+
+    from cdx.connectors.upload.channel_recovery import ProducerRecovery
+    from cdx.errors import FatalError
+
+    recovery = ProducerRecovery("s01", {"bootstrap.servers": "127.0.0.1:1"})
+    for n in range(1, 11):
+        assert recovery.lost(RuntimeError("fenced")) == n
+        recovery.confirm()  # no lease (no --ha): any uploader may recover
+        assert recovery.recovered() and recovery.recoveries == n
+    assert not recovery.recovered()  # nothing lost since: a plain reopen
+    with pytest.raises(FatalError, match="channel s01 upload: lost producers: 11 failures within 600 s"):
+        recovery.lost(RuntimeError("fenced again"))

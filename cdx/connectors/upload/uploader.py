@@ -9,10 +9,12 @@ Contract
   new rows of all of them **and** their new positions (compacted topic
   ``<prefix>._upload_positions``, key ``<channel>/<table>``) in **one Kafka transaction**. A crash
   at any moment leaves both or neither; a restart resumes from the committed positions.
-- ``transactional.id`` = ``<prefix>-upload-<channel>``: a second instance for the same channel
-  fences the first (which then stops). After a failed transaction the producer is re-created
-  (which completes or aborts whatever was in flight) and the positions re-read, exactly as on a
-  restart.
+- ``transactional.id`` = ``<prefix>-upload-<channel>``. After a failed transaction the producer is
+  reopened (which completes or aborts whatever was in flight) and the positions re-read, exactly as
+  on a restart. A lost producer (fenced by a broker failover that moved the transaction
+  coordinator) is recovered in process, within a failure budget; with ``--ha`` only while this
+  process holds the channel's lease: a process that lost it to a standby stops
+  (:mod:`cdx.connectors.upload.channel_recovery`).
 - Channels are independent (a thread each): an unreachable or misconfigured channel database is
   retried with backoff and delays only its own upload.
 - A row that cannot be encoded, or whose record is larger than ``kafka.max_message_bytes``, goes
@@ -38,6 +40,7 @@ from cdx.connectors.upload.plan import (
     uploading_channels,
 )
 from cdx.connectors.upload.reload import reload_connector
+from cdx.connectors.upload.workers import ChannelThreads
 from cdx.errors import FatalError
 from cdx.kafka.admin import (
     COMPACTED,
@@ -49,7 +52,6 @@ from cdx.kafka.admin import (
 from cdx.kafka.config import client_config
 from cdx.topics import dlq_topic, schemas_topic, upload_topic
 from cdx.topology import Topology
-from cdx.topology.live import LiveTopology
 
 log = logging.getLogger("cdx.upload")
 
@@ -57,24 +59,23 @@ __all__ = ["ChannelDatabaseError", "ChannelUploader", "UploadConnector", "Upload
            "upload_positions_topic", "upload_subjobs_for", "uploading_channels"]
 
 
-class UploadConnector:
+class UploadConnector(ChannelThreads):
     """Runs :class:`ChannelUploader` threads for many channels in one process."""
+
+    kind = "upload"
 
     def __init__(self, topology: Topology, channels: list[str] | None = None,
                  options: UploadOptions | None = None) -> None:
+        super().__init__()
         self.topology = topology
         self.options = options or UploadOptions()
         self.channels = uploading_channels(topology, channels)
-        self._stop = threading.Event()
         k = topology.kafka
         self.prefix = k.topic_prefix
         self.base_config = client_config(k.bootstrap_servers, k.security)
         self.store: SchemaStore | None = None
         self.uploaders: list[ChannelUploader] = []
         self.requested = channels
-        self.live: LiveTopology | None = None
-        """Set by ``cdx channel upload``: ``run`` then takes new topology revisions (``reload``)."""
-        self.threads: dict[str, threading.Thread] = {}
 
     def setup(self) -> None:
         """Create the topics (upload topics of the channels, positions, schemas, dead letters), each channel's
@@ -96,18 +97,8 @@ class UploadConnector:
         self.uploaders = [ChannelUploader(self.topology, c, self.store, self.options, threading.Event())
                           for c in self.channels]
 
-    def stop(self) -> None:
-        self._stop.set()
-        for u in self.uploaders:
-            u._stop.set()
-
-    def start(self, uploader: ChannelUploader) -> None:
-        """Run ``uploader`` in a thread of its own."""
-        if self._stop.is_set():
-            uploader._stop.set()
-        t = threading.Thread(target=self._guard, args=(uploader,), name=f"upload-{uploader.id}", daemon=True)
-        self.threads[uploader.id] = t
-        t.start()
+    def running(self) -> list[ChannelUploader]:
+        return self.uploaders
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision between two transactions (see ``cdx.connectors.upload.reload``)."""
@@ -118,31 +109,10 @@ class UploadConnector:
         With ``live``, new topology revisions are taken meanwhile (``reload``)."""
         if not self.uploaders:
             self.setup()
-        for u in self.uploaders:
-            self.start(u)
-        while any(t.is_alive() for t in self.threads.values()) or (self.live is not None
-                                                                     and not self._stop.is_set()):
-            if self.live is not None and not self._stop.is_set():
-                self.live.offer(self.reload)
-            for t in list(self.threads.values()):
-                t.join(0.2)
-            if not self.threads:
-                self._stop.wait(0.5)
-            if any(u.error is not None for u in self.uploaders):
-                self.stop()
-        for t in self.threads.values():
-            t.join()
+        failed = self.run_workers()
         if self.store is not None:
             self.store.close()
-        failed = [u for u in self.uploaders if u.error is not None]
-        if failed:
-            err = failed[0].error
-            if isinstance(err, FatalError):
-                raise err
-            raise FatalError(f"channel {failed[0].id}: upload stopped: {err}") from err
-
-    def _guard(self, uploader: ChannelUploader) -> None:
-        try:
-            uploader.run()
-        except BaseException as exc:  # recorded in uploader.error; run() stops the others
-            log.debug("upload worker for %s ended: %r", uploader.id, exc)
+        if failed is not None:
+            if isinstance(failed.error, FatalError):
+                raise failed.error
+            raise FatalError(f"channel {failed.channel.id}: upload stopped: {failed.error}") from failed.error
