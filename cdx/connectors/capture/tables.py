@@ -4,8 +4,12 @@ reload of a new topology revision (``cdx.connectors.capture.reload``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from cdx.codec import TableSchemas
-from cdx.connectors.capture.positions import Position
+from cdx.codec.envelope import Op
+from cdx.connectors.capture.positions import Position, SnapshotProgress
 from cdx.connectors.capture.records import ChangeEncoder
 from cdx.connectors.capture.tracking import TableRef
 from cdx.topology.root import Topology
@@ -23,10 +27,33 @@ class TableState:
         self.position: Position | None = None
         self.position_written_at = 0.0
         self.checked = -1  # version read up to (the committed position lags it while the table is quiet)
+        self.requested: str | None = None
+        """A re-snapshot request (``cdx capture resnapshot``) not taken yet: its value in HQ."""
 
     @property
     def name(self) -> str:
         return str(self.ref)
+
+
+Event = tuple[Op, dict[str, Any], dict[str, Any] | None, int, int, str]
+"""One change to publish: op, key, row (None for a delete), change version, ``ts_ms``, snapshot flag."""
+
+
+@dataclass
+class Unit:
+    """One table's work for one Kafka transaction (the capture stage's source record): the changes (or
+    snapshot rows) read, and the table's position after them. ``events`` may be empty (a quiet table's
+    position moves on)."""
+
+    table: TableState
+    position: Position
+    events: list[Event] = field(default_factory=list)
+    snapshot: SnapshotProgress | None = None
+    """The snapshot progress this unit's chunk was read after (None: streamed changes)."""
+    done: bool = False
+    """The last chunk of a snapshot."""
+    request: str | None = None
+    """The re-snapshot request this unit's chunk starts (cleared in HQ once committed)."""
 
 
 def capture_tables(topology: Topology) -> list[TableState]:
