@@ -100,10 +100,6 @@ class CaptureConnector:
         return self.source.tables
 
     @property
-    def tracker(self) -> ChangeTracker | None:
-        return self.source.tracker
-
-    @property
     def idle_position_interval(self) -> float:
         return self.source.idle_position_interval
 
