@@ -10,16 +10,8 @@ A stage on the kernel (:mod:`cdx.stage`): :func:`cdx.stage.loop.run_stage` runs
   (compacted topic ``<prefix>._capture_positions``) in one Kafka transaction. A crash at any moment
   leaves both or neither committed; on start the connector resumes from the committed positions.
 
-Contract
-- A table without a position is snapshotted (op ``r``) in resumable chunks, each published with
-  its progress in the position, then streaming continues from the version taken before the
-  first chunk: no gap (see :mod:`cdx.connectors.capture.snapshot`). One chunk per table per poll.
-- A position older than the table's minimum valid version (tracking cleaned up) triggers a
-  re-snapshot; keys present on the topic but gone from the table get a delete + tombstone.
-- A record larger than ``kafka.max_message_bytes`` (the producer's ``message.max.bytes`` and the
-  table topics' ``max.message.bytes``, set together) is not published: a dead letter (kind
-  ``capture``: table, key, size, reason) goes to ``<prefix>._dlq`` in the same transaction and
-  the position moves on, so neither the table nor any other one waits for it.
+Contract (snapshots and re-snapshots: :mod:`~cdx.connectors.capture.source`; records too large, dead
+letters: :mod:`~cdx.connectors.capture.writer`)
 - One producer per HQ database (``transactional.id`` = ``<prefix>-capture-<hqdb>``). A lost producer
   (fenced by a transaction coordinator that moved in a broker failover) is recovered in process while
   this process still holds its lease (``lease``, set with ``--ha``; without it, always): what the

@@ -1,23 +1,18 @@
 """The capture stage's source: HQ change tracking, read per table after the table's committed position.
 
-A :class:`cdx.stage.contract.Source` whose records are :class:`~cdx.connectors.capture.tables.Unit`:
-one table's changes (at most ``batch_size``), or one snapshot chunk, with the table's position after
-them. ``poll`` delivers one unit at a time, walking the tables in passes:
+A :class:`cdx.stage.contract.Source` whose records are :class:`~cdx.connectors.capture.tables.Unit`s:
+one table's changes (at most ``batch_size``) or snapshot chunk, with the table's position after them,
+one unit per ``poll``, walking the tables in passes:
 
-- A pass first takes the operator's re-snapshot requests (``cdx capture resnapshot``, read at most every
-  ``REQUEST_INTERVAL`` seconds), then asks HQ for its current tracking version (PostgreSQL: the one
-  stamping of the pass). After a pass that published nothing, no table is read while every table was
-  already read up to that version (idle polls cost little, so the poll interval can be short); a pass
-  that published nothing ends with a wait of ``max_wait`` (the poll interval).
-- A table without a position is snapshotted from the version taken before its first chunk; a position
-  older than the minimum valid version (``ResyncRequired``) or a request starts a re-snapshot, whose
-  last chunk also deletes the keys gone from HQ (:mod:`cdx.connectors.capture.snapshot`). One chunk
-  per table per pass, so a long snapshot never holds up the other tables.
-- A quiet table's position is written again once ``idle_position_interval`` passed (it must not fall
-  behind the tracking retention).
-- Positions move in memory only in ``committed``. ``rewind`` (any failed batch, a lost producer) drops
-  the pass and, before the next poll, reconnects to HQ and re-reads every position from the positions
-  topic (read_committed): what a lost transaction advanced is never trusted.
+- A pass takes the re-snapshot requests (``cdx capture resnapshot``, every ``REQUEST_INTERVAL`` s), then
+  asks HQ for its tracking version (PostgreSQL: the one stamping of the pass). After a pass that published
+  nothing, no table is read while every one was read up to that version, and ``poll`` waits ``max_wait``.
+- A table without a position is snapshotted from the version taken before its first chunk, one chunk per
+  table per pass; an expired position (``ResyncRequired``) or a request re-snapshots it, the last chunk
+  deleting keys gone from HQ (:mod:`cdx.connectors.capture.snapshot`). A quiet table's position is
+  written again after ``idle_position_interval`` (it must not fall behind the tracking retention).
+- Positions move in memory only in ``committed``. After ``rewind`` (a failed batch, a lost producer) the
+  next poll reconnects to HQ and re-reads every position from the positions topic (read_committed).
 """
 
 from __future__ import annotations
@@ -123,9 +118,7 @@ class TrackingSource:
 
     # ------------------------------------------------------------------ positions and schemas
     def _reconnect(self) -> None:
-        if self.tracker is not None:
-            quietly(self.tracker.conn.close, "capture: closing the HQ connection before reconnecting", log)
-            self.tracker = None
+        self.close()
         self.tracker = self.db(self.tracker_factory)
 
     def _load_positions(self) -> None:
