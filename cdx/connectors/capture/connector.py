@@ -32,11 +32,11 @@ from cdx.connectors.capture import metrics
 from cdx.connectors.capture.positions import Position
 from cdx.connectors.capture.reload import reload_capture
 from cdx.connectors.capture.source import TrackingSource
-from cdx.connectors.capture.tables import TableState, Unit, capture_tables
+from cdx.connectors.capture.tables import TableState, Unit, capture_tables, table_specs
 from cdx.connectors.capture.tracking import ChangeTracker, open_tracker
 from cdx.connectors.capture.writer import RECORD_OVERHEAD, CaptureWriter
 from cdx.errors import FatalError, SkippableError
-from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
 from cdx.stage.contract import Stage, StageOptions
@@ -107,9 +107,7 @@ class CaptureConnector:
         while HQ does not answer), as Kafka's are."""
         self.close()
         k = self.topology.kafka
-        limit = max_message_config(self.max_message_bytes)
-        specs = [TopicSpec(t.topic, k.default_partitions, k.replication_factor, {**COMPACTED, **limit})
-                 for t in self.tables]
+        specs = table_specs(self.topology, self.tables)
         specs += [TopicSpec(self.positions_topic, 1, k.replication_factor, COMPACTED),
                   TopicSpec(self.schemas_topic, 1, k.replication_factor, COMPACTED),
                   TopicSpec(self.dlq_topic, 1, k.replication_factor, DLQ_CONFIG)]

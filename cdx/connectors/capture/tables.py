@@ -12,6 +12,7 @@ from cdx.codec.envelope import Op
 from cdx.connectors.capture.positions import Position, SnapshotProgress
 from cdx.connectors.capture.records import ChangeEncoder
 from cdx.connectors.capture.tracking import TableRef
+from cdx.kafka.admin import COMPACTED, TopicSpec, max_message_config
 from cdx.topology.root import Topology
 
 
@@ -41,19 +42,23 @@ Event = tuple[Op, dict[str, Any], dict[str, Any] | None, int, int, str]
 
 @dataclass
 class Unit:
-    """One table's work for one Kafka transaction (the capture stage's source record): the changes (or
-    snapshot rows) read, and the table's position after them. ``events`` may be empty (a quiet table's
-    position moves on)."""
+    """One table's work for one Kafka transaction (the capture stage's source record): the changes read
+    (none: a quiet table's position moves on) and the table's position after them; for a snapshot chunk,
+    the progress it was read after, whether it is the last one and the re-snapshot request it starts."""
 
     table: TableState
     position: Position
     events: list[Event] = field(default_factory=list)
     snapshot: SnapshotProgress | None = None
-    """The snapshot progress this unit's chunk was read after (None: streamed changes)."""
     done: bool = False
-    """The last chunk of a snapshot."""
     request: str | None = None
-    """The re-snapshot request this unit's chunk starts (cleared in HQ once committed)."""
+
+
+def table_specs(topology: Topology, tables: list[TableState]) -> list[TopicSpec]:
+    """The table topics: compacted, ``max.message.bytes`` = ``kafka.max_message_bytes``."""
+    k = topology.kafka
+    config = {**COMPACTED, **max_message_config(k.max_message_bytes)}
+    return [TopicSpec(t.topic, k.default_partitions, k.replication_factor, config) for t in tables]
 
 
 def capture_tables(topology: Topology) -> list[TableState]:
