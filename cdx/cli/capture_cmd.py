@@ -57,6 +57,7 @@ def capture(
     lease = Lease(client_config(k.bootstrap_servers, k.security), lease_topic(k.topic_prefix), role="capture",
                   name=topo.hq.name, prefix=k.topic_prefix, replication_factor=k.replication_factor,
                   session_timeout=lease_timeout, on_lost=connector.stop) if ha else None
+    connector.lease = lease
     try:
         if lease is not None:
             console.print(f"capture of {topo.hq.name}: waiting for its lease (standby while another process holds it)")

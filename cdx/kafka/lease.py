@@ -147,6 +147,21 @@ class Lease:
                 backoff.wait(stop)
         return False
 
+    def confirmed(self, timeout: float = 10.0) -> bool:
+        """True when this process holds the lease and the group coordinator names it the holder (a lost
+        producer then means a coordinator move, not a takeover); False when another process holds it;
+        ``RetriableError`` when the coordinator cannot tell now (it is moving or loading)."""
+        if not self.held:
+            return False
+        try:
+            state = describe_leases(self._base, [self.group], timeout).get(self.group)
+        except (KafkaException, TimeoutError) as exc:
+            raise RetriableError(f"{self.role} {self.name}: cannot describe lease group {self.group}: {exc}") from exc
+        if state is None:
+            raise RetriableError(f"{self.role} {self.name}: the coordinator of lease group {self.group} does not"
+                                 " answer (moving?)")
+        return self.held and state.active == member_name()
+
     def release(self, timeout: float = 30.0) -> None:
         """Leave the group (idempotent): a standby takes over at once. Call after the last transaction."""
         if self._closing.is_set():

@@ -11,7 +11,7 @@ spliced together: Avro encodes a record as the concatenation of its fields, so t
 ``source``, ``op`` and ``ts_ms``, which change only with the version and the time and are encoded once per
 (op, version, time). The bytes are exactly those of encoding the whole envelope (tested). Deletes and other
 codecs take the general path. The schemas must be registered and published before (the capture does that
-when it takes them: ``CaptureConnector._refresh_schema``).
+when it takes them: ``TrackingSource.refresh_schema``, ``CaptureWriter.encode``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A running ``CaptureConnector`` takes a new topology revision (``cdx.topology.live``) between two polls.
 
-- A new download table (a new subjob): its topic is created, its schema published, and it is
-  captured from its last committed position, or, having none, snapshotted first (as at start).
-  Its HQ table must be tracked already (``cdx topology apply`` enables tracking before it publishes).
+- A new download table (a new subjob): its topic is created; from the next poll on it is captured from
+  its last committed position or, having none, snapshotted first (as at start). Its HQ table must be
+  tracked already (``cdx topology apply`` enables tracking before it publishes).
 - A table no longer in any download subjob: no longer polled; its topic and positions stay.
 - Refused (``ConfigError``, nothing changed): a new table not tracked (run ``cdx hq enable-tracking``
   or ``cdx topology apply``), another HQ database or Kafka cluster (restart capture for those).
@@ -11,49 +11,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
 
-from cdx.connectors.capture.positions import load_positions
-from cdx.connectors.capture.tables import TableState, capture_tables
-from cdx.connectors.capture.tracking import ChangeTracker
+from cdx.connectors.capture.source import TrackingSource
+from cdx.connectors.capture.tables import capture_tables, table_specs
 from cdx.errors import ConfigError
-from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config
+from cdx.kafka.admin import ensure_topics
 from cdx.topology import Topology
 
 log = logging.getLogger("cdx.capture")
 
 
-class CaptureState(Protocol):
-    """What the reload uses of a ``CaptureConnector`` (``cdx.connectors.capture.connector``): its topology
-    and tables are replaced, new tables' schemas refreshed through it. A protocol, so the connector imports
-    this module and this module nothing of the connector."""
-
-    topology: Topology
-    tables: list[TableState]
-
-    @property
-    def tracker(self) -> ChangeTracker | None: ...
-
-    @property
-    def base_config(self) -> dict[str, Any]: ...
-
-    @property
-    def positions_topic(self) -> str: ...
-
-    @property
-    def hq_name(self) -> str: ...
-
-    def _db(self, fn: Callable[[], Any]) -> Any:
-        """Run a tracker call; database errors become typed cdx errors."""
-
-    def _refresh_schema(self, table: TableState) -> None:
-        """Introspect ``table`` and register (and publish) its schemas."""
-
-
-def reload_capture(c: CaptureState, topology: Topology) -> None:
-    """See the module docstring."""
-    old = c.topology
+def reload_capture(c: TrackingSource, old: Topology, topology: Topology) -> None:
+    """See the module docstring (``c``: the running capture's source, whose tables are replaced; it
+    re-reads schemas and committed positions before its next poll, as after a ``rewind``)."""
     if (old.hq.dsn, old.hq.name, old.kafka.bootstrap_servers, old.kafka.topic_prefix) != (
             topology.hq.dsn, topology.hq.name, topology.kafka.bootstrap_servers, topology.kafka.topic_prefix):
         raise ConfigError("this revision changes the HQ database or the Kafka cluster/prefix: restart capture")
@@ -64,22 +34,16 @@ def reload_capture(c: CaptureState, topology: Topology) -> None:
     new = [t for t in wanted if t.topic not in running]
     for t in new:
         try:
-            c._db(lambda t=t: tracker.min_valid_version(t.ref))  # type: ignore[misc]
+            c.db(lambda t=t: tracker.min_valid_version(t.ref))  # type: ignore[misc]
         except ConfigError as exc:
             raise ConfigError(f"HQ table {t.name} is not tracked ({exc}): run `cdx hq enable-tracking`"
                               " (or `cdx topology apply`)") from exc
+    for t in new:
+        c.refresh_schema(t)  # refused here (no primary key...) rather than at the next poll
     if new:
-        k = topology.kafka
-        limit = max_message_config(k.max_message_bytes)
-        ensure_topics(c.base_config, [TopicSpec(t.topic, k.default_partitions, k.replication_factor,
-                                                {**COMPACTED, **limit}) for t in new])
-        for t in new:
-            c._db(lambda t=t: c._refresh_schema(t))  # type: ignore[misc]
-        positions = load_positions(c.base_config, c.positions_topic, c.hq_name)
-        for t in new:
-            t.position = positions.get(t.name)
-    c.topology = topology
+        ensure_topics(c.base_config, table_specs(topology, new))
     c.tables = [running.get(t.topic, t) for t in wanted]
+    c.rewind()
     gone = sorted(set(running) - {t.topic for t in wanted})
     if new or gone:
         log.info("capture: tables added %s, no longer captured %s", [t.name for t in new], gone)

@@ -1,19 +1,19 @@
-"""Producing capture records into the connector's Kafka transaction.
+"""The capture stage's decode and position records: a :class:`~cdx.connectors.capture.tables.Unit` as Kafka records.
 
 Contract
-- ``transaction(work)`` runs ``work`` in one Kafka transaction (begin, commit; abort on any error,
-  and the schema publisher learns which).
-- ``change`` encodes one change into a batch (its record, and a tombstone after a delete); ``flush``
-  produces the batch on the table's topic; ``position`` the table's new position. A record larger
-  than ``max_message_bytes`` (less ``RECORD_OVERHEAD``) is not batched: a dead letter (kind
-  ``capture``: table, key, size, reason) goes to the dead-letter topic in the same transaction.
+- ``encode(unit)`` (the stage's ``decode``) returns the unit's records for its table topic (a tombstone
+  after each delete) and its dead letters. A record larger than ``max_message_bytes`` (less
+  ``RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size, reason) goes
+  to the dead-letter topic in the same transaction and the position moves on.
+- New schemas of the unit's table are published first, in a short transaction of their own: a schema
+  record inside a long data transaction (a snapshot chunk) would hold back the schemas topic's last
+  stable offset, so read_committed readers would not see other producers' schemas until it commits.
+- ``position_records(position)`` gives the positions to store with the records (key ``<hqdb>/<table>``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +21,11 @@ from cdx.codec import SchemaPublisher
 from cdx.codec.codec import Codec
 from cdx.codec.envelope import Op
 from cdx.connectors.capture import metrics
-from cdx.connectors.capture.positions import SnapshotProgress, encode_position, position_key
+from cdx.connectors.capture.positions import Position, encode_position, position_key
 from cdx.connectors.capture.records import ChangeEncoder
-from cdx.connectors.capture.tables import TableState
+from cdx.connectors.capture.tables import TableState, Unit
 from cdx.connectors.upload.records import dlq_record
-from cdx.kafka.transactions import TransactionalProducer
+from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
 
 __all__ = ["RECORD_OVERHEAD", "CaptureWriter"]
 
@@ -37,9 +37,9 @@ RECORD_OVERHEAD = 1024
 
 @dataclass
 class CaptureWriter:
-    """The transactional producer of one HQ database's capture, and where its records go."""
+    """What capture writes into its Kafka transaction (see the module docstring)."""
 
-    producer: TransactionalProducer
+    target: KafkaTxnTarget[dict[str, Position]]
     publisher: SchemaPublisher
     codec: Codec
     hq_name: str
@@ -47,52 +47,51 @@ class CaptureWriter:
     dlq_topic: str
     max_message_bytes: int
 
-    def change(self, table: TableState, op: Op, key: dict[str, Any], row: dict[str, Any] | None,
-               version: int, now: int, out: list[dict[str, Any]], snapshot: str = "false") -> None:
-        """Encode one change into ``out`` (its record, and a tombstone after a delete); ``flush`` produces them."""
+    def encode(self, unit: Unit) -> list[Outgoing]:
+        table = unit.table
+        self._publish_schemas(table)
+        out, letters = Outgoing(table.topic), Outgoing(self.dlq_topic)
+        encoder = self._encoder(table)
+        for op, key, row, version, ts_ms, snapshot in unit.events:
+            key_bytes, value_bytes = encoder.encode(op, key, row, version, ts_ms, snapshot)
+            size = len(key_bytes) + len(value_bytes or b"")
+            if size + RECORD_OVERHEAD > self.max_message_bytes:
+                letters.messages.append(self._dead_letter(table, key, size))
+                continue
+            out.messages.append({"key": key_bytes, "value": value_bytes})
+            if op is Op.DELETE:
+                out.messages.append({"key": key_bytes, "value": None})
+        return [out, letters]
+
+    def position_records(self, position: dict[str, Position]) -> list[Outgoing]:
+        return [Outgoing(self.positions_topic, [{"key": position_key(self.hq_name, name),
+                                                 "value": encode_position(p.version, p.snapshot)}
+                                                for name, p in position.items()])]
+
+    def _encoder(self, table: TableState) -> ChangeEncoder:
         assert table.schemas is not None
         encoder = table.encoder
         if encoder is None or encoder.schemas is not table.schemas:
             encoder = table.encoder = ChangeEncoder(self.codec, table.topic, table.schemas, hq_name=self.hq_name,
                                                     schema=table.ref.schema or "", table=table.ref.name)
-        key_bytes, value_bytes = encoder.encode(op, key, row, version, now, snapshot)
-        size = len(key_bytes) + len(value_bytes or b"")
-        if size + RECORD_OVERHEAD > self.max_message_bytes:
-            self._dead_letter(table, key, size)
-            return
-        out.append({"key": key_bytes, "value": value_bytes})
-        if op is Op.DELETE:
-            out.append({"key": key_bytes, "value": None})
+        return encoder
 
-    def flush(self, table: TableState, out: list[dict[str, Any]]) -> None:
-        self.producer.produce_many(table.topic, out)
+    def _publish_schemas(self, table: TableState) -> None:
+        schemas = table.schemas
+        assert schemas is not None
+        if {schemas.key.fingerprint_hex, schemas.value.fingerprint_hex} - self.publisher.published:
+            def publish() -> None:
+                self.publisher.publish(schemas.key)
+                self.publisher.publish(schemas.value)
 
-    def _dead_letter(self, table: TableState, key: dict[str, Any], size: int) -> None:
-        """A change too large to publish: a dead letter (table, key, size, reason) in the same transaction."""
+            self.target.transaction(publish)
+
+    def _dead_letter(self, table: TableState, key: dict[str, Any], size: int) -> dict[str, Any]:
+        """A change too large to publish: its dead letter (table, key, size, reason)."""
         reason = (f"record of {size:,} bytes exceeds kafka.max_message_bytes ({self.max_message_bytes:,} bytes,"
                   f" less {RECORD_OVERHEAD} for headers); raise the setting or shrink the row")
         dkey, dvalue, headers = dlq_record("capture", reason, error_kind="oversize", table=table.name,
                                            topic=table.topic, row=key)
-        self.producer.produce(self.dlq_topic, dvalue, key=dkey, headers=headers)
         metrics.DEAD_LETTERS.labels(table.name).inc()
         log.error("%s: change of key %s not published: %s", table.name, key, reason)
-
-    def position(self, table: TableState, version: int, snapshot: SnapshotProgress | None = None) -> None:
-        self.producer.produce(self.positions_topic, encode_position(version, snapshot),
-                              key=position_key(self.hq_name, table.name))
-        table.position_written_at = time.monotonic()
-
-    def transaction(self, work: Callable[[], object]) -> None:
-        self.producer.begin()
-        try:
-            work()
-            self.producer.commit()
-        except BaseException:
-            metrics.ABORTS.inc()
-            try:
-                self.producer.abort()
-            finally:
-                self.publisher.transaction_aborted()
-            raise
-        self.publisher.transaction_committed()
-        metrics.TRANSACTIONS.inc()
+        return {"key": dkey, "value": dvalue, "headers": headers}
