@@ -157,9 +157,9 @@ class Lease:
             state = describe_leases(self._base, [self.group], timeout).get(self.group)
         except (KafkaException, TimeoutError) as exc:
             raise RetriableError(f"{self.role} {self.name}: cannot describe lease group {self.group}: {exc}") from exc
-        if state is None:
-            raise RetriableError(f"{self.role} {self.name}: the coordinator of lease group {self.group} does not"
-                                 " answer (moving?)")
+        if state is None or state.active is None:
+            raise RetriableError(f"{self.role} {self.name}: the coordinator of lease group {self.group} cannot"
+                                 " tell its holder yet (moving?)")
         return self.held and state.active == member_name()
 
     def release(self, timeout: float = 30.0) -> None:

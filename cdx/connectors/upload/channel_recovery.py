@@ -30,10 +30,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException
-
-from cdx.errors import RetriableError
-from cdx.kafka.lease import Lease, LeaseLost, describe_leases, member_name
+from cdx.kafka.lease import Lease, LeaseLost
 from cdx.stage.budget import FailureBudget
 
 log = logging.getLogger("cdx.upload")
@@ -65,19 +62,9 @@ class ProducerRecovery:
         coordinator cannot tell; returns at once without ``--ha``."""
         if self.lease is None:
             return
-        lease = self.lease
-        if not lease.held:
-            raise LeaseLost(f"channel {self.channel_id}: upload producer fenced and lease lost; another process"
-                            " took over this channel's upload, this one stops") from self.pending
-        try:
-            state = describe_leases(self.config, [lease.group]).get(lease.group)
-        except KafkaException as exc:
-            raise RetriableError(f"cannot check the lease {lease.group}: {exc}") from exc
-        if state is None or state.active is None:
-            raise RetriableError(f"the coordinator of lease {lease.group} cannot tell its holder yet")
-        if state.active != member_name():
-            raise LeaseLost(f"channel {self.channel_id}: upload producer fenced; {state.active} holds the lease"
-                            " now (took over), this one stops") from self.pending
+        if not self.lease.confirmed():
+            raise LeaseLost(f"channel {self.channel_id}: upload producer fenced and the lease is held by another"
+                            " process now (took over); this one stops") from self.pending
 
     def recovered(self) -> bool:
         """The producer is reopened and the positions re-read; True when that ended a loss (logged)."""
