@@ -58,9 +58,10 @@ def test_a_fenced_router_recovers_in_process_nothing_twice_nothing_missing(tmp_p
 
     def writer() -> None:
         """Write until the router has recovered from every fence, then five batches more (it routes
-        them with its new producer); at most 60 batches (18,000 changes) when recovery is slow."""
+        them with its new producer): every fence lands under load, however slowly the router starts
+        (a fixed 60 batches could all be routed before the first fence on a busy machine)."""
         after = 0
-        for _ in range(60):
+        for _ in range(300):
             hq.write(work.changes(300))
             after += fenced.is_set() and recovered()
             if after > 5:
