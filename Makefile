@@ -34,7 +34,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: setup lint
+# Kafka and PostgreSQL start (tests/conftest.py: prestart) while lint runs; the test session finds them up.
+test: setup
+	@$(BIN)/python -c 'from tests.conftest import prestart; prestart()' >$(VENV)/prestart.log 2>&1 & \
+	$(MAKE) --no-print-directory lint; status=$$?; wait; exit $$status
 	$(BIN)/python -m pytest -q
 
 # The SQL Server tests (marker `sqlserver`) against your server: CDX_TEST_SQLSERVER_DSN is a pyodbc

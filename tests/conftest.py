@@ -29,6 +29,19 @@ def _docker_answers() -> bool:
         return False
 
 
+def prestart() -> None:
+    """Start what the session fixtures below would start: the local Kafka broker (unless
+    ``$CDX_TEST_KAFKA`` is set or a Docker engine answers) and PostgreSQL, both idempotent.
+    ``make test`` runs this in the background while lint runs; it must finish before pytest starts."""
+    from cdx.infra.postgres import launcher as pg
+
+    if not os.environ.get("CDX_TEST_KAFKA") and not _docker_answers():
+        from cdx.infra.kafka import launcher
+
+        launcher.up(brokers=1)
+    pg.up()
+
+
 @pytest.fixture(scope="session")
 def docker_available() -> bool:
     return _docker_answers()

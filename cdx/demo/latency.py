@@ -69,6 +69,8 @@ class LatencyProbe:
                                f" AND {q('RECID')} = {p}", (self.hq_dialect.encode(amount), self.dataareaid, recid))
                 committed = time.perf_counter()
                 seen = self._wait_for(ch, ch_table, c, cp, recid, amount, committed)
+                if seen is None and self._stop.is_set():
+                    break  # stopped while waiting: neither seen nor lost
                 if seen is None:
                     if self._exists(hq, hq_table, q, p, recid):
                         self.lost += 1
@@ -90,7 +92,7 @@ class LatencyProbe:
     def _wait_for(self, ch: Connection, table: str, c: Callable[[str], str], ph: str, recid: Any, amount: Decimal,
                   committed: float) -> float | None:
         sql = f"SELECT {c('AMOUNT')} FROM {table} WHERE {c('DATAAREAID')} = {ph} AND {c('RECID')} = {ph}"
-        while time.perf_counter() - committed < self.timeout:
+        while time.perf_counter() - committed < self.timeout and not self._stop.is_set():
             try:
                 row = ch.execute(sql, (self.dataareaid, recid)).fetchone()
                 ch.rollback()

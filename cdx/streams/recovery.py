@@ -166,7 +166,8 @@ class Recovery:
         e = self.e
         group = group_id(e.topology)
         try:
-            desc = AdminClient(e.config).describe_consumer_groups([group], request_timeout=15)[group].result(20)
+            admin = AdminClient(e.config)  # referenced until the result: a collected client never completes it
+            desc = admin.describe_consumer_groups([group], request_timeout=15)[group].result(20)
         except (KafkaException, TimeoutError) as exc:  # advisory: the failure limit still applies
             log.warning("router: cannot describe the group %s to check for a twin worker (%s)", group, exc)
             return

@@ -3,8 +3,9 @@
 A broker failover can fence the router's producer (the transaction coordinator moves and bumps the epoch);
 the same path is forced here: while the router routes a steady load, a second producer with the router's
 ``transactional.id`` calls ``init_transactions``, which aborts the router's open transaction and fences its
-producer, three times. The router must keep running (no supervisor here), replace its producer, and go on
-from what is committed: every group topic, read read_committed, holds every source change exactly once.
+producer (once in make test, ``CDX_TEST_FENCES`` times for a soak). The router must keep running (no
+supervisor here), replace its producer, and go on from what is committed: every group topic, read
+read_committed, holds every source change exactly once.
 """
 
 from __future__ import annotations
@@ -49,10 +50,22 @@ def test_a_fenced_router_recovers_in_process_nothing_twice_nothing_missing(tmp_p
     hq = HqWriter(topo)
     work = Workload(23)
     done = threading.Event()
+    fenced = threading.Event()  # every fence happened
+    log = tmp_path / "router.log"
+
+    def recovered() -> bool:
+        return log.read_text(errors="replace").count("recovered from a lost producer") >= FENCES
 
     def writer() -> None:
-        for _ in range(60):
+        """Write until the router has recovered from every fence, then five batches more (it routes
+        them with its new producer): every fence lands under load, however slowly the router starts
+        (a fixed 60 batches could all be routed before the first fence on a busy machine)."""
+        after = 0
+        for _ in range(300):
             hq.write(work.changes(300))
+            after += fenced.is_set() and recovered()
+            if after > 5:
+                break
             time.sleep(0.05)
         done.set()
 
@@ -68,6 +81,7 @@ def test_a_fenced_router_recovers_in_process_nothing_twice_nothing_missing(tmp_p
             fence(kafka, transactional_id(topo, "w1"))
             time.sleep(1.0)
             assert proc.poll() is None, "the router exited instead of recovering"
+        fenced.set()
         thread.join(600)
         assert done.is_set()
         want = expected(topo)
@@ -75,12 +89,12 @@ def test_a_fenced_router_recovers_in_process_nothing_twice_nothing_missing(tmp_p
         assert proc.poll() is None, "the router exited instead of recovering"
     finally:
         code = stop(proc, timeout=60)
-    log = (tmp_path / "router.log").read_text()
-    assert code == 0, log[-3000:]
-    assert "recovered from a lost producer" in log, log[-3000:]
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert "recovered from a lost producer" in text, text[-3000:]
     for g, gt in got.items():
         fps = [fingerprint(c) for c in gt.changes]
         assert len(fps) == len(set(fps)), f"{g}: {len(fps) - len(set(fps))} source changes twice"
         assert set(fps) == want[g], f"{g}: {len(want[g] - set(fps))} missing"
-    print(f"{FENCES} fences, {log.count('recovered from a lost producer')} recoveries;"
+    print(f"{FENCES} fences, {text.count('recovered from a lost producer')} recoveries;"
           f" {sum(len(w) for w in want.values()):,} routed records, each exactly once")

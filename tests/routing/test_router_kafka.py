@@ -138,11 +138,18 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, kafka: str, engine: st
     hq = HqWriter(topo)
     work = Workload(5)
     done = threading.Event()
+    killed = threading.Event()  # the sixth kill happened
 
     def writer() -> None:
+        """Write until the sixth kill has happened (every kill falls mid-stream), then two more batches
+        while no router runs; at most 100 batches (~30 s, a slow machine's kills may take longer)."""
+        after = 0
         for _ in range(100):
             hq.write(work.changes(100))
-            time.sleep(0.3)  # ~30 s of writing: the six kills fall mid-stream
+            after += killed.is_set()
+            if after > 2:
+                break
+            time.sleep(0.3)
         done.set()
 
     rng = random.Random(3)
@@ -160,6 +167,7 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path: Path, kafka: str, engine: st
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         kills += 1
+    killed.set()
     thread.join(120)
     assert done.is_set()
     proc = spawn_router(path, tmp_path, "router", "--instance-id", "w1", engine=engine)
