@@ -62,7 +62,7 @@ class TableTopics:
                  stop: threading.Event) -> None:
         self.e, self.cadence, self.activate, self.stop = e, cadence, activate, stop
         self._polled: list[Message] = []
-        """Every record polled since the last commit (``rewind`` seeks back to the first of each partition)."""
+        """The last poll's records until they are committed (``rewind`` seeks back to the first of each partition)."""
         self._batch: Sequence[Message] = ()
         self._ends: Offsets = {}
 
