@@ -1,33 +1,28 @@
 """In-process recovery of the transactional router (``cdx.streams.engine``) from a lost producer.
 
 A broker failover can fence the router's producer although no other router runs: the transaction
-coordinator of its ``transactional.id`` moves to another broker, and the open transaction is aborted with
-a bumped producer epoch (the coordinator timed it out, or completed it while it moved); librdkafka then
-reports ``PRODUCER_FENCED`` / ``INVALID_PRODUCER_EPOCH`` or another error it flags fatal, after which the
-producer instance must be destroyed (``cdx.kafka.transactions.ProducerLost``). Kafka Streams (EOS v2)
-treats such a fence as "task migrated": close the tasks dirty, rejoin the group, re-create the thread's
-producer; the rejoin tells whether the tasks really moved. The router does the same with one difference:
-its consumer's group membership is intact (the group coordinator fences a member, not the transaction
-coordinator), so it keeps it, and with it its partitions, instead of rejoining:
+coordinator of its ``transactional.id`` moves and aborts the open transaction with a bumped producer
+epoch; librdkafka reports ``PRODUCER_FENCED`` / ``INVALID_PRODUCER_EPOCH`` or another fatal error, and
+the producer instance must be destroyed (``cdx.kafka.transactions.ProducerLost``). Like Kafka Streams
+("task migrated": close dirty, re-create the producer), but keeping the consumer's group membership (the
+group coordinator fences members, not the transaction coordinator), and with it the partitions:
 
-1. drop what the lost transaction held (key-state and progress overlays, the router's batch, schemas it
-   published): nothing of it is committed (``Transaction`` does it the moment it learns of the loss and
-   raises ``Transaction.Lost``, a retriable error: the stage loop rolls the batch back and backs off);
-2. before the next batch (``recover``): destroy the producer and create a new one with the same
-   ``transactional.id``; ``init_transactions`` aborts what the lost one left open and takes a new epoch;
-3. re-read the key state and the progress (changelogs, read_committed), seek every assigned partition
-   back to the group's committed offset and activate them again (``cdx.streams.activation``): routing
-   goes on from exactly what is committed, so read_committed readers see nothing twice and miss nothing.
-
-A failed attempt is retriable in turn: the loop's back-off (``cdx.stage.backoff.Backoff``) spaces them.
+1. ``Transaction`` drops what the lost transaction held (key-state and progress overlays, the router's
+   batch, schemas it published) and raises ``Transaction.Lost``, a retriable error: the stage loop
+   rewinds and backs off (``cdx.stage.backoff.Backoff``; a failed attempt below is retriable in turn);
+2. before the next batch ``recover`` creates a new producer with the same ``transactional.id``
+   (``init_transactions`` aborts what the lost one left open and takes a new epoch);
+3. re-reads the key state and the progress, seeks every assigned partition back to the group's committed
+   offset and activates them again (``cdx.streams.activation``): routing goes on from exactly what is
+   committed, so read_committed readers see nothing twice and miss nothing.
 
 **Replaced, not moved**: another live worker with the same instance id (same ``--instance-id``, or the same
-host and ``--datadir``) shares the transactional id; recovering would fence it in turn. It is told apart by
-the consumer group: with ``--instance-id`` (static membership) its consumer fences ours, a fatal consumer
-error; otherwise the group lists another member with our ``client.id``. Either way the worker stops with
-exit 1. A twin that has not joined the group yet fences us again and again: more than ``LIMIT`` failures
-(fences and failed attempts) within ``WINDOW`` seconds (``cdx.stage.budget.FailureBudget``) also stop the
-worker, which a broker failover does not come near (one or two fences per failed broker).
+host and ``--datadir``) shares the transactional id; recovering would fence it in turn. With
+``--instance-id`` (static membership) its consumer fences ours, a fatal consumer error; otherwise the group
+lists another member with our ``client.id``. Either way the worker stops with exit 1. A twin that has not
+joined the group yet fences us again and again: more than ``LIMIT`` failures (fences and failed attempts)
+within ``WINDOW`` seconds (``cdx.stage.budget.FailureBudget``) also stop the worker; a broker failover
+costs one or two.
 """
 
 from __future__ import annotations
