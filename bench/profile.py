@@ -34,7 +34,7 @@ CATEGORIES = (
     ("cdx/kafka/batches.py", "consume (confluent-kafka)"),
     ("cdx/streams/activation.py", "activation and reload checks (cdx.streams.activation)"),
     ("cdx/streams/engine.py", "transactions (send offsets, commit; cdx.streams.engine)"),
-    ("cdx/streams/hop.py", "source and target glue (cdx.streams.hop)"),
+    ("cdx/streams/tables.py", "source: consume glue, activation calls (cdx.streams.tables)"),
     ("cdx/stage/", "stage loop (cdx.stage.loop)"),
     ("cdx/streams/output.py", "produce (confluent-kafka)"),
     ("cdx/streams/router.py", "router glue (cdx.streams.router)"),

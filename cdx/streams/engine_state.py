@@ -1,5 +1,5 @@
 """What the activation (``cdx.streams.activation``), the re-route (``cdx.streams.reroute``), the recovery
-(``cdx.streams.recovery``) and the source and target (``cdx.streams.hop``) use of the transactional
+(``cdx.streams.recovery``) and the source (``cdx.streams.tables``) use of the transactional
 engine (``cdx.streams.engine.Engine``), stated as protocols.
 
 They read and change the engine's state through these, never through the ``Engine`` class, so the engine
