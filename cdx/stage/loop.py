@@ -36,7 +36,7 @@ from cdx.cleanup import quietly
 from cdx.errors import RetriableError, SkippableError
 from cdx.stage import metrics as m
 from cdx.stage.backoff import Backoff
-from cdx.stage.contract import P, R, Stage, T
+from cdx.stage.contract import P, R, Stage, T, _identity
 
 log = logging.getLogger("cdx.stage")
 
@@ -204,6 +204,8 @@ class _Loop(Generic[R, T, P]):
 
     def _decode(self, records: Sequence[R]) -> list[T]:
         self._letters = 0
+        if self.stage.decode is _identity:  # no call per record (the router: ~0.2 us of 12 us a record)
+            return list(records)  # type: ignore[arg-type]
         items = []
         for r in records:
             try:

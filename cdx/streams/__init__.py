@@ -5,7 +5,10 @@
 
 The transactional engine (default, exactly once):
 
-- ``engine``: consume -> route -> produce -> send offsets -> commit, one Kafka transaction per batch;
+- ``engine``: a stage on ``cdx.stage`` (``run_stage``): the target, one Kafka transaction per batch
+  (routed records, state, send offsets, commit), and the hooks between batches;
+- ``tables``: the stage's source, the table topics (partitions activated before routing);
+- ``recovery``: a lost producer replaced in process;
 - ``batch``: one source record in, its routed records produced (decode once, encode once);
 - ``keystate``: per-key state (which groups hold each row), changelog ``<prefix>._router_keys``;
 - ``progress``: per (group, topic, partition) progress, changelog ``<prefix>._router_progress``;

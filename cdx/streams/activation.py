@@ -122,17 +122,13 @@ class Activator:
     def _backfill_txn(self, tp: TP, behind: dict[str, int], msgs: list[Message], upto: int, pos: int) -> None:
         """Route ``msgs`` to the groups still below each offset; progress of those groups to ``upto``."""
         e = self.e
-        e.txn.begin()
-        try:
+        with e.txn.run([TopicPartition(tp[0], tp[1], pos)], e.consumer):
             for m in msgs:
                 off = m.offset() or 0
                 wanted = [g for g, n in behind.items() if off >= n]
                 if wanted:
                     e.router.route(m, wanted, dead_letter=False)
             e.write_progress({tp: upto}, {tp: [g for g, n in behind.items() if n < upto]})
-        except BaseException as exc:
-            e.txn.abort(exc)
-        e.txn.commit([TopicPartition(tp[0], tp[1], pos)], e.consumer)
         for g, n in behind.items():
             behind[g] = max(n, upto)
 
@@ -168,14 +164,10 @@ class Activator:
         gone = e.plan.pairs() - plan.pairs()
         stale = e.progress.keys_for(gone)
         if stale:
-            e.txn.begin()
-            try:
+            with e.txn.run(None, e.consumer):
                 for k in stale:
                     e.progress.set(k, None)
                     e.router.produce(e.progress.topic, encode_key(k), None, None)
-            except BaseException as exc:
-                e.txn.abort(exc)
-            e.txn.commit(None, e.consumer)
         added = plan.pairs() - e.plan.pairs()
         e.topology, e.plan, e.router.plan = topology, plan, plan
         e.active.clear()

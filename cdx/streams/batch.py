@@ -116,7 +116,7 @@ class RecordRouter:
         except SkippableError as exc:
             reason = exc.reason
             if dead_letter:
-                self._dead_letter(msg, reason)
+                self.to_dead_letters(msg, reason)
             else:
                 log.warning("router: backfill skips %s[%d]@%d: %s", topic, msg.partition(), msg.offset(), reason)
             return 0
@@ -324,7 +324,8 @@ class RecordRouter:
             self._unpolled = 0
             self.producer.poll(0)
 
-    def _dead_letter(self, msg: Message, reason: str) -> None:
+    def to_dead_letters(self, msg: Message, reason: str) -> None:
+        """``msg`` to the dead-letter topic with ``reason``, in the open transaction."""
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         log.error("router: %s[%d]@%d to the dead-letter topic: %s", topic, partition, offset, reason)
         key, value, headers = make_letter("router", reason, source=Position(topic, partition, offset),

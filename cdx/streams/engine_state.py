@@ -1,13 +1,15 @@
-"""What the activation (``cdx.streams.activation``) and the re-route (``cdx.streams.reroute``) use of the
-transactional engine (``cdx.streams.engine.Engine``), stated as protocols.
+"""What the activation (``cdx.streams.activation``), the re-route (``cdx.streams.reroute``), the recovery
+(``cdx.streams.recovery``) and the source (``cdx.streams.tables``) use of the transactional
+engine (``cdx.streams.engine.Engine``), stated as protocols.
 
 They read and change the engine's state through these, never through the ``Engine`` class, so the engine
 imports them and they import nothing of the engine: the import graph has no circle. ``Engine`` satisfies
-``EngineState`` structurally (mypy checks it where the engine hands itself to ``Activator``).
+``EngineState`` structurally (mypy checks it where the engine hands itself to them).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -25,13 +27,14 @@ TP = tuple[str, int]
 class EngineTransaction(Protocol):
     """The engine's one-at-a-time producer transaction (``cdx.streams.engine.Transaction``)."""
 
-    def begin(self) -> None: ...
+    open: bool
 
-    def commit(self, offsets: list[TopicPartition] | None, consumer: Consumer) -> None:
-        """Send ``offsets`` with the consumer's group metadata, then commit."""
+    def run(self, offsets: list[TopicPartition] | None, consumer: Consumer) -> AbstractContextManager[None]:
+        """``with txn.run(offsets, consumer):`` a transaction around the block, committed with ``offsets``
+        sent with the consumer's group metadata (aborted and raised typed, as ``abort``, on a failure)."""
 
     def abort(self, cause: BaseException | None = None) -> None:
-        """Abort, then raise (``FatalError`` when the producer cannot go on, else the engine's abort signal)."""
+        """Abort, then raise: ``RetriableError`` (aborted, or the producer lost) or the fatal cause."""
 
 
 class EngineState(Protocol):
@@ -67,6 +70,10 @@ class EngineState(Protocol):
 
     @property
     def live(self) -> LiveTopology | None: ...
+
+    @property
+    def assigned(self) -> set[TP]:
+        """Source partitions assigned to this worker."""
 
     @property
     def active(self) -> set[TP]:

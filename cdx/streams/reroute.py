@@ -73,14 +73,9 @@ class Rerouter:
             self._reroute(tp, todo, pos)
 
     def _store(self, tp: TP, shapes: dict[str, dict[str, Any]], pos: int) -> None:
-        e = self.e
-        e.txn.begin()
-        try:
+        with self.e.txn.run([TopicPartition(tp[0], tp[1], pos)], self.e.consumer):
             for g, shape in shapes.items():
                 self._put(tp, g, shape, pos)
-        except BaseException as exc:
-            e.txn.abort(exc)
-        e.txn.commit([TopicPartition(tp[0], tp[1], pos)], e.consumer)
 
     def _put(self, tp: TP, group: str, shape: dict[str, Any], pos: int) -> None:
         """Progress of (group, tp) with ``shape`` into the open transaction (next: at least what it is)."""
@@ -113,8 +108,7 @@ class Rerouter:
              marks: dict[str, bytes], msgs: list[Message], upto: int, pos: int) -> None:
         """Route ``msgs`` to the groups whose re-route has not passed them; store ``rr`` = ``upto``."""
         e = self.e
-        e.txn.begin()
-        try:
+        with e.txn.run([TopicPartition(tp[0], tp[1], pos)], e.consumer):
             for m in msgs:
                 off = m.offset() or 0
                 wanted = [g for g, s in starts.items() if off >= s]
@@ -122,8 +116,5 @@ class Rerouter:
                     e.router.route(m, wanted, dead_letter=False, marks=marks)
             for g, (_start, shape) in todo.items():
                 self._put(tp, g, shape if upto >= pos else {**shape, "rr": upto}, pos if upto >= pos else 0)
-        except BaseException as exc:
-            e.txn.abort(exc)
-        e.txn.commit([TopicPartition(tp[0], tp[1], pos)], e.consumer)
         for g in starts:
             starts[g] = max(starts[g], upto)

@@ -88,6 +88,6 @@ def _run_transactional(path: Path | None, *, loglevel: str, datadir: Path | None
         raise ConfigError(f"unknown key store {key_store!r}: use memory or sqlite")
     if key_store == "sqlite" and datadir is None:
         raise ConfigError("--key-store sqlite keeps its file in --datadir: give one")
-    engine = Engine(topology, path=p, datadir=datadir, instance_id=instance_id, session_timeout=session_timeout,
+    engine = Engine(topology, datadir=datadir, instance_id=instance_id, session_timeout=session_timeout,
                     reload_interval=reload_interval, key_store=key_store, live=live)
     return engine.run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, cast
 
 import pytest
@@ -14,17 +13,17 @@ from cdx.streams.recovery import Recovery
 
 
 def test_more_failures_than_the_limit_within_the_window_stop_the_worker() -> None:
-    r = Recovery(cast(Any, None), threading.Event(), limit=3, window=600.0)
+    r = Recovery(cast(Any, None), limit=3, window=600.0)
     for _ in range(3):
-        r._failed(RuntimeError("fenced"))
-    with pytest.raises(FatalError, match="4 producer failures within 600 s"):
-        r._failed(RuntimeError("fenced"))
+        r.budget.spend(RuntimeError("fenced"))
+    with pytest.raises(FatalError, match=r"lost producers .*: 4 failures within 600 s"):
+        r.budget.spend(RuntimeError("fenced"))
 
 
 def test_failures_older_than_the_window_are_forgotten() -> None:
-    r = Recovery(cast(Any, None), threading.Event(), limit=1, window=0.0)
+    r = Recovery(cast(Any, None), limit=1, window=0.0)
     for _ in range(5):
-        r._failed(RuntimeError("fenced"))  # each one alone in a window of 0 s
+        r.budget.spend(RuntimeError("fenced"))  # each one alone in a window of 0 s
 
 
 def test_a_fenced_or_fatal_producer_is_lost_an_abortable_error_is_not() -> None:
