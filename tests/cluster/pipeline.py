@@ -7,7 +7,8 @@ administrator; then starts the real processes, each with only the secrets it nee
 
 - ``capture``, ``router`` and ``hq-upload-sink`` with ``CDX_KAFKA_PRINCIPAL`` set to their role;
 - one ``cdx sink`` serving all eight databases and one ``cdx channel upload`` serving all six
-  channels, without ``CDX_KAFKA_PRINCIPAL``: each channel's clients log in as that channel.
+  channels, without ``CDX_KAFKA_PRINCIPAL``: each channel's clients log in as that channel, and the
+  process's topology control clients (revisions, role reports) as its first channel by owner id.
 
 ``kafka.security`` itself logs in as ``cdx-nobody``, a user without any ACL: a client that fell
 back to it instead of its own identity would be refused, and the pipeline would not converge.
@@ -91,9 +92,6 @@ class Pipeline:
             "hq-upload-sink": (["hq", "upload-sink"], ["upload_sink"], "upload_sink"),
         }[name]
         self.group.env = self.role_env(secrets, principal)
-        if principal is None:  # a process of many channels: its topology control clients (revisions, reports)
-            first = self.channels[0]  # use kafka.security; nobody may not read or report them
-            self.group.env.update({"CDX_KAFKA_USER": first, "CDX_KAFKA_PASSWORD": self.passwords[first]})
         return self.group.start(name, args)
 
     def restart(self, name: str) -> None:
