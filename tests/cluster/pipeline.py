@@ -160,14 +160,26 @@ def tail(log: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-def wait_until(pipe: Pipeline, check: Callable[[], str | None], timeout: float, what: str) -> None:
-    """Until ``check()`` returns None (else what is still wrong); fails with the roles' logs."""
+def restart_dead(pipe: Pipeline, supervise: list[str] | None) -> None:
+    """A role that exited fails the test (``supervise`` None), or is started again, as systemd's
+    ``Restart=always`` or Kubernetes would (``cdx deploy export`` sets both up), and
+    ``"<role> (exit code N): <last log line>"`` is appended to ``supervise``."""
+    for role in pipe.group.failed():
+        if supervise is None:
+            raise AssertionError(f"{role.name} exited ({role.proc.returncode}):\n{tail(role.log)}")
+        last = (role.log.read_text(errors="replace").strip().splitlines() or [""])[-1]
+        supervise.append(f"{role.name} (exit code {role.proc.returncode}, {time.strftime('%H:%M:%S')}): {last[:300]}")
+        pipe.start(role.name)
+
+
+def wait_until(pipe: Pipeline, check: Callable[[], str | None], timeout: float, what: str,
+               supervise: list[str] | None = None) -> None:
+    """Until ``check()`` returns None (else what is still wrong); fails with the roles' logs. A role that
+    exits meanwhile fails it too, or is restarted with ``supervise`` (see :func:`restart_dead`)."""
     deadline = time.monotonic() + timeout
     wrong: str | None = "not checked yet"
     while time.monotonic() < deadline:
-        dead = pipe.group.failed()
-        if dead:
-            raise AssertionError(f"{dead[0].name} exited ({dead[0].proc.returncode}):\n{tail(dead[0].log)}")
+        restart_dead(pipe, supervise)
         wrong = check()
         if wrong is None:
             return
@@ -218,6 +230,6 @@ def sales_differ(pipe: Pipeline) -> str | None:
     return None
 
 
-def settle(pipe: Pipeline, timeout: float = 600) -> None:
+def settle(pipe: Pipeline, timeout: float = 600, supervise: list[str] | None = None) -> None:
     """Every channel equal to HQ and every sale at HQ once (the load must have stopped)."""
-    wait_until(pipe, lambda: sales_differ(pipe) or channels_differ(pipe), timeout, "convergence")
+    wait_until(pipe, lambda: sales_differ(pipe) or channels_differ(pipe), timeout, "convergence", supervise)
