@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(
 
 KILLS = int(os.environ.get("CDX_TEST_KILLS", "5"))
 """kill -9 rounds (5; fewer only to get figures quickly on a crowded machine)."""
-BASELINE_S = 20.0
+BASELINE_S = 60.0
 DOWN_S = 10.0
 AFTER_S = 5.0
 
