@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,14 +38,17 @@ def load(path: Path | None) -> Topology:
     return topo
 
 
-def live_topology(path: Path | None, role: str, interval: float = 1.0) -> LiveTopology:
+def live_topology(path: Path | None, role: str, interval: float = 1.0,
+                  serves: Callable[[Topology], Iterable[str]] | None = None) -> LiveTopology:
     """For a long-running role: its topology (the latest published revision, else the file at ``path``),
-    following new revisions (``cdx.topology.live``); the role sets its instances and calls ``offer``."""
+    following new revisions (``cdx.topology.live``); the role sets its instances and calls ``offer``.
+    ``serves``: for a process of channels, the owner ids it serves in a topology; its control clients
+    log in as the first of them by owner id that has a ``kafka.principals.channels`` identity."""
     from cdx.cli.boundary import KAFKA
     from cdx.topology.live import LiveTopology
     from cdx.topology.loader import default_topology_path
 
-    live = LiveTopology.start(path or default_topology_path(), role, [], interval=interval)
+    live = LiveTopology.start(path or default_topology_path(), role, [], interval=interval, serves=serves)
     KAFKA["servers"] = live.current.kafka.bootstrap_servers
     return live
 

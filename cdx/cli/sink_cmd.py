@@ -136,9 +136,10 @@ def sink(
     On a terminal, a progress bar shows each database catching up with its group topic first
     (a new database bootstraps from the beginning of the topic)."""
     from cdx.connectors.sink.host import SinkHost
+    from cdx.connectors.sink.spec import sink_specs
 
     setup_logging(verbose)
-    live = live_topology(topology, "sink")
+    live = live_topology(topology, "sink", serves=lambda t: [s.owner_id for s in sink_specs(t, channel or None)])
     topo = live.current
     host: SinkHost = SinkHost(topo, channel or None, _settings(batch_size, session_retention_days, max_sessions))
     host.live = live

@@ -50,6 +50,7 @@ def upload(
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Publish new rows of the channels' upload tables to their upload topics, exactly once (until SIGTERM)."""
+    from cdx.connectors.upload.plan import uploading_channels
     from cdx.connectors.upload.uploader import UploadConnector, UploadOptions
     from cdx.errors import ConfigError
 
@@ -58,7 +59,7 @@ def upload(
     if table and from_counter is None:
         raise ConfigError("--table only goes with --from-counter")
     setup_logging(verbose)
-    live = live_topology(topology, "upload")
+    live = live_topology(topology, "upload", serves=lambda t: [c.id for c in uploading_channels(t, channel or None)])
     topo = live.current
     connector = UploadConnector(topo, channel or None, UploadOptions(
         poll_interval=poll_interval, batch_size=batch_size, gap_grace=gap_grace, gap_timeout=gap_timeout,
@@ -90,10 +91,11 @@ def offline_sync(
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Copy sales from offline-register databases into their channel databases, exactly once (until SIGTERM)."""
-    from cdx.connectors.upload.offline import OfflineSync, SyncOptions
+    from cdx.connectors.upload.offline import OfflineSync, SyncOptions, syncing_channels
 
     setup_logging(verbose)
-    live = live_topology(topology, "offline-sync")
+    live = live_topology(topology, "offline-sync",
+                         serves=lambda t: [c.id for c in syncing_channels(t, channel or None)])
     sync = OfflineSync(live.current, channel or None, SyncOptions(poll_interval=poll_interval,
                                                                   gap_timeout=gap_timeout, max_backoff=max_backoff))
     sync.live = live

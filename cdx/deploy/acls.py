@@ -10,6 +10,7 @@ router         Read table topics; Write group topics; Read+Write schemas, router
                topics, dead letters; Group ``<prefix>-router``; TransactionalId prefix
                ``<prefix>-router``
 channel X      Read its group topic and schemas; Write dead letters; Group ``<prefix>-sink-X``;
+               Describe Group ``<prefix>-sink-host`` (the sink's shared feed, assign-only);
                with uploads: Write ``<prefix>.upload.X``, Read+Write upload positions,
                schemas, TransactionalId ``<prefix>-upload-X``; Read ``<prefix>._leases``,
                Group ``<prefix>-lease-upload-X`` (``--ha``)
@@ -53,6 +54,12 @@ LITERAL, PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
 READER_GROUPS = ("cdx-reader-", "cdx-schema-store-")
 """Group-id prefixes of cdx's assign-only consumers (they never join or commit; librdkafka still asks for
 their coordinator, which needs Describe on the group)."""
+
+
+def sink_feed_group(prefix: str) -> str:
+    """The group id of a sink process's shared feeds (``cdx.connectors.sink.host``): assign-only, it never
+    joins or commits, but librdkafka looks up its coordinator (Describe)."""
+    return f"{prefix}-sink-host"
 
 
 @dataclass(frozen=True, order=True)
@@ -146,6 +153,7 @@ def _channel_grants(topology: Topology, uploading: list[str]) -> Iterator[Grant]
         yield from _grants(who, TOPIC, [topology.group_topic(db.group.id), topics.schemas_topic(prefix)], [READ])
         yield from _grants(who, TOPIC, [topics.dlq_topic(prefix)], [WRITE])
         yield from _grants(who, GROUP, [f"{prefix}-sink-{db.owner_id}"], [READ])
+        yield from _grants(who, GROUP, [sink_feed_group(prefix)], [AclOperation.DESCRIBE])
         if db.kind == "channel" and db.owner_id in uploading:
             yield from _grants(who, TOPIC, [topology.upload_topic(db.owner_id)], [WRITE])
             yield from _grants(who, TOPIC, [topics.upload_positions_topic(prefix), topics.schemas_topic(prefix)],

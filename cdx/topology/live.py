@@ -17,6 +17,10 @@ the next call; on any other ``CdxError`` (invalid text, or invalid for this role
 table missing) the role keeps the revision it runs, logs why and reports ``refused`` with the reason,
 and the candidate is not offered again. ``reload`` must leave the role unchanged when it raises.
 Every report goes to ``<prefix>._topology_roles`` (what ``cdx status`` shows).
+
+Who the control clients (the reads at start, the watcher, the reporter) log in as: see
+:func:`control_config`. A process serving channels passes ``serves`` to ``start`` (the owner ids it
+serves in a topology); the identity is chosen once, from the file, and kept for the process's life.
 """
 
 from __future__ import annotations
@@ -46,12 +50,25 @@ def file_label(sha256: str) -> str:
     return f"file {sha256[:12]}"
 
 
-def _control_topics(topology: Topology) -> None:
+def control_config(topology: Topology, owners: Iterable[str] = ()) -> dict[str, str]:
+    """The librdkafka settings of a process's topology control clients.
+
+    A process serving channels or offline registers (``owners``: ``cdx sink``, ``cdx channel upload``,
+    ``cdx offline-sync``) logs them in as one of its own: the first of ``owners`` in owner-id order
+    (case-insensitive) that has an identity in ``kafka.principals.channels`` -- every channel principal
+    may read the revisions and write role reports (``cdx.deploy.acls``), and the process holds the
+    passwords of the channels it serves. Without ``owners``, or when none has an identity:
+    ``kafka.security`` (which ``CDX_KAFKA_PRINCIPAL`` sets to a role's identity)."""
+    k = topology.kafka
+    return {"bootstrap.servers": k.bootstrap_servers, **k.shared_security(sorted(owners, key=str.casefold))}
+
+
+def _control_topics(topology: Topology, config: dict[str, str]) -> None:
     """Create both control topics if missing (compacted, before a report could auto-create one with
     the broker's defaults); without topic management (or the right to create) only warn."""
     k = topology.kafka
     try:
-        ensure_control_topics(k.client_config(), (topology_topic(k.topic_prefix), topology_roles_topic(k.topic_prefix)),
+        ensure_control_topics(config, (topology_topic(k.topic_prefix), topology_roles_topic(k.topic_prefix)),
                               k.replication_factor)
     except FatalError as exc:
         log.warning("topology control topics: %s (`cdx kafka apply` creates them)", exc)
@@ -67,14 +84,15 @@ class Candidate:
 
 
 class LiveTopology:
-    """See the module docstring. ``current``/``label``/``sha256``: what the role runs."""
+    """See the module docstring. ``current``/``label``/``sha256``: what the role runs; ``control_config``:
+    the settings its control clients log in with."""
 
     def __init__(self, topology: Topology, label: str, sha256: str, path: Path | None, role: str,
-                 instances: Iterable[str], *, interval: float = 1.0) -> None:
+                 instances: Iterable[str], *, interval: float = 1.0, owners: Iterable[str] = ()) -> None:
         self.current, self.label, self.sha256 = topology, label, sha256
         self.path, self.role, self.interval = path, role, interval
         k = topology.kafka
-        config = topology.kafka.client_config()
+        config = self.control_config = control_config(topology, owners)
         self.watcher = RevisionWatcher(config, topology_topic(k.topic_prefix), topology_name(topology))
         self.reporter = RoleReporter(config, topology_roles_topic(k.topic_prefix), topology_name(topology), role)
         self._stat = self._file_stat()
@@ -85,20 +103,24 @@ class LiveTopology:
         self.set_instances(instances)
 
     @classmethod
-    def start(cls, path: Path | str, role: str, instances: Iterable[str], *, interval: float = 1.0) -> LiveTopology:
+    def start(cls, path: Path | str, role: str, instances: Iterable[str], *, interval: float = 1.0,
+              serves: Callable[[Topology], Iterable[str]] | None = None) -> LiveTopology:
         """The topology a role starts with: the latest published revision if there is one and it is
-        valid here, else the file (also when Kafka does not answer: the first ``offer`` catches up)."""
+        valid here, else the file (also when Kafka does not answer: the first ``offer`` catches up).
+        ``serves``: the owner ids the process serves in a topology (called once, on the file's); its
+        control clients then log in as one of them (:func:`control_config`)."""
         p = Path(path)
         text = read_text(p)
         digest = text_hash(text)
         topology = load_topology_text(text, str(p))
-        live = cls(topology, file_label(digest), digest, p, role, [], interval=interval)
+        owners = list(serves(topology)) if serves is not None else []
+        live = cls(topology, file_label(digest), digest, p, role, [], interval=interval, owners=owners)
         k = topology.kafka
         try:
             require_kafka(k.bootstrap_servers)  # a closed port answers at once, not after the timeout
-            _control_topics(topology)
-            rev = latest_revision(topology.kafka.client_config(), topology_topic(k.topic_prefix),
-                                  topology_name(topology), timeout=10.0)
+            config = control_config(topology, owners)
+            _control_topics(topology, config)
+            rev = latest_revision(config, topology_topic(k.topic_prefix), topology_name(topology), timeout=10.0)
         except RetriableError as exc:
             log.warning("%s: starting with %s (%s); published revisions are followed once Kafka answers",
                         role, p, exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -48,12 +49,14 @@ def under_replicated(cluster: SecureCluster) -> list[str]:
             if len(part.isrs) < cluster.size or part.leader < 0]
 
 
-def wait_in_sync(cluster: SecureCluster, timeout: float = 300) -> float:
-    """Block until every node runs and no partition is under-replicated; the seconds it took."""
+def wait_in_sync(cluster: SecureCluster, timeout: float = 300, tick: Callable[[], None] = lambda: None) -> float:
+    """Block until every node runs and no partition is under-replicated; the seconds it took. ``tick()``
+    is called about every second meanwhile (the test's supervisor restarting roles that exited)."""
     started = time.monotonic()
     cluster.wait_ready(timeout)
     lagging: list[str] = ["not checked"]
     while time.monotonic() - started < timeout:
+        tick()
         try:
             lagging = under_replicated(cluster)
         except Exception as exc:  # metadata not answerable while a controller moves

@@ -24,7 +24,7 @@ from cdx.demo.latency import LatencyProbe
 from cdx.demo.pos import catalog, terminal_for, write_sales
 from cdx.demo.workload import hq_changes
 from cdx.dialects import Connection, connect, get_dialect
-from tests.cluster.pipeline import Pipeline
+from tests.cluster.pipeline import Pipeline, restart_dead
 
 PROBE_CHANNEL = "store-0001"
 PROBE_RUNS = itertools.count()
@@ -83,7 +83,7 @@ class Load:
         env = pipe.env
         db = env.database(PROBE_CHANNEL)
         self.probe = TimedProbe(env.hq, env.hq_dialect, env.connector(PROBE_CHANNEL), get_dialect(db.dialect),
-                                terminal_for(env.topology, PROBE_CHANNEL).dataareaid, poll=0.02, timeout=120,
+                                terminal_for(env.topology, PROBE_CHANNEL).dataareaid, poll=0.02, timeout=300,
                                 first=next(PROBE_RUNS) * 20_000)
         self.errors: list[str] = []
 
@@ -140,17 +140,9 @@ class Load:
 
 
 def run_for(seconds: float, pipe: Pipeline, supervise: list[str] | None = None) -> None:
-    """Sleep ``seconds`` while watching that no role exited. With ``supervise`` (a list), a role that exited is
-    started again, as systemd's ``Restart=always`` or Kubernetes would (``cdx deploy export`` sets both up),
-    and ``"<role> (exit code N): <last log line>"`` is appended to it."""
+    """Sleep ``seconds`` while watching that no role exited (with ``supervise``: restarting those that did,
+    see :func:`tests.cluster.pipeline.restart_dead`)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        dead = pipe.group.failed()
-        if dead and supervise is None:
-            raise AssertionError(f"{dead[0].name} exited during the load")
-        for role in dead:
-            last = (role.log.read_text(errors="replace").strip().splitlines() or [""])[-1]
-            assert supervise is not None
-            supervise.append(f"{role.name} (exit code {role.proc.returncode}): {last[:300]}")
-            pipe.start(role.name)
+        restart_dead(pipe, supervise)
         time.sleep(1)

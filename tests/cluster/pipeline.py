@@ -7,7 +7,8 @@ administrator; then starts the real processes, each with only the secrets it nee
 
 - ``capture``, ``router`` and ``hq-upload-sink`` with ``CDX_KAFKA_PRINCIPAL`` set to their role;
 - one ``cdx sink`` serving all eight databases and one ``cdx channel upload`` serving all six
-  channels, without ``CDX_KAFKA_PRINCIPAL``: each channel's clients log in as that channel.
+  channels, without ``CDX_KAFKA_PRINCIPAL``: each channel's clients log in as that channel, and the
+  process's topology control clients (revisions, role reports) as its first channel by owner id.
 
 ``kafka.security`` itself logs in as ``cdx-nobody``, a user without any ACL: a client that fell
 back to it instead of its own identity would be refused, and the pipeline would not converge.
@@ -91,9 +92,6 @@ class Pipeline:
             "hq-upload-sink": (["hq", "upload-sink"], ["upload_sink"], "upload_sink"),
         }[name]
         self.group.env = self.role_env(secrets, principal)
-        if principal is None:  # a process of many channels: its topology control clients (revisions, reports)
-            first = self.channels[0]  # use kafka.security; nobody may not read or report them
-            self.group.env.update({"CDX_KAFKA_USER": first, "CDX_KAFKA_PASSWORD": self.passwords[first]})
         return self.group.start(name, args)
 
     def restart(self, name: str) -> None:
@@ -162,14 +160,26 @@ def tail(log: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-def wait_until(pipe: Pipeline, check: Callable[[], str | None], timeout: float, what: str) -> None:
-    """Until ``check()`` returns None (else what is still wrong); fails with the roles' logs."""
+def restart_dead(pipe: Pipeline, supervise: list[str] | None) -> None:
+    """A role that exited fails the test (``supervise`` None), or is started again, as systemd's
+    ``Restart=always`` or Kubernetes would (``cdx deploy export`` sets both up), and
+    ``"<role> (exit code N): <last log line>"`` is appended to ``supervise``."""
+    for role in pipe.group.failed():
+        if supervise is None:
+            raise AssertionError(f"{role.name} exited ({role.proc.returncode}):\n{tail(role.log)}")
+        last = (role.log.read_text(errors="replace").strip().splitlines() or [""])[-1]
+        supervise.append(f"{role.name} (exit code {role.proc.returncode}, {time.strftime('%H:%M:%S')}): {last[:300]}")
+        pipe.start(role.name)
+
+
+def wait_until(pipe: Pipeline, check: Callable[[], str | None], timeout: float, what: str,
+               supervise: list[str] | None = None) -> None:
+    """Until ``check()`` returns None (else what is still wrong); fails with the roles' logs. A role that
+    exits meanwhile fails it too, or is restarted with ``supervise`` (see :func:`restart_dead`)."""
     deadline = time.monotonic() + timeout
     wrong: str | None = "not checked yet"
     while time.monotonic() < deadline:
-        dead = pipe.group.failed()
-        if dead:
-            raise AssertionError(f"{dead[0].name} exited ({dead[0].proc.returncode}):\n{tail(dead[0].log)}")
+        restart_dead(pipe, supervise)
         wrong = check()
         if wrong is None:
             return
@@ -220,6 +230,6 @@ def sales_differ(pipe: Pipeline) -> str | None:
     return None
 
 
-def settle(pipe: Pipeline, timeout: float = 600) -> None:
+def settle(pipe: Pipeline, timeout: float = 600, supervise: list[str] | None = None) -> None:
     """Every channel equal to HQ and every sale at HQ once (the load must have stopped)."""
-    wait_until(pipe, lambda: sales_differ(pipe) or channels_differ(pipe), timeout, "convergence")
+    wait_until(pipe, lambda: sales_differ(pipe) or channels_differ(pipe), timeout, "convergence", supervise)

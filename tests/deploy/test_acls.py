@@ -3,13 +3,17 @@ StandardAuthorizer.
 
 ``cdx kafka apply`` (as the administrator) creates the topics and each principal's ACLs; then a
 channel's own credentials can use its own topics and consumer group, and nothing of another
-channel: not B's group topic, not B's upload topic, not B's consumer group or transactional id.
+channel: not B's group topic, not B's upload topic, not B's consumer group or transactional id. A
+``cdx sink`` serving two channels starts with only their principals (``kafka.security`` itself logs in
+as a user without any ACL): its topology control clients log in as its first channel.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -26,8 +30,9 @@ from cdx.errors import FatalError
 from cdx.infra.kafka.secure import ADMIN_PASSWORD, ADMIN_USER, SecureCluster, sasl_client, upsert_scram_users
 from cdx.kafka.admin import set_topic_management
 from cdx.kafka.config import consumer_config
+from cdx.kafka.control import read_role_reports
 from cdx.kafka.lease import Lease
-from cdx.topics import lease_topic
+from cdx.topics import lease_topic, topology_roles_topic
 from cdx.topology import load_topology
 from cdx.topology.principals import PRINCIPAL_ENV
 
@@ -36,7 +41,7 @@ LOG = logging.getLogger("tests.deploy.acls")  # clients' connection lines go to 
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {"cdx-capture": "capture-pw", "cdx-router": "router-pw", "cdx-hq-upload": "hq-upload-pw",
-         "store-0001": "a-pw", "store-1001": "b-pw"}
+         "store-0001": "a-pw", "store-1001": "b-pw", "cdx-nobody": "nobody-pw"}
 PRINCIPALS = """  manage_topics: false
   security:
     security.protocol: SASL_SSL
@@ -80,6 +85,17 @@ def topo_file(secure_kafka: SecureCluster, tmp_path: Path, monkeypatch: pytest.M
     set_topic_management(True)
 
 
+def _apply(topo_file: Path) -> None:
+    """``cdx kafka apply`` as the administrator, then wait until the broker enforces the new ACLs."""
+    assert CliRunner().invoke(app, ["kafka", "plan", "-t", str(topo_file)]).exit_code == 2
+    result = CliRunner().invoke(app, ["kafka", "apply", "-t", str(topo_file)])
+    assert result.exit_code == 0, result.output
+    deadline = time.monotonic() + 30  # the broker sees new ACLs a moment after the controller took them
+    while (result := CliRunner().invoke(app, ["kafka", "plan", "-t", str(topo_file)])).exit_code != 0:
+        assert time.monotonic() < deadline, result.output
+        time.sleep(0.5)
+
+
 def _as(cluster: SecureCluster, user: str, **extra: object) -> dict[str, object]:
     return {"bootstrap.servers": cluster.bootstrap, **sasl_client(user, USERS[user]), **cluster.client_security(),
             "logger": LOG, **extra}
@@ -117,13 +133,7 @@ def test_a_channel_reaches_only_its_own_topics_group_and_transactional_id(
         secure_kafka: SecureCluster, topo_file: Path) -> None:
     topo = load_topology(topo_file)
     prefix = topo.kafka.topic_prefix
-    assert CliRunner().invoke(app, ["kafka", "plan", "-t", str(topo_file)]).exit_code == 2
-    result = CliRunner().invoke(app, ["kafka", "apply", "-t", str(topo_file)])
-    assert result.exit_code == 0, result.output
-    deadline = time.monotonic() + 30  # the broker sees new ACLs a moment after the controller took them
-    while (result := CliRunner().invoke(app, ["kafka", "plan", "-t", str(topo_file)])).exit_code != 0:
-        assert time.monotonic() < deadline, result.output
-        time.sleep(0.5)
+    _apply(topo_file)
     assert len(desired_acls(topo)) > 20
 
     a_group, b_group = topo.group_topic("us-stores"), topo.group_topic("de-stores")
@@ -182,3 +192,38 @@ def test_a_channel_reaches_only_its_own_topics_group_and_transactional_id(
             other_lease.acquire(stop)
     finally:
         other_lease.release()
+
+
+def test_a_sink_of_two_channels_starts_with_only_their_principals(
+        secure_kafka: SecureCluster, topo_file: Path, tmp_path: Path) -> None:
+    """``kafka.security`` is ``cdx-nobody`` (no ACL): the sink's data clients log in as each channel, its
+    topology control clients (revisions, role reports) as store-0001, the first of its channels by id."""
+    _apply(topo_file)
+    topo = load_topology(topo_file)
+    env = {**os.environ, "CDX_KAFKA_ADMIN_USER": "cdx-nobody", "CDX_KAFKA_ADMIN_PASSWORD": USERS["cdx-nobody"],
+           "CDX_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    env.pop(PRINCIPAL_ENV, None)
+    (tmp_path / "data").mkdir()
+    log = tmp_path / "sink.log"
+    with log.open("w") as out:
+        sink = subprocess.Popen([sys.executable, "-m", "cdx.cli.main", "sink", "-t", str(topo_file),
+                                 "--channel", "store-1001", "--channel", "store-0001"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    roles = topology_roles_topic(topo.kafka.topic_prefix)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert sink.poll() is None, f"cdx sink exited ({sink.returncode}): {log.read_text()}"
+            reports = {(r.role, r.instance) for r in read_role_reports(secure_kafka.client_config(), roles, "hq")
+                       if r.pid == sink.pid}
+            if reports == {("sink", "store-0001"), ("sink", "store-1001")} and "sinking 2 databases" in \
+                    log.read_text():
+                break
+            assert time.monotonic() < deadline, f"reports {reports} after 120 s: {log.read_text()}"
+            time.sleep(1)
+    finally:
+        sink.terminate()
+        sink.wait(60)
+    assert sink.returncode == 0, log.read_text()
+    assert "AUTHORIZATION_FAILED" not in log.read_text()
+    assert read_role_reports(secure_kafka.client_config(), roles, "hq") == []  # tombstoned on a clean stop

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cdx.cli.main import app
@@ -13,6 +14,7 @@ from cdx.deploy.acls import READER_GROUPS, desired_acls
 from cdx.infra.kafka.launcher import Cluster
 from cdx.infra.kafka.secure import AUTHORIZER, SecureCluster
 from cdx.topology import load_topology
+from cdx.topology.live import LiveTopology, control_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PRINCIPALS = """  security: {security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: admin,
@@ -48,6 +50,23 @@ def test_each_channel_logs_in_as_itself_and_shared_clients_as_a_served_channel(t
     assert host.shared_config()["sasl.username"] == "store-0001"
 
 
+def test_control_clients_of_a_process_of_channels_log_in_as_its_first_channel_by_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    topo = _topology(tmp_path, PW_0001="a", PW_0002="b")
+    assert control_config(topo, ["store-0002", "STORE-0001"])["sasl.username"] == "store-0001"
+    assert control_config(topo, ["store-1001", "store-0002"])["sasl.username"] == "store-0002"  # 1001 has none
+    assert control_config(topo, ["store-1001"]) == control_config(topo) == topo.kafka.client_config()
+    for key, value in {"ADMIN_PW": "admin-pw", "PW_0001": "a", "PW_0002": "b",
+                       "CDX_KAFKA_BOOTSTRAP": "127.0.0.1:1"}.items():  # nothing listens: starts from the file
+        monkeypatch.setenv(key, value)
+    live = LiveTopology.start(tmp_path / "topology.yaml", "sink", [], serves=lambda t: ["store-0002", "store-0001"])
+    try:
+        assert live.control_config["sasl.username"] == "store-0001"
+        assert live.control_config["bootstrap.servers"] == "127.0.0.1:1"
+    finally:
+        live.close()
+
+
 def test_a_process_loads_without_the_passwords_of_channels_it_does_not_serve(tmp_path: Path) -> None:
     topo = _topology(tmp_path, PW_0002="b")
     assert topo.kafka.security_of("store-0002")["sasl.password"] == "b"
@@ -60,8 +79,9 @@ def test_every_principal_may_check_its_topics_and_find_its_readers_coordinator(t
         mine = [g for g in grants if g.principal == who]
         topics = {g.name for g in mine if g.resource == "TOPIC"}
         assert topics == {g.name for g in mine if g.operation == "DESCRIBE_CONFIGS"}
+        feed = {("cdx-sink-host", "LITERAL", "DESCRIBE")} if who == "User:store-0001" else set()
         assert {(g.name, g.pattern, g.operation) for g in mine if g.resource == "GROUP" and g.operation == "DESCRIBE"} \
-            == {(name, "PREFIXED", "DESCRIBE") for name in READER_GROUPS}
+            == {(name, "PREFIXED", "DESCRIBE") for name in READER_GROUPS} | feed
 
 
 def test_the_secured_three_node_cluster_is_a_real_cluster_with_tls_scram_and_acls() -> None:
