@@ -63,6 +63,15 @@ __all__ = ["Cadence", "Engine", "Transaction", "default_instance_id", "transacti
 log = logging.getLogger("cdx.router")
 
 TRANSACTION_TIMEOUT_MS = 60_000
+OFFSETS_TIMEOUT_S = 15.0
+ABORT_TIMEOUT_S = 10.0
+ABORT_ATTEMPTS = 3
+"""A transaction coordinator that moved (broker failover) answers neither ``send_offsets_to_transaction``
+nor ``abort_transaction`` until the new one has loaded; waiting 60 s + 5 x 30 s for it made the router's
+pause after a broker kill ~100 s in the cluster test. Shorter calls give up sooner: the batch is aborted
+and retried, and an abort that still does not complete hands over to the in-process recovery (a new
+producer's ``init_transactions`` aborts what is left open); the broker also aborts a transaction older
+than ``TRANSACTION_TIMEOUT_MS``."""
 
 
 def default_instance_id(datadir: Path | None) -> str:
@@ -108,7 +117,8 @@ class Transaction:
         """Send ``offsets`` with the consumer's group metadata (KIP-447: a stale member is fenced), then commit."""
         try:
             if offsets:
-                self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 60)
+                self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(),
+                                                          OFFSETS_TIMEOUT_S)
             self._commit()
         except KafkaException as exc:
             self.abort(exc)
@@ -138,16 +148,16 @@ class Transaction:
     def _abort(self) -> None:
         """Drop what is still queued, serve the failed deliveries' reports, then abort (retried)."""
         self.producer.purge(in_queue=True, in_flight=False, blocking=False)
-        for attempt in range(5):
+        for attempt in range(ABORT_ATTEMPTS):
             deadline = time.monotonic() + 5
             while len(self.producer) and time.monotonic() < deadline:
                 self.producer.poll(0.1)
             try:
-                self.producer.abort_transaction(30)
+                self.producer.abort_transaction(ABORT_TIMEOUT_S)
                 return
             except KafkaException as exc:
                 e: KafkaError = exc.args[0]
-                if e.fatal() or attempt == 4:  # a new producer instance aborts it (init_transactions)
+                if e.fatal() or attempt == ABORT_ATTEMPTS - 1:  # a new producer instance aborts it (init_transactions)
                     raise ProducerLost(f"router transaction could not be aborted: {e.str()}") from exc
                 log.warning("router: abort not done yet (%s); retrying", e.str())
 

@@ -3,7 +3,9 @@
 Channels are in no consumer group (see ``host``), but tools that show consumer lag read the
 committed offsets of ``<prefix>-sink-<id>``. Every ``interval`` seconds the host commits the offsets
 each channel's database holds, for the channels whose offsets moved, with one admin client per Kafka
-identity (``AdminClient.alter_consumer_group_offsets``, one request per group, not waited for).
+identity (``AdminClient.alter_consumer_group_offsets``, one request per group, not waited for, and at
+most one in flight per group: while a broker is down, requests are not piled up behind one another; a
+librdkafka assertion once aborted a sink process a few seconds after a broker died with many queued).
 Informational only: nothing reads them back; a failure (e.g. a member of an older sink version still in
 the group) is logged at debug level and retried with the next move.
 """
@@ -23,11 +25,14 @@ from cdx.connectors.sink.runner import ChannelSink
 
 log = logging.getLogger("cdx.sink")
 
+REQUEST_TIMEOUT = 15.0
+
 
 class OffsetMirror:
     def __init__(self) -> None:
         self._admins: dict[str, AdminClient] = {}
         self._sent: dict[str, dict[int, int]] = {}
+        self._in_flight: set[str] = set()
 
     def commit(self, sinks: Iterable[ChannelSink]) -> int:
         """Send the moved offsets; returns how many groups were sent."""
@@ -35,16 +40,18 @@ class OffsetMirror:
         for sink in sinks:
             offsets = dict(sink.state.offsets)
             group = sink.spec.consumer_group
-            if not offsets or self._sent.get(group) == offsets:
+            if not offsets or self._sent.get(group) == offsets or group in self._in_flight:
                 continue
             self._sent[group] = offsets
             request = ConsumerGroupTopicPartitions(
                 group, [TopicPartition(sink.spec.topic, p, o) for p, o in sorted(offsets.items())])
             try:
-                futures = self._admin(sink.kafka_config).alter_consumer_group_offsets([request])
+                futures = self._admin(sink.kafka_config).alter_consumer_group_offsets([request],
+                                                                                      request_timeout=REQUEST_TIMEOUT)
             except (KafkaException, ValueError) as e:
                 log.debug("sink %s: informational offset commit: %s", sink.name, e)
                 continue
+            self._in_flight.add(group)
             for future in futures.values():
                 future.add_done_callback(self._callback(group))
             sent += 1
@@ -52,6 +59,7 @@ class OffsetMirror:
 
     def _callback(self, group: str) -> Callable[[Future[Any]], None]:
         def done(future: Future[Any]) -> None:
+            self._in_flight.discard(group)
             if future.exception() is not None:
                 log.debug("consumer group %s: informational offset commit: %s", group, future.exception())
                 self._sent.pop(group, None)
