@@ -54,18 +54,20 @@ class ApplyingSink(GatedSink):
     _batch: list[Record]
     _labels: dict[str, str]
 
-    def _handle(self, msgs: list[Message]) -> None:
-        """Apply one batch of consumed messages; ``RetriableError`` leaves it uncommitted."""
+    def _handle(self, msgs: list[Message | Record]) -> None:
+        """Apply one batch of consumed messages (or records decoded ahead); ``RetriableError`` leaves it
+        uncommitted."""
         started = utcnow()
         records: list[Record] = []
         try:
-            records = self._cut([decode_message(self.decoder, m) for m in msgs])
+            records = self._cut([m if isinstance(m, Record) else decode_message(self.decoder, m) for m in msgs])
             if records:
                 self._apply_isolating(records)
         except Exception as e:
             if self._category(e) is not RetriableError:
                 raise
-            seen = records or [Record(m.partition() or 0, m.offset() or 0, None, None) for m in msgs]
+            seen = records or [m if isinstance(m, Record) else Record(m.partition() or 0, m.offset() or 0, None, None)
+                               for m in msgs]
             self._failed_batch = batch_session(self.spec, seen, None, None, started, status=FAILED,
                                                error=f"batch dropped, retried: {e}")
             raise e if isinstance(e, RetriableError) else RetriableError(f"{type(e).__name__}: {e}") from e

@@ -36,7 +36,7 @@ class GatedSink:
     status: str
     kafka_config: dict[str, Any]
     _mu: threading.Lock
-    _inbox: deque[Message]
+    _inbox: deque[Message | Record]
     _next: dict[int, int]
 
     @property
@@ -78,5 +78,6 @@ class GatedSink:
             with self._mu:
                 self.held.update(held)
                 self._next.update(held)
-                self._inbox = deque(m for m in self._inbox if m.partition() not in held)
+                self._inbox = deque(m for m in self._inbox
+                                    if (m.partition if isinstance(m, Record) else m.partition()) not in held)
         return out

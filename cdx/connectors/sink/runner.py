@@ -57,7 +57,7 @@ from cdx.connectors.sink.applying import ApplyingSink
 from cdx.connectors.sink.breaker import FailureBreaker
 from cdx.connectors.sink.gate import Gate
 from cdx.connectors.sink.lock import ChannelLock, ChannelLocked
-from cdx.connectors.sink.records import Decoder, Record
+from cdx.connectors.sink.records import Decoder, Record, decode_ahead
 from cdx.connectors.sink.resync import CAUGHT_UP_KEY, ResyncReport, resync_reason
 from cdx.connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
 from cdx.connectors.sink.settings import DeadLetterSink, SinkSettings, Totals
@@ -125,7 +125,7 @@ class ChannelSink(ApplyingSink):
         self._mu = threading.Lock()
         """Guards what the feed thread and the workers share: inbox, positions wanted, held, scheduling."""
         self._step_lock = threading.Lock()
-        self._inbox: deque[Message] = deque()
+        self._inbox: deque[Message | Record] = deque()
         self._next: dict[int, int] = {}
         self._accepting = False
         self._scheduled = False
@@ -151,12 +151,13 @@ class ChannelSink(ApplyingSink):
             return {p: self._next.get(p, OFFSET_BEGINNING) for p in partitions if p not in self.held}
 
     def offer(self, partition: int, offset: int, cursor: int, msg: Message) -> bool:
+        item = decode_ahead(self.decoder, msg) if self.settings.decode_ahead and len(self._inbox) < self._limit else msg
         with self._mu:
             if not self._accepting or partition in self.held or len(self._inbox) >= self._limit:
                 return False
             if not cursor <= self._next.get(partition, OFFSET_BEGINNING) <= offset:
                 return False
-            self._inbox.append(msg)
+            self._inbox.append(item)
             self._next[partition] = offset + 1
             return True
 
