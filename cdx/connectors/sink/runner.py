@@ -219,8 +219,7 @@ class ChannelSink(ApplyingSink):
             if not self._paused():  # paused: the resync waits for resume (the channel does not move)
                 self._resync_while_running()
             return
-        with self._mu:
-            batch = [self._inbox.popleft() for _ in range(min(self.settings.batch_size, len(self._inbox)))]
+        batch = self._take_batch()
         if not batch:
             if now >= self.due:
                 self._housekeeping(now)
