@@ -2,8 +2,11 @@
 ``cdx channel bootstrap``, beside a raw bulk load of the same rows into a fresh database.
 
     python -m bench.bootstrap [--rows 100000] [--dialects postgresql,sqlite] [--runs 3] [--timeout 3600]
+                              [--prefix P] [--profile DIR]
 
-(the "1M rows" figure: ``--rows 1000000``; producing them takes 1-2 minutes, once per invocation.)
+(the "1M rows" figure: ``--rows 1000000``; producing them takes 1-5 minutes, once per invocation, or once
+for all with ``--prefix``: a later invocation with the same prefix reads that topic again while the broker
+runs. ``--profile DIR`` runs each bootstrap under ``py-spy record --threads --idle``, raw stacks in DIR.)
 
 ``--rows`` routed records (6-column PARENT upserts, distinct keys, so compaction removes nothing)
 are produced once, with the test ``FakeRouter``, to the group topic ``<prefix>.group.g1`` of a fresh
@@ -18,8 +21,9 @@ reaches the end offsets seen at its start, then exits). Timed: from the subproce
 (Python start-up, ``channel init``, consumer group join and exit included); it must exit 0, and the
 channel's stored offsets must reach the topic ends and its table hold ``--rows`` rows (checked after
 the clock stops). Reported per dialect, medians over ``--runs``: rows/s and seconds, and in the
-JSON the bootstrap process's peak RSS (``VmHWM``, sampled) and CPU seconds (``wait4`` rusage). The fixed cost is shown
-too: the same command run again on the first run's channel, which is already caught up.
+JSON the bootstrap process's peak RSS (``VmHWM``, sampled), CPU seconds (``wait4`` rusage) and transactions
+(``batches``: its download sessions). The fixed cost is shown too: the same command run again on the
+first run's channel, which is already caught up.
 
 Baseline, same run: PostgreSQL, ``COPY`` of the same rows into a temp table + one ``INSERT ... ON
 CONFLICT`` upsert into a fresh table of a fresh database, in one transaction (as ``bench.apply``);
