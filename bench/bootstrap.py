@@ -2,8 +2,11 @@
 ``cdx channel bootstrap``, beside a raw bulk load of the same rows into a fresh database.
 
     python -m bench.bootstrap [--rows 100000] [--dialects postgresql,sqlite] [--runs 3] [--timeout 3600]
+                              [--prefix P] [--profile DIR]
 
-(the "1M rows" figure: ``--rows 1000000``; producing them takes 1-2 minutes, once per invocation.)
+(the "1M rows" figure: ``--rows 1000000``; producing them takes 1-5 minutes, once per invocation, or once
+for all with ``--prefix``: a later invocation with the same prefix reads that topic again while the broker
+runs. ``--profile DIR`` runs each bootstrap under ``py-spy record --threads --idle``, raw stacks in DIR.)
 
 ``--rows`` routed records (6-column PARENT upserts, distinct keys, so compaction removes nothing)
 are produced once, with the test ``FakeRouter``, to the group topic ``<prefix>.group.g1`` of a fresh
@@ -18,8 +21,9 @@ reaches the end offsets seen at its start, then exits). Timed: from the subproce
 (Python start-up, ``channel init``, consumer group join and exit included); it must exit 0, and the
 channel's stored offsets must reach the topic ends and its table hold ``--rows`` rows (checked after
 the clock stops). Reported per dialect, medians over ``--runs``: rows/s and seconds, and in the
-JSON the bootstrap process's peak RSS (``VmHWM``, sampled) and CPU seconds (``wait4`` rusage). The fixed cost is shown
-too: the same command run again on the first run's channel, which is already caught up.
+JSON the bootstrap process's peak RSS (``VmHWM``, sampled), CPU seconds (``wait4`` rusage) and transactions
+(``batches``: its download sessions). The fixed cost is shown too: the same command run again on the
+first run's channel, which is already caught up.
 
 Baseline, same run: PostgreSQL, ``COPY`` of the same rows into a temp table + one ``INSERT ... ON
 CONFLICT`` upsert into a fresh table of a fresh database, in one transaction (as ``bench.apply``);
@@ -49,6 +53,7 @@ from bench.apply import copy_upsert
 from bench.common import Result, console, save, show
 from cdx.dialects import connect, get_dialect
 from tests.sink.helpers import Db, FakeRouter, pg_db, sqlite_db, stored_offsets, write_topology
+from tests.sink_ops.helpers import sessions_of
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,9 +115,14 @@ class BootstrapFailed(RuntimeError):
     pass
 
 
-def run_bootstrap(db: Db, path: Path, log: Path, timeout: float) -> dict[str, float]:
-    """``cdx channel bootstrap`` for ``db``: seconds, and the process's peak RSS and CPU (rusage)."""
+def run_bootstrap(db: Db, path: Path, log: Path, timeout: float, profile: Path | None = None) -> dict[str, float]:
+    """``cdx channel bootstrap`` for ``db``: seconds, and the process's peak RSS and CPU (rusage). With
+    ``profile``, under ``py-spy record`` (every thread, idle samples too) writing that file (raw
+    flamegraph lines): the figures then include py-spy's."""
     argv = [sys.executable, "-m", "cdx.cli.main", "channel", "bootstrap", "--topology", str(path), "--channel", db.id]
+    if profile is not None:
+        argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--threads", "--idle", "-r", "100",
+                "-f", "raw", "-o", str(profile), "--", *argv]
     with log.open("ab") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -155,13 +165,15 @@ class PeakRss(threading.Thread):
 
 
 def bootstrap_run(dialect: str, run: int, rows: int, ends: dict[int, int], topic: str, prefix: str, bootstrap: str,
-                  tmp: Path, server: str, timeout: float, *, overhead: bool) -> dict[str, float]:
+                  tmp: Path, server: str, timeout: float, *, overhead: bool, profile: Path | None = None
+                  ) -> dict[str, float]:
     run_dir = tmp / f"{dialect}-r{run}"
     run_dir.mkdir()
     db = new_db(dialect, f"boot_{dialect[:2]}_{prefix}_{run}", run_dir, server)
     try:
         path, _ = write_topology(run_dir, bootstrap, [db], prefix=prefix)
-        got = run_bootstrap(db, path, run_dir / "bootstrap.log", timeout)
+        got = run_bootstrap(db, path, run_dir / "bootstrap.log", timeout,
+                            profile / f"{dialect}-r{run}.txt" if profile is not None else None)
         offsets = stored_offsets(db, topic)
         behind = {p: (offsets.get(p), e) for p, e in ends.items() if offsets.get(p, 0) < e}
         if behind:
@@ -170,7 +182,7 @@ def bootstrap_run(dialect: str, run: int, rows: int, ends: dict[int, int], topic
         if have != rows:
             raise BootstrapFailed(f"{db.id}: {have:,} rows in ax.PARENT after bootstrap, expected {rows:,}")
         out = {"seconds": got["seconds"], "rows_per_s": rows / got["seconds"], "peak_rss_mib": got["peak_rss_mib"],
-               "cpu_s": got["cpu_s"]}
+               "cpu_s": got["cpu_s"], "batches": len(sessions_of(db))}
         if overhead:  # the same command on a channel already caught up: the fixed cost
             out["noop_s"] = run_bootstrap(db, path, run_dir / "noop.log", timeout)["seconds"]
     except BaseException:
@@ -220,6 +232,10 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--dialects", default="postgresql,sqlite", help="comma-separated: postgresql, sqlite")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one bootstrap may take")
+    parser.add_argument("--prefix", help="topic prefix; a group topic of that prefix holding --rows records already"
+                        " is read again instead of producing a new one (while the broker runs)")
+    parser.add_argument("--profile", type=Path, help="directory: run each bootstrap under py-spy (slower;"
+                        " the figures are not comparable then)")
     args, _ = parser.parse_known_args(argv)
     dialects = [d.strip() for d in args.dialects.split(",") if d.strip()]
     unknown = set(dialects) - {"postgresql", "sqlite"}
@@ -228,11 +244,13 @@ def main(argv: list[str] | None = None) -> list[Result]:
     bootstrap = launcher.up(1)
     server = pg.up() if "postgresql" in dialects else ""
     tmp = Path(tempfile.mkdtemp(prefix="cdx-bench-bootstrap-"))
-    prefix = f"bst{uuid.uuid4().hex[:8]}"
+    prefix = args.prefix or f"bst{uuid.uuid4().hex[:8]}"
     _, topo = write_topology(tmp, bootstrap, [sqlite_db(tmp, "producer")], prefix=prefix)
     router = FakeRouter(topo)
-    console.print(f"producing {args.rows:,} routed rows to {router.topic} ...")
-    ends = produce(router, args.rows)
+    ends = router.ends()
+    if sum(ends.values()) != args.rows:
+        console.print(f"producing {args.rows:,} routed rows to {router.topic} ...")
+        ends = produce(router, args.rows)
     assert sum(ends.values()) == args.rows, ends
     results: list[Result] = []
     failed = False
@@ -245,7 +263,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
                     bases.append(baseline_pg(args.rows, server) if dialect == "postgresql"
                                  else baseline_sqlite(args.rows, tmp))
                     runs.append(bootstrap_run(dialect, r, args.rows, ends, router.topic, prefix, bootstrap, tmp,
-                                              server, args.timeout, overhead=r == 0))
+                                              server, args.timeout, overhead=r == 0, profile=args.profile))
                     console.print(f"  {dialect} run {r + 1}: " + ", ".join(f"{k} {v:,.2f}" for k, v in runs[-1].items())
                                   + f"; baseline {bases[-1]:,.0f} rows/s")
             except BootstrapFailed as exc:

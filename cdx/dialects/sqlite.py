@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import sqlite3
 import uuid
@@ -61,6 +62,9 @@ _RETRIABLE_CODES = {5, 6, 15}  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL
 _SKIPPABLE_CODES = {18, 19, 20, 25}  # SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_RANGE
 _NATIVE = frozenset({str, int, float, bytes, type(None)})
 """Types ``encode`` returns unchanged (``bool`` is not among them: it becomes an int)."""
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+JSON_ROWS = 200
+"""Rows from which a bulk upsert is one ``INSERT ... SELECT`` over JSON (see ``SQLiteDialect._insert``)."""
 
 
 def sqlite_path(dsn: str | Path) -> str:
@@ -77,6 +81,12 @@ def _timestamp_text(value: dt.datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value.isoformat(sep=" ", timespec="microseconds")
+
+
+_ENCODERS: dict[type, Any] = {
+    Decimal: lambda v: format(v, "f"), dt.datetime: _timestamp_text, dt.date: dt.date.isoformat, uuid.UUID: str,
+    bool: int, bytearray: bytes, memoryview: bytes}
+"""``encode`` of one exact type (a column of one type is encoded without ``encode``'s type tests)."""
 
 
 class SQLiteDialect(Dialect):
@@ -210,15 +220,29 @@ class SQLiteDialect(Dialect):
     def _encode_rows(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
         """``rows`` with every value ``encode``d, column by column: a column holding only values sqlite3
         binds as they are (str, int, float, bytes, None) is left alone (bulk loads are mostly such)."""
+        return self._encode_columns(rows)[0]
+
+    def _encode_columns(self, rows: Sequence[Sequence[Any]]) -> tuple[Sequence[Sequence[Any]], bool]:
+        """``_encode_rows``, and whether JSON carries every encoded value exactly (str, None, 64-bit int)."""
         if not rows:
-            return rows
-        columns = list(zip(*rows, strict=True))
-        encoded = False
+            return rows, True
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        encoded, exact = False, True
         for i, column in enumerate(columns):
-            if not set(map(type, column)) <= _NATIVE:
-                columns[i] = tuple(map(self.encode, column))
+            kinds = set(map(type, column))
+            kinds.discard(type(None))
+            if not kinds <= _NATIVE:
+                convert = _ENCODERS.get(next(iter(kinds))) if len(kinds) == 1 else None
+                columns[i] = [None if v is None else convert(v) for v in column] if convert is not None \
+                    else tuple(map(self.encode, column))
+                kinds = {type(v) for v in columns[i] if v is not None}
                 encoded = True
-        return list(zip(*columns, strict=True)) if encoded else rows
+            if kinds - {str, int}:
+                exact = False
+            elif int in kinds:
+                ints = [v for v in columns[i] if type(v) is int]
+                exact = exact and _INT64[0] <= min(ints) and max(ints) <= _INT64[1]
+        return (list(zip(*columns, strict=True)) if encoded else rows), exact
 
     # -- DDL ---------------------------------------------------------------------------
     def ensure_schema(self, conn: Connection, schema: str | None) -> None:
@@ -235,18 +259,34 @@ class SQLiteDialect(Dialect):
 
     def _insert(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
                 key_columns: Sequence[str], rows: Iterable[Sequence[Any]], update: bool) -> int:
+        """``JSON_ROWS`` rows or more: ONE ``INSERT ... SELECT ... FROM json_each(?)`` over the rows as one JSON
+        text (same rows, order and conflict handling as row by row), which SQLite runs in a single call without
+        Python's GIL, so another thread (a sink's feed decoding the next batch) runs meanwhile; ``executemany``
+        takes the GIL back for every row, and waits for it behind a busy thread. Values JSON does not carry
+        exactly (bytes, floats, ints beyond 64 bits, strings with NUL) and small batches: ``executemany``."""
         where = display_name(schema, table)
         check_bulk_args(columns, key_columns, where)
-        data = self._encode_rows(as_rows(rows, len(columns), where))
+        data, exact = self._encode_columns(as_rows(rows, len(columns), where))
         if not data:
             return 0
+        text = json.dumps(data, ensure_ascii=False, check_circular=False) if exact and len(data) >= JSON_ROWS \
+            else None
+        if text is None or "\\u0000" in text:  # JSON's NUL would end the string in SQLite
+            sql = self._insert_sql(schema, table, columns, key_columns, f"VALUES ({', '.join('?' * len(columns))})",
+                                   update=update)
+            return int(conn.executemany(sql, data).rowcount)
+        select = f"SELECT {', '.join(f'value->>{i}' for i in range(len(columns)))} FROM json_each(?) WHERE true"
+        return int(conn.execute(self._insert_sql(schema, table, columns, key_columns, select, update=update),
+                                (text,)).rowcount)
+
+    def _insert_sql(self, schema: str | None, table: str, columns: Sequence[str], key_columns: Sequence[str],
+                    source: str, *, update: bool) -> str:
         q = self.quote_ident
         others = [c for c in columns if c not in key_columns]
         action = ("DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others)) \
             if update and others else "DO NOTHING"
-        sql = (f"INSERT INTO {self.qualified(schema, table)} ({self.columns_sql(columns)})"
-               f" VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({self.columns_sql(key_columns)}) {action}")
-        return int(conn.executemany(sql, data).rowcount)
+        return (f"INSERT INTO {self.qualified(schema, table)} ({self.columns_sql(columns)})"
+                f" {source} ON CONFLICT ({self.columns_sql(key_columns)}) {action}")
 
     def delete_rows(self, conn: Connection, schema: str | None, table: str, key_columns: Sequence[str],
                     keys: Iterable[Sequence[Any]]) -> int:

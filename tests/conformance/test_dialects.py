@@ -6,6 +6,7 @@ import datetime as dt
 import sqlite3
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
@@ -169,6 +170,31 @@ def test_bulk_columns_of_mixed_types_and_nulls_round_trip(db: Db) -> None:
     assert got[0] == dict(zip(NAMES, ROW, strict=True)) and got[1] == {**dict.fromkeys(NAMES), "ID": 2, "GUID": ROW[-1]}
     assert got[2]["FLAG"] is False and got[2]["DEC"] == Decimal("-0.5") and got[2]["TS"] == dt.datetime(2024, 1, 1)
     assert len(got) == 493 and got[-1]["FLAG"] is False and got[-1]["DEC"] == Decimal(499) / 8
+
+
+def test_bulk_upsert_of_values_without_floats_or_bytes_round_trips(db: Db) -> None:
+    """A large batch whose values are all strings, integers and values encoded as such (SQLite: one statement over
+    the batch as JSON) reads back as row by row would: unicode, quotes, escapes (and on SQLite a NUL inside a
+    string), 64-bit limits, booleans, decimals, dates, timestamps and uuids; a key repeated later wins."""
+    db.create("ALLTYPES", ALL_TYPES, ["ID"])
+    conn = db.connect()
+    odd = ["Ünïcode ✓ 'q' \"dq\" \\ \u2028 \t", "", "\\u0000 literal"]
+
+    def row(i: int, text: str | None) -> tuple[Any, ...]:
+        return (i, i % 2**31 - (2**31 if i % 3 else 0), None, Decimal(i % 1000) / 16, text, str(i) * 3, i % 2 == 0,
+                None, dt.date(2024, 1, 1 + i % 28), dt.datetime(2024, 1, 1, 0, 0, i % 60, i % 10**6),
+                uuid.UUID(int=i % 2**128))
+
+    rows = [row(i, odd[i % len(odd)] if i % 5 else None) for i in [-(2**63), 2**63 - 1, *range(1, 400)]]
+    nul = [row(i, "nul\x00inside") for i in range(1000, 1300)] if db.name == "sqlite" else []
+    with db.dialect.transaction(conn):
+        db.dialect.upsert_rows(conn, db.schema, "ALLTYPES", NAMES, ["ID"], [*rows, row(7, "last")])
+        db.dialect.upsert_rows(conn, db.schema, "ALLTYPES", NAMES, ["ID"], nul)
+    got = {r["ID"]: r for r in db.select("ALLTYPES", "ID")}
+    assert len(got) == 401 + len(nul) and got[7]["STR"] == "last"
+    rows += nul
+    for r in rows:
+        assert got[r[0]] == dict(zip(NAMES, r if r[0] != 7 else row(7, "last"), strict=True)), r
 
 
 def test_insert_ignore_existing_leaves_existing_rows_untouched(db: Db) -> None:

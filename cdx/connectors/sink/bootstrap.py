@@ -10,9 +10,12 @@ bar on a terminal.
 
 How a bootstrap is fast (``bootstrap_settings``, ``bulk_gc``): batches of ``BOOTSTRAP_BATCH`` records
 (one transaction each, rows + offsets + watermarks: exactly once and resumable as any sink batch),
-so each table's rows reach ``apply.BULK_ROWS`` and go through the dialect's plain bulk load
-(PostgreSQL ``COPY`` into the table, the upsert only once a key exists); a larger prefetch; and a
-garbage collector that runs rarely (the decoded records are acyclic and die with their batch).
+so each table's rows reach ``apply.BULK_ROWS`` and go through the dialect's bulk load
+(``Dialect.load_rows``: PostgreSQL ``COPY`` into the table, the upsert only once a key exists; SQLite
+one ``INSERT ... SELECT`` over the batch as JSON, which runs without Python's GIL); records decoded
+on the feed's thread as they arrive (``SinkSettings.decode_ahead``), so the next batch is decoded
+while the database writes the current one; larger Kafka fetches; and a garbage collector that runs
+rarely (the decoded records are acyclic and die with their batch).
 """
 
 from __future__ import annotations
@@ -28,8 +31,13 @@ from cdx.connectors.sink.runner import SinkSettings
 
 BOOTSTRAP_BATCH = 20_000
 """Records per transaction of ``cdx channel bootstrap`` (a sink's default: 5,000)."""
-BOOTSTRAP_PREFETCH_KB = 32 * 1024
-"""librdkafka prefetch of a bootstrapping sink (a sink's default: 4 MiB)."""
+BOOTSTRAP_FETCH = {"queued.max.messages.kbytes": 32 * 1024, "fetch.max.bytes": 16 << 20,
+                   "max.partition.fetch.bytes": 4 << 20}
+"""librdkafka fetch sizes of a bootstrapping sink's consumer (a sink host's: at most 16 MiB queued, 1 MiB
+per partition and fetch)."""
+POLL_TIMEOUT = 0.05
+"""Seconds the feed waits for records, or before it looks again once the sink's inbox was full (a
+sink's: 0.5, which leaves a bootstrap's writer without records)."""
 GC_THRESHOLD = 200_000
 """Allocations between two young-generation collections while bootstrapping (CPython's default: 700):
 a batch's records are freed by reference counting before a collection would look at them."""
@@ -37,7 +45,8 @@ a batch's records are freed by reference counting before a collection would look
 
 def bootstrap_settings(batch_size: int = BOOTSTRAP_BATCH) -> SinkSettings:
     """The sink settings of ``cdx channel bootstrap`` (see the module docstring)."""
-    return SinkSettings(batch_size=batch_size, queued_max_kbytes=BOOTSTRAP_PREFETCH_KB)
+    return SinkSettings(batch_size=batch_size, poll_timeout=POLL_TIMEOUT, decode_ahead=True,
+                        consumer_overrides=dict(BOOTSTRAP_FETCH))
 
 
 @contextmanager

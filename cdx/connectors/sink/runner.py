@@ -176,7 +176,7 @@ class ChannelSink(ChannelTarget, FeedShare):
                 self._resync(reason)
                 self.rewind()
             return
-        if not self._inbox:
+        if not self._ready():
             if now >= self.due:
                 self._housekeeping(now)
             return
