@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge
 
 from cdx.errors import FatalError, RetriableError
 from cdx.kafka.admin import TopicSpec, ensure_topics, partitions_of, topic_management
+from cdx.kafka.lingering import admin_client
 from cdx.stage.backoff import Backoff
 
 log = logging.getLogger("cdx.lease")
@@ -245,23 +245,23 @@ def describe_leases(config: Mapping[str, Any], groups: list[str], timeout: float
     session timeout passed."""
     if not groups:
         return {}
-    admin = AdminClient(dict(config))
     out = {}
-    futures = admin.describe_consumer_groups(sorted(set(groups)), request_timeout=timeout)
-    for group, future in futures.items():
-        try:
-            desc = future.result(timeout)
-        except KafkaException as exc:
-            if exc.args[0].retriable() or exc.args[0].code() in (KafkaError.NOT_COORDINATOR,
-                                                                 KafkaError.COORDINATOR_LOAD_IN_PROGRESS):
-                continue  # the coordinator is moving or loading: unknown for now
-            raise
-        active, standby = None, []
-        for m in desc.members or ():
-            parts = m.assignment.topic_partitions if m.assignment is not None else []
-            if parts:
-                active = m.client_id
-            else:
-                standby.append(m.client_id)
-        out[group] = LeaseState(group, active, tuple(sorted(standby)))
+    with admin_client(config) as admin:
+        futures = admin.describe_consumer_groups(sorted(set(groups)), request_timeout=timeout)
+        for group, future in futures.items():
+            try:
+                desc = future.result(timeout)
+            except KafkaException as exc:
+                if exc.args[0].retriable() or exc.args[0].code() in (KafkaError.NOT_COORDINATOR,
+                                                                     KafkaError.COORDINATOR_LOAD_IN_PROGRESS):
+                    continue  # the coordinator is moving or loading: unknown for now
+                raise
+            active, standby = None, []
+            for m in desc.members or ():
+                parts = m.assignment.topic_partitions if m.assignment is not None else []
+                if parts:
+                    active = m.client_id
+                else:
+                    standby.append(m.client_id)
+            out[group] = LeaseState(group, active, tuple(sorted(standby)))
     return out

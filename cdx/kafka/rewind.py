@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from cdx.errors import ConfigError, RetriableError
 from cdx.kafka.admin import partitions_of
+from cdx.kafka.lingering import admin_client
 
 
 def replay_targets(config: Mapping[str, Any], topic: str, *, from_offset: int | None = None,
@@ -58,11 +58,11 @@ def replay_targets(config: Mapping[str, Any], topic: str, *, from_offset: int | 
 
 def group_members(config: Mapping[str, Any], group: str, wait: float = 0.0, timeout: float = 10.0) -> list[str]:
     """The members of consumer group ``group`` (after waiting up to ``wait`` s for it to empty)."""
-    admin = AdminClient(dict(config))
     deadline = time.monotonic() + wait
     while True:
         try:
-            desc = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
+            with admin_client(config) as admin:
+                desc = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
         except (KafkaException, TimeoutError) as e:
             raise RetriableError(f"cannot describe consumer group {group}: {e}") from e
         members = [f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ()]

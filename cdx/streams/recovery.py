@@ -31,9 +31,9 @@ import logging
 from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from cdx.errors import FatalError, RetriableError
+from cdx.kafka.lingering import admin_client
 from cdx.kafka.transactions import producer_lost
 from cdx.stage.budget import LIMIT, WINDOW, FailureBudget
 from cdx.streams.engine_state import EngineState
@@ -96,8 +96,8 @@ class Recovery:
         e = self.e
         group = group_id(e.topology)
         try:
-            admin = AdminClient(e.config)  # referenced until the result: a collected client never completes it
-            desc = admin.describe_consumer_groups([group], request_timeout=15)[group].result(20)
+            with admin_client(e.config) as admin:  # referenced until the result (kept on a timeout)
+                desc = admin.describe_consumer_groups([group], request_timeout=15)[group].result(20)
         except (KafkaException, TimeoutError) as exc:  # advisory: the failure limit still applies
             log.warning("router: cannot describe the group %s to check for a twin worker (%s)", group, exc)
             return

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import ConfigResource, ResourceType
 
 from cdx.errors import RetriableError
 from cdx.kafka import reading
 from cdx.kafka.admin import partitions_of
+from cdx.kafka.lingering import admin_client
 from cdx.kafka.reach import kafka_failure
 
 
@@ -50,11 +51,11 @@ def watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> 
 
 def topic_config(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[str, str]:
     """The effective configuration of ``topic`` (``describe_configs``)."""
-    admin = AdminClient(dict(config))
     try:
-        futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=timeout)
-        (future,) = futures.values()
-        return {k: v.value for k, v in future.result(timeout).items() if v.value is not None}
+        with admin_client(config) as admin:
+            futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=timeout)
+            (future,) = futures.values()
+            return {k: v.value for k, v in future.result(timeout).items() if v.value is not None}
     except (KafkaException, TimeoutError) as e:
         raise _kafka(f"configuration of {topic}", config, e) from e
 
@@ -89,14 +90,14 @@ def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: f
     names = sorted(set(groups))
     if not names:
         return {}
-    admin = AdminClient(dict(config))
     out = {}
     try:
-        futures = admin.describe_consumer_groups(names, request_timeout=timeout)
-        for name, future in futures.items():
-            desc = future.result(timeout)
-            members = tuple(f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ())
-            out[name] = GroupInfo(name, str(getattr(desc.state, "name", desc.state)).lower(), members)
+        with admin_client(config) as admin:
+            futures = admin.describe_consumer_groups(names, request_timeout=timeout)
+            for name, future in futures.items():
+                desc = future.result(timeout)
+                members = tuple(f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ())
+                out[name] = GroupInfo(name, str(getattr(desc.state, "name", desc.state)).lower(), members)
     except (KafkaException, TimeoutError) as e:
         raise _kafka("consumer groups", config, e) from e
     return out
