@@ -28,6 +28,7 @@ costs one or two.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
@@ -92,7 +93,25 @@ class Recovery:
         e.active.clear()  # activated again before their next record: backfills resume from the progress
 
     def _check_not_replaced(self, cause: BaseException) -> None:
-        """Raise ``FatalError`` when another live member of the group has our ``client.id``."""
+        """Raise ``FatalError`` when another live member of the group has our ``client.id``. A member listed
+        with our ``client.id`` may also be this worker's own earlier membership (the consumer rejoined while
+        the coordinator moved), which the group drops after the session timeout: only a member still listed
+        after that is a twin."""
+        first = self._twins()
+        if not first:
+            return
+        session_s = int(self.e.config.get("session.timeout.ms", 10_000)) / 1000
+        log.warning("router: the group lists another member with our client.id (%s); checking again after the"
+                    " session timeout (%.0f s)", ", ".join(sorted(first)), session_s + 2)
+        time.sleep(session_s + 2)
+        twins = first & self._twins()
+        if twins:
+            raise FatalError(f"router: replaced: another worker with instance id {self.e.instance_id} is in the"
+                             f" group {group_id(self.e.topology)} (member {min(twins)}); this one stops (cause:"
+                             f" {cause})") from cause
+
+    def _twins(self) -> set[str]:
+        """Member ids of the router's group, other than ours, with our ``client.id`` (empty when unknown)."""
         e = self.e
         group = group_id(e.topology)
         try:
@@ -100,9 +119,6 @@ class Recovery:
                 desc = admin.describe_consumer_groups([group], request_timeout=15)[group].result(20)
         except (KafkaException, TimeoutError) as exc:  # advisory: the failure limit still applies
             log.warning("router: cannot describe the group %s to check for a twin worker (%s)", group, exc)
-            return
+            return set()
         me, client = e.consumer.memberid(), e.client_id
-        twins = [m for m in desc.members or () if m.client_id == client and m.member_id != me]
-        if twins:
-            raise FatalError(f"router: replaced: another worker with instance id {e.instance_id} is in the group"
-                             f" {group} ({twins[0].host}); this one stops (cause: {cause})") from cause
+        return {m.member_id for m in desc.members or () if m.client_id == client and m.member_id != me}
