@@ -207,11 +207,17 @@ def _check_primitive(typ: str, v: Any, path: str) -> None:
 
 
 def _decimal(schema: Mapping[str, Any], v: Any) -> decimal.Decimal:
-    scale = int((schema.get("parameters") or {}).get("scale", 0))
+    """Exact: the arithmetic runs in a context wide enough for every digit (the default context's 28 digits
+    rounded a 29-digit value)."""
+    params = schema.get("parameters") or {}
+    scale = int(params.get("scale", 0))
     if isinstance(v, str):
         unscaled = int.from_bytes(base64.b64decode(v), "big", signed=True)
-        return decimal.Decimal(unscaled).scaleb(-scale)
-    return decimal.Decimal(str(v)).quantize(decimal.Decimal(1).scaleb(-scale))
+        ctx = decimal.Context(prec=max(len(str(abs(unscaled))), 28) + 4)
+        return decimal.Decimal(unscaled).scaleb(-scale, context=ctx)
+    d = decimal.Decimal(str(v))
+    ctx = decimal.Context(prec=max(len(d.as_tuple().digits) + abs(scale), 28) + 4)
+    return d.quantize(decimal.Decimal(1).scaleb(-scale, context=ctx), context=ctx)
 
 
 def _zoned(v: str) -> dt.datetime:
