@@ -13,7 +13,7 @@ How a bootstrap is fast (``bootstrap_settings``, ``bulk_gc``): batches of ``BOOT
 so each table's rows reach ``apply.BULK_ROWS`` and go through the dialect's bulk load
 (``Dialect.load_rows``: PostgreSQL ``COPY`` into the table, the upsert only once a key exists; SQLite
 one ``INSERT ... SELECT`` over the batch as JSON, which runs without Python's GIL); larger Kafka
-fetches (``SinkSettings.decode_ahead``, decoding on the feed's thread, is off: see ``bootstrap_settings``); and a garbage collector that runs
+fetches (``SinkSettings.decode_ahead`` is off: see ``bootstrap_settings``); and a garbage collector that runs
 rarely (the decoded records are acyclic and die with their batch).
 """
 
