@@ -251,7 +251,7 @@ class Pipeline:
 
     COUNTERS = {"capture": ["cdx_capture_changes_total"],
                 "router": ["cdx_router_records_in_total", "cdx_router_records_out_total"],
-                "sink": ["cdx_sink_applied_total", "cdx_sink_batches_total"]}
+                "sink": ["cdx_sink_applied_total", "cdx_stage_batches_total"]}
 
     def __init__(self, topology: Path, tmp: Path, poll_interval: float) -> None:
         self.group = ProcessGroup(tmp / "logs", {**os.environ, "PYTHONUNBUFFERED": "1"})

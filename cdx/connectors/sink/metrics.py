@@ -1,4 +1,8 @@
-"""Prometheus metrics of the channel sinks (label ``channel``: the channel or register id)."""
+"""Prometheus metrics that only a channel sink has (label ``channel``: the channel or register id).
+
+Batches committed, retries and dead letters are the stage kernel's ``cdx_stage_batches_total``,
+``cdx_stage_errors_total`` and ``cdx_stage_records_total`` with ``stage="sink:<channel>"``
+(:mod:`cdx.stage.metrics`); they are not counted twice here."""
 
 from prometheus_client import Counter, Gauge
 
@@ -9,9 +13,6 @@ DUPLICATES = Counter("cdx_sink_duplicates_total", "Router re-sends skipped (sour
 FILTERED = Counter("cdx_sink_filtered_total", "Upserts turned into deletes by the channel's row filter",
                    ["channel"])
 DEAD_LETTERED = Counter("cdx_sink_dead_lettered_total", "Records written to the dead-letter topic", ["channel"])
-BATCHES = Counter("cdx_sink_batches_total", "Database transactions committed", ["channel"])
-RETRIES = Counter("cdx_sink_retries_total", "Batches retried after a transient database or broker error",
-                  ["channel"])
 CONSUMER_RESTARTS = Counter("cdx_sink_consumer_restarts_total",
                             "Kafka consumers replaced after a fatal consumer error (e.g. a fenced static member)",
                             ["channel"])

@@ -241,7 +241,6 @@ class ChannelSink(ChannelTarget, FeedShare):
             self.phase, self._was_down = "opening", True
         self.status, self.last_error = "waiting", f"{type(error).__name__}: {error}"
         metrics.UP.labels(**self._labels).set(0)
-        metrics.RETRIES.labels(**self._labels).inc()
         now = time.monotonic()
         if isinstance(error, ChannelLocked) and not self.settings.stand_by:
             raise FatalError(str(error).replace("standing by until it stops", "stop it first")) from error

@@ -157,7 +157,6 @@ class ChannelTarget:
         metrics.DUPLICATES.labels(**self._labels).inc(plan.duplicates)
         metrics.FILTERED.labels(**self._labels).inc(plan.filtered)
         metrics.DEAD_LETTERED.labels(**self._labels).inc(len(plan.dead))
-        metrics.BATCHES.labels(**self._labels).inc()
 
     def _resync(self, reason: str) -> None:
         assert self.conn is not None
