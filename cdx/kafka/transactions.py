@@ -116,9 +116,6 @@ class TransactionalProducer:
                 raise RetriableError(f"produce to {topic} failed for {len(part) - queued} of {len(part)} records:"
                                      f" {error}")
 
-    def send_offsets(self, offsets: list[Any], group_metadata: Any) -> None:
-        self._call(self.producer.send_offsets_to_transaction, offsets, group_metadata, self.timeout)
-
     def commit(self) -> None:
         """Commit; a commit that timed out is resumed (calling ``commit_transaction`` again), as librdkafka
         requires: an abort meanwhile is refused ("Conflicting commit_transaction API call")."""

@@ -77,9 +77,6 @@ class Principal:
     channel: str
     legal_entities: tuple[str, ...]
 
-    def may_use(self, legal_entity: str) -> bool:
-        return legal_entity.casefold() in {e.casefold() for e in self.legal_entities}
-
 
 @dataclass(frozen=True)
 class RealtimeSettings:

@@ -4,14 +4,12 @@ blocks the others (each runs on its own connection and thread)."""
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from cdx.connectors.migrate.runner import DatabaseResult, Progress, Settings, Target, migrate_database
 from cdx.connectors.migrate.scripts import ScriptSet
 from cdx.connectors.sink.spec import sink_specs
-from cdx.stage.backoff import Backoff
 from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.migrate")
@@ -69,32 +67,6 @@ def run_pending(topology: Topology, owner_ids: Iterable[str] | None = None) -> l
         raise FatalError("extension scripts failed, so no tables were created (fix them, then run"
                          " `cdx channel migrate`): " + " | ".join(problems))
     return results
-
-
-def before_sink(topology: Topology, owner_id: str, stop: threading.Event,
-                on_state: Callable[[str, str | None], None]) -> bool:
-    """Run one database's pending extension scripts before its sink writes anything (``cdx sink``
-    bootstrapping a new database). Retries while the database is unreachable; ``on_state(status,
-    error)`` reports ``waiting`` / ``failed``. True when the sink may start."""
-    from cdx.errors import CdxError
-
-    backoff = Backoff(initial=1.0, maximum=30.0)
-    while not stop.is_set():
-        try:
-            results = pending_results(topology, [owner_id])
-        except CdxError as e:  # the scripts directory is missing or unreadable
-            on_state("failed", f"extension scripts: {e}")
-            log.error("sink %s not started: extension scripts: %s", owner_id, e)
-            return False
-        if not results or results[0].ok:
-            return True
-        if results[0].error is None:
-            on_state("failed", f"extension scripts: {failure_text(results[0])}")
-            log.error("sink %s not started: extension scripts: %s", owner_id, failure_text(results[0]))
-            return False
-        on_state("waiting", results[0].error)
-        backoff.wait(stop)
-    return False
 
 
 def failure_text(result: DatabaseResult) -> str:
