@@ -6,7 +6,8 @@ position (capture: table topics + ``<prefix>._capture_positions``; channel uploa
 
 Contract
 - ``open()`` creates the :class:`~cdx.kafka.transactions.TransactionalProducer` (``init_transactions``
-  fences any older instance with the same ``transactional.id`` and aborts what it left open);
+  fences any older instance with the same ``transactional.id`` and aborts what it left open; a producer
+  lost in its ``init_transactions`` counts against the budget and is ``RetriableError``);
   ``begin`` / ``write(items, position)`` / ``commit`` / ``abort`` are one Kafka transaction per batch.
   ``write`` produces every :class:`Outgoing` of every item (an item: what the stage's ``decode`` made of
   one source record), then the records ``position_records(position)`` gives (the position, keyed so
@@ -89,7 +90,11 @@ class KafkaTxnTarget(Generic[P]):
 
     def open(self) -> None:
         if self.producer is None:
-            self.producer = TransactionalProducer(self.config)
+            try:
+                self.producer = TransactionalProducer(self.config)
+            except ProducerLost as exc:  # init_transactions failed fatally (a failover): a new one may not
+                self.budget.spend(exc)
+                raise RetriableError(f"{self.name}: the new Kafka producer is lost: {exc}") from exc
             if self.publisher is not None:
                 self.publisher.producer = self.producer
 
