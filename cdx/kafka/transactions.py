@@ -94,14 +94,15 @@ class TransactionalProducer:
 
     def produce_many(self, topic: str, messages: list[dict[str, Any]], chunk: int = 1000,
                      queue_room: int = 50_000) -> None:
-        """Produce ``messages`` (dicts with ``key``, ``value``, optionally ``headers``) to ``topic`` in order, a
-        ``chunk`` per call into librdkafka (``produce_batch``: the same partitioner as ``produce``; measured
+        """Produce ``messages`` (dicts with ``key``, ``value``, optionally ``partition`` and ``headers``) to ``topic``
+        in order, a ``chunk`` per call into librdkafka (``produce_batch``: the same partitioner as ``produce``; measured
         1.3 against 1.6 us of CPU per record). Before each chunk the local queue is served until it holds at most
         ``queue_room`` messages, so a chunk is never refused half-way for a full queue (which would reorder
         it); a message refused anyway raises ``RetriableError``: abort and retry the transaction."""
         if any("headers" in m for m in messages):  # produce_batch cannot carry headers
             for m in messages:
-                self.produce(topic, m.get("value"), key=m.get("key"), headers=m.get("headers"))
+                self.produce(topic, m.get("value"), key=m.get("key"), partition=m.get("partition"),
+                             headers=m.get("headers"))
             return
         for start in range(0, len(messages), chunk):
             part = messages[start:start + chunk]

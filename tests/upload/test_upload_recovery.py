@@ -58,7 +58,7 @@ def _uploaded_more_than(topo, channel: str, n: int) -> Callable[[], bool]:
 
 
 def _recovered(uploader: ChannelUploader, n: int) -> Callable[[], bool]:
-    return lambda: uploader.target.reopens >= n
+    return lambda: uploader.target.recoveries >= n
 
 
 @pytest.mark.parametrize("ha", [False, True])
@@ -103,8 +103,8 @@ def test_a_fenced_channel_upload_recovers_in_process(ha: bool, tmp_path: Path, k
             t.join(60)
     assert hq_count(topo) == want
     assert all(u.error is None for u in upload.uploaders)
-    assert fenced.target.reopens >= 2  # its producer fenced (lost, or its commit failed): reopened, positions re-read
-    assert all(u.target.reopens == 0 for u in upload.uploaders if u is not fenced)
+    assert fenced.target.recoveries >= 2  # its producer fenced: replaced, positions re-read
+    assert all(u.target.recoveries == 0 for u in upload.uploaders if u is not fenced)
     for c in CHANNELS:
         assert_channel_at_hq(topo, c)
         keys = [(k["table"], k["counter"]) for k, _, _ in upload_records(topo, c)]

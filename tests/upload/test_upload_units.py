@@ -100,14 +100,21 @@ def test_gaps_beyond_an_incomplete_reread_are_not_closed() -> None:
 def test_a_lost_producer_is_recovered_within_the_budget_then_the_upload_stops() -> None:
     import pytest
 
-    from cdx.connectors.upload.channel_recovery import ProducerRecovery
+    from cdx.connectors.upload.channel_writer import upload_target
     from cdx.errors import FatalError
 
-    recovery = ProducerRecovery("s01", {"bootstrap.servers": "127.0.0.1:1"})
+    class Lost:  # what the target's recovery uses of its producer
+        def reopen(self) -> None:
+            pass
+
+    target = upload_target("cdx", "s01", {"bootstrap.servers": "127.0.0.1:1"}, 1_000_000, lambda _p: [])
+    target.producer = Lost()  # type: ignore[assignment]
     for n in range(1, 11):
-        assert recovery.lost(RuntimeError("fenced")) == n
-        recovery.confirm()  # no lease (no --ha): any uploader may recover
-        assert recovery.recovered() and recovery.recoveries == n
-    assert not recovery.recovered()  # nothing lost since: a plain reopen
+        target.lost = RuntimeError("fenced")
+        target.recover()  # no lease (no --ha): any uploader may recover
+        assert target.lost is None and target.recoveries == n
+    target.recover()  # nothing lost since: nothing to do
+    assert target.recoveries == 10
+    target.lost = RuntimeError("fenced again")
     with pytest.raises(FatalError, match="channel s01 upload: lost producers: 11 failures within 600 s"):
-        recovery.lost(RuntimeError("fenced again"))
+        target.recover()

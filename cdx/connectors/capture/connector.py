@@ -27,8 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cdx.codec import SchemaPublisher, SchemaStore, make_codec
-from cdx.connectors.capture import metrics
+from cdx.codec import SchemaStore, make_codec
 from cdx.connectors.capture.positions import Position
 from cdx.connectors.capture.reload import reload_capture
 from cdx.connectors.capture.source import TrackingSource
@@ -79,7 +78,8 @@ class CaptureConnector:
         self.target: KafkaTxnTarget[dict[str, Position]] = KafkaTxnTarget(
             "capture", size_limited(producer_config(self.base_config, transactional_id=f"{self.prefix}-capture-"
                                                     f"{self.hq_name}", transaction_timeout_ms=900_000),
-                                    self.max_message_bytes), self._position_records, still_ours=self._still_ours)
+                                    self.max_message_bytes), self._position_records, still_ours=self._still_ours,
+            schemas_topic=self.schemas_topic)
         self.writer: CaptureWriter | None = None
         self.lease: Lease | None = None
         """Set by ``cdx capture --ha``: a lost producer is recovered only while this process holds it."""
@@ -118,13 +118,10 @@ class CaptureConnector:
             log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
                         " an administrator must, or larger rows will fail", topic, self.max_message_bytes)
         self.target.open()
-        publisher = SchemaPublisher(self.target.txn, self.schemas_topic, transactional=True)
-        self.target.on_commit = [publisher.transaction_committed, metrics.TRANSACTIONS.inc]
-        self.target.on_abort = [publisher.transaction_aborted, metrics.ABORTS.inc]
         store = SchemaStore(k.bootstrap_servers, self.schemas_topic, consumer_config=dict(self.base_config))
-        codec = make_codec(k.codec_config(), store=store, publisher=publisher)
-        self.writer = CaptureWriter(self.target, publisher, codec, self.hq_name, self.positions_topic,
-                                    self.dlq_topic, self.max_message_bytes)
+        codec = make_codec(k.codec_config(), store=store, publisher=self.target.publisher)
+        self.writer = CaptureWriter(self.target, codec, self.hq_name, self.positions_topic, self.dlq_topic,
+                                    self.max_message_bytes)
         self.source.codec, self.source.store = codec, store
         self.source.open()
 

@@ -1,10 +1,11 @@
-"""Prometheus metrics of the capture connector (names documented in docs/operations.md)."""
+"""Prometheus metrics of the capture connector (names documented in docs/operations.md).
+
+Transactions, retries and errors are the stage's (``cdx_stage_*{stage="capture"}``, :mod:`cdx.stage.metrics`);
+these are capture's own."""
 
 from prometheus_client import Counter, Gauge
 
 CHANGES = Counter("cdx_capture_changes_total", "Changes published to table topics", ["table", "op"])
-TRANSACTIONS = Counter("cdx_capture_transactions_total", "Kafka transactions committed by capture")
-ABORTS = Counter("cdx_capture_aborts_total", "Kafka transactions aborted by capture (then retried)")
 RESNAPSHOTS = Counter("cdx_capture_resnapshots_total",
                       "Tables re-snapshotted because their position fell behind the minimum valid version",
                       ["table"])

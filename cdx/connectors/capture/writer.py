@@ -5,9 +5,8 @@ Contract
   after each delete) and its dead letters. A record larger than ``max_message_bytes`` (less
   ``RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size, reason) goes
   to the dead-letter topic in the same transaction and the position moves on.
-- New schemas of the unit's table are published first, in a short transaction of their own: a schema
-  record inside a long data transaction (a snapshot chunk) would hold back the schemas topic's last
-  stable offset, so read_committed readers would not see other producers' schemas until it commits.
+- New schemas of the unit's table are published first, in a short transaction of their own
+  (:meth:`~cdx.kafka.txn_target.KafkaTxnTarget.publish`; not inside a long snapshot chunk's).
 - ``position_records(position)`` gives the positions to store with the records (key ``<hqdb>/<table>``).
 """
 
@@ -17,7 +16,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from cdx.codec import SchemaPublisher
 from cdx.codec.codec import Codec
 from cdx.codec.envelope import Op
 from cdx.connectors.capture import metrics
@@ -40,7 +38,6 @@ class CaptureWriter:
     """What capture writes into its Kafka transaction (see the module docstring)."""
 
     target: KafkaTxnTarget[dict[str, Position]]
-    publisher: SchemaPublisher
     codec: Codec
     hq_name: str
     positions_topic: str
@@ -49,7 +46,8 @@ class CaptureWriter:
 
     def encode(self, unit: Unit) -> list[Outgoing]:
         table = unit.table
-        self._publish_schemas(table)
+        assert table.schemas is not None
+        self.target.publish([table.schemas.key, table.schemas.value])
         out, letters = Outgoing(table.topic), Outgoing(self.dlq_topic)
         encoder = self._encoder(table)
         for op, key, row, version, ts_ms, snapshot in unit.events:
@@ -75,16 +73,6 @@ class CaptureWriter:
             encoder = table.encoder = ChangeEncoder(self.codec, table.topic, table.schemas, hq_name=self.hq_name,
                                                     schema=table.ref.schema or "", table=table.ref.name)
         return encoder
-
-    def _publish_schemas(self, table: TableState) -> None:
-        schemas = table.schemas
-        assert schemas is not None
-        if {schemas.key.fingerprint_hex, schemas.value.fingerprint_hex} - self.publisher.published:
-            def publish() -> None:
-                self.publisher.publish(schemas.key)
-                self.publisher.publish(schemas.value)
-
-            self.target.transaction(publish)
 
     def _dead_letter(self, table: TableState, key: dict[str, Any], size: int) -> dict[str, Any]:
         """A change too large to publish: its dead letter (table, key, size, reason)."""

@@ -5,8 +5,12 @@ contract is in :mod:`cdx.connectors.upload.uploader`.
 
 - source :class:`~cdx.connectors.upload.channel_read.ChannelRows`: the channel database's upload
   tables, read by replication counter in one snapshot (a record is one table's new rows);
-- target :class:`~cdx.connectors.upload.channel_target.UploadTransaction`: one Kafka transaction with
-  the rows, the dead letters and the tables' new positions.
+- decode :meth:`~cdx.connectors.upload.channel_writer.ChannelWriter.encode`: a table's rows and dead
+  letters as Kafka records (new schemas first, in a short transaction);
+- target :class:`~cdx.kafka.txn_target.KafkaTxnTarget` (as capture's): one Kafka transaction with the
+  rows, the dead letters and the tables' new positions; a lost producer is recovered in process (with
+  ``--ha`` only while this process holds the channel's lease). The source re-reads the positions from
+  what is committed (read_committed) on open and after every rewind.
 
 This module adds what is the channel's own: the HA lease (``--ha``), the restart of tables at a
 counter (``--from-counter``), and the stage's hooks.
@@ -17,13 +21,14 @@ from __future__ import annotations
 import logging
 import threading
 
-from cdx.codec import SchemaStore
-from cdx.codec.codec import Codec
+from confluent_kafka import KafkaException
+
+from cdx.codec import SchemaStore, make_codec
 from cdx.connectors.upload.channel_read import ChannelDatabaseError, ChannelRows, Pending, Positions, UploadTable
-from cdx.connectors.upload.channel_recovery import ProducerRecovery
-from cdx.connectors.upload.channel_target import UploadTransaction
-from cdx.connectors.upload.plan import UploadOptions, upload_subjobs_for
-from cdx.errors import ConfigError
+from cdx.connectors.upload.channel_writer import ChannelWriter, Encoded, upload_target
+from cdx.connectors.upload.plan import UploadOptions, load_upload_positions, upload_subjobs_for
+from cdx.errors import ConfigError, RetriableError
+from cdx.kafka.admin import partitions_of
 from cdx.kafka.config import client_config
 from cdx.kafka.lease import Lease, LeaseLost
 from cdx.kafka.transactions import TransactionalProducer
@@ -49,11 +54,14 @@ class ChannelUploader:
         self.base_config = client_config(k.bootstrap_servers, k.security_of(channel.id))  # its own identity
         self.subjobs = upload_subjobs_for(topology, channel.id)
         self.error: BaseException | None = None
-        self.recovery = ProducerRecovery(self.id, self.base_config)
-        self.target = UploadTransaction(topology, channel.id, self.base_config, store, options, self.recovery,
-                                        lambda: [t.schemas.value for t in self.source.tables])
-        self.source = ChannelRows(channel, self.subjobs, store, self.prefix, options, lambda: self.target.positions,
-                                  lambda: self.target.partitions, stop)
+        self.lease: Lease | None = None
+        self.target = upload_target(self.prefix, channel.id, self.base_config, k.max_message_bytes,
+                                    lambda positions: self.writer.position_records(positions), self._still_ours)
+        self.codec = make_codec(k.codec_config(), store=store, publisher=self.target.publisher)
+        self.writer = ChannelWriter(self.target, self.codec, channel.id, self.prefix, k.max_message_bytes,
+                                    options.gap_timeout)
+        self.source = ChannelRows(channel, self.subjobs, store, self.prefix, options, self._positions,
+                                  self._partitions, stop)
         self._restart_pending = options.from_counter is not None
 
     # views for tests and ``cdx status``-like callers
@@ -65,14 +73,10 @@ class ChannelUploader:
     def producer(self) -> TransactionalProducer | None:
         return self.target.producer
 
-    @property
-    def codec(self) -> Codec | None:
-        return self.target.codec
-
-    def stage(self) -> Stage[Pending, Pending, Positions]:
+    def stage(self) -> Stage[Pending, Encoded, Positions]:
         o = self.options
-        return Stage(f"channel-upload/{self.id}", self.source, self.target, self.target.refuse,
-                     between_batches=self._between_batches,
+        return Stage(f"channel-upload/{self.id}", self.source, self.target, self.writer.refuse,
+                     decode=self.writer.encode, between_batches=self._between_batches,
                      options=StageOptions(max_records=o.batch_size, max_wait=o.poll_interval,
                                           initial_backoff=min(0.5, o.max_backoff), max_backoff=o.max_backoff))
 
@@ -84,8 +88,7 @@ class ChannelUploader:
         With ``options.ha`` the channel first waits as standby for its lease (``cdx.kafka.lease``); the
         producer (whose ``init_transactions`` fences a predecessor) and the positions come only after it,
         and the lease is released only after the producer is closed."""
-        lease = self._lease() if self.options.ha else None
-        self.recovery.lease = lease
+        lease = self.lease = self._lease() if self.options.ha else None
         try:
             if lease is None or lease.acquire(self._stop):
                 run_stage(self.stage(), self._stop)
@@ -109,9 +112,26 @@ class ChannelUploader:
                      replication_factor=k.replication_factor, session_timeout=self.options.lease_timeout,
                      on_lost=lost)
 
+    def _still_ours(self) -> bool:
+        """May a lost producer be replaced (its ``init_transactions`` fences whoever holds the id)? Without
+        ``--ha`` always; with it only while the channel's lease is confirmed ours."""
+        return self.lease is None or self.lease.confirmed()
+
+    def _positions(self) -> Positions:
+        """This channel's committed positions (read_committed): after any failure, what is committed counts."""
+        mine = f"{self.id}/"
+        try:
+            stored = load_upload_positions(self.base_config, self.writer.positions_topic)
+        except (KafkaException, TimeoutError) as exc:
+            raise RetriableError(f"channel {self.id}: upload positions not readable: {exc}") from exc
+        return {key: p for key, p in stored.items() if key.startswith(mine)}
+
+    def _partitions(self) -> int:
+        return max(1, len(partitions_of(self.base_config, self.writer.topic)))
+
     # ------------------------------------------------------------------ one poll (tests, tools)
     def _kafka(self) -> None:
-        """Open the target: the transactional producer and the committed positions."""
+        """Open the target: the transactional producer."""
         self.target.open()
 
     def _database(self) -> None:
@@ -135,8 +155,9 @@ class ChannelUploader:
 
     # ------------------------------------------------------------------ between batches
     def _between_batches(self) -> None:
-        """A stale producer is reopened (positions re-read); a restart at a counter is done, once."""
-        self.target.prepare()
+        """A lost producer is replaced (before the source re-reads what is committed); a restart at a counter
+        is done, once."""
+        self.target.recover()
         if self._restart_pending:
             if self.source.conn is None:
                 self.source.open()
@@ -156,17 +177,11 @@ class ChannelUploader:
             pos = t.position.copy()
             pos.restart_at(int(self.options.from_counter or 0))
             restarted.append((t, pos))
-        positions_topic = self.target.positions_topic
-
-        def write(producer: TransactionalProducer) -> None:
-            for t, pos in restarted:
-                producer.produce(positions_topic, pos.encode(), key=t.key.encode())
-
-        self.target.transaction(write)
+        out = self.writer.positions({t.key: pos for t, pos in restarted})
+        self.target.transaction(lambda: self.target.txn.produce_many(out.topic, out.messages))
         for t, pos in restarted:
             log.warning("channel %s, %s: upload restarts at counter %d (was at %d%s)", self.id, t.source.table,
                         pos.high + 1, t.position.high, "; halt lifted" if t.position.halted else "")
             t.position = pos
-            self.target.positions[t.key] = pos
         self._restart_pending = False
 

@@ -142,7 +142,8 @@ class ChannelRows:
         self.close()
         conn = open_database(self.channel.database, read_snapshots=True)
         try:
-            tables = [self._table(conn, subjob) for subjob in self.subjobs]
+            stored, partitions = self.stored(), self.partitions()
+            tables = [self._table(conn, subjob, stored, partitions) for subjob in self.subjobs]
             conn.rollback()
         except BaseException:
             close_quietly(conn)
@@ -151,14 +152,13 @@ class ChannelRows:
         for t in tables:
             gauges(self.channel.id, t)
 
-    def _table(self, conn: Connection, subjob: Subjob) -> UploadTable:
+    def _table(self, conn: Connection, subjob: Subjob, stored: Positions, partitions: int) -> UploadTable:
         source = UploadSource(self.dialect, conn, subjob)
         key = position_key(self.channel.id, str(source.table))
         schemas = self.store.register_table(
             value_namespace(self.prefix, subjob.hq_table.schema, subjob.hq_table.name), source.codec_columns())
-        return UploadTable(subjob, source, key, schemas, murmur2_partition(str(source.table).encode(),
-                                                                           self.partitions()),
-                           resume(self.stored().get(key), source.counter))
+        return UploadTable(subjob, source, key, schemas, murmur2_partition(str(source.table).encode(), partitions),
+                           resume(stored.get(key), source.counter))
 
     def poll(self, max_records: int, max_wait: float) -> Sequence[Pending]:
         """Every table's new rows (one snapshot); nothing while paused (``cdx channel pause``)."""
@@ -185,7 +185,6 @@ class ChannelRows:
             return step()
         except Exception as exc:
             self.close()
-            metrics.CHANNEL_ERRORS.labels(self.channel.id).inc()
             raise ChannelDatabaseError(db_error(self.dialect, exc, f"channel {self.channel.id} database")) from exc
 
     def _paused(self) -> bool:

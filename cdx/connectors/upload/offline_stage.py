@@ -231,7 +231,6 @@ class RegisterRows:
         try:
             return step()
         except Exception as exc:
-            metrics.OFFLINE_ERRORS.labels(self.id).inc()
             self.close()
             self.target.close()  # either side may be down: both reconnect
             raise retriable(self.dialect, exc, f"register {self.id} {what}") from exc

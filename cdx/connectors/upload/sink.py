@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Message, Producer
 
 from cdx.codec import SchemaStore, make_codec
-from cdx.connectors.upload import metrics
 from cdx.connectors.upload.reload import reload_upload_sink
 from cdx.connectors.upload.sink_catalog import ORIGIN_COLUMN, Catalog, HqTable
 from cdx.connectors.upload.sink_decode import Decoder, Unusable
@@ -148,7 +147,7 @@ class UploadSink:
         assert self.decoder is not None, "setup() first"
         o = self.options
         return Stage(COMPONENT, self.source, self.target, self._dead_letter, decode=self.decoder,
-                     between_batches=self._between_batches, on_failure=self._failed,
+                     between_batches=self._between_batches, on_failure=self.target.record_failure,
                      options=StageOptions(max_records=o.batch_size, max_wait=o.poll_timeout, max_backoff=o.max_backoff))
 
     def run(self) -> None:
@@ -180,7 +179,3 @@ class UploadSink:
         err = exc if isinstance(exc, Unusable) else Unusable(exc.reason, self.catalog.channels.get(msg.topic() or ""))
         self.target.dead.append(Dead(msg, err))
 
-    def _failed(self, msgs: Sequence[Message], exc: Exception) -> None:
-        if isinstance(exc, RetriableError):
-            metrics.SINK_FAILURES.inc()
-        self.target.record_failure(msgs, exc)

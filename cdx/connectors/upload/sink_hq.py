@@ -225,12 +225,10 @@ class HqTarget:
 
     def _after_commit(self) -> None:
         self.batches += 1
-        metrics.SINK_BATCHES.inc()
         for g in self._groups:
             metrics.SINK_ROWS.labels(g.channel, g.table.name, "inserted").inc(g.inserted)
             metrics.SINK_ROWS.labels(g.channel, g.table.name, "duplicate").inc(g.duplicates)
-        for x in self.dead:
-            metrics.DEAD_LETTERS.labels(COMPONENT).inc()
+        for x in self.dead:  # counted in cdx_stage_records_total{outcome="dead_lettered"}
             log.error("dead letter: channel %s, table %s, counter %s (%s[%s]@%s): %s", x.error.channel,
                       x.error.table, x.error.counter, x.msg.topic(), x.msg.partition(), x.msg.offset(),
                       x.error.reason)

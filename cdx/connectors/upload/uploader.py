@@ -9,12 +9,11 @@ Contract
   new rows of all of them **and** their new positions (compacted topic
   ``<prefix>._upload_positions``, key ``<channel>/<table>``) in **one Kafka transaction**. A crash
   at any moment leaves both or neither; a restart resumes from the committed positions.
-- ``transactional.id`` = ``<prefix>-upload-<channel>``. After a failed transaction the producer is
-  reopened (which completes or aborts whatever was in flight) and the positions re-read, exactly as
-  on a restart. A lost producer (fenced by a broker failover that moved the transaction
-  coordinator) is recovered in process, within a failure budget; with ``--ha`` only while this
-  process holds the channel's lease: a process that lost it to a standby stops
-  (:mod:`cdx.connectors.upload.channel_recovery`).
+- ``transactional.id`` = ``<prefix>-upload-<channel>``. After a failed transaction the positions are
+  re-read from what is committed, exactly as on a restart. A lost producer (fenced by a broker failover
+  that moved the transaction coordinator) is recovered in process, within a failure budget; with
+  ``--ha`` only while this process holds the channel's lease: a process that lost it to a standby stops
+  (:class:`cdx.kafka.txn_target.KafkaTxnTarget`, the same target as capture's).
 - Channels are independent (a thread each): an unreachable or misconfigured channel database is
   retried with backoff and delays only its own upload.
 - A row that cannot be encoded, or whose record is larger than ``kafka.max_message_bytes``, goes
