@@ -311,6 +311,9 @@ class SchemaStore:
                 "enable.partition.eof": True,
                 "isolation.level": "read_committed",
                 "auto.offset.reset": "earliest",
+                # used only inside refresh(), to its end: the empty fetch at the end (the end of a partition
+                # whose last offset is a transaction marker is seen by EOF) is not held by the broker 500 ms
+                "fetch.wait.max.ms": 10,
                 **self._consumer_config,
             }
             self._consumer = Consumer(conf)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -10,6 +11,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from cdx.kafka.admin import partitions_of
+
+log = logging.getLogger("cdx.kafka")
 
 _LEADERSHIP = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART,
                KafkaError._UNKNOWN_PARTITION)
@@ -54,6 +57,16 @@ def low_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0)
         consumer.close()
 
 
+def _known_leaders(consumer: Consumer, topic: str, timeout: float) -> None:
+    """Take ``topic``'s metadata before ``assign``: a partition assigned at a logical offset (the beginning)
+    before its leader is known waits librdkafka's fixed 500 ms offset-query retry. Unanswered: ``assign``
+    finds the leaders itself, as before."""
+    try:
+        consumer.list_topics(topic, timeout=min(timeout, 5.0))
+    except KafkaException as exc:
+        log.debug("metadata of %s before reading it: %s", topic, exc)
+
+
 def read_to_end(config: Mapping[str, Any], topic: str, *, start: Mapping[int, int] | None = None,
                 batch: int = 1000, timeout: float = 30.0) -> Iterator[Message]:
     """Every committed message of ``topic`` from ``start`` (default: the beginning) up to the end
@@ -78,6 +91,7 @@ def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int],
                 pending[p] = end
         if not assignment:
             return
+        _known_leaders(consumer, topic, timeout)
         consumer.assign(assignment)
         deadline = time.monotonic() + timeout
         while pending:

@@ -58,10 +58,11 @@ def test_hq_failures_are_retried_from_what_is_committed(tmp_path: Path, kafka: s
         for batch in range(5):
             _sql("sqlite", dsn, *[("INSERT INTO {notes} VALUES ({p}, {p})", (batch * 10 + i, "x")) for i in range(10)])
             FlakyTracker.failures = 2
-            time.sleep(1.0)
-        deadline = time.monotonic() + 120
-        while len(read_table(topo, "NOTES")) < 50 and time.monotonic() < deadline:
-            time.sleep(0.5)
+            # the next batch once this one is published: failures that kept coming while the back-off doubled
+            # left the last wait at 8 s
+            deadline = time.monotonic() + 120
+            while len(read_table(topo, "NOTES")) < 10 * (batch + 1) and time.monotonic() < deadline:
+                time.sleep(0.2)
     finally:
         cap.stop()
         runner.join(60)

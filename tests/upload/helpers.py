@@ -300,6 +300,18 @@ def upload_records(topo: Topology, channel_id: str) -> list[tuple[dict[str, Any]
     return out
 
 
+def upload_keys(topo: Topology, channels: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The decoded keys of every committed record on each channel's upload topic (one codec for all)."""
+    k = topo.kafka
+    cfg = client_config(k.bootstrap_servers)
+    codec = make_codec(k.codec_config(), store=SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix)))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for c in channels:
+        topic = upload_topic(k.topic_prefix, c)
+        out[c] = [codec.decode_key(topic, msg.key() or b"") for msg in read_to_end(cfg, topic)]
+    return out
+
+
 def dead_letters(topo: Topology) -> list[dict[str, Any]]:
     """The value documents of every dead letter (format: cdx.stage.letters)."""
     import json
@@ -318,6 +330,8 @@ class Proc:
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills = 0
+        self.termed: subprocess.Popen[bytes] | None = None
+        """The process ``terminate`` sent SIGTERM to."""
 
     def start(self) -> Proc:
         out = open(self.log, "ab")  # noqa: SIM115 - the child owns it
@@ -340,15 +354,29 @@ class Proc:
         assert self.alive(), f"{self.args[:2]} exited {self.proc.returncode if self.proc else None}:\n" \
                              f"{self.log.read_text()[-4000:]}"
 
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting (``stop`` then waits without sending it again)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.termed = self.proc
+
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
+        if self.termed is not self.proc:
+            self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             return self.proc.wait()
+
+
+def stop_all(*procs: Proc, timeout: float = 30.0) -> tuple[int | None, ...]:
+    """SIGTERM to every process at once, then their exit codes (they shut down side by side)."""
+    for p in procs:
+        p.terminate()
+    return tuple(p.stop(timeout) for p in procs)
 
 
 class Background:
