@@ -61,6 +61,19 @@ class _Aborted(Exception):
     """Thrown into the open transaction's context manager to roll it back."""
 
 
+def _not_yet_applied(items: Sequence[Item], position: dict[str, str],
+                     stored: dict[str, str]) -> tuple[list[Item], dict[str, str]]:
+    """``items`` at or above the offsets HQ holds, and ``position`` never below them."""
+    def key(m: Message) -> str:
+        return f"{m.topic()}/{m.partition() or 0}"
+
+    fresh = [i for i in items if (i.msg.offset() or 0) >= int(stored.get(key(i.msg), 0))]
+    if len(fresh) < len(items):
+        log.warning("HQ upload sink: %d re-delivered records below the offsets HQ holds skipped",
+                    len(items) - len(fresh))
+    return fresh, {k: str(max(int(v), int(stored.get(k, 0)))) for k, v in position.items()}
+
+
 def _sessions(groups: Sequence[Group], dead: Sequence[Dead], started: dt.datetime) -> list[Session]:
     finished = utcnow()
     sessions = [Session(g.channel, g.table.job, g.table.subjob.id, g.table.name, g.topic, g.partition,
@@ -147,8 +160,15 @@ class HqTarget:
         self._tx = tx
 
     def write(self, items: Sequence[Item], position: dict[str, str]) -> None:
+        """Idempotent by offset: records below the offsets HQ holds (read in this transaction) were
+        applied by an earlier transaction and are skipped, and no stored offset moves backwards, so a
+        re-delivery (a consumer that started at Kafka's monitoring offsets, a rebalance) applies nothing twice."""
         assert self.conn is not None
         d, conn = self.dialect, self.conn
+        try:
+            items, position = _not_yet_applied(items, position, d.read_state(conn, self.group_id))
+        except Exception as exc:
+            raise db_error(d, exc, "reading upload offsets at HQ") from exc
         groups = group_items(items)
         try:
             insert_groups(d, conn, groups)
