@@ -265,6 +265,6 @@ def compile_reader(schema: Any) -> Reader | None:
                         "        raise _Error(f'{len(data) - i} bytes after the Avro body: wrong writer schema?')",
                         "    return out"])
     scope = {**gen.consts, "_Error": DecodeError}
-    exec(compile(source, f"<avro reader {str(schema)[:60]}>", "exec"), scope)  # our own generated code, from a parsed schema
+    exec(compile(source, f"<avro reader {str(schema)[:60]}>", "exec"), scope)  # code generated above, from the schema
     reader: Reader = scope["read"]
     return reader

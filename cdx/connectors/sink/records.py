@@ -106,15 +106,6 @@ def decode_message(decoder: Decoder, msg: Any) -> Record:
                           timestamp=ts if ts_type and ts and ts > 0 else 0, headers=msg.headers() or None)
 
 
-def decode_ahead(decoder: Decoder, msg: Any) -> Any:
-    """``decode_message``, or ``msg`` itself when that raises ``RetriableError`` (the sink's worker
-    decodes it again and waits as usual): a sink's feed decodes ahead with it (``decode_ahead``)."""
-    try:
-        return decode_message(decoder, msg)
-    except RetriableError:
-        return msg
-
-
 UNKNOWN_SCHEMA_PATIENCE_S = 300.0
 """How long an unknown writer schema is retried before its record is dead-lettered."""
 
