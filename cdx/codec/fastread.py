@@ -7,6 +7,9 @@ inline, nested records inlined, unions of ``["null", T]`` as one byte test), exe
 returns what ``read_body(body, writer)`` returns: the same dicts, ``Decimal`` (the writer's
 precision as context, as fastavro), aware UTC ``datetime``, ``date``, ``uuid.UUID``.
 
+``keep`` projects: of a record whose full name is in it, only the fields named are decoded; the others
+are skipped over (their bytes are not made into values), so its dict holds those fields alone.
+
 ``compile_reader`` returns None for what it does not handle (recursive schemas, the time and local-
 timestamp logical types, a decimal without a precision): callers then use ``read_body``. A reader
 raises ``DecodeError`` on malformed bytes, or when bytes are left over after the body (as ``read_body``).
@@ -17,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Context
 from typing import Any
 
@@ -32,6 +35,7 @@ _FASTAVRO_LOGICAL = frozenset({"bytes-decimal", "fixed-decimal", "int-date", "in
                                "long-local-timestamp-micros", "long-local-timestamp-millis", "long-timestamp-micros",
                                "long-timestamp-millis", "string-uuid"})
 """Logical types fastavro converts (any other ``logicalType`` is read as its base type)."""
+_FIXED = {"boolean": 1, "float": 4, "double": 8}
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 
@@ -72,13 +76,14 @@ def _decimal(precision: int, scale: int) -> Callable[[bytes], Any]:
 class _Gen:
     """Writes the function's lines; ``consts`` are the names its code refers to (symbols, converters)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Mapping[str, Collection[str]]) -> None:
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {"_size": _size, "_float": struct.Struct("<f").unpack_from,
                                        "_double": struct.Struct("<d").unpack_from, "_EPOCH": _EPOCH,
                                        "_td": dt.timedelta, "_date": dt.date.fromordinal, "_UUID": uuid.UUID,
                                        "_DAYS_SHIFT": _DAYS_SHIFT}
         self.named: dict[str, Any] = {}
+        self.keep = keep
         self.active: set[str] = set()
         self.n = 0
 
@@ -215,13 +220,37 @@ class _Gen:
             raise Unsupported(f"recursive record {full}")
         self.named[full] = schema
         self.active.add(full)
+        wanted = self.keep.get(full)
         items = []
         for f in schema["fields"]:
+            if wanted is not None and f["name"] not in wanted:
+                self.skip(f["type"], pad, inner)
+                continue
             fv = self.var()
             self.read(f["type"], fv, pad, inner)
             items.append(f"{str(f['name'])!r}: {fv}")
         self.active.discard(full)
         self.emit(pad, f"{v} = {{{', '.join(items)}}}")
+
+    def skip(self, schema: Any, pad: str, ns: str) -> None:
+        """Lines that move ``i`` past one value of ``schema`` (scalars without making their values)."""
+        if isinstance(schema, str) and schema not in _PRIMITIVES:
+            schema = self.resolve(schema, ns)
+        kind = schema.get("type") if isinstance(schema, Mapping) else schema
+        if isinstance(kind, str) and kind in _PRIMITIVES:
+            if kind in ("int", "long"):
+                self.emit(pad, "while data[i] & 128:", "    i += 1", "i += 1")
+            elif kind in ("string", "bytes"):
+                self.emit(pad, "b = data[i]", "if b < 128 and not b & 1:", "    i += 1 + (b >> 1)", "else:",
+                          "    n, i = _size(data, i)", "    i += n")
+            elif kind != "null":
+                self.emit(pad, f"i += {_FIXED[kind]}")
+        elif isinstance(schema, list) and len(schema) == 2 and schema[0] == "null":
+            self.emit(pad, "b = data[i]", "i += 1", "if b == 2:")
+            self.skip(schema[1], pad + "    ", ns)
+            self.emit(pad, "elif b != 0:", "    raise ValueError('bad union index')")
+        else:
+            self.read(schema, "_", pad, ns)
 
     def blocks(self, pad: str, item: Callable[[str], None]) -> None:
         c = self.var()
@@ -254,9 +283,9 @@ class _Gen:
         self.blocks(pad, item)
 
 
-def compile_reader(schema: Any) -> Reader | None:
+def compile_reader(schema: Any, keep: Mapping[str, Collection[str]] | None = None) -> Reader | None:
     """The compiled reader of writer ``schema`` (its JSON value), or None (see the module docstring)."""
-    gen = _Gen()
+    gen = _Gen(keep or {})
     try:
         gen.read(schema, "out", "        ", "")
     except (Unsupported, KeyError, TypeError, ValueError):

@@ -106,3 +106,25 @@ def test_malformed_bodies_raise_decode_error() -> None:
                      (body[:4] + b"\x04\x06", "cannot decode"), (b"\x06\xff\xfe\xfd\x00", "cannot decode")):
         with pytest.raises(DecodeError, match=why):
             read(bad, 0)
+
+
+def test_keep_projects_a_record_and_skips_the_rest() -> None:
+    cols = (Column("ID", L.INT64, primary_key=True), Column("S", L.STRING))
+    rs = routed_schemas("ax", "P", cols)
+    value = make_value(rs, op="c", key={"ID": 1}, row={"ID": 1, "S": "x" * 300}, source=SRC.to_avro(), ts_ms=9,
+                       subjob="S", position=SourcePosition("t", 0, 5))
+    body = write_body(rs.value, value)
+    full = read_body(body, rs.value)
+    kept = {"cdx.Source": ("change_version", "ts_ms"), "cdx.Position": ("offset",)}
+    read = compile_reader(rs.value.to_dict(), kept)
+    assert read is not None
+    got = read(body, 0)
+    assert got["source"] == {"ts_ms": SRC.ts_ms, "change_version": SRC.change_version}
+    assert got["position"] == {"offset": 5}
+    assert {k: v for k, v in got.items() if k not in ("source", "position")} == \
+        {k: v for k, v in full.items() if k not in ("source", "position")}
+    skipped_all = compile_reader(rs.value.to_dict(), {"routed.ax.P.Value": (), "cdx.Source": ()})
+    assert skipped_all is not None
+    assert skipped_all(body, 0)["after"] == {}
+    with pytest.raises(DecodeError):
+        read(body[:-1], 0)

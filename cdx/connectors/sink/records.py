@@ -16,6 +16,7 @@ from cdx.codec import AvroSchema, Codec, Column, LogicalType, SingleObjectCodec
 from cdx.codec.binary import read_body
 from cdx.codec.errors import UnknownSchemaError
 from cdx.codec.fastread import Reader, compile_reader
+from cdx.codec.naming import SOURCE, SOURCE_NAMESPACE
 from cdx.codec.single_object import HEADER_SIZE, MAGIC, is_single_object
 from cdx.errors import CdxError, RetriableError
 from cdx.routed import RoutedChange, columns_of, parse_tombstone, parse_value
@@ -202,9 +203,13 @@ class Decoder:
         return shape
 
 
+SOURCE_KEPT = {f"{SOURCE_NAMESPACE}.{SOURCE}": ("change_version", "ts_ms")}
+"""What ``parse_value`` reads of a routed value's ``source`` (the rest is skipped over, not decoded)."""
+
+
 def _reader(writer: AvroSchema) -> Reader:
-    """``writer``'s compiled reader, else one calling ``read_body``."""
-    compiled = compile_reader(writer.to_dict())
+    """``writer``'s compiled reader (``source`` projected to ``SOURCE_KEPT``), else one calling ``read_body``."""
+    compiled = compile_reader(writer.to_dict(), SOURCE_KEPT)
     return compiled if compiled is not None else lambda data, start: read_body(memoryview(data)[start:], writer)
 
 
