@@ -297,6 +297,10 @@ def compile_reader(schema: Any, keep: Mapping[str, Collection[str]] | None = Non
                         "        raise _Error(f'{len(data) - i} bytes after the Avro body: wrong writer schema?')",
                         "    return out"])
     scope = {**gen.consts, "_Error": DecodeError}
-    exec(compile(source, f"<avro reader {str(schema)[:60]}>", "exec"), scope)  # code generated above, from the schema
+    try:
+        code = compile(source, f"<avro reader {str(schema)[:60]}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError):  # nested deeper than Python's blocks allow
+        return None
+    exec(code, scope)  # code generated above, from the schema
     reader: Reader = scope["read"]
     return reader

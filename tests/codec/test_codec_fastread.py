@@ -92,6 +92,10 @@ def test_unsupported_schemas_are_left_to_fastavro() -> None:
     assert compile_reader(recursive) is None
     assert compile_reader({"type": "int", "logicalType": "time-millis"}) is None
     assert compile_reader({"type": "bytes", "logicalType": "decimal"}) is None  # no precision
+    deep: Any = "long"
+    for _ in range(30):  # more nested blocks than Python compiles
+        deep = {"type": "array", "items": deep}
+    assert compile_reader(deep) is None
 
 
 def test_malformed_bodies_raise_decode_error() -> None:
