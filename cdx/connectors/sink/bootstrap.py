@@ -13,8 +13,9 @@ How a bootstrap is fast (``bootstrap_settings``, ``bulk_gc``): batches of ``BOOT
 so each table's rows reach ``apply.BULK_ROWS`` and go through the dialect's bulk load
 (``Dialect.load_rows``: PostgreSQL ``COPY`` into the table, the upsert only once a key exists; SQLite
 one ``INSERT ... SELECT`` over the batch as JSON, which runs without Python's GIL); larger Kafka
-fetches (``SinkSettings.decode_ahead`` is off: see ``bootstrap_settings``); and a garbage collector that runs
-rarely (the decoded records are acyclic and die with their batch).
+fetches; and a garbage collector that runs rarely (the decoded records are acyclic and die with their batch).
+Decoding stays on the worker (compiled Avro readers, ``cdx.codec.fastread``): decoding on the feed's thread
+was removed, see docs/performance.md ("Decode ahead removed").
 """
 
 from __future__ import annotations
@@ -44,10 +45,7 @@ a batch's records are freed by reference counting before a collection would look
 
 def bootstrap_settings(batch_size: int = BOOTSTRAP_BATCH) -> SinkSettings:
     """The sink settings of ``cdx channel bootstrap`` (see the module docstring)."""
-    # decode_ahead stays off: on the channel sink's stage source (share.FeedShare) it cost 2.3x the time and
-    # CPU of decoding on the worker (200,000 rows on PostgreSQL: 22.5 s / 21.5 CPU-s against 9.7 s / 8.6 CPU-s,
-    # idle machine, bench.bootstrap), against 12-22 % faster in its own branch: to be profiled.
-    return SinkSettings(batch_size=batch_size, poll_timeout=POLL_TIMEOUT, decode_ahead=False,
+    return SinkSettings(batch_size=batch_size, poll_timeout=POLL_TIMEOUT,
                         consumer_overrides=dict(BOOTSTRAP_FETCH))
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from cdx.codec import AvroSchema, Codec, Column, LogicalType, SingleObjectCodec
 from cdx.codec.binary import read_body
 from cdx.codec.errors import UnknownSchemaError
+from cdx.codec.fastread import Reader, compile_reader
+from cdx.codec.naming import SOURCE, SOURCE_NAMESPACE
 from cdx.codec.single_object import HEADER_SIZE, MAGIC, is_single_object
 from cdx.errors import CdxError, RetriableError
 from cdx.routed import RoutedChange, columns_of, parse_tombstone, parse_value
@@ -105,15 +107,6 @@ def decode_message(decoder: Decoder, msg: Any) -> Record:
                           timestamp=ts if ts_type and ts and ts > 0 else 0, headers=msg.headers() or None)
 
 
-def decode_ahead(decoder: Decoder, msg: Any) -> Any:
-    """``decode_message``, or ``msg`` itself when that raises ``RetriableError`` (the sink's worker
-    decodes it again and waits as usual): a sink's feed decodes ahead with it (``decode_ahead``)."""
-    try:
-        return decode_message(decoder, msg)
-    except RetriableError:
-        return msg
-
-
 UNKNOWN_SCHEMA_PATIENCE_S = 300.0
 """How long an unknown writer schema is retried before its record is dead-lettered."""
 
@@ -125,14 +118,15 @@ class Decoder:
     skips the schema lookups, and the key values are taken from the decoded value (a routed
     value carries the key: ``after`` for upserts, ``before`` for deletes, see ``cdx.routed``)
     instead of decoding the key a second time; with ``SingleObjectCodec`` the value body is then read
-    with the cached writer schema directly (no per-record fingerprint lookup).
+    with the cached writer schema's compiled reader (``cdx.codec.fastread``; ``read_body`` for a schema it
+    does not compile) directly (no per-record fingerprint lookup).
     """
 
     def __init__(self, codec: Codec, topic: str) -> None:
         self.codec = codec
         self.topic = topic
         self._shapes: dict[tuple[AvroSchema, AvroSchema], Shape] = {}
-        self._by_header: dict[tuple[bytes, bytes], tuple[Shape, AvroSchema | None]] = {}
+        self._by_header: dict[tuple[bytes, bytes], tuple[Shape, Reader | None]] = {}
         self._direct = type(codec) is SingleObjectCodec
         self._unknown_since: dict[str, float] = {}
 
@@ -150,7 +144,7 @@ class Decoder:
                 raise ValueError("record has no key")
             known = self._by_header.get((key[:HEADER_SIZE], value[:HEADER_SIZE]))  # only checked headers are in it
             if known is not None and known[1] is not None:  # the common case, first
-                decoded = read_body(memoryview(value)[HEADER_SIZE:], known[1]) or {}
+                decoded = known[1](value, HEADER_SIZE) or {}
                 key_dict = _key_from_value(known[0], decoded)
                 rec.change = parse_value(key_dict if key_dict is not None else self.codec.decode_key(self.topic, key),
                                          decoded)
@@ -159,8 +153,8 @@ class Decoder:
             header = (key[:HEADER_SIZE], value[:HEADER_SIZE]) if key[:2] == MAGIC and is_single_object(value) \
                 and len(key) >= HEADER_SIZE else None
             known = self._by_header.get(header) if header is not None else None
-            shape, writer = known if known is not None else (None, None)
-            decoded = (read_body(memoryview(value)[HEADER_SIZE:], writer) if writer is not None
+            shape, read = known if known is not None else (None, None)
+            decoded = (read(value, HEADER_SIZE) if read is not None
                        else self.codec.decode_value(self.topic, value)) or {}
             key_dict = _key_from_value(shape, decoded) if shape is not None else None
             change = parse_value(key_dict if key_dict is not None else self.codec.decode_key(self.topic, key), decoded)
@@ -168,7 +162,7 @@ class Decoder:
                 shape = self._shape(key, value, change)
                 if header is not None:
                     vs = self.codec.writer_schema(self.topic, value) if self._direct else None
-                    self._by_header[header] = (shape, vs)
+                    self._by_header[header] = (shape, _reader(vs) if vs is not None else None)
             rec.shape = shape
             rec.change = change
         except RetriableError:
@@ -207,6 +201,16 @@ class Decoder:
             shape = shape_of(change.schema, change.table, ks, vs)
             self._shapes[(ks, vs)] = shape
         return shape
+
+
+SOURCE_KEPT = {f"{SOURCE_NAMESPACE}.{SOURCE}": ("change_version", "ts_ms")}
+"""What ``parse_value`` reads of a routed value's ``source`` (the rest is skipped over, not decoded)."""
+
+
+def _reader(writer: AvroSchema) -> Reader:
+    """``writer``'s compiled reader (``source`` projected to ``SOURCE_KEPT``), else one calling ``read_body``."""
+    compiled = compile_reader(writer.to_dict(), SOURCE_KEPT)
+    return compiled if compiled is not None else lambda data, start: read_body(memoryview(data)[start:], writer)
 
 
 REROUTE_HEADER = "cdx.reroute"

@@ -56,9 +56,6 @@ class SinkSettings:
     instead of dead-lettering on (see ``breaker``; within a batch, probing later records decides sooner)."""
     workers: int = 4
     """Threads of a host that apply batches (each channel's batches one at a time, in order)."""
-    decode_ahead: bool = False
-    """Decode each record as the feed hands it over, on the feed's thread, so the next batch is decoded
-    while the database writes this one (``cdx channel bootstrap``); False: the worker decodes its batch."""
 
 
 @dataclass

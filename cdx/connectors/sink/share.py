@@ -26,7 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Message
 from cdx.connectors.sink import metrics
 from cdx.connectors.sink.gate import Gate
 from cdx.connectors.sink.kafkaops import watermarks
-from cdx.connectors.sink.records import Decoder, Record, decode_ahead, decode_message
+from cdx.connectors.sink.records import Decoder, Record, decode_message
 from cdx.connectors.sink.settings import SinkSettings
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import SinkState
@@ -55,7 +55,7 @@ class FeedShare:
     def _init_share(self, limit: int) -> None:
         self._mu = threading.Lock()
         """Guards what the feed thread and the workers share: inbox, positions wanted, held, scheduling."""
-        self._inbox: deque[Message | Record] = deque()
+        self._inbox: deque[Message] = deque()
         self._next: dict[int, int] = {}
         self._accepting = False
         self._limit = limit
@@ -79,16 +79,13 @@ class FeedShare:
             return {p: self._next.get(p, OFFSET_BEGINNING) for p in partitions if p not in self.held}
 
     def offer(self, partition: int, offset: int, cursor: int, msg: Message) -> bool:
-        """Take ``msg`` into the inbox; with ``decode_ahead`` decoded here, on the feed's thread (see settings)."""
-        item: Message | Record = msg
-        if self.settings.decode_ahead and len(self._inbox) < self._limit:
-            item = decode_ahead(self.decoder, msg)
+        """Take ``msg`` into the inbox (undecoded: the worker decodes its batch, ``poll``)."""
         with self._mu:
             if not self._accepting or partition in self.held or len(self._inbox) >= self._limit:
                 return False
             if not cursor <= self._next.get(partition, OFFSET_BEGINNING) <= offset:
                 return False
-            self._inbox.append(item)
+            self._inbox.append(msg)
             self._next[partition] = offset + 1
             return True
 
@@ -113,17 +110,12 @@ class FeedShare:
         kicks the sink when records came)."""
         with self._mu:
             msgs = [self._inbox.popleft() for _ in range(min(max_records, len(self._inbox)))]
-        return self._cut([m if isinstance(m, Record) else decode_message(self.decoder, m) for m in msgs])
+        return self._cut([decode_message(self.decoder, m) for m in msgs])
 
     def _ready(self) -> bool:
-        """Whether the worker should take a batch now: whenever the inbox has records; with ``decode_ahead``
-        only a full batch, or what is left once the feed has read up to the topic's end offsets (taken at
-        once, batches would shrink to what the feed decoded meanwhile: many small transactions)."""
+        """Whether the worker should take a batch now: whenever the inbox has records."""
         with self._mu:
-            n = len(self._inbox)
-            if not n or not self.settings.decode_ahead or n >= self.settings.batch_size:
-                return n > 0
-            return all(self._next.get(p, 0) >= end for p, end in self.ends_seen().items())
+            return bool(self._inbox)
 
     def position(self, records: Sequence[Record]) -> Sequence[Record]:
         return records
@@ -187,6 +179,5 @@ class FeedShare:
             with self._mu:
                 self.held.update(held)
                 self._next.update(held)
-                self._inbox = deque(m for m in self._inbox
-                                    if (m.partition if isinstance(m, Record) else m.partition()) not in held)
+                self._inbox = deque(m for m in self._inbox if m.partition() not in held)
         return out
