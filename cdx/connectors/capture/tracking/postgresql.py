@@ -225,28 +225,35 @@ class PostgresChangeTracker(ChangeTracker):
                 self.conn.execute("DROP TABLE cdx.changes, cdx.versions, cdx.clock, cdx.tracked_tables")
 
     # -- versions ----------------------------------------------------------------------
-    def _stamp(self) -> None:
+    def _stamp(self) -> int:
+        """Stamp the finished transactions; the clock's version after it (every version up to it assigned)."""
         with self._tx():
             self.conn.execute("SELECT 1 FROM cdx.clock WHERE id = 1 FOR UPDATE")
-            self.conn.execute(_STAMP)
+            return int(self.conn.execute(_STAMP + " RETURNING version").fetchone()[0])
 
     def current_version(self) -> int:
         self._require_installed()
-        self._stamp()
-        return int(self.conn.execute("SELECT version FROM cdx.clock WHERE id = 1").fetchone()[0])
+        return self._stamp()  # one statement less per capture pass than reading the clock again
 
-    def _tracked(self, ref: TableRef) -> tuple[int, list[str], int]:
-        """(table_id, key columns, min valid version) in the current transaction."""
+    def _tracked(self, ref: TableRef, since: int = 0, limit: int | None = None
+                 ) -> tuple[int, list[str], int, int, int | None]:
+        """(table_id, key columns, min valid version, the clock's version, cut) in the current transaction,
+        one statement; cut: with ``limit``, the version of the table's ``limit``-th change after ``since``
+        up to the clock (None: fewer changes)."""
         row = self.conn.execute(
             "SELECT t.table_id, t.key_columns, greatest(t.min_valid_version, (SELECT max(v.version)"
             "  FROM cdx.changes AS c JOIN cdx.versions AS v ON v.xid = c.xid"
-            "  WHERE c.table_id = t.table_id AND c.op = 'T'))"
-            " FROM cdx.tracked_tables AS t WHERE t.schema_name = %s AND t.table_name = %s",
-            (ref.schema or "", ref.name)).fetchone()
+            "  WHERE c.table_id = t.table_id AND c.op = 'T')), k.version,"
+            " (SELECT v.version FROM cdx.versions AS v JOIN cdx.changes AS c ON c.xid = v.xid"
+            "  WHERE %(limit)s::bigint IS NOT NULL AND v.version > %(since)s AND v.version <= k.version"
+            "  AND c.table_id = t.table_id ORDER BY v.version OFFSET greatest(%(limit)s::bigint - 1, 0) LIMIT 1)"
+            " FROM cdx.tracked_tables AS t CROSS JOIN (SELECT version FROM cdx.clock WHERE id = 1) AS k"
+            " WHERE t.schema_name = %(schema)s AND t.table_name = %(name)s",
+            {"schema": ref.schema or "", "name": ref.name, "since": since, "limit": limit}).fetchone()
         if row is None:
             self.dialect.introspect_columns(self.conn, ref.schema, ref.name)  # a clearer error if missing
             raise ConfigError(f"table {ref} is not change-tracked; run enable() for it first")
-        return int(row[0]), list(row[1]), int(row[2])
+        return int(row[0]), list(row[1]), int(row[2]), int(row[3]), None if row[4] is None else int(row[4])
 
     def min_valid_version(self, table: TableLike) -> int:
         self._require_installed()
@@ -263,18 +270,10 @@ class PostgresChangeTracker(ChangeTracker):
             self._require_installed()
             self._stamp()
         with self._tx(self._READ):
-            current = int(self.conn.execute("SELECT version FROM cdx.clock WHERE id = 1").fetchone()[0])
-            table_id, keys, min_valid = self._tracked(ref)
+            table_id, keys, min_valid, current, cut = self._tracked(ref, since_version, limit)
             self._check_since(ref, since_version, min_valid, current)
             columns = self._columns(ref, keys)
-            upto = current
-            if limit is not None:
-                cut = self.conn.execute(
-                    "SELECT v.version FROM cdx.versions AS v JOIN cdx.changes AS c ON c.xid = v.xid"
-                    " WHERE v.version > %s AND v.version <= %s AND c.table_id = %s"
-                    " ORDER BY v.version OFFSET %s LIMIT 1",
-                    (since_version, current, table_id, limit - 1)).fetchone()
-                upto = int(cut[0]) if cut else current
+            upto = current if cut is None else cut
             rows = self.conn.execute(self._changes_sql(ref, keys, columns),
                                      {"since": since_version, "upto": upto, "tid": table_id}).fetchall()
         out = []
@@ -307,7 +306,7 @@ class PostgresChangeTracker(ChangeTracker):
         self.conn.execute(self._READ)
         try:
             version = int(self.conn.execute("SELECT version FROM cdx.clock WHERE id = 1").fetchone()[0])
-            _, keys, _ = self._tracked(ref)
+            _, keys, *_ = self._tracked(ref)
             columns = self._columns(ref, keys)
             cursor = self.conn.cursor(name="cdx_snapshot")
             cursor.itersize = 2000
