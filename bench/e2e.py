@@ -47,6 +47,7 @@ import os
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -289,6 +290,11 @@ class Pipeline:
         """Changes the capture has published so far (its counter)."""
         return scrape(self.ports["capture"], ["cdx_capture_changes_total"]).get("cdx_capture_changes_total", 0.0)
 
+    def batches(self) -> dict[str, float]:
+        """Transactions each role committed so far (``cdx_stage_batches_total``; 0 where not exported)."""
+        return {role: scrape(port, ["cdx_stage_batches_total"]).get("cdx_stage_batches_total", 0.0)
+                for role, port in self.ports.items()}
+
     def pids(self) -> dict[str, int]:
         """The process of each role (for its CPU time from /proc)."""
         return {name: role.proc.pid for name, role in self.group.roles.items()}
@@ -526,6 +532,14 @@ class Bench:
                 conn.close()
         return rows, seconds
 
+    def idle(self, seconds: float) -> dict[str, float]:
+        """CPU-milliseconds per second each pipeline process spends with nothing to carry (``--idle``)."""
+        before = cpu.sample(self.pipeline.pids())
+        time.sleep(seconds)
+        used = cpu.spent(before, cpu.sample(self.pipeline.pids()))
+        self.pipeline.check()
+        return {name: s * 1000 / seconds for name, s in used.items()}
+
     def steady(self, run: int) -> dict[str, Any]:
         rate, seconds = self.args.rate, self.args.seconds
         per_txn = max(1, round(rate * 0.01))  # changes per HQ transaction, one of them the probe
@@ -540,6 +554,9 @@ class Bench:
             p.start()
         committed: dict[int, float] = {}
         floor_committed: dict[int, float] = {}
+        spies = self._spy(run)
+        batches = getattr(self.pipeline, "batches", dict)
+        batches_before = batches()
         cpu_before = cpu.sample(self.pipeline.pids())
         wall = time.time() - time.perf_counter()
         t0 = time.perf_counter() + 0.05
@@ -561,6 +578,10 @@ class Bench:
             p.stop()
         self.wait_current(base, expected_state(count * product), timeout=120)
         used = cpu.spent(cpu_before, cpu.sample(self.pipeline.pids()))
+        txns = {k: v - batches_before.get(k, 0.0) for k, v in batches().items()}
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            spy.wait(60)
         lat, base_lat = latencies(committed, pollers), latencies(floor_committed, [floor_poller])
         # per probe, the slowest channel: when every channel had it
         every = [max(p.seen[s] for p in pollers) - t for s, t in committed.items() if all(s in p.seen for p in pollers)]
@@ -569,9 +590,24 @@ class Bench:
             {s: t + wall for s, t in pollers[0].seen.items()})
         return {"latency": lat.summary(), "stages": where, "loadavg": os.getloadavg(), "floor": base_lat.summary(),
                 "changes": count * per_txn,
-                "write_s": write_s, "achieved_rate": count * per_txn / write_s, "cpu_s": used,
+                "write_s": write_s, "achieved_rate": count * per_txn / write_s, "cpu_s": used, "batches": txns,
                 "cpu_s_per_100k": cpu.per_100k(used, count * per_txn),
                 "all_channels": {**percentiles([x * 1000 for x in every]), "max": max(every, default=0) * 1000}}
+
+    def _spy(self, run: int) -> list[subprocess.Popen[bytes]]:
+        """With ``--py-spy DIR``: ``py-spy record --gil`` (stacks of the thread holding the GIL) of every
+        pipeline process for the steady phase, into ``DIR/<role>-<run>.txt`` (py-spy's own CPU is not
+        counted: it is no child of the pipeline's processes)."""
+        folder = getattr(self.args, "py_spy", None)
+        if not folder:
+            return []
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        exe = Path(sys.executable).parent / "py-spy"
+        spy = str(exe) if exe.exists() else "py-spy"
+        return [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "200", "--nonblocking", "--gil",
+                                  "--threads", "--format", "raw", "--output", f"{folder}/{name}-{run + 1}.txt"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for name, pid in self.pipeline.pids().items()]
 
     def _floor_writer(self, schedule: Schedule, first: int, committed: dict[int, float]) -> None:
         conn, d = self.floor.open(), self.floor.dialect
@@ -630,6 +666,12 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the steady load")
     parser.add_argument("--batch", type=int, default=5000, help="HQ changes per transaction (throughput run)")
     parser.add_argument("--poll-interval", type=float, default=0.05, help="cdx capture --poll-interval")
+    parser.add_argument("--steady-only", action="store_true",
+                        help="skip the throughput phase and its baseline (steady-load CPU and latency only)")
+    parser.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
+                        help="first measure each process's CPU with the pipeline idle for SECONDS")
+    parser.add_argument("--py-spy", metavar="DIR", help="profile every pipeline process in the steady phase"
+                        " with py-spy record (collapsed stacks in DIR/<role>-<run>.txt)")
     args, _ = parser.parse_known_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the processes
@@ -651,15 +693,25 @@ def main(argv: list[str] | None = None) -> list[Result]:
     runs: list[dict[str, Any]] = []
     try:
         console.print(f"pipeline ready (first row in every channel) after {bench.ready():.1f}s")
+        if args.idle:
+            idle = bench.idle(args.idle)
+            console.print(f"idle for {args.idle:g}s, CPU-milliseconds per second by process: "
+                          + ", ".join(f"{name} {ms:,.1f}" for name, ms in idle.items()))
         for run in range(args.runs):
-            tp = bench.throughput(run)
-            rows, base_s = bench.copy_baseline(tp["base"])
-            tp.update(baseline_rows=rows, baseline_s=base_s, baseline_rows_per_s=rows / base_s)
-            print_throughput(run, tp, len(channels))
+            tp: dict[str, Any] = {}
+            if not args.steady_only:
+                tp = bench.throughput(run)
+                rows, base_s = bench.copy_baseline(tp["base"])
+                tp.update(baseline_rows=rows, baseline_s=base_s, baseline_rows_per_s=rows / base_s)
+                print_throughput(run, tp, len(channels))
             st = bench.steady(run)
             lat, fl = st["latency"], st["floor"]
             console.print(f"run {run + 1}: steady {st['achieved_rate']:,.0f} changes/s for {st['write_s']:.1f}s:"
                           f" latency {fmt(lat)}; floor (direct write) {fmt(fl)}; CPU {cpu_line(st)}")
+            if any(st["batches"].values()):
+                console.print(f"run {run + 1}: steady: transactions (cdx_stage_batches_total) and CPU-ms per"
+                              " transaction: " + ", ".join(f"{k} {n:,.0f} ({st['cpu_s'][k] * 1000 / n:,.2f} ms)"
+                                                           for k, n in st["batches"].items() if n))
             console.print(f"run {run + 1}: where the steady latency goes (first channel): {stages.line(st['stages'])};"
                           f" load average {os.getloadavg()[0]:.1f}")
             runs.append({"throughput": tp, "steady": st})
@@ -698,7 +750,7 @@ def fmt(s: dict[str, float]) -> str:
 
 def report(args: argparse.Namespace, runs: list[dict[str, Any]], where: str) -> list[Result]:
     n, r = args.changes, len(runs)
-    tps = [x["throughput"] for x in runs]
+    tps = [x["throughput"] for x in runs if x["throughput"]]
     sts = [x["steady"] for x in runs]
     results = [
         Result("e2e", f"throughput: HQ changes/s until every channel is current, {n:,} changes ({where})", "/s",
@@ -733,6 +785,11 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], where: str) -> 
     console.print(f"CPU-seconds per 100,000 changes (capture + router + sink, /proc utime+stime): throughput "
                   f"{median([t['cpu_s_per_100k'] for t in tps]):,.1f} s, steady load "
                   f"{median([s['cpu_s_per_100k'] for s in sts]):,.1f} s (medians)")
+    for phase, xs in (("throughput", tps), ("steady load", sts)):
+        if xs:
+            console.print(f"  {phase}, CPU-seconds per 100,000 changes by process (medians): " + ", ".join(
+                f"{name} {median([cpu.per_100k({name: x['cpu_s'][name]}, x['changes']) for x in xs]):,.1f} s"
+                for name in xs[0]["cpu_s"]))
     path = save(results, "e2e")
     console.print(f"saved {path}")
     return results

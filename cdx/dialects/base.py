@@ -264,10 +264,15 @@ class Dialect(ABC):
         if not items:
             return
         q, p = self.quote_ident, self.placeholder
-        sql = (f"INSERT INTO {self.kernel_table(STATE_TABLE)} ({q('namespace')}, {q('key')}, {q('value')})"
-               f" VALUES ({p}, {p}, {p}) ON CONFLICT ({q('namespace')}, {q('key')})"
-               f" DO UPDATE SET {q('value')} = excluded.{q('value')}")
-        conn.cursor().executemany(sql, [(namespace, k, v) for k, v in items.items()])
+        rows = list(items.items())
+        cur = conn.cursor()
+        for start in range(0, len(rows), 300):  # one statement per 300 keys (a batch's few: one round trip)
+            part = rows[start:start + 300]
+            values = ", ".join([f"({p}, {p}, {p})"] * len(part))
+            cur.execute(f"INSERT INTO {self.kernel_table(STATE_TABLE)} ({q('namespace')}, {q('key')}, {q('value')})"
+                        f" VALUES {values} ON CONFLICT ({q('namespace')}, {q('key')})"
+                        f" DO UPDATE SET {q('value')} = excluded.{q('value')}",
+                        [x for k, v in part for x in (namespace, k, v)])
 
     # -- one writer per database ---------------------------------------------------------
     session_locks: ClassVar[bool] = False

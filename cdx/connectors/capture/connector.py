@@ -52,6 +52,8 @@ log = logging.getLogger("cdx.capture")
 __all__ = ["RECORD_OVERHEAD", "CaptureConnector", "TableState"]
 
 DLQ_CONFIG = {"retention.ms": "-1"}
+PASS_UNITS = 1000
+"""Tables' units per Kafka transaction at most (a pass's units go in one, up to ``batch_size`` changes)."""
 
 
 class CaptureConnector:
@@ -130,7 +132,7 @@ class CaptureConnector:
         assert self.writer is not None, "setup() first"
         return Stage("capture", self.source, self.target, self._dead_letter, decode=self.writer.encode,
                      between_batches=self._between_batches,
-                     options=StageOptions(max_records=1, max_wait=self.poll_interval))
+                     options=StageOptions(max_records=PASS_UNITS, max_wait=self.poll_interval))
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision between two polls (see ``cdx.connectors.capture.reload``)."""

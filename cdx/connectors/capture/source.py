@@ -1,8 +1,9 @@
 """The capture stage's source: HQ change tracking, read per table after the table's committed position.
 
 A :class:`cdx.stage.contract.Source` whose records are :class:`~cdx.connectors.capture.tables.Unit`s:
-one table's changes (at most ``batch_size``) or snapshot chunk, with the table's position after them,
-one unit per ``poll``, walking the tables in passes:
+one table's changes (at most ``batch_size``) or snapshot chunk, with the table's position after them;
+a ``poll`` hands on the units of one pass (up to ``max_records`` units and about ``batch_size`` changes:
+one Kafka transaction for every table a pass found changes in), walking the tables in passes:
 
 - A pass takes the re-snapshot requests (``cdx capture resnapshot``, every ``REQUEST_INTERVAL`` s), then
   asks HQ for its tracking version (PostgreSQL: the one stamping of the pass). After a pass that published
@@ -82,13 +83,18 @@ class TrackingSource:
         self.open()
         if self._todo is None:
             self._todo, self._published = self._plan(), 0
-        while self._todo and not self.stop.is_set():
+        units: list[Unit] = []
+        events = 0
+        while self._todo and not self.stop.is_set() and len(units) < max_records and events < self.batch_size:
             unit = self._read(self._todo.pop(0))
             if unit is not None:
                 self._published += len(unit.events)
                 self._pending.append(unit)
-                return [unit]
-        self._todo, self._idle = None, self._published == 0
+                units.append(unit)
+                events += len(unit.events)
+        if units:
+            return units
+        self._todo, self._idle = None, self._published == 0  # the pass is over: the next poll starts another
         if self._idle:
             self.stop.wait(max_wait)
         return []
@@ -103,7 +109,8 @@ class TrackingSource:
         return {u.table.name: u.position for u in records}
 
     def committed(self, position: dict[str, Position]) -> None:
-        done, self._pending = [u for u in self._pending if u.table.name in position], []
+        done = [u for u in self._pending if u.table.name in position]
+        self._pending = [u for u in self._pending if u.table.name not in position]
         for unit in done:
             self._took(unit)
 

@@ -42,7 +42,7 @@ Event = tuple[Op, dict[str, Any], dict[str, Any] | None, int, int, str]
 
 @dataclass
 class Unit:
-    """One table's work for one Kafka transaction (the capture stage's source record): the changes read
+    """One table's work in a Kafka transaction (the capture stage's source record): the changes read
     (none: a quiet table's position moves on) and the table's position after them; for a snapshot chunk,
     the progress it was read after, whether it is the last one and the re-snapshot request it starts."""
 

@@ -239,7 +239,10 @@ def insert(conn: Connection, dialect: Dialect, sessions: Iterable[Session]) -> N
         return
     sql = (f"INSERT INTO {dialect.kernel_table(TABLE)} ({dialect.columns_sql(NAMES)})"
            f" VALUES ({', '.join([dialect.placeholder] * len(NAMES))})")
-    conn.cursor().executemany(sql, rows)
+    if len(rows) == 1:  # a batch's one session: a plain statement (executemany costs a pipeline round)
+        conn.cursor().execute(sql, rows[0])
+    else:
+        conn.cursor().executemany(sql, rows)
 
 
 def table_exists(conn: Connection, dialect: Dialect) -> bool:

@@ -80,13 +80,13 @@ UPDATE cdx.clock SET version = coalesce((SELECT max(version) FROM ins), clock.ve
 WHERE clock.id = 1
 """
 _OPS = ("ins", "upd", "del", "trn")
-_SHAPE = (
-    "SELECT c.oid, c.xmin::text,"
+_SHAPE_OF = (
+    "SELECT ROW(c.oid, c.xmin::text,"
     " (SELECT string_agg(a.attnum || ':' || a.xmin::text, ',' ORDER BY a.attnum) FROM pg_catalog.pg_attribute AS a"
     "  WHERE a.attrelid = c.oid AND a.attnum > 0),"
     " (SELECT string_agg(i.xmin::text, ',') FROM pg_catalog.pg_index AS i WHERE i.indrelid = c.oid AND i.indisprimary)"
-    " FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
-    " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')")
+    ")::text FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %(pschema)s AND c.relname = %(pname)s AND c.relkind IN ('r', 'p')")
 """A token of a table's shape: changes whenever a DDL statement touches its columns or primary key."""
 
 
@@ -99,7 +99,7 @@ class PostgresChangeTracker(ChangeTracker):
             raise ValueError("the change tracker needs a dedicated connection that is not in a transaction")
         conn.autocommit = True  # transactions are explicit below
         self._known_installed = False
-        self._shapes: dict[TableRef, tuple[tuple[Any, ...], list[ColumnInfo]]] = {}
+        self._shapes: dict[TableRef, tuple[str, list[ColumnInfo]]] = {}
 
     _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
@@ -129,13 +129,14 @@ class PostgresChangeTracker(ChangeTracker):
             raise ConfigError("change tracking is not enabled in this PostgreSQL database; run enable() first")
         self._known_installed = True
 
-    def _columns(self, ref: TableRef, keys: list[str]) -> list[ColumnInfo]:
+    def _columns(self, ref: TableRef, keys: list[str], token: str | None = None) -> list[ColumnInfo]:
         """The table's columns, introspected again only when its catalog rows changed: one query reads the
         versions (``xmin``) of its ``pg_class``, ``pg_attribute`` and primary-key ``pg_index`` rows, which
-        every ``ALTER TABLE`` that adds, drops, renames or retypes a column or changes the key rewrites."""
-        schema, name = self.dialect.physical_table(ref.schema or "public", ref.name)
-        row = self.conn.execute(_SHAPE, (schema, name)).fetchone()
-        token = tuple(row) if row else None
+        every ``ALTER TABLE`` that adds, drops, renames or retypes a column or changes the key rewrites
+        (``token``: that shape, read already by the caller's statement)."""
+        if token is None:
+            row = self.conn.execute(_SHAPE_OF, self._physical(ref)).fetchone()
+            token = row[0] if row else None
         cached = self._shapes.get(ref)
         if token is not None and cached is not None and cached[0] == token:
             return cached[1]
@@ -143,6 +144,10 @@ class PostgresChangeTracker(ChangeTracker):
         if token is not None:
             self._shapes[ref] = (token, columns)
         return columns
+
+    def _physical(self, ref: TableRef) -> dict[str, str | None]:
+        schema, name = self.dialect.physical_table(ref.schema or "public", ref.name)
+        return {"pschema": schema, "pname": name}
 
     # -- enable / disable ----------------------------------------------------------------
     def enable(self, tables: Iterable[TableLike], retention: timedelta = DEFAULT_RETENTION) -> None:
@@ -225,28 +230,38 @@ class PostgresChangeTracker(ChangeTracker):
                 self.conn.execute("DROP TABLE cdx.changes, cdx.versions, cdx.clock, cdx.tracked_tables")
 
     # -- versions ----------------------------------------------------------------------
-    def _stamp(self) -> None:
+    def _stamp(self) -> int:
+        """Stamp the finished transactions; the clock's version after it (every version up to it assigned)."""
         with self._tx():
             self.conn.execute("SELECT 1 FROM cdx.clock WHERE id = 1 FOR UPDATE")
-            self.conn.execute(_STAMP)
+            return int(self.conn.execute(_STAMP + " RETURNING version").fetchone()[0])
 
     def current_version(self) -> int:
         self._require_installed()
-        self._stamp()
-        return int(self.conn.execute("SELECT version FROM cdx.clock WHERE id = 1").fetchone()[0])
+        return self._stamp()  # one statement less per capture pass than reading the clock again
 
-    def _tracked(self, ref: TableRef) -> tuple[int, list[str], int]:
-        """(table_id, key columns, min valid version) in the current transaction."""
+    def _tracked(self, ref: TableRef, since: int = 0, limit: int | None = None
+                 ) -> tuple[int, list[str], int, int, int | None, str | None]:
+        """(table_id, key columns, min valid version, the clock's version, cut, shape) in the current
+        transaction, one statement; cut: with ``limit``, the version of the table's ``limit``-th change after
+        ``since`` up to the clock (None: fewer changes); shape: the token ``_columns`` compares."""
         row = self.conn.execute(
             "SELECT t.table_id, t.key_columns, greatest(t.min_valid_version, (SELECT max(v.version)"
             "  FROM cdx.changes AS c JOIN cdx.versions AS v ON v.xid = c.xid"
-            "  WHERE c.table_id = t.table_id AND c.op = 'T'))"
-            " FROM cdx.tracked_tables AS t WHERE t.schema_name = %s AND t.table_name = %s",
-            (ref.schema or "", ref.name)).fetchone()
+            "  WHERE c.table_id = t.table_id AND c.op = 'T')), k.version,"
+            " (SELECT v.version FROM cdx.versions AS v JOIN cdx.changes AS c ON c.xid = v.xid"
+            "  WHERE %(limit)s::bigint IS NOT NULL AND v.version > %(since)s AND v.version <= k.version"
+            "  AND c.table_id = t.table_id ORDER BY v.version OFFSET greatest(%(limit)s::bigint - 1, 0) LIMIT 1),"
+            f" ({_SHAPE_OF})"
+            " FROM cdx.tracked_tables AS t CROSS JOIN (SELECT version FROM cdx.clock WHERE id = 1) AS k"
+            " WHERE t.schema_name = %(schema)s AND t.table_name = %(name)s",
+            {"schema": ref.schema or "", "name": ref.name, "since": since, "limit": limit,
+             **self._physical(ref)}).fetchone()
         if row is None:
             self.dialect.introspect_columns(self.conn, ref.schema, ref.name)  # a clearer error if missing
             raise ConfigError(f"table {ref} is not change-tracked; run enable() for it first")
-        return int(row[0]), list(row[1]), int(row[2])
+        return (int(row[0]), list(row[1]), int(row[2]), int(row[3]), None if row[4] is None else int(row[4]),
+                row[5])
 
     def min_valid_version(self, table: TableLike) -> int:
         self._require_installed()
@@ -263,18 +278,10 @@ class PostgresChangeTracker(ChangeTracker):
             self._require_installed()
             self._stamp()
         with self._tx(self._READ):
-            current = int(self.conn.execute("SELECT version FROM cdx.clock WHERE id = 1").fetchone()[0])
-            table_id, keys, min_valid = self._tracked(ref)
+            table_id, keys, min_valid, current, cut, shape = self._tracked(ref, since_version, limit)
             self._check_since(ref, since_version, min_valid, current)
-            columns = self._columns(ref, keys)
-            upto = current
-            if limit is not None:
-                cut = self.conn.execute(
-                    "SELECT v.version FROM cdx.versions AS v JOIN cdx.changes AS c ON c.xid = v.xid"
-                    " WHERE v.version > %s AND v.version <= %s AND c.table_id = %s"
-                    " ORDER BY v.version OFFSET %s LIMIT 1",
-                    (since_version, current, table_id, limit - 1)).fetchone()
-                upto = int(cut[0]) if cut else current
+            columns = self._columns(ref, keys, shape)
+            upto = current if cut is None else cut
             rows = self.conn.execute(self._changes_sql(ref, keys, columns),
                                      {"since": since_version, "upto": upto, "tid": table_id}).fetchall()
         out = []
@@ -307,7 +314,7 @@ class PostgresChangeTracker(ChangeTracker):
         self.conn.execute(self._READ)
         try:
             version = int(self.conn.execute("SELECT version FROM cdx.clock WHERE id = 1").fetchone()[0])
-            _, keys, _ = self._tracked(ref)
+            _, keys, *_ = self._tracked(ref)
             columns = self._columns(ref, keys)
             cursor = self.conn.cursor(name="cdx_snapshot")
             cursor.itersize = 2000
