@@ -251,7 +251,7 @@ class Pipeline:
     """``cdx capture``, ``cdx route`` and ``cdx sink`` as real processes, with their metrics ports."""
 
     COUNTERS = {"capture": ["cdx_capture_changes_total"],
-                "router": ["cdx_router_records_in_total", "cdx_router_records_out_total"],
+                "router": ["cdx_stage_records_total", "cdx_router_records_out_total"],
                 "sink": ["cdx_sink_applied_total", "cdx_stage_batches_total"]}
 
     def __init__(self, topology: Path, tmp: Path, poll_interval: float) -> None:
@@ -730,8 +730,8 @@ def print_throughput(run: int, tp: dict[str, Any], channels: int) -> None:
                   f"{tp['seconds']:.1f}s = {tp['changes_per_s']:,.0f} changes/s (updates started at "
                   f"{tp['updates_started_s']:.1f}s, HQ writes done at {tp['hq_write_s']:.1f}s; published "
                   f"{tp.get('capture_changes', 0):,.0f}, router in "
-                  f"{tp.get('router_records_in', 0):,.0f} / out {tp.get('router_records_out', 0):,.0f}, "
-                  f"applied {tp.get('sink_applied', 0):,.0f} in {tp.get('sink_batches', 0):,.0f} batches); "
+                  f"{tp.get('stage_records', 0):,.0f} / out {tp.get('router_records_out', 0):,.0f}, "
+                  f"applied {tp.get('sink_applied', 0):,.0f} in {tp.get('stage_batches', 0):,.0f} batches); "
                   f"raw copy of {tp['baseline_rows']:,} rows into {channels} channels {tp['baseline_s']:.1f}s = "
                   f"{tp['baseline_rows_per_s']:,.0f} rows/s")
     console.print(f"run {run + 1}: CPU {cpu_line(tp)}")

@@ -208,6 +208,8 @@ class Engine:
         self.instance_id = instance_id or default_instance_id(datadir)
         if live is not None:
             live.set_instances([self.instance_id])
+        self.stale_producer = False
+        """A delivery failed: the producer is replaced before the next batch (``_delivery_failed``)."""
         self.producer = self.open_producer()
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix), transactional=True)
@@ -236,7 +238,7 @@ class Engine:
         self.source = TableTopics(self, self.cadence, self.activator.activate, self.stop)
         self.letters: list[tuple[Message, str]] = []
         self._offsets: Offsets = {}
-        self._records, self._started, self._routed = 0, 0.0, 0.0
+        self._records, self._sent, self._started, self._routed = 0, 0, 0.0, 0.0
 
     def stage(self) -> Stage[Message, Message, Offsets]:
         """The stage definition :func:`run_stage` runs: the table topics into this engine."""
@@ -264,6 +266,10 @@ class Engine:
 
     def _between_batches(self) -> None:
         """Replace a lost producer; take a new topology revision (every ``reload_interval``, or after SIGHUP)."""
+        if self.stale_producer:
+            log.warning("router: a record was refused by the broker; the aborted transaction's producer is replaced")
+            with retriable("replacing the producer after a failed delivery"):
+                self.replace_producer()
         if self.txn.lost is not None:
             try:
                 self.recovery.recover(self.txn.lost)
@@ -293,7 +299,7 @@ class Engine:
 
     def write(self, items: Sequence[Message], position: Offsets) -> None:
         """Route ``items`` and write the progress they make into the open transaction."""
-        route = self.router.route
+        route, sent = self.router.route, self.router.sent
         try:
             for msg, reason in self.letters:
                 self.router.to_dead_letters(msg, reason)
@@ -304,11 +310,12 @@ class Engine:
             self.txn.abort(exc)  # raises: Abort or Lost (retriable), or the fatal cause
         self.letters = []
         self._offsets, self._records, self._routed = position, len(items), time.monotonic()
+        self._sent = self.router.sent - sent
 
     def commit(self) -> None:
         self.txn.commit([TopicPartition(t, p, o) for (t, p), o in self._offsets.items()], self.consumer)
         self.cadence.observe(self._records, self._routed - self._started)
-        metrics.RECORDS_IN.inc(self._records)
+        metrics.RECORDS_OUT.inc(self._sent)
         log.debug("router: committed a batch of %d records, %d routed: %s", self._records, self.router.sent,
                   self._offsets)
 
@@ -336,16 +343,27 @@ class Engine:
         producer = self.open_producer()
         self.producer = self.txn.producer = self.txn.publisher.producer = self.router.producer = producer
         self.activator._legacy = None  # the faust-upgrade reader held the lost producer: built again if needed
+        self.stale_producer = False
 
     def open_producer(self) -> Producer:
         """A new transactional producer (``init_transactions`` done: any open transaction of the id aborted)."""
         k = self.topology.kafka
-        producer = Producer(size_limited(producer_config(
+        config = size_limited(producer_config(
             self.config, transactional_id=transactional_id(self.topology, self.instance_id),
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, queue_buffering_max_messages=500_000,
-            **{"delivery.report.only.error": True}), k.max_message_bytes))
+            **{"delivery.report.only.error": True}), k.max_message_bytes)
+        producer = Producer({**config, "on_delivery": self._delivery_failed})
         producer.init_transactions(60)
         return producer
+
+    def _delivery_failed(self, err: KafkaError | None, _msg: Message) -> None:
+        """The producers' delivery callback, for failures only (``delivery.report.only.error``). A record the
+        broker refused (too large for its topic, say) makes the transaction abort, and the producer's sequence
+        numbers stay ahead of the broker's: its next transaction would fail (OUT_OF_ORDER_SEQUENCE_NUMBER) only
+        after the transaction timeout. The producer is replaced before the next batch instead (``init_transactions``
+        of the same transactional id: a new epoch, sequences from 0). Purged records (an abort) do not count."""
+        if err is not None and err.code() not in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+            self.stale_producer = True
 
     def _ended(self, committed: bool) -> None:
         if committed:

@@ -35,6 +35,7 @@ from cdx.codec.errors import SchemaError
 from cdx.errors import FatalError, RetriableError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config
+from cdx.stage import metrics as stage_metrics
 from cdx.stage.letters import OriginRecord, Position, make_letter
 from cdx.streams import metrics
 from cdx.streams.output import ConfluentSender
@@ -44,6 +45,8 @@ from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology import Topology
 
 log = logging.getLogger("cdx.router")
+_RECORDS_IN = stage_metrics.RECORDS.labels("router", stage_metrics.WRITTEN)
+"""Source records routed: the faust engine reports them as the transactional engine's stage does."""
 
 TP = tuple[str, int]
 
@@ -125,7 +128,7 @@ class Router:
             else:
                 sent = await self._route(topic, partition, offset, key, value, lambda g: offset >= starts[g])
             self._processed[tp] = offset + 1
-            metrics.RECORDS_IN.inc()
+            _RECORDS_IN.inc()
             metrics.RECORDS_OUT.inc(sent)
             return sent
 

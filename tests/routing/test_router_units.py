@@ -51,3 +51,29 @@ def test_what_needs_a_restart(tmp_path: Path) -> None:
     assert "rt.hq.dbo.NOTES" in (router.needs_restart(load_topology(path), subscribed) or "")
     path.write_text(topology_text("127.0.0.1:2", "rt", tmp_path))
     assert router.needs_restart(load_topology(path), subscribed) == "the kafka section changed"
+
+
+def test_a_refused_record_replaces_the_producer_before_the_next_batch() -> None:
+    """A failed delivery (not a purge) marks the producer stale; ``_between_batches`` replaces it once."""
+    from confluent_kafka import KafkaError
+
+    from cdx.streams.engine import Engine
+
+    engine = Engine.__new__(Engine)  # no Kafka: only the delivery callback and the between-batches hook
+    engine.stale_producer, engine.reload_requested, engine._next_check = False, False, float("inf")
+    engine.txn = type("Txn", (), {"lost": None})()
+    replaced: list[int] = []
+
+    def replace() -> None:
+        replaced.append(1)
+        engine.stale_producer = False
+
+    engine.replace_producer = replace  # type: ignore[method-assign]
+    engine._delivery_failed(KafkaError(KafkaError._PURGE_QUEUE), None)  # type: ignore[arg-type]
+    engine._delivery_failed(KafkaError(KafkaError._PURGE_INFLIGHT), None)  # type: ignore[arg-type]
+    engine._between_batches()
+    assert not replaced
+    engine._delivery_failed(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)  # type: ignore[arg-type]
+    engine._between_batches()
+    engine._between_batches()
+    assert replaced == [1]
