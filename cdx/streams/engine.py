@@ -170,6 +170,8 @@ class Transaction:
                 self._abort()
             except ProducerLost as exc:
                 self._lose(exc)
+            except KafkaException as exc:  # e.g. poll() raising the fence: the transaction's state is unknown
+                self._lose(ProducerLost(f"router transaction could not be aborted: {exc}"))
         self._end(False)
         if isinstance(cause, FatalError | KeyboardInterrupt | SystemExit):
             raise cause
