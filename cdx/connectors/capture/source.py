@@ -8,6 +8,9 @@ one Kafka transaction for every table a pass found changes in), walking the tabl
 - A pass takes the re-snapshot requests (``cdx capture resnapshot``, every ``REQUEST_INTERVAL`` s), then
   asks HQ for its tracking version (PostgreSQL: the one stamping of the pass). After a pass that published
   nothing, no table is read while every one was read up to that version, and ``poll`` waits ``max_wait``.
+  Passes start ``max_wait`` apart (the poll interval) unless one found a backlog (a table with
+  ``batch_size`` changes or a snapshot chunk): at a steady trickle HQ is asked about every table once per
+  interval, not back to back, and each transaction carries the interval's changes.
 - A table without a position is snapshotted from the version taken before its first chunk, one chunk per
   table per pass; an expired position (``ResyncRequired``) or a request re-snapshots it, the last chunk
   deleting keys gone from HQ (:mod:`cdx.connectors.capture.snapshot`). A quiet table's position is
@@ -64,7 +67,8 @@ class TrackingSource:
         self.store: SchemaStore | None = None
         self._todo: list[TableState] | None = None
         self._published = 0
-        self._idle = False
+        self._idle = self._backlog = False
+        self._pass_started = 0.0
         self._stale = True
         self._pending: list[Unit] = []
         self._requests_due = 0.0
@@ -82,13 +86,15 @@ class TrackingSource:
     def poll(self, max_records: int, max_wait: float) -> Sequence[Unit]:
         self.open()
         if self._todo is None:
-            self._todo, self._published = self._plan(), 0
+            self._todo, self._published, self._backlog = self._plan(), 0, False
+            self._pass_started = time.monotonic()
         units: list[Unit] = []
         events = 0
         while self._todo and not self.stop.is_set() and len(units) < max_records and events < self.batch_size:
             unit = self._read(self._todo.pop(0))
             if unit is not None:
                 self._published += len(unit.events)
+                self._backlog = self._backlog or unit.snapshot is not None or len(unit.events) >= self.batch_size
                 self._pending.append(unit)
                 units.append(unit)
                 events += len(unit.events)
@@ -97,6 +103,8 @@ class TrackingSource:
         self._todo, self._idle = None, self._published == 0  # the pass is over: the next poll starts another
         if self._idle:
             self.stop.wait(max_wait)
+        elif not self._backlog:  # paced: passes start max_wait apart unless a table or a snapshot has more
+            self.stop.wait(max(0.0, self._pass_started + max_wait - time.monotonic()))
         return []
 
     def one_pass(self) -> Iterator[Unit]:
