@@ -43,8 +43,8 @@ class Unsupported(Exception):
     """The schema has something the generator does not compile (the caller falls back to fastavro)."""
 
 
-def _long(data: bytes, i: int) -> tuple[int, int]:
-    """A zigzag varint of two or more bytes at ``data[i]``: (value, offset after it)."""
+def read_long(data: bytes, i: int) -> tuple[int, int]:
+    """A zigzag varint at ``data[i]``: (value, offset after it) (shared with ``cdx.streams.avroscan``)."""
     shift = n = 0
     while True:
         b = data[i]
@@ -57,7 +57,7 @@ def _long(data: bytes, i: int) -> tuple[int, int]:
 
 def _size(data: bytes, i: int) -> tuple[int, int]:
     """A length (a varint that must not be negative)."""
-    n, i = _long(data, i)
+    n, i = read_long(data, i)
     if n < 0:
         raise ValueError(f"negative length {n}")
     return n, i

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cdx.codec.fastread import read_long
+
 VARINT = -1
 """``int``, ``long`` (zigzag varints)."""
 PREFIXED = -2
@@ -86,18 +88,6 @@ def skip(data: bytes, i: int, fields: Sequence[Field], starts: list[int] | None)
         else:
             i += kind
     return i
-
-
-def read_long(data: bytes, i: int) -> tuple[int, int]:
-    """A zigzag varint at ``data[i]``: (value, offset after it)."""
-    shift = n = 0
-    while True:
-        b = data[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (n >> 1) ^ -(n & 1), i
-        shift += 7
 
 
 def read_string(run: bytes, nullable: bool) -> str | None:
