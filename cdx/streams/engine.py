@@ -268,7 +268,7 @@ class Engine:
 
     def _between_batches(self) -> None:
         """Replace a lost producer; take a new topology revision (every ``reload_interval``, or after SIGHUP)."""
-        if self.stale_producer:
+        if self.stale_producer and self.txn.lost is None:  # a lost producer is replaced by the recovery below
             log.warning("router: a record was refused by the broker; the aborted transaction's producer is replaced")
             with retriable("replacing the producer after a failed delivery"):
                 self.replace_producer()

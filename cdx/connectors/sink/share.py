@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Message
@@ -27,7 +27,6 @@ from cdx.connectors.sink import metrics
 from cdx.connectors.sink.gate import Gate
 from cdx.connectors.sink.kafkaops import watermarks
 from cdx.connectors.sink.records import Decoder, Record, decode_message
-from cdx.connectors.sink.settings import SinkSettings
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import SinkState
 
@@ -47,8 +46,6 @@ class FeedShare:
     status: str
     kafka_config: dict[str, Any]
     consumer_restarts: int
-    settings: SinkSettings
-    ends_seen: Callable[[], Mapping[int, int]]
     _labels: dict[str, str]
     _resync_due: str | None
 

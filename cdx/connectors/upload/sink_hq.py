@@ -41,6 +41,7 @@ from cdx.connectors.upload.sessions import (
 from cdx.connectors.upload.sink_catalog import Catalog
 from cdx.connectors.upload.sink_decode import Item, Unusable
 from cdx.connectors.upload.sink_insert import Group, group_items, insert_groups
+from cdx.connectors.upload.sink_kafka import offset_key
 from cdx.connectors.upload.source import db_error
 from cdx.dialects import Connection
 from cdx.errors import CdxError, RetriableError, SkippableError
@@ -64,10 +65,7 @@ class _Aborted(Exception):
 def _not_yet_applied(items: Sequence[Item], position: dict[str, str],
                      stored: dict[str, str]) -> tuple[list[Item], dict[str, str]]:
     """``items`` at or above the offsets HQ holds, and ``position`` never below them."""
-    def key(m: Message) -> str:
-        return f"{m.topic()}/{m.partition() or 0}"
-
-    fresh = [i for i in items if (i.msg.offset() or 0) >= int(stored.get(key(i.msg), 0))]
+    fresh = [i for i in items if (i.msg.offset() or 0) >= int(stored.get(offset_key(i.msg), 0))]
     if len(fresh) < len(items):
         log.warning("HQ upload sink: %d re-delivered records below the offsets HQ holds skipped",
                     len(items) - len(fresh))

@@ -27,9 +27,14 @@ from cdx.kafka.config import consumer_config
 log = logging.getLogger("cdx.upload.sink")
 
 
+def offset_key(m: Message) -> str:
+    """The key of ``m``'s partition among the stored offsets: ``<topic>/<partition>``."""
+    return f"{m.topic()}/{m.partition() or 0}"
+
+
 def offsets_after(records: Sequence[Message]) -> dict[str, str]:
     """``<topic>/<partition>`` -> the offset after the last of ``records`` on it."""
-    return {f"{m.topic()}/{m.partition() or 0}": str((m.offset() or 0) + 1) for m in records}
+    return {offset_key(m): str((m.offset() or 0) + 1) for m in records}
 
 
 class UploadTopics:
@@ -114,7 +119,7 @@ class UploadTopics:
 
     def committed(self, position: dict[str, str]) -> None:
         self._pending = [m for m in self._pending
-                         if (m.offset() or 0) >= int(position.get(f"{m.topic()}/{m.partition() or 0}", -1))]
+                         if (m.offset() or 0) >= int(position.get(offset_key(m), -1))]
         consumer = self.consumer
         if consumer is not None:
             offsets = [TopicPartition(k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1]), int(v))
