@@ -44,11 +44,6 @@ from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.sink")
 
-DLQ_CONFIG = tools.DLQ_CONFIG
-"""Dead letters are kept until an operator deals with them."""
-codec_config = tools.codec_config
-
-
 RECORDS_BUDGET = 50_000
 """Decoded records a host holds at most (all sinks' batches together)."""
 PREFETCH_BUDGET_KB = 64 * 1024
@@ -108,11 +103,10 @@ class SinkHost:
         k = self.topology.kafka
         shared = self.shared_config()
         dlq = dlq_topic(k.topic_prefix)
-        ensure_topics(shared, [TopicSpec(dlq, 1, k.replication_factor, DLQ_CONFIG)])
+        ensure_topics(shared, [TopicSpec(dlq, 1, k.replication_factor, tools.DLQ_CONFIG)])
         self._store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(shared))
-        codec = make_codec(codec_config(self.topology), store=self._store)
+        self._codec = make_codec(k.codec_config(), store=self._store)
         self._dead_letters = DeadLettersByOwner(lambda owner: producer_config(self.config_of(owner)), dlq)
-        self._codec = codec
         self.sinks = [self._new_sink(spec) for spec in self.specs]
 
     def _new_sink(self, spec: SinkSpec) -> ChannelSink:

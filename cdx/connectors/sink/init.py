@@ -21,7 +21,6 @@ from pathlib import Path
 from cdx.codec import AvroSchema, Codec, SchemaStore, make_codec
 from cdx.codec.naming import namespace_for
 from cdx.connectors.sink.conflicts import TableConflict, conflicts
-from cdx.connectors.sink.host import codec_config
 from cdx.connectors.sink.records import Shape, shape_of
 from cdx.connectors.sink.spec import SinkSpec, sink_specs, target_key
 from cdx.connectors.sink.state import StateStore
@@ -99,7 +98,7 @@ def latest_schemas(topology: Topology, specs: list[SinkSpec], codec: Codec | Non
         # record, so scanning the group topic (its whole length: 20 s for 1M records) could find
         # nothing more.
         if missing and k.record_encoding != "avro":
-            codec = codec or make_codec(codec_config(topology), store=SchemaStore(k.bootstrap_servers, topic))
+            codec = codec or make_codec(k.codec_config(), store=SchemaStore(k.bootstrap_servers, topic))
             for group_topic in sorted({s.topic for s in specs}):
                 if not partitions_of(config, group_topic):
                     continue

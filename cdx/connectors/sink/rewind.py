@@ -95,14 +95,9 @@ def _lock_holder(spec: SinkSpec) -> dict[str, Any] | None:
 
 @dataclass
 class RewindResult:
-    spec: SinkSpec
-    before: dict[int, int]
-    after: dict[int, int]
-    ends: dict[int, int]
-    markers_removed: int = 0
-    session: Session | None = None
     moved: dict[int, tuple[int, int]] = field(default_factory=dict)
     """partition -> (old stored offset, new offset) for the partitions rewound."""
+    markers_removed: int = 0
 
     @property
     def records(self) -> int:
@@ -130,12 +125,11 @@ def parse_timestamp(text: str) -> int:
 def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, from_timestamp_ms: int | None = None,
            from_beginning: bool = False, partitions: Iterable[int] | None = None) -> RewindResult:
     """Rewind ``spec``'s database (see module docstring). The caller checks the sink is stopped."""
-    lows, ends, wanted = _wanted_offsets(tools, spec, from_offset, from_timestamp_ms, from_beginning, partitions)
+    lows, wanted = _wanted_offsets(tools, spec, from_offset, from_timestamp_ms, from_beginning, partitions)
     dialect = get_dialect(spec.dialect)
     store = StateStore(dialect, spec.topic)
     sessions = SessionLog(dialect, spec.owner_id)
     conn = open_database(spec)
-    lock = None
     try:
         with dialect.transaction(conn):
             store.ensure(conn)
@@ -143,18 +137,15 @@ def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, 
         with dialect.transaction(conn):
             lock.confirm(conn)
             sessions.ensure(conn)
-            state = store.load(conn)
-            before = dict(state.offsets)
-            moved: dict[int, tuple[int, int]] = {}
+            stored = store.load(conn).offsets
+            result = RewindResult()
             for p, target in sorted(wanted.items()):
-                stored = state.offsets.get(p)
-                if stored is None:
+                if p not in stored:
                     continue  # never read: it starts from the beginning anyway
-                new = min(max(target, lows.get(p, 0)), stored)
-                if new < stored:
-                    moved[p] = (stored, new)
-            result = RewindResult(spec, before, dict(before), dict(ends), moved=moved)
-            if moved:
+                new = min(max(target, lows.get(p, 0)), stored[p])
+                if new < stored[p]:
+                    result.moved[p] = (stored[p], new)
+            if result.moved:
                 how = _how(from_offset, from_timestamp_ms, from_beginning)
                 sessions.record(conn, _move_back(conn, dialect, store, spec, result, how))
         lock.release(conn)
@@ -167,8 +158,8 @@ def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, 
 
 def _wanted_offsets(tools: SinkTools, spec: SinkSpec, from_offset: int | None, from_timestamp_ms: int | None,
                     from_beginning: bool, partitions: Iterable[int] | None
-                    ) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
-    """The topic's (low watermarks, end offsets) and the offset each chosen partition should go back to;
+                    ) -> tuple[dict[int, int], dict[int, int]]:
+    """The topic's low watermarks and the offset each chosen partition should go back to;
     ``ConfigError`` for a bad choice (not exactly one start, a partition the topic lacks...)."""
     chosen = [from_offset is not None, from_timestamp_ms is not None, from_beginning]
     if sum(chosen) != 1:
@@ -191,7 +182,7 @@ def _wanted_offsets(tools: SinkTools, spec: SinkSpec, from_offset: int | None, f
         wanted = offsets_for_time(tools.config, spec.topic, from_timestamp_ms)
     if only:
         wanted = {p: o for p, o in wanted.items() if p in only}
-    return dict(lows), dict(ends), dict(wanted)
+    return dict(lows), dict(wanted)
 
 
 def _how(from_offset: int | None, from_timestamp_ms: int | None, from_beginning: bool) -> str:
@@ -204,8 +195,8 @@ def _how(from_offset: int | None, from_timestamp_ms: int | None, from_beginning:
 def _move_back(conn: Connection, dialect: Dialect, store: StateStore, spec: SinkSpec, result: RewindResult,
                how: str) -> Session:
     """In the caller's transaction: store the earlier offsets of ``result.moved``, drop their watermarks and
-    the replay markers at or after them, and fill ``result`` (markers removed, offsets after, session);
-    returns the session to record."""
+    the replay markers at or after them, and count the markers removed in ``result``; returns the session to
+    record."""
     moved = result.moved
     q, ph = dialect.quote_ident, dialect.placeholder
     table = dialect.kernel_table(STATE_TABLE)
@@ -220,10 +211,8 @@ def _move_back(conn: Connection, dialect: Dialect, store: StateStore, spec: Sink
         cur.executemany(f"DELETE FROM {table} WHERE {q('namespace')} = {ph} AND {q('key')} = {ph}",
                         [(marker_namespace(spec.topic), k) for k in stale])
     result.markers_removed = len(stale)
-    result.after.update({p: new for p, (_, new) in moved.items()})
-    result.session = Session(
+    return Session(
         channel=spec.owner_id, kind=REWIND, group_topic=spec.topic,
         offsets={p: (new, old - 1) for p, (old, new) in moved.items()}, started_at=utcnow(),
         detail=f"rewound {how}: " + ", ".join(f"partition {p}: {old} -> {new}"
                                              for p, (old, new) in sorted(moved.items())))
-    return result.session

@@ -4,8 +4,6 @@ Everything is created on first use; ``close()`` flushes the producer."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from cdx.codec import Codec, SchemaStore, make_codec
 from cdx.connectors.sink.dlq import KafkaDeadLetters
 from cdx.connectors.sink.spec import SinkSpec
@@ -18,11 +16,7 @@ from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology.root import Topology
 
 DLQ_CONFIG = {"retention.ms": "-1"}
-
-
-def codec_config(topology: Topology) -> dict[str, Any] | None:
-    """``make_codec`` settings of the topology (its ``kafka.encoding``)."""
-    return topology.kafka.codec_config()
+"""Dead letters are kept until an operator deals with them."""
 
 
 class SinkTools:
@@ -39,7 +33,7 @@ class SinkTools:
         if self._codec is None:
             k = self.topology.kafka
             store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(self.config))
-            self._codec = make_codec(codec_config(self.topology), store=store)
+            self._codec = make_codec(k.codec_config(), store=store)
         return self._codec
 
     @property
