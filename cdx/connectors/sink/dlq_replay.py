@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cdx.connectors.sink.apply import apply_plan, batch_session
 from cdx.connectors.sink.kafkaops import read_range, watermarks
@@ -154,13 +155,8 @@ class _Channel:
                 elif origin[0] != self.spec.topic:
                     out.append(self._outcome(letter, SKIPPED, f"the letter comes from {origin[0]}; this database now"
                                                               f" reads {self.spec.topic}"))
-                elif (origin[1], origin[2]) in markers:
-                    mark = markers[(origin[1], origin[2])]
-                    out.append(self._outcome(letter, ALREADY, f"{mark.get('outcome')} at {mark.get('at')}",
-                                             mark.get("session")))
-                elif stored.get(origin[1], 0) <= origin[2]:
-                    out.append(self._outcome(letter, NOT_REACHED, "the sink has not read this record since it was"
-                                                                  " rewound; it applies it itself"))
+                elif (settled := self._settled(letter, markers, stored)) is not None:
+                    out.append(settled)
                 else:
                     todo.append(letter)
             if todo:
@@ -175,6 +171,20 @@ class _Channel:
 
     def _outcome(self, letter: DeadLetter, result: str, detail: str = "", session: str | None = None) -> Outcome:
         return Outcome(self.spec.owner_id, letter.dlq_offset, letter.origin, result, detail, session)
+
+    def _settled(self, letter: DeadLetter, markers: Mapping[tuple[int, int], Mapping[str, Any]],
+                 stored: Mapping[int, int], meanwhile: bool = False) -> Outcome | None:
+        """The outcome of a letter replayed already or not reached (read again by the sink), else None."""
+        assert letter.origin is not None
+        _, part, offset = letter.origin
+        mark = markers.get((part, offset))
+        if mark is not None:
+            detail = "replayed meanwhile" if meanwhile else f"{mark.get('outcome')} at {mark.get('at')}"
+            return self._outcome(letter, ALREADY, detail, mark.get("session"))
+        if stored.get(part, 0) <= offset:
+            return self._outcome(letter, NOT_REACHED, "the sink has not read this record since it was rewound;"
+                                                      " it applies it itself")
+        return None
 
     def _scan(self, letters: list[DeadLetter], starts: Mapping[int, int], ends: Mapping[int, int]) -> None:
         """Note, for each letter, the first later record of the group topic with the same key bytes."""
@@ -254,14 +264,11 @@ class _Channel:
         d = self.dialect
         with d.transaction(self.conn):
             lock_offsets(self.conn, d, self.store)
-            state = self.store.load(self.conn)
-            markers = load_markers(self.conn, d, self.spec.topic)
-            if (part, offset) in markers:
-                return self._outcome(letter, ALREADY, "replayed meanwhile", markers[(part, offset)].get("session"))
-            stored = state.offsets.get(part, 0)
-            if stored <= offset:
-                return self._outcome(letter, NOT_REACHED, "the sink has not read this record since it was"
-                                                          " rewound; it applies it itself")
+            offsets = self.store.load(self.conn).offsets
+            settled = self._settled(letter, load_markers(self.conn, d, self.spec.topic), offsets, meanwhile=True)
+            if settled is not None:
+                return settled
+            stored = offsets[part]
             if stored > self.ends.get(part, 0):  # the sink moved on since the scan: look at the rest
                 self._scan([letter], {part: self.ends.get(part, 0)}, {part: stored})
             newer = self._newer(rec)

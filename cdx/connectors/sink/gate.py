@@ -62,10 +62,7 @@ class Gate:
         self.controls = controls.Controls()
         self.open: dict[str, bool] = {}
         self._refreshed = -float("inf")
-        scheds: dict[str, DistributionSchedule] = {}
-        for group in spec.schedules.values():
-            scheds.update((s.id.casefold(), s) for s in group)
-        self.schedules = scheds
+        self.schedules = {s.id.casefold(): s for group in spec.schedules.values() for s in group}
 
     @property
     def paused(self) -> bool:
@@ -90,9 +87,7 @@ class Gate:
             if tick is None or tick == self.controls.ticks.get(key):
                 continue
             if key not in self.controls.ticks:  # the first tick any sink sees here: the clock starts
-                with self.dialect.transaction(conn):
-                    controls.raise_release(conn, self.dialect, sched.id, {}, tick=tick)
-                    self.controls = controls.read(conn, self.dialect)
+                self._release(conn, sched, {}, tick)
             elif ends is not None:
                 self._release_tick(conn, ends, sched, tick)
         changed = (self.controls, self.open) != before
@@ -112,10 +107,13 @@ class Gate:
             return
         if not ends:
             return
+        self._release(conn, sched, ends, tick)
+        log.info("sink %s: schedule %s ticked; applying its records up to %s", self.spec.owner_id, sched.id, ends)
+
+    def _release(self, conn: Connection, sched: DistributionSchedule, ends: Mapping[int, int], tick: int) -> None:
         with self.dialect.transaction(conn):
             controls.raise_release(conn, self.dialect, sched.id, ends, tick=tick)
             self.controls = controls.read(conn, self.dialect)
-        log.info("sink %s: schedule %s ticked; applying its records up to %s", self.spec.owner_id, sched.id, ends)
 
     def holds(self, rec: Record) -> bool:
         """Whether ``rec`` must wait."""

@@ -37,6 +37,7 @@ from typing import Any
 
 from cdx.connectors.sink import respec
 from cdx.connectors.sink import sessions as hist
+from cdx.connectors.sink.breaker import rolled_back
 from cdx.connectors.sink.conflicts import primary_key
 from cdx.connectors.sink.kafkaops import delete_retention_ms, read_range, watermarks
 from cdx.connectors.sink.plan import TableBatch, plan_batch
@@ -166,10 +167,6 @@ def _upsert_groups(tb: TableBatch, refused: Refused) -> dict[tuple[str, ...], li
         if row is not None and key not in skip:
             out.setdefault(shape.names, []).append((key, row))
     return out
-
-
-class _Rollback(Exception):
-    pass
 
 
 class Resync:
@@ -359,19 +356,17 @@ class Resync:
         """None if upserting ``items`` (after the parents' rows) works; the refusal otherwise. Rolls back."""
         d, conn = self.dialect, self.conn
         try:
-            with d.transaction(conn):
+            with rolled_back(d, conn):
                 self._upsert_all(parents, refused)
                 self.tables.ensure(conn, tb.shapes.values())
                 d.upsert_rows(conn, tb.schema, tb.table, columns, tb.key_names, [r for _, r in items])
-                raise _Rollback
-        except _Rollback:
-            return None
         except Exception as e:
             if d.classify_error(e) is SkippableError:
                 return e
             raise
         finally:
             self.tables.reset()
+        return None
 
 
 def _higher(a: Watermark | None, b: Watermark) -> Watermark:

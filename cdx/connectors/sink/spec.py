@@ -12,7 +12,6 @@ record names that the topology does not list for the group come after all listed
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,8 +21,6 @@ from cdx.topics import group_topic
 from cdx.topology.model import Direction, DistributionSchedule, Subjob
 from cdx.topology.operations import offline_excluded, schedules_for
 from cdx.topology.root import Topology
-
-log = logging.getLogger("cdx.sink")
 
 Target = tuple[str, str]
 """``(schema, table)`` of a channel table, as routed records and the topology name it."""

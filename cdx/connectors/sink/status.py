@@ -26,12 +26,12 @@ Nothing here writes anywhere. Kafka or a database being down is reported, not ra
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cdx import controls
 from cdx.cleanup import quietly
@@ -52,7 +52,7 @@ from cdx.topics import dlq_topic
 from cdx.topology.rollout import Rollout, rollout
 from cdx.topology.root import Topology
 
-log = logging.getLogger("cdx.status")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -81,10 +81,6 @@ class DatabaseStatus:
     """``<since> <who>`` while ``cdx channel pause`` holds it (lag keeps counting), else ``None``."""
     schedules: dict[str, str] = field(default_factory=dict)
     """Windowed and interval schedules delivering to it: ``open``, ``closed`` or ``every <N>s``."""
-
-    @property
-    def caught_up(self) -> bool:
-        return self.lag_records == 0
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("last_applied", "last_failed")}
@@ -148,26 +144,26 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
     config = client_config(k.bootstrap_servers, k.security)
     specs = sink_specs(topology, owner_ids)
     warnings: list[str] = []
-    kafka_ok = True
-    try:
-        require_kafka(k.bootstrap_servers)  # nothing listening: say so at once, not after every timeout
-        role_list = roles(config, topology)
-    except Exception as e:
-        kafka_ok = False
-        warnings.append(f"Kafka: {_why(e)}")
-        role_list = []
-    letters: list[DeadLetter] = []
-    bounds: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
-    if kafka_ok:
+
+    def attempt(what: str, read: Callable[[], _T], failed: _T) -> _T:
+        """``read()``, or ``failed`` and a warning saying why."""
         try:
-            letters = read_letters(config, dlq_topic(k.topic_prefix))
+            return read()
         except Exception as e:
-            warnings.append(f"dead-letter topic: {_why(e)}")
-        for topic in sorted({s.topic for s in specs}):
-            try:
-                bounds[topic] = watermarks(config, topic)
-            except Exception as e:
-                warnings.append(f"{topic}: {_why(e)}")
+            warnings.append(f"{what}: {_why(e)}")
+            return failed
+
+    def kafka_roles() -> list[Role] | None:
+        require_kafka(k.bootstrap_servers)  # nothing listening: say so at once, not after every timeout
+        return roles(config, topology)
+
+    role_list = attempt("Kafka", kafka_roles, None) or []
+    kafka_ok = not warnings  # no Kafka warning
+    letters: list[DeadLetter] = []
+    bounds: dict[str, tuple[dict[int, int], dict[int, int]] | None] = {}
+    if kafka_ok:
+        letters = attempt("dead-letter topic", partial(read_letters, config, dlq_topic(k.topic_prefix)), [])
+        bounds = {t: attempt(t, partial(watermarks, config, t), None) for t in sorted({s.topic for s in specs})}
     running = {r.name: r for r in role_list if r.role == "sink"}
     latest = latest_by_origin(letters)
     databases = []
@@ -191,12 +187,7 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
     hq_error = hq_unreachable(topology)
     if hq_error is not None:
         warnings.append(f"HQ database {topology.hq.redacted()} {hq_error}")
-    state = None
-    if kafka_ok:
-        try:
-            state = rollout(topology)
-        except Exception as e:
-            warnings.append(f"topology rollout: {_why(e)}")
+    state = attempt("topology rollout", partial(rollout, topology), None) if kafka_ok else None
     return Status(now, k.topic_prefix, kafka_ok, role_list, databases, uploads, warnings,
                   hq_reachable=hq_error is None, rollout=state)
 
