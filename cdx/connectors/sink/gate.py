@@ -2,7 +2,7 @@
 
 Contract
 - The controls live in the database the sink writes (``cdx.controls``); the gate reads them at most
-  every ``refresh_every`` seconds, between batches, in its own short transaction.
+  every ``REFRESH_EVERY`` seconds, between batches, in its own short transaction.
 - **Paused**: nothing is applied. **Schedules**: a record of a subjob whose every delivering schedule
   is windowed or an interval (``SinkSpec.schedules``) is applied only while one of them is open,
   or when its offset is below that schedule's release (``cdx schedule run-now``; an interval's tick,
@@ -34,6 +34,8 @@ log = logging.getLogger("cdx.sink")
 
 CLOCK_ENV = "CDX_TEST_CLOCK_FILE"
 """Tests only: a file holding the time the sinks take for "now" (see module docstring)."""
+REFRESH_EVERY = 1.0
+"""Seconds between two reads of the controls (at most)."""
 
 
 def clock_now() -> dt.datetime:
@@ -53,12 +55,9 @@ def clock_now() -> dt.datetime:
 class Gate:
     """Cuts consumed batches at held-back records (see module docstring)."""
 
-    def __init__(self, spec: SinkSpec, dialect: Dialect, *, refresh_every: float = 1.0,
-                 clock: Callable[[], dt.datetime] = clock_now) -> None:
+    def __init__(self, spec: SinkSpec, dialect: Dialect) -> None:
         self.spec = spec
         self.dialect = dialect
-        self.refresh_every = refresh_every
-        self.clock = clock
         self.controls = controls.Controls()
         self.open: dict[str, bool] = {}
         self._refreshed = -float("inf")
@@ -72,7 +71,7 @@ class Gate:
                 force: bool = False) -> bool:
         """Re-read the controls and the windows (throttled); True when what is held may have changed.
         ``ends``: the group topic's end offsets now (an interval schedule's tick releases up to them)."""
-        if conn is None or (not force and time.monotonic() - self._refreshed < self.refresh_every):
+        if conn is None or (not force and time.monotonic() - self._refreshed < REFRESH_EVERY):
             return False
         self._refreshed = time.monotonic()
         before = (self.controls, dict(self.open))
@@ -80,7 +79,7 @@ class Gate:
             self.controls = controls.read(conn, self.dialect)
         finally:
             conn.rollback()
-        now = self.clock()
+        now = clock_now()
         self.open = {k: s.plan.open_at(now, s.timezone) for k, s in self.schedules.items()}
         for key, sched in self.schedules.items():
             tick = sched.plan.tick(now, sched.timezone)

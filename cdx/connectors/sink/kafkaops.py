@@ -96,16 +96,6 @@ def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: f
     return out
 
 
-def wait_for_no_members(config: Mapping[str, Any], group: str, timeout: float) -> GroupInfo:
-    """Poll the group until it has no member or ``timeout`` passed; return its last description."""
-    deadline = time.monotonic() + timeout
-    while True:
-        info = describe_groups(config, [group])[group]
-        if not info.active or time.monotonic() >= deadline:
-            return info
-        time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
-
-
 def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int], starts: Mapping[int, int] | None = None,
                *, batch: int = 2000, timeout: float = 30.0) -> Iterator[Message]:
     """``cdx.kafka.reading.read_range`` with its failures as ``RetriableError``."""

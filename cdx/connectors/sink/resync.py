@@ -113,9 +113,7 @@ class ResyncReport:
     upserted: int = 0
     removed: int = 0
     refused: int = 0
-    dead_lettered: int = 0
     state: SinkState = field(default_factory=SinkState)
-    session: Session | None = None
 
 
 class _Compacted:
@@ -174,7 +172,7 @@ class Resync:
 
     def __init__(self, conn: Connection, dialect: Dialect, spec: SinkSpec, store: StateStore, tables: Any,
                  decoder: Decoder, kafka_config: Mapping[str, Any], dead_letter: DeadLetterFn,
-                 sessions: SessionLog | None, guard: Callable[[Connection], None] | None = None) -> None:
+                 sessions: SessionLog, guard: Callable[[Connection], None] | None = None) -> None:
         self.conn, self.dialect, self.spec, self.store, self.tables = conn, dialect, spec, store, tables
         self.decoder, self.kafka_config, self.dead_letter, self.sessions = decoder, kafka_config, dead_letter, sessions
         self.guard = guard
@@ -275,13 +273,10 @@ class Resync:
                 duplicates=compacted.duplicates, dead_lettered=len(dead),
                 offsets={p: (0, e - 1) for p, e in ends.items() if e > 0}, started_at=started,
                 detail=f"resync: {report.reason}")
-            if self.sessions is not None:
-                self.sessions.record(conn, session)
+            self.sessions.record(conn, session)
         report.upserted, report.removed, report.live_rows = upserted, removed, live_rows
         report.refused = sum(len(v) for v in refused.values())
-        report.dead_lettered = len(dead)
         report.state = SinkState(dict(offsets), marks)
-        report.session = session
 
     def _upsert_all(self, ordered: list[TableBatch], refused: Refused) -> int:
         """Upsert every live compacted row but the refused ones (parents first); returns the rows upserted."""
@@ -326,11 +321,10 @@ class Resync:
         return [tuple(d.decode(cols[n], v) for n, v in zip(key_names, row, strict=True)) for row in cur.fetchall()]
 
     def _failed(self, report: ResyncReport, started: Any, error: BaseException) -> None:
-        if self.sessions is not None:
-            self.sessions.record_alone(self.conn, Session(
-                channel=self.spec.owner_id, kind=RESYNC, group_topic=self.spec.topic, records=report.records,
-                status=FAILED, started_at=started, detail=f"resync: {report.reason}",
-                error=f"resync failed: {type(error).__name__}: {error}"))
+        self.sessions.record_alone(self.conn, Session(
+            channel=self.spec.owner_id, kind=RESYNC, group_topic=self.spec.topic, records=report.records,
+            status=FAILED, started_at=started, detail=f"resync: {report.reason}",
+            error=f"resync failed: {type(error).__name__}: {error}"))
 
     # ------------------------------------------------------------------- isolating
     def _find_refused(self, compacted: _Compacted, refused: Refused) -> tuple[TKey, Key, str] | None:

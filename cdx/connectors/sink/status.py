@@ -40,11 +40,10 @@ from cdx.connectors.sink.kafkaops import describe_groups, first_timestamps, wate
 from cdx.connectors.sink.letters import DeadLetter, latest_by_origin, load_markers, read_letters
 from cdx.connectors.sink.lock import live_holder, member_name
 from cdx.connectors.sink.roles import Role, roles
-from cdx.connectors.sink.sessions import APPLIED, BATCH, DLQ_REPLAY, FAILED, RESYNC, Session, kernel_ref
+from cdx.connectors.sink.sessions import APPLIED, BATCH, DLQ_REPLAY, FAILED, RESYNC, Session
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
 from cdx.connectors.sink.state import StateStore
 from cdx.dialects import get_dialect
-from cdx.dialects.base import STATE_TABLE
 from cdx.errors import CdxError, Unreachable
 from cdx.kafka.config import client_config
 from cdx.kafka.reach import require_kafka
@@ -236,7 +235,7 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
         st.error = f"cannot open the database: {_why(e)}"
     else:
         try:
-            if d.table_exists(conn, *kernel_ref(d, STATE_TABLE)):
+            if controls.state_table_exists(conn, d):
                 st.stored_offsets = StateStore(d, spec.topic).load(conn).offsets
                 markers = load_markers(conn, d, spec.topic)
                 st.paused = controls.read(conn, d).paused
