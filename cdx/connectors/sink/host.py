@@ -265,11 +265,6 @@ class SinkHost:
         return (self.live is not None and not self._stop.is_set()
                 and (not self.sinks or any(s.status != "failed" for s in self.sinks)))
 
-    def run(self) -> bool:
-        """``setup``, ``start``, then block until every sink has stopped. True if none failed."""
-        self.start()
-        return self.wait()
-
     def failed(self) -> list[ChannelSink]:
         return [s for s in self.sinks if s.status == "failed"]
 

@@ -33,6 +33,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from cdx.connectors.sink import respec
@@ -147,14 +148,12 @@ class _Compacted:
                     continue
                 self.origin[((rec.shape.schema, rec.shape.table), key)] = (rec.partition, rec.offset)
         for tk, tb in plan.tables.items():
-            mine = self.tables.get(tk)
-            if mine is None:
-                self.tables[tk] = tb
-                continue
-            mine.shapes.update(tb.shapes)
-            for key, change in tb.changes.items():
-                mine.changes.pop(key, None)
-                mine.changes[key] = change
+            mine = self.tables.setdefault(tk, tb)
+            if mine is not tb:
+                mine.shapes.update(tb.shapes)
+                for key, change in tb.changes.items():
+                    mine.changes.pop(key, None)  # dict order = order of the last change (as in plan_batch)
+                    mine.changes[key] = change
 
 
 def _upsert_groups(tb: TableBatch, refused: Refused) -> dict[tuple[str, ...], list[tuple[Key, tuple[Any, ...]]]]:
@@ -218,13 +217,8 @@ class Resync:
     # ------------------------------------------------------------------------ reading
     def _read(self, ends: Mapping[int, int], stored: Mapping[int, int]) -> _Compacted:
         compacted = _Compacted(self.spec, stored)
-        chunk: list[Record] = []
-        for msg in read_range(self.kafka_config, self.spec.topic, ends):
-            chunk.append(decode_message(self.decoder, msg))
-            if len(chunk) >= CHUNK:
-                compacted.add(chunk)
-                chunk = []
-        if chunk:
+        messages = read_range(self.kafka_config, self.spec.topic, ends)
+        while chunk := [decode_message(self.decoder, m) for m in islice(messages, CHUNK)]:
             compacted.add(chunk)
         return compacted
 
