@@ -131,7 +131,8 @@ class _Channel:
         self.tables = TableManager(self.dialect, spec.extension_schemas)
         self.sessions = SessionLog(self.dialect, spec.owner_id)
         self.decoder = Decoder(self.tools.codec, spec.topic)
-        self.conn: Connection | None = None
+        self.conn: Connection
+        """Open while ``run`` runs."""
         self.ends: dict[int, int] = {}
         self.later: dict[Origin, list[tuple[int, bytes | None, bytes | None]]] = {}
         """origin -> later records with the same key bytes: (offset, key, value), in offset order."""
@@ -225,7 +226,7 @@ class _Channel:
     def _replay_one(self, letter: DeadLetter) -> Outcome:
         """Replay one letter, retrying a retriable database error (``owner.retries`` attempts in all)."""
         origin = letter.origin
-        assert origin is not None and self.conn is not None
+        assert origin is not None
         _, part, offset = origin
         key, value, headers, ts = letter.record_bytes()
         rec = self.decoder.decode(part, offset, key, value, timestamp=ts, headers=headers)
@@ -260,7 +261,6 @@ class _Channel:
                       started: dt.datetime) -> Outcome:
         """One attempt, in one sink transaction: skip a letter already replayed, not reached or
         superseded (marker written), else apply it with its marker and session."""
-        assert self.conn is not None
         d = self.dialect
         with d.transaction(self.conn):
             lock_offsets(self.conn, d, self.store)
@@ -296,7 +296,6 @@ class _Channel:
 
     def _broken(self) -> bool:
         try:
-            assert self.conn is not None
             with self.dialect.transaction(self.conn):
                 self.dialect.read_state(self.conn, self.store.namespace)
             return False

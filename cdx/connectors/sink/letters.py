@@ -28,7 +28,6 @@ from typing import Any
 from cdx.connectors.sink.kafkaops import read_range, watermarks
 from cdx.connectors.sink.state import NAMESPACE_LIMIT, fit_name
 from cdx.dialects import Connection, Dialect
-from cdx.kafka.admin import partitions_of
 from cdx.stage.letters import Letter
 from cdx.stage.letters import parse_letter as parse_record
 
@@ -122,9 +121,7 @@ def _int(value: Any) -> int | None:
 
 def read_letters(config: Mapping[str, Any], topic: str) -> list[DeadLetter]:
     """Every letter on the dead-letter topic, oldest first (empty when the topic does not exist)."""
-    if not partitions_of(config, topic):
-        return []
-    _, ends = watermarks(config, topic)
+    _, ends = watermarks(config, topic)  # none when the topic does not exist
     out = []
     for msg in read_range(config, topic, ends):
         ts_type, ts = msg.timestamp()

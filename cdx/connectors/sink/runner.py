@@ -129,10 +129,8 @@ class ChannelSink(ChannelTarget, FeedShare):
     def claim(self) -> bool:
         """Whether the caller may queue this sink for a worker (it is not queued already)."""
         with self._mu:
-            if self._scheduled:
-                return False
-            self._scheduled = True
-            return True
+            claimed, self._scheduled = not self._scheduled, True
+            return claimed
 
     def release(self, now: float) -> bool:
         """After a step: True (and still claimed) when there is more to do at once."""
