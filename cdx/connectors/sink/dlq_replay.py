@@ -67,10 +67,9 @@ class Outcome:
     session: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"channel": self.channel, "dlq_offset": self.dlq_offset, "group_topic": self.origin[0]
-                if self.origin else None, "partition": self.origin[1] if self.origin else None,
-                "offset": self.origin[2] if self.origin else None, "result": self.result, "detail": self.detail,
-                "session": self.session}
+        topic, partition, offset = self.origin or (None, None, None)
+        return {"channel": self.channel, "dlq_offset": self.dlq_offset, "group_topic": topic, "partition": partition,
+                "offset": offset, "result": self.result, "detail": self.detail, "session": self.session}
 
 
 class _Refused(Exception):

@@ -162,11 +162,8 @@ def _new_sqlite_file(spec: SinkSpec) -> bool:
 
 
 def _target_shapes(spec: SinkSpec, schemas: Schemas) -> list[tuple[str, str, Shape | None]]:
-    out = []
-    for schema, table in spec.table_order:
-        found = schemas.get(target_key(schema, table))
-        out.append((schema, table, shape_of(schema, table, found[0], found[1]) if found else None))
-    return out
+    found = {t: schemas.get(target_key(*t)) for t in spec.table_order}
+    return [(schema, table, shape_of(schema, table, *kv) if kv else None) for (schema, table), kv in found.items()]
 
 
 def _conflicts(spec: SinkSpec, conn: Connection, schemas: Schemas) -> list[str]:

@@ -69,6 +69,3 @@ class OffsetMirror:
         if key not in self._admins:
             self._admins[key] = AdminClient(dict(config))
         return self._admins[key]
-
-    def close(self) -> None:
-        self._admins.clear()

@@ -209,13 +209,9 @@ def schedule_states(spec: SinkSpec) -> dict[str, str]:
     """Each non-continuous schedule of the database: ``open``/``closed`` (windows, now) or ``every <N>s``."""
     from cdx.connectors.sink.gate import clock_now
 
-    now, out = clock_now(), {}
-    for group in spec.schedules.values():
-        for s in group:
-            plan = s.plan
-            out[s.id] = f"every {plan.interval}s" if plan.interval else "open" if plan.open_at(now, s.timezone) \
-                else "closed"
-    return out
+    now = clock_now()
+    return {s.id: f"every {s.plan.interval}s" if s.plan.interval else "open" if s.plan.open_at(now, s.timezone)
+            else "closed" for group in spec.schedules.values() for s in group}
 
 
 def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int, int], dict[int, int]] | None,
