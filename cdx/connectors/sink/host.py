@@ -170,10 +170,13 @@ class SinkHost:
             self._start_thread(self._mirror_offsets, "sink-offsets")
 
     def _mirror_offsets(self) -> None:
-        mirror = OffsetMirror()  # its admin clients go with it when the thread ends
-        while not self._halt.wait(self.settings.kafka_commit_interval):
+        mirror = OffsetMirror()
+        try:
+            while not self._halt.wait(self.settings.kafka_commit_interval):
+                mirror.commit(list(self.sinks))
             mirror.commit(list(self.sinks))
-        mirror.commit(list(self.sinks))
+        finally:
+            mirror.close()
 
     def _start_thread(self, target: Any, name: str, *args: Any) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)

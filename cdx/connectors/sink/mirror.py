@@ -69,3 +69,8 @@ class OffsetMirror:
         if key not in self._admins:
             self._admins[key] = AdminClient(dict(config))
         return self._admins[key]
+
+    def close(self) -> None:
+        """Drop the admin clients here: a commit callback still holding the mirror must not be the last
+        reference (librdkafka aborts when a client is destroyed from its own thread)."""
+        self._admins.clear()

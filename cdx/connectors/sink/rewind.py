@@ -60,10 +60,7 @@ def ensure_sink_stopped(tools: SinkTools, spec: SinkSpec, wait: float = 0.0) -> 
     """Raise ``FatalError`` if the sink of ``spec`` is running (it holds the channel lock in its database,
     or its consumer group has a member), after waiting up to ``wait`` seconds for a just-stopped sink."""
     deadline = time.monotonic() + wait
-    while True:
-        holder = _lock_holder(spec)
-        if holder is None or time.monotonic() >= deadline:
-            break
+    while (holder := _lock_holder(spec)) is not None and time.monotonic() < deadline:
         time.sleep(0.5)
     if holder is not None:
         raise FatalError(f"channel {spec.owner_id}: another process is applying to this channel database"
