@@ -1,4 +1,4 @@
-"""Kafka look-ups for sink operations: watermarks, topic configs, group membership, reading a range,
+"""Kafka look-ups for sink operations: watermarks, tombstone retention, group membership, reading a range,
 offsets by time. Every function opens its own short-lived client and raises ``RetriableError``
 when the cluster does not answer.
 """
@@ -42,21 +42,17 @@ def watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> 
         raise kafka_failure(config, e, f"watermarks of {topic}") from e
 
 
-def topic_config(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[str, str]:
-    """The effective configuration of ``topic`` (``describe_configs``)."""
+def delete_retention_ms(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> int | None:
+    """``delete.retention.ms`` of a compacted topic (how long tombstones survive compaction), from its
+    effective configuration (``describe_configs``); None when the topic is not compacted (then
+    tombstones are never removed on their own)."""
     try:
         with admin_client(config) as admin:
-            futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=timeout)
-            (future,) = futures.values()
-            return {k: v.value for k, v in future.result(timeout).items() if v.value is not None}
+            (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)],
+                                               request_timeout=timeout).values()
+            cfg = {k: v.value for k, v in future.result(timeout).items() if v.value is not None}
     except (KafkaException, TimeoutError) as e:
         raise kafka_failure(config, e, f"configuration of {topic}") from e
-
-
-def delete_retention_ms(config: Mapping[str, Any], topic: str) -> int | None:
-    """``delete.retention.ms`` of a compacted topic (how long tombstones survive compaction);
-    None when the topic is not compacted (then tombstones are never removed on their own)."""
-    cfg = topic_config(config, topic)
     if "compact" not in cfg.get("cleanup.policy", ""):
         return None
     return int(cfg.get("delete.retention.ms", "86400000"))

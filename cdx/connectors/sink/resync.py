@@ -117,20 +117,20 @@ class ResyncReport:
     state: SinkState = field(default_factory=SinkState)
 
 
+@dataclass
 class _Compacted:
     """The group topic's compacted state as a sink would apply it, built chunk by chunk."""
 
-    def __init__(self, spec: SinkSpec, stored: Mapping[int, int]) -> None:
-        self.spec = spec
-        self.stored = stored
-        self.state = SinkState()
-        self.tables: dict[TKey, TableBatch] = {}
-        self.origin: dict[tuple[TKey, Key], tuple[int, int]] = {}
-        """(table, key) -> (partition, offset) of the record giving the live row (to dead-letter it)."""
-        self.dead: list[tuple[Record, str]] = []
-        self.records = 0
-        self.filtered = 0
-        self.duplicates = 0
+    spec: SinkSpec
+    stored: Mapping[int, int]
+    state: SinkState = field(default_factory=SinkState)
+    tables: dict[TKey, TableBatch] = field(default_factory=dict)
+    origin: dict[tuple[TKey, Key], tuple[int, int]] = field(default_factory=dict)
+    """(table, key) -> (partition, offset) of the record giving the live row (to dead-letter it)."""
+    dead: list[tuple[Record, str]] = field(default_factory=list)
+    records: int = 0
+    filtered: int = 0
+    duplicates: int = 0
 
     def add(self, records: list[Record]) -> None:
         self.records += len(records)

@@ -144,12 +144,8 @@ class Session:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["offsets"] = {str(p): list(r) for p, r in sorted(self.offsets.items())}
         for k in ("last_source_ts", "started_at", "finished_at"):
-            out[k] = _iso(out[k])
+            out[k] = out[k].replace(tzinfo=dt.UTC).isoformat() if out[k] is not None else None
         return out
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.replace(tzinfo=dt.UTC).isoformat() if value is not None else None
 
 
 def kernel_ref(dialect: Dialect, name: str) -> tuple[str | None, str]:
