@@ -60,7 +60,6 @@ def delete_retention_ms(config: Mapping[str, Any], topic: str, timeout: float = 
 
 @dataclass(frozen=True)
 class GroupInfo:
-    group: str
     state: str
     members: tuple[str, ...]
     """One ``client_id@host`` (static members: ``instance id@host``) per member."""
@@ -86,7 +85,7 @@ def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: f
             for name, future in futures.items():
                 desc = future.result(timeout)
                 members = tuple(f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ())
-                out[name] = GroupInfo(name, str(getattr(desc.state, "name", desc.state)).lower(), members)
+                out[name] = GroupInfo(str(getattr(desc.state, "name", desc.state)).lower(), members)
     except (KafkaException, TimeoutError) as e:
         raise kafka_failure(config, e, "consumer groups") from e
     return out
