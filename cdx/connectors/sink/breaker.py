@@ -21,7 +21,8 @@ table and the way out, and the batch is not committed (its records are applied o
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from cdx.connectors.sink.apply import apply_plan
 from cdx.connectors.sink.plan import plan_batch
@@ -52,19 +53,28 @@ class _Rollback(Exception):
     """Raised to roll a dry run back."""
 
 
+@contextmanager
+def rolled_back(dialect: Dialect, conn: Connection) -> Iterator[None]:
+    """A transaction that is always rolled back (a dry run); errors of its body propagate."""
+    try:
+        with dialect.transaction(conn):
+            yield
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
 def dry_run(conn: Connection, dialect: Dialect, store: StateStore, tables: TableManager, spec: SinkSpec,
             record: Record) -> BaseException | None:
     """Apply ``record`` in a transaction that is rolled back; the error it met, or None."""
     try:
-        with dialect.transaction(conn):
+        with rolled_back(dialect, conn):
             apply_plan(conn, dialect, tables, plan_batch([record], store.load(conn), spec), spec)
-            raise _Rollback
-    except _Rollback:
-        return None
     except Exception as exc:
         return exc
     finally:
         tables.reset()
+    return None
 
 
 def _spread(records: Sequence[Record], n: int) -> list[Record]:

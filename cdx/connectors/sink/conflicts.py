@@ -48,11 +48,16 @@ def conflicts(dialect: Dialect, found: Sequence[ColumnInfo], expected: Sequence[
             continue
         problems.append(f"column {want.name} is {dialect.type_ddl(col)}, expected {dialect.type_ddl(want)}"
                         f" ({want.logical_type.value})")
-    table_key = [c.name for c in sorted((c for c in found if c.primary_key), key=lambda c: c.key_position)]
+    table_key = primary_key(found)
     if {k.casefold() for k in table_key} != {k.casefold() for k in key}:
         shown = f"({', '.join(table_key)})" if table_key else "missing"
         problems.append(f"primary key is {shown}, expected ({', '.join(key)})")
     return problems
+
+
+def primary_key(columns: Sequence[ColumnInfo]) -> list[str]:
+    """The primary key columns of a table, in key order."""
+    return [c.name for c in sorted((c for c in columns if c.primary_key), key=lambda c: c.key_position)]
 
 
 def check_table(dialect: Dialect, target: str, found: Sequence[ColumnInfo], expected: Sequence[ColumnInfo],

@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cdx.connectors.sink.apply import apply_plan, batch_session
 from cdx.connectors.sink.kafkaops import read_range, watermarks
@@ -66,10 +67,9 @@ class Outcome:
     session: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"channel": self.channel, "dlq_offset": self.dlq_offset, "group_topic": self.origin[0]
-                if self.origin else None, "partition": self.origin[1] if self.origin else None,
-                "offset": self.origin[2] if self.origin else None, "result": self.result, "detail": self.detail,
-                "session": self.session}
+        topic, partition, offset = self.origin or (None, None, None)
+        return {"channel": self.channel, "dlq_offset": self.dlq_offset, "group_topic": topic, "partition": partition,
+                "offset": offset, "result": self.result, "detail": self.detail, "session": self.session}
 
 
 class _Refused(Exception):
@@ -130,7 +130,8 @@ class _Channel:
         self.tables = TableManager(self.dialect, spec.extension_schemas)
         self.sessions = SessionLog(self.dialect, spec.owner_id)
         self.decoder = Decoder(self.tools.codec, spec.topic)
-        self.conn: Connection | None = None
+        self.conn: Connection
+        """Open while ``run`` runs."""
         self.ends: dict[int, int] = {}
         self.later: dict[Origin, list[tuple[int, bytes | None, bytes | None]]] = {}
         """origin -> later records with the same key bytes: (offset, key, value), in offset order."""
@@ -154,13 +155,8 @@ class _Channel:
                 elif origin[0] != self.spec.topic:
                     out.append(self._outcome(letter, SKIPPED, f"the letter comes from {origin[0]}; this database now"
                                                               f" reads {self.spec.topic}"))
-                elif (origin[1], origin[2]) in markers:
-                    mark = markers[(origin[1], origin[2])]
-                    out.append(self._outcome(letter, ALREADY, f"{mark.get('outcome')} at {mark.get('at')}",
-                                             mark.get("session")))
-                elif stored.get(origin[1], 0) <= origin[2]:
-                    out.append(self._outcome(letter, NOT_REACHED, "the sink has not read this record since it was"
-                                                                  " rewound; it applies it itself"))
+                elif (settled := self._settled(letter, markers, stored)) is not None:
+                    out.append(settled)
                 else:
                     todo.append(letter)
             if todo:
@@ -175,6 +171,20 @@ class _Channel:
 
     def _outcome(self, letter: DeadLetter, result: str, detail: str = "", session: str | None = None) -> Outcome:
         return Outcome(self.spec.owner_id, letter.dlq_offset, letter.origin, result, detail, session)
+
+    def _settled(self, letter: DeadLetter, markers: Mapping[tuple[int, int], Mapping[str, Any]],
+                 stored: Mapping[int, int], meanwhile: bool = False) -> Outcome | None:
+        """The outcome of a letter replayed already or not reached (read again by the sink), else None."""
+        assert letter.origin is not None
+        _, part, offset = letter.origin
+        mark = markers.get((part, offset))
+        if mark is not None:
+            detail = "replayed meanwhile" if meanwhile else f"{mark.get('outcome')} at {mark.get('at')}"
+            return self._outcome(letter, ALREADY, detail, mark.get("session"))
+        if stored.get(part, 0) <= offset:
+            return self._outcome(letter, NOT_REACHED, "the sink has not read this record since it was rewound;"
+                                                      " it applies it itself")
+        return None
 
     def _scan(self, letters: list[DeadLetter], starts: Mapping[int, int], ends: Mapping[int, int]) -> None:
         """Note, for each letter, the first later record of the group topic with the same key bytes."""
@@ -215,7 +225,7 @@ class _Channel:
     def _replay_one(self, letter: DeadLetter) -> Outcome:
         """Replay one letter, retrying a retriable database error (``owner.retries`` attempts in all)."""
         origin = letter.origin
-        assert origin is not None and self.conn is not None
+        assert origin is not None
         _, part, offset = origin
         key, value, headers, ts = letter.record_bytes()
         rec = self.decoder.decode(part, offset, key, value, timestamp=ts, headers=headers)
@@ -250,18 +260,14 @@ class _Channel:
                       started: dt.datetime) -> Outcome:
         """One attempt, in one sink transaction: skip a letter already replayed, not reached or
         superseded (marker written), else apply it with its marker and session."""
-        assert self.conn is not None
         d = self.dialect
         with d.transaction(self.conn):
             lock_offsets(self.conn, d, self.store)
-            state = self.store.load(self.conn)
-            markers = load_markers(self.conn, d, self.spec.topic)
-            if (part, offset) in markers:
-                return self._outcome(letter, ALREADY, "replayed meanwhile", markers[(part, offset)].get("session"))
-            stored = state.offsets.get(part, 0)
-            if stored <= offset:
-                return self._outcome(letter, NOT_REACHED, "the sink has not read this record since it was"
-                                                          " rewound; it applies it itself")
+            offsets = self.store.load(self.conn).offsets
+            settled = self._settled(letter, load_markers(self.conn, d, self.spec.topic), offsets, meanwhile=True)
+            if settled is not None:
+                return settled
+            stored = offsets[part]
             if stored > self.ends.get(part, 0):  # the sink moved on since the scan: look at the rest
                 self._scan([letter], {part: self.ends.get(part, 0)}, {part: stored})
             newer = self._newer(rec)
@@ -289,7 +295,6 @@ class _Channel:
 
     def _broken(self) -> bool:
         try:
-            assert self.conn is not None
             with self.dialect.transaction(self.conn):
                 self.dialect.read_state(self.conn, self.store.namespace)
             return False

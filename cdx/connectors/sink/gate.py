@@ -2,7 +2,7 @@
 
 Contract
 - The controls live in the database the sink writes (``cdx.controls``); the gate reads them at most
-  every ``refresh_every`` seconds, between batches, in its own short transaction.
+  every ``REFRESH_EVERY`` seconds, between batches, in its own short transaction.
 - **Paused**: nothing is applied. **Schedules**: a record of a subjob whose every delivering schedule
   is windowed or an interval (``SinkSpec.schedules``) is applied only while one of them is open,
   or when its offset is below that schedule's release (``cdx schedule run-now``; an interval's tick,
@@ -34,6 +34,8 @@ log = logging.getLogger("cdx.sink")
 
 CLOCK_ENV = "CDX_TEST_CLOCK_FILE"
 """Tests only: a file holding the time the sinks take for "now" (see module docstring)."""
+REFRESH_EVERY = 1.0
+"""Seconds between two reads of the controls (at most)."""
 
 
 def clock_now() -> dt.datetime:
@@ -53,19 +55,13 @@ def clock_now() -> dt.datetime:
 class Gate:
     """Cuts consumed batches at held-back records (see module docstring)."""
 
-    def __init__(self, spec: SinkSpec, dialect: Dialect, *, refresh_every: float = 1.0,
-                 clock: Callable[[], dt.datetime] = clock_now) -> None:
+    def __init__(self, spec: SinkSpec, dialect: Dialect) -> None:
         self.spec = spec
         self.dialect = dialect
-        self.refresh_every = refresh_every
-        self.clock = clock
         self.controls = controls.Controls()
         self.open: dict[str, bool] = {}
         self._refreshed = -float("inf")
-        scheds: dict[str, DistributionSchedule] = {}
-        for group in spec.schedules.values():
-            scheds.update((s.id.casefold(), s) for s in group)
-        self.schedules = scheds
+        self.schedules = {s.id.casefold(): s for group in spec.schedules.values() for s in group}
 
     @property
     def paused(self) -> bool:
@@ -75,7 +71,7 @@ class Gate:
                 force: bool = False) -> bool:
         """Re-read the controls and the windows (throttled); True when what is held may have changed.
         ``ends``: the group topic's end offsets now (an interval schedule's tick releases up to them)."""
-        if conn is None or (not force and time.monotonic() - self._refreshed < self.refresh_every):
+        if conn is None or (not force and time.monotonic() - self._refreshed < REFRESH_EVERY):
             return False
         self._refreshed = time.monotonic()
         before = (self.controls, dict(self.open))
@@ -83,16 +79,14 @@ class Gate:
             self.controls = controls.read(conn, self.dialect)
         finally:
             conn.rollback()
-        now = self.clock()
+        now = clock_now()
         self.open = {k: s.plan.open_at(now, s.timezone) for k, s in self.schedules.items()}
         for key, sched in self.schedules.items():
             tick = sched.plan.tick(now, sched.timezone)
             if tick is None or tick == self.controls.ticks.get(key):
                 continue
             if key not in self.controls.ticks:  # the first tick any sink sees here: the clock starts
-                with self.dialect.transaction(conn):
-                    controls.raise_release(conn, self.dialect, sched.id, {}, tick=tick)
-                    self.controls = controls.read(conn, self.dialect)
+                self._release(conn, sched, {}, tick)
             elif ends is not None:
                 self._release_tick(conn, ends, sched, tick)
         changed = (self.controls, self.open) != before
@@ -112,10 +106,13 @@ class Gate:
             return
         if not ends:
             return
+        self._release(conn, sched, ends, tick)
+        log.info("sink %s: schedule %s ticked; applying its records up to %s", self.spec.owner_id, sched.id, ends)
+
+    def _release(self, conn: Connection, sched: DistributionSchedule, ends: Mapping[int, int], tick: int) -> None:
         with self.dialect.transaction(conn):
             controls.raise_release(conn, self.dialect, sched.id, ends, tick=tick)
             self.controls = controls.read(conn, self.dialect)
-        log.info("sink %s: schedule %s ticked; applying its records up to %s", self.spec.owner_id, sched.id, ends)
 
     def holds(self, rec: Record) -> bool:
         """Whether ``rec`` must wait."""

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from cdx.codec import SchemaStore, make_codec
@@ -43,11 +44,6 @@ from cdx.topology.live import LiveTopology
 from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.sink")
-
-DLQ_CONFIG = tools.DLQ_CONFIG
-"""Dead letters are kept until an operator deals with them."""
-codec_config = tools.codec_config
-
 
 RECORDS_BUDGET = 50_000
 """Decoded records a host holds at most (all sinks' batches together)."""
@@ -72,10 +68,6 @@ def budgeted(settings: SinkSettings, sinks: int) -> SinkSettings:
 
 def close_all(sinks: list[ChannelSink], threads: int) -> None:
     """Close ``sinks`` (release each lock, close each connection) on ``threads`` threads."""
-    if len(sinks) <= 1:
-        for sink in sinks:
-            sink.close()
-        return
     with ThreadPoolExecutor(max(1, min(threads, len(sinks))), thread_name_prefix="sink-close") as pool:
         list(pool.map(lambda s: s.close(), sinks))
 
@@ -108,18 +100,17 @@ class SinkHost:
         k = self.topology.kafka
         shared = self.shared_config()
         dlq = dlq_topic(k.topic_prefix)
-        ensure_topics(shared, [TopicSpec(dlq, 1, k.replication_factor, DLQ_CONFIG)])
+        ensure_topics(shared, [TopicSpec(dlq, 1, k.replication_factor, tools.DLQ_CONFIG)])
         self._store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(shared))
-        codec = make_codec(codec_config(self.topology), store=self._store)
+        self._codec = make_codec(k.codec_config(), store=self._store)
         self._dead_letters = DeadLettersByOwner(lambda owner: producer_config(self.config_of(owner)), dlq)
-        self._codec = codec
         self.sinks = [self._new_sink(spec) for spec in self.specs]
 
     def _new_sink(self, spec: SinkSpec) -> ChannelSink:
         assert self._dead_letters is not None
         settings = budgeted(self.settings, len(self.specs))
         sink = ChannelSink(spec, self.config_of(spec.owner_id), self._codec, self._dead_letters, settings,
-                           threading.Event(), prepare=self._prepare_of(spec.owner_id))
+                           threading.Event(), prepare=partial(self._prepare, spec.owner_id))
         feed = self._feed_of(sink.kafka_config)
         sink.ends_seen = lambda: feed.ends(spec.topic)
         return sink
@@ -141,20 +132,18 @@ class SinkHost:
         if isinstance(reader, ChannelSink):
             self.workers.kick(reader)
 
-    def _prepare_of(self, owner_id: str) -> Any:
-        def prepare() -> None:
-            """Run the database's pending extension scripts before its sink writes anything."""
-            from cdx.connectors.migrate.fleet import failure_text, pending_results
-            try:
-                results = pending_results(self.topology, [owner_id])
-            except CdxError as e:  # the scripts directory is missing or unreadable
-                raise FatalError(f"extension scripts: {e}") from e
-            if not results or results[0].ok:
-                return
-            if results[0].error is None:
-                raise FatalError(f"extension scripts: {failure_text(results[0])}")
-            raise RetriableError(results[0].error)
-        return prepare
+    def _prepare(self, owner_id: str) -> None:
+        """Run the database's pending extension scripts before its sink writes anything."""
+        from cdx.connectors.migrate.fleet import failure_text, pending_results
+        try:
+            results = pending_results(self.topology, [owner_id])
+        except CdxError as e:  # the scripts directory is missing or unreadable
+            raise FatalError(f"extension scripts: {e}") from e
+        if not results or results[0].ok:
+            return
+        if results[0].error is None:
+            raise FatalError(f"extension scripts: {failure_text(results[0])}")
+        raise RetriableError(results[0].error)
 
     def config_of(self, owner_id: str) -> dict[str, Any]:
         """Client settings of one database's sink: logged in as its identity of ``kafka.principals.channels``
@@ -275,11 +264,6 @@ class SinkHost:
         """With ``live``: keep waiting for revisions until stopped, unless every sink failed."""
         return (self.live is not None and not self._stop.is_set()
                 and (not self.sinks or any(s.status != "failed" for s in self.sinks)))
-
-    def run(self) -> bool:
-        """``setup``, ``start``, then block until every sink has stopped. True if none failed."""
-        self.start()
-        return self.wait()
 
     def failed(self) -> list[ChannelSink]:
         return [s for s in self.sinks if s.status == "failed"]

@@ -18,10 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdx.codec import AvroSchema, Codec, SchemaStore, make_codec
+from cdx.codec import AvroSchema, SchemaStore, make_codec
 from cdx.codec.naming import namespace_for
 from cdx.connectors.sink.conflicts import TableConflict, conflicts
-from cdx.connectors.sink.host import codec_config
 from cdx.connectors.sink.records import Shape, shape_of
 from cdx.connectors.sink.spec import SinkSpec, sink_specs, target_key
 from cdx.connectors.sink.state import StateStore
@@ -54,12 +53,8 @@ class InitReport:
 
 
 def _target_namespaces(specs: Iterable[SinkSpec]) -> dict[str, tuple[str, str]]:
-    out = {}
-    for spec in specs:
-        for schema, table in spec.table_order:
-            ns = namespace_for(f"{ROUTED_NAMESPACE_ROOT}.{schema}.{table}")
-            out[ns.casefold()] = target_key(schema, table)
-    return out
+    return {namespace_for(f"{ROUTED_NAMESPACE_ROOT}.{schema}.{table}").casefold(): target_key(schema, table)
+            for spec in specs for schema, table in spec.table_order}
 
 
 def _classify(schema: AvroSchema, namespaces: dict[str, tuple[str, str]]) -> tuple[tuple[str, str], bool] | None:
@@ -72,7 +67,7 @@ def _classify(schema: AvroSchema, namespaces: dict[str, tuple[str, str]]) -> tup
     return (target, last == "Key") if target is not None else None
 
 
-def latest_schemas(topology: Topology, specs: list[SinkSpec], codec: Codec | None = None) -> Schemas:
+def latest_schemas(topology: Topology, specs: list[SinkSpec]) -> Schemas:
     """Latest routed key/value writer schemas of every target table of ``specs`` (see module doc)."""
     k = topology.kafka
     config = client_config(k.bootstrap_servers, k.security)
@@ -99,7 +94,7 @@ def latest_schemas(topology: Topology, specs: list[SinkSpec], codec: Codec | Non
         # record, so scanning the group topic (its whole length: 20 s for 1M records) could find
         # nothing more.
         if missing and k.record_encoding != "avro":
-            codec = codec or make_codec(codec_config(topology), store=SchemaStore(k.bootstrap_servers, topic))
+            codec = make_codec(k.codec_config(), store=SchemaStore(k.bootstrap_servers, topic))
             for group_topic in sorted({s.topic for s in specs}):
                 if not partitions_of(config, group_topic):
                     continue
@@ -167,11 +162,8 @@ def _new_sqlite_file(spec: SinkSpec) -> bool:
 
 
 def _target_shapes(spec: SinkSpec, schemas: Schemas) -> list[tuple[str, str, Shape | None]]:
-    out = []
-    for schema, table in spec.table_order:
-        found = schemas.get(target_key(schema, table))
-        out.append((schema, table, shape_of(schema, table, found[0], found[1]) if found else None))
-    return out
+    found = {t: schemas.get(target_key(*t)) for t in spec.table_order}
+    return [(schema, table, shape_of(schema, table, *kv) if kv else None) for (schema, table), kv in found.items()]
 
 
 def _conflicts(spec: SinkSpec, conn: Connection, schemas: Schemas) -> list[str]:

@@ -1,4 +1,4 @@
-"""Kafka look-ups for sink operations: watermarks, topic configs, group membership, reading a range,
+"""Kafka look-ups for sink operations: watermarks, tombstone retention, group membership, reading a range,
 offsets by time. Every function opens its own short-lived client and raises ``RetriableError``
 when the cluster does not answer.
 """
@@ -14,7 +14,6 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
-from cdx.errors import RetriableError
 from cdx.kafka import reading
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.lingering import admin_client
@@ -23,14 +22,8 @@ from cdx.kafka.reach import kafka_failure
 
 def reader(config: Mapping[str, Any]) -> Consumer:
     """An assign-only consumer (never joins its throw-away group), read_committed."""
-    cfg = {k: v for k, v in config.items()}
-    cfg.update({"group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
-    return Consumer(cfg)
-
-
-def _kafka(what: str, config: Mapping[str, Any], exc: Exception) -> RetriableError:
-    return kafka_failure(config, exc, what)
+    return Consumer({**config, "group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                     "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
 
 
 def watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> tuple[dict[int, int], dict[int, int]]:
@@ -46,24 +39,20 @@ def watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> 
         finally:
             consumer.close()
     except (KafkaException, TimeoutError) as e:
-        raise _kafka(f"watermarks of {topic}", config, e) from e
+        raise kafka_failure(config, e, f"watermarks of {topic}") from e
 
 
-def topic_config(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[str, str]:
-    """The effective configuration of ``topic`` (``describe_configs``)."""
+def delete_retention_ms(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> int | None:
+    """``delete.retention.ms`` of a compacted topic (how long tombstones survive compaction), from its
+    effective configuration (``describe_configs``); None when the topic is not compacted (then
+    tombstones are never removed on their own)."""
     try:
         with admin_client(config) as admin:
-            futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)], request_timeout=timeout)
-            (future,) = futures.values()
-            return {k: v.value for k, v in future.result(timeout).items() if v.value is not None}
+            (future,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)],
+                                               request_timeout=timeout).values()
+            cfg = {k: v.value for k, v in future.result(timeout).items() if v.value is not None}
     except (KafkaException, TimeoutError) as e:
-        raise _kafka(f"configuration of {topic}", config, e) from e
-
-
-def delete_retention_ms(config: Mapping[str, Any], topic: str) -> int | None:
-    """``delete.retention.ms`` of a compacted topic (how long tombstones survive compaction);
-    None when the topic is not compacted (then tombstones are never removed on their own)."""
-    cfg = topic_config(config, topic)
+        raise kafka_failure(config, e, f"configuration of {topic}") from e
     if "compact" not in cfg.get("cleanup.policy", ""):
         return None
     return int(cfg.get("delete.retention.ms", "86400000"))
@@ -71,7 +60,6 @@ def delete_retention_ms(config: Mapping[str, Any], topic: str) -> int | None:
 
 @dataclass(frozen=True)
 class GroupInfo:
-    group: str
     state: str
     members: tuple[str, ...]
     """One ``client_id@host`` (static members: ``instance id@host``) per member."""
@@ -97,20 +85,10 @@ def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: f
             for name, future in futures.items():
                 desc = future.result(timeout)
                 members = tuple(f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ())
-                out[name] = GroupInfo(name, str(getattr(desc.state, "name", desc.state)).lower(), members)
+                out[name] = GroupInfo(str(getattr(desc.state, "name", desc.state)).lower(), members)
     except (KafkaException, TimeoutError) as e:
-        raise _kafka("consumer groups", config, e) from e
+        raise kafka_failure(config, e, "consumer groups") from e
     return out
-
-
-def wait_for_no_members(config: Mapping[str, Any], group: str, timeout: float) -> GroupInfo:
-    """Poll the group until it has no member or ``timeout`` passed; return its last description."""
-    deadline = time.monotonic() + timeout
-    while True:
-        info = describe_groups(config, [group])[group]
-        if not info.active or time.monotonic() >= deadline:
-            return info
-        time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
 
 
 def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int], starts: Mapping[int, int] | None = None,
@@ -119,7 +97,7 @@ def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int], s
     try:
         yield from reading.read_range(config, topic, ends, starts, batch=batch, timeout=timeout)
     except (KafkaException, TimeoutError) as e:
-        raise _kafka(f"reading {topic}", config, e) from e
+        raise kafka_failure(config, e, f"reading {topic}") from e
 
 
 def offsets_for_time(config: Mapping[str, Any], topic: str, ts_ms: int, timeout: float = 10.0) -> dict[int, int]:
@@ -130,7 +108,7 @@ def offsets_for_time(config: Mapping[str, Any], topic: str, ts_ms: int, timeout:
     try:
         found = consumer.offsets_for_times([TopicPartition(topic, p, ts_ms) for p in highs], timeout=timeout)
     except (KafkaException, TimeoutError) as e:
-        raise _kafka(f"offsets for a time of {topic}", config, e) from e
+        raise kafka_failure(config, e, f"offsets for a time of {topic}") from e
     finally:
         consumer.close()
     return {tp.partition: tp.offset if tp.offset >= 0 else highs[tp.partition] for tp in found}
@@ -163,7 +141,7 @@ def first_timestamps(config: Mapping[str, Any], topic: str, starts: Mapping[int,
                 if 0 <= ends.get(tp.partition, 0) <= tp.offset:
                     pending.discard(tp.partition)
     except (KafkaException, TimeoutError) as e:
-        raise _kafka(f"reading {topic}", config, e) from e
+        raise kafka_failure(config, e, f"reading {topic}") from e
     finally:
         consumer.close()
     return out

@@ -20,19 +20,17 @@ removes the markers of the offsets it rewinds over: those records are read again
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdx.connectors.sink.kafkaops import watermarks
+from cdx.connectors.sink.kafkaops import read_range, watermarks
+from cdx.connectors.sink.state import NAMESPACE_LIMIT, fit_name
 from cdx.dialects import Connection, Dialect
-from cdx.kafka.admin import partitions_of
 from cdx.stage.letters import Letter
 from cdx.stage.letters import parse_letter as parse_record
 
-NAMESPACE_LIMIT = 128
 Origin = tuple[str, int, int]
 
 
@@ -123,11 +121,7 @@ def _int(value: Any) -> int | None:
 
 def read_letters(config: Mapping[str, Any], topic: str) -> list[DeadLetter]:
     """Every letter on the dead-letter topic, oldest first (empty when the topic does not exist)."""
-    from cdx.connectors.sink.kafkaops import read_range
-
-    if not partitions_of(config, topic):
-        return []
-    _, ends = watermarks(config, topic)
+    _, ends = watermarks(config, topic)  # none when the topic does not exist
     out = []
     for msg in read_range(config, topic, ends):
         ts_type, ts = msg.timestamp()
@@ -150,9 +144,7 @@ def latest_by_origin(letters: Iterable[DeadLetter]) -> dict[Origin, DeadLetter]:
 
 # ------------------------------------------------------------------------------ markers
 def marker_namespace(topic: str) -> str:
-    head = "dlq:"
-    text = head + topic
-    return text if len(text) <= NAMESPACE_LIMIT else head + "#" + hashlib.sha256(topic.encode()).hexdigest()
+    return fit_name("dlq:", topic, NAMESPACE_LIMIT)
 
 
 def marker_key(partition: int, offset: int) -> str:

@@ -66,10 +66,6 @@ class ChannelLock:
     held: bool = False
     _renewed: float = field(default=0.0, repr=False)
 
-    @property
-    def namespace(self) -> str:
-        return fit_name(NAMESPACE, self.name, NAMESPACE_LIMIT)
-
     def acquire(self, conn: Connection) -> None:
         """Take the lock in transactions of its own (``ensure_state_table`` done). Raises
         ``ChannelLocked`` naming the holder when another sink has it."""
@@ -78,12 +74,12 @@ class ChannelLock:
         if d.session_locks:
             if not d.try_session_lock(conn, self.name):
                 with d.transaction(conn):
-                    raise self._locked(self._read(conn))
+                    raise self._locked(_holder_info(d, conn, self.name))
             with d.transaction(conn):
                 self._write(conn, expires=None)
         else:
             with d.transaction(conn):
-                info = self._read(conn)
+                info = _holder_info(d, conn, self.name)
                 if info is not None and not self._mine(info) and not _ended(info):
                     raise self._locked(info)
                 self._write(conn, expires=time.time() + self.lease)
@@ -94,11 +90,11 @@ class ChannelLock:
         third of it is gone). Raises ``ChannelLocked`` when it was lost; the caller rolls back."""
         if self.dialect.session_locks:
             return  # held by this very connection for as long as it lives
-        info = self._read(conn)
+        info = _holder_info(self.dialect, conn, self.name)
         if not self.held or info is None or not self._mine(info):
             self.held = False
             raise ChannelLocked(f"channel {self.channel}: this sink lost its lease on the channel database"
-                                f" ({self._holder_text(info)}); standing by")
+                                f" ({held_text(info)}); standing by")
         if time.time() - self._renewed >= RENEW_EVERY:
             self._write(conn, expires=time.time() + self.lease)
 
@@ -116,38 +112,25 @@ class ChannelLock:
         self.held = False
         d = self.dialect
         with d.transaction(conn):
-            info = self._read(conn)
+            info = _holder_info(d, conn, self.name)
             if info is not None and self._mine(info):
-                d.write_state(conn, self.namespace, {"holder": json.dumps({**info, "expires": 0})})
+                d.write_state(conn, _namespace(self.name), {"holder": json.dumps({**info, "expires": 0})})
         if d.session_locks:
             d.release_session_lock(conn, self.name)
 
     # ------------------------------------------------------------------------------------------------
-    def _read(self, conn: Connection) -> dict[str, Any] | None:
-        raw = self.dialect.read_state(conn, self.namespace).get("holder")
-        try:
-            info = json.loads(raw) if raw else None
-        except ValueError:
-            return None
-        return info if isinstance(info, dict) else None
-
     def _write(self, conn: Connection, *, expires: float | None) -> None:
         now = time.time()
         self._renewed = now
         info = {"holder": self.holder, "host": socket.gethostname(), "node": _node(), "pid": os.getpid(),
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "expires": expires}
-        self.dialect.write_state(conn, self.namespace, {"holder": json.dumps(info)})
+        self.dialect.write_state(conn, _namespace(self.name), {"holder": json.dumps(info)})
 
     def _mine(self, info: dict[str, Any]) -> bool:
         return info.get("holder") == self.holder
 
-    def _holder_text(self, info: dict[str, Any] | None) -> str:
-        if info is None:
-            return "holder unknown"
-        return f"held by {info.get('holder', '?')} since {info.get('since', '?')}"
-
     def _locked(self, info: dict[str, Any] | None) -> ChannelLocked:
-        held = self._holder_text(info)
+        held = held_text(info)
         return ChannelLocked(f"channel {self.channel}: another process is applying to this channel database"
                              f" ({held}); standing by until it stops", self.channel, held)
 
@@ -163,6 +146,20 @@ def take_or_refuse(dialect: Dialect, conn: Connection, name: str, channel: str, 
         raise FatalError(f"channel {e.channel}: another process is applying to this channel database ({e.holder});"
                          " stop it first") from None
     return lock
+
+
+def _namespace(name: str) -> str:
+    return fit_name(NAMESPACE, name, NAMESPACE_LIMIT)
+
+
+def _holder_info(dialect: Dialect, conn: Connection, name: str) -> dict[str, Any] | None:
+    """The holder row of the lock ``name`` (caller's transaction); None when missing or unreadable."""
+    raw = dialect.read_state(conn, _namespace(name)).get("holder")
+    try:
+        info = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def _node() -> str:
@@ -198,12 +195,10 @@ def live_holder(dialect: Dialect, conn: Connection, name: str) -> dict[str, Any]
     nobody holds it. Session locks are tested by taking and at once releasing them; a lease counts
     while it has not ended. A database without a state table (never served) has no holder."""
     try:
-        raw = dialect.read_state(conn, fit_name(NAMESPACE, name, NAMESPACE_LIMIT)).get("holder")
-        info = json.loads(raw) if raw else None
-    except Exception:  # no state table yet, or an unreadable row: nobody can be holding it
+        info = _holder_info(dialect, conn, name)
+    except Exception:  # no state table yet: nobody can be holding it
         conn.rollback()
         info = None
-    info = info if isinstance(info, dict) else None
     if dialect.session_locks:
         if dialect.try_session_lock(conn, name):
             dialect.release_session_lock(conn, name)
@@ -217,5 +212,7 @@ def member_name(name: str, info: dict[str, Any]) -> str:
     return f"{name}@{info.get('host', '?')} ({info.get('holder', 'holder unknown')})"
 
 
-def held_text(info: dict[str, Any]) -> str:
+def held_text(info: dict[str, Any] | None) -> str:
+    if info is None:
+        return "holder unknown"
     return f"held by {info.get('holder', '?')} since {info.get('since', '?')}"

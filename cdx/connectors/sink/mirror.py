@@ -71,4 +71,6 @@ class OffsetMirror:
         return self._admins[key]
 
     def close(self) -> None:
+        """Drop the admin clients here: a commit callback still holding the mirror must not be the last
+        reference (librdkafka aborts when a client is destroyed from its own thread)."""
         self._admins.clear()

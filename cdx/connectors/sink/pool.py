@@ -12,15 +12,12 @@ Contract
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 
 from cdx.connectors.sink.runner import ChannelSink
-
-log = logging.getLogger("cdx.sink")
 
 TICK = 0.5
 """Seconds between two looks of the ticker at every sink's timers."""

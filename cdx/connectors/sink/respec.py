@@ -42,12 +42,11 @@ def describe_change(old: dict[str, FilterRule], new: dict[str, FilterRule]) -> s
     changed = sorted(s for s in set(old) | set(new) if old.get(s) != new.get(s))
     if not changed:
         return None
-    parts = []
-    for s in changed:
-        a, b = old.get(s), new.get(s)
-        parts.append(f"{s}: {f'{a.column} = {a.value!r}' if a else 'none'} -> "
-                     f"{f'{b.column} = {b.value!r}' if b else 'none'}")
-    return "row filter changed (" + "; ".join(parts) + ")"
+    return "row filter changed (" + "; ".join(f"{s}: {_text(old.get(s))} -> {_text(new.get(s))}" for s in changed) + ")"
+
+
+def _text(rule: FilterRule | None) -> str:
+    return f"{rule.column} = {rule.value!r}" if rule else "none"
 
 
 def resync_reason_for(old: SinkSpec, new: SinkSpec) -> str | None:

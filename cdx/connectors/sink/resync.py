@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from cdx.connectors.sink import respec
 from cdx.connectors.sink import sessions as hist
+from cdx.connectors.sink.breaker import rolled_back
+from cdx.connectors.sink.conflicts import primary_key
 from cdx.connectors.sink.kafkaops import delete_retention_ms, read_range, watermarks
 from cdx.connectors.sink.plan import TableBatch, plan_batch
 from cdx.connectors.sink.records import Decoder, Record, decode_message
@@ -51,6 +54,7 @@ log = logging.getLogger("cdx.sink")
 DeadLetterFn = Callable[[Record, str], None]
 Key = tuple[Any, ...]
 TKey = tuple[str, str]
+Refused = Mapping[TKey, Mapping[Key, str]]
 CHUNK = 5000
 MAX_REFUSED = 200
 CAUGHT_UP_KEY = "caught_up"
@@ -110,25 +114,23 @@ class ResyncReport:
     upserted: int = 0
     removed: int = 0
     refused: int = 0
-    dead_lettered: int = 0
     state: SinkState = field(default_factory=SinkState)
-    session: Session | None = None
 
 
+@dataclass
 class _Compacted:
     """The group topic's compacted state as a sink would apply it, built chunk by chunk."""
 
-    def __init__(self, spec: SinkSpec, stored: Mapping[int, int]) -> None:
-        self.spec = spec
-        self.stored = stored
-        self.state = SinkState()
-        self.tables: dict[TKey, TableBatch] = {}
-        self.origin: dict[tuple[TKey, Key], tuple[int, int]] = {}
-        """(table, key) -> (partition, offset) of the record giving the live row (to dead-letter it)."""
-        self.dead: list[tuple[Record, str]] = []
-        self.records = 0
-        self.filtered = 0
-        self.duplicates = 0
+    spec: SinkSpec
+    stored: Mapping[int, int]
+    state: SinkState = field(default_factory=SinkState)
+    tables: dict[TKey, TableBatch] = field(default_factory=dict)
+    origin: dict[tuple[TKey, Key], tuple[int, int]] = field(default_factory=dict)
+    """(table, key) -> (partition, offset) of the record giving the live row (to dead-letter it)."""
+    dead: list[tuple[Record, str]] = field(default_factory=list)
+    records: int = 0
+    filtered: int = 0
+    duplicates: int = 0
 
     def add(self, records: list[Record]) -> None:
         self.records += len(records)
@@ -146,17 +148,17 @@ class _Compacted:
                     continue
                 self.origin[((rec.shape.schema, rec.shape.table), key)] = (rec.partition, rec.offset)
         for tk, tb in plan.tables.items():
-            mine = self.tables.get(tk)
-            if mine is None:
-                self.tables[tk] = tb
-                continue
-            mine.shapes.update(tb.shapes)
-            for key, change in tb.changes.items():
-                mine.changes.pop(key, None)
-                mine.changes[key] = change
+            mine = self.tables.setdefault(tk, tb)
+            if mine is not tb:
+                mine.shapes.update(tb.shapes)
+                for key, change in tb.changes.items():
+                    mine.changes.pop(key, None)  # dict order = order of the last change (as in plan_batch)
+                    mine.changes[key] = change
 
 
-def _upsert_groups(tb: TableBatch, skip: set[Key]) -> dict[tuple[str, ...], list[tuple[Key, tuple[Any, ...]]]]:
+def _upsert_groups(tb: TableBatch, refused: Refused) -> dict[tuple[str, ...], list[tuple[Key, tuple[Any, ...]]]]:
+    """The live rows of ``tb`` but the refused ones, grouped by column list, with their keys."""
+    skip = refused.get((tb.schema, tb.table), {})
     out: dict[tuple[str, ...], list[tuple[Key, tuple[Any, ...]]]] = {}
     for key, (shape, row) in tb.changes.items():
         if row is not None and key not in skip:
@@ -164,16 +166,12 @@ def _upsert_groups(tb: TableBatch, skip: set[Key]) -> dict[tuple[str, ...], list
     return out
 
 
-class _Rollback(Exception):
-    pass
-
-
 class Resync:
     """One resync of one database (see module docstring)."""
 
     def __init__(self, conn: Connection, dialect: Dialect, spec: SinkSpec, store: StateStore, tables: Any,
                  decoder: Decoder, kafka_config: Mapping[str, Any], dead_letter: DeadLetterFn,
-                 sessions: SessionLog | None, guard: Callable[[Connection], None] | None = None) -> None:
+                 sessions: SessionLog, guard: Callable[[Connection], None] | None = None) -> None:
         self.conn, self.dialect, self.spec, self.store, self.tables = conn, dialect, spec, store, tables
         self.decoder, self.kafka_config, self.dead_letter, self.sessions = decoder, kafka_config, dead_letter, sessions
         self.guard = guard
@@ -219,13 +217,8 @@ class Resync:
     # ------------------------------------------------------------------------ reading
     def _read(self, ends: Mapping[int, int], stored: Mapping[int, int]) -> _Compacted:
         compacted = _Compacted(self.spec, stored)
-        chunk: list[Record] = []
-        for msg in read_range(self.kafka_config, self.spec.topic, ends):
-            chunk.append(decode_message(self.decoder, msg))
-            if len(chunk) >= CHUNK:
-                compacted.add(chunk)
-                chunk = []
-        if chunk:
+        messages = read_range(self.kafka_config, self.spec.topic, ends)
+        while chunk := [decode_message(self.decoder, m) for m in islice(messages, CHUNK)]:
             compacted.add(chunk)
         return compacted
 
@@ -238,29 +231,26 @@ class Resync:
     def _targets(self, compacted: _Compacted) -> list[TKey]:
         """Every table of the group (topology order), then tables only the topic names; parents first."""
         seen: dict[tuple[str, str], TKey] = {}
-        for schema, table in self.spec.table_order:
-            seen.setdefault(target_key(schema, table), (schema, table))
-        for schema, table in compacted.tables:
-            seen.setdefault(target_key(schema, table), (schema, table))
+        for t in (*self.spec.table_order, *compacted.tables):
+            seen.setdefault(target_key(*t), t)
         return sorted(seen.values(), key=lambda t: self.spec.rank(*t))
 
+    def _ordered(self, compacted: _Compacted) -> list[TableBatch]:
+        return sorted(compacted.tables.values(), key=lambda t: self.spec.rank(t.schema, t.table))
+
     def _commit(self, compacted: _Compacted, old: SinkState, ends: Mapping[int, int],
-                refused: Mapping[TKey, Mapping[Key, str]], report: ResyncReport, started: Any) -> None:
+                refused: Refused, report: ResyncReport, started: Any) -> None:
         """One sink transaction: upsert the compacted rows, delete the rows the topic no longer holds,
         dead-letter what was refused, save offsets and watermarks, record the session."""
         d, conn = self.dialect, self.conn
-        ordered = [tb for tb in compacted.tables.values()]
-        ordered.sort(key=lambda t: self.spec.rank(t.schema, t.table))
+        ordered = self._ordered(compacted)
         with d.transaction(conn):
             if self.guard is not None:
                 self.guard(conn)
             upserted = self._upsert_all(ordered, refused)
             removed, live_rows = self._delete_gone(compacted, ordered, refused)
-            dead = list(compacted.dead)
-            for (schema, table), keys in refused.items():
-                for key, why in keys.items():
-                    p, o = compacted.origin[((schema, table), key)]
-                    dead.append((self._reread(p, o), f"resync: {why}"))
+            dead = compacted.dead + [(self._reread(*compacted.origin[(tk, key)]), f"resync: {why}")
+                                     for tk, keys in refused.items() for key, why in keys.items()]
             for rec, why in dead:
                 self.dead_letter(rec, why)
             marks = dict(old.watermarks)
@@ -277,48 +267,41 @@ class Resync:
                 duplicates=compacted.duplicates, dead_lettered=len(dead),
                 offsets={p: (0, e - 1) for p, e in ends.items() if e > 0}, started_at=started,
                 detail=f"resync: {report.reason}")
-            if self.sessions is not None:
-                self.sessions.record(conn, session)
+            self.sessions.record(conn, session)
         report.upserted, report.removed, report.live_rows = upserted, removed, live_rows
         report.refused = sum(len(v) for v in refused.values())
-        report.dead_lettered = len(dead)
         report.state = SinkState(dict(offsets), marks)
-        report.session = session
 
-    def _upsert_all(self, ordered: list[TableBatch], refused: Mapping[TKey, Mapping[Key, str]]) -> int:
+    def _upsert_all(self, ordered: list[TableBatch], refused: Refused) -> int:
         """Upsert every live compacted row but the refused ones (parents first); returns the rows upserted."""
         d, conn = self.dialect, self.conn
         upserted = 0
         for tb in ordered:
             self.tables.ensure(conn, tb.shapes.values())
         for tb in ordered:
-            skip = set(refused.get((tb.schema, tb.table), {}))
-            for columns, items in _upsert_groups(tb, skip).items():
+            for columns, items in _upsert_groups(tb, refused).items():
                 d.upsert_rows(conn, tb.schema, tb.table, columns, tb.key_names, [r for _, r in items])
                 upserted += len(items)
         return upserted
 
-    def _delete_gone(self, compacted: _Compacted, ordered: list[TableBatch],
-                     refused: Mapping[TKey, Mapping[Key, str]]) -> tuple[int, int]:
+    def _delete_gone(self, compacted: _Compacted, ordered: list[TableBatch], refused: Refused) -> tuple[int, int]:
         """Delete, children first, every row whose key the topic no longer holds live (refused keys kept);
         returns (rows removed, live rows)."""
         d, conn = self.dialect, self.conn
         removed = live_rows = 0
+        by_target = {target_key(t.schema, t.table): t for t in reversed(ordered)}
         for schema, table in reversed(self._targets(compacted)):
             if not d.table_exists(conn, schema, table):
                 continue
-            found = next((t for t in ordered if target_key(t.schema, t.table) == target_key(schema, table)), None)
-            keep: set[Key] = set(refused.get((schema, table), {})) if found is None else \
-                set(refused.get((found.schema, found.table), {}))
-            if found is not None:
-                live = {k for k, (_, row) in found.changes.items() if row is not None}
-                live_rows += len(live)
-                keep |= live
-                key_names = list(found.key_names)
+            tb = by_target.get(target_key(schema, table))
+            if tb is None:  # no live row left in the topic
+                keep: set[Key] = set()
+                key_names = primary_key(d.introspect_columns(conn, schema, table))
             else:
-                cols = d.introspect_columns(conn, schema, table)
-                key_names = [c.name for c in sorted((c for c in cols if c.primary_key),
-                                                    key=lambda c: c.key_position)]
+                keep = {k for k, (_, row) in tb.changes.items() if row is not None}
+                live_rows += len(keep)
+                keep |= set(refused.get((tb.schema, tb.table), {}))
+                key_names = list(tb.key_names)
             gone = [k for k in self._keys(schema, table, key_names) if k not in keep]
             if gone:
                 removed += max(d.delete_rows(conn, schema, table, key_names, gone), 0)
@@ -332,20 +315,17 @@ class Resync:
         return [tuple(d.decode(cols[n], v) for n, v in zip(key_names, row, strict=True)) for row in cur.fetchall()]
 
     def _failed(self, report: ResyncReport, started: Any, error: BaseException) -> None:
-        if self.sessions is not None:
-            self.sessions.record_alone(self.conn, Session(
-                channel=self.spec.owner_id, kind=RESYNC, group_topic=self.spec.topic, records=report.records,
-                status=FAILED, started_at=started, detail=f"resync: {report.reason}",
-                error=f"resync failed: {type(error).__name__}: {error}"))
+        self.sessions.record_alone(self.conn, Session(
+            channel=self.spec.owner_id, kind=RESYNC, group_topic=self.spec.topic, records=report.records,
+            status=FAILED, started_at=started, detail=f"resync: {report.reason}",
+            error=f"resync failed: {type(error).__name__}: {error}"))
 
     # ------------------------------------------------------------------- isolating
-    def _find_refused(self, compacted: _Compacted, refused: Mapping[TKey, Mapping[Key, str]]
-                      ) -> tuple[TKey, Key, str] | None:
+    def _find_refused(self, compacted: _Compacted, refused: Refused) -> tuple[TKey, Key, str] | None:
         """The first live row the database refuses (probing in rolled-back transactions)."""
-        ordered = sorted(compacted.tables.values(), key=lambda t: self.spec.rank(t.schema, t.table))
+        ordered = self._ordered(compacted)
         for i, tb in enumerate(ordered):
-            skip = set(refused.get((tb.schema, tb.table), {}))
-            for columns, items in _upsert_groups(tb, skip).items():
+            for columns, items in _upsert_groups(tb, refused).items():
                 error = self._probe(ordered[:i], refused, tb, columns, items)
                 if error is None:
                     continue
@@ -359,29 +339,22 @@ class Resync:
                 return (tb.schema, tb.table), items[0][0], f"{type(error).__name__}: {error}"
         return None
 
-    def _probe(self, parents: Iterable[TableBatch], refused: Mapping[TKey, Mapping[Key, str]], tb: TableBatch,
+    def _probe(self, parents: list[TableBatch], refused: Refused, tb: TableBatch,
                columns: tuple[str, ...], items: list[tuple[Key, tuple[Any, ...]]]) -> Exception | None:
         """None if upserting ``items`` (after the parents' rows) works; the refusal otherwise. Rolls back."""
         d, conn = self.dialect, self.conn
         try:
-            with d.transaction(conn):
-                for parent in parents:
-                    self.tables.ensure(conn, parent.shapes.values())
-                    for cols, its in _upsert_groups(parent, set(refused.get((parent.schema, parent.table), {}))
-                                                    ).items():
-                        d.upsert_rows(conn, parent.schema, parent.table, cols, parent.key_names,
-                                      [r for _, r in its])
+            with rolled_back(d, conn):
+                self._upsert_all(parents, refused)
                 self.tables.ensure(conn, tb.shapes.values())
                 d.upsert_rows(conn, tb.schema, tb.table, columns, tb.key_names, [r for _, r in items])
-                raise _Rollback
-        except _Rollback:
-            return None
         except Exception as e:
             if d.classify_error(e) is SkippableError:
                 return e
             raise
         finally:
             self.tables.reset()
+        return None
 
 
 def _higher(a: Watermark | None, b: Watermark) -> Watermark:

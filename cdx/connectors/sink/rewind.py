@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from cdx.cleanup import quietly
-from cdx.connectors.sink.kafkaops import describe_groups, offsets_for_time, wait_for_no_members, watermarks
 from cdx.connectors.sink.letters import load_markers, marker_key, marker_namespace
 from cdx.connectors.sink.lock import held_text, live_holder, take_or_refuse
 from cdx.connectors.sink.sessions import REWIND, Session, SessionLog, utcnow
@@ -52,6 +51,7 @@ from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.dialects.base import STATE_TABLE
 from cdx.dialects.sqlite import sqlite_path
 from cdx.errors import ConfigError, FatalError, RetriableError
+from cdx.kafka.rewind import group_members, replay_targets
 
 log = logging.getLogger("cdx.sink")
 
@@ -60,19 +60,15 @@ def ensure_sink_stopped(tools: SinkTools, spec: SinkSpec, wait: float = 0.0) -> 
     """Raise ``FatalError`` if the sink of ``spec`` is running (it holds the channel lock in its database,
     or its consumer group has a member), after waiting up to ``wait`` seconds for a just-stopped sink."""
     deadline = time.monotonic() + wait
-    while True:
-        holder = _lock_holder(spec)
-        if holder is None or time.monotonic() >= deadline:
-            break
+    while (holder := _lock_holder(spec)) is not None and time.monotonic() < deadline:
         time.sleep(0.5)
     if holder is not None:
         raise FatalError(f"channel {spec.owner_id}: another process is applying to this channel database"
                          f" ({held_text(holder)}), the sink of {spec.owner_id} is running; stop it first")
-    info = wait_for_no_members(tools.config, spec.consumer_group, max(0.0, deadline - time.monotonic())) \
-        if wait > 0 else describe_groups(tools.config, [spec.consumer_group])[spec.consumer_group]
-    if info.active:
+    members = group_members(tools.config, spec.consumer_group, max(0.0, deadline - time.monotonic()))
+    if members:
         raise FatalError(
-            f"the sink of {spec.owner_id} is running (consumer group {spec.consumer_group}: {', '.join(info.members)});"
+            f"the sink of {spec.owner_id} is running (consumer group {spec.consumer_group}: {', '.join(members)});"
             " stop it first (a stopped sink stays a group member for its session timeout, 10 s: pass --wait to wait"
             " for it)")
 
@@ -95,14 +91,9 @@ def _lock_holder(spec: SinkSpec) -> dict[str, Any] | None:
 
 @dataclass
 class RewindResult:
-    spec: SinkSpec
-    before: dict[int, int]
-    after: dict[int, int]
-    ends: dict[int, int]
-    markers_removed: int = 0
-    session: Session | None = None
     moved: dict[int, tuple[int, int]] = field(default_factory=dict)
     """partition -> (old stored offset, new offset) for the partitions rewound."""
+    markers_removed: int = 0
 
     @property
     def records(self) -> int:
@@ -130,12 +121,14 @@ def parse_timestamp(text: str) -> int:
 def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, from_timestamp_ms: int | None = None,
            from_beginning: bool = False, partitions: Iterable[int] | None = None) -> RewindResult:
     """Rewind ``spec``'s database (see module docstring). The caller checks the sink is stopped."""
-    lows, ends, wanted = _wanted_offsets(tools, spec, from_offset, from_timestamp_ms, from_beginning, partitions)
+    if sum((from_offset is not None, from_timestamp_ms is not None, from_beginning)) != 1:
+        raise ConfigError("give exactly one of --from-offset, --from-timestamp, --from-beginning")
+    wanted, _ = replay_targets(tools.config, spec.topic, from_offset=0 if from_beginning else from_offset,
+                               from_timestamp_ms=from_timestamp_ms, partitions=partitions)  # clamped to the log
     dialect = get_dialect(spec.dialect)
     store = StateStore(dialect, spec.topic)
     sessions = SessionLog(dialect, spec.owner_id)
     conn = open_database(spec)
-    lock = None
     try:
         with dialect.transaction(conn):
             store.ensure(conn)
@@ -143,18 +136,15 @@ def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, 
         with dialect.transaction(conn):
             lock.confirm(conn)
             sessions.ensure(conn)
-            state = store.load(conn)
-            before = dict(state.offsets)
-            moved: dict[int, tuple[int, int]] = {}
+            stored = store.load(conn).offsets
+            result = RewindResult()
             for p, target in sorted(wanted.items()):
-                stored = state.offsets.get(p)
-                if stored is None:
+                if p not in stored:
                     continue  # never read: it starts from the beginning anyway
-                new = min(max(target, lows.get(p, 0)), stored)
-                if new < stored:
-                    moved[p] = (stored, new)
-            result = RewindResult(spec, before, dict(before), dict(ends), moved=moved)
-            if moved:
+                new = min(target, stored[p])
+                if new < stored[p]:
+                    result.moved[p] = (stored[p], new)
+            if result.moved:
                 how = _how(from_offset, from_timestamp_ms, from_beginning)
                 sessions.record(conn, _move_back(conn, dialect, store, spec, result, how))
         lock.release(conn)
@@ -163,35 +153,6 @@ def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, 
     if result.moved:
         log.info("replay: %s rewound %s", spec.owner_id, result.moved)
     return result
-
-
-def _wanted_offsets(tools: SinkTools, spec: SinkSpec, from_offset: int | None, from_timestamp_ms: int | None,
-                    from_beginning: bool, partitions: Iterable[int] | None
-                    ) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
-    """The topic's (low watermarks, end offsets) and the offset each chosen partition should go back to;
-    ``ConfigError`` for a bad choice (not exactly one start, a partition the topic lacks...)."""
-    chosen = [from_offset is not None, from_timestamp_ms is not None, from_beginning]
-    if sum(chosen) != 1:
-        raise ConfigError("give exactly one of --from-offset, --from-timestamp, --from-beginning")
-    lows, ends = watermarks(tools.config, spec.topic)
-    if not ends:
-        raise ConfigError(f"topic {spec.topic} does not exist (nothing to replay)")
-    only = set(partitions or ())
-    unknown = only - set(ends)
-    if unknown:
-        raise ConfigError(f"{spec.topic} has no partition {sorted(unknown)}; it has {sorted(ends)}")
-    if from_beginning:
-        wanted = dict(lows)
-    elif from_offset is not None:
-        if from_offset < 0:
-            raise ConfigError("--from-offset must be 0 or more")
-        wanted = {p: from_offset for p in ends}
-    else:
-        assert from_timestamp_ms is not None
-        wanted = offsets_for_time(tools.config, spec.topic, from_timestamp_ms)
-    if only:
-        wanted = {p: o for p, o in wanted.items() if p in only}
-    return dict(lows), dict(ends), dict(wanted)
 
 
 def _how(from_offset: int | None, from_timestamp_ms: int | None, from_beginning: bool) -> str:
@@ -204,8 +165,8 @@ def _how(from_offset: int | None, from_timestamp_ms: int | None, from_beginning:
 def _move_back(conn: Connection, dialect: Dialect, store: StateStore, spec: SinkSpec, result: RewindResult,
                how: str) -> Session:
     """In the caller's transaction: store the earlier offsets of ``result.moved``, drop their watermarks and
-    the replay markers at or after them, and fill ``result`` (markers removed, offsets after, session);
-    returns the session to record."""
+    the replay markers at or after them, and count the markers removed in ``result``; returns the session to
+    record."""
     moved = result.moved
     q, ph = dialect.quote_ident, dialect.placeholder
     table = dialect.kernel_table(STATE_TABLE)
@@ -220,10 +181,8 @@ def _move_back(conn: Connection, dialect: Dialect, store: StateStore, spec: Sink
         cur.executemany(f"DELETE FROM {table} WHERE {q('namespace')} = {ph} AND {q('key')} = {ph}",
                         [(marker_namespace(spec.topic), k) for k in stale])
     result.markers_removed = len(stale)
-    result.after.update({p: new for p, (_, new) in moved.items()})
-    result.session = Session(
+    return Session(
         channel=spec.owner_id, kind=REWIND, group_topic=spec.topic,
         offsets={p: (new, old - 1) for p, (old, new) in moved.items()}, started_at=utcnow(),
         detail=f"rewound {how}: " + ", ".join(f"partition {p}: {old} -> {new}"
                                              for p, (old, new) in sorted(moved.items())))
-    return result.session

@@ -36,14 +36,6 @@ CAPTURE_STALE_AFTER = 90.0
 """Seconds without a new capture position after which capture counts as not running."""
 
 
-def router_group(prefix: str) -> str:
-    return f"{prefix}-router"
-
-
-def hq_upload_group(prefix: str) -> str:
-    return f"{prefix}-hq-upload"
-
-
 @dataclass
 class Role:
     role: str
@@ -121,12 +113,12 @@ def lease_roles(config: Mapping[str, Any], topology: Topology, capture: Role) ->
 def roles(config: Mapping[str, Any], topology: Topology) -> list[Role]:
     """Capture, router, every channel and register sink, HQ upload sink, channel uploads under a lease."""
     prefix = topology.kafka.topic_prefix
+    router, hq_upload = f"{prefix}-router", f"{prefix}-hq-upload"
     owners = [d.owner_id for d in topology.databases()]
-    groups = [router_group(prefix), hq_upload_group(prefix), *(sink_group(prefix, o) for o in owners)]
-    infos = describe_groups(config, groups)
+    infos = describe_groups(config, [router, hq_upload, *(sink_group(prefix, o) for o in owners)])
     capture = capture_role(config, topology)
-    out = [capture, group_role("router", router_group(prefix), infos.get(router_group(prefix)))]
+    out = [capture, group_role("router", router, infos.get(router))]
     out += [group_role("sink", o, infos.get(sink_group(prefix, o))) for o in owners]
-    out.append(group_role("hq-upload-sink", hq_upload_group(prefix), infos.get(hq_upload_group(prefix))))
+    out.append(group_role("hq-upload-sink", hq_upload, infos.get(hq_upload)))
     out += lease_roles(config, topology, capture)
     return out

@@ -129,10 +129,8 @@ class ChannelSink(ChannelTarget, FeedShare):
     def claim(self) -> bool:
         """Whether the caller may queue this sink for a worker (it is not queued already)."""
         with self._mu:
-            if self._scheduled:
-                return False
-            self._scheduled = True
-            return True
+            claimed, self._scheduled = not self._scheduled, True
+            return claimed
 
     def release(self, now: float) -> bool:
         """After a step: True (and still claimed) when there is more to do at once."""
@@ -275,12 +273,10 @@ class ChannelSink(ChannelTarget, FeedShare):
                 self.phase, self.status = "stopped", "stopped"
 
     def _close_db(self) -> None:
-        if self.conn is not None:
-            try:
-                self.lock.release(self.conn)
-            except Exception as e:  # the connection is going anyway; a lease then expires on its own
-                log.debug("sink %s: lock release: %s", self.name, e)
-            quietly(self.conn.close, f"sink {self.name}: closing the channel connection", log)
+        if self.conn is not None:  # a lock not released with the connection going: its lease expires on its own
+            conn = self.conn
+            quietly(lambda: self.lock.release(conn), f"sink {self.name}: releasing the channel lock", log)
+            quietly(conn.close, f"sink {self.name}: closing the channel connection", log)
             self.conn = None
 
     # ------------------------------------------------------------------------- housekeeping

@@ -46,7 +46,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -144,12 +144,8 @@ class Session:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["offsets"] = {str(p): list(r) for p, r in sorted(self.offsets.items())}
         for k in ("last_source_ts", "started_at", "finished_at"):
-            out[k] = _iso(out[k])
+            out[k] = out[k].replace(tzinfo=dt.UTC).isoformat() if out[k] is not None else None
         return out
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.replace(tzinfo=dt.UTC).isoformat() if value is not None else None
 
 
 def kernel_ref(dialect: Dialect, name: str) -> tuple[str | None, str]:
@@ -245,21 +241,21 @@ def insert(conn: Connection, dialect: Dialect, sessions: Iterable[Session]) -> N
         conn.cursor().executemany(sql, rows)
 
 
-def table_exists(conn: Connection, dialect: Dialect) -> bool:
-    return dialect.table_exists(conn, *kernel_ref(dialect, TABLE))
-
-
-def _decode(dialect: Dialect, raw: Iterable[Any]) -> Session:
-    return Session.from_row({n: dialect.decode(BY_NAME[n], v) for n, v in zip(NAMES, raw, strict=True)})
+def _select(conn: Connection, dialect: Dialect, tail: str, args: Sequence[Any], limit: int) -> list[Session]:
+    """Up to ``limit`` sessions of ``SELECT <columns> FROM <table> <tail>`` (none without the table)."""
+    if not dialect.table_exists(conn, *kernel_ref(dialect, TABLE)):
+        return []
+    cur = conn.cursor()
+    cur.execute(f"SELECT {dialect.columns_sql(NAMES)} FROM {dialect.kernel_table(TABLE)} {tail}", args)
+    rows = cur.fetchmany(max(0, limit))
+    cur.fetchall()
+    return [Session.from_row({n: dialect.decode(BY_NAME[n], v) for n, v in zip(NAMES, r, strict=True)}) for r in rows]
 
 
 def last(conn: Connection, dialect: Dialect, channel: str, status: str | None = None,
          kinds: Iterable[str] | None = None) -> Session | None:
     """The newest session of ``channel`` (with that status / one of those kinds), in the caller's transaction."""
-    if not table_exists(conn, dialect):
-        return None
     q, p = dialect.quote_ident, dialect.placeholder
-    table = dialect.kernel_table(TABLE)
     where, args = [f"{q('channel')} = {p}"], [channel]
     if status is not None:
         where.append(f"{q('status')} = {p}")
@@ -268,22 +264,12 @@ def last(conn: Connection, dialect: Dialect, channel: str, status: str | None = 
     if kinds:
         where.append(f"{q('kind')} IN ({', '.join([p] * len(kinds))})")
         args += kinds
-    cond = " AND ".join(where)
-    cur = conn.cursor()
-    cur.execute(f"SELECT {dialect.columns_sql(NAMES)} FROM {table} WHERE {q('session_id')} ="
-                f" (SELECT MAX({q('session_id')}) FROM {table} WHERE {cond})", args)
-    row = cur.fetchone()
-    return _decode(dialect, row) if row else None
+    found = _select(conn, dialect, f"WHERE {q('session_id')} = (SELECT MAX({q('session_id')}) FROM"
+                                   f" {dialect.kernel_table(TABLE)} WHERE {' AND '.join(where)})", args, 1)
+    return found[0] if found else None
 
 
 def recent(conn: Connection, dialect: Dialect, channel: str, limit: int = 20) -> list[Session]:
     """The newest ``limit`` sessions of ``channel``, newest first (caller's transaction)."""
-    if not table_exists(conn, dialect):
-        return []
     q, p = dialect.quote_ident, dialect.placeholder
-    cur = conn.cursor()
-    cur.execute(f"SELECT {dialect.columns_sql(NAMES)} FROM {dialect.kernel_table(TABLE)} WHERE {q('channel')} = {p}"
-                f" ORDER BY {q('session_id')} DESC", (channel,))
-    rows = cur.fetchmany(max(0, limit))
-    cur.fetchall()
-    return [_decode(dialect, r) for r in rows]
+    return _select(conn, dialect, f"WHERE {q('channel')} = {p} ORDER BY {q('session_id')} DESC", (channel,), limit)

@@ -28,10 +28,6 @@ class SinkSettings:
     see ``kafka_commit_interval``."""
     kafka_commit_interval: float = 5.0
     """Seconds between those informational commits (per channel, only when its offsets moved)."""
-    queued_max_kbytes: int = 4096
-    """librdkafka prefetch buffer of a host's shared consumer (``host`` sets it from its budget)."""
-    session_timeout_ms: int = 10_000
-    """Kept for compatibility (channels no longer join consumer groups)."""
     session_retention_days: float = 14.0
     """Download sessions older than this are deleted (0: keep by count only)."""
     session_max_rows: int = 50_000

@@ -12,7 +12,6 @@ record names that the topology does not list for the group come after all listed
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,8 +21,6 @@ from cdx.topics import group_topic
 from cdx.topology.model import Direction, DistributionSchedule, Subjob
 from cdx.topology.operations import offline_excluded, schedules_for
 from cdx.topology.root import Topology
-
-log = logging.getLogger("cdx.sink")
 
 Target = tuple[str, str]
 """``(schema, table)`` of a channel table, as routed records and the topology name it."""
@@ -123,18 +120,17 @@ def sink_specs(topology: Topology, owner_ids: Iterable[str] | None = None) -> li
     Raises ``ConfigError`` naming any unknown id.
     """
     infos = topology.databases()
-    wanted = [i.casefold() for i in owner_ids] if owner_ids else None
-    if wanted is not None:
-        known = {i.owner_id.casefold() for i in infos}
-        unknown = [i for i in owner_ids or () if i.casefold() not in known]
+    if owner_ids:
+        wanted = {i.casefold() for i in owner_ids}
+        known = {d.owner_id.casefold() for d in infos}
+        unknown = [i for i in owner_ids if i.casefold() not in known]
         if unknown:
             raise ConfigError(f"no channel or offline register {', '.join(map(repr, unknown))} in the topology;"
                               f" known: {', '.join(sorted(i.owner_id for i in infos)) or 'none'}")
+        infos = [i for i in infos if i.owner_id.casefold() in wanted]
     prefix = topology.kafka.topic_prefix
     specs = []
     for info in infos:
-        if wanted is not None and info.owner_id.casefold() not in wanted:
-            continue
         subjobs = topology.subjobs_for_group(info.group.id, Direction.DOWNLOAD)
         excluded = frozenset(s.id.casefold() for s in subjobs
                              if info.kind == "offline" and offline_excluded(topology, s))

@@ -26,12 +26,12 @@ Nothing here writes anywhere. Kafka or a database being down is reported, not ra
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cdx import controls
 from cdx.cleanup import quietly
@@ -40,11 +40,10 @@ from cdx.connectors.sink.kafkaops import describe_groups, first_timestamps, wate
 from cdx.connectors.sink.letters import DeadLetter, latest_by_origin, load_markers, read_letters
 from cdx.connectors.sink.lock import live_holder, member_name
 from cdx.connectors.sink.roles import Role, roles
-from cdx.connectors.sink.sessions import APPLIED, BATCH, DLQ_REPLAY, FAILED, RESYNC, Session, kernel_ref
+from cdx.connectors.sink.sessions import APPLIED, BATCH, DLQ_REPLAY, FAILED, RESYNC, Session
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
 from cdx.connectors.sink.state import StateStore
 from cdx.dialects import get_dialect
-from cdx.dialects.base import STATE_TABLE
 from cdx.errors import CdxError, Unreachable
 from cdx.kafka.config import client_config
 from cdx.kafka.reach import require_kafka
@@ -52,7 +51,7 @@ from cdx.topics import dlq_topic
 from cdx.topology.rollout import Rollout, rollout
 from cdx.topology.root import Topology
 
-log = logging.getLogger("cdx.status")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -81,10 +80,6 @@ class DatabaseStatus:
     """``<since> <who>`` while ``cdx channel pause`` holds it (lag keeps counting), else ``None``."""
     schedules: dict[str, str] = field(default_factory=dict)
     """Windowed and interval schedules delivering to it: ``open``, ``closed`` or ``every <N>s``."""
-
-    @property
-    def caught_up(self) -> bool:
-        return self.lag_records == 0
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("last_applied", "last_failed")}
@@ -148,26 +143,26 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
     config = client_config(k.bootstrap_servers, k.security)
     specs = sink_specs(topology, owner_ids)
     warnings: list[str] = []
-    kafka_ok = True
-    try:
-        require_kafka(k.bootstrap_servers)  # nothing listening: say so at once, not after every timeout
-        role_list = roles(config, topology)
-    except Exception as e:
-        kafka_ok = False
-        warnings.append(f"Kafka: {_why(e)}")
-        role_list = []
-    letters: list[DeadLetter] = []
-    bounds: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
-    if kafka_ok:
+
+    def attempt(what: str, read: Callable[[], _T], failed: _T) -> _T:
+        """``read()``, or ``failed`` and a warning saying why."""
         try:
-            letters = read_letters(config, dlq_topic(k.topic_prefix))
+            return read()
         except Exception as e:
-            warnings.append(f"dead-letter topic: {_why(e)}")
-        for topic in sorted({s.topic for s in specs}):
-            try:
-                bounds[topic] = watermarks(config, topic)
-            except Exception as e:
-                warnings.append(f"{topic}: {_why(e)}")
+            warnings.append(f"{what}: {_why(e)}")
+            return failed
+
+    def kafka_roles() -> list[Role] | None:
+        require_kafka(k.bootstrap_servers)  # nothing listening: say so at once, not after every timeout
+        return roles(config, topology)
+
+    role_list = attempt("Kafka", kafka_roles, None) or []
+    kafka_ok = not warnings  # no Kafka warning
+    letters: list[DeadLetter] = []
+    bounds: dict[str, tuple[dict[int, int], dict[int, int]] | None] = {}
+    if kafka_ok:
+        letters = attempt("dead-letter topic", partial(read_letters, config, dlq_topic(k.topic_prefix)), [])
+        bounds = {t: attempt(t, partial(watermarks, config, t), None) for t in sorted({s.topic for s in specs})}
     running = {r.name: r for r in role_list if r.role == "sink"}
     latest = latest_by_origin(letters)
     databases = []
@@ -191,12 +186,7 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
     hq_error = hq_unreachable(topology)
     if hq_error is not None:
         warnings.append(f"HQ database {topology.hq.redacted()} {hq_error}")
-    state = None
-    if kafka_ok:
-        try:
-            state = rollout(topology)
-        except Exception as e:
-            warnings.append(f"topology rollout: {_why(e)}")
+    state = attempt("topology rollout", partial(rollout, topology), None) if kafka_ok else None
     return Status(now, k.topic_prefix, kafka_ok, role_list, databases, uploads, warnings,
                   hq_reachable=hq_error is None, rollout=state)
 
@@ -219,13 +209,9 @@ def schedule_states(spec: SinkSpec) -> dict[str, str]:
     """Each non-continuous schedule of the database: ``open``/``closed`` (windows, now) or ``every <N>s``."""
     from cdx.connectors.sink.gate import clock_now
 
-    now, out = clock_now(), {}
-    for group in spec.schedules.values():
-        for s in group:
-            plan = s.plan
-            out[s.id] = f"every {plan.interval}s" if plan.interval else "open" if plan.open_at(now, s.timezone) \
-                else "closed"
-    return out
+    now = clock_now()
+    return {s.id: f"every {s.plan.interval}s" if s.plan.interval else "open" if s.plan.open_at(now, s.timezone)
+            else "closed" for group in spec.schedules.values() for s in group}
 
 
 def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int, int], dict[int, int]] | None,
@@ -245,7 +231,7 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
         st.error = f"cannot open the database: {_why(e)}"
     else:
         try:
-            if d.table_exists(conn, *kernel_ref(d, STATE_TABLE)):
+            if controls.state_table_exists(conn, d):
                 st.stored_offsets = StateStore(d, spec.topic).load(conn).offsets
                 markers = load_markers(conn, d, spec.topic)
                 st.paused = controls.read(conn, d).paused

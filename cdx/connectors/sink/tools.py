@@ -4,7 +4,7 @@ Everything is created on first use; ``close()`` flushes the producer."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cached_property
 
 from cdx.codec import Codec, SchemaStore, make_codec
 from cdx.connectors.sink.dlq import KafkaDeadLetters
@@ -18,11 +18,7 @@ from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology.root import Topology
 
 DLQ_CONFIG = {"retention.ms": "-1"}
-
-
-def codec_config(topology: Topology) -> dict[str, Any] | None:
-    """``make_codec`` settings of the topology (its ``kafka.encoding``)."""
-    return topology.kafka.codec_config()
+"""Dead letters are kept until an operator deals with them."""
 
 
 class SinkTools:
@@ -31,16 +27,13 @@ class SinkTools:
         self.topology = topology
         self.config = client_config(k.bootstrap_servers, k.security)
         self.dlq_topic = dlq_topic(k.topic_prefix)
-        self._codec: Codec | None = None
         self._letters: KafkaDeadLetters | None = None
 
-    @property
+    @cached_property
     def codec(self) -> Codec:
-        if self._codec is None:
-            k = self.topology.kafka
-            store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(self.config))
-            self._codec = make_codec(codec_config(self.topology), store=store)
-        return self._codec
+        k = self.topology.kafka
+        store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(self.config))
+        return make_codec(k.codec_config(), store=store)
 
     @property
     def dead_letters(self) -> KafkaDeadLetters:
