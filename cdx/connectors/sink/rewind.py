@@ -8,8 +8,9 @@ above the stored offset (a rewind never skips anything forward).
 What is written, in one transaction of the channel database:
 
 - the offsets of the rewound partitions (the sink positions itself there when it starts);
-- the **watermarks of those partitions are deleted**, so the records read again are applied
-  (as idempotent upserts and deletes) instead of being skipped as re-sends;
+- the **watermarks of those partitions are deleted**, the live ones (``wm:``) and the re-route ones
+  (``rr:``), so the records read again, re-routed ones included, are applied (as idempotent upserts
+  and deletes) instead of being skipped as re-sends;
 - the dead-letter replay markers of the rewound offsets are deleted (those records are read
   again, and may be dead-lettered again);
 - a ``rewind`` download session (offsets: target .. previous stored offset - 1).
@@ -172,8 +173,9 @@ def _move_back(conn: Connection, dialect: Dialect, store: StateStore, spec: Sink
     table = dialect.kernel_table(STATE_TABLE)
     cur = conn.cursor()
     for p in moved:
-        cur.execute(f"DELETE FROM {table} WHERE {q('namespace')} = {ph} AND {q('key')} LIKE {ph}",
-                    (store.namespace, f"wm:{p}:%"))
+        for kind in ("wm", "rr"):  # live and re-route watermarks: a replay re-applies both kinds of record
+            cur.execute(f"DELETE FROM {table} WHERE {q('namespace')} = {ph} AND {q('key')} LIKE {ph}",
+                        (store.namespace, f"{kind}:{p}:%"))
     store.save(conn, {p: new for p, (_, new) in moved.items()}, {})
     stale = [marker_key(p, o) for (p, o) in load_markers(conn, dialect, spec.topic)
              if p in moved and o >= moved[p][1]]
