@@ -130,14 +130,6 @@ class ChannelUploader:
         return max(1, len(partitions_of(self.base_config, self.writer.topic)))
 
     # ------------------------------------------------------------------ one poll (tests, tools)
-    def _kafka(self) -> None:
-        """Open the target: the transactional producer."""
-        self.target.open()
-
-    def _database(self) -> None:
-        """Open the source: the channel database and the read plans."""
-        self.source.open()
-
     def poll_once(self) -> int:
         """One batch as the loop runs it: read every upload table once (one snapshot) and publish what is new
         with the new positions (one transaction, retried until committed). Returns the tables that had work."""

@@ -97,7 +97,6 @@ class HqTarget:
         self.conn: Connection | None = None
         self.dlq: Producer | None = None
         self.dead: list[Dead] = []
-        self.batches = 0
         self._thread = 0
         self._stale = False
         self._tx: contextlib.ExitStack[Any] | None = None
@@ -242,7 +241,6 @@ class HqTarget:
             for x in self.dead])
 
     def _after_commit(self) -> None:
-        self.batches += 1
         for g in self._groups:
             metrics.SINK_ROWS.labels(g.channel, g.table.name, "inserted").inc(g.inserted)
             metrics.SINK_ROWS.labels(g.channel, g.table.name, "duplicate").inc(g.duplicates)
