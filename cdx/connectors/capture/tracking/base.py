@@ -29,10 +29,9 @@ Validity
     and, in PostgreSQL, by TRUNCATE), else ``ResyncRequired``: take a new ``snapshot``.
 
 Snapshots
-    ``snapshot(table)`` returns ``(rows, version)`` read in one snapshot: the rows reflect
-    every change up to ``version`` (and possibly some after it), so ``changes(since=version)``
-    continues without a gap. Consume or close the iterator before other calls: it holds
-    a read transaction open.
+    ``snapshot_chunk(table, after, limit)`` reads the current rows in primary-key order, one short
+    read transaction per chunk; with a version taken (``current_version``) before the first chunk,
+    ``changes(since=version)`` brings every row changed meanwhile up to date.
 
 Connections
     A tracker owns its connection: it runs and commits its own short transactions on it
@@ -51,13 +50,12 @@ Differences between dialects (all pass ``tests/conformance/test_change_tracking.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from cdx.cleanup import quietly
 from cdx.dialects import ColumnInfo, Connection, Dialect, key_columns, validate_identifier
 from cdx.errors import CdxError, ConfigError
 
@@ -117,37 +115,6 @@ class ResyncRequired(CdxError):
         self.current_version = current_version
 
 
-class RowStream(Iterator[dict[str, Any]]):
-    """The rows of a snapshot. Holds the snapshot's read transaction open until exhausted,
-    ``close()``d (also as a context manager) or garbage-collected."""
-
-    def __init__(self, rows: Iterator[dict[str, Any]], finish: Callable[[], None]) -> None:
-        self._rows, self._finish, self._done = rows, finish, False
-
-    def __next__(self) -> dict[str, Any]:
-        if self._done:
-            raise StopIteration
-        try:
-            return next(self._rows)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._finish()
-
-    def __enter__(self) -> RowStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        quietly(self.close, "change tracking: closing on garbage collection")
-
-
 class ChangeTracker(ABC):
     """One HQ database's change tracking (see module docstring for the contract)."""
 
@@ -181,10 +148,6 @@ class ChangeTracker(ABC):
         ``stamped``: the caller has just called ``current_version()`` for this pass over its tables, so
         a tracker that assigns versions when read (PostgreSQL) need not do it again for every table
         (transactions committed since are read by the next pass)."""
-
-    @abstractmethod
-    def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
-        """Every current row of ``table`` (column -> value) and the version they are consistent with."""
 
     def snapshot_chunk(self, table: TableLike, after: Sequence[Any] | None,
                        limit: int) -> tuple[list[dict[str, Any]], list[Any] | None]:

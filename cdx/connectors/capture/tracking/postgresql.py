@@ -40,7 +40,6 @@ from cdx.connectors.capture.tracking.base import (
     DEFAULT_RETENTION,
     Change,
     ChangeTracker,
-    RowStream,
     TableLike,
     TableRef,
 )
@@ -306,30 +305,6 @@ class PostgresChangeTracker(ChangeTracker):
             f" FROM g CROSS JOIN LATERAL jsonb_populate_record(NULL::{target}, g.pk) AS k"
             f" LEFT JOIN {target} AS t ON {d.match_sql(keys, 't', 'k')}"
             " ORDER BY g.version, g.last_seq")
-
-    def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
-        ref = TableRef.parse(table)
-        self._require_installed()
-        self._stamp()
-        self.conn.execute(self._READ)
-        try:
-            version = int(self.conn.execute("SELECT version FROM cdx.clock WHERE id = 1").fetchone()[0])
-            _, keys, *_ = self._tracked(ref)
-            columns = self._columns(ref, keys)
-            cursor = self.conn.cursor(name="cdx_snapshot")
-            cursor.itersize = 2000
-            cursor.execute(f"SELECT {self.dialect.columns_sql([c.name for c in columns])}"
-                           f" FROM {self.dialect.qualified(ref.schema, ref.name)}")
-        except BaseException:
-            self._end("ROLLBACK")
-            raise
-
-        def finish() -> None:
-            if not cursor.closed and self.conn.info.transaction_status == pq.TransactionStatus.INTRANS:
-                cursor.close()
-            self._end("COMMIT")
-
-        return RowStream((self._row(columns, values) for values in cursor), finish), version
 
     def _chunk_read(self) -> AbstractContextManager[Any]:
         return self._tx(self._READ)

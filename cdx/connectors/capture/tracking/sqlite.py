@@ -32,7 +32,6 @@ from cdx.connectors.capture.tracking.base import (
     DEFAULT_RETENTION,
     Change,
     ChangeTracker,
-    RowStream,
     TableLike,
     TableRef,
 )
@@ -205,26 +204,6 @@ class SQLiteChangeTracker(ChangeTracker):
             f" FROM g JOIN cdx_changes AS f ON f.seq = g.first_seq"
             f" LEFT JOIN {d.qualified(ref.schema, ref.name)} AS t ON {join}"
             " ORDER BY g.version")
-
-    def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
-        ref = TableRef.parse(table)
-        self._require_installed()
-        self.conn.execute("BEGIN")
-        try:
-            version = int(self.conn.execute(_CURRENT).fetchone()[0])  # starts the read snapshot
-            _, keys, _ = self._tracked(ref)
-            columns = self._columns(ref, keys)
-            cursor = self.conn.execute(f"SELECT {self.dialect.columns_sql([c.name for c in columns])}"
-                                       f" FROM {self.dialect.qualified(ref.schema, ref.name)}")
-        except BaseException:
-            self.conn.rollback()
-            raise
-
-        def finish() -> None:
-            cursor.close()
-            self.conn.commit()
-
-        return RowStream((self._row(columns, values) for values in cursor), finish), version
 
     def _chunk_read(self) -> AbstractContextManager[Any]:
         return self._tx("BEGIN")

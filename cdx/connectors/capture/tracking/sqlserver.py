@@ -30,7 +30,6 @@ from cdx.connectors.capture.tracking.base import (
     DEFAULT_RETENTION,
     Change,
     ChangeTracker,
-    RowStream,
     TableLike,
     TableRef,
 )
@@ -168,32 +167,6 @@ class SQLServerChangeTracker(ChangeTracker):
         if limit is not None and len(rows) >= limit:
             reached = int(rows[-1][0])
         return out, max(reached, since_version)
-
-    def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
-        ref = TableRef.parse(table)
-        columns = self.dialect.introspect_columns(self.conn, ref.schema, ref.name)
-        self._min_valid(ref)
-        snap = self._snapshot()
-        snap.__enter__()
-        try:
-            version = int(self._scalar("SELECT CHANGE_TRACKING_CURRENT_VERSION()"))
-            cursor = self.conn.cursor()
-            cursor.execute(f"SELECT {self.dialect.columns_sql([c.name for c in columns])}"
-                           f" FROM {self.dialect.qualified(ref.schema or 'dbo', ref.name)}")
-        except BaseException as exc:
-            snap.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-
-        def rows() -> Iterator[dict[str, Any]]:
-            while batch := cursor.fetchmany(2000):
-                for values in batch:
-                    yield self._row(columns, values)
-
-        def finish() -> None:
-            cursor.close()
-            snap.__exit__(None, None, None)
-
-        return RowStream(rows(), finish), version
 
     def _chunk_read(self) -> AbstractContextManager[Any]:
         return self._snapshot()
