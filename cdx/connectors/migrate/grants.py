@@ -19,7 +19,6 @@ the script (nothing is recorded), so create the roles first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -112,7 +111,3 @@ def _for_object(obj: Created, roles: ExtensionRoles, replicated: bool, dialect: 
     elif obj.kind == "PROCEDURE" or not sqlserver:
         plan += [(roles.users, "EXECUTE"), (roles.publishers, "EXECUTE"), (roles.deploy, "EXECUTE")]
     return [f"GRANT {privileges} ON {on} TO {dialect.quote_ident(role)}" for role, privileges in plan if role]
-
-
-def unique(statements: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(statements))

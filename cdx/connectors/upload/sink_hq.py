@@ -42,7 +42,7 @@ from cdx.connectors.upload.sink_catalog import Catalog
 from cdx.connectors.upload.sink_decode import Item, Unusable
 from cdx.connectors.upload.sink_insert import Group, group_items, insert_groups
 from cdx.connectors.upload.sink_kafka import offset_key
-from cdx.connectors.upload.source import db_error
+from cdx.connectors.upload.source import db_error, typed_errors
 from cdx.dialects import Connection
 from cdx.errors import CdxError, RetriableError, SkippableError
 
@@ -150,10 +150,8 @@ class HqTarget:
         assert self.conn is not None
         self._started = utcnow()
         tx = contextlib.ExitStack()
-        try:
+        with typed_errors(self.dialect, "starting an HQ transaction"):
             tx.enter_context(self.dialect.transaction(self.conn))
-        except Exception as exc:
-            raise db_error(self.dialect, exc, "starting an HQ transaction") from exc
         self._tx = tx
 
     def write(self, items: Sequence[Item], position: dict[str, str]) -> None:
@@ -162,10 +160,8 @@ class HqTarget:
         re-delivery (a consumer that started at Kafka's monitoring offsets, a rebalance) applies nothing twice."""
         assert self.conn is not None
         d, conn = self.dialect, self.conn
-        try:
+        with typed_errors(d, "reading upload offsets at HQ"):
             items, position = _not_yet_applied(items, position, d.read_state(conn, self.group_id))
-        except Exception as exc:
-            raise db_error(d, exc, "reading upload offsets at HQ") from exc
         groups = group_items(items)
         try:
             insert_groups(d, conn, groups)
@@ -178,7 +174,7 @@ class HqTarget:
             raise
         except Exception as exc:
             raise db_error(d, exc, "applying uploads to HQ") from exc
-        try:
+        with typed_errors(d, "storing upload offsets at HQ"):
             self._flush_dead_letters()
             d.write_state(conn, self.group_id, position)
             sessions = _sessions(groups, self.dead, self._started)
@@ -187,21 +183,13 @@ class HqTarget:
             self._since_prune += 1
             if self._since_prune >= self.options.prune_every:
                 self._prune(conn)
-        except CdxError:
-            raise
-        except Exception as exc:
-            raise db_error(d, exc, "storing upload offsets at HQ") from exc
         self._groups = groups
 
     def commit(self) -> None:
         assert self._tx is not None and self.conn is not None
         tx, self._tx = self._tx, None
-        try:
+        with typed_errors(self.dialect, "committing uploads at HQ"):
             tx.close()
-        except CdxError:
-            raise
-        except Exception as exc:
-            raise db_error(self.dialect, exc, "committing uploads at HQ") from exc
         self._after_commit()
         self.post_upload.run_pending(self.conn)
 

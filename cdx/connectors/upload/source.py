@@ -87,6 +87,17 @@ def db_error(dialect: Dialect, exc: BaseException, what: str) -> CdxError:
     return dialect.classify_error(exc)(f"{what}: {exc}")
 
 
+@contextmanager
+def typed_errors(dialect: Dialect, what: str) -> Iterator[None]:
+    """Database exceptions raised inside become typed cdx errors (:func:`db_error`); cdx errors pass unchanged."""
+    try:
+        yield
+    except CdxError:
+        raise
+    except Exception as exc:
+        raise db_error(dialect, exc, what) from exc
+
+
 def close_quietly(conn: Connection | None) -> None:
     if conn is None:
         return

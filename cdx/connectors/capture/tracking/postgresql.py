@@ -29,21 +29,20 @@ Trigger functions are SECURITY DEFINER, so HQ writers need no rights on ``cdx``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
 from psycopg import pq
 
 from cdx.connectors.capture.tracking.base import (
-    DEFAULT_RETENTION,
     Change,
-    ChangeTracker,
     TableLike,
     TableRef,
+    TriggerTracker,
 )
-from cdx.dialects import ColumnInfo, get_dialect, key_columns
+from cdx.dialects import ColumnInfo, get_dialect
 from cdx.errors import ConfigError
 
 _LOCK = 0x6364785F747261  # pg_advisory_xact_lock key serialising enable/disable ("cdx_tra")
@@ -89,8 +88,10 @@ _SHAPE_OF = (
 """A token of a table's shape: changes whenever a DDL statement touches its columns or primary key."""
 
 
-class PostgresChangeTracker(ChangeTracker):
+class PostgresChangeTracker(TriggerTracker):
     dialect = get_dialect("postgresql")
+    TABLES, CURRENT = "cdx.", "SELECT version FROM cdx.clock"
+    OWN_TABLES = ("cdx.changes", "cdx.versions", "cdx.clock", "cdx.tracked_tables")
 
     def __init__(self, conn: Any) -> None:
         super().__init__(conn)
@@ -101,16 +102,6 @@ class PostgresChangeTracker(ChangeTracker):
         self._shapes: dict[TableRef, tuple[str, list[ColumnInfo]]] = {}
 
     _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-
-    @contextmanager
-    def _tx(self, begin: str = "BEGIN") -> Iterator[Any]:
-        self.conn.execute(begin)
-        try:
-            yield self.conn
-        except BaseException:
-            self._end("ROLLBACK")
-            raise
-        self._end("COMMIT")
 
     def _end(self, how: str) -> None:
         if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
@@ -149,36 +140,20 @@ class PostgresChangeTracker(ChangeTracker):
         return {"pschema": schema, "pname": name}
 
     # -- enable / disable ----------------------------------------------------------------
-    def enable(self, tables: Iterable[TableLike], retention: timedelta = DEFAULT_RETENTION) -> None:
-        refs = [TableRef.parse(t) for t in tables]
-        with self._tx():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            self.conn.execute(_SETUP)
-            self.conn.execute(
-                "INSERT INTO cdx.clock (id, version, stamped_below, retention)"
-                " VALUES (1, 0, pg_snapshot_xmin(pg_current_snapshot()), %s)"
-                " ON CONFLICT (id) DO UPDATE SET retention = EXCLUDED.retention", (retention,))
-            for ref in refs:
-                self._enable_table(ref)
+    def _lock(self) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
 
-    def _enable_table(self, ref: TableRef) -> None:
-        keys = key_columns(self.dialect.introspect_columns(self.conn, ref.schema, ref.name))
-        row = self.conn.execute(
-            "SELECT table_id, key_columns FROM cdx.tracked_tables WHERE schema_name = %s AND table_name = %s",
-            (ref.schema or "", ref.name)).fetchone()
-        if row is None:
-            row = self.conn.execute(
-                "INSERT INTO cdx.tracked_tables (schema_name, table_name, key_columns, min_valid_version)"
-                " SELECT %s, %s, %s, version FROM cdx.clock RETURNING table_id, key_columns",
-                (ref.schema or "", ref.name, keys)).fetchone()
-        elif list(row[1]) != keys:  # re-keyed: old entries cannot be joined any more
-            self.conn.execute("DELETE FROM cdx.changes WHERE table_id = %s", (row[0],))
-            self.conn.execute(
-                "UPDATE cdx.tracked_tables SET key_columns = %s,"
-                " min_valid_version = (SELECT version FROM cdx.clock) WHERE table_id = %s", (keys, row[0]))
-        self._install_triggers(ref, int(row[0]), keys)
+    def _setup(self, retention: timedelta) -> None:
+        self._lock()
+        self.conn.execute(_SETUP)
+        self.conn.execute("INSERT INTO cdx.clock (id, version, stamped_below, retention)"
+                          " VALUES (1, 0, pg_snapshot_xmin(pg_current_snapshot()), %s)"
+                          " ON CONFLICT (id) DO UPDATE SET retention = EXCLUDED.retention", (retention,))
 
-    def _install_triggers(self, ref: TableRef, table_id: int, keys: Sequence[str]) -> None:
+    def _keys_in(self, keys: list[str]) -> Any:
+        return keys
+
+    def _install_triggers(self, ref: TableRef, table_id: int, columns: list[ColumnInfo], keys: list[str]) -> None:
         q = self.dialect.quote_ident
         target = self.dialect.qualified(ref.schema, ref.name)
 
@@ -210,23 +185,13 @@ class PostgresChangeTracker(ChangeTracker):
             self.conn.execute(f"CREATE TRIGGER cdx_capture_{op} {events[op].format(t=target)}"
                               f" EXECUTE FUNCTION {function}()")
 
+    def _drop_triggers(self, table_id: int) -> None:
+        for op in _OPS:
+            self.conn.execute(f"DROP FUNCTION IF EXISTS cdx.capture_{table_id}_{op}() CASCADE")
+
     def disable(self, tables: Iterable[TableLike] | None = None) -> None:
         self._known_installed = False
-        if not self._installed():
-            return
-        with self._tx():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            rows = self.conn.execute("SELECT table_id, schema_name, table_name FROM cdx.tracked_tables").fetchall()
-            wanted = None if tables is None else {TableRef.parse(t) for t in tables}
-            for table_id, schema, name in rows:
-                if wanted is not None and TableRef(schema or None, name) not in wanted:
-                    continue
-                for op in _OPS:
-                    self.conn.execute(f"DROP FUNCTION IF EXISTS cdx.capture_{int(table_id)}_{op}() CASCADE")
-                self.conn.execute("DELETE FROM cdx.changes WHERE table_id = %s", (table_id,))
-                self.conn.execute("DELETE FROM cdx.tracked_tables WHERE table_id = %s", (table_id,))
-            if tables is None:  # cdx.cdx_state shares the schema: drop only our tables
-                self.conn.execute("DROP TABLE cdx.changes, cdx.versions, cdx.clock, cdx.tracked_tables")
+        super().disable(tables)
 
     # -- versions ----------------------------------------------------------------------
     def _stamp(self) -> int:
@@ -257,8 +222,7 @@ class PostgresChangeTracker(ChangeTracker):
             {"schema": ref.schema or "", "name": ref.name, "since": since, "limit": limit,
              **self._physical(ref)}).fetchone()
         if row is None:
-            self.dialect.introspect_columns(self.conn, ref.schema, ref.name)  # a clearer error if missing
-            raise ConfigError(f"table {ref} is not change-tracked; run enable() for it first")
+            raise self._not_tracked(ref)
         return (int(row[0]), list(row[1]), int(row[2]), int(row[3]), None if row[4] is None else int(row[4]),
                 row[5])
 
