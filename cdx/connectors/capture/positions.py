@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from cdx.kafka.reading import read_to_end
+from cdx.connectors.upload.plan import latest_values
 
 
 @dataclass(frozen=True)
@@ -99,17 +99,10 @@ def load_positions(config: Mapping[str, Any], topic: str, hq_name: str) -> dict[
     """The last committed position of every table of ``hq_name`` (read_committed, to the end)."""
     prefix = f"{hq_name}/"
     out: dict[str, Position] = {}
-    for msg in read_to_end(config, topic):
-        key = (msg.key() or b"").decode()
-        if not key.startswith(prefix):
-            continue
-        table = key[len(prefix):]
-        value = msg.value()
-        if value is None:
-            out.pop(table, None)
-            continue
-        data = json.loads(value)
-        snap = data.get("snapshot")
-        out[table] = Position(int(data["version"]), int(data.get("ts_ms", 0)),
-                              SnapshotProgress.from_json(snap) if snap else None)
+    for key, value in latest_values(config, topic).items():
+        if key.startswith(prefix):
+            data = json.loads(value)
+            snap = data.get("snapshot")
+            out[key[len(prefix):]] = Position(int(data["version"]), int(data.get("ts_ms", 0)),
+                                              SnapshotProgress.from_json(snap) if snap else None)
     return out

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from cdx.connectors.migrate.execute import CANCEL
+from cdx.connectors.migrate.execute import time_limit
 from cdx.connectors.sink.sessions import kernel_ref
 from cdx.connectors.upload.sessions import APPLIED, Session, utcnow
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
@@ -113,19 +113,9 @@ class PostUploadHook:
         try:
             with d.transaction(conn):
                 cur = conn.cursor()
-
-                def cancel() -> None:
-                    fired.set()
-                    CANCEL[d.name](conn, cur)
-
-                timer = threading.Timer(self.config.timeout_seconds, cancel)
-                timer.daemon = True
-                timer.start()
-                try:
+                with time_limit(d, conn, cur, self.config.timeout_seconds, fired):
                     cur.execute(self.sql, (session_id,))
                     result = _result(cur)
-                finally:
-                    timer.cancel()
                 cur.execute(f"UPDATE {self.table} SET {q('status')} = {p}, {q('result')} = {p}, {q('error')} = NULL,"
                             f" {q('attempts')} = {q('attempts')} + 1, {q('finished_at')} = {p}"
                             f" WHERE {q('session_id')} = {p}", (DONE, result, d.encode(utcnow()), session_id))

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from cdx.connectors.sink.sessions import utcnow
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
 
 SCHEMA = "cdx"
@@ -70,10 +71,6 @@ class Session:
         if values["error"]:
             values["error"] = str(values["error"])[:2000]
         return [values[c.name] for c in COLUMNS]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def ensure_sessions_table(conn: Connection, dialect: Dialect) -> None:
