@@ -33,7 +33,7 @@ from cdx.connectors.capture.reload import reload_capture
 from cdx.connectors.capture.source import TrackingSource
 from cdx.connectors.capture.tables import TableState, Unit, capture_tables, table_specs
 from cdx.connectors.capture.tracking import ChangeTracker, open_tracker
-from cdx.connectors.capture.writer import RECORD_OVERHEAD, CaptureWriter
+from cdx.connectors.capture.writer import CaptureWriter
 from cdx.errors import FatalError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config, size_limited
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
     from cdx.topology.live import LiveTopology
 
 log = logging.getLogger("cdx.capture")
-
-__all__ = ["RECORD_OVERHEAD", "CaptureConnector", "TableState"]
 
 DLQ_CONFIG = {"retention.ms": "-1"}
 PASS_UNITS = 1000

@@ -3,7 +3,7 @@
 Contract
 - ``encode(unit)`` (the stage's ``decode``) returns the unit's records for its table topic (a tombstone
   after each delete) and its dead letters. A record larger than ``max_message_bytes`` (less
-  ``RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size, reason) goes
+  ``guards.RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size, reason) goes
   to the dead-letter topic in the same transaction and the position moves on.
 - New schemas of the unit's table are published first, in a short transaction of their own
   (:meth:`~cdx.kafka.txn_target.KafkaTxnTarget.publish`; not inside a long snapshot chunk's).
@@ -22,11 +22,9 @@ from cdx.connectors.capture import metrics
 from cdx.connectors.capture.positions import Position, encode_position, position_key
 from cdx.connectors.capture.records import ChangeEncoder
 from cdx.connectors.capture.tables import TableState, Unit
-from cdx.connectors.upload.guards import RECORD_OVERHEAD, oversize_reason
+from cdx.connectors.upload.guards import oversize_reason
 from cdx.connectors.upload.records import dlq_record
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
-
-__all__ = ["RECORD_OVERHEAD", "CaptureWriter"]
 
 log = logging.getLogger("cdx.capture")
 

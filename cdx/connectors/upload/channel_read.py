@@ -34,8 +34,6 @@ from cdx.errors import RetriableError
 from cdx.topology import Subjob
 from cdx.topology.model import Channel
 
-__all__ = ["ChannelDatabaseError", "ChannelRows", "Pending", "Positions", "UploadTable", "read_pending"]
-
 log = logging.getLogger("cdx.upload")
 
 Positions = dict[str, UploadPosition]

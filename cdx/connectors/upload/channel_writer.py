@@ -46,8 +46,6 @@ from cdx.topics import dlq_topic, schemas_topic, upload_topic
 
 log = logging.getLogger("cdx.upload")
 
-__all__ = ["ChannelWriter", "Encoded", "upload_target"]
-
 ROW_KIND = "channel-upload"
 """The metric label of rows dead-lettered by the channel upload."""
 

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Producer
 
-from cdx.connectors.upload.offline_merge import TableWork, transaction_key
-from cdx.connectors.upload.offline_plan import counter_generated
-from cdx.connectors.upload.offline_stage import COMPONENT, NAMESPACE, ChannelMerge, Positions, RegisterRows
+from cdx.connectors.upload.offline_merge import TableWork
+from cdx.connectors.upload.offline_stage import COMPONENT, ChannelMerge, Positions, RegisterRows
 from cdx.connectors.upload.plan import offline_subjobs_for, upload_subjobs_for
 from cdx.connectors.upload.workers import ChannelThreads
 from cdx.errors import ConfigError, FatalError
@@ -48,9 +47,6 @@ from cdx.topology import Topology
 from cdx.topology.model import Channel, OfflineRegister
 
 log = logging.getLogger("cdx.upload.offline")
-
-__all__ = ["COMPONENT", "NAMESPACE", "ChannelOfflineSync", "OfflineSync", "SyncOptions", "counter_generated",
-           "syncing_channels", "transaction_key"]
 
 
 @dataclass

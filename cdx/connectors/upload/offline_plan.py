@@ -19,8 +19,6 @@ from cdx.dialects import ColumnInfo, Connection, Dialect, key_columns
 from cdx.errors import ConfigError
 from cdx.topology import Subjob, TableRef
 
-__all__ = ["OfflinePlan", "OfflineRow", "Side", "counter_generated"]
-
 
 @dataclass
 class OfflineRow:

@@ -44,8 +44,6 @@ from cdx.topology.model import Channel, OfflineRegister
 
 log = logging.getLogger("cdx.upload.offline")
 
-__all__ = ["COMPONENT", "NAMESPACE", "ChannelMerge", "Positions", "RegisterRows"]
-
 NAMESPACE = "cdx-offline-sync"
 COMPONENT = "offline-sync"
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Message, Producer
 
 from cdx.codec import SchemaStore, make_codec
-from cdx.connectors.upload.sink_catalog import ORIGIN_COLUMN, Catalog, HqTable
+from cdx.connectors.upload.sink_catalog import Catalog, HqTable
 from cdx.connectors.upload.sink_decode import Decoder, Unusable
 from cdx.connectors.upload.sink_hq import COMPONENT, Dead, HqTarget
 from cdx.connectors.upload.sink_kafka import UploadTopics
@@ -46,8 +46,6 @@ from cdx.topology import Topology
 
 if TYPE_CHECKING:
     from cdx.topology.live import LiveTopology
-
-__all__ = ["COMPONENT", "ORIGIN_COLUMN", "HqTable", "SinkOptions", "UploadSink", "sink_group_id"]
 
 log = logging.getLogger("cdx.upload.sink")
 
