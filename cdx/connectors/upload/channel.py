@@ -24,7 +24,7 @@ import threading
 from confluent_kafka import KafkaException
 
 from cdx.codec import SchemaStore, make_codec
-from cdx.connectors.upload.channel_read import ChannelDatabaseError, ChannelRows, Pending, Positions, UploadTable
+from cdx.connectors.upload.channel_read import ChannelRows, Pending, Positions, UploadTable
 from cdx.connectors.upload.channel_writer import ChannelWriter, Encoded, upload_target
 from cdx.connectors.upload.plan import UploadOptions, load_upload_positions, upload_subjobs_for
 from cdx.errors import ConfigError, RetriableError
@@ -39,8 +39,6 @@ from cdx.topology import Topology
 from cdx.topology.model import Channel
 
 log = logging.getLogger("cdx.upload")
-
-__all__ = ["ChannelDatabaseError", "ChannelUploader"]
 
 
 class ChannelUploader:

@@ -108,32 +108,29 @@ class PostUploadHook:
 
     def _run_one(self, conn: Connection, session_id: str) -> bool:
         assert self.config is not None
-        d, q, p = self.dialect, self.dialect.quote_ident, self.dialect.placeholder
-        fired = threading.Event()
+        d, fired = self.dialect, threading.Event()
         try:
             with d.transaction(conn):
                 cur = conn.cursor()
                 with time_limit(d, conn, cur, self.config.timeout_seconds, fired):
                     cur.execute(self.sql, (session_id,))
                     result = _result(cur)
-                cur.execute(f"UPDATE {self.table} SET {q('status')} = {p}, {q('result')} = {p}, {q('error')} = NULL,"
-                            f" {q('attempts')} = {q('attempts')} + 1, {q('finished_at')} = {p}"
-                            f" WHERE {q('session_id')} = {p}", (DONE, result, d.encode(utcnow()), session_id))
+                self._finish(cur, session_id, DONE, result, None)
             return True
         except Exception as e:
             why = f"timed out after {self.config.timeout_seconds:g} s" if fired.is_set() else \
                 (str(e).strip().splitlines() or [type(e).__name__])[0]
             log.error("post-upload processing of session %s failed: %s", session_id, why)
-            self._failed(conn, session_id, why)
+            with d.transaction(conn):
+                self._finish(conn.cursor(), session_id, FAILED, None, why[:2000])
             return False
 
-    def _failed(self, conn: Connection, session_id: str, why: str) -> None:
+    def _finish(self, cur: Any, session_id: str, status: str, result: str | None, error: str | None) -> None:
+        """Record one more attempt of the call and its outcome (the caller's transaction)."""
         d, q, p = self.dialect, self.dialect.quote_ident, self.dialect.placeholder
-        with d.transaction(conn):
-            conn.cursor().execute(
-                f"UPDATE {self.table} SET {q('status')} = {p}, {q('error')} = {p},"
-                f" {q('attempts')} = {q('attempts')} + 1, {q('finished_at')} = {p} WHERE {q('session_id')} = {p}",
-                (FAILED, why[:2000], d.encode(utcnow()), session_id))
+        cur.execute(f"UPDATE {self.table} SET {q('status')} = {p}, {q('result')} = {p}, {q('error')} = {p},"
+                    f" {q('attempts')} = {q('attempts')} + 1, {q('finished_at')} = {p} WHERE {q('session_id')} = {p}",
+                    (status, result, error, d.encode(utcnow()), session_id))
 
 
 def _result(cur: Any) -> str:

@@ -7,7 +7,7 @@
 primary row. :meth:`UploadSource.read` returns the rows of given counter ranges (gap re-reads)
 and above a counter (the tail), ordered by counter.
 
-:class:`ReadSnapshot` runs one poll's reads in one consistent snapshot and gives the database's
+:func:`read_snapshot` runs one poll's reads in one consistent snapshot and gives the database's
 **commit horizon**, which lets a gap be closed as soon as it is provably permanent:
 
 - PostgreSQL (REPEATABLE READ): ``token`` = the server clock (microseconds) when the snapshot was
@@ -55,7 +55,7 @@ def open_database(db: Database, *, read_snapshots: bool = False) -> Connection:
     """Connect to a channel or register database; any failure to reach it is ``RetriableError``.
 
     A SQLite file that does not exist is unreachable (never created empty here). PostgreSQL gets a
-    5 s connect timeout and, with ``read_snapshots``, REPEATABLE READ (see :class:`ReadSnapshot`).
+    5 s connect timeout and, with ``read_snapshots``, REPEATABLE READ (see :func:`read_snapshot`).
     """
     dialect = get_dialect(db.dialect.value)
     dsn = db.dsn
@@ -119,33 +119,29 @@ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
 sessions whose details the role may not see (``backend_type`` is hidden too) + prepared transactions)."""
 
 
-class ReadSnapshot:
-    """One poll's reads in one snapshot, with the commit horizon (see module docstring)."""
+@dataclass(frozen=True)
+class Horizon:
+    """A snapshot's commit horizon (see the module docstring): ``passed`` None when the database has none."""
 
-    def __init__(self, dialect: Dialect, conn: Connection) -> None:
-        self.dialect = dialect
-        self.conn = conn
-        self.passed: int | None = None
-        self.token = 0
+    passed: int | None = None
+    token: int = 0
 
-    @contextmanager
-    def open(self) -> Iterator[ReadSnapshot]:
-        name = self.dialect.name
-        try:
-            if name == "sqlite":
-                if not self.conn.in_transaction:
-                    self.conn.execute("BEGIN")
-                self.passed, self.token = ALWAYS, 0
-            elif name == "postgresql":
-                row = self.conn.execute(_PG_HORIZON).fetchone()
-                now_us, oldest_us, unknown = int(row[0]), row[1], int(row[2])
-                self.token = now_us
-                self.passed = 0 if unknown else (int(oldest_us) - 1 if oldest_us is not None else now_us)
-            else:
-                self.passed, self.token = None, 0
-            yield self
-        finally:
-            quietly(self.conn.rollback, "upload: ending the channel read")
+
+@contextmanager
+def read_snapshot(dialect: Dialect, conn: Connection) -> Iterator[Horizon]:
+    """One poll's reads in one snapshot, with its commit horizon (see the module docstring)."""
+    try:
+        if dialect.name == "sqlite":
+            if not conn.in_transaction:
+                conn.execute("BEGIN")
+            yield Horizon(ALWAYS)
+        elif dialect.name == "postgresql":
+            now_us, oldest_us, unknown = conn.execute(_PG_HORIZON).fetchone()
+            yield Horizon(0 if unknown else int(oldest_us) - 1 if oldest_us is not None else int(now_us), int(now_us))
+        else:
+            yield Horizon()
+    finally:
+        quietly(conn.rollback, "upload: ending the channel read")
 
 
 # ------------------------------------------------------------------------------ read plans
@@ -239,7 +235,6 @@ class UploadSource:
         self.ext_marker: ColumnInfo | None = None
         if ext is not None and not override:
             self._join_extension(conn, have, pk)
-        self.extension_fields = [c.hq for c in self.columns if c.extension]
         self._select = self._select_sql()
 
     def _own_columns(self, have: dict[str, ColumnInfo], override: bool) -> None:

@@ -31,7 +31,7 @@ import logging
 import threading
 
 from cdx.codec import SchemaStore
-from cdx.connectors.upload.channel import ChannelDatabaseError, ChannelUploader
+from cdx.connectors.upload.channel import ChannelUploader
 from cdx.connectors.upload.plan import (
     UploadOptions,
     load_upload_positions,
@@ -54,8 +54,8 @@ from cdx.topology import Topology
 
 log = logging.getLogger("cdx.upload")
 
-__all__ = ["ChannelDatabaseError", "ChannelUploader", "UploadConnector", "UploadOptions", "load_upload_positions",
-           "upload_positions_topic", "upload_subjobs_for", "uploading_channels"]
+__all__ = ["ChannelUploader", "UploadConnector", "UploadOptions", "load_upload_positions",
+           "upload_positions_topic", "uploading_channels"]
 
 
 class UploadConnector(ChannelThreads):
