@@ -78,7 +78,8 @@ class TrackingSource:
     def open(self) -> None:
         """Connect to HQ, take every table's schemas and committed position (idempotent)."""
         if self._stale:
-            self._reconnect()
+            self.close()
+            self.tracker = self.db(self.tracker_factory)
             for table in self.tables:
                 self.refresh_schema(table)
             self._load_positions()
@@ -132,10 +133,6 @@ class TrackingSource:
         self._stale = True
 
     # ------------------------------------------------------------------ positions and schemas
-    def _reconnect(self) -> None:
-        self.close()
-        self.tracker = self.db(self.tracker_factory)
-
     def _load_positions(self) -> None:
         """Every table's committed position (read_committed): after a failure, what is committed counts."""
         try:

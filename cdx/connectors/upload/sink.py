@@ -95,10 +95,6 @@ class UploadSink:
 
     # views for the CLI, ``reload`` and tests
     @property
-    def topology(self) -> Topology:
-        return self.catalog.topology
-
-    @property
     def channels(self) -> dict[str, str]:
         return self.catalog.channels
 
@@ -116,7 +112,7 @@ class UploadSink:
 
     def setup(self) -> None:
         """Topics, codec, dead-letter producer and consumer; HQ if it answers (else ``run`` waits for it)."""
-        k = self.topology.kafka
+        k = self.catalog.topology.kafka
         specs = [TopicSpec(t, k.default_partitions, k.replication_factor) for t in self.channels]
         specs += [TopicSpec(schemas_topic(self.prefix), 1, k.replication_factor, COMPACTED),
                   TopicSpec(self.dlq_topic, 1, k.replication_factor)]

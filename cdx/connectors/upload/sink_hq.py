@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,10 +78,7 @@ def _sessions(groups: Sequence[Group], dead: Sequence[Dead], started: dt.datetim
     sessions = [Session(g.channel, g.table.job, g.table.subjob.id, g.table.name, g.topic, g.partition,
                         g.first_offset, g.last_offset, min(i.counter for i in g.items), max(i.counter for i in g.items),
                         len(g.items), g.inserted, g.duplicates, 0, APPLIED, started, finished) for g in groups]
-    by_channel: dict[str, int] = {}
-    for x in dead:
-        by_channel[x.error.channel or "?"] = by_channel.get(x.error.channel or "?", 0) + 1
-    for channel, n in by_channel.items():
+    for channel, n in Counter(x.error.channel or "?" for x in dead).items():
         sessions.append(Session(channel, "", "", "", "", -1, -1, -1, rows_received=n, rows_dead_lettered=n,
                                 status=APPLIED, started_at=started, finished_at=finished,
                                 error=f"{n} records dead-lettered (see the dead-letter topic)"))

@@ -187,10 +187,6 @@ class SourceRow:
     """Set when the row's values cannot be read as their column types (``values`` then holds them raw)."""
 
 
-def _by_name(columns: Sequence[ColumnInfo]) -> dict[str, ColumnInfo]:
-    return {c.name.casefold(): c for c in columns}
-
-
 def counter_hq_name(subjob: Subjob) -> str:
     """The HQ column the subjob's replication counter is mapped to."""
     counter = (subjob.replication_counter or "").casefold()
@@ -218,7 +214,7 @@ class UploadSource:
         ext = subjob.extension
         override = ext is not None and ext.override_target
         cols = dialect.introspect_columns(conn, self.table.schema, self.table.name, require_primary_key=False)
-        have = _by_name(cols)
+        have = {c.name.casefold(): c for c in cols}
         counter = have.get(subjob.replication_counter.casefold())
         if counter is None:
             raise ConfigError(f"upload table {self.table} has no replication counter column "
@@ -259,7 +255,7 @@ class UploadSource:
         assert ext is not None
         self.ext_table = ext.target
         ecols = dialect.introspect_columns(conn, ext.target.schema, ext.target.name, require_primary_key=False)
-        ehave = _by_name(ecols)
+        ehave = {c.name.casefold(): c for c in ecols}
         join_names = list(ext.key) or pk
         if not join_names:
             raise ConfigError(f"extension {ext.target} of {subjob.id}: no key to join on; set extension.key")
