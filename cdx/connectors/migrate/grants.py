@@ -89,12 +89,8 @@ def _all(roles: ExtensionRoles) -> list[str]:
 
 
 def _replicated(topology: Topology) -> set[tuple[str, str]]:
-    out = set()
-    for s in topology.subjobs:
-        for ref in (s.target, s.extension.target if s.extension else None):
-            if ref is not None:
-                out.add(((ref.schema or "").casefold(), ref.name.casefold()))
-    return out
+    return {((ref.schema or "").casefold(), ref.name.casefold()) for s in topology.subjobs
+            for ref in (s.target, s.extension.target if s.extension else None) if ref is not None}
 
 
 def _for_object(obj: Created, roles: ExtensionRoles, replicated: bool, dialect: Dialect) -> list[str]:

@@ -83,11 +83,7 @@ def _names(node: exp.Expression | list[exp.Expression] | None) -> list[str]:
     if node is None:
         return []
     items = node if isinstance(node, list) else [node]
-    out: list[str] = []
-    for item in items:
-        for ident in item.find_all(exp.Identifier):
-            out.append(ident.name)
-    return out
+    return [ident.name for item in items for ident in item.find_all(exp.Identifier)]
 
 
 def _keys(schema: exp.Schema) -> tuple[list[str], bool, list[list[str]]]:

@@ -56,8 +56,7 @@ def acknowledge(config: Mapping[str, Any], prefix: str, replication_factor: int,
     records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = [(f"{x.dlq_partition}:{x.dlq_offset}".encode(),
                 json.dumps({"at": at, "note": note, "kind": x.component, "channel": x.channel,
                             "table": x.table}).encode(), []) for x in letters]
-    producer = Producer(producer_config(config))
-    produce_and_flush(producer, topic, records)
+    produce_and_flush(Producer(producer_config(config)), topic, records)
     return len(records)
 
 
