@@ -240,14 +240,14 @@ class ChangeTracker(ABC):
 class TriggerTracker(ChangeTracker):
     """What the trigger-based trackers (PostgreSQL, SQLite) share: their tables (``TABLES`` prefix: table
     ``<prefix>tracked_tables`` of (table_id, schema_name, table_name, key_columns, min_valid_version) and
-    ``<prefix>changes`` rows per table_id), explicit transactions (``WRITE``: how a writing one begins) and
-    enabling / disabling tables. ``CURRENT`` is the SQL of the current version."""
+    ``<prefix>changes`` rows per table_id), explicit transactions (``WRITE``, ``READ``: how a writing and a
+    read-only one begin) and enabling / disabling tables. ``CURRENT`` is the SQL of the current version."""
 
     TABLES: str
     OWN_TABLES: tuple[str, ...]
     """Dropped by ``disable()`` of every table."""
     CURRENT: str
-    WRITE = "BEGIN"
+    WRITE = READ = "BEGIN"
 
     @contextmanager
     def _tx(self, begin: str = "BEGIN") -> Iterator[Any]:
@@ -258,6 +258,9 @@ class TriggerTracker(ChangeTracker):
             self._end("ROLLBACK")
             raise
         self._end("COMMIT")
+
+    def _chunk_read(self) -> AbstractContextManager[Any]:
+        return self._tx(self.READ)
 
     @abstractmethod
     def _end(self, how: str) -> None:

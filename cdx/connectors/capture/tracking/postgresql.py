@@ -30,7 +30,6 @@ Trigger functions are SECURITY DEFINER, so HQ writers need no rights on ``cdx``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -91,6 +90,7 @@ _SHAPE_OF = (
 class PostgresChangeTracker(TriggerTracker):
     dialect = get_dialect("postgresql")
     TABLES, CURRENT = "cdx.", "SELECT version FROM cdx.clock"
+    READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     OWN_TABLES = ("cdx.changes", "cdx.versions", "cdx.clock", "cdx.tracked_tables")
 
     def __init__(self, conn: Any) -> None:
@@ -100,8 +100,6 @@ class PostgresChangeTracker(TriggerTracker):
         conn.autocommit = True  # transactions are explicit below
         self._known_installed = False
         self._shapes: dict[TableRef, tuple[str, list[ColumnInfo]]] = {}
-
-    _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
     def _end(self, how: str) -> None:
         if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
@@ -227,9 +225,8 @@ class PostgresChangeTracker(TriggerTracker):
                 row[5])
 
     def min_valid_version(self, table: TableLike) -> int:
-        self._require_installed()
-        self._stamp()
-        with self._tx(self._READ):
+        self.current_version()  # stamps
+        with self._tx(self.READ):
             return self._tracked(TableRef.parse(table))[2]
 
     # -- reads -------------------------------------------------------------------------
@@ -238,9 +235,8 @@ class PostgresChangeTracker(TriggerTracker):
         ref = TableRef.parse(table)
         self._check_limit(limit)
         if not stamped:
-            self._require_installed()
-            self._stamp()
-        with self._tx(self._READ):
+            self.current_version()  # stamps
+        with self._tx(self.READ):
             table_id, keys, min_valid, current, cut, shape = self._tracked(ref, since_version, limit)
             self._check_since(ref, since_version, min_valid, current)
             columns = self._columns(ref, keys, shape)
@@ -269,9 +265,6 @@ class PostgresChangeTracker(TriggerTracker):
             f" FROM g CROSS JOIN LATERAL jsonb_populate_record(NULL::{target}, g.pk) AS k"
             f" LEFT JOIN {target} AS t ON {d.match_sql(keys, 't', 'k')}"
             " ORDER BY g.version, g.last_seq")
-
-    def _chunk_read(self) -> AbstractContextManager[Any]:
-        return self._tx(self._READ)
 
     # -- cleanup -----------------------------------------------------------------------
     def cleanup(self, retention: timedelta | None = None) -> None:

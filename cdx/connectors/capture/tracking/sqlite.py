@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -162,9 +161,6 @@ class SQLiteChangeTracker(TriggerTracker):
             f" FROM g JOIN cdx_changes AS f ON f.seq = g.first_seq"
             f" LEFT JOIN {d.qualified(ref.schema, ref.name)} AS t ON {join}"
             " ORDER BY g.version")
-
-    def _chunk_read(self) -> AbstractContextManager[Any]:
-        return self._tx("BEGIN")
 
     # -- cleanup -----------------------------------------------------------------------
     def cleanup(self, retention: timedelta | None = None) -> None:
