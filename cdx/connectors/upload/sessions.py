@@ -143,11 +143,7 @@ def recent(conn: Connection, dialect: Dialect, limit: int = 20, channel: str | N
         rows = cur.fetchall()
     finally:
         conn.rollback()
-    out = []
-    for raw in rows:
-        values = {c.name: dialect.decode(c, v) for c, v in zip(COLUMNS, raw, strict=True)}
-        out.append(Session(**values))
-    return out
+    return [Session(**{c.name: dialect.decode(c, v) for c, v in zip(COLUMNS, raw, strict=True)}) for raw in rows]
 
 
 def prune_sessions(conn: Connection, dialect: Dialect, retention_days: float, max_rows: int) -> int:

@@ -220,6 +220,15 @@ class ChangeTracker(ABC):
             return dict(zip([c.name for c in columns], values, strict=True))
         return {c.name: self.dialect.decode(c, v) for c, v in zip(columns, values, strict=True)}
 
+    def _change_list(self, rows: Iterable[Sequence[Any]], keys: list[str],
+                     columns: Sequence[ColumnInfo]) -> list[Change]:
+        """Rows of (first op, version, whether the row exists, the key's values, the row's values) as changes."""
+        by_name, n = {c.name: c for c in columns}, len(keys)
+        return [Change(self._net_op(str(op).strip(), bool(exists)),
+                       {k: self.dialect.decode(by_name[k], v) for k, v in zip(keys, values[:n], strict=True)},
+                       self._row(columns, values[n:]) if exists else None, int(version))
+                for op, version, exists, *values in rows]
+
     @staticmethod
     def _check_since(table: TableRef, since: int, min_valid: int, current: int) -> None:
         if since < min_valid or since > current:

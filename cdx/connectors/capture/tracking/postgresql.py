@@ -243,13 +243,7 @@ class PostgresChangeTracker(TriggerTracker):
             upto = current if cut is None else cut
             rows = self.conn.execute(self._changes_sql(ref, keys, columns),
                                      {"since": since_version, "upto": upto, "tid": table_id}).fetchall()
-        out = []
-        by_name = {c.name: c for c in columns}
-        for first_op, version, exists, *values in rows:
-            key = {k: self.dialect.decode(by_name[k], v) for k, v in zip(keys, values[:len(keys)], strict=True)}
-            row = self._row(columns, values[len(keys):]) if exists else None
-            out.append(Change(self._net_op(first_op, exists), key, row, int(version)))
-        return out, max(upto, since_version)
+        return self._change_list(rows, keys, columns), max(upto, since_version)
 
     def _changes_sql(self, ref: TableRef, keys: list[str], columns: Sequence[ColumnInfo]) -> str:
         d = self.dialect
