@@ -162,11 +162,9 @@ class ChannelUploader:
         if wanted and not chosen:
             raise ConfigError(f"channel {self.id}: no upload table named {sorted(wanted)}; it uploads "
                               + ", ".join(str(t.source.table) for t in self.tables))
-        restarted = []
-        for t in chosen:
-            pos = t.position.copy()
+        restarted = [(t, t.position.copy()) for t in chosen]
+        for _, pos in restarted:
             pos.restart_at(int(self.options.from_counter or 0))
-            restarted.append((t, pos))
         out = self.writer.positions({t.key: pos for t, pos in restarted})
         self.target.transaction(lambda: self.target.txn.produce_many(out.topic, out.messages))
         for t, pos in restarted:

@@ -115,15 +115,13 @@ def summary(conn: Connection, dialect: Dialect) -> list[ChannelSummary]:
             f"SELECT {q('channel')}, COUNT(*), SUM(CASE WHEN {q('status')} = {dialect.placeholder} THEN 1 ELSE 0 END),"
             f" SUM({q('rows_inserted')}), SUM({q('rows_duplicate')}), SUM({q('rows_dead_lettered')}),"
             f" MAX({q('finished_at')}) FROM {table} GROUP BY {q('channel')} ORDER BY {q('channel')}", (FAILED,))
-        totals = cur.fetchall()
         out = []
-        for channel, n, failed, ins, dup, dead, last in totals:
+        for channel, n, failed, ins, dup, dead, last in cur.fetchall():  # all fetched before the loop reuses cur
             cur.execute(f"SELECT {q('status')}, {q('error')} FROM {table} WHERE {q('channel')} = {dialect.placeholder}"
                         f" ORDER BY {q('finished_at')} DESC LIMIT 1", (channel,))
             status, error = cur.fetchone() or (None, None)
-            ts = dialect.decode(COLUMNS[-2], last)
             out.append(ChannelSummary(str(channel), int(n), int(failed or 0), int(ins or 0), int(dup or 0),
-                                      int(dead or 0), ts, status, error))
+                                      int(dead or 0), dialect.decode(COLUMNS[-2], last), status, error))
         return out
     finally:
         conn.rollback()
