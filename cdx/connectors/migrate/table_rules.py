@@ -19,8 +19,7 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from cdx.connectors.migrate.context import DEFAULT_COUNTER, RuleContext
-from cdx.connectors.migrate.naming import display
+from cdx.connectors.migrate.context import DEFAULT_COUNTER, RuleContext, display
 from cdx.connectors.migrate.statements import Parsed
 from cdx.topology.model import DATAAREAID
 
