@@ -218,31 +218,6 @@ def test_cleanup_raises_min_valid_version(hq: Hq) -> None:
         hq.all_changes(hq.tracker.current_version() + 10)
 
 
-def test_snapshot_is_consistent_with_its_version(hq: Hq) -> None:
-    hq.write([row("A", "a", "1"), row("B", "b", "1"), row("C", "c", "1")])
-    rows, version = hq.tracker.snapshot(hq.table)
-    # while the snapshot is being read, a writer commits more changes
-    hq.write([row("A", "a2", "2"), row("D", "d", "1")], deletes=["B"])
-    snap = sorted(rows, key=lambda r: r["ITEMID"])
-    assert snap == [{"ITEMID": k, "NAME": k.lower(), "PRICE": Decimal("1")} for k in "ABC"]
-    changes, _ = hq.all_changes(version)
-    got = by_key(changes)
-    assert {k: c.op for k, c in got.items()} == {"A": "U", "B": "D", "D": "I"}
-    assert all(c.version > version for c in changes)
-    state = {r["ITEMID"]: r for r in snap}
-    for c in changes:
-        if c.row is None:
-            state.pop(c.key["ITEMID"])
-        else:
-            state[c.key["ITEMID"]] = c.row
-    assert sorted(state.values(), key=lambda r: r["ITEMID"]) == hq.db.select("ITEMS", "ITEMID")
-    rows, _ = hq.tracker.snapshot(hq.table)  # closing early releases the read transaction
-    next(rows)
-    rows.close()
-    hq.write([row("E", "e", "1")])
-    assert "E" in by_key(hq.all_changes(version)[0])
-
-
 def test_missing_table_or_table_without_primary_key_is_a_clear_config_error(hq: Hq) -> None:
     d, schema = hq.db.dialect, hq.db.schema
     with pytest.raises(ConfigError, match=rf"table {schema}\.NOPE does not exist"):

@@ -37,7 +37,7 @@ def test_upload_sessions_are_pruned_by_age_then_count(tmp_path: Path, kafka: str
         hist.insert_sessions(conn, d, [session("s1", 40, i) for i in range(3)]  # beyond 30 days
                              + [session("s1", 1, i) for i in range(6)] + [session("s2", 2, i) for i in range(2)])
     sink = UploadSink(topo, SinkOptions(session_retention_days=30, session_max_rows=4))
-    sink._connect()  # the sink prunes whenever it connects to HQ (and every prune_every batches)
+    sink.target.connect()  # the sink prunes whenever it connects to HQ (and every prune_every batches)
     assert sink.conn is not None
     sink.conn.close()
     left = {(s.channel, s.first_offset, s.finished_at) for s in hist.recent(conn, d, limit=100)}

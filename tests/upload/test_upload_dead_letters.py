@@ -79,8 +79,8 @@ def test_unusable_records_are_dead_lettered_by_the_hq_sink(tmp_path: Path, kafka
     connector = UploadConnector(topo, ["d02"])
     connector.setup()
     up = connector.uploaders[0]
-    up._kafka()
-    up._database()
+    up.target.open()
+    up.source.open()
     assert up.producer is not None and up.codec is not None
     t = next(t for t in up.tables if t.subjob.id == "RetailTransactionTable")
     topic = upload_topic(topo.kafka.topic_prefix, "d02")

@@ -41,8 +41,8 @@ def test_lower_counter_committing_last_is_not_lost(tmp_path: Path, kafka: str, p
     connector = UploadConnector(topo, options=UploadOptions(gap_grace=0.0, gap_timeout=3600))
     connector.setup()
     up = connector.uploaders[0]
-    up._kafka()
-    up._database()
+    up.target.open()
+    up.source.open()
     header = next(t for t in up.tables if t.subjob.id == "RetailTransactionTable")
 
     a, b = connect("postgresql", channel_dsn), connect("postgresql", channel_dsn)

@@ -66,8 +66,8 @@ def _uploader(topo, **options) -> ChannelUploader:
     connector = UploadConnector(topo, options=UploadOptions(**options))
     connector.setup()
     up = connector.uploaders[0]
-    up._kafka()
-    up._database()
+    up.target.open()
+    up.source.open()
     return up
 
 

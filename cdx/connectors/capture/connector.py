@@ -29,12 +29,11 @@ from typing import TYPE_CHECKING
 
 from cdx.codec import SchemaStore, make_codec
 from cdx.connectors.capture.positions import Position
-from cdx.connectors.capture.reload import reload_capture
 from cdx.connectors.capture.source import TrackingSource
 from cdx.connectors.capture.tables import TableState, Unit, capture_tables, table_specs
 from cdx.connectors.capture.tracking import ChangeTracker, open_tracker
-from cdx.connectors.capture.writer import RECORD_OVERHEAD, CaptureWriter
-from cdx.errors import FatalError, SkippableError
+from cdx.connectors.capture.writer import CaptureWriter
+from cdx.errors import ConfigError, FatalError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config, size_limited
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
@@ -48,8 +47,6 @@ if TYPE_CHECKING:
     from cdx.topology.live import LiveTopology
 
 log = logging.getLogger("cdx.capture")
-
-__all__ = ["RECORD_OVERHEAD", "CaptureConnector", "TableState"]
 
 DLQ_CONFIG = {"retention.ms": "-1"}
 PASS_UNITS = 1000
@@ -135,8 +132,40 @@ class CaptureConnector:
                      options=StageOptions(max_records=PASS_UNITS, max_wait=self.poll_interval))
 
     def reload(self, topology: Topology) -> None:
-        """Take a new topology revision between two polls (see ``cdx.connectors.capture.reload``)."""
-        reload_capture(self.source, self.topology, topology)
+        """Take a new topology revision (``cdx.topology.live``) between two polls; the source re-reads schemas and
+        committed positions before its next poll, as after a ``rewind``.
+
+        - A new download table (a new subjob): its topic is created; from the next poll on it is captured from
+          its last committed position or, having none, snapshotted first (as at start). Its HQ table must be
+          tracked already (``cdx topology apply`` enables tracking before it publishes).
+        - A table no longer in any download subjob: no longer polled; its topic and positions stay.
+        - Refused (``ConfigError``, nothing changed): a new table not tracked (run ``cdx hq enable-tracking``
+          or ``cdx topology apply``), another HQ database or Kafka cluster (restart capture for those).
+        """
+        old, c = self.topology, self.source
+        if (old.hq.dsn, old.hq.name, old.kafka.bootstrap_servers, old.kafka.topic_prefix) != (
+                topology.hq.dsn, topology.hq.name, topology.kafka.bootstrap_servers, topology.kafka.topic_prefix):
+            raise ConfigError("this revision changes the HQ database or the Kafka cluster/prefix: restart capture")
+        tracker = c.tracker
+        assert tracker is not None
+        running = {t.topic: t for t in c.tables}
+        wanted = capture_tables(topology)
+        new = [t for t in wanted if t.topic not in running]
+        for t in new:
+            try:
+                c.db(lambda t=t: tracker.min_valid_version(t.ref))  # type: ignore[misc]
+            except ConfigError as exc:
+                raise ConfigError(f"HQ table {t.name} is not tracked ({exc}): run `cdx hq enable-tracking`"
+                                  " (or `cdx topology apply`)") from exc
+        for t in new:
+            c.refresh_schema(t)  # refused here (no primary key...) rather than at the next poll
+        if new:
+            ensure_topics(c.base_config, table_specs(topology, new))
+        c.tables = [running.get(t.topic, t) for t in wanted]
+        c.rewind()
+        gone = sorted(set(running) - {t.topic for t in wanted})
+        if new or gone:
+            log.info("capture: tables added %s, no longer captured %s", [t.name for t in new], gone)
         self.topology = topology
 
     # ------------------------------------------------------------------- loop

@@ -14,19 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
+from cdx.connectors.capture.tables import capture_tables
 from cdx.connectors.capture.tracking import DEFAULT_RETENTION, ChangeTracker, TableRef, open_tracker
 from cdx.errors import ConfigError
 from cdx.topology.root import Topology
-
-
-def topology_tables(topology: Topology) -> list[TableRef]:
-    """The HQ tables cdx's capture reads: every download subjob's without a ``source_topic``."""
-    out: list[TableRef] = []
-    for s in topology.download_subjobs():
-        ref = TableRef(s.hq_table.schema, s.hq_table.name)
-        if s.source_topic is None and ref not in out:
-            out.append(ref)
-    return out
 
 
 def untracked_tables(tracker: ChangeTracker, tables: Iterable[TableRef]) -> list[TableRef]:
@@ -46,7 +37,7 @@ def enable_new_tables(topology: Topology, retention: timedelta = DEFAULT_RETENTI
     ``cdx hq enable-tracking --retention-days``."""
     tracker = open_tracker(topology.hq.dialect, topology.hq.dsn)
     try:
-        new = untracked_tables(tracker, topology_tables(topology))
+        new = untracked_tables(tracker, [t.ref for t in capture_tables(topology)])
         if new:
             tracker.enable(new, retention)
         return new

@@ -18,13 +18,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import types
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from cdx.kafka.reading import read_to_end
+from cdx.connectors.upload.plan import latest_values
 
 
 @dataclass(frozen=True)
@@ -65,22 +66,19 @@ def encode_position(version: int, snapshot: SnapshotProgress | None = None) -> b
     return json.dumps(doc).encode()
 
 
+_ENCODERS: tuple[tuple[type | types.UnionType, str, Callable[[Any], str]], ...] = (
+    (dt.datetime, "$dt", dt.datetime.isoformat), (dt.date, "$date", dt.date.isoformat),
+    (dt.time, "$time", dt.time.isoformat), (Decimal, "$dec", str),
+    (bytes | bytearray | memoryview, "$hex", lambda v: bytes(v).hex()), (uuid.UUID, "$uuid", str))
+
+
 def encode_raw(value: Any) -> Any:
     """A raw database value as JSON that :func:`decode_raw` turns back into the same Python value."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    if isinstance(value, dt.datetime):
-        return {"$dt": value.isoformat()}
-    if isinstance(value, dt.date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, dt.time):
-        return {"$time": value.isoformat()}
-    if isinstance(value, Decimal):
-        return {"$dec": str(value)}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"$hex": bytes(value).hex()}
-    if isinstance(value, uuid.UUID):
-        return {"$uuid": str(value)}
+    for kind, tag, text in _ENCODERS:  # datetime before date: a datetime is a date
+        if isinstance(value, kind):
+            return {tag: text(value)}
     raise TypeError(f"cannot keep a {type(value).__name__} key value in a snapshot position")
 
 
@@ -99,17 +97,10 @@ def load_positions(config: Mapping[str, Any], topic: str, hq_name: str) -> dict[
     """The last committed position of every table of ``hq_name`` (read_committed, to the end)."""
     prefix = f"{hq_name}/"
     out: dict[str, Position] = {}
-    for msg in read_to_end(config, topic):
-        key = (msg.key() or b"").decode()
-        if not key.startswith(prefix):
-            continue
-        table = key[len(prefix):]
-        value = msg.value()
-        if value is None:
-            out.pop(table, None)
-            continue
-        data = json.loads(value)
-        snap = data.get("snapshot")
-        out[table] = Position(int(data["version"]), int(data.get("ts_ms", 0)),
-                              SnapshotProgress.from_json(snap) if snap else None)
+    for key, value in latest_values(config, topic).items():
+        if key.startswith(prefix):
+            data = json.loads(value)
+            snap = data.get("snapshot")
+            out[key[len(prefix):]] = Position(int(data["version"]), int(data.get("ts_ms", 0)),
+                                              SnapshotProgress.from_json(snap) if snap else None)
     return out

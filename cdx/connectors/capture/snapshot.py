@@ -1,4 +1,5 @@
-"""Chunked, resumable snapshots of one HQ table (used by the capture connector).
+"""Chunked, resumable snapshots of one HQ table: the contract (chunks are read by ``TrackingSource._chunk``)
+and the stale keys a re-snapshot deletes (:func:`stale_keys`).
 
 Contract
 - A snapshot starts at a version ``V0`` (``current_version`` before the first chunk) and reads the
@@ -19,33 +20,11 @@ Contract
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cdx.codec.codec import Codec
-from cdx.connectors.capture.positions import SnapshotProgress
 from cdx.kafka.reading import read_to_end
-
-
-@dataclass
-class Chunk:
-    """One chunk read: its rows, whether it is the last one, the progress after it."""
-
-    rows: list[dict[str, Any]]
-    done: bool
-    progress: SnapshotProgress | None
-    """None once the snapshot is complete."""
-
-
-def read_chunk(fetch: Callable[[list[Any] | None, int], tuple[list[dict[str, Any]], list[Any] | None]],
-               progress: SnapshotProgress, chunk_rows: int) -> Chunk:
-    """The next chunk after ``progress`` (``fetch`` = the tracker's ``snapshot_chunk`` for the table)."""
-    rows, last = fetch(progress.after, chunk_rows)
-    done = len(rows) < chunk_rows
-    nxt = None if done else SnapshotProgress(last, progress.rows + len(rows), progress.started_ms,
-                                             progress.resnapshot)
-    return Chunk(rows, done, nxt)
 
 
 def freeze(key: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:

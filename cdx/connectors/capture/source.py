@@ -21,6 +21,7 @@ one Kafka transaction for every table a pass found changes in), walking the tabl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -34,7 +35,7 @@ from cdx.codec.envelope import Op
 from cdx.connectors.capture import metrics, requests
 from cdx.connectors.capture.positions import Position, SnapshotProgress, load_positions
 from cdx.connectors.capture.records import to_codec_columns
-from cdx.connectors.capture.snapshot import read_chunk, stale_keys
+from cdx.connectors.capture.snapshot import stale_keys
 from cdx.connectors.capture.tables import TableState, Unit
 from cdx.connectors.capture.tracking import ChangeTracker, ResyncRequired
 from cdx.dialects import get_dialect
@@ -78,7 +79,8 @@ class TrackingSource:
     def open(self) -> None:
         """Connect to HQ, take every table's schemas and committed position (idempotent)."""
         if self._stale:
-            self._reconnect()
+            self.close()
+            self.tracker = self.db(self.tracker_factory)
             for table in self.tables:
                 self.refresh_schema(table)
             self._load_positions()
@@ -132,10 +134,6 @@ class TrackingSource:
         self._stale = True
 
     # ------------------------------------------------------------------ positions and schemas
-    def _reconnect(self) -> None:
-        self.close()
-        self.tracker = self.db(self.tracker_factory)
-
     def _load_positions(self) -> None:
         """Every table's committed position (read_committed): after a failure, what is committed counts."""
         try:
@@ -268,17 +266,18 @@ class TrackingSource:
         """The next chunk of the table's snapshot; the last one of a re-snapshot also deletes stale keys."""
         tracker = self.tracker
         assert tracker is not None
-        chunk = self.db(lambda: read_chunk(lambda after, n: tracker.snapshot_chunk(table.ref, after, n),
-                                           progress, self.snapshot_chunk_rows))
-        if any(frozenset(row) != table.fields for row in chunk.rows[:1]):
+        rows, last = self.db(lambda: tracker.snapshot_chunk(table.ref, progress.after, self.snapshot_chunk_rows))
+        done = len(rows) < self.snapshot_chunk_rows  # the progress after it: None once the snapshot is complete
+        after = None if done else dataclasses.replace(progress, after=last, rows=progress.rows + len(rows))
+        if any(frozenset(row) != table.fields for row in rows[:1]):
             self.refresh_schema(table)
         assert table.schemas is not None
         key_of, started = table.schemas.key_of, progress.started_ms
-        events = [(Op.READ, key_of(row), row, version, started, "true") for row in chunk.rows]
-        if chunk.done and progress.resnapshot:
+        events = [(Op.READ, key_of(row), row, version, started, "true") for row in rows]
+        if done and progress.resnapshot:
             events += [(Op.DELETE, key, None, version, started, "true")
-                       for key in self._stale_keys(table, version, started, chunk.rows)]
-        return Unit(table, Position(version, now_ms(), chunk.progress), events, progress, chunk.done, request)
+                       for key in self._stale_keys(table, version, started, rows)]
+        return Unit(table, Position(version, now_ms(), after), events, progress, done, request)
 
     def _stale_keys(self, table: TableState, version: int, started_ms: int,
                     last_chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:

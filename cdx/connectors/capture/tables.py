@@ -1,6 +1,6 @@
 """The tables a capture connector polls: what it knows of each (``TableState``) and which ones a topology
 asks for (``capture_tables``). Shared by the connector (``cdx.connectors.capture.connector``) and the
-reload of a new topology revision (``cdx.connectors.capture.reload``)."""
+reload of a new topology revision (``CaptureConnector.reload``)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Contract
 - ``encode(unit)`` (the stage's ``decode``) returns the unit's records for its table topic (a tombstone
   after each delete) and its dead letters. A record larger than ``max_message_bytes`` (less
-  ``RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size, reason) goes
+  ``guards.RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size, reason) goes
   to the dead-letter topic in the same transaction and the position moves on.
 - New schemas of the unit's table are published first, in a short transaction of their own
   (:meth:`~cdx.kafka.txn_target.KafkaTxnTarget.publish`; not inside a long snapshot chunk's).
@@ -22,15 +22,11 @@ from cdx.connectors.capture import metrics
 from cdx.connectors.capture.positions import Position, encode_position, position_key
 from cdx.connectors.capture.records import ChangeEncoder
 from cdx.connectors.capture.tables import TableState, Unit
+from cdx.connectors.upload.guards import oversize_reason
 from cdx.connectors.upload.records import dlq_record
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
 
-__all__ = ["RECORD_OVERHEAD", "CaptureWriter"]
-
 log = logging.getLogger("cdx.capture")
-
-RECORD_OVERHEAD = 1024
-"""Bytes kept free below ``max_message_bytes`` for the record and batch headers."""
 
 
 @dataclass
@@ -52,9 +48,9 @@ class CaptureWriter:
         encoder = self._encoder(table)
         for op, key, row, version, ts_ms, snapshot in unit.events:
             key_bytes, value_bytes = encoder.encode(op, key, row, version, ts_ms, snapshot)
-            size = len(key_bytes) + len(value_bytes or b"")
-            if size + RECORD_OVERHEAD > self.max_message_bytes:
-                letters.messages.append(self._dead_letter(table, key, size))
+            reason = oversize_reason(len(key_bytes) + len(value_bytes or b""), self.max_message_bytes)
+            if reason is not None:
+                letters.messages.append(self._dead_letter(table, key, reason))
                 continue
             out.messages.append({"key": key_bytes, "value": value_bytes})
             if op is Op.DELETE:
@@ -74,10 +70,8 @@ class CaptureWriter:
                                                     schema=table.ref.schema or "", table=table.ref.name)
         return encoder
 
-    def _dead_letter(self, table: TableState, key: dict[str, Any], size: int) -> dict[str, Any]:
+    def _dead_letter(self, table: TableState, key: dict[str, Any], reason: str) -> dict[str, Any]:
         """A change too large to publish: its dead letter (table, key, size, reason)."""
-        reason = (f"record of {size:,} bytes exceeds kafka.max_message_bytes ({self.max_message_bytes:,} bytes,"
-                  f" less {RECORD_OVERHEAD} for headers); raise the setting or shrink the row")
         dkey, dvalue, headers = dlq_record("capture", reason, error_kind="oversize", table=table.name,
                                            topic=table.topic, row=key)
         metrics.DEAD_LETTERS.labels(table.name).inc()

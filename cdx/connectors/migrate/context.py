@@ -56,6 +56,11 @@ class RuleContext:
         return (schema.casefold() if schema else None), name.casefold()
 
 
+def display(schema: str | None, name: str) -> str:
+    """``schema.name`` as users write it (for messages)."""
+    return f"{schema}.{name}" if schema else name
+
+
 def _key(ref_schema: str | None, name: str) -> Key:
     return (ref_schema or "").casefold(), name.casefold()
 

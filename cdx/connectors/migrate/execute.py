@@ -14,12 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from cdx.connectors.migrate import history
 from cdx.connectors.migrate.scripts import Script
+from cdx.connectors.sink.sessions import utcnow
 from cdx.dialects import Connection, Dialect
 
 CANCEL: dict[str, Callable[[Any, Any], None]] = {
@@ -52,8 +54,21 @@ class Completed:
     grants: int
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+@contextmanager
+def time_limit(dialect: Dialect, conn: Connection, cur: Any, seconds: float, fired: threading.Event) -> Iterator[None]:
+    """Cancel what runs on ``cur`` once ``seconds`` pass (the driver's own cancel call, from a timer
+    thread), setting ``fired``."""
+    def cancel() -> None:
+        fired.set()
+        CANCEL[dialect.name](conn, cur)
+
+    timer = threading.Timer(seconds, cancel)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def run_script(conn: Connection, dialect: Dialect, script: Script, timeout: float,
@@ -73,15 +88,7 @@ def run_script(conn: Connection, dialect: Dialect, script: Script, timeout: floa
             if recorded is not None:
                 raise AlreadyRecorded(recorded)
             cur = conn.cursor()
-
-            def cancel() -> None:
-                fired.set()
-                CANCEL[dialect.name](conn, cur)
-
-            timer = threading.Timer(timeout, cancel)
-            timer.daemon = True
-            timer.start()
-            try:
+            with time_limit(dialect, conn, cur, timeout, fired):
                 for batch in script.batches():
                     line = batch.line
                     cur.execute(batch.text)
@@ -89,8 +96,6 @@ def run_script(conn: Connection, dialect: Dialect, script: Script, timeout: floa
                 line = None
                 for statement in after:
                     cur.execute(statement)
-            finally:
-                timer.cancel()
             if fired.is_set():
                 raise TimeoutError
             finished = started + dt.timedelta(seconds=time.monotonic() - clock)

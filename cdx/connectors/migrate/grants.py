@@ -19,7 +19,6 @@ the script (nothing is recorded), so create the roles first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -90,12 +89,8 @@ def _all(roles: ExtensionRoles) -> list[str]:
 
 
 def _replicated(topology: Topology) -> set[tuple[str, str]]:
-    out = set()
-    for s in topology.subjobs:
-        for ref in (s.target, s.extension.target if s.extension else None):
-            if ref is not None:
-                out.add(((ref.schema or "").casefold(), ref.name.casefold()))
-    return out
+    return {((ref.schema or "").casefold(), ref.name.casefold()) for s in topology.subjobs
+            for ref in (s.target, s.extension.target if s.extension else None) if ref is not None}
 
 
 def _for_object(obj: Created, roles: ExtensionRoles, replicated: bool, dialect: Dialect) -> list[str]:
@@ -112,7 +107,3 @@ def _for_object(obj: Created, roles: ExtensionRoles, replicated: bool, dialect: 
     elif obj.kind == "PROCEDURE" or not sqlserver:
         plan += [(roles.users, "EXECUTE"), (roles.publishers, "EXECUTE"), (roles.deploy, "EXECUTE")]
     return [f"GRANT {privileges} ON {on} TO {dialect.quote_ident(role)}" for role, privileges in plan if role]
-
-
-def unique(statements: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(statements))

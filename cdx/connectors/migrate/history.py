@@ -48,11 +48,9 @@ def recorded(conn: Connection, dialect: Dialect) -> dict[str, Entry]:
     """Every recorded script by file name (the table must exist)."""
     cur = conn.cursor()
     cur.execute(f"SELECT {dialect.columns_sql(NAMES[:4])} FROM {dialect.kernel_table(TABLE)}")
-    out = {}
-    for script, digest, started, finished in cur.fetchall():
-        out[str(script)] = Entry(str(script), str(digest), dialect.decode(COLUMNS[2], started),
-                                 dialect.decode(COLUMNS[3], finished))
-    return out
+    return {str(script): Entry(str(script), str(digest), dialect.decode(COLUMNS[2], started),
+                               dialect.decode(COLUMNS[3], finished))
+            for script, digest, started, finished in cur.fetchall()}
 
 
 def record(conn: Connection, dialect: Dialect, entry: Entry) -> None:

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 from sqlglot.tokens import Token, TokenType
 
-from cdx.connectors.migrate.context import RuleContext
-from cdx.connectors.migrate.naming import display
+from cdx.connectors.migrate.context import RuleContext, display
 from cdx.connectors.migrate.scripts import Script
 from cdx.connectors.migrate.sqlparse import parse_one
 from cdx.connectors.migrate.statements import Leaf, Parsed, leaves, word

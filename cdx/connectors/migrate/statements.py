@@ -106,23 +106,21 @@ def _module_follows(tokens: list[Token], i: int) -> bool:
 
 def _condition_end(tokens: list[Token], i: int) -> int:
     depth = 0
-    while i < len(tokens):
-        t = tokens[i]
+    for j in range(i, len(tokens)):
+        t = tokens[j]
         if t.token_type is TokenType.L_PAREN:
             depth += 1
         elif t.token_type is TokenType.R_PAREN:
             depth -= 1
         elif depth == 0 and (word(t) in STRONG or word(t) in WEAK):
-            return i
-        i += 1
-    return i
+            return j
+    return max(i, len(tokens))
 
 
 def _statement_end(tokens: list[Token], start: int) -> int:
     first = word(tokens[start])
     depth = cases = 0
-    i = start + 1
-    while i < len(tokens):
+    for i in range(start + 1, len(tokens)):
         t, w = tokens[i], word(tokens[i])
         prev = word(tokens[i - 1])
         if t.token_type is TokenType.L_PAREN:
@@ -135,8 +133,7 @@ def _statement_end(tokens: list[Token], start: int) -> int:
             cases -= 1
         elif depth <= 0 and (t.token_type is TokenType.SEMICOLON or (not cases and _starts_statement(first, prev, w))):
             return i
-        i += 1
-    return i
+    return max(start + 1, len(tokens))
 
 
 def _starts_statement(first: str, prev: str, w: str) -> bool:

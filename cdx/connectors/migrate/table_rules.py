@@ -19,8 +19,7 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
-from cdx.connectors.migrate.context import DEFAULT_COUNTER, RuleContext
-from cdx.connectors.migrate.naming import display
+from cdx.connectors.migrate.context import DEFAULT_COUNTER, RuleContext, display
 from cdx.connectors.migrate.statements import Parsed
 from cdx.topology.model import DATAAREAID
 
@@ -83,11 +82,7 @@ def _names(node: exp.Expression | list[exp.Expression] | None) -> list[str]:
     if node is None:
         return []
     items = node if isinstance(node, list) else [node]
-    out: list[str] = []
-    for item in items:
-        for ident in item.find_all(exp.Identifier):
-            out.append(ident.name)
-    return out
+    return [ident.name for item in items for ident in item.find_all(exp.Identifier)]
 
 
 def _keys(schema: exp.Schema) -> tuple[list[str], bool, list[list[str]]]:

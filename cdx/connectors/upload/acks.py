@@ -18,10 +18,10 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from cdx.connectors.upload.plan import latest_values
 from cdx.connectors.upload.records import produce_and_flush
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, partitions_of
 from cdx.kafka.config import producer_config
-from cdx.kafka.reading import read_to_end
 from cdx.topics import check_topic
 
 
@@ -41,13 +41,9 @@ def load_acks(config: Mapping[str, Any], prefix: str) -> dict[tuple[int, int], d
     if not partitions_of(config, topic):
         return {}
     out: dict[tuple[int, int], dict[str, Any]] = {}
-    for msg in read_to_end(config, topic):
-        p, _, o = (msg.key() or b"").decode().partition(":")
-        value = msg.value()
-        if value is None:
-            out.pop((int(p), int(o)), None)
-        else:
-            out[(int(p), int(o))] = json.loads(value)
+    for key, value in latest_values(config, topic).items():
+        p, _, o = key.partition(":")
+        out[(int(p), int(o))] = json.loads(value)
     return out
 
 
@@ -60,8 +56,7 @@ def acknowledge(config: Mapping[str, Any], prefix: str, replication_factor: int,
     records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = [(f"{x.dlq_partition}:{x.dlq_offset}".encode(),
                 json.dumps({"at": at, "note": note, "kind": x.component, "channel": x.channel,
                             "table": x.table}).encode(), []) for x in letters]
-    producer = Producer(producer_config(config))
-    produce_and_flush(producer, topic, records)
+    produce_and_flush(Producer(producer_config(config)), topic, records)
     return len(records)
 
 

@@ -24,7 +24,7 @@ import threading
 from confluent_kafka import KafkaException
 
 from cdx.codec import SchemaStore, make_codec
-from cdx.connectors.upload.channel_read import ChannelDatabaseError, ChannelRows, Pending, Positions, UploadTable
+from cdx.connectors.upload.channel_read import ChannelRows, Pending, Positions, UploadTable
 from cdx.connectors.upload.channel_writer import ChannelWriter, Encoded, upload_target
 from cdx.connectors.upload.plan import UploadOptions, load_upload_positions, upload_subjobs_for
 from cdx.errors import ConfigError, RetriableError
@@ -39,8 +39,6 @@ from cdx.topology import Topology
 from cdx.topology.model import Channel
 
 log = logging.getLogger("cdx.upload")
-
-__all__ = ["ChannelDatabaseError", "ChannelUploader"]
 
 
 class ChannelUploader:
@@ -130,14 +128,6 @@ class ChannelUploader:
         return max(1, len(partitions_of(self.base_config, self.writer.topic)))
 
     # ------------------------------------------------------------------ one poll (tests, tools)
-    def _kafka(self) -> None:
-        """Open the target: the transactional producer."""
-        self.target.open()
-
-    def _database(self) -> None:
-        """Open the source: the channel database and the read plans."""
-        self.source.open()
-
     def poll_once(self) -> int:
         """One batch as the loop runs it: read every upload table once (one snapshot) and publish what is new
         with the new positions (one transaction, retried until committed). Returns the tables that had work."""
@@ -172,11 +162,9 @@ class ChannelUploader:
         if wanted and not chosen:
             raise ConfigError(f"channel {self.id}: no upload table named {sorted(wanted)}; it uploads "
                               + ", ".join(str(t.source.table) for t in self.tables))
-        restarted = []
-        for t in chosen:
-            pos = t.position.copy()
+        restarted = [(t, t.position.copy()) for t in chosen]
+        for _, pos in restarted:
             pos.restart_at(int(self.options.from_counter or 0))
-            restarted.append((t, pos))
         out = self.writer.positions({t.key: pos for t, pos in restarted})
         self.target.transaction(lambda: self.target.txn.produce_many(out.topic, out.messages))
         for t, pos in restarted:

@@ -4,7 +4,7 @@
 :class:`Pending` work, the position each table's :class:`UploadPosition` by its key ``<channel>/<table>``.
 
 Contract of a read (``read_pending``)
-- ``read_pending`` reads every table that is not halted in **one** snapshot (``ReadSnapshot``):
+- ``read_pending`` reads every table that is not halted in **one** snapshot (``read_snapshot``):
   first the open gaps' counters (at most ``batch_size`` rows), then the rows above the position's
   high counter (at most ``batch_size`` more).
 - It never changes a table's position: each ``Pending`` holds an advanced **copy**, which the
@@ -28,13 +28,11 @@ from cdx.connectors.upload import guards, metrics
 from cdx.connectors.upload.plan import UploadOptions, position_key
 from cdx.connectors.upload.positions import UploadPosition, resume
 from cdx.connectors.upload.records import value_namespace
-from cdx.connectors.upload.source import ReadSnapshot, SourceRow, UploadSource, close_quietly, db_error, open_database
+from cdx.connectors.upload.source import SourceRow, UploadSource, close_quietly, db_error, open_database, read_snapshot
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.errors import RetriableError
 from cdx.topology import Subjob
 from cdx.topology.model import Channel
-
-__all__ = ["ChannelDatabaseError", "ChannelRows", "Pending", "Positions", "UploadTable", "read_pending"]
 
 log = logging.getLogger("cdx.upload")
 
@@ -43,12 +41,8 @@ Positions = dict[str, UploadPosition]
 
 
 class ChannelDatabaseError(RetriableError):
-    """Reading a channel database failed (unreachable, missing table or column...); its
-    ``__cause__`` is the typed error. The channel is retried with backoff; others continue."""
-
-    def __init__(self, typed: BaseException) -> None:
-        super().__init__(str(typed))
-        self.typed = typed
+    """Reading a channel database failed (unreachable, missing table or column...), with the typed error's
+    message; its ``__cause__`` is the database's exception. The channel is retried with backoff; others continue."""
 
 
 @dataclass
@@ -79,7 +73,7 @@ def read_pending(tables: list[UploadTable], dialect: Dialect, conn: Connection, 
     """Read every table once in one snapshot (see the module docstring); database errors propagate."""
     now = int(time.time() * 1000)
     work: list[Pending] = []
-    with ReadSnapshot(dialect, conn).open() as snap:
+    with read_snapshot(dialect, conn) as snap:
         for t in tables:
             if t.position.halted:
                 continue
@@ -185,7 +179,7 @@ class ChannelRows:
             return step()
         except Exception as exc:
             self.close()
-            raise ChannelDatabaseError(db_error(self.dialect, exc, f"channel {self.channel.id} database")) from exc
+            raise ChannelDatabaseError(str(db_error(self.dialect, exc, f"channel {self.channel.id} database"))) from exc
 
     def _paused(self) -> bool:
         """Read from the channel database at every poll; logged when it changes."""

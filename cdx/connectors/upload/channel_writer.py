@@ -46,8 +46,6 @@ from cdx.topics import dlq_topic, schemas_topic, upload_topic
 
 log = logging.getLogger("cdx.upload")
 
-__all__ = ["ChannelWriter", "Encoded", "upload_target"]
-
 ROW_KIND = "channel-upload"
 """The metric label of rows dead-lettered by the channel upload."""
 
@@ -117,8 +115,8 @@ class ChannelWriter:
             return
         too_big = guards.oversize_reason(len(key) + len(value or b""), self.max_message_bytes)
         if too_big is not None:
-            self._dead(enc, row, too_big, guards.oversize_letter(self.channel_id, table, self.topic, row.counter,
-                                                                 too_big))
+            self._dead(enc, row, too_big, dlq_record("upload", too_big, channel=self.channel_id, table=table,
+                                                     counter=row.counter, topic=self.topic, error_kind="oversize"))
             return
         headers = [(SUBJOB_HEADER, t.subjob.id.encode())]
         if src.ext_table is not None:

@@ -37,11 +37,6 @@ def oversize_reason(size: int, limit: int) -> str | None:
             f" for headers); raise the setting or shrink the row")
 
 
-def oversize_letter(channel: str, table: str, topic: str, counter: int, reason: str) -> Letter:
-    return dlq_record("upload", reason, channel=channel, table=table, counter=counter, topic=topic,
-                      error_kind="oversize")
-
-
 def gap_letter(channel: str, table: str, topic: str, gap: Gap, now_ms: int, timeout_s: float) -> Letter:
     """The dead letter of a gap given up after the timeout."""
     waited = (now_ms - gap.first_seen_ms) / 1000

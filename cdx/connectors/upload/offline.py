@@ -33,11 +33,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Producer
 
-from cdx.connectors.upload.offline_merge import TableWork, transaction_key
-from cdx.connectors.upload.offline_plan import counter_generated
-from cdx.connectors.upload.offline_stage import COMPONENT, NAMESPACE, ChannelMerge, Positions, RegisterRows
-from cdx.connectors.upload.plan import offline_subjobs_for
-from cdx.connectors.upload.reload import reload_offline_sync
+from cdx.connectors.upload.offline_merge import TableWork
+from cdx.connectors.upload.offline_stage import COMPONENT, ChannelMerge, Positions, RegisterRows
+from cdx.connectors.upload.plan import offline_subjobs_for, upload_subjobs_for
 from cdx.connectors.upload.workers import ChannelThreads
 from cdx.errors import ConfigError, FatalError
 from cdx.kafka.admin import TopicSpec, ensure_topics
@@ -49,9 +47,6 @@ from cdx.topology import Topology
 from cdx.topology.model import Channel, OfflineRegister
 
 log = logging.getLogger("cdx.upload.offline")
-
-__all__ = ["COMPONENT", "NAMESPACE", "ChannelOfflineSync", "OfflineSync", "SyncOptions", "counter_generated",
-           "syncing_channels", "transaction_key"]
 
 
 @dataclass
@@ -146,8 +141,20 @@ class OfflineSync(ChannelThreads):
         return self.workers
 
     def reload(self, topology: Topology) -> None:
-        """Take a new topology revision (``cdx.connectors.upload.reload.reload_offline_sync``)."""
-        reload_offline_sync(self, topology, syncing_channels)
+        """Take a new topology revision: channels that gained offline registers (or upload subjobs) start
+        syncing, channels that lost all of them stop after their current transaction, a channel whose
+        registers or subjobs changed restarts with them (each register resumes from the position its channel
+        database holds). Refused (``ConfigError``) when a channel named with ``--channel`` no longer has
+        registers to sync."""
+        channels = syncing_channels(topology, self.requested)
+        running = {w.channel.id: w for w in self.workers}
+        wanted = {c.id: c for c in channels}
+        leaving = [w for i, w in running.items()
+                   if i not in wanted or w.channel != wanted[i] or w.subjobs != upload_subjobs_for(topology, i)]
+        self.topology, self.channels = topology, channels
+        self.workers = self.swap(channels, leaving, lambda c: self.worker(topology, c))
+        if leaving or len(channels) != len(running):
+            log.info("offline sync: now syncing the registers of %s", ", ".join(c.id for c in channels) or "no channel")
 
     def run(self) -> None:
         if not self.workers:

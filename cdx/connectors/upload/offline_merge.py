@@ -23,18 +23,6 @@ from cdx.connectors.upload.records import dlq_record
 from cdx.dialects import Connection, Dialect
 from cdx.verify import normalise
 
-__all__ = [
-    "Conflict",
-    "Member",
-    "MergeOutcome",
-    "TableMerge",
-    "TableWork",
-    "conflict_letters",
-    "group_transactions",
-    "merge_transactions",
-    "transaction_key",
-]
-
 
 @dataclass
 class TableWork:

@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdx.connectors.upload.positions import UploadPosition
-from cdx.connectors.upload.source import source_table
+from cdx.connectors.upload.source import range_queries, select_sql, source_table
 from cdx.dialects import ColumnInfo, Connection, Dialect, key_columns
 from cdx.errors import ConfigError
 from cdx.topology import Subjob, TableRef
-
-__all__ = ["OfflinePlan", "OfflineRow", "Side", "counter_generated"]
 
 
 @dataclass
@@ -99,14 +97,9 @@ class OfflinePlan:
                 self.join.append((pcols[n.casefold()], ecols[n.casefold()]))
         q = off_d.quote_ident
         parts = [f"p.{q(c.name)}" for c in self.primary.offline_cols]
-        frm = f"{off_d.qualified(self.table.schema, self.table.name)} p"
-        if self.ext is not None:
-            parts += [f"e.{q(c.name)}" for c in self.ext.offline_cols]
-            cond = " AND ".join(f"p.{q(a)} = e.{q(b)}" for a, b in self.join)
-            et = self.ext.channel_table
-            frm += f" LEFT JOIN {off_d.qualified(et.schema, et.name)} e ON {cond}"
-        c = f"p.{q(self.counter)}"
-        self.sql = f"SELECT {c}, {', '.join(parts)} FROM {frm} WHERE {{where}} ORDER BY {c}"
+        parts += [f"e.{q(c.name)}" for c in self.ext.offline_cols] if self.ext is not None else []
+        self.sql = select_sql(off_d, self.table, parts, self.counter, self.ext.channel_table if self.ext else None,
+                              self.join)
 
     @staticmethod
     def _side(table: TableRef, counter: str, off_d: Dialect, off: Connection, ch_d: Dialect, ch: Connection) -> Side:
@@ -135,17 +128,13 @@ class OfflinePlan:
     def read(self, conn: Connection, pos: UploadPosition) -> list[OfflineRow]:
         """Every new row (the open gaps' counters and those above the high one), decoded. No limit:
         every row of a register transaction that became visible is read in the same snapshot."""
-        d, p = self.off_d, self.off_d.placeholder
-        c = f"p.{d.quote_ident(self.counter)}"
+        d = self.off_d
         out: list[OfflineRow] = []
-        ranges = [(g.start, g.end) for g in pos.gaps]
-        queries = [(" OR ".join(f"{c} BETWEEN {p} AND {p}" for _ in chunk), [v for r in chunk for v in r])
-                   for chunk in (ranges[k:k + 200] for k in range(0, len(ranges), 200))]
-        queries.append((f"{c} > {p}", [pos.high]))
+        tail = (f"p.{d.quote_ident(self.counter)} > {d.placeholder}", [pos.high])
         np = len(self.primary.offline_cols)
-        for where, params in queries:
+        for where, params in [*range_queries(d, self.counter, [(g.start, g.end) for g in pos.gaps]), tail]:
             cur = conn.cursor()
-            cur.execute(self.sql.format(where=f"({where})"), params)
+            cur.execute(self.sql.format(where=where), params)
             for raw in cur.fetchall():
                 prim = [d.decode(col, v) if v is not None else None
                         for col, v in zip(self.primary.offline_cols, raw[1:1 + np], strict=True)]

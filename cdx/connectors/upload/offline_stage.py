@@ -36,15 +36,13 @@ from cdx.connectors.upload.offline_merge import (
 from cdx.connectors.upload.offline_plan import OfflinePlan
 from cdx.connectors.upload.positions import UploadPosition, resume
 from cdx.connectors.upload.records import dlq_record, produce_and_flush
-from cdx.connectors.upload.source import ReadSnapshot, close_quietly, db_error, open_database
+from cdx.connectors.upload.source import close_quietly, db_error, open_database, read_snapshot
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.errors import RetriableError, SkippableError
 from cdx.topology import Subjob
 from cdx.topology.model import Channel, OfflineRegister
 
 log = logging.getLogger("cdx.upload.offline")
-
-__all__ = ["COMPONENT", "NAMESPACE", "ChannelMerge", "Positions", "RegisterRows"]
 
 NAMESPACE = "cdx-offline-sync"
 COMPONENT = "offline-sync"
@@ -214,7 +212,7 @@ class RegisterRows:
         """The read phase: every plan's new rows and advanced position, in one snapshot of the register."""
         assert self.conn is not None
         o, now, work = self.options, int(time.time() * 1000), []
-        with ReadSnapshot(self.dialect, self.conn).open() as snap:
+        with read_snapshot(self.dialect, self.conn) as snap:
             for plan in self.plans:
                 key = f"{self.id}/{plan.table}"
                 pos = self.positions[key].copy()

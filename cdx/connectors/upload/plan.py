@@ -29,17 +29,21 @@ def position_key(channel_id: str, table: str) -> str:
     return f"{channel_id}/{table}"
 
 
-def load_upload_positions(config: Mapping[str, Any], topic: str) -> dict[str, UploadPosition]:
-    """Every committed upload position, by key ``<channel>/<table>`` (read_committed, to the end)."""
-    out: dict[str, UploadPosition] = {}
+def latest_values(config: Mapping[str, Any], topic: str) -> dict[str, bytes]:
+    """The last value of every key of a compacted topic (read_committed, to the end; a tombstone removes it)."""
+    out: dict[str, bytes] = {}
     for msg in read_to_end(config, topic):
-        key = (msg.key() or b"").decode()
-        value = msg.value()
+        key, value = (msg.key() or b"").decode(), msg.value()
         if value is None:
             out.pop(key, None)
         else:
-            out[key] = UploadPosition.decode(value)
+            out[key] = value
     return out
+
+
+def load_upload_positions(config: Mapping[str, Any], topic: str) -> dict[str, UploadPosition]:
+    """Every committed upload position, by key ``<channel>/<table>`` (read_committed, to the end)."""
+    return {key: UploadPosition.decode(value) for key, value in latest_values(config, topic).items()}
 
 
 def upload_subjobs_for(topology: Topology, channel_id: str) -> list[Subjob]:

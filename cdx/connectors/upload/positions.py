@@ -28,6 +28,7 @@ gaps are ``[start, end, first_seen_ms, horizon]``. Positions are pure data: no d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -88,9 +89,7 @@ class UploadPosition:
         return self.gaps[0].start - 1 if self.gaps else self.high
 
     def copy(self) -> UploadPosition:
-        return UploadPosition(self.counter, self.high, [Gap(g.start, g.end, g.first_seen_ms, g.horizon)
-                                                        for g in self.gaps], self.published, self.skipped,
-                              self.halted)
+        return dataclasses.replace(self, gaps=[dataclasses.replace(g) for g in self.gaps])
 
     def is_new(self, counter: int) -> bool:
         """True if ``counter`` has not been published (above ``high`` or inside a gap)."""

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from cdx.connectors.migrate.execute import CANCEL
+from cdx.connectors.migrate.execute import time_limit
 from cdx.connectors.sink.sessions import kernel_ref
 from cdx.connectors.upload.sessions import APPLIED, Session, utcnow
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
@@ -108,42 +108,29 @@ class PostUploadHook:
 
     def _run_one(self, conn: Connection, session_id: str) -> bool:
         assert self.config is not None
-        d, q, p = self.dialect, self.dialect.quote_ident, self.dialect.placeholder
-        fired = threading.Event()
+        d, fired = self.dialect, threading.Event()
         try:
             with d.transaction(conn):
                 cur = conn.cursor()
-
-                def cancel() -> None:
-                    fired.set()
-                    CANCEL[d.name](conn, cur)
-
-                timer = threading.Timer(self.config.timeout_seconds, cancel)
-                timer.daemon = True
-                timer.start()
-                try:
+                with time_limit(d, conn, cur, self.config.timeout_seconds, fired):
                     cur.execute(self.sql, (session_id,))
                     result = _result(cur)
-                finally:
-                    timer.cancel()
-                cur.execute(f"UPDATE {self.table} SET {q('status')} = {p}, {q('result')} = {p}, {q('error')} = NULL,"
-                            f" {q('attempts')} = {q('attempts')} + 1, {q('finished_at')} = {p}"
-                            f" WHERE {q('session_id')} = {p}", (DONE, result, d.encode(utcnow()), session_id))
+                self._finish(cur, session_id, DONE, result, None)
             return True
         except Exception as e:
             why = f"timed out after {self.config.timeout_seconds:g} s" if fired.is_set() else \
                 (str(e).strip().splitlines() or [type(e).__name__])[0]
             log.error("post-upload processing of session %s failed: %s", session_id, why)
-            self._failed(conn, session_id, why)
+            with d.transaction(conn):
+                self._finish(conn.cursor(), session_id, FAILED, None, why[:2000])
             return False
 
-    def _failed(self, conn: Connection, session_id: str, why: str) -> None:
+    def _finish(self, cur: Any, session_id: str, status: str, result: str | None, error: str | None) -> None:
+        """Record one more attempt of the call and its outcome (the caller's transaction)."""
         d, q, p = self.dialect, self.dialect.quote_ident, self.dialect.placeholder
-        with d.transaction(conn):
-            conn.cursor().execute(
-                f"UPDATE {self.table} SET {q('status')} = {p}, {q('error')} = {p},"
-                f" {q('attempts')} = {q('attempts')} + 1, {q('finished_at')} = {p} WHERE {q('session_id')} = {p}",
-                (FAILED, why[:2000], d.encode(utcnow()), session_id))
+        cur.execute(f"UPDATE {self.table} SET {q('status')} = {p}, {q('result')} = {p}, {q('error')} = {p},"
+                    f" {q('attempts')} = {q('attempts')} + 1, {q('finished_at')} = {p} WHERE {q('session_id')} = {p}",
+                    (status, result, error, d.encode(utcnow()), session_id))
 
 
 def _result(cur: Any) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 from cdx.codec import AvroSchema
 from cdx.codec.envelope import Op, SourceInfo, make_envelope
 from cdx.codec.single_object import MAGIC
+from cdx.connectors.capture.records import avro_long, avro_string
 from cdx.stage.letters import OriginRecord, Position, make_letter
 
 CONNECTOR = "cdx-upload"
@@ -35,17 +36,6 @@ KEY_SCHEMA = AvroSchema.of({
 })
 SUBJOB_HEADER = "cdx.subjob"
 EXTENSION_HEADER = "cdx.extension"
-
-
-def _long(n: int) -> bytes:
-    """Avro ``long``: zig-zag, then base-128 varint."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
 
 
 class KeyEncoder:
@@ -58,9 +48,8 @@ class KeyEncoder:
     def encode(self, table: str, counter: int) -> bytes:
         prefix = self._prefix.get(table)
         if prefix is None:
-            raw = table.encode()
-            prefix = self._prefix[table] = MAGIC + KEY_SCHEMA.fingerprint + _long(len(raw)) + raw
-        return prefix + _long(counter)
+            prefix = self._prefix[table] = MAGIC + KEY_SCHEMA.fingerprint + avro_string(table)
+        return prefix + avro_long(counter)
 
 
 def value_namespace(prefix: str, hq_schema: str | None, hq_table: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from cdx.connectors.sink.sessions import utcnow
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
 
 SCHEMA = "cdx"
@@ -72,10 +73,6 @@ class Session:
         return [values[c.name] for c in COLUMNS]
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
 def ensure_sessions_table(conn: Connection, dialect: Dialect) -> None:
     """Create the sessions table if missing (caller's transaction)."""
     dialect.ensure_schema(conn, dialect.physical_table(SCHEMA, TABLE)[0])
@@ -118,15 +115,13 @@ def summary(conn: Connection, dialect: Dialect) -> list[ChannelSummary]:
             f"SELECT {q('channel')}, COUNT(*), SUM(CASE WHEN {q('status')} = {dialect.placeholder} THEN 1 ELSE 0 END),"
             f" SUM({q('rows_inserted')}), SUM({q('rows_duplicate')}), SUM({q('rows_dead_lettered')}),"
             f" MAX({q('finished_at')}) FROM {table} GROUP BY {q('channel')} ORDER BY {q('channel')}", (FAILED,))
-        totals = cur.fetchall()
         out = []
-        for channel, n, failed, ins, dup, dead, last in totals:
+        for channel, n, failed, ins, dup, dead, last in cur.fetchall():  # all fetched before the loop reuses cur
             cur.execute(f"SELECT {q('status')}, {q('error')} FROM {table} WHERE {q('channel')} = {dialect.placeholder}"
                         f" ORDER BY {q('finished_at')} DESC LIMIT 1", (channel,))
             status, error = cur.fetchone() or (None, None)
-            ts = dialect.decode(COLUMNS[-2], last)
             out.append(ChannelSummary(str(channel), int(n), int(failed or 0), int(ins or 0), int(dup or 0),
-                                      int(dead or 0), ts, status, error))
+                                      int(dead or 0), dialect.decode(COLUMNS[-2], last), status, error))
         return out
     finally:
         conn.rollback()
@@ -146,11 +141,7 @@ def recent(conn: Connection, dialect: Dialect, limit: int = 20, channel: str | N
         rows = cur.fetchall()
     finally:
         conn.rollback()
-    out = []
-    for raw in rows:
-        values = {c.name: dialect.decode(c, v) for c, v in zip(COLUMNS, raw, strict=True)}
-        out.append(Session(**values))
-    return out
+    return [Session(**{c.name: dialect.decode(c, v) for c, v in zip(COLUMNS, raw, strict=True)}) for raw in rows]
 
 
 def prune_sessions(conn: Connection, dialect: Dialect, retention_days: float, max_rows: int) -> int:

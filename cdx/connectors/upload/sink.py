@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Message, Producer
 
 from cdx.codec import SchemaStore, make_codec
-from cdx.connectors.upload.reload import reload_upload_sink
-from cdx.connectors.upload.sink_catalog import ORIGIN_COLUMN, Catalog, HqTable
+from cdx.connectors.upload.sink_catalog import Catalog, HqTable
 from cdx.connectors.upload.sink_decode import Decoder, Unusable
 from cdx.connectors.upload.sink_hq import COMPONENT, Dead, HqTarget
 from cdx.connectors.upload.sink_kafka import UploadTopics
+from cdx.connectors.upload.source import db_error
 from cdx.dialects import Connection, get_dialect
-from cdx.errors import RetriableError, SkippableError
+from cdx.errors import CdxError, RetriableError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.stage.contract import Stage, StageOptions
@@ -46,8 +46,6 @@ from cdx.topology import Topology
 
 if TYPE_CHECKING:
     from cdx.topology.live import LiveTopology
-
-__all__ = ["COMPONENT", "ORIGIN_COLUMN", "HqTable", "SinkOptions", "UploadSink", "sink_group_id"]
 
 log = logging.getLogger("cdx.upload.sink")
 
@@ -97,10 +95,6 @@ class UploadSink:
 
     # views for the CLI, ``reload`` and tests
     @property
-    def topology(self) -> Topology:
-        return self.catalog.topology
-
-    @property
     def channels(self) -> dict[str, str]:
         return self.catalog.channels
 
@@ -116,13 +110,9 @@ class UploadSink:
     def consumer(self) -> Any:
         return self.source.consumer
 
-    @property
-    def batches(self) -> int:
-        return self.target.batches
-
     def setup(self) -> None:
         """Topics, codec, dead-letter producer and consumer; HQ if it answers (else ``run`` waits for it)."""
-        k = self.topology.kafka
+        k = self.catalog.topology.kafka
         specs = [TopicSpec(t, k.default_partitions, k.replication_factor) for t in self.channels]
         specs += [TopicSpec(schemas_topic(self.prefix), 1, k.replication_factor, COMPACTED),
                   TopicSpec(self.dlq_topic, 1, k.replication_factor)]
@@ -138,9 +128,6 @@ class UploadSink:
         self.source.create()
         if self.target.conn is not None:
             self.source.subscribe()
-
-    def _connect(self) -> None:
-        self.target.connect()
 
     def stage(self) -> Stage[Message, Any, dict[str, str]]:
         """The stage definition :func:`run_stage` runs."""
@@ -168,8 +155,32 @@ class UploadSink:
         return apply_batch(self.stage(), msgs, self._stop)
 
     def reload(self, topology: Topology) -> None:
-        """Take a new topology revision (see ``cdx.connectors.upload.reload.reload_upload_sink``)."""
-        reload_upload_sink(self, topology)
+        """Take a new topology revision between two batches: new channels' upload topics are subscribed
+        (their partitions start at the offsets HQ holds, the beginning for a new channel), removed channels'
+        unsubscribed, new or changed upload subjobs' HQ tables introspected. Refused (``ConfigError``,
+        nothing changed) when an HQ table does not fit its subjob; ``RetriableError`` while HQ does not
+        answer (offered again)."""
+        conn = self.target.conn
+        if conn is None or self.source.consumer is None:
+            raise RetriableError("the HQ upload sink is not connected yet")
+        new = Catalog(topology)
+        try:
+            tables = new.introspect(conn, self.dialect)
+            conn.rollback()
+        except CdxError:
+            conn.rollback()
+            raise
+        except Exception as exc:
+            raise db_error(self.dialect, exc, "HQ database") from exc
+        k = topology.kafka
+        ensure_topics(self.base_config, [TopicSpec(t, k.default_partitions, k.replication_factor)
+                                         for t in new.channels if t not in self.catalog.channels])
+        resubscribe = set(new.channels) != set(self.catalog.channels)
+        self.catalog.take(topology, tables)
+        if resubscribe:
+            self.source.subscribe(again=True)
+            log.info("HQ upload sink: now reading the uploads of %d channels: %s", len(new.channels),
+                     ", ".join(sorted(new.channels.values())))
 
     def _between_batches(self) -> None:
         if self.live is not None:

@@ -45,10 +45,6 @@ class HqTable:
             log.warning("HQ table %s has no %s column: duplicates are recognised by primary key only", self.name,
                         ORIGIN_COLUMN)
 
-    def column(self, field_name: str) -> str | None:
-        c = self.columns.get(field_name.casefold())
-        return c.name if c else None
-
 
 class Catalog:
     """Upload topics -> channel ids, upload subjobs (by id and by the channel table they read), their

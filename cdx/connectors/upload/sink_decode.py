@@ -22,7 +22,7 @@ from cdx.connectors.upload.records import EXTENSION_HEADER, SUBJOB_HEADER
 from cdx.connectors.upload.sink_catalog import Catalog, HqTable
 from cdx.dialects import LogicalType
 from cdx.errors import RetriableError, SkippableError
-from cdx.topology import DATAAREAID, Subjob
+from cdx.topology import DATAAREAID
 
 log = logging.getLogger("cdx.upload.sink")
 _MAX_WAITING = 10_000
@@ -82,13 +82,14 @@ class Decoder:
                            " source.change_version)", channel, table_name or None,
                            counter if isinstance(counter, int) else None)
         after: dict[str, Any] = env["after"]
-        table = self._table(msg, table_name)
+        headers = dict(msg.headers() or [])
+        table = self._table(headers, table_name)
         if table is None:
             raise Unusable(f"no upload subjob reads {table_name!r}", channel, table_name, counter)
         if str(source.get("name", channel)) != channel:
             raise Unusable(f"record names channel {source.get('name')!r} but came on channel {channel!r}'s topic",
                            channel, table_name, counter, after)
-        absent = _text(dict(msg.headers() or []).get(EXTENSION_HEADER)) == "absent"
+        absent = _text(headers.get(EXTENSION_HEADER)) == "absent"
         values = self._values(table, after, absent)
         if table.origin is not None:
             values[table.origin] = channel
@@ -119,12 +120,10 @@ class Decoder:
         self._unknown_since.pop(key, None)
         return env
 
-    def _table(self, msg: Message, table_name: str) -> HqTable | None:
-        headers = dict(msg.headers() or [])
-        subjob: Subjob | None = None
-        if SUBJOB_HEADER in headers:
-            subjob = self.catalog.subjobs.get(_text(headers[SUBJOB_HEADER]).casefold())
-        subjob = subjob or self.catalog.by_source.get(table_name.casefold())
+    def _table(self, headers: dict[str, Any], table_name: str) -> HqTable | None:
+        """The subjob's HQ table: by the subjob header, else by the channel table the record names."""
+        subjob = self.catalog.subjobs.get(_text(headers.get(SUBJOB_HEADER)).casefold()) or \
+            self.catalog.by_source.get(table_name.casefold())
         return None if subjob is None else self.catalog.tables.get(subjob.id.casefold())
 
     def _values(self, table: HqTable, after: dict[str, Any], absent: bool) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ from cdx.connectors.upload.sink_catalog import Catalog
 from cdx.connectors.upload.sink_decode import Item, Unusable
 from cdx.connectors.upload.sink_insert import Group, group_items, insert_groups
 from cdx.connectors.upload.sink_kafka import offset_key
-from cdx.connectors.upload.source import db_error
+from cdx.connectors.upload.source import db_error, typed_errors
 from cdx.dialects import Connection
 from cdx.errors import CdxError, RetriableError, SkippableError
 
@@ -77,10 +78,7 @@ def _sessions(groups: Sequence[Group], dead: Sequence[Dead], started: dt.datetim
     sessions = [Session(g.channel, g.table.job, g.table.subjob.id, g.table.name, g.topic, g.partition,
                         g.first_offset, g.last_offset, min(i.counter for i in g.items), max(i.counter for i in g.items),
                         len(g.items), g.inserted, g.duplicates, 0, APPLIED, started, finished) for g in groups]
-    by_channel: dict[str, int] = {}
-    for x in dead:
-        by_channel[x.error.channel or "?"] = by_channel.get(x.error.channel or "?", 0) + 1
-    for channel, n in by_channel.items():
+    for channel, n in Counter(x.error.channel or "?" for x in dead).items():
         sessions.append(Session(channel, "", "", "", "", -1, -1, -1, rows_received=n, rows_dead_lettered=n,
                                 status=APPLIED, started_at=started, finished_at=finished,
                                 error=f"{n} records dead-lettered (see the dead-letter topic)"))
@@ -97,7 +95,6 @@ class HqTarget:
         self.conn: Connection | None = None
         self.dlq: Producer | None = None
         self.dead: list[Dead] = []
-        self.batches = 0
         self._thread = 0
         self._stale = False
         self._tx: contextlib.ExitStack[Any] | None = None
@@ -151,10 +148,8 @@ class HqTarget:
         assert self.conn is not None
         self._started = utcnow()
         tx = contextlib.ExitStack()
-        try:
+        with typed_errors(self.dialect, "starting an HQ transaction"):
             tx.enter_context(self.dialect.transaction(self.conn))
-        except Exception as exc:
-            raise db_error(self.dialect, exc, "starting an HQ transaction") from exc
         self._tx = tx
 
     def write(self, items: Sequence[Item], position: dict[str, str]) -> None:
@@ -163,10 +158,8 @@ class HqTarget:
         re-delivery (a consumer that started at Kafka's monitoring offsets, a rebalance) applies nothing twice."""
         assert self.conn is not None
         d, conn = self.dialect, self.conn
-        try:
+        with typed_errors(d, "reading upload offsets at HQ"):
             items, position = _not_yet_applied(items, position, d.read_state(conn, self.group_id))
-        except Exception as exc:
-            raise db_error(d, exc, "reading upload offsets at HQ") from exc
         groups = group_items(items)
         try:
             insert_groups(d, conn, groups)
@@ -179,7 +172,7 @@ class HqTarget:
             raise
         except Exception as exc:
             raise db_error(d, exc, "applying uploads to HQ") from exc
-        try:
+        with typed_errors(d, "storing upload offsets at HQ"):
             self._flush_dead_letters()
             d.write_state(conn, self.group_id, position)
             sessions = _sessions(groups, self.dead, self._started)
@@ -188,21 +181,13 @@ class HqTarget:
             self._since_prune += 1
             if self._since_prune >= self.options.prune_every:
                 self._prune(conn)
-        except CdxError:
-            raise
-        except Exception as exc:
-            raise db_error(d, exc, "storing upload offsets at HQ") from exc
         self._groups = groups
 
     def commit(self) -> None:
         assert self._tx is not None and self.conn is not None
         tx, self._tx = self._tx, None
-        try:
+        with typed_errors(self.dialect, "committing uploads at HQ"):
             tx.close()
-        except CdxError:
-            raise
-        except Exception as exc:
-            raise db_error(self.dialect, exc, "committing uploads at HQ") from exc
         self._after_commit()
         self.post_upload.run_pending(self.conn)
 
@@ -242,7 +227,6 @@ class HqTarget:
             for x in self.dead])
 
     def _after_commit(self) -> None:
-        self.batches += 1
         for g in self._groups:
             metrics.SINK_ROWS.labels(g.channel, g.table.name, "inserted").inc(g.inserted)
             metrics.SINK_ROWS.labels(g.channel, g.table.name, "duplicate").inc(g.duplicates)

@@ -13,9 +13,8 @@ from typing import Any
 
 from cdx.connectors.upload.sink_catalog import HqTable
 from cdx.connectors.upload.sink_decode import Item
-from cdx.connectors.upload.source import db_error
+from cdx.connectors.upload.source import typed_errors
 from cdx.dialects import Connection, Dialect
-from cdx.errors import CdxError
 
 
 @dataclass
@@ -78,12 +77,8 @@ def insert_rows(d: Dialect, conn: Connection, t: HqTable, items: Sequence[Item])
         by_columns.setdefault(cols, []).append([it.values[c] for c in cols])
     inserted = 0
     for cols, rows in by_columns.items():
-        try:
+        with typed_errors(d, f"inserting into {t.name}"):
             inserted += d.insert_ignore_existing(conn, t.ref.schema, t.ref.name, list(cols), t.key, rows)
-        except CdxError:
-            raise
-        except Exception as exc:
-            raise db_error(d, exc, f"inserting into {t.name}") from exc
     return inserted
 
 

@@ -7,7 +7,7 @@
 primary row. :meth:`UploadSource.read` returns the rows of given counter ranges (gap re-reads)
 and above a counter (the tail), ordered by counter.
 
-:class:`ReadSnapshot` runs one poll's reads in one consistent snapshot and gives the database's
+:func:`read_snapshot` runs one poll's reads in one consistent snapshot and gives the database's
 **commit horizon**, which lets a gap be closed as soon as it is provably permanent:
 
 - PostgreSQL (REPEATABLE READ): ``token`` = the server clock (microseconds) when the snapshot was
@@ -28,7 +28,7 @@ and above a counter (the tail), ordered by counter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +38,9 @@ from cdx.cleanup import quietly
 from cdx.codec import Column
 from cdx.codec import LogicalType as CodecType
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType, get_dialect, key_columns
-from cdx.errors import CdxError, ConfigError, FatalError, RetriableError
+from cdx.errors import CdxError, ConfigError, RetriableError
 from cdx.topology import DATAAREAID, Subjob, TableRef
-from cdx.topology.model import Database
+from cdx.topology.model import Database, FieldMap
 
 log = logging.getLogger("cdx.upload")
 
@@ -55,7 +55,7 @@ def open_database(db: Database, *, read_snapshots: bool = False) -> Connection:
     """Connect to a channel or register database; any failure to reach it is ``RetriableError``.
 
     A SQLite file that does not exist is unreachable (never created empty here). PostgreSQL gets a
-    5 s connect timeout and, with ``read_snapshots``, REPEATABLE READ (see :class:`ReadSnapshot`).
+    5 s connect timeout and, with ``read_snapshots``, REPEATABLE READ (see :func:`read_snapshot`).
     """
     dialect = get_dialect(db.dialect.value)
     dsn = db.dsn
@@ -84,12 +84,18 @@ def db_error(dialect: Dialect, exc: BaseException, what: str) -> CdxError:
     """A database exception as a typed cdx error (retriable, skippable or fatal)."""
     if isinstance(exc, CdxError):
         return exc
-    category = dialect.classify_error(exc)
-    if category is RetriableError:
-        return RetriableError(f"{what}: {exc}")
-    if category is FatalError:
-        return FatalError(f"{what}: {exc}")
-    return category(f"{what}: {exc}")  # type: ignore[call-arg]
+    return dialect.classify_error(exc)(f"{what}: {exc}")
+
+
+@contextmanager
+def typed_errors(dialect: Dialect, what: str) -> Iterator[None]:
+    """Database exceptions raised inside become typed cdx errors (:func:`db_error`); cdx errors pass unchanged."""
+    try:
+        yield
+    except CdxError:
+        raise
+    except Exception as exc:
+        raise db_error(dialect, exc, what) from exc
 
 
 def close_quietly(conn: Connection | None) -> None:
@@ -113,36 +119,54 @@ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
 sessions whose details the role may not see (``backend_type`` is hidden too) + prepared transactions)."""
 
 
-class ReadSnapshot:
-    """One poll's reads in one snapshot, with the commit horizon (see module docstring)."""
+@dataclass(frozen=True)
+class Horizon:
+    """A snapshot's commit horizon (see the module docstring): ``passed`` None when the database has none."""
 
-    def __init__(self, dialect: Dialect, conn: Connection) -> None:
-        self.dialect = dialect
-        self.conn = conn
-        self.passed: int | None = None
-        self.token = 0
+    passed: int | None = None
+    token: int = 0
 
-    @contextmanager
-    def open(self) -> Iterator[ReadSnapshot]:
-        name = self.dialect.name
-        try:
-            if name == "sqlite":
-                if not self.conn.in_transaction:
-                    self.conn.execute("BEGIN")
-                self.passed, self.token = ALWAYS, 0
-            elif name == "postgresql":
-                row = self.conn.execute(_PG_HORIZON).fetchone()
-                now_us, oldest_us, unknown = int(row[0]), row[1], int(row[2])
-                self.token = now_us
-                self.passed = 0 if unknown else (int(oldest_us) - 1 if oldest_us is not None else now_us)
-            else:
-                self.passed, self.token = None, 0
-            yield self
-        finally:
-            quietly(self.conn.rollback, "upload: ending the channel read")
+
+@contextmanager
+def read_snapshot(dialect: Dialect, conn: Connection) -> Iterator[Horizon]:
+    """One poll's reads in one snapshot, with its commit horizon (see the module docstring)."""
+    try:
+        if dialect.name == "sqlite":
+            if not conn.in_transaction:
+                conn.execute("BEGIN")
+            yield Horizon(ALWAYS)
+        elif dialect.name == "postgresql":
+            now_us, oldest_us, unknown = conn.execute(_PG_HORIZON).fetchone()
+            yield Horizon(0 if unknown else int(oldest_us) - 1 if oldest_us is not None else int(now_us), int(now_us))
+        else:
+            yield Horizon()
+    finally:
+        quietly(conn.rollback, "upload: ending the channel read")
 
 
 # ------------------------------------------------------------------------------ read plans
+def select_sql(d: Dialect, table: TableRef, columns: Sequence[str], counter: str, ext: TableRef | None = None,
+               join: Sequence[tuple[str, str]] = ()) -> str:
+    """``SELECT p.<counter>, <columns> FROM <table> p [LEFT JOIN <ext> e ON p.<a> = e.<b> ...] WHERE {where}
+    ORDER BY p.<counter>``, ``{where}`` left to fill (identifiers quoted, values bound)."""
+    q = d.quote_ident
+    sql_from = f"{d.qualified(table.schema, table.name)} p"
+    if ext is not None:
+        cond = " AND ".join(f"p.{q(a)} = e.{q(b)}" for a, b in join)
+        sql_from += f" LEFT JOIN {d.qualified(ext.schema, ext.name)} e ON {cond}"
+    c = f"p.{q(counter)}"
+    return f"SELECT {c}, {', '.join(columns)} FROM {sql_from} WHERE {{where}} ORDER BY {c}"
+
+
+def range_queries(d: Dialect, counter: str, ranges: Sequence[tuple[int, int]]) -> Iterator[tuple[str, list[int]]]:
+    """The conditions (with their parameters) selecting the counters of ``ranges`` (inclusive), at most
+    ``_RANGES_PER_QUERY`` ranges per query."""
+    c, p = f"p.{d.quote_ident(counter)}", d.placeholder
+    for start in range(0, len(ranges), _RANGES_PER_QUERY):
+        chunk = ranges[start:start + _RANGES_PER_QUERY]
+        yield "(" + " OR ".join(f"{c} BETWEEN {p} AND {p}" for _ in chunk) + ")", [v for r in chunk for v in r]
+
+
 @dataclass(frozen=True)
 class SourceColumn:
     """One uploaded column: its HQ name (the record field) and the database column it is read from."""
@@ -161,10 +185,6 @@ class SourceRow:
     """With a joined extension: whether the primary row has an extension row."""
     error: str | None = None
     """Set when the row's values cannot be read as their column types (``values`` then holds them raw)."""
-
-
-def _by_name(columns: Sequence[ColumnInfo]) -> dict[str, ColumnInfo]:
-    return {c.name.casefold(): c for c in columns}
 
 
 def counter_hq_name(subjob: Subjob) -> str:
@@ -194,7 +214,7 @@ class UploadSource:
         ext = subjob.extension
         override = ext is not None and ext.override_target
         cols = dialect.introspect_columns(conn, self.table.schema, self.table.name, require_primary_key=False)
-        have = _by_name(cols)
+        have = {c.name.casefold(): c for c in cols}
         counter = have.get(subjob.replication_counter.casefold())
         if counter is None:
             raise ConfigError(f"upload table {self.table} has no replication counter column "
@@ -211,7 +231,6 @@ class UploadSource:
         self.ext_marker: ColumnInfo | None = None
         if ext is not None and not override:
             self._join_extension(conn, have, pk)
-        self.extension_fields = [c.hq for c in self.columns if c.extension]
         self._select = self._select_sql()
 
     def _own_columns(self, have: dict[str, ColumnInfo], override: bool) -> None:
@@ -221,13 +240,7 @@ class UploadSource:
         wanted = list(subjob.all_fields()) if override else list(subjob.fields)
         if DATAAREAID.casefold() in have:
             self.columns.append(SourceColumn(DATAAREAID, have[DATAAREAID.casefold()]))
-        missing = []
-        for f in wanted:
-            found = have.get(f.channel_name.casefold())
-            if found is None:
-                missing.append(f.channel_name)
-                continue
-            self.columns.append(SourceColumn(f.name, found))
+        missing = self._add_columns(have, wanted)
         if missing and not override:
             raise ConfigError(f"upload table {self.table} lacks the mapped columns {missing} of subjob {subjob.id}")
         if missing:
@@ -242,7 +255,7 @@ class UploadSource:
         assert ext is not None
         self.ext_table = ext.target
         ecols = dialect.introspect_columns(conn, ext.target.schema, ext.target.name, require_primary_key=False)
-        ehave = _by_name(ecols)
+        ehave = {c.name.casefold(): c for c in ecols}
         join_names = list(ext.key) or pk
         if not join_names:
             raise ConfigError(f"extension {ext.target} of {subjob.id}: no key to join on; set extension.key")
@@ -256,15 +269,20 @@ class UploadSource:
                                   f"{self.table if p is None else ext.target}")
             self.join.append((p.name, e.name))
         self.ext_marker = ehave[self.join[0][1].casefold()]
-        emissing = []
-        for f in ext.fields:
-            found = ehave.get(f.channel_name.casefold())
-            if found is None:
-                emissing.append(f.channel_name)
-                continue
-            self.columns.append(SourceColumn(f.name, found, extension=True))
+        emissing = self._add_columns(ehave, ext.fields, ext=True)
         if emissing:
             raise ConfigError(f"extension table {ext.target} lacks the columns {emissing} of subjob {subjob.id}")
+
+    def _add_columns(self, have: dict[str, ColumnInfo], fields: Iterable[FieldMap], ext: bool = False) -> list[str]:
+        """Read the ``fields`` found in ``have``; returns the channel names of those missing."""
+        missing = []
+        for f in fields:
+            found = have.get(f.channel_name.casefold())
+            if found is None:
+                missing.append(f.channel_name)
+            else:
+                self.columns.append(SourceColumn(f.name, found, ext))
+        return missing
 
     # -------------------------------------------------------------------------- schema
     def codec_columns(self) -> list[Column]:
@@ -286,16 +304,11 @@ class UploadSource:
     # -------------------------------------------------------------------------- reading
     def _select_sql(self) -> str:
         d = self.dialect
-        parts = [f"p.{d.quote_ident(c.column.name)}" if not c.extension else f"e.{d.quote_ident(c.column.name)}"
-                 for c in self.columns]
-        sql_from = f"{d.qualified(self.table.schema, self.table.name)} p"
+        parts = [f"{'e' if c.extension else 'p'}.{d.quote_ident(c.column.name)}" for c in self.columns]
         if self.ext_table is not None:
             assert self.ext_marker is not None
             parts.append(f"e.{d.quote_ident(self.ext_marker.name)}")
-            cond = " AND ".join(f"p.{d.quote_ident(a)} = e.{d.quote_ident(b)}" for a, b in self.join)
-            sql_from += f" LEFT JOIN {d.qualified(self.ext_table.schema, self.ext_table.name)} e ON {cond}"
-        counter = f"p.{d.quote_ident(self.counter)}"
-        return f"SELECT {counter}, {', '.join(parts)} FROM {sql_from} WHERE {{where}} ORDER BY {counter}"
+        return select_sql(d, self.table, parts, self.counter, self.ext_table, self.join)
 
     def _limit(self, sql: str, limit: int) -> str:
         if self.dialect.name == "sqlserver":
@@ -311,13 +324,8 @@ class UploadSource:
     def read_ranges(self, conn: Connection, ranges: Sequence[tuple[int, int]], limit: int) -> list[SourceRow]:
         """Rows whose counter lies in one of ``ranges`` (inclusive), ascending, at most ``limit``."""
         out: list[SourceRow] = []
-        p = self.dialect.placeholder
-        counter = f"p.{self.dialect.quote_ident(self.counter)}"
-        for start in range(0, len(ranges), _RANGES_PER_QUERY):
-            chunk = ranges[start:start + _RANGES_PER_QUERY]
-            where = " OR ".join(f"{counter} BETWEEN {p} AND {p}" for _ in chunk)
-            params = [v for r in chunk for v in r]
-            out += self._run(conn, self._limit(self._select.format(where=f"({where})"), limit - len(out)), params)
+        for where, params in range_queries(self.dialect, self.counter, ranges):
+            out += self._run(conn, self._limit(self._select.format(where=where), limit - len(out)), params)
             if len(out) >= limit:
                 break
         return out

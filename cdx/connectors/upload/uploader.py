@@ -26,11 +26,12 @@ Contract
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 
 from cdx.codec import SchemaStore
-from cdx.connectors.upload.channel import ChannelDatabaseError, ChannelUploader
+from cdx.connectors.upload.channel import ChannelUploader
 from cdx.connectors.upload.plan import (
     UploadOptions,
     load_upload_positions,
@@ -38,7 +39,6 @@ from cdx.connectors.upload.plan import (
     upload_subjobs_for,
     uploading_channels,
 )
-from cdx.connectors.upload.reload import reload_connector
 from cdx.connectors.upload.workers import ChannelThreads
 from cdx.errors import FatalError
 from cdx.kafka.admin import (
@@ -54,8 +54,8 @@ from cdx.topology import Topology
 
 log = logging.getLogger("cdx.upload")
 
-__all__ = ["ChannelDatabaseError", "ChannelUploader", "UploadConnector", "UploadOptions", "load_upload_positions",
-           "upload_positions_topic", "upload_subjobs_for", "uploading_channels"]
+__all__ = ["ChannelUploader", "UploadConnector", "UploadOptions", "load_upload_positions",
+           "upload_positions_topic", "uploading_channels"]
 
 
 class UploadConnector(ChannelThreads):
@@ -100,8 +100,41 @@ class UploadConnector(ChannelThreads):
         return self.uploaders
 
     def reload(self, topology: Topology) -> None:
-        """Take a new topology revision between two transactions (see ``cdx.connectors.upload.reload``)."""
-        reload_connector(self, topology, ChannelUploader)
+        """Take a new topology revision (``cdx.topology.live``), between two transactions of each channel.
+        Blocks until the leaving uploaders have finished their transaction.
+
+        - A new uploading channel (or a channel that starts uploading): its upload topic is created and
+          its uploader starts (from its committed positions: none yet, so from its tables' first rows).
+        - A channel no longer uploading or no longer in the topology: its uploader finishes its current
+          transaction and stops (only when this process serves every channel; see below).
+        - A channel whose upload subjobs or database changed: its uploader stops after its transaction and
+          starts again with them, from the positions committed with its last transaction (a new upload
+          table starts at its first row): nothing is published twice, nothing skipped.
+        - Other channels are not touched.
+
+        Refused (``ConfigError``, nothing changed) when a channel the process was started for
+        (``--channel``) is not uploading in the new revision: the operator stops that process."""
+        channels = uploading_channels(topology, self.requested)  # ConfigError for a --channel gone
+        running = {u.id: u for u in self.uploaders}
+        wanted = {c.id for c in channels}
+        leaving = [u for i, u in running.items() if i not in wanted or u.channel != topology.channel(i)
+                   or u.subjobs != upload_subjobs_for(topology, i)]
+        arriving = [c for c in channels if c.id not in running or running[c.id] in leaving]
+        k = topology.kafka
+        ensure_topics(self.base_config, [TopicSpec(upload_topic(k.topic_prefix, c.id), k.default_partitions,
+                                                   k.replication_factor, max_message_config(k.max_message_bytes))
+                                         for c in arriving])
+        store = self.store
+        assert store is not None
+        options = dataclasses.replace(self.options, from_counter=None, from_tables=None)  # a recovery runs once
+        self.topology, self.channels = topology, channels
+        self.uploaders = self.swap(channels, leaving,
+                                   lambda c: ChannelUploader(topology, c, store, options, threading.Event()))
+        for u in leaving:
+            log.info("channel %s: upload stopped for the new topology%s", u.id, "" if u.id in wanted else
+                     " (no longer uploading)")
+        for c in arriving:
+            log.info("channel %s: upload started with the new topology", c.id)
 
     def run(self) -> None:
         """Run every channel until ``stop()``; a fatal error in one channel stops all and is raised.

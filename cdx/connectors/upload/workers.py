@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cdx.topology import Topology
 from cdx.topology.live import LiveTopology
+from cdx.topology.model import Channel
 
 log = logging.getLogger("cdx.upload")
 
@@ -44,6 +45,24 @@ class ChannelThreads:
         t = threading.Thread(target=_guard, args=(worker,), name=f"{self.kind}-{key}", daemon=True)
         self.threads[key] = t
         t.start()
+
+    def swap(self, channels: list[Channel], leaving: Sequence[Any], new: Callable[[Channel], Any]) -> list[Any]:
+        """Take a new topology revision's ``channels``: the ``leaving`` workers finish their current transaction
+        and stop (blocks until they ended), every channel without a running worker gets a new one (``new``),
+        started at once; returns the workers now running (others are not touched)."""
+        for w in leaving:
+            w._stop.set()
+        for w in leaving:
+            self.threads.pop(w.channel.id).join()
+        workers = [w for w in self.running() if w not in leaving]
+        have = {w.channel.id for w in workers}
+        for c in channels:
+            if c.id not in have:
+                workers.append(new(c))
+                self.start(workers[-1])
+        if self.live is not None:
+            self.live.set_instances([c.id for c in channels])
+        return workers
 
     def run_workers(self) -> Any:
         """Start every worker and wait until all ended (with ``live``: until ``stop()``, taking new topology

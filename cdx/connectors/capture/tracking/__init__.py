@@ -14,13 +14,12 @@ from cdx.connectors.capture.tracking.base import (
     Change,
     ChangeTracker,
     ResyncRequired,
-    RowStream,
     TableRef,
 )
 from cdx.dialects import connect, dialect_of, get_dialect
 
 __all__ = [
-    "DEFAULT_RETENTION", "Change", "ChangeTracker", "ResyncRequired", "RowStream", "TableRef", "open_tracker",
+    "DEFAULT_RETENTION", "Change", "ChangeTracker", "ResyncRequired", "TableRef", "open_tracker",
     "tracker_for",
 ]
 

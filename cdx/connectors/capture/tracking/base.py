@@ -29,10 +29,9 @@ Validity
     and, in PostgreSQL, by TRUNCATE), else ``ResyncRequired``: take a new ``snapshot``.
 
 Snapshots
-    ``snapshot(table)`` returns ``(rows, version)`` read in one snapshot: the rows reflect
-    every change up to ``version`` (and possibly some after it), so ``changes(since=version)``
-    continues without a gap. Consume or close the iterator before other calls: it holds
-    a read transaction open.
+    ``snapshot_chunk(table, after, limit)`` reads the current rows in primary-key order, one short
+    read transaction per chunk; with a version taken (``current_version``) before the first chunk,
+    ``changes(since=version)`` brings every row changed meanwhile up to date.
 
 Connections
     A tracker owns its connection: it runs and commits its own short transactions on it
@@ -50,14 +49,14 @@ Differences between dialects (all pass ``tests/conformance/test_change_tracking.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from cdx.cleanup import quietly
 from cdx.dialects import ColumnInfo, Connection, Dialect, key_columns, validate_identifier
 from cdx.errors import CdxError, ConfigError
 
@@ -117,37 +116,6 @@ class ResyncRequired(CdxError):
         self.current_version = current_version
 
 
-class RowStream(Iterator[dict[str, Any]]):
-    """The rows of a snapshot. Holds the snapshot's read transaction open until exhausted,
-    ``close()``d (also as a context manager) or garbage-collected."""
-
-    def __init__(self, rows: Iterator[dict[str, Any]], finish: Callable[[], None]) -> None:
-        self._rows, self._finish, self._done = rows, finish, False
-
-    def __next__(self) -> dict[str, Any]:
-        if self._done:
-            raise StopIteration
-        try:
-            return next(self._rows)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._finish()
-
-    def __enter__(self) -> RowStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        quietly(self.close, "change tracking: closing on garbage collection")
-
-
 class ChangeTracker(ABC):
     """One HQ database's change tracking (see module docstring for the contract)."""
 
@@ -181,10 +149,6 @@ class ChangeTracker(ABC):
         ``stamped``: the caller has just called ``current_version()`` for this pass over its tables, so
         a tracker that assigns versions when read (PostgreSQL) need not do it again for every table
         (transactions committed since are read by the next pass)."""
-
-    @abstractmethod
-    def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
-        """Every current row of ``table`` (column -> value) and the version they are consistent with."""
 
     def snapshot_chunk(self, table: TableLike, after: Sequence[Any] | None,
                        limit: int) -> tuple[list[dict[str, Any]], list[Any] | None]:
@@ -256,6 +220,15 @@ class ChangeTracker(ABC):
             return dict(zip([c.name for c in columns], values, strict=True))
         return {c.name: self.dialect.decode(c, v) for c, v in zip(columns, values, strict=True)}
 
+    def _change_list(self, rows: Iterable[Sequence[Any]], keys: list[str],
+                     columns: Sequence[ColumnInfo]) -> list[Change]:
+        """Rows of (first op, version, whether the row exists, the key's values, the row's values) as changes."""
+        by_name, n = {c.name: c for c in columns}, len(keys)
+        return [Change(self._net_op(str(op).strip(), bool(exists)),
+                       {k: self.dialect.decode(by_name[k], v) for k, v in zip(keys, values[:n], strict=True)},
+                       self._row(columns, values[n:]) if exists else None, int(version))
+                for op, version, exists, *values in rows]
+
     @staticmethod
     def _check_since(table: TableRef, since: int, min_valid: int, current: int) -> None:
         if since < min_valid or since > current:
@@ -271,3 +244,99 @@ class ChangeTracker(ABC):
     def _check_limit(limit: int | None) -> None:
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+
+
+class TriggerTracker(ChangeTracker):
+    """What the trigger-based trackers (PostgreSQL, SQLite) share: their tables (``TABLES`` prefix: table
+    ``<prefix>tracked_tables`` of (table_id, schema_name, table_name, key_columns, min_valid_version) and
+    ``<prefix>changes`` rows per table_id), explicit transactions (``WRITE``, ``READ``: how a writing and a
+    read-only one begin) and enabling / disabling tables. ``CURRENT`` is the SQL of the current version."""
+
+    TABLES: str
+    OWN_TABLES: tuple[str, ...]
+    """Dropped by ``disable()`` of every table."""
+    CURRENT: str
+    WRITE = READ = "BEGIN"
+
+    @contextmanager
+    def _tx(self, begin: str = "BEGIN") -> Iterator[Any]:
+        self.conn.execute(begin)
+        try:
+            yield self.conn
+        except BaseException:
+            self._end("ROLLBACK")
+            raise
+        self._end("COMMIT")
+
+    def _chunk_read(self) -> AbstractContextManager[Any]:
+        return self._tx(self.READ)
+
+    @abstractmethod
+    def _end(self, how: str) -> None:
+        """End the open transaction, if any: ``COMMIT`` or ``ROLLBACK``."""
+
+    @abstractmethod
+    def _installed(self) -> bool: ...
+
+    @abstractmethod
+    def _setup(self, retention: timedelta) -> None:
+        """Create the tracking objects (idempotent) and store ``retention`` (the ``enable`` transaction)."""
+
+    @abstractmethod
+    def _install_triggers(self, ref: TableRef, table_id: int, columns: list[ColumnInfo], keys: list[str]) -> None:
+        """(Re)create the triggers of ``ref`` writing its changes under ``table_id``."""
+
+    @abstractmethod
+    def _drop_triggers(self, table_id: int) -> None: ...
+
+    def _keys_in(self, keys: list[str]) -> Any:
+        """Key columns as stored in (and read back from) ``tracked_tables``."""
+        return json.dumps(keys)
+
+    def enable(self, tables: Iterable[TableLike], retention: timedelta = DEFAULT_RETENTION) -> None:
+        refs = [TableRef.parse(t) for t in tables]
+        with self._tx(self.WRITE):
+            self._setup(retention)
+            for ref in refs:
+                self._enable_table(ref)
+
+    def _enable_table(self, ref: TableRef) -> None:
+        columns = self.dialect.introspect_columns(self.conn, ref.schema, ref.name)
+        keys = key_columns(columns)
+        t, p = self.TABLES, self.dialect.placeholder
+        row = self.conn.execute(f"SELECT table_id, key_columns FROM {t}tracked_tables WHERE schema_name = {p}"
+                                f" AND table_name = {p}", (ref.schema or "", ref.name)).fetchone()
+        if row is None:
+            row = self.conn.execute(
+                f"INSERT INTO {t}tracked_tables (schema_name, table_name, key_columns, min_valid_version)"
+                f" VALUES ({p}, {p}, {p}, ({self.CURRENT})) RETURNING table_id, key_columns",
+                (ref.schema or "", ref.name, self._keys_in(keys))).fetchone()
+        elif self._keys_in(keys) != row[1]:  # re-keyed: old entries cannot be joined any more
+            self.conn.execute(f"DELETE FROM {t}changes WHERE table_id = {p}", (row[0],))
+            self.conn.execute(f"UPDATE {t}tracked_tables SET key_columns = {p}, min_valid_version = ({self.CURRENT})"
+                              f" WHERE table_id = {p}", (self._keys_in(keys), row[0]))
+        self._install_triggers(ref, int(row[0]), columns, keys)
+
+    def disable(self, tables: Iterable[TableLike] | None = None) -> None:
+        if not self._installed():
+            return
+        wanted = None if tables is None else {TableRef.parse(t) for t in tables}
+        t, p = self.TABLES, self.dialect.placeholder
+        with self._tx(self.WRITE):
+            self._lock()
+            for table_id, schema, name in self.conn.execute(
+                    f"SELECT table_id, schema_name, table_name FROM {t}tracked_tables").fetchall():
+                if wanted is not None and TableRef(schema or None, name) not in wanted:
+                    continue
+                self._drop_triggers(int(table_id))
+                self.conn.execute(f"DELETE FROM {t}changes WHERE table_id = {p}", (table_id,))
+                self.conn.execute(f"DELETE FROM {t}tracked_tables WHERE table_id = {p}", (table_id,))
+            for name in self.OWN_TABLES if tables is None else ():  # only ours: cdx_state may share the schema
+                self.conn.execute(f"DROP TABLE {name}")
+
+    def _lock(self) -> None:
+        """Serialise enabling and disabling (the write transaction does it where it locks the database)."""
+
+    def _not_tracked(self, ref: TableRef) -> ConfigError:
+        self.dialect.introspect_columns(self.conn, ref.schema, ref.name)  # a clearer error if missing
+        return ConfigError(f"table {ref} is not change-tracked; run enable() for it first")

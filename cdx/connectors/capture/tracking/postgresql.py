@@ -29,22 +29,19 @@ Trigger functions are SECURITY DEFINER, so HQ writers need no rights on ``cdx``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from psycopg import pq
 
 from cdx.connectors.capture.tracking.base import (
-    DEFAULT_RETENTION,
     Change,
-    ChangeTracker,
-    RowStream,
     TableLike,
     TableRef,
+    TriggerTracker,
 )
-from cdx.dialects import ColumnInfo, get_dialect, key_columns
+from cdx.dialects import ColumnInfo, get_dialect
 from cdx.errors import ConfigError
 
 _LOCK = 0x6364785F747261  # pg_advisory_xact_lock key serialising enable/disable ("cdx_tra")
@@ -90,8 +87,11 @@ _SHAPE_OF = (
 """A token of a table's shape: changes whenever a DDL statement touches its columns or primary key."""
 
 
-class PostgresChangeTracker(ChangeTracker):
+class PostgresChangeTracker(TriggerTracker):
     dialect = get_dialect("postgresql")
+    TABLES, CURRENT = "cdx.", "SELECT version FROM cdx.clock"
+    READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    OWN_TABLES = ("cdx.changes", "cdx.versions", "cdx.clock", "cdx.tracked_tables")
 
     def __init__(self, conn: Any) -> None:
         super().__init__(conn)
@@ -100,18 +100,6 @@ class PostgresChangeTracker(ChangeTracker):
         conn.autocommit = True  # transactions are explicit below
         self._known_installed = False
         self._shapes: dict[TableRef, tuple[str, list[ColumnInfo]]] = {}
-
-    _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-
-    @contextmanager
-    def _tx(self, begin: str = "BEGIN") -> Iterator[Any]:
-        self.conn.execute(begin)
-        try:
-            yield self.conn
-        except BaseException:
-            self._end("ROLLBACK")
-            raise
-        self._end("COMMIT")
 
     def _end(self, how: str) -> None:
         if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
@@ -150,36 +138,20 @@ class PostgresChangeTracker(ChangeTracker):
         return {"pschema": schema, "pname": name}
 
     # -- enable / disable ----------------------------------------------------------------
-    def enable(self, tables: Iterable[TableLike], retention: timedelta = DEFAULT_RETENTION) -> None:
-        refs = [TableRef.parse(t) for t in tables]
-        with self._tx():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            self.conn.execute(_SETUP)
-            self.conn.execute(
-                "INSERT INTO cdx.clock (id, version, stamped_below, retention)"
-                " VALUES (1, 0, pg_snapshot_xmin(pg_current_snapshot()), %s)"
-                " ON CONFLICT (id) DO UPDATE SET retention = EXCLUDED.retention", (retention,))
-            for ref in refs:
-                self._enable_table(ref)
+    def _lock(self) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
 
-    def _enable_table(self, ref: TableRef) -> None:
-        keys = key_columns(self.dialect.introspect_columns(self.conn, ref.schema, ref.name))
-        row = self.conn.execute(
-            "SELECT table_id, key_columns FROM cdx.tracked_tables WHERE schema_name = %s AND table_name = %s",
-            (ref.schema or "", ref.name)).fetchone()
-        if row is None:
-            row = self.conn.execute(
-                "INSERT INTO cdx.tracked_tables (schema_name, table_name, key_columns, min_valid_version)"
-                " SELECT %s, %s, %s, version FROM cdx.clock RETURNING table_id, key_columns",
-                (ref.schema or "", ref.name, keys)).fetchone()
-        elif list(row[1]) != keys:  # re-keyed: old entries cannot be joined any more
-            self.conn.execute("DELETE FROM cdx.changes WHERE table_id = %s", (row[0],))
-            self.conn.execute(
-                "UPDATE cdx.tracked_tables SET key_columns = %s,"
-                " min_valid_version = (SELECT version FROM cdx.clock) WHERE table_id = %s", (keys, row[0]))
-        self._install_triggers(ref, int(row[0]), keys)
+    def _setup(self, retention: timedelta) -> None:
+        self._lock()
+        self.conn.execute(_SETUP)
+        self.conn.execute("INSERT INTO cdx.clock (id, version, stamped_below, retention)"
+                          " VALUES (1, 0, pg_snapshot_xmin(pg_current_snapshot()), %s)"
+                          " ON CONFLICT (id) DO UPDATE SET retention = EXCLUDED.retention", (retention,))
 
-    def _install_triggers(self, ref: TableRef, table_id: int, keys: Sequence[str]) -> None:
+    def _keys_in(self, keys: list[str]) -> Any:
+        return keys
+
+    def _install_triggers(self, ref: TableRef, table_id: int, columns: list[ColumnInfo], keys: list[str]) -> None:
         q = self.dialect.quote_ident
         target = self.dialect.qualified(ref.schema, ref.name)
 
@@ -211,23 +183,13 @@ class PostgresChangeTracker(ChangeTracker):
             self.conn.execute(f"CREATE TRIGGER cdx_capture_{op} {events[op].format(t=target)}"
                               f" EXECUTE FUNCTION {function}()")
 
+    def _drop_triggers(self, table_id: int) -> None:
+        for op in _OPS:
+            self.conn.execute(f"DROP FUNCTION IF EXISTS cdx.capture_{table_id}_{op}() CASCADE")
+
     def disable(self, tables: Iterable[TableLike] | None = None) -> None:
         self._known_installed = False
-        if not self._installed():
-            return
-        with self._tx():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            rows = self.conn.execute("SELECT table_id, schema_name, table_name FROM cdx.tracked_tables").fetchall()
-            wanted = None if tables is None else {TableRef.parse(t) for t in tables}
-            for table_id, schema, name in rows:
-                if wanted is not None and TableRef(schema or None, name) not in wanted:
-                    continue
-                for op in _OPS:
-                    self.conn.execute(f"DROP FUNCTION IF EXISTS cdx.capture_{int(table_id)}_{op}() CASCADE")
-                self.conn.execute("DELETE FROM cdx.changes WHERE table_id = %s", (table_id,))
-                self.conn.execute("DELETE FROM cdx.tracked_tables WHERE table_id = %s", (table_id,))
-            if tables is None:  # cdx.cdx_state shares the schema: drop only our tables
-                self.conn.execute("DROP TABLE cdx.changes, cdx.versions, cdx.clock, cdx.tracked_tables")
+        super().disable(tables)
 
     # -- versions ----------------------------------------------------------------------
     def _stamp(self) -> int:
@@ -258,15 +220,13 @@ class PostgresChangeTracker(ChangeTracker):
             {"schema": ref.schema or "", "name": ref.name, "since": since, "limit": limit,
              **self._physical(ref)}).fetchone()
         if row is None:
-            self.dialect.introspect_columns(self.conn, ref.schema, ref.name)  # a clearer error if missing
-            raise ConfigError(f"table {ref} is not change-tracked; run enable() for it first")
+            raise self._not_tracked(ref)
         return (int(row[0]), list(row[1]), int(row[2]), int(row[3]), None if row[4] is None else int(row[4]),
                 row[5])
 
     def min_valid_version(self, table: TableLike) -> int:
-        self._require_installed()
-        self._stamp()
-        with self._tx(self._READ):
+        self.current_version()  # stamps
+        with self._tx(self.READ):
             return self._tracked(TableRef.parse(table))[2]
 
     # -- reads -------------------------------------------------------------------------
@@ -275,22 +235,15 @@ class PostgresChangeTracker(ChangeTracker):
         ref = TableRef.parse(table)
         self._check_limit(limit)
         if not stamped:
-            self._require_installed()
-            self._stamp()
-        with self._tx(self._READ):
+            self.current_version()  # stamps
+        with self._tx(self.READ):
             table_id, keys, min_valid, current, cut, shape = self._tracked(ref, since_version, limit)
             self._check_since(ref, since_version, min_valid, current)
             columns = self._columns(ref, keys, shape)
             upto = current if cut is None else cut
             rows = self.conn.execute(self._changes_sql(ref, keys, columns),
                                      {"since": since_version, "upto": upto, "tid": table_id}).fetchall()
-        out = []
-        by_name = {c.name: c for c in columns}
-        for first_op, version, exists, *values in rows:
-            key = {k: self.dialect.decode(by_name[k], v) for k, v in zip(keys, values[:len(keys)], strict=True)}
-            row = self._row(columns, values[len(keys):]) if exists else None
-            out.append(Change(self._net_op(first_op, exists), key, row, int(version)))
-        return out, max(upto, since_version)
+        return self._change_list(rows, keys, columns), max(upto, since_version)
 
     def _changes_sql(self, ref: TableRef, keys: list[str], columns: Sequence[ColumnInfo]) -> str:
         d = self.dialect
@@ -306,33 +259,6 @@ class PostgresChangeTracker(ChangeTracker):
             f" FROM g CROSS JOIN LATERAL jsonb_populate_record(NULL::{target}, g.pk) AS k"
             f" LEFT JOIN {target} AS t ON {d.match_sql(keys, 't', 'k')}"
             " ORDER BY g.version, g.last_seq")
-
-    def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
-        ref = TableRef.parse(table)
-        self._require_installed()
-        self._stamp()
-        self.conn.execute(self._READ)
-        try:
-            version = int(self.conn.execute("SELECT version FROM cdx.clock WHERE id = 1").fetchone()[0])
-            _, keys, *_ = self._tracked(ref)
-            columns = self._columns(ref, keys)
-            cursor = self.conn.cursor(name="cdx_snapshot")
-            cursor.itersize = 2000
-            cursor.execute(f"SELECT {self.dialect.columns_sql([c.name for c in columns])}"
-                           f" FROM {self.dialect.qualified(ref.schema, ref.name)}")
-        except BaseException:
-            self._end("ROLLBACK")
-            raise
-
-        def finish() -> None:
-            if not cursor.closed and self.conn.info.transaction_status == pq.TransactionStatus.INTRANS:
-                cursor.close()
-            self._end("COMMIT")
-
-        return RowStream((self._row(columns, values) for values in cursor), finish), version
-
-    def _chunk_read(self) -> AbstractContextManager[Any]:
-        return self._tx(self._READ)
 
     # -- cleanup -----------------------------------------------------------------------
     def cleanup(self, retention: timedelta | None = None) -> None:

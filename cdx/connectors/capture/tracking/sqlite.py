@@ -23,20 +23,17 @@ connections turn it on).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from cdx.connectors.capture.tracking.base import (
-    DEFAULT_RETENTION,
     Change,
-    ChangeTracker,
-    RowStream,
     TableLike,
     TableRef,
+    TriggerTracker,
 )
-from cdx.dialects import ColumnInfo, LogicalType, get_dialect, key_columns
+from cdx.dialects import ColumnInfo, LogicalType, get_dialect
 from cdx.errors import ConfigError
 
 _SETUP = """
@@ -53,23 +50,18 @@ _CURRENT = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'cdx_c
 _OPS = ("ins", "upd", "del")
 
 
-class SQLiteChangeTracker(ChangeTracker):
+class SQLiteChangeTracker(TriggerTracker):
     dialect = get_dialect("sqlite")
+    TABLES, CURRENT, WRITE = "cdx_", _CURRENT, "BEGIN IMMEDIATE"
+    OWN_TABLES = ("cdx_changes", "cdx_tracked_tables", "cdx_config")
 
     def __init__(self, conn: Any) -> None:
         super().__init__(conn)
         if conn.in_transaction:
             raise ValueError("the change tracker needs a dedicated connection that is not in a transaction")
 
-    @contextmanager
-    def _tx(self, begin: str = "BEGIN") -> Iterator[Any]:
-        self.conn.execute(begin)
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.rollback()
-            raise
-        self.conn.commit()
+    def _end(self, how: str) -> None:
+        (self.conn.commit if how == "COMMIT" else self.conn.rollback)()
 
     def _installed(self) -> bool:
         row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cdx_changes'")
@@ -80,38 +72,16 @@ class SQLiteChangeTracker(ChangeTracker):
             raise ConfigError("change tracking is not enabled in this SQLite database; run enable() first")
 
     # -- enable / disable ----------------------------------------------------------------
-    def enable(self, tables: Iterable[TableLike], retention: timedelta = DEFAULT_RETENTION) -> None:
-        refs = [TableRef.parse(t) for t in tables]
-        with self._tx("BEGIN IMMEDIATE"):
-            for statement in _SETUP.split(";"):
-                if statement.strip():
-                    self.conn.execute(statement)
-            self.conn.execute("INSERT INTO cdx_config (id, retention_seconds) VALUES (1, ?) ON CONFLICT (id)"
-                              " DO UPDATE SET retention_seconds = excluded.retention_seconds",
-                              (retention.total_seconds(),))
-            for ref in refs:
-                self._enable_table(ref)
+    def _setup(self, retention: timedelta) -> None:
+        for statement in _SETUP.split(";"):
+            if statement.strip():
+                self.conn.execute(statement)
+        self.conn.execute("INSERT INTO cdx_config (id, retention_seconds) VALUES (1, ?) ON CONFLICT (id)"
+                          " DO UPDATE SET retention_seconds = excluded.retention_seconds", (retention.total_seconds(),))
 
-    def _enable_table(self, ref: TableRef) -> None:
-        columns = self.dialect.introspect_columns(self.conn, ref.schema, ref.name)
-        keys = key_columns(columns)
-        row = self.conn.execute("SELECT table_id, key_columns FROM cdx_tracked_tables"
-                                " WHERE schema_name = ? AND table_name = ?", (ref.schema or "", ref.name)).fetchone()
-        if row is None:
-            row = self.conn.execute(
-                f"INSERT INTO cdx_tracked_tables (schema_name, table_name, key_columns, min_valid_version)"
-                f" VALUES (?, ?, ?, ({_CURRENT})) RETURNING table_id, key_columns",
-                (ref.schema or "", ref.name, json.dumps(keys))).fetchone()
-        elif json.loads(row[1]) != keys:  # re-keyed: old entries cannot be joined any more
-            self.conn.execute("DELETE FROM cdx_changes WHERE table_id = ?", (row[0],))
-            self.conn.execute(f"UPDATE cdx_tracked_tables SET key_columns = ?, min_valid_version = ({_CURRENT})"
-                              " WHERE table_id = ?", (json.dumps(keys), row[0]))
-        self._install_triggers(ref, int(row[0]), [c for c in columns if c.name in keys], keys)
-
-    def _install_triggers(self, ref: TableRef, table_id: int, key_cols: list[ColumnInfo],
-                          keys: list[str]) -> None:
+    def _install_triggers(self, ref: TableRef, table_id: int, columns: list[ColumnInfo], keys: list[str]) -> None:
         q = self.dialect.quote_ident
-        by_name = {c.name: c for c in key_cols}
+        by_name = {c.name: c for c in columns}
 
         def pk(alias: str) -> str:
             return "json_object(" + ", ".join(f"'{k}', {_key_expr(by_name[k], f'{alias}.{q(k)}')}"
@@ -130,22 +100,9 @@ class SQLiteChangeTracker(ChangeTracker):
             self.conn.execute(f"DROP TRIGGER IF EXISTS cdx_capture_{table_id}_{op}")
             self.conn.execute(f"CREATE TRIGGER cdx_capture_{table_id}_{op} {bodies[op].format(t=target)}")
 
-    def disable(self, tables: Iterable[TableLike] | None = None) -> None:
-        if not self._installed():
-            return
-        wanted = None if tables is None else {TableRef.parse(t) for t in tables}
-        with self._tx("BEGIN IMMEDIATE"):
-            for table_id, schema, name in self.conn.execute(
-                    "SELECT table_id, schema_name, table_name FROM cdx_tracked_tables").fetchall():
-                if wanted is not None and TableRef(schema or None, name) not in wanted:
-                    continue
-                for op in _OPS:
-                    self.conn.execute(f"DROP TRIGGER IF EXISTS cdx_capture_{int(table_id)}_{op}")
-                self.conn.execute("DELETE FROM cdx_changes WHERE table_id = ?", (table_id,))
-                self.conn.execute("DELETE FROM cdx_tracked_tables WHERE table_id = ?", (table_id,))
-            if tables is None:
-                for name in ("cdx_changes", "cdx_tracked_tables", "cdx_config"):
-                    self.conn.execute(f"DROP TABLE {name}")
+    def _drop_triggers(self, table_id: int) -> None:
+        for op in _OPS:
+            self.conn.execute(f"DROP TRIGGER IF EXISTS cdx_capture_{table_id}_{op}")
 
     # -- versions ----------------------------------------------------------------------
     def current_version(self) -> int:
@@ -156,8 +113,7 @@ class SQLiteChangeTracker(ChangeTracker):
         row = self.conn.execute("SELECT table_id, key_columns, min_valid_version FROM cdx_tracked_tables"
                                 " WHERE schema_name = ? AND table_name = ?", (ref.schema or "", ref.name)).fetchone()
         if row is None:
-            self.dialect.introspect_columns(self.conn, ref.schema, ref.name)  # a clearer error if missing
-            raise ConfigError(f"table {ref} is not change-tracked; run enable() for it first")
+            raise self._not_tracked(ref)
         return int(row[0]), json.loads(row[1]), int(row[2])
 
     def min_valid_version(self, table: TableLike) -> int:
@@ -206,33 +162,10 @@ class SQLiteChangeTracker(ChangeTracker):
             f" LEFT JOIN {d.qualified(ref.schema, ref.name)} AS t ON {join}"
             " ORDER BY g.version")
 
-    def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
-        ref = TableRef.parse(table)
-        self._require_installed()
-        self.conn.execute("BEGIN")
-        try:
-            version = int(self.conn.execute(_CURRENT).fetchone()[0])  # starts the read snapshot
-            _, keys, _ = self._tracked(ref)
-            columns = self._columns(ref, keys)
-            cursor = self.conn.execute(f"SELECT {self.dialect.columns_sql([c.name for c in columns])}"
-                                       f" FROM {self.dialect.qualified(ref.schema, ref.name)}")
-        except BaseException:
-            self.conn.rollback()
-            raise
-
-        def finish() -> None:
-            cursor.close()
-            self.conn.commit()
-
-        return RowStream((self._row(columns, values) for values in cursor), finish), version
-
-    def _chunk_read(self) -> AbstractContextManager[Any]:
-        return self._tx("BEGIN")
-
     # -- cleanup -----------------------------------------------------------------------
     def cleanup(self, retention: timedelta | None = None) -> None:
         self._require_installed()
-        with self._tx("BEGIN IMMEDIATE"):
+        with self._tx(self.WRITE):
             seconds = retention.total_seconds() if retention is not None else float(
                 self.conn.execute("SELECT retention_seconds FROM cdx_config WHERE id = 1").fetchone()[0])
             cutoff = self.conn.execute("SELECT max(seq) FROM cdx_changes WHERE at <= julianday('now') - ?",

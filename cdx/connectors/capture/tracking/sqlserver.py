@@ -30,7 +30,6 @@ from cdx.connectors.capture.tracking.base import (
     DEFAULT_RETENTION,
     Change,
     ChangeTracker,
-    RowStream,
     TableLike,
     TableRef,
 )
@@ -146,7 +145,7 @@ class SQLServerChangeTracker(ChangeTracker):
         top = "TOP (@limit) WITH TIES " if limit is not None else ""
         # CHANGETABLE takes a bigint variable, not an expression: declare it
         sql = (f"DECLARE @since bigint = ?; DECLARE @limit bigint = ?;"
-               f" SELECT {top}ct.SYS_CHANGE_VERSION, ct.SYS_CHANGE_OPERATION,"
+               f" SELECT {top}ct.SYS_CHANGE_OPERATION, ct.SYS_CHANGE_VERSION,"
                f" CASE WHEN t.{d.quote_ident(keys[0])} IS NULL THEN 0 ELSE 1 END, {d.columns_sql(keys, 'ct')},"
                f" {d.columns_sql([c.name for c in columns], 't')}"
                f" FROM CHANGETABLE(CHANGES {target}, @since) AS ct"
@@ -158,42 +157,8 @@ class SQLServerChangeTracker(ChangeTracker):
                 raise ConfigError("change tracking is not enabled on this SQL Server database; run enable() first")
             self._check_since(ref, since_version, self._min_valid(ref), int(current))
             rows = self.conn.execute(sql, since_version, limit).fetchall()
-        by_name = {c.name: c for c in columns}
-        out = []
-        for version, op, exists, *values in rows:
-            key = {k: d.decode(by_name[k], v) for k, v in zip(keys, values[:len(keys)], strict=True)}
-            row = self._row(columns, values[len(keys):]) if exists else None
-            out.append(Change(self._net_op(str(op).strip(), bool(exists)), key, row, int(version)))
-        reached = int(current)
-        if limit is not None and len(rows) >= limit:
-            reached = int(rows[-1][0])
-        return out, max(reached, since_version)
-
-    def snapshot(self, table: TableLike) -> tuple[RowStream, int]:
-        ref = TableRef.parse(table)
-        columns = self.dialect.introspect_columns(self.conn, ref.schema, ref.name)
-        self._min_valid(ref)
-        snap = self._snapshot()
-        snap.__enter__()
-        try:
-            version = int(self._scalar("SELECT CHANGE_TRACKING_CURRENT_VERSION()"))
-            cursor = self.conn.cursor()
-            cursor.execute(f"SELECT {self.dialect.columns_sql([c.name for c in columns])}"
-                           f" FROM {self.dialect.qualified(ref.schema or 'dbo', ref.name)}")
-        except BaseException as exc:
-            snap.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-
-        def rows() -> Iterator[dict[str, Any]]:
-            while batch := cursor.fetchmany(2000):
-                for values in batch:
-                    yield self._row(columns, values)
-
-        def finish() -> None:
-            cursor.close()
-            snap.__exit__(None, None, None)
-
-        return RowStream(rows(), finish), version
+        reached = int(rows[-1][1]) if limit is not None and len(rows) >= limit else int(current)
+        return self._change_list(rows, keys, columns), max(reached, since_version)
 
     def _chunk_read(self) -> AbstractContextManager[Any]:
         return self._snapshot()
