@@ -118,7 +118,7 @@ def summary(conn: Connection, dialect: Dialect) -> list[ChannelSummary]:
         out = []
         for channel, n, failed, ins, dup, dead, last in cur.fetchall():  # all fetched before the loop reuses cur
             cur.execute(f"SELECT {q('status')}, {q('error')} FROM {table} WHERE {q('channel')} = {dialect.placeholder}"
-                        f" ORDER BY {q('finished_at')} DESC LIMIT 1", (channel,))
+                        f" ORDER BY {q('finished_at')} DESC", (channel,))  # no LIMIT: SQL Server has none
             status, error = cur.fetchone() or (None, None)
             out.append(ChannelSummary(str(channel), int(n), int(failed or 0), int(ins or 0), int(dup or 0),
                                       int(dead or 0), dialect.decode(COLUMNS[-2], last), status, error))
@@ -137,8 +137,8 @@ def recent(conn: Connection, dialect: Dialect, limit: int = 20, channel: str | N
             return []
         cur = conn.cursor()
         cur.execute(f"SELECT {dialect.columns_sql(names)} FROM {dialect.qualified(SCHEMA, TABLE)}{where}"
-                    f" ORDER BY {q('finished_at')} DESC LIMIT {int(limit)}", (channel,) if channel else ())
-        rows = cur.fetchall()
+                    f" ORDER BY {q('finished_at')} DESC", (channel,) if channel else ())
+        rows = cur.fetchmany(max(0, limit))  # not LIMIT: portable to SQL Server
     finally:
         conn.rollback()
     return [Session(**{c.name: dialect.decode(c, v) for c, v in zip(COLUMNS, raw, strict=True)}) for raw in rows]
@@ -162,8 +162,8 @@ def prune_sessions(conn: Connection, dialect: Dialect, retention_days: float, ma
         for channel, count in cur.fetchall():
             excess = int(count) - max_rows
             cur.execute(f"SELECT {q('session_id')} FROM {table} WHERE {q('channel')} = {p}"
-                        f" ORDER BY {q('finished_at')}, {q('session_id')} LIMIT {int(excess)}", (channel,))
-            ids = [(r[0],) for r in cur.fetchall()]
+                        f" ORDER BY {q('finished_at')}, {q('session_id')}", (channel,))
+            ids = [(r[0],) for r in cur.fetchmany(excess)]  # not LIMIT: portable to SQL Server
             cur.executemany(f"DELETE FROM {table} WHERE {q('session_id')} = {p}", ids)
             deleted += len(ids)
     return deleted
