@@ -11,7 +11,7 @@ reports failed deliveries only, and a failure aborts the transaction).
   whose key no group holds (the delete before it was routed) costs one key-state lookup;
 - decode: the key and value once each (the codec; single-object writer fingerprints are read from
   the record headers, so a known schema pair costs no lookup); HQ columns are cached per writer
-  schema pair and projections per (writer schema pair, subjob) (``RoutingPlan.projection``);
+  schema pair and projections per (writer schema pair, subjob) (``RoutingPlan.projections``);
 - encode: a routed value once per record, the same bytes to every group (single-object encoding
   does not depend on the topic), a tombstone with its source position in headers. Where the
   projection is the identity, values pass through unchanged (``cdx.streams.splice``): the routed

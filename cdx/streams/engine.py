@@ -51,7 +51,7 @@ from cdx.streams.engine_state import TP
 from cdx.streams.keystate import KeyState, keys_topic, open_store
 from cdx.streams.progress import Progress, encode_key, progress_topic
 from cdx.streams.recovery import Recovery
-from cdx.streams.router import group_id, registry_config
+from cdx.streams.router import group_id
 from cdx.streams.routing import RoutingPlan
 from cdx.streams.tables import Cadence, Offsets, TableTopics, retriable
 from cdx.topics import dlq_topic, schemas_topic
@@ -215,7 +215,7 @@ class Engine:
         self.producer = self.open_producer()
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix), transactional=True)
-        codec = make_codec(registry_config(topology), store=self.store, publisher=publisher)
+        codec = make_codec(k.codec_config(), store=self.store, publisher=publisher)
         self.keys = KeyState(self.config, keys_topic(k.topic_prefix), open_store(key_store, datadir))
         self.progress = Progress(self.config, progress_topic(k.topic_prefix))
         self.router = RecordRouter(self.plan, codec, self.keys, self.producer, dlq_topic(k.topic_prefix))

@@ -18,7 +18,7 @@ for millions of keys).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -181,6 +181,3 @@ class KeyState:
 
     def abort(self) -> None:
         self._pending = {}
-
-    def forget(self, keys: Iterable[bytes]) -> None:
-        self.store.apply(dict.fromkeys(keys))

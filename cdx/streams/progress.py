@@ -137,9 +137,6 @@ class Progress:
         n = self.get(*k)
         return encode_next(n, self.shape(k) if n is not None else None)
 
-    def pending(self) -> dict[Key, int | None]:
-        return dict(self._pending)
-
     def commit(self) -> None:
         for k, n in self._pending.items():
             if n is None:

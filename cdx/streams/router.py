@@ -67,10 +67,6 @@ def group_id(topology: Topology) -> str:
     return f"{topology.kafka.topic_prefix}-router"
 
 
-def registry_config(topology: Topology) -> dict[str, str] | None:
-    return topology.kafka.codec_config()
-
-
 def group_topic_specs(plan: RoutingPlan) -> list[TopicSpec]:
     """Compacted group topics that take records up to ``kafka.max_message_bytes``, as the table topics do."""
     k = plan.topology.kafka
@@ -122,7 +118,7 @@ class Router:
         self.control = Producer(producer_config(self.config, linger_ms=0))
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.control, schemas_topic(k.topic_prefix), transactional=False)
-        self.codec = codec or make_codec(registry_config(topology), store=self.store, publisher=publisher)
+        self.codec = codec or make_codec(k.codec_config(), store=self.store, publisher=publisher)
         self._encode_once = isinstance(self.codec, SingleObjectCodec)
         self.state = RouterState(self.config, state_topic(k.topic_prefix), self.control)
         self.dlq = dlq_topic(k.topic_prefix)
