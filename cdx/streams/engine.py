@@ -41,7 +41,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from cdx.codec import SchemaPublisher, SchemaStore, make_codec
 from cdx.errors import FatalError, RetriableError, SkippableError
 from cdx.kafka.config import client_config, consumer_config, producer_config, size_limited
-from cdx.kafka.transactions import ProducerLost, producer_lost
+from cdx.kafka.transactions import ProducerLost, commit_retried, producer_lost
 from cdx.stage.contract import Stage, StageOptions
 from cdx.stage.loop import run_stage
 from cdx.streams import metrics
@@ -119,7 +119,7 @@ class Transaction:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(),
                                                           OFFSETS_TIMEOUT_S)
-            self._commit()
+            commit_retried(self.producer, 60)
         except KafkaException as exc:
             self.abort(exc)
         self._end(True)
@@ -133,17 +133,6 @@ class Transaction:
         except BaseException as exc:
             self.abort(exc)
         self.commit(offsets, consumer)
-
-    def _commit(self) -> None:
-        for _attempt in range(10):
-            try:
-                self.producer.commit_transaction(60)
-                return
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if not err.retriable() or err.txn_requires_abort():
-                    raise
-        self.producer.commit_transaction(60)
 
     def _abort(self) -> None:
         """Drop what is still queued, serve the failed deliveries' reports, then abort (retried)."""
