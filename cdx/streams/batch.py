@@ -50,6 +50,59 @@ REROUTE_HEADER = "cdx.reroute"
 """Header of a re-routed record: the re-route's mark (its generation for the group, a decimal)."""
 
 
+class Decoder:
+    """Source records decoded once: HQ columns cached per writer schema pair (single-object encoding: by the
+    writer fingerprints in the record's header, no lookup) and per key schema (a tombstone has only its key)."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.single_object = isinstance(codec, SingleObjectCodec)
+        self._columns: dict[Any, tuple[Any, ...]] = {}
+        self.key_columns: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
+        self._key_fields: dict[Any, tuple[str, ...]] = {}
+
+    def decode(self, topic: str, partition: int, offset: int, key: bytes, value: bytes | None) -> SourceRecord:
+        """The record decoded once: the key values are taken from the envelope's row when it has them."""
+        sid, columns = self.columns(topic, key, value)
+        env = self.codec.decode_value(topic, value) if value is not None else None
+        key_dict = None
+        if env is not None:
+            row = env.get("after") or env.get("before")
+            fields = self._key_fields.get(sid)
+            if fields is None:
+                fields = self._key_fields[sid] = tuple(c.field for c in columns if c.primary_key)
+            if isinstance(row, dict) and fields and all(f in row for f in fields):
+                key_dict = {f: row[f] for f in fields}
+        if key_dict is None:
+            key_dict = self.codec.decode_key(topic, key)
+        return SourceRecord(topic, partition, offset, key_dict, env, columns, sid)
+
+    def columns(self, topic: str, key: bytes, value: bytes | None) -> tuple[Any, tuple[Any, ...]]:
+        if value is None:  # a tombstone: the columns last seen with this key schema, else the key's alone
+            kid = (topic, key[:10]) if self.single_object else (topic, self.codec.writer_schema(topic, key, True))
+            found = self.key_columns.get(kid)
+            if found is None:
+                ks = self.codec.writer_schema(topic, key, is_key=True)
+                found = self.key_columns[kid] = (("key-only", kid), hq_columns(ks, ks))
+            return found
+        if self.single_object:
+            sid: Any = (value[2:10], key[2:10])
+            cols = self._columns.get(sid)
+            if cols is not None:
+                return sid, cols
+        vs = self.codec.writer_schema(topic, value)
+        ks = self.codec.writer_schema(topic, key, is_key=True)
+        if not self.single_object:
+            sid = (vs.fingerprint, ks.fingerprint)
+            cols = self._columns.get(sid)
+            if cols is not None:
+                return sid, cols
+        cols = self._columns[sid] = hq_columns(vs, ks)
+        kid = (topic, key[:10]) if self.single_object else (topic, ks)
+        self.key_columns[kid] = (sid, cols)
+        return sid, cols
+
+
 class RecordRouter:
     """See the module docstring. ``plan`` may be replaced between transactions (a reload)."""
 
@@ -62,10 +115,8 @@ class RecordRouter:
         self.keys = keys
         self.producer = producer
         self.dlq = dlq
-        self._single_object = isinstance(codec, SingleObjectCodec)
-        self._columns: dict[Any, tuple[Any, ...]] = {}
-        self._key_columns: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
-        self._key_fields: dict[Any, tuple[str, ...]] = {}
+        self.decoder = Decoder(codec)
+        self._single_object = self.decoder.single_object
         self._unpolled = 0
         self.sent = 0
         self.splicer = Splicer() if self._single_object else None
@@ -94,7 +145,7 @@ class RecordRouter:
         value = msg.value()
         if value is None:
             key = msg.key()
-            if key is not None and (topic, key[:10]) in self._key_columns \
+            if key is not None and (topic, key[:10]) in self.decoder.key_columns \
                     and self.keys.get(self.keys.key(topic, key)) is None:
                 return 0  # a tombstone after a delete (or of a key never routed): nothing holds the row
         elif self.fast and not marks:  # re-routes carry per-group marks: the decoding path adds them
@@ -112,7 +163,7 @@ class RecordRouter:
         try:
             if key is None:
                 raise SkippableError("record has no key")
-            record = self._decode(topic, msg.partition() or 0, msg.offset() or 0, key, value)
+            record = self.decoder.decode(topic, msg.partition() or 0, msg.offset() or 0, key, value)
         except SkippableError as exc:
             reason = exc.reason
             if dead_letter:
@@ -143,7 +194,7 @@ class RecordRouter:
         subjob = self.plan.subjob_of(topic)
         if subjob is not None and len(value) > 10 and len(key) > 10:
             try:
-                sid, columns = self._hq_columns(topic, key, value)
+                sid, columns = self.decoder.columns(topic, key, value)
                 projections = self.plan.projections(subjob, columns, sid)
                 table = FastTable.build(self.plan, topic, self.codec.writer_schema(topic, value).to_dict(),
                                         self.codec.writer_schema(topic, key, is_key=True).to_dict(), projections)
@@ -226,47 +277,6 @@ class RecordRouter:
                         table.topic)
             self._fast = {k: (None if t is table else t) for k, t in self._fast.items()}
         return n
-
-    def _decode(self, topic: str, partition: int, offset: int, key: bytes, value: bytes | None) -> SourceRecord:
-        """The record decoded once: the key values are taken from the envelope's row when it has them."""
-        sid, columns = self._hq_columns(topic, key, value)
-        env = self.codec.decode_value(topic, value) if value is not None else None
-        key_dict = None
-        if env is not None:
-            row = env.get("after") or env.get("before")
-            fields = self._key_fields.get(sid)
-            if fields is None:
-                fields = self._key_fields[sid] = tuple(c.field for c in columns if c.primary_key)
-            if isinstance(row, dict) and fields and all(f in row for f in fields):
-                key_dict = {f: row[f] for f in fields}
-        if key_dict is None:
-            key_dict = self.codec.decode_key(topic, key)
-        return SourceRecord(topic, partition, offset, key_dict, env, columns, sid)
-
-    def _hq_columns(self, topic: str, key: bytes, value: bytes | None) -> tuple[Any, tuple[Any, ...]]:
-        if value is None:  # a tombstone: the columns last seen with this key schema, else the key's alone
-            kid = (topic, key[:10]) if self._single_object else (topic, self.codec.writer_schema(topic, key, True))
-            found = self._key_columns.get(kid)
-            if found is None:
-                ks = self.codec.writer_schema(topic, key, is_key=True)
-                found = self._key_columns[kid] = (("key-only", kid), hq_columns(ks, ks))
-            return found
-        if self._single_object:
-            sid: Any = (value[2:10], key[2:10])
-            cols = self._columns.get(sid)
-            if cols is not None:
-                return sid, cols
-        vs = self.codec.writer_schema(topic, value)
-        ks = self.codec.writer_schema(topic, key, is_key=True)
-        if not self._single_object:
-            sid = (vs.fingerprint, ks.fingerprint)
-            cols = self._columns.get(sid)
-            if cols is not None:
-                return sid, cols
-        cols = self._columns[sid] = hq_columns(vs, ks)
-        kid = (topic, key[:10]) if self._single_object else (topic, ks)
-        self._key_columns[kid] = (sid, cols)
-        return sid, cols
 
     def _emit(self, e: Emit, record: SourceRecord, raw_key: bytes, raw_value: bytes | None,
               marks: Mapping[str, bytes] | None = None) -> int:

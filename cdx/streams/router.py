@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from cdx.codec import Codec, SchemaPublisher, SchemaStore, SingleObjectCodec, make_codec
+from cdx.codec import Codec, SchemaPublisher, SchemaStore, make_codec
 from cdx.codec.errors import SchemaError
 from cdx.errors import FatalError, RetriableError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
@@ -41,8 +41,9 @@ from cdx.kafka.reading import read_range
 from cdx.stage import metrics as stage_metrics
 from cdx.stage.letters import OriginRecord, Position, make_letter
 from cdx.streams import metrics
+from cdx.streams.batch import Decoder
 from cdx.streams.output import ConfluentSender
-from cdx.streams.routing import Route, RoutingPlan, SourceRecord, hq_columns
+from cdx.streams.routing import Route, RoutingPlan
 from cdx.streams.state import RouterState, Start, state_topic
 from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology import Topology
@@ -119,7 +120,8 @@ class Router:
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.control, schemas_topic(k.topic_prefix), transactional=False)
         self.codec = codec or make_codec(k.codec_config(), store=self.store, publisher=publisher)
-        self._encode_once = isinstance(self.codec, SingleObjectCodec)
+        self.decoder = Decoder(self.codec)
+        self._encode_once = self.decoder.single_object
         self.state = RouterState(self.config, state_topic(k.topic_prefix), self.control)
         self.dlq = dlq_topic(k.topic_prefix)
         self.group = group_id(topology)
@@ -128,7 +130,6 @@ class Router:
         self._meta: Consumer | None = None
         self._starts: dict[TP, tuple[dict[str, int], int]] = {}
         self._processed: dict[TP, int] = {}
-        self._columns: dict[Any, tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ records
     async def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> int:
@@ -169,29 +170,11 @@ class Router:
             return []
         if key is None:
             raise SkippableError("record has no key")
-        sid, columns = self._hq_columns(topic, key, value)
-        record = SourceRecord(topic, partition, offset, self.codec.decode_key(topic, key),
-                              self.codec.decode_value(topic, value), columns, sid)
+        record = self.decoder.decode(topic, partition, offset, key, value)
         try:
             return self.plan.route(record)
         except SchemaError as exc:
             raise FatalError(f"cannot project {topic} for its subjob: {exc}") from exc
-
-    def _hq_columns(self, topic: str, key: bytes, value: bytes) -> tuple[Any, tuple[Any, ...]]:
-        if self._encode_once:
-            sid: Any = (value[2:10], key[2:10])
-            cols = self._columns.get(sid)
-            if cols is not None:
-                return sid, cols
-        vs = self.codec.writer_schema(topic, value)
-        ks = self.codec.writer_schema(topic, key, is_key=True)
-        if not self._encode_once:
-            sid = (vs.fingerprint, ks.fingerprint)
-            cols = self._columns.get(sid)
-            if cols is not None:
-                return sid, cols
-        cols = self._columns[sid] = hq_columns(vs, ks)
-        return sid, cols
 
     async def _send(self, r: Route, groups: Iterable[str]) -> int:
         n = 0
