@@ -18,20 +18,21 @@ _LEADERSHIP = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILA
                KafkaError._UNKNOWN_PARTITION)
 
 
-def _assign_only_consumer(config: Mapping[str, Any]) -> Consumer:
-    cfg = dict(config)
-    cfg.update({"group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
-    return Consumer(cfg)
+def _assign_only_consumer(config: Mapping[str, Any], isolation: str = "read_committed") -> Consumer:
+    return Consumer({**config, "group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                     "isolation.level": isolation, "auto.offset.reset": "earliest"})
 
 
-def high_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[int, int]:
-    """The end offset (next offset to be written, read_committed: the LSO) of each partition."""
-    return _watermark_map(config, topic, timeout, 1)
+def high_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0, *,
+                    committed: bool = True) -> dict[int, int]:
+    """The end offset of each partition: the next offset to be written, or with ``committed`` (read_committed)
+    the last stable offset (before the first record of a transaction still open)."""
+    return _watermark_map(config, topic, timeout, 1, "read_committed" if committed else "read_uncommitted")
 
 
-def _watermark_map(config: Mapping[str, Any], topic: str, timeout: float, which: int) -> dict[int, int]:
-    consumer = _assign_only_consumer(config)
+def _watermark_map(config: Mapping[str, Any], topic: str, timeout: float, which: int,
+                   isolation: str = "read_committed") -> dict[int, int]:
+    consumer = _assign_only_consumer(config, isolation)
     try:
         return {p: _watermarks(consumer, topic, p, timeout)[which] for p in partitions_of(config, topic, timeout)}
     finally:
