@@ -27,7 +27,7 @@ reports failed deliveries only, and a failure aborts the transaction).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Message, Producer
@@ -301,38 +301,28 @@ class RecordRouter:
         kb = self.codec.encode_key(topic, r.schemas.key, r.key)
         return kb, None if r.value is None else self.codec.encode_value(topic, r.schemas.value, r.value)
 
-    def _send(self, records: list[tuple[str, bytes, bytes | None, Any]]) -> None:
-        """``produce`` each of ``records`` (topic, key, value, headers)."""
+    def _send(self, records: Sequence[tuple[str, bytes | None, bytes | None, Any]]) -> None:
+        """``produce`` each of ``records`` (topic, key, value, headers); a full local queue is waited out."""
         produce = self.producer.produce
         for topic, key, value, headers in records:
-            try:
-                if headers is None:
-                    produce(topic, value, key)
-                else:
-                    produce(topic, value, key, headers=headers)
-            except BufferError:  # not queued: ``produce`` waits for room
-                self.produce(topic, key, value, headers)
+            while True:
+                try:
+                    if headers is None:
+                        produce(topic, value, key)
+                    else:
+                        produce(topic, value, key, headers=headers)
+                    break
+                except BufferError:  # local queue full: let librdkafka send
+                    self.producer.poll(0.05)
         self._unpolled += len(records)
         if self._unpolled >= self.POLL_EVERY:
             self._unpolled = 0
             self.producer.poll(0)
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
-        while True:
-            try:
-                if headers is None:
-                    self.producer.produce(topic, value, key)
-                else:
-                    self.producer.produce(topic, value, key, headers=headers)
-                break
-            except BufferError:  # local queue full: let librdkafka send
-                self.producer.poll(0.05)
+        self._send(((topic, key, value, headers),))
         if self._capture is not None:
             self._capture.append((topic, key, value, headers))
-        self._unpolled += 1
-        if self._unpolled >= self.POLL_EVERY:
-            self._unpolled = 0
-            self.producer.poll(0)
 
     def to_dead_letters(self, msg: Message, reason: str) -> None:
         """``msg`` to the dead-letter topic with ``reason``, in the open transaction."""
