@@ -26,13 +26,12 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
-from typing import Any, Protocol
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from cdx.codec import Codec, SchemaPublisher, SchemaStore, make_codec
+from cdx.codec import SchemaPublisher, SchemaStore, make_codec
 from cdx.codec.errors import SchemaError
 from cdx.errors import FatalError, RetriableError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
@@ -53,14 +52,6 @@ _RECORDS_IN = stage_metrics.RECORDS.labels("router", stage_metrics.WRITTEN)
 """Source records routed: the faust engine reports them as the transactional engine's stage does."""
 
 TP = tuple[str, int]
-
-
-class Sender(Protocol):
-    """Ordered, at-least-once output: ``send`` enqueues in call order; ``flush`` waits for all."""
-
-    def send(self, topic: str, key: bytes, value: bytes | None) -> Awaitable[Any]: ...
-
-    def flush(self) -> Awaitable[None]: ...
 
 
 def group_id(topology: Topology) -> str:
@@ -108,18 +99,18 @@ def _next_records(reader: Iterator[Message], tp: TP, n: int = 1000) -> list[Mess
 
 
 class Router:
-    """See the module docstring. ``sender`` carries routed records (default: ``ConfluentSender``)."""
+    """See the module docstring. Routed records go out through a ``ConfluentSender``."""
 
-    def __init__(self, topology: Topology, sender: Sender | None = None, *, codec: Codec | None = None) -> None:
+    def __init__(self, topology: Topology) -> None:
         k = topology.kafka
         self.topology = topology
         self.plan = RoutingPlan(topology)
         self.config = client_config(k.bootstrap_servers, k.security)
-        self.sender: Sender = sender if sender is not None else ConfluentSender(self.config)
+        self.sender = ConfluentSender(self.config)
         self.control = Producer(producer_config(self.config, linger_ms=0))
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.control, schemas_topic(k.topic_prefix), transactional=False)
-        self.codec = codec or make_codec(k.codec_config(), store=self.store, publisher=publisher)
+        self.codec = make_codec(k.codec_config(), store=self.store, publisher=publisher)
         self.decoder = Decoder(self.codec)
         self._encode_once = self.decoder.single_object
         self.state = RouterState(self.config, state_topic(k.topic_prefix), self.control)
