@@ -29,7 +29,7 @@ from confluent_kafka import TopicPartition
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.reading import low_watermarks
 from cdx.streams import metrics
-from cdx.streams.engine_state import EngineState
+from cdx.streams.engine_state import TP, EngineState
 from cdx.streams.keystate import keys_topic
 from cdx.streams.progress import encode_key, progress_topic
 from cdx.streams.reroute import Rerouter, route_below
@@ -39,8 +39,6 @@ from cdx.streams.state import RouterState, state_topic
 from cdx.topology import Topology
 
 log = logging.getLogger("cdx.router")
-
-TP = tuple[str, int]
 
 
 def ensure_engine_topics(topology: Topology, plan: RoutingPlan) -> None:

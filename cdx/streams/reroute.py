@@ -31,13 +31,11 @@ from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from cdx.kafka.reading import read_range
 from cdx.streams import metrics
-from cdx.streams.engine_state import EngineState
+from cdx.streams.engine_state import TP, EngineState
 from cdx.streams.progress import encode_key
 from cdx.streams.reshape import describe, group_shape, reroute_needed, same_shape
 
 log = logging.getLogger("cdx.router")
-
-TP = tuple[str, int]
 CHUNK = 2000
 
 
