@@ -42,13 +42,12 @@ log = logging.getLogger("cdx.router")
 
 
 def ensure_engine_topics(topology: Topology, plan: RoutingPlan) -> None:
-    """Source topics (capture's spec) if missing, group, schemas, DLQ, and the engine's two state topics."""
+    """Source topics (capture's spec) and the engine's two state topics if missing; group, schemas, DLQ."""
     k = topology.kafka
-    ensure_topics(k.client_config(), [TopicSpec(t, k.default_partitions, k.replication_factor, COMPACTED)
-                                      for t in plan.source_topics])
+    ensure_topics(k.client_config(), [
+        *(TopicSpec(t, k.default_partitions, k.replication_factor, COMPACTED) for t in plan.source_topics),
+        *(TopicSpec(t(k.topic_prefix), 1, k.replication_factor, COMPACTED) for t in (keys_topic, progress_topic))])
     ensure_router_topics(topology, plan)
-    ensure_topics(k.client_config(), [TopicSpec(t(k.topic_prefix), 1, k.replication_factor, COMPACTED)
-                                      for t in (keys_topic, progress_topic)])
 
 
 class Activator:
