@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -119,13 +119,9 @@ def latest_revision(config: Mapping[str, Any], topic: str, name: str, timeout: f
     try:
         if not _exists(config, topic):
             return None
-        latest: Revision | None = None
         key = name.encode("utf-8")
-        for msg in read_to_end(config, topic, timeout=timeout):
-            if msg.key() == key:
-                value = msg.value()
-                latest = Revision.from_bytes(value) if value else None
-        return latest
+        value = _latest(config, topic, timeout, key.__eq__).get(key)
+        return Revision.from_bytes(value) if value else None
     except (KafkaException, TimeoutError) as exc:
         raise RetriableError(f"cannot read the topology control topic {topic}: {exc}") from exc
 
@@ -278,10 +274,12 @@ def read_role_reports(config: Mapping[str, Any], topic: str, topology: str,
     if not _exists(config, topic):
         return []
     prefix = f"{topology}/".encode()
-    latest: dict[bytes, RoleReport | None] = {}
-    for msg in read_to_end(config, topic, timeout=timeout):
-        key = msg.key() or b""
-        if key.startswith(prefix):
-            value = msg.value()
-            latest[key] = RoleReport(**json.loads(value)) if value else None
-    return sorted((r for r in latest.values() if r is not None), key=lambda r: r.key)
+    latest = _latest(config, topic, timeout, lambda key: key.startswith(prefix))
+    return sorted((RoleReport(**json.loads(v)) for v in latest.values() if v), key=lambda r: r.key)
+
+
+def _latest(config: Mapping[str, Any], topic: str, timeout: float, wanted: Callable[[bytes], bool]
+            ) -> dict[bytes, bytes | None]:
+    """The last value (None: a tombstone) of every key of ``topic`` that ``wanted`` accepts, read to its end."""
+    records = read_to_end(config, topic, timeout=timeout)
+    return {key: msg.value() for msg in records if wanted(key := msg.key() or b"")}
