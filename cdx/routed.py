@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 from cdx.codec import AvroSchema, Column
-from cdx.codec.envelope import envelope_schema, key_schema, source_block
+from cdx.codec.envelope import columns_from_schemas, envelope_schema, key_schema, source_block
 from cdx.codec.naming import namespace_for
 
 ROUTED_NAMESPACE_ROOT = "routed"
@@ -146,23 +146,6 @@ def make_value(schemas: RoutedSchemas, *, op: str, key: Mapping[str, Any], row: 
     }
 
 
-def filter_suffix(value: Mapping[str, Any]) -> bytes:
-    """The Avro binary of a routed value's last field, ``filter``: what a writer that splices a routed
-    value together (source body + routing fields) appends after ``position``."""
-    flt = value.get("filter")
-    if flt is None:
-        return b"\x00"
-    if flt["value"] is None:
-        return b"\x02\x00"
-    data = flt["value"].encode()
-    n, out = len(data) << 1, bytearray(b"\x02\x02")
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out) + data
-
-
 TOMBSTONE_HEADERS = ("cdx.op", "cdx.source.topic", "cdx.source.partition", "cdx.source.offset",
                      "cdx.target.schema", "cdx.target.table", "cdx.subjob")
 
@@ -211,11 +194,6 @@ _new = object.__new__
 
 def columns_of(value_schema: AvroSchema, key_schema_: AvroSchema) -> list[Column]:
     """The channel table's columns (types from the Avro schemas), for creating or altering it."""
-    from cdx.codec.envelope import columns_from_schemas
-
-    return columns_from_schemas(_strip_routing(value_schema.to_dict()), key_schema_.to_dict())
-
-
-def _strip_routing(value: Mapping[str, Any]) -> dict[str, Any]:
-    fields: Sequence[Mapping[str, Any]] = value["fields"]
-    return {**value, "fields": [f for f in fields if f["name"] not in ROUTING_FIELDS]}
+    value = value_schema.to_dict()
+    fields = [f for f in value["fields"] if f["name"] not in ROUTING_FIELDS]
+    return columns_from_schemas({**value, "fields": fields}, key_schema_.to_dict())

@@ -22,12 +22,12 @@ def client_config(bootstrap_servers: str, security: Mapping[str, Any] | None = N
 
     ``extra`` keys may use underscores for dots (``group_id`` -> ``group.id``).
     """
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": LIBRDKAFKA_LOGGER}
-    for key, value in (security or {}).items():
-        config[key] = value
-    for key, value in extra.items():
-        config[key.replace("_", ".")] = value
-    return config
+    return {"bootstrap.servers": bootstrap_servers, "logger": LIBRDKAFKA_LOGGER, **(security or {}), **_dotted(extra)}
+
+
+def _dotted(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` with underscores in its keys as dots (``group_id`` -> ``group.id``)."""
+    return {key.replace("_", "."): value for key, value in extra.items()}
 
 
 def size_limited(config: Mapping[str, Any], max_message_bytes: int) -> dict[str, Any]:
@@ -47,35 +47,15 @@ soon as the markers are written and a broker outage still backs off. Measured on
 
 def producer_config(base: Mapping[str, Any], *, transactional_id: str | None = None, **extra: Any) -> dict[str, Any]:
     """Producer settings for cdx: idempotent, acks=all, murmur2 partitioning, lz4, small linger."""
-    config = dict(base)
-    config.update({
-        "enable.idempotence": True,
-        "acks": "all",
-        "partitioner": PARTITIONER,
-        "compression.type": "lz4",
-        "linger.ms": 5,
-        "batch.size": 1_000_000,
-    })
+    config = {**base, "enable.idempotence": True, "acks": "all", "partitioner": PARTITIONER, "compression.type": "lz4",
+              "linger.ms": 5, "batch.size": 1_000_000}
     if transactional_id:
-        config["transactional.id"] = transactional_id
-        config["transaction.timeout.ms"] = 60_000
-        config.update(TRANSACTIONAL_RETRY)
-    for key, value in extra.items():
-        config[key.replace("_", ".")] = value
-    return config
+        config.update({"transactional.id": transactional_id, "transaction.timeout.ms": 60_000, **TRANSACTIONAL_RETRY})
+    return {**config, **_dotted(extra)}
 
 
 def consumer_config(base: Mapping[str, Any], group_id: str, **extra: Any) -> dict[str, Any]:
     """Consumer settings for cdx: read_committed, no auto commit (offsets are stored by the sink)."""
-    config = dict(base)
-    config.update({
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "partition.assignment.strategy": "cooperative-sticky",
-    })
-    for key, value in extra.items():
-        config[key.replace("_", ".")] = value
-    return config
+    return {**base, "group.id": group_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+            "partition.assignment.strategy": "cooperative-sticky", **_dotted(extra)}

@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -104,13 +104,9 @@ class RoleReport:
         return asdict(self)
 
 
-def control_specs(prefix_topics: tuple[str, str], replication_factor: int) -> list[TopicSpec]:
-    """The two control topics (revisions, role reports): one partition each, compacted."""
-    return [TopicSpec(t, 1, replication_factor, COMPACTED) for t in prefix_topics]
-
-
 def ensure_control_topics(config: Mapping[str, Any], topics: tuple[str, str], replication_factor: int) -> None:
-    ensure_topics(config, control_specs(topics, replication_factor))
+    """The two control topics (revisions, role reports): one partition each, compacted."""
+    ensure_topics(config, [TopicSpec(t, 1, replication_factor, COMPACTED) for t in topics])
 
 
 def _exists(config: Mapping[str, Any], topic: str) -> bool:
@@ -123,29 +119,28 @@ def latest_revision(config: Mapping[str, Any], topic: str, name: str, timeout: f
     try:
         if not _exists(config, topic):
             return None
-        latest: Revision | None = None
         key = name.encode("utf-8")
-        for msg in read_to_end(config, topic, timeout=timeout):
-            if msg.key() == key:
-                value = msg.value()
-                latest = Revision.from_bytes(value) if value else None
-        return latest
+        value = _latest(config, topic, timeout, key.__eq__).get(key)
+        return Revision.from_bytes(value) if value else None
     except (KafkaException, TimeoutError) as exc:
         raise RetriableError(f"cannot read the topology control topic {topic}: {exc}") from exc
 
 
-def _produce(config: Mapping[str, Any], topic: str, key: str, value: bytes | None, timeout: float = 30.0) -> None:
-    producer = Producer(producer_config(config, linger_ms=0))
+def deliver(producer: Producer, topic: str, records: Iterable[tuple[bytes, bytes | None]], timeout: float,
+            what: str = "") -> None:
+    """Produce ``records`` (key, value) to ``topic`` and wait until Kafka has them all; ``RetriableError``
+    (``cannot write <what> to <topic>: <why>``) when one failed or the flush timed out."""
     failures: list[KafkaError] = []
 
     def delivered(err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
             failures.append(err)
 
-    producer.produce(topic, key=key.encode("utf-8"), value=value, on_delivery=delivered)
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, on_delivery=delivered)
     if producer.flush(timeout) or failures:
         why = failures[0].str() if failures else f"not acknowledged within {timeout:.0f}s"
-        raise RetriableError(f"cannot write to {topic}: {why}")
+        raise RetriableError(f"cannot write {what + ' ' if what else ''}to {topic}: {why}")
 
 
 def publish_revision(config: Mapping[str, Any], topic: str, name: str, text: str,
@@ -160,7 +155,7 @@ def publish_revision(config: Mapping[str, Any], topic: str, name: str, text: str
     if latest is not None and latest.sha256 == digest:
         return latest, False
     rev = Revision(name, (latest.number if latest else 0) + 1, digest, text, source, time.time())
-    _produce(config, topic, name, rev.to_bytes())
+    deliver(Producer(producer_config(config, linger_ms=0)), topic, [(name.encode(), rev.to_bytes())], 30.0)
     return rev, True
 
 
@@ -172,15 +167,13 @@ class RevisionWatcher:
     A topic that does not exist yet is looked for again every ``recheck`` seconds."""
 
     def __init__(self, config: Mapping[str, Any], topic: str, name: str, recheck: float = 10.0) -> None:
-        cfg = {k: v for k, v in config.items()}
-        cfg.update({"group.id": f"cdx-topology-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                    "auto.offset.reset": "earliest", "isolation.level": "read_committed",
-                    "enable.partition.eof": False})
         self._config = dict(config)
         self.topic, self.name, self.recheck = topic, name, recheck
         self._key = name.encode("utf-8")
         self._consumer: Consumer | None = None
-        self._consumer_config = cfg
+        self._consumer_config = {**config, "group.id": f"cdx-topology-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                                 "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                                 "enable.partition.eof": False}
         self._next_check = 0.0
         self._seen: Revision | None = None
         self.newest: Revision | None = None
@@ -281,10 +274,12 @@ def read_role_reports(config: Mapping[str, Any], topic: str, topology: str,
     if not _exists(config, topic):
         return []
     prefix = f"{topology}/".encode()
-    latest: dict[bytes, RoleReport | None] = {}
-    for msg in read_to_end(config, topic, timeout=timeout):
-        key = msg.key() or b""
-        if key.startswith(prefix):
-            value = msg.value()
-            latest[key] = RoleReport(**json.loads(value)) if value else None
-    return sorted((r for r in latest.values() if r is not None), key=lambda r: r.key)
+    latest = _latest(config, topic, timeout, lambda key: key.startswith(prefix))
+    return sorted((RoleReport(**json.loads(v)) for v in latest.values() if v), key=lambda r: r.key)
+
+
+def _latest(config: Mapping[str, Any], topic: str, timeout: float, wanted: Callable[[bytes], bool]
+            ) -> dict[bytes, bytes | None]:
+    """The last value (None: a tombstone) of every key of ``topic`` that ``wanted`` accepts, read to its end."""
+    records = read_to_end(config, topic, timeout=timeout)
+    return {key: msg.value() for msg in records if wanted(key := msg.key() or b"")}

@@ -36,7 +36,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from cdx.errors import FatalError, RetriableError
-from cdx.kafka.admin import TopicSpec, ensure_topics, partitions_of, topic_management
+from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, partitions_of, topic_management
 from cdx.kafka.lingering import admin_client
 from cdx.stage.backoff import Backoff
 
@@ -56,7 +56,7 @@ DEFAULT_SESSION_TIMEOUT = 10.0
 
 def lease_spec(topic: str, replication_factor: int) -> TopicSpec:
     """The lease topic: one partition (its holder is the active process), compacted, never written."""
-    return TopicSpec(topic, 1, replication_factor, {"cleanup.policy": "compact"})
+    return TopicSpec(topic, 1, replication_factor, COMPACTED)
 
 
 class LeaseLost(FatalError):
@@ -204,13 +204,12 @@ class Lease:
             self._held.set()
             ACTIVE.labels(self.role, self.name).set(1)
 
-    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition], how: str = "revoked") -> None:
         if any(p.partition == 0 for p in partitions) and not self._closing.is_set():
-            self._take_away("revoked")
+            self._take_away(how)
 
-    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if any(p.partition == 0 for p in partitions) and not self._closing.is_set():
-            self._take_away("lost (session expired)")
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._revoked(consumer, partitions, "lost (session expired)")
 
     def _take_away(self, how: str) -> None:
         if not self._held.is_set() or self.lost:
@@ -221,7 +220,6 @@ class Lease:
                   self.group, how)
         if self.on_lost is not None:
             self.on_lost()
-
 
 
 @dataclass(frozen=True)

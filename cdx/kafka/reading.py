@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -18,18 +18,23 @@ _LEADERSHIP = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILA
                KafkaError._UNKNOWN_PARTITION)
 
 
-def _assign_only_consumer(config: Mapping[str, Any]) -> Consumer:
-    cfg = dict(config)
-    cfg.update({"group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
-    return Consumer(cfg)
+def _assign_only_consumer(config: Mapping[str, Any], isolation: str = "read_committed") -> Consumer:
+    return Consumer({**config, "group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                     "isolation.level": isolation, "auto.offset.reset": "earliest"})
 
 
-def high_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[int, int]:
-    """The end offset (next offset to be written, read_committed: the LSO) of each partition."""
-    consumer = _assign_only_consumer(config)
+def high_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0, *,
+                    committed: bool = True) -> dict[int, int]:
+    """The end offset of each partition: the next offset to be written, or with ``committed`` (read_committed)
+    the last stable offset (before the first record of a transaction still open)."""
+    return _watermark_map(config, topic, timeout, 1, "read_committed" if committed else "read_uncommitted")
+
+
+def _watermark_map(config: Mapping[str, Any], topic: str, timeout: float, which: int,
+                   isolation: str = "read_committed") -> dict[int, int]:
+    consumer = _assign_only_consumer(config, isolation)
     try:
-        return {p: _watermarks(consumer, topic, p, timeout)[1] for p in partitions_of(config, topic, timeout)}
+        return {p: _watermarks(consumer, topic, p, timeout)[which] for p in partitions_of(config, topic, timeout)}
     finally:
         consumer.close()
 
@@ -50,11 +55,7 @@ def _watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) 
 
 
 def low_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[int, int]:
-    consumer = _assign_only_consumer(config)
-    try:
-        return {p: _watermarks(consumer, topic, p, timeout)[0] for p in partitions_of(config, topic, timeout)}
-    finally:
-        consumer.close()
+    return _watermark_map(config, topic, timeout, 0)
 
 
 def _known_leaders(consumer: Consumer, topic: str, timeout: float) -> None:
@@ -76,21 +77,21 @@ def read_to_end(config: Mapping[str, Any], topic: str, *, start: Mapping[int, in
 
 def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int],
                starts: Mapping[int, int] | None = None, *, batch: int = 1000,
-               timeout: float = 30.0) -> Iterator[Message]:
+               timeout: float = 30.0) -> Generator[Message]:
     """Every committed message of ``topic`` from ``starts`` (default: the beginning) up to, excluding,
     ``ends``, per partition in offset order. Tombstones included. ``TimeoutError`` when no record
     arrives for ``timeout`` seconds while some partition is still short of its end."""
+    pending: dict[int, int] = {}
+    assignment = []
+    for p, end in ends.items():
+        first = (starts or {}).get(p, OFFSET_BEGINNING)
+        if end > 0 and (first < 0 or first < end):
+            assignment.append(TopicPartition(topic, p, first))
+            pending[p] = end
+    if not assignment:
+        return
     consumer = _assign_only_consumer(config)
     try:
-        pending: dict[int, int] = {}
-        assignment = []
-        for p, end in ends.items():
-            first = (starts or {}).get(p, OFFSET_BEGINNING)
-            if end > 0 and (first < 0 or first < end):
-                assignment.append(TopicPartition(topic, p, first))
-                pending[p] = end
-        if not assignment:
-            return
         _known_leaders(consumer, topic, timeout)
         consumer.assign(assignment)
         deadline = time.monotonic() + timeout

@@ -37,6 +37,21 @@ def _typed(exc: KafkaException) -> ProducerLost | RetriableError:
     return RetriableError(f"Kafka transaction failed ({err.str()}); retrying")
 
 
+def commit_retried(producer: Producer, timeout: float, attempts: int = 10) -> None:
+    """``commit_transaction``, called again while it fails retriably: a commit that timed out must be resumed,
+    as librdkafka requires (an abort meanwhile is refused: "Conflicting commit_transaction API call"). Any
+    other failure raises its ``KafkaException``."""
+    for _attempt in range(attempts):
+        try:
+            producer.commit_transaction(timeout)
+            return
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if not err.retriable() or err.txn_requires_abort() or producer_lost(exc):
+                raise
+    producer.commit_transaction(timeout)
+
+
 class TransactionalProducer:
     """Wraps a confluent-kafka transactional producer.
 
@@ -118,18 +133,8 @@ class TransactionalProducer:
                                      f" {error}")
 
     def commit(self) -> None:
-        """Commit; a commit that timed out is resumed (calling ``commit_transaction`` again), as librdkafka
-        requires: an abort meanwhile is refused ("Conflicting commit_transaction API call")."""
-        for _attempt in range(10):
-            try:
-                self.producer.commit_transaction(self.timeout)
-                self.in_transaction = False
-                return
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if not err.retriable() or err.txn_requires_abort() or producer_lost(exc):
-                    raise _typed(exc) from exc
-        self._call(self.producer.commit_transaction, self.timeout)
+        """Commit; a commit that timed out is resumed (``commit_retried``)."""
+        self._call(commit_retried, self.producer, self.timeout)
         self.in_transaction = False
 
     def abort(self) -> None:

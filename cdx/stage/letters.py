@@ -274,10 +274,8 @@ def _json(value: bytes | None) -> Any:
 
 
 def _header_source(hdr: Mapping[str, str]) -> Position | None:
-    p, o = _int(hdr.get("cdx.source.partition")), _int(hdr.get("cdx.source.offset"))
-    if not hdr.get("cdx.source.topic") or p is None or o is None:
-        return None
-    return Position(hdr["cdx.source.topic"], p, o)
+    return _position({"topic": hdr.get("cdx.source.topic") or None, "partition": hdr.get("cdx.source.partition"),
+                      "offset": hdr.get("cdx.source.offset")})
 
 
 def _position(doc: Any) -> Position | None:

@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic
 
@@ -56,11 +56,8 @@ def run_stage(stage: Stage[R, T, P], stop: threading.Event, handle_signals: bool
     """Run ``stage`` until ``stop`` is set (or a fatal error); see the module docstring.
 
     With ``handle_signals`` (and on the main thread) SIGTERM and SIGINT set ``stop`` while it runs."""
-    loop = _Loop(stage, stop)
-    if not handle_signals:
-        return loop.run()
-    with stop_on_signals(stop):
-        return loop.run()
+    with stop_on_signals(stop) if handle_signals else nullcontext():
+        return _Loop(stage, stop).run()
 
 
 def apply_batch(stage: Stage[R, T, P], records: Sequence[R], stop: threading.Event) -> bool:

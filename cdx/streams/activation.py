@@ -5,7 +5,7 @@ it committed, else the group's committed offset, else the low watermark) happens
 record of tp is routed: the key state and the progress topic are re-read (another worker may
 have routed tp until the last rebalance), then every group of the plan whose progress on tp is
 below P is **backfilled**: tp's records from that group's progress up to P are read
-(read_committed) and routed to the lagging groups only, in transactions of ``CHUNK`` records that
+(read_committed) and routed to the lagging groups only, in transactions of ``cdx.streams.reroute.CHUNK`` records that
 also advance their progress. Each backfill transaction carries the group metadata
 (``send_offsets_to_transaction`` of P itself), so a worker that lost tp in a rebalance is fenced
 instead of routing it twice.
@@ -24,44 +24,30 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import TopicPartition
 
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
-from cdx.kafka.reading import low_watermarks, read_range
+from cdx.kafka.reading import low_watermarks
 from cdx.streams import metrics
-from cdx.streams.engine_state import EngineState
+from cdx.streams.engine_state import TP, EngineState
 from cdx.streams.keystate import keys_topic
 from cdx.streams.progress import encode_key, progress_topic
-from cdx.streams.reroute import Rerouter
-from cdx.streams.router import ensure_router_topics, group_topic_specs
+from cdx.streams.reroute import Rerouter, route_below
+from cdx.streams.router import ensure_router_topics, group_topic_specs, needs_restart
 from cdx.streams.routing import RoutingPlan
 from cdx.streams.state import RouterState, state_topic
 from cdx.topology import Topology
 
 log = logging.getLogger("cdx.router")
 
-TP = tuple[str, int]
-CHUNK = 2000
-
 
 def ensure_engine_topics(topology: Topology, plan: RoutingPlan) -> None:
-    """Source topics (capture's spec) if missing, group, schemas, DLQ, and the engine's two state topics."""
+    """Source topics (capture's spec) and the engine's two state topics if missing; group, schemas, DLQ."""
     k = topology.kafka
-    ensure_topics(k.client_config(), [TopicSpec(t, k.default_partitions, k.replication_factor, COMPACTED)
-                                      for t in plan.source_topics])
+    ensure_topics(k.client_config(), [
+        *(TopicSpec(t, k.default_partitions, k.replication_factor, COMPACTED) for t in plan.source_topics),
+        *(TopicSpec(t(k.topic_prefix), 1, k.replication_factor, COMPACTED) for t in (keys_topic, progress_topic))])
     ensure_router_topics(topology, plan)
-    ensure_topics(k.client_config(), [TopicSpec(t(k.topic_prefix), 1, k.replication_factor, COMPACTED)
-                                      for t in (keys_topic, progress_topic)])
-
-
-def needs_restart(old: Topology, new: Topology, subscribed: list[str]) -> str | None:
-    """Why ``new`` cannot be applied in place (new source topics, other Kafka), or None."""
-    a, b = old.kafka, new.kafka
-    if (a.bootstrap_servers, a.topic_prefix, a.security, a.schema_registry, a.record_encoding) != \
-            (b.bootstrap_servers, b.topic_prefix, b.security, b.schema_registry, b.record_encoding):
-        return "the kafka section changed"
-    missing = set(RoutingPlan(new).source_topics) - set(subscribed)
-    return f"new source topics {sorted(missing)}" if missing else None
 
 
 class Activator:
@@ -106,31 +92,15 @@ class Activator:
         return pos if entry is not None and entry.done else 0
 
     def _backfill(self, tp: TP, behind: dict[str, int], end: int) -> None:
-        topic, p = tp
-        log.info("router: backfilling %s[%d] up to %d for %s", topic, p, end, behind)
-        chunk: list[Message] = []
-        n_out = self.e.router.sent
-        for m in read_range(self.e.config, topic, {p: end}, {p: min(behind.values())}, timeout=60):
-            chunk.append(m)
-            if len(chunk) >= CHUNK:
-                self._backfill_txn(tp, behind, chunk, (m.offset() or 0) + 1, end)
-                chunk = []
-        self._backfill_txn(tp, behind, chunk, end, end)
-        metrics.BACKFILLED.inc(self.e.router.sent - n_out)
-        log.info("router: backfilled %s[%d]: %d records sent", topic, p, self.e.router.sent - n_out)
+        """Route tp's records up to ``end`` to the groups ``behind`` (from their progress on), and their progress."""
+        log.info("router: backfilling %s[%d] up to %d for %s", tp[0], tp[1], end, behind)
 
-    def _backfill_txn(self, tp: TP, behind: dict[str, int], msgs: list[Message], upto: int, pos: int) -> None:
-        """Route ``msgs`` to the groups still below each offset; progress of those groups to ``upto``."""
-        e = self.e
-        with e.txn.run([TopicPartition(tp[0], tp[1], pos)], e.consumer):
-            for m in msgs:
-                off = m.offset() or 0
-                wanted = [g for g, n in behind.items() if off >= n]
-                if wanted:
-                    e.router.route(m, wanted, dead_letter=False)
-            e.write_progress({tp: upto}, {tp: [g for g, n in behind.items() if n < upto]})
-        for g, n in behind.items():
-            behind[g] = max(n, upto)
+        def progress(upto: int) -> None:
+            self.e.write_progress({tp: upto}, {tp: [g for g, n in behind.items() if n < upto]})
+
+        sent = route_below(self.e, tp, behind, end, progress)
+        metrics.BACKFILLED.inc(sent)
+        log.info("router: backfilled %s[%d]: %d records sent", tp[0], tp[1], sent)
 
     # ------------------------------------------------------------------ reload
     def maybe_reload(self) -> None:

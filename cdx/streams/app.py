@@ -98,13 +98,10 @@ class Runtime:
         self.live.accept(cand)
 
 
-def faust_brokers(topology: Topology) -> list[str]:
-    return [f"kafka://{h}" for h in topology.kafka.bootstrap_servers.split(",")]
-
-
 def build(topology: Topology, *, live: LiveTopology | None, datadir: Path, web_port: int | None = None,
           reload_interval: float = 1.0, session_timeout: float = 10.0, instance_id: str | None = None) -> Runtime:
-    """Create the topics and the faust app of a router worker (not started).
+    """Create the topics and the faust app of a router worker (not started): at-least-once, manual acks, no
+    topic declaration.
 
     ``session_timeout``: how long a dead worker keeps its partitions. ``instance_id``: Kafka static
     membership; a worker restarted with the same id takes its partitions back without waiting.
@@ -116,28 +113,22 @@ def build(topology: Topology, *, live: LiveTopology | None, datadir: Path, web_p
     ensure_topics(k.client_config(), [TopicSpec(t, k.default_partitions, k.replication_factor, COMPACTED)
                                       for t in plan.source_topics])
     ensure_router_topics(topology, plan)
-    app = _router_app(topology, datadir=datadir, web_port=web_port, session_timeout=session_timeout,
-                      instance_id=instance_id)
+    app = RouterApp(
+        group_id(topology), broker=[f"kafka://{h}" for h in k.bootstrap_servers.split(",")],
+        processing_guarantee="at_least_once", store="memory://", datadir=str(datadir),
+        web_enabled=web_port is not None, web_port=web_port or 6066,
+        topic_allow_declare=False, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
+        producer_acks=-1, producer_linger=0.005, producer_max_batch_size=262_144,
+        broker_commit_interval=1.0, stream_wait_empty=True, autodiscover=False,
+        broker_session_timeout=session_timeout, broker_heartbeat_interval=min(3.0, session_timeout / 3),
+        consumer_group_instance_id=instance_id, broker_credentials=faust_credentials(k.security),
+    )
     router = Router(topology)
     cast(RouterProducer, app.producer).flush_hooks.append(router.sender.flush)
     rt = Runtime(app, router, live, plan.source_topics)
     _add_route_agent(app, router, plan.source_topics)
     _add_tick(app, rt, reload_interval)
     return rt
-
-
-def _router_app(topology: Topology, *, datadir: Path, web_port: int | None, session_timeout: float,
-                instance_id: str | None) -> RouterApp:
-    """The faust app of a router worker: at-least-once, manual acks, no topic declaration."""
-    return RouterApp(
-        group_id(topology), broker=faust_brokers(topology), processing_guarantee="at_least_once",
-        store="memory://", datadir=str(datadir), web_enabled=web_port is not None, web_port=web_port or 6066,
-        topic_allow_declare=False, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
-        producer_acks=-1, producer_linger=0.005, producer_max_batch_size=262_144,
-        broker_commit_interval=1.0, stream_wait_empty=True, autodiscover=False,
-        broker_session_timeout=session_timeout, broker_heartbeat_interval=min(3.0, session_timeout / 3),
-        consumer_group_instance_id=instance_id, broker_credentials=faust_credentials(topology.kafka.security),
-    )
 
 
 def _add_route_agent(app: RouterApp, router: Router, source_topics: Any) -> None:

@@ -11,7 +11,7 @@ reports failed deliveries only, and a failure aborts the transaction).
   whose key no group holds (the delete before it was routed) costs one key-state lookup;
 - decode: the key and value once each (the codec; single-object writer fingerprints are read from
   the record headers, so a known schema pair costs no lookup); HQ columns are cached per writer
-  schema pair and projections per (writer schema pair, subjob) (``RoutingPlan.projection``);
+  schema pair and projections per (writer schema pair, subjob) (``RoutingPlan.projections``);
 - encode: a routed value once per record, the same bytes to every group (single-object encoding
   does not depend on the topic), a tombstone with its source position in headers. Where the
   projection is the identity, values pass through unchanged (``cdx.streams.splice``): the routed
@@ -27,7 +27,7 @@ reports failed deliveries only, and a failure aborts the transaction).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Message, Producer
@@ -50,6 +50,59 @@ REROUTE_HEADER = "cdx.reroute"
 """Header of a re-routed record: the re-route's mark (its generation for the group, a decimal)."""
 
 
+class Decoder:
+    """Source records decoded once: HQ columns cached per writer schema pair (single-object encoding: by the
+    writer fingerprints in the record's header, no lookup) and per key schema (a tombstone has only its key)."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.single_object = isinstance(codec, SingleObjectCodec)
+        self._columns: dict[Any, tuple[Any, ...]] = {}
+        self.key_columns: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
+        self._key_fields: dict[Any, tuple[str, ...]] = {}
+
+    def decode(self, topic: str, partition: int, offset: int, key: bytes, value: bytes | None) -> SourceRecord:
+        """The record decoded once: the key values are taken from the envelope's row when it has them."""
+        sid, columns = self.columns(topic, key, value)
+        env = self.codec.decode_value(topic, value) if value is not None else None
+        key_dict = None
+        if env is not None:
+            row = env.get("after") or env.get("before")
+            fields = self._key_fields.get(sid)
+            if fields is None:
+                fields = self._key_fields[sid] = tuple(c.field for c in columns if c.primary_key)
+            if isinstance(row, dict) and fields and all(f in row for f in fields):
+                key_dict = {f: row[f] for f in fields}
+        if key_dict is None:
+            key_dict = self.codec.decode_key(topic, key)
+        return SourceRecord(topic, partition, offset, key_dict, env, columns, sid)
+
+    def columns(self, topic: str, key: bytes, value: bytes | None) -> tuple[Any, tuple[Any, ...]]:
+        if value is None:  # a tombstone: the columns last seen with this key schema, else the key's alone
+            kid = (topic, key[:10]) if self.single_object else (topic, self.codec.writer_schema(topic, key, True))
+            found = self.key_columns.get(kid)
+            if found is None:
+                ks = self.codec.writer_schema(topic, key, is_key=True)
+                found = self.key_columns[kid] = (("key-only", kid), hq_columns(ks, ks))
+            return found
+        if self.single_object:
+            sid: Any = (value[2:10], key[2:10])
+            cols = self._columns.get(sid)
+            if cols is not None:
+                return sid, cols
+        vs = self.codec.writer_schema(topic, value)
+        ks = self.codec.writer_schema(topic, key, is_key=True)
+        if not self.single_object:
+            sid = (vs.fingerprint, ks.fingerprint)
+            cols = self._columns.get(sid)
+            if cols is not None:
+                return sid, cols
+        cols = self._columns[sid] = hq_columns(vs, ks)
+        kid = (topic, key[:10]) if self.single_object else (topic, ks)
+        self.key_columns[kid] = (sid, cols)
+        return sid, cols
+
+
 class RecordRouter:
     """See the module docstring. ``plan`` may be replaced between transactions (a reload)."""
 
@@ -62,10 +115,8 @@ class RecordRouter:
         self.keys = keys
         self.producer = producer
         self.dlq = dlq
-        self._single_object = isinstance(codec, SingleObjectCodec)
-        self._columns: dict[Any, tuple[Any, ...]] = {}
-        self._key_columns: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
-        self._key_fields: dict[Any, tuple[str, ...]] = {}
+        self.decoder = Decoder(codec)
+        self._single_object = self.decoder.single_object
         self._unpolled = 0
         self.sent = 0
         self.splicer = Splicer() if self._single_object else None
@@ -94,7 +145,7 @@ class RecordRouter:
         value = msg.value()
         if value is None:
             key = msg.key()
-            if key is not None and (topic, key[:10]) in self._key_columns \
+            if key is not None and (topic, key[:10]) in self.decoder.key_columns \
                     and self.keys.get(self.keys.key(topic, key)) is None:
                 return 0  # a tombstone after a delete (or of a key never routed): nothing holds the row
         elif self.fast and not marks:  # re-routes carry per-group marks: the decoding path adds them
@@ -112,7 +163,7 @@ class RecordRouter:
         try:
             if key is None:
                 raise SkippableError("record has no key")
-            record = self._decode(topic, msg.partition() or 0, msg.offset() or 0, key, value)
+            record = self.decoder.decode(topic, msg.partition() or 0, msg.offset() or 0, key, value)
         except SkippableError as exc:
             reason = exc.reason
             if dead_letter:
@@ -143,7 +194,7 @@ class RecordRouter:
         subjob = self.plan.subjob_of(topic)
         if subjob is not None and len(value) > 10 and len(key) > 10:
             try:
-                sid, columns = self._hq_columns(topic, key, value)
+                sid, columns = self.decoder.columns(topic, key, value)
                 projections = self.plan.projections(subjob, columns, sid)
                 table = FastTable.build(self.plan, topic, self.codec.writer_schema(topic, value).to_dict(),
                                         self.codec.writer_schema(topic, key, is_key=True).to_dict(), projections)
@@ -227,47 +278,6 @@ class RecordRouter:
             self._fast = {k: (None if t is table else t) for k, t in self._fast.items()}
         return n
 
-    def _decode(self, topic: str, partition: int, offset: int, key: bytes, value: bytes | None) -> SourceRecord:
-        """The record decoded once: the key values are taken from the envelope's row when it has them."""
-        sid, columns = self._hq_columns(topic, key, value)
-        env = self.codec.decode_value(topic, value) if value is not None else None
-        key_dict = None
-        if env is not None:
-            row = env.get("after") or env.get("before")
-            fields = self._key_fields.get(sid)
-            if fields is None:
-                fields = self._key_fields[sid] = tuple(c.field for c in columns if c.primary_key)
-            if isinstance(row, dict) and fields and all(f in row for f in fields):
-                key_dict = {f: row[f] for f in fields}
-        if key_dict is None:
-            key_dict = self.codec.decode_key(topic, key)
-        return SourceRecord(topic, partition, offset, key_dict, env, columns, sid)
-
-    def _hq_columns(self, topic: str, key: bytes, value: bytes | None) -> tuple[Any, tuple[Any, ...]]:
-        if value is None:  # a tombstone: the columns last seen with this key schema, else the key's alone
-            kid = (topic, key[:10]) if self._single_object else (topic, self.codec.writer_schema(topic, key, True))
-            found = self._key_columns.get(kid)
-            if found is None:
-                ks = self.codec.writer_schema(topic, key, is_key=True)
-                found = self._key_columns[kid] = (("key-only", kid), hq_columns(ks, ks))
-            return found
-        if self._single_object:
-            sid: Any = (value[2:10], key[2:10])
-            cols = self._columns.get(sid)
-            if cols is not None:
-                return sid, cols
-        vs = self.codec.writer_schema(topic, value)
-        ks = self.codec.writer_schema(topic, key, is_key=True)
-        if not self._single_object:
-            sid = (vs.fingerprint, ks.fingerprint)
-            cols = self._columns.get(sid)
-            if cols is not None:
-                return sid, cols
-        cols = self._columns[sid] = hq_columns(vs, ks)
-        kid = (topic, key[:10]) if self._single_object else (topic, ks)
-        self._key_columns[kid] = (sid, cols)
-        return sid, cols
-
     def _emit(self, e: Emit, record: SourceRecord, raw_key: bytes, raw_value: bytes | None,
               marks: Mapping[str, bytes] | None = None) -> int:
         r = e.route
@@ -291,38 +301,28 @@ class RecordRouter:
         kb = self.codec.encode_key(topic, r.schemas.key, r.key)
         return kb, None if r.value is None else self.codec.encode_value(topic, r.schemas.value, r.value)
 
-    def _send(self, records: list[tuple[str, bytes, bytes | None, Any]]) -> None:
-        """``produce`` each of ``records`` (topic, key, value, headers)."""
+    def _send(self, records: Sequence[tuple[str, bytes | None, bytes | None, Any]]) -> None:
+        """``produce`` each of ``records`` (topic, key, value, headers); a full local queue is waited out."""
         produce = self.producer.produce
         for topic, key, value, headers in records:
-            try:
-                if headers is None:
-                    produce(topic, value, key)
-                else:
-                    produce(topic, value, key, headers=headers)
-            except BufferError:  # not queued: ``produce`` waits for room
-                self.produce(topic, key, value, headers)
+            while True:
+                try:
+                    if headers is None:
+                        produce(topic, value, key)
+                    else:
+                        produce(topic, value, key, headers=headers)
+                    break
+                except BufferError:  # local queue full: let librdkafka send
+                    self.producer.poll(0.05)
         self._unpolled += len(records)
         if self._unpolled >= self.POLL_EVERY:
             self._unpolled = 0
             self.producer.poll(0)
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
-        while True:
-            try:
-                if headers is None:
-                    self.producer.produce(topic, value, key)
-                else:
-                    self.producer.produce(topic, value, key, headers=headers)
-                break
-            except BufferError:  # local queue full: let librdkafka send
-                self.producer.poll(0.05)
+        self._send(((topic, key, value, headers),))
         if self._capture is not None:
             self._capture.append((topic, key, value, headers))
-        self._unpolled += 1
-        if self._unpolled >= self.POLL_EVERY:
-            self._unpolled = 0
-            self.producer.poll(0)
 
     def to_dead_letters(self, msg: Message, reason: str) -> None:
         """``msg`` to the dead-letter topic with ``reason``, in the open transaction."""

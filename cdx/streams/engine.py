@@ -41,7 +41,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from cdx.codec import SchemaPublisher, SchemaStore, make_codec
 from cdx.errors import FatalError, RetriableError, SkippableError
 from cdx.kafka.config import client_config, consumer_config, producer_config, size_limited
-from cdx.kafka.transactions import ProducerLost, producer_lost
+from cdx.kafka.transactions import ProducerLost, commit_retried, producer_lost
 from cdx.stage.contract import Stage, StageOptions
 from cdx.stage.loop import run_stage
 from cdx.streams import metrics
@@ -51,7 +51,7 @@ from cdx.streams.engine_state import TP
 from cdx.streams.keystate import KeyState, keys_topic, open_store
 from cdx.streams.progress import Progress, encode_key, progress_topic
 from cdx.streams.recovery import Recovery
-from cdx.streams.router import group_id, registry_config
+from cdx.streams.router import group_id
 from cdx.streams.routing import RoutingPlan
 from cdx.streams.tables import Cadence, Offsets, TableTopics, retriable
 from cdx.topics import dlq_topic, schemas_topic
@@ -119,7 +119,7 @@ class Transaction:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(),
                                                           OFFSETS_TIMEOUT_S)
-            self._commit()
+            commit_retried(self.producer, 60)
         except KafkaException as exc:
             self.abort(exc)
         self._end(True)
@@ -133,17 +133,6 @@ class Transaction:
         except BaseException as exc:
             self.abort(exc)
         self.commit(offsets, consumer)
-
-    def _commit(self) -> None:
-        for _attempt in range(10):
-            try:
-                self.producer.commit_transaction(60)
-                return
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if not err.retriable() or err.txn_requires_abort():
-                    raise
-        self.producer.commit_transaction(60)
 
     def _abort(self) -> None:
         """Drop what is still queued, serve the failed deliveries' reports, then abort (retried)."""
@@ -215,7 +204,7 @@ class Engine:
         self.producer = self.open_producer()
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.producer, schemas_topic(k.topic_prefix), transactional=True)
-        codec = make_codec(registry_config(topology), store=self.store, publisher=publisher)
+        codec = make_codec(k.codec_config(), store=self.store, publisher=publisher)
         self.keys = KeyState(self.config, keys_topic(k.topic_prefix), open_store(key_store, datadir))
         self.progress = Progress(self.config, progress_topic(k.topic_prefix))
         self.router = RecordRouter(self.plan, codec, self.keys, self.producer, dlq_topic(k.topic_prefix))

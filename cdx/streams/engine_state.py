@@ -40,48 +40,28 @@ class EngineTransaction(Protocol):
 class EngineState(Protocol):
     """The engine's state as the activation and the re-route see it: the first four are replaced by a
     reload (``topology``, ``plan``) or set to stop the loop (``restart``, ``reload_requested``); the rest
-    are the engine's clients and bookkeeping, changed in place."""
+    are the engine's clients and bookkeeping (``txn`` read-only: the engine's is a ``Transaction``)."""
 
     topology: Topology
     plan: RoutingPlan
     restart: str | None
     reload_requested: bool
-
-    @property
-    def config(self) -> dict[str, Any]: ...
-
-    @property
-    def consumer(self) -> Consumer: ...
-
-    @property
-    def producer(self) -> Producer: ...
-
-    @property
-    def keys(self) -> KeyState: ...
-
-    @property
-    def progress(self) -> Progress: ...
-
-    @property
-    def router(self) -> RecordRouter: ...
+    config: dict[str, Any]
+    consumer: Consumer
+    producer: Producer
+    keys: KeyState
+    progress: Progress
+    router: RecordRouter
+    live: LiveTopology | None
+    assigned: set[TP]
+    """Source partitions assigned to this worker."""
+    active: set[TP]
+    """Source partitions activated since their assignment (or the last reload)."""
+    processed: dict[TP, int]
+    """Per source partition, the offset after the last record this worker routed."""
 
     @property
     def txn(self) -> EngineTransaction: ...
-
-    @property
-    def live(self) -> LiveTopology | None: ...
-
-    @property
-    def assigned(self) -> set[TP]:
-        """Source partitions assigned to this worker."""
-
-    @property
-    def active(self) -> set[TP]:
-        """Source partitions activated since their assignment (or the last reload)."""
-
-    @property
-    def processed(self) -> dict[TP, int]:
-        """Per source partition, the offset after the last record this worker routed."""
 
     def write_progress(self, ends: dict[TP, int], groups: dict[TP, list[str]] | None = None) -> None:
         """Progress records for ``ends`` (every group of the topic, or ``groups[tp]``) into the transaction."""

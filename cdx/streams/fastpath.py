@@ -42,7 +42,6 @@ from cdx.topology import DATAAREAID
 
 log = logging.getLogger("cdx.router")
 
-Out = tuple[str, bytes, bytes | None, Any]
 _DATAAREAID = DATAAREAID.casefold()
 _EMPTY: frozenset[str] = frozenset()
 

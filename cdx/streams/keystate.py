@@ -18,7 +18,7 @@ for millions of keys).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -96,18 +96,13 @@ class SqliteKeys:
         return None if row is None else decode_held(row[0])
 
     def apply(self, changes: Mapping[bytes, Held | None], next_offsets: Mapping[int, int] | None = None) -> None:
-        cur = self.conn.cursor()
-        cur.execute("BEGIN")
-        try:
-            cur.executemany("DELETE FROM keys WHERE k = ?", [(k,) for k, v in changes.items() if v is None])
-            cur.executemany("INSERT OR REPLACE INTO keys (k, v) VALUES (?, ?)",
-                            [(k, encode_held(v)) for k, v in changes.items() if v is not None])
-            cur.executemany("INSERT OR REPLACE INTO changelog (partition, next) VALUES (?, ?)",
-                            list((next_offsets or {}).items()))
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+        self.conn.execute("BEGIN")
+        with self.conn:  # committed, or rolled back on any exception
+            self.conn.executemany("DELETE FROM keys WHERE k = ?", [(k,) for k, v in changes.items() if v is None])
+            self.conn.executemany("INSERT OR REPLACE INTO keys (k, v) VALUES (?, ?)",
+                                  [(k, encode_held(v)) for k, v in changes.items() if v is not None])
+            self.conn.executemany("INSERT OR REPLACE INTO changelog (partition, next) VALUES (?, ?)",
+                                  list((next_offsets or {}).items()))
 
     def next_offsets(self) -> dict[int, int]:
         return {int(p): int(n) for p, n in self.conn.execute("SELECT partition, next FROM changelog")}
@@ -181,6 +176,3 @@ class KeyState:
 
     def abort(self) -> None:
         self._pending = {}
-
-    def forget(self, keys: Iterable[bytes]) -> None:
-        self.store.apply(dict.fromkeys(keys))

@@ -16,15 +16,13 @@ first. Nothing is routed twice and no range is left out, whatever worker routes 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message
 
 from cdx.errors import RetriableError
-from cdx.kafka.admin import partitions_of
-from cdx.kafka.reading import read_range
+from cdx.kafka.reading import high_watermarks, read_range
 from cdx.topics import check_topic
 
 Key = tuple[str, str, int]
@@ -45,15 +43,10 @@ def read_settled(config: Mapping[str, Any], topic: str, start: Mapping[int, int]
     ``RetriableError`` when that takes longer than ``timeout`` (a dead worker's open transaction
     holds the topic until the broker aborts it).
     """
-    consumer = Consumer({**config, "group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                         "isolation.level": "read_uncommitted"})
     try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-                for p in partitions_of(config, topic, timeout)}
+        ends = high_watermarks(config, topic, timeout, committed=False)
     except KafkaException as exc:
         raise RetriableError(f"end offsets of {topic}: {exc}") from exc
-    finally:
-        consumer.close()
     try:
         yield from read_range(config, topic, ends, start, batch=10_000, timeout=timeout)
     except TimeoutError as exc:
@@ -136,9 +129,6 @@ class Progress:
         """The progress record value of ``k`` as it stands in the open transaction."""
         n = self.get(*k)
         return encode_next(n, self.shape(k) if n is not None else None)
-
-    def pending(self) -> dict[Key, int | None]:
-        return dict(self._pending)
 
     def commit(self) -> None:
         for k, n in self._pending.items():

@@ -46,11 +46,8 @@ log = logging.getLogger("cdx.router")
 class RecoverableEngine(EngineState, Protocol):
     """What ``Recovery`` uses of the transactional engine besides its state."""
 
-    @property
-    def client_id(self) -> str: ...
-
-    @property
-    def instance_id(self) -> str: ...
+    client_id: str
+    instance_id: str
 
     def replace_producer(self) -> None:
         """A new producer with the same transactional id (``init_transactions`` aborts the lost one's)."""

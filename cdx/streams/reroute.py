@@ -24,19 +24,18 @@ then their re-routes, then the live stream from P.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from cdx.kafka.reading import read_range
 from cdx.streams import metrics
-from cdx.streams.engine_state import EngineState
+from cdx.streams.engine_state import TP, EngineState
 from cdx.streams.progress import encode_key
 from cdx.streams.reshape import describe, group_shape, reroute_needed, same_shape
 
 log = logging.getLogger("cdx.router")
-
-TP = tuple[str, int]
 CHUNK = 2000
 
 
@@ -86,35 +85,42 @@ class Rerouter:
             e.router.produce(e.progress.topic, encode_key(k), e.progress.encoded(k), None)
 
     def _reroute(self, tp: TP, todo: dict[str, tuple[int, dict[str, Any]]], pos: int) -> None:
-        e = self.e
-        topic, p = tp
         marks = {g: str(shape["gen"]).encode() for g, (_start, shape) in todo.items()}
-        starts = {g: start for g, (start, _shape) in todo.items()}
-        first = min(starts.values())
-        n_out = e.router.sent
-        chunk: list[Message] = []
-        if pos > 0 and (first < 0 or first < pos):
-            for m in read_range(e.config, topic, {p: pos}, {p: first}, timeout=60):
-                chunk.append(m)
-                if len(chunk) >= CHUNK:
-                    self._txn(tp, todo, starts, marks, chunk, (m.offset() or 0) + 1, pos)
-                    chunk = []
-        self._txn(tp, todo, starts, marks, chunk, pos, pos)
-        sent = e.router.sent - n_out
-        metrics.BACKFILLED.inc(sent)
-        log.info("router: re-routed %s[%d] below %d to %s: %d records sent", topic, p, pos, sorted(todo), sent)
 
-    def _txn(self, tp: TP, todo: dict[str, tuple[int, dict[str, Any]]], starts: dict[str, int],
-             marks: dict[str, bytes], msgs: list[Message], upto: int, pos: int) -> None:
-        """Route ``msgs`` to the groups whose re-route has not passed them; store ``rr`` = ``upto``."""
-        e = self.e
-        with e.txn.run([TopicPartition(tp[0], tp[1], pos)], e.consumer):
-            for m in msgs:
-                off = m.offset() or 0
-                wanted = [g for g, s in starts.items() if off >= s]
-                if wanted:
-                    e.router.route(m, wanted, dead_letter=False, marks=marks)
+        def store_rr(upto: int) -> None:  # ``rr`` = ``upto`` until the last chunk, which stores the shape alone
             for g, (_start, shape) in todo.items():
                 self._put(tp, g, shape if upto >= pos else {**shape, "rr": upto}, pos if upto >= pos else 0)
-        for g in starts:
-            starts[g] = max(starts[g], upto)
+
+        sent = route_below(self.e, tp, {g: start for g, (start, _shape) in todo.items()}, pos, store_rr, marks)
+        metrics.BACKFILLED.inc(sent)
+        log.info("router: re-routed %s[%d] below %d to %s: %d records sent", tp[0], tp[1], pos, sorted(todo), sent)
+
+
+def route_below(e: EngineState, tp: TP, starts: dict[str, int], pos: int, write: Callable[[int], None],
+                marks: Mapping[str, bytes] | None = None) -> int:
+    """Route tp's records below ``pos`` to each group of ``starts`` from its start on (``marks``: re-route
+    marks), in transactions of ``CHUNK`` records sent with the group metadata of offset ``pos`` (a worker that
+    lost tp is fenced); ``write(upto)`` adds the groups' progress to each. Returns the records sent."""
+    n_out = e.router.sent
+    chunk: list[Message] = []
+    for m in read_range(e.config, tp[0], {tp[1]: pos}, {tp[1]: min(starts.values())}, timeout=60):
+        chunk.append(m)
+        if len(chunk) >= CHUNK:
+            _chunk(e, tp, starts, chunk, (m.offset() or 0) + 1, pos, write, marks)
+            chunk = []
+    _chunk(e, tp, starts, chunk, pos, pos, write, marks)
+    return e.router.sent - n_out
+
+
+def _chunk(e: EngineState, tp: TP, starts: dict[str, int], msgs: list[Message], upto: int, pos: int,
+           write: Callable[[int], None], marks: Mapping[str, bytes] | None) -> None:
+    """Route ``msgs`` to the groups whose start they reached, ``write(upto)``; the starts move to ``upto``."""
+    with e.txn.run([TopicPartition(tp[0], tp[1], pos)], e.consumer):
+        for m in msgs:
+            off = m.offset() or 0
+            wanted = [g for g, s in starts.items() if off >= s]
+            if wanted:
+                e.router.route(m, wanted, dead_letter=False, marks=marks)
+        write(upto)
+    for g in starts:
+        starts[g] = max(starts[g], upto)

@@ -23,23 +23,26 @@ Records that cannot be decoded go to the dead-letter topic with the reason (head
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import closing
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from cdx.codec import Codec, SchemaPublisher, SchemaStore, SingleObjectCodec, make_codec
+from cdx.codec import SchemaPublisher, SchemaStore, make_codec
 from cdx.codec.errors import SchemaError
 from cdx.errors import FatalError, RetriableError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config
+from cdx.kafka.reading import read_range
 from cdx.stage import metrics as stage_metrics
 from cdx.stage.letters import OriginRecord, Position, make_letter
 from cdx.streams import metrics
+from cdx.streams.batch import Decoder
 from cdx.streams.output import ConfluentSender
-from cdx.streams.routing import Route, RoutingPlan, SourceRecord, hq_columns
+from cdx.streams.routing import Route, RoutingPlan
 from cdx.streams.state import RouterState, Start, state_topic
 from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology import Topology
@@ -51,21 +54,9 @@ _RECORDS_IN = stage_metrics.RECORDS.labels("router", stage_metrics.WRITTEN)
 TP = tuple[str, int]
 
 
-class Sender(Protocol):
-    """Ordered, at-least-once output: ``send`` enqueues in call order; ``flush`` waits for all."""
-
-    def send(self, topic: str, key: bytes, value: bytes | None) -> Awaitable[Any]: ...
-
-    def flush(self) -> Awaitable[None]: ...
-
-
 def group_id(topology: Topology) -> str:
     """The router's consumer group: ``<prefix>-router``."""
     return f"{topology.kafka.topic_prefix}-router"
-
-
-def registry_config(topology: Topology) -> dict[str, str] | None:
-    return topology.kafka.codec_config()
 
 
 def group_topic_specs(plan: RoutingPlan) -> list[TopicSpec]:
@@ -89,20 +80,39 @@ def ensure_router_topics(topology: Topology, plan: RoutingPlan) -> None:
                     " an administrator must, or larger rows will fail", topic, k.max_message_bytes)
 
 
-class Router:
-    """See the module docstring. ``sender`` carries routed records (default: ``ConfluentSender``)."""
+def needs_restart(old: Topology, new: Topology, subscribed: Iterable[str]) -> str | None:
+    """Why ``new`` cannot be applied in place (new source topics, other Kafka), or None."""
+    a, b = old.kafka, new.kafka
+    if (a.bootstrap_servers, a.topic_prefix, a.security, a.schema_registry, a.record_encoding) != \
+            (b.bootstrap_servers, b.topic_prefix, b.security, b.schema_registry, b.record_encoding):
+        return "the kafka section changed"
+    missing = set(RoutingPlan(new).source_topics) - set(subscribed)
+    return f"new source topics {sorted(missing)}" if missing else None
 
-    def __init__(self, topology: Topology, sender: Sender | None = None, *, codec: Codec | None = None) -> None:
+
+def _next_records(reader: Iterator[Message], tp: TP, n: int = 1000) -> list[Message]:
+    """Up to ``n`` more records of a backfill's ``read_range``; ``RetriableError`` when it stalls."""
+    try:
+        return list(itertools.islice(reader, n))
+    except TimeoutError as exc:
+        raise RetriableError(f"backfill of {tp[0]}[{tp[1]}] made no progress: {exc}") from exc
+
+
+class Router:
+    """See the module docstring. Routed records go out through a ``ConfluentSender``."""
+
+    def __init__(self, topology: Topology) -> None:
         k = topology.kafka
         self.topology = topology
         self.plan = RoutingPlan(topology)
         self.config = client_config(k.bootstrap_servers, k.security)
-        self.sender: Sender = sender if sender is not None else ConfluentSender(self.config)
+        self.sender = ConfluentSender(self.config)
         self.control = Producer(producer_config(self.config, linger_ms=0))
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=self.config)
         publisher = SchemaPublisher(self.control, schemas_topic(k.topic_prefix), transactional=False)
-        self.codec = codec or make_codec(registry_config(topology), store=self.store, publisher=publisher)
-        self._encode_once = isinstance(self.codec, SingleObjectCodec)
+        self.codec = make_codec(k.codec_config(), store=self.store, publisher=publisher)
+        self.decoder = Decoder(self.codec)
+        self._encode_once = self.decoder.single_object
         self.state = RouterState(self.config, state_topic(k.topic_prefix), self.control)
         self.dlq = dlq_topic(k.topic_prefix)
         self.group = group_id(topology)
@@ -111,7 +121,6 @@ class Router:
         self._meta: Consumer | None = None
         self._starts: dict[TP, tuple[dict[str, int], int]] = {}
         self._processed: dict[TP, int] = {}
-        self._columns: dict[Any, tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ records
     async def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> int:
@@ -152,29 +161,11 @@ class Router:
             return []
         if key is None:
             raise SkippableError("record has no key")
-        sid, columns = self._hq_columns(topic, key, value)
-        record = SourceRecord(topic, partition, offset, self.codec.decode_key(topic, key),
-                              self.codec.decode_value(topic, value), columns, sid)
+        record = self.decoder.decode(topic, partition, offset, key, value)
         try:
             return self.plan.route(record)
         except SchemaError as exc:
             raise FatalError(f"cannot project {topic} for its subjob: {exc}") from exc
-
-    def _hq_columns(self, topic: str, key: bytes, value: bytes) -> tuple[Any, tuple[Any, ...]]:
-        if self._encode_once:
-            sid: Any = (value[2:10], key[2:10])
-            cols = self._columns.get(sid)
-            if cols is not None:
-                return sid, cols
-        vs = self.codec.writer_schema(topic, value)
-        ks = self.codec.writer_schema(topic, key, is_key=True)
-        if not self._encode_once:
-            sid = (vs.fingerprint, ks.fingerprint)
-            cols = self._columns.get(sid)
-            if cols is not None:
-                return sid, cols
-        cols = self._columns[sid] = hq_columns(vs, ks)
-        return sid, cols
 
     async def _send(self, r: Route, groups: Iterable[str]) -> int:
         n = 0
@@ -252,51 +243,19 @@ class Router:
         end = max(starts.values())
         t0, n_in, n_out = time.monotonic(), 0, 0
         log.info("router: backfilling %s[%d] below offset %d for %s", topic, p, end, sorted(starts))
-        async for batch in self._read_range(tp, end):
-            for msg in batch:
-                off = msg.offset()
-                n_in += 1
+        with closing(read_range(self.config, topic, {p: end}, timeout=60)) as reader:
+            while batch := await asyncio.to_thread(_next_records, reader, tp):
+                for msg in batch:
+                    off = msg.offset() or 0
+                    n_in += 1
 
-                def wanted(g: str, off: int = off) -> bool:
-                    return g in starts and off < starts[g]
+                    def wanted(g: str, off: int = off) -> bool:
+                        return g in starts and off < starts[g]
 
-                n_out += await self._route(topic, p, off, msg.key(), msg.value(), wanted, dead_letter=False)
+                    n_out += await self._route(topic, p, off, msg.key(), msg.value(), wanted, dead_letter=False)
         metrics.BACKFILLED.inc(n_out)
         log.info("router: backfilled %s[%d]: %d records read, %d sent in %.1fs", topic, p, n_in, n_out,
                  time.monotonic() - t0)
-
-    async def _read_range(self, tp: TP, end: int, timeout: float = 60.0) -> AsyncIterator[list[Any]]:
-        consumer = Consumer({**self.config, "group.id": f"{self.group}-backfill", "enable.auto.commit": False,
-                             "isolation.level": "read_committed", "enable.partition.eof": True})
-        consumer.assign([TopicPartition(tp[0], tp[1], OFFSET_BEGINNING)])
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                msgs = await asyncio.to_thread(consumer.consume, 1000, 0.05)
-                batch, eof = [], False
-                for m in msgs:
-                    err = m.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            eof = True
-                            continue
-                        raise RetriableError(f"backfill read of {tp[0]}[{tp[1]}]: {err}")
-                    off = m.offset() or 0
-                    if off < end:
-                        batch.append(m)
-                    if off + 1 >= end:
-                        eof = True
-                        break
-                if batch:
-                    deadline = time.monotonic() + timeout
-                    yield batch
-                pos = consumer.position([TopicPartition(tp[0], tp[1])])[0].offset
-                if eof or pos >= end:
-                    return
-                if time.monotonic() > deadline:
-                    raise RetriableError(f"backfill of {tp[0]}[{tp[1]}] made no progress in {timeout:.0f}s")
-        finally:
-            consumer.close()
 
     def _meta_consumer(self) -> Consumer:
         if self._meta is None:
@@ -313,15 +272,7 @@ class Router:
 
     # ------------------------------------------------------------------ reload
     def needs_restart(self, topology: Topology, subscribed: Iterable[str]) -> str | None:
-        """Why ``topology`` cannot be applied in place (new source topics, other Kafka), or None."""
-        old, new = self.topology.kafka, topology.kafka
-        if (old.bootstrap_servers, old.topic_prefix, old.security, old.schema_registry, old.encoding) != \
-                (new.bootstrap_servers, new.topic_prefix, new.security, new.schema_registry, new.encoding):
-            return "the kafka section changed"
-        missing = set(RoutingPlan(topology).source_topics) - set(subscribed)
-        if missing:
-            return f"new source topics {sorted(missing)}"
-        return None
+        return needs_restart(self.topology, topology, subscribed)
 
     async def reload(self, topology: Topology, assigned: Iterable[TP]) -> None:
         """Apply ``topology`` between two records (see the module docstring)."""

@@ -232,10 +232,6 @@ class RoutingPlan:
         """``(group id, source topic)`` for every group that may receive records of the topic."""
         return {(g, topic) for topic, rule in self._rules.items() for g, _ in rule.groups}
 
-    def projection(self, subjob: Subjob, columns: tuple[Column, ...], schema_id: Any = None) -> Projection:
-        """The projection to the subjob's own channel table."""
-        return self.projections(subjob, columns, schema_id)[0]
-
     def projections(self, subjob: Subjob, columns: tuple[Column, ...], schema_id: Any = None
                     ) -> tuple[Projection, ...]:
         """The projections of one HQ change: its own table, then its extension table (if any)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from cdx.errors import RetriableError
+from cdx.kafka.control import deliver
 from cdx.kafka.reading import read_to_end
 from cdx.topics import check_topic
 
@@ -69,19 +69,10 @@ class RouterState:
         """Write entries (None deletes one) and wait until Kafka has them all."""
         if not updates:
             return
-        errors: list[Any] = []
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(err)
-
-        for (group, topic, partition), entry in updates.items():
-            key = json.dumps([group, topic, partition]).encode()
-            value = None if entry is None else json.dumps({"start": entry.start, "done": entry.done}).encode()
-            self.producer.produce(self.topic, key=key, value=value, on_delivery=delivered)
-        left = self.producer.flush(self.timeout)
-        if left or errors:
-            raise RetriableError(f"router state not written to {self.topic}: {errors[0] if errors else 'timeout'}")
+        records = [(json.dumps(list(k)).encode(),
+                    None if e is None else json.dumps({"start": e.start, "done": e.done}).encode())
+                   for k, e in updates.items()]
+        deliver(self.producer, self.topic, records, self.timeout, "router state")
         for k, entry in updates.items():
             if entry is None:
                 self.entries.pop(k, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -9,7 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cdx.errors import ConfigError
+from cdx.streams.routing import RoutingPlan
 from cdx.topology import default_topology_path
+from cdx.topology.live import LiveTopology
 
 
 def _exit(_signum: int, _frame: object) -> None:
@@ -27,28 +31,43 @@ def run(path: Path | None = None, *, datadir: Path | None = None, loglevel: str 
     Returns the worker's exit code. When a topology change needs a restart (new source topics,
     another Kafka), the worker stops gracefully and the process re-executes itself.
     """
-    if engine == "transactional":
-        return _run_transactional(path, loglevel=loglevel, datadir=datadir, reload_interval=reload_interval,
-                                  session_timeout=session_timeout, instance_id=instance_id, key_store=key_store)
-    if engine != "faust":
-        from cdx.errors import ConfigError
-
+    if engine not in ("transactional", "faust"):
         raise ConfigError(f"unknown router engine {engine!r}: use transactional or faust")
-    import faust
-
-    from cdx.streams.app import build
-    from cdx.topology.live import LiveTopology
-
-    # until faust installs its handlers, SIGTERM/SIGINT just end the process (nothing consumed yet)
+    if engine == "transactional":
+        logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("cdx.kafka.librdkafka").setLevel(logging.WARNING)
+    # until the engine installs its handlers, SIGTERM/SIGINT just end the process (nothing consumed yet)
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGINT, _exit)
     p = path if path is not None else default_topology_path()
-    live = LiveTopology.start(p, "router", [instance_id or f"faust-{os.getpid()}"], interval=reload_interval)
+    if engine == "faust":
+        return _run_faust(p, datadir=datadir, loglevel=loglevel, web_port=web_port, reload_interval=reload_interval,
+                          session_timeout=session_timeout, instance_id=instance_id)
+    from cdx.streams.engine import Engine
+
+    live = LiveTopology.start(p, "router", [], interval=reload_interval)
     topology = live.current
+    if not RoutingPlan(topology).source_topics:
+        raise ConfigError("the topology has no download subjob: nothing to route")
+    if key_store not in ("memory", "sqlite"):
+        raise ConfigError(f"unknown key store {key_store!r}: use memory or sqlite")
+    if key_store == "sqlite" and datadir is None:
+        raise ConfigError("--key-store sqlite keeps its file in --datadir: give one")
+    return Engine(topology, datadir=datadir, instance_id=instance_id, session_timeout=session_timeout,
+                  reload_interval=reload_interval, key_store=key_store, live=live).run()
+
+
+def _run_faust(path: Path, *, datadir: Path | None, loglevel: str, web_port: int | None, reload_interval: float,
+               session_timeout: float, instance_id: str | None) -> int:
+    import faust
+
+    from cdx.streams.app import build
+
+    live = LiveTopology.start(path, "router", [instance_id or f"faust-{os.getpid()}"], interval=reload_interval)
     own_datadir = datadir is None
     if datadir is None:
         datadir = Path(tempfile.mkdtemp(prefix="cdx-router-"))
-    rt = build(topology, live=live, datadir=datadir, web_port=web_port, reload_interval=reload_interval,
+    rt = build(live.current, live=live, datadir=datadir, web_port=web_port, reload_interval=reload_interval,
                session_timeout=session_timeout, instance_id=instance_id)
     worker = faust.Worker(rt.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     code: int = 0
@@ -64,30 +83,3 @@ def run(path: Path | None = None, *, datadir: Path | None = None, loglevel: str 
     if rt.restart and code == 0:
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return code
-
-
-def _run_transactional(path: Path | None, *, loglevel: str, datadir: Path | None, reload_interval: float,
-                       session_timeout: float, instance_id: str | None, key_store: str) -> int:
-    import logging
-
-    from cdx.errors import ConfigError
-    from cdx.streams.engine import Engine
-    from cdx.streams.routing import RoutingPlan
-    from cdx.topology.live import LiveTopology
-
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("cdx.kafka.librdkafka").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _exit)
-    signal.signal(signal.SIGINT, _exit)
-    p = path if path is not None else default_topology_path()
-    live = LiveTopology.start(p, "router", [], interval=reload_interval)
-    topology = live.current
-    if not RoutingPlan(topology).source_topics:
-        raise ConfigError("the topology has no download subjob: nothing to route")
-    if key_store not in ("memory", "sqlite"):
-        raise ConfigError(f"unknown key store {key_store!r}: use memory or sqlite")
-    if key_store == "sqlite" and datadir is None:
-        raise ConfigError("--key-store sqlite keeps its file in --datadir: give one")
-    engine = Engine(topology, datadir=datadir, instance_id=instance_id, session_timeout=session_timeout,
-                    reload_interval=reload_interval, key_store=key_store, live=live)
-    return engine.run()

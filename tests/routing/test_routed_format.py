@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from cdx.codec import Column, LogicalType, SingleObjectCodec
-from cdx.routed import SourcePosition, columns_of, filter_suffix, make_value, parse_value, routed_schemas
+from cdx.routed import SourcePosition, columns_of, make_value, parse_value, routed_schemas
+from cdx.streams.splice import routing_tail
 
 COLS = (
     Column("DATAAREAID", LogicalType.STRING, nullable=False, primary_key=True, length=4),
@@ -53,9 +54,9 @@ def test_filter_field_round_trips_and_its_bytes_end_the_value() -> None:
         value = make_value(schemas, op="u", key=key, row={**key, "PRICE": None}, source=source, ts_ms=9,
                            subjob="InventTable", position=pos, filtered=filtered, filter_value=flt)
         vb = codec.encode_value("g", schemas.value, value) or b""
-        assert vb.endswith(filter_suffix(value))
+        assert vb.endswith(routing_tail(value))
         without = make_value(schemas, op="u", key=key, row={**key, "PRICE": None}, source=source, ts_ms=9,
                              subjob="InventTable", position=pos)
-        assert vb[:-len(filter_suffix(value))] == (codec.encode_value("g", schemas.value, without) or b"")[:-1]
+        assert vb[:-len(routing_tail(value))] == (codec.encode_value("g", schemas.value, without) or b"")[:-1]
         change = parse_value(key, codec.decode_value("g", vb) or {})
         assert (change.filtered, change.filter_value) == (filtered, flt)
