@@ -30,7 +30,7 @@ from cdx.codec import (
 from cdx.codec.envelope import SourceInfo, change_records, make_envelope
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
-from cdx.kafka.reading import high_watermarks, read_to_end
+from cdx.kafka.reading import high_watermarks, read_range, read_to_end
 from cdx.routed import RoutedChange, parse_tombstone, parse_value
 from cdx.streams.routing import RoutingPlan, SourceRecord, hq_columns
 from cdx.streams.stateful import route_stateful
@@ -205,6 +205,13 @@ def _codec(topology: Topology) -> SingleObjectCodec:
     return SingleObjectCodec(SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix)))
 
 
+def read_written(cfg: dict[str, Any], topic: str) -> Iterable[Any]:
+    """Every committed record of ``topic`` written so far, read_committed: up to the end offsets as written,
+    not the last stable offset. ``commit_transaction`` returns before the broker has written the commit
+    markers, so reading to the stable offset right after a commit can miss that transaction."""
+    return read_range(cfg, topic, high_watermarks(cfg, topic, committed=False))
+
+
 def expected(topology: Topology, tables: Iterable[str] = TABLES, engine: str = "transactional"
              ) -> dict[str, set[Any]]:
     """group id -> the routed records (``fingerprint``) the committed table records must give: the
@@ -221,7 +228,7 @@ def expected(topology: Topology, tables: Iterable[str] = TABLES, engine: str = "
         topic = table_topic(topology.kafka.topic_prefix, "hq", "dbo", table)
         held: dict[bytes, Any] = {}
         columns: dict[bytes, Any] = {}
-        for m in sorted(read_to_end(cfg, topic), key=lambda m: (m.partition(), m.offset())):
+        for m in sorted(read_written(cfg, topic), key=lambda m: (m.partition(), m.offset())):
             key, value = m.key() or b"", m.value()
             try:
                 ks = codec.writer_schema(topic, key, True)
@@ -259,7 +266,7 @@ def expected_stateless(topology: Topology, tables: Iterable[str] = TABLES) -> di
     out: dict[str, set[Any]] = {g.id: set() for g in topology.channel_data_groups}
     for table in tables:
         topic = table_topic(topology.kafka.topic_prefix, "hq", "dbo", table)
-        for m in read_to_end(cfg, topic):
+        for m in read_written(cfg, topic):
             if m.value() is None:
                 continue
             key, value = m.key() or b"", m.value() or b""
