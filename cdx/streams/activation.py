@@ -30,12 +30,14 @@ from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.reading import low_watermarks
 from cdx.streams import metrics
 from cdx.streams.engine_state import TP, EngineState
-from cdx.streams.keystate import keys_topic
-from cdx.streams.progress import encode_key, progress_topic
+from cdx.streams.progress import encode_key
 from cdx.streams.reroute import Rerouter, route_below
 from cdx.streams.router import ensure_router_topics, group_topic_specs, needs_restart
 from cdx.streams.routing import RoutingPlan
-from cdx.streams.state import RouterState, state_topic
+from cdx.streams.state import RouterState
+from cdx.topics import router_keys_topic as keys_topic
+from cdx.topics import router_progress_topic as progress_topic
+from cdx.topics import router_state_topic as state_topic
 from cdx.topology import Topology
 
 log = logging.getLogger("cdx.router")

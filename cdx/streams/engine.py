@@ -48,13 +48,15 @@ from cdx.streams import metrics
 from cdx.streams.activation import Activator, ensure_engine_topics
 from cdx.streams.batch import RecordRouter
 from cdx.streams.engine_state import TP
-from cdx.streams.keystate import KeyState, keys_topic, open_store
-from cdx.streams.progress import Progress, encode_key, progress_topic
+from cdx.streams.keystate import KeyState, open_store
+from cdx.streams.progress import Progress, encode_key
 from cdx.streams.recovery import Recovery
 from cdx.streams.router import group_id
 from cdx.streams.routing import RoutingPlan
 from cdx.streams.tables import Cadence, Offsets, TableTopics, retriable
 from cdx.topics import dlq_topic, schemas_topic
+from cdx.topics import router_keys_topic as keys_topic
+from cdx.topics import router_progress_topic as progress_topic
 from cdx.topology import Topology
 from cdx.topology.live import LiveTopology
 

@@ -23,14 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cdx.streams.progress import read_settled
-from cdx.topics import check_topic
 
 Held = frozenset[str]
-
-
-def keys_topic(prefix: str) -> str:
-    """``<prefix>._router_keys``."""
-    return check_topic(f"{prefix}._router_keys")
 
 
 def encode_held(held: Held | None) -> bytes | None:

@@ -23,14 +23,8 @@ from confluent_kafka import KafkaException, Message
 
 from cdx.errors import RetriableError
 from cdx.kafka.reading import high_watermarks, read_range
-from cdx.topics import check_topic
 
 Key = tuple[str, str, int]
-
-
-def progress_topic(prefix: str) -> str:
-    """``<prefix>._router_progress``."""
-    return check_topic(f"{prefix}._router_progress")
 
 
 def read_settled(config: Mapping[str, Any], topic: str, start: Mapping[int, int] | None, timeout: float

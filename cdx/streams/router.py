@@ -43,8 +43,9 @@ from cdx.streams import metrics
 from cdx.streams.batch import Decoder
 from cdx.streams.output import ConfluentSender
 from cdx.streams.routing import Route, RoutingPlan
-from cdx.streams.state import RouterState, Start, state_topic
+from cdx.streams.state import RouterState, Start
 from cdx.topics import dlq_topic, schemas_topic
+from cdx.topics import router_state_topic as state_topic
 from cdx.topology import Topology
 
 log = logging.getLogger("cdx.router")

@@ -19,14 +19,8 @@ from confluent_kafka import Producer
 
 from cdx.kafka.control import deliver
 from cdx.kafka.reading import read_to_end
-from cdx.topics import check_topic
 
 Key = tuple[str, str, int]
-
-
-def state_topic(prefix: str) -> str:
-    """``<prefix>._router_state``."""
-    return check_topic(f"{prefix}._router_state")
 
 
 @dataclass(frozen=True)

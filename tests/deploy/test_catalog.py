@@ -8,9 +8,6 @@ from cdx import topics
 from cdx.connectors.upload.acks import dlq_acks_topic
 from cdx.connectors.upload.plan import upload_positions_topic
 from cdx.deploy.catalog import desired_topics, min_insync_replicas
-from cdx.streams.keystate import keys_topic
-from cdx.streams.progress import progress_topic
-from cdx.streams.state import state_topic
 from cdx.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,10 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_role_topic_helpers_agree_with_cdx_topics() -> None:
     for role_helper, kernel_helper in ((dlq_acks_topic, topics.dlq_acks_topic),
-                                       (upload_positions_topic, topics.upload_positions_topic),
-                                       (keys_topic, topics.router_keys_topic),
-                                       (progress_topic, topics.router_progress_topic),
-                                       (state_topic, topics.router_state_topic)):
+                                       (upload_positions_topic, topics.upload_positions_topic)):
         assert role_helper("cdx") == kernel_helper("cdx")
 
 

@@ -10,7 +10,8 @@ import pytest
 from cdx.errors import ConfigError
 from cdx.streams.router import Router
 from cdx.streams.security import faust_credentials
-from cdx.streams.state import RouterState, Start, state_topic
+from cdx.streams.state import RouterState, Start
+from cdx.topics import router_state_topic as state_topic
 from cdx.topology import load_topology
 from tests.routing.helpers import topology_text
 
