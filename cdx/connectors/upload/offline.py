@@ -35,7 +35,7 @@ from confluent_kafka import Producer
 
 from cdx.connectors.upload.offline_merge import TableWork
 from cdx.connectors.upload.offline_stage import COMPONENT, ChannelMerge, Positions, RegisterRows
-from cdx.connectors.upload.plan import offline_subjobs_for, upload_subjobs_for
+from cdx.connectors.upload.plan import offline_subjobs_for
 from cdx.connectors.upload.workers import ChannelThreads
 from cdx.errors import ConfigError, FatalError
 from cdx.kafka.admin import TopicSpec, ensure_topics
@@ -150,7 +150,7 @@ class OfflineSync(ChannelThreads):
         running = {w.channel.id: w for w in self.workers}
         wanted = {c.id: c for c in channels}
         leaving = [w for i, w in running.items()
-                   if i not in wanted or w.channel != wanted[i] or w.subjobs != upload_subjobs_for(topology, i)]
+                   if i not in wanted or w.channel != wanted[i] or w.subjobs != offline_subjobs_for(topology, i)]
         self.topology, self.channels = topology, channels
         self.workers = self.swap(channels, leaving, lambda c: self.worker(topology, c))
         if leaving or len(channels) != len(running):
