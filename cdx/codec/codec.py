@@ -53,7 +53,35 @@ class Codec(Protocol):
     def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema: ...
 
 
-class SingleObjectCodec:
+class CodecBase:
+    """The ``Codec`` methods every wire format shares, over its ``_encode``/``_decode`` of one datum:
+    a ``None`` value is a tombstone (``None`` both ways), a missing key a ``DecodeError``."""
+
+    def _encode(self, topic: str, schema: SchemaLike, datum: Mapping[str, Any], is_key: bool) -> bytes:
+        raise NotImplementedError
+
+    def _decode(self, topic: str, data: bytes, reader: SchemaLike | None, is_key: bool) -> Any:
+        raise NotImplementedError
+
+    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes:
+        return self._encode(topic, schema, key, True)
+
+    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None:
+        return None if value is None else self._encode(topic, schema, value, False)
+
+    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]:
+        if data is None:
+            raise DecodeError(f"record on {topic} has no key")
+        out: dict[str, Any] = self._decode(topic, data, reader, True)
+        return out
+
+    def decode_value(self, topic: str, data: bytes | None,
+                     reader: SchemaLike | None = None) -> dict[str, Any] | None:
+        out: dict[str, Any] | None = None if data is None else self._decode(topic, data, reader, False)
+        return out
+
+
+class SingleObjectCodec(CodecBase):
     """Avro single-object encoding: ``C3 01`` + 8-byte LE CRC-64-AVRO fingerprint + Avro binary body.
 
     Encoding registers the writer schema in ``store`` and, with a ``publisher``, publishes it to the
@@ -72,33 +100,13 @@ class SingleObjectCodec:
             self.publisher.publish(s)
         return s
 
-    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes:
+    def _encode(self, topic: str, schema: SchemaLike, datum: Mapping[str, Any], is_key: bool) -> bytes:
         s = self._writer(schema)
-        return frame(s.fingerprint, write_body(s, key))
+        return frame(s.fingerprint, write_body(s, datum))
 
-    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None:
-        if value is None:
-            return None
-        s = self._writer(schema)
-        return frame(s.fingerprint, write_body(s, value))
-
-    def _decode(self, data: bytes, reader: SchemaLike | None) -> Any:
+    def _decode(self, topic: str, data: bytes, reader: SchemaLike | None, is_key: bool) -> Any:
         fp, body = unframe(data)
-        writer = self.store.resolve(fp)
-        return read_body(body, writer, AvroSchema.of(reader) if reader is not None else None)
-
-    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]:
-        if data is None:
-            raise DecodeError(f"record on {topic} has no key")
-        out: dict[str, Any] = self._decode(data, reader)
-        return out
-
-    def decode_value(self, topic: str, data: bytes | None,
-                     reader: SchemaLike | None = None) -> dict[str, Any] | None:
-        if data is None:
-            return None
-        out: dict[str, Any] = self._decode(data, reader)
-        return out
+        return read_body(body, self.store.resolve(fp), AvroSchema.of(reader) if reader is not None else None)
 
     def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema:
         fp, _ = unframe(data)

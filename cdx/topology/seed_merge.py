@@ -27,17 +27,10 @@ from cdx.topology.seed_xml import Origin, SeedField, SeedFile, SeedJob, SeedSubj
 
 
 @dataclass
-class _Field:
-    name: str
-    to_name: str | None
-    origin: Origin
-
-
-@dataclass
 class _Extension:
     table: TableRef
     override: bool
-    fields: list[_Field] = field(default_factory=list)
+    fields: list[SeedField] = field(default_factory=list)
     key: tuple[str, ...] = ()
 
 
@@ -58,7 +51,7 @@ class _Subjob:
     is_upload: bool
     origin: Origin
     file: str
-    fields: list[_Field] = field(default_factory=list)
+    fields: list[SeedField] = field(default_factory=list)
     scheduled_by: list[tuple[str, Origin]] = field(default_factory=list)
     counter: str | None = None
     extension: _Extension | None = None
@@ -94,10 +87,10 @@ class SeedMerger:
             ext = None
             if s.extension is not None:
                 ext = _Extension(s.extension.table, s.extension.override_target,
-                                 [_Field(f.name, f.to_name, origin) for f in s.extension.fields], s.extension.key)
+                                 [SeedField(f.name, f.to_name, origin) for f in s.extension.fields], s.extension.key)
             self.subjobs[s.id.casefold()] = _Subjob(
                 s.id, s.hq_table, s.channel_table, s.is_upload, origin, source,
-                [_Field(f.name, f.to_name, origin) for f in s.fields],
+                [SeedField(f.name, f.to_name, origin) for f in s.fields],
                 [(j, origin) for j in s.scheduled_by], s.replication_counter, ext, s.description,
                 s.channel_filter.model_dump() if s.channel_filter else None,
             )
@@ -221,7 +214,7 @@ class SeedMerger:
             return None
         return TableRef(sub.target_schema or known.target.schema, sub.target_table or known.target.name)
 
-    def _add_fields(self, owner: _Subjob, into: list[_Field], fields: list[SeedField]) -> None:
+    def _add_fields(self, owner: _Subjob, into: list[SeedField], fields: list[SeedField]) -> None:
         existing = {f.name.casefold(): f for f in owner.fields}
         if owner.extension is not None:
             existing.update({f.name.casefold(): f for f in owner.extension.fields})
@@ -239,9 +232,8 @@ class SeedMerger:
                 continue
             first = existing.get(f.name.casefold())
             if first is None:
-                new = _Field(f.name, f.to_name, f.origin)
-                into.append(new)
-                existing[f.name.casefold()] = new
+                into.append(f)
+                existing[f.name.casefold()] = f
             elif (first.to_name or first.name).casefold() == (f.to_name or f.name).casefold():
                 self.warnings.append(Issue("", f.origin.line, f"field {f.name!r} is already mapped in subjob "
                                                               f"{owner.id!r} ({first.origin}); ignored", f.origin.file))
@@ -291,7 +283,7 @@ def _job_data(job: _Job) -> dict[str, Any]:
     return data
 
 
-def _fields_data(fields: list[_Field]) -> list[Any]:
+def _fields_data(fields: list[SeedField]) -> list[Any]:
     return [f.name if f.to_name is None else {"name": f.name, "to_name": f.to_name} for f in fields]
 
 
