@@ -89,6 +89,25 @@ def on_stop_signals(stop: Any) -> threading.Event:
     return stopped
 
 
+def run_role(live: LiveTopology, role: Any, instances: Iterable[str], what: str, metrics_port: int | None,
+             started: Callable[[], str], *, kafka: bool = True, run: Callable[[], None] | None = None) -> None:
+    """Serve a long-running ``role`` (``live``, ``setup``, ``stop``, ``run``) following ``live``: report its
+    ``instances``, stop it on SIGTERM/SIGINT, serve metrics, ``set_up`` it (first checking Kafka unless
+    ``kafka=False``), print ``started()`` and run it (``run``, default ``role.run``) until it stops."""
+    from cdx.cli.app import console
+
+    role.live = live
+    live.set_instances(list(instances))
+    stopped = on_stop_signals(role.stop)
+    serve_metrics(metrics_port)
+    try:
+        if set_up(role.setup, what, stopped, kafka=live.current.kafka.bootstrap_servers if kafka else None):
+            console.print(started())
+            (run or role.run)()
+    finally:
+        live.close()
+
+
 def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_backoff: float = 30.0,
            kafka: str | None = None) -> bool:
     """Run ``setup()``, retrying while it raises ``RetriableError`` (Kafka or a database not answering

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from cdx.cli.app import console, user_errors
+from cdx.cli.app import console, new_table, user_errors
 from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
 from cdx.errors import ConfigError, FatalError
 
@@ -55,8 +55,6 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Dead letters, newest last: channel, table, key, source position, group topic/partition/offset, error."""
-    from rich.table import Table
-
     from cdx.connectors.sink.letters import latest_by_origin, letter_status, read_letters
     from cdx.connectors.sink.tools import SinkTools
 
@@ -89,10 +87,9 @@ def list_(
     if as_json:
         typer.echo(json.dumps([{**x.to_json(), "status": s} for x, s in rows], indent=2, default=str))
         return
-    table = Table(title=f"Dead letters on {tools.dlq_topic} ({len(rows)} shown)")
-    for col in ("offset", "time (UTC)", "from", "channel", "table", "key", "source", "group topic [p]@offset",
-                "error", "status"):
-        table.add_column(col, overflow="fold")
+    table = new_table(f"Dead letters on {tools.dlq_topic} ({len(rows)} shown)", (
+        "offset", "time (UTC)", "from", "channel", "table", "key", "source", "group topic [p]@offset", "error",
+        "status"), overflow="fold")
     for x, s in rows:
         src = f"{x.source.get('topic')}[{x.source.get('partition')}]@{x.source.get('offset')}" if x.source else ""
         grp = f"{x.group_topic}[{x.partition}]@{x.offset}" if x.group_topic else ""

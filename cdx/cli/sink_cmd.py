@@ -5,14 +5,13 @@ sessions`` (download-session history)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from cdx.cli.app import console, user_errors
+from cdx.cli.app import console, new_table, user_errors
 from cdx.cli.common import (
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
@@ -20,8 +19,7 @@ from cdx.cli.common import (
     load,
     on_stop_signals,
     require_kafka,
-    serve_metrics,
-    set_up,
+    run_role,
     setup_logging,
 )
 from cdx.errors import FatalError
@@ -41,12 +39,6 @@ RETENTION_OPTION = typer.Option(14.0, help="Days of download sessions kept in ea
 MAX_SESSIONS_OPTION = typer.Option(50_000, help="Download sessions kept per database at most (0: no limit).")
 WAIT_OPTION = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped sink to release its channel"
                                                 " lock (a killed sink's SQLite lease: up to 30 s) before refusing.")
-
-
-def _settings(batch_size: int, retention_days: float = 14.0, max_sessions: int = 50_000) -> SinkSettings:
-    from cdx.connectors.sink.runner import SinkSettings
-
-    return SinkSettings(batch_size=batch_size, session_retention_days=retention_days, session_max_rows=max_sessions)
 
 
 def show_progress(catch: CatchUp, *, timeout: float | None = None, title: str = "bootstrap") -> bool:
@@ -136,29 +128,21 @@ def sink(
     On a terminal, a progress bar shows each database catching up with its group topic first
     (a new database bootstraps from the beginning of the topic)."""
     from cdx.connectors.sink.host import SinkHost
+    from cdx.connectors.sink.runner import SinkSettings
     from cdx.connectors.sink.spec import sink_specs
 
     setup_logging(verbose)
     live = live_topology(topology, "sink", serves=lambda t: [s.owner_id for s in sink_specs(t, channel or None)])
-    topo = live.current
-    host: SinkHost = SinkHost(topo, channel or None, _settings(batch_size, session_retention_days, max_sessions))
-    host.live = live
-    live.set_instances([s.owner_id for s in host.specs])
-    stopped = on_stop_signals(host.stop)
-    serve_metrics(metrics_port)
-    try:
-        _serve(host, stopped)
-    finally:
-        live.close()
+    host = SinkHost(live.current, channel or None, SinkSettings(
+        batch_size=batch_size, session_retention_days=session_retention_days, session_max_rows=max_sessions))
+    owners = [s.owner_id for s in host.specs]
+    run_role(live, host, owners, "sink", metrics_port, run=lambda: _serve(host), started=lambda: (
+        f"sinking {len(owners)} database{'s' if len(owners) != 1 else ''}: " + ", ".join(owners)))
 
 
-def _serve(host: SinkHost, stopped: threading.Event) -> None:
+def _serve(host: SinkHost) -> None:
     from cdx.connectors.sink.bootstrap import CatchUp
 
-    if not set_up(host.setup, "sink", stopped, kafka=host.topology.kafka.bootstrap_servers):
-        return
-    console.print(f"sinking {len(host.specs)} database{'s' if len(host.specs) != 1 else ''}: "
-                  + ", ".join(s.owner_id for s in host.specs))
     host.start()
     if console.is_terminal:
         catch = CatchUp(host)
@@ -284,8 +268,6 @@ def sessions_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The download-session history of one database, newest first."""
-    from rich.table import Table
-
     from cdx.connectors.sink import sessions as hist
     from cdx.connectors.sink.spec import sink_specs
     from cdx.connectors.sink.tools import open_database
@@ -302,10 +284,9 @@ def sessions_(
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in rows], indent=2, default=str))
         return
-    table = Table(title=f"Download sessions of {spec.owner_id} (newest first)")
-    for col in ("finished (UTC)", "kind", "status", "records", "upserted", "deleted", "filtered", "duplicates",
-                "dead", "offsets", "tables", "error / detail"):
-        table.add_column(col)
+    table = new_table(f"Download sessions of {spec.owner_id} (newest first)", (
+        "finished (UTC)", "kind", "status", "records", "upserted", "deleted", "filtered", "duplicates", "dead",
+        "offsets", "tables", "error / detail"))
     for s in rows:
         offsets = " ".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(s.offsets.items()))
         table.add_row(f"{s.finished_at:%Y-%m-%d %H:%M:%S}" if s.finished_at else "", s.kind,

@@ -86,8 +86,10 @@ def issue(tx: Tx, kind: AccountKind, caller: Caller, key: str, *, number: str | 
 
 
 def change(tx: Tx, kind: AccountKind, caller: Caller, key: str, number: str, units: int, *, debit: bool,
-           operation: str) -> dict[str, Any]:
-    """Add (``debit=False``) or take ``units``; 404 unknown, 409 void or (debit) not enough balance."""
+           operation: str, currency: str | None = None) -> dict[str, Any]:
+    """Add (``debit=False``) or take ``units``; 404 unknown, 409 void, (debit) not enough balance or
+    ``currency`` given and not the account's."""
+    _check_currency(tx, kind, caller, number, currency)
     t, bal = tx.t(kind.table), tx.q("BALANCE")
     sign = "-" if debit else "+"
     enough = f" AND {bal} >= {tx.p}" if debit else ""
@@ -118,7 +120,7 @@ def void(tx: Tx, kind: AccountKind, caller: Caller, key: str, number: str) -> di
     return {**_view(kind, after), "transaction": entry}
 
 
-def check_currency(tx: Tx, kind: AccountKind, caller: Caller, number: str, currency: str | None) -> None:
+def _check_currency(tx: Tx, kind: AccountKind, caller: Caller, number: str, currency: str | None) -> None:
     """409 when ``currency`` is given and is not the account's (404 when there is no such account)."""
     if currency is None:
         return

@@ -46,8 +46,6 @@ def balance(request: Request, number: str = MemoNumber, caller: Caller = Depends
 @router.post("/{number}/redeem", summary="Redeem a credit memo, fully or in part")
 def redeem(request: Request, body: RedeemCreditMemo, number: str = MemoNumber,
            caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> Response:
-    def work(tx: Any) -> tuple[int, dict[str, Any]]:
-        accounts.check_currency(tx, KIND, caller, number, body.currency)
-        return 200, accounts.change(tx, KIND, caller, key, number, to_cents(body.amount), debit=True,
-                                    operation="redeem")
-    return mutate(request, caller, key, body, work)
+    return mutate(request, caller, key, body, lambda tx: (200, accounts.change(
+        tx, KIND, caller, key, number, to_cents(body.amount), debit=True, operation="redeem",
+        currency=body.currency)))

@@ -47,11 +47,9 @@ def balance(request: Request, number: str = CardNumber, caller: Caller = Depends
 
 def _change(request: Request, caller: Caller, key: str, number: str, body: AmountChange, *, debit: bool,
             operation: str) -> Response:
-    def work(tx: Any) -> tuple[int, dict[str, Any]]:
-        accounts.check_currency(tx, KIND, caller, number, body.currency)
-        return 200, accounts.change(tx, KIND, caller, key, number, to_cents(body.amount), debit=debit,
-                                    operation=operation)
-    return mutate(request, caller, key, body, work)
+    return mutate(request, caller, key, body, lambda tx: (200, accounts.change(
+        tx, KIND, caller, key, number, to_cents(body.amount), debit=debit, operation=operation,
+        currency=body.currency)))
 
 
 @router.post("/{number}/add-value", summary="Add value to a gift card")

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdx.errors import FatalError
 from cdx.infra import process
 from cdx.infra.paths import state_dir
 
@@ -43,8 +44,9 @@ CLUSTER_PORT = int(os.environ.get("CDX_KAFKA_CLUSTER_PORT", "29192"))
 HEAP = {1: "768m", 3: "512m"}
 
 
-class KafkaLauncherError(RuntimeError):
-    """The launcher could not provide a broker; the message says why and where to look."""
+class KafkaLauncherError(FatalError, RuntimeError):
+    """The launcher could not provide a broker; the message says why and where to look (a ``FatalError``:
+    a ``cdx`` command reports it as one ``error:`` line)."""
 
 
 def kafka_version() -> str:

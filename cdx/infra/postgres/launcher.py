@@ -24,14 +24,16 @@ import subprocess
 import time
 from pathlib import Path
 
+from cdx.errors import FatalError
 from cdx.infra.paths import state_dir
 
 DEFAULT_PORT = 25432
 SUPERUSER = "postgres"
 
 
-class PostgresError(RuntimeError):
-    """The launcher could not provide a server; the message says why and what to do."""
+class PostgresError(FatalError, RuntimeError):
+    """The launcher could not provide a server; the message says why and what to do (a ``FatalError``:
+    a ``cdx`` command reports it as one ``error:`` line)."""
 
 
 def _port() -> int:
