@@ -132,7 +132,7 @@ def _without_follow_ons(issues: list[Issue], env_issues: list[Issue]) -> list[Is
 
 # -- locating issues ---------------------------------------------------------------------------
 def _locate_all(issues: list[Issue], parsed: Parsed) -> list[Issue]:
-    return [i if i.line is not None else i.located(line=_line_for_text_path(i.path, parsed)) for i in issues]
+    return [i if i.line is not None else i.located(line=parsed.line_of(parse_path(i.path))) for i in issues]
 
 
 _TOKEN_RE = re.compile(r"\[(\d+)\]|\[(['\"])(.*?)\2\]|\.?([^.\[]+)")
@@ -144,10 +144,6 @@ def parse_path(text: str) -> YPath:
     for index, _quote, quoted, plain in _TOKEN_RE.findall(text):
         out.append(int(index) if index else (quoted or plain))
     return tuple(out)
-
-
-def _line_for_text_path(text: str, parsed: Parsed) -> int | None:
-    return parsed.line_of(parse_path(text))
 
 
 def _walk(loc: tuple[Any, ...], data: Any, keep_last: bool) -> YPath:

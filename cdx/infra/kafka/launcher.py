@@ -56,13 +56,9 @@ def kafka_version() -> str:
     return match.group(1)
 
 
-def jars_dir() -> Path:
-    return state_dir() / "kafka" / f"jars-{kafka_version()}"
-
-
 def ensure_jars(quiet: bool = True) -> Path:
     """Resolve the broker jars once (Maven Central); return the folder holding them."""
-    target = jars_dir()
+    target = state_dir() / "kafka" / f"jars-{kafka_version()}"
     marker = target / ".complete"
     if marker.exists():
         return target
