@@ -19,7 +19,7 @@ or edit the list below.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,8 +41,6 @@ class ApplyContext:
     in_force: Revision | None
     changes: tuple[Change, ...] = ()
     tracking_retention: timedelta = timedelta(days=2)
-    options: dict[str, object] = field(default_factory=dict)
-    """Free-form settings a builder may read (set by the command's options)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,8 @@ import typer
 from cdx.topology.root import Topology
 
 if TYPE_CHECKING:
+    from cdx.connectors.sink.spec import SinkSpec
+    from cdx.dialects import Connection, Dialect
     from cdx.topology.live import LiveTopology
 
 TOPOLOGY_OPTION = typer.Option(None, "--topology", "-t", envvar="CDX_TOPOLOGY",
@@ -51,6 +54,20 @@ def live_topology(path: Path | None, role: str, interval: float = 1.0,
     live = LiveTopology.start(path or default_topology_path(), role, [], interval=interval, serves=serves)
     KAFKA["servers"] = live.current.kafka.bootstrap_servers
     return live
+
+
+@contextmanager
+def channel_database(spec: SinkSpec) -> Iterator[tuple[Connection, Dialect]]:
+    """An open connection to the database of ``spec`` (a channel or register) and its dialect; closed
+    after the block (what it did not commit is rolled back)."""
+    from cdx.connectors.sink.tools import open_database
+    from cdx.dialects import get_dialect
+
+    conn = open_database(spec)
+    try:
+        yield conn, get_dialect(spec.dialect)
+    finally:
+        conn.close()
 
 
 def require_kafka(topology: Topology) -> None:

@@ -73,17 +73,12 @@ def hash_key(key: str = typer.Argument(..., help="An API key, to print its SHA-2
 def init_realtime(topology: Path | None = TOPOLOGY_OPTION) -> None:
     """Create the Real-time Service's tables in the HQ database (idempotent)."""
     from cdx.dialects import get_dialect
-    from cdx.errors import ConfigError
     from cdx.realtime.schema import create_tables
+    from cdx.realtime.server import open_hq
 
     topo = load(topology)
     dialect = get_dialect(topo.hq.dialect.value)
-    try:
-        conn = dialect.connect(topo.hq.dsn)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot open the HQ database {topo.hq.redacted()}: {reason}; check hq.dsn in the"
-                          " topology and that the database is running") from None
+    conn = open_hq(dialect.connect, topo.hq.dsn, topo.hq.redacted())
     try:
         tables = create_tables(conn, dialect)
     finally:

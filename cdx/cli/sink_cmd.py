@@ -15,6 +15,7 @@ from cdx.cli.app import console, new_table, user_errors
 from cdx.cli.common import (
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
+    channel_database,
     live_topology,
     load,
     on_stop_signals,
@@ -223,8 +224,7 @@ def resync(
     from cdx.connectors.sink.spec import SinkSpec, sink_specs
     from cdx.connectors.sink.state import StateStore
     from cdx.connectors.sink.tables import TableManager
-    from cdx.connectors.sink.tools import SinkTools, open_database
-    from cdx.dialects import get_dialect
+    from cdx.connectors.sink.tools import SinkTools
 
     if verbose:
         setup_logging(True)
@@ -234,10 +234,8 @@ def resync(
     try:
         for spec in sink_specs(topo, channel):
             ensure_sink_stopped(tools, spec, wait)
-            d = get_dialect(spec.dialect)
-            store, sessions = StateStore(d, spec.topic), SessionLog(d, spec.owner_id)
-            conn = open_database(spec)
-            try:
+            with channel_database(spec) as (conn, d):
+                store, sessions = StateStore(d, spec.topic), SessionLog(d, spec.owner_id)
                 with d.transaction(conn):
                     store.ensure(conn)
                     sessions.ensure(conn)
@@ -250,8 +248,6 @@ def resync(
                 report = Resync(conn, d, spec, store, tables, Decoder(tools.codec, spec.topic), tools.config,
                                 dead_letter, sessions, guard=lock.confirm).run("requested with cdx channel resync")
                 lock.release(conn)
-            finally:
-                conn.close()
             console.print(f"[bold]{spec.owner_id}[/]: {report.records} records read, {report.live_rows} live rows,"
                           f" {report.upserted} upserted, {report.removed} removed, {report.refused} refused"
                           f" (dead-lettered), offsets now {report.ends}")
@@ -270,17 +266,10 @@ def sessions_(
     """The download-session history of one database, newest first."""
     from cdx.connectors.sink import sessions as hist
     from cdx.connectors.sink.spec import sink_specs
-    from cdx.connectors.sink.tools import open_database
-    from cdx.dialects import get_dialect
 
     (spec,) = sink_specs(load(topology), [channel])
-    d = get_dialect(spec.dialect)
-    conn = open_database(spec)
-    try:
+    with channel_database(spec) as (conn, d):
         rows = hist.recent(conn, d, spec.owner_id, limit)
-    finally:
-        conn.rollback()
-        conn.close()
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in rows], indent=2, default=str))
         return

@@ -1,4 +1,4 @@
-"""The ``Codec`` interface and its default implementation (Avro single-object encoding).
+"""The ``Codec`` interface (defined in ``cdx.codec.base``) and its default implementation (Avro single-object encoding).
 
 Every codec turns key/value dicts into Kafka record bytes and back::
 
@@ -21,64 +21,22 @@ format, ``registry.RegistryCodec``; also chosen when only ``schema_registry.url`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from cdx.codec.base import Codec, CodecBase, SchemaLike
 from cdx.codec.binary import read_body, write_body
-from cdx.codec.errors import DecodeError
 from cdx.codec.schema import AvroSchema
 from cdx.codec.schema_publisher import SchemaPublisher
 from cdx.codec.schema_store import SchemaStore
 from cdx.codec.single_object import frame, unframe
-
-SchemaLike = AvroSchema | Mapping[str, Any] | str
 
 AVRO = "avro"
 AVRO_REGISTRY = "avro-registry"
 CONNECT_JSON = "connect-json"
 ENCODINGS = (AVRO, AVRO_REGISTRY, CONNECT_JSON)
 """The values of the topology's ``kafka.encoding`` (and of ``make_codec``'s ``encoding`` key)."""
-
-
-@runtime_checkable
-class Codec(Protocol):
-    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes: ...
-
-    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None: ...
-
-    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]: ...
-
-    def decode_value(self, topic: str, data: bytes | None,
-                     reader: SchemaLike | None = None) -> dict[str, Any] | None: ...
-
-    def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema: ...
-
-
-class CodecBase:
-    """The ``Codec`` methods every wire format shares, over its ``_encode``/``_decode`` of one datum:
-    a ``None`` value is a tombstone (``None`` both ways), a missing key a ``DecodeError``."""
-
-    def _encode(self, topic: str, schema: SchemaLike, datum: Mapping[str, Any], is_key: bool) -> bytes:
-        raise NotImplementedError
-
-    def _decode(self, topic: str, data: bytes, reader: SchemaLike | None, is_key: bool) -> Any:
-        raise NotImplementedError
-
-    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes:
-        return self._encode(topic, schema, key, True)
-
-    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None:
-        return None if value is None else self._encode(topic, schema, value, False)
-
-    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]:
-        if data is None:
-            raise DecodeError(f"record on {topic} has no key")
-        out: dict[str, Any] = self._decode(topic, data, reader, True)
-        return out
-
-    def decode_value(self, topic: str, data: bytes | None,
-                     reader: SchemaLike | None = None) -> dict[str, Any] | None:
-        out: dict[str, Any] | None = None if data is None else self._decode(topic, data, reader, False)
-        return out
+__all__ = ["AVRO", "AVRO_REGISTRY", "CONNECT_JSON", "ENCODINGS", "Codec", "SchemaLike", "SingleObjectCodec",
+           "make_codec"]
 
 
 class SingleObjectCodec(CodecBase):

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cdx.codec import connect_schema as cs
+from cdx.codec.base import CodecBase, SchemaLike
 from cdx.codec.binary import read_body, write_body
-from cdx.codec.codec import CodecBase, SchemaLike
 from cdx.codec.errors import DecodeError, EncodeError, SchemaError
 from cdx.codec.naming import avro_name
 from cdx.codec.schema import AvroSchema

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cdx.codec.codec import CodecBase, SchemaLike
+from cdx.codec.base import CodecBase, SchemaLike
 from cdx.codec.errors import DecodeError, EncodeError, SchemaError, SchemaStoreUnavailable, UnknownSchemaError
 from cdx.codec.schema import AvroSchema
 from cdx.codec.single_object import MAGIC as SINGLE_OBJECT_MAGIC

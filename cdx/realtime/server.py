@@ -14,10 +14,12 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cdx.dialects import Connection
 from cdx.errors import ConfigError
 from cdx.realtime.config import RealtimeSettings
 from cdx.realtime.db import Hq, HqUnavailable
@@ -40,14 +42,19 @@ class Tls:
     client_ca: Path | None = None
 
 
-def check_hq(hq: Hq, where: str) -> None:
-    """Raise ``ConfigError`` unless HQ answers and holds the service's tables."""
+def open_hq(connect: Callable[[str], Connection], dsn: str, where: str) -> Connection:
+    """``connect(dsn)``; a failure is a ``ConfigError`` naming the HQ database ``where`` and the fix."""
     try:
-        conn = hq.caps.connect(hq.dsn)
+        return connect(dsn)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot open the HQ database {where}: {reason}; check hq.dsn in the topology and that"
                           " the database is running") from None
+
+
+def check_hq(hq: Hq, where: str) -> None:
+    """Raise ``ConfigError`` unless HQ answers and holds the service's tables."""
+    conn = open_hq(hq.caps.connect, hq.dsn, where)
     try:
         missing = missing_tables(conn, hq.caps.dialect)
     finally:
