@@ -113,6 +113,16 @@ class Node:
         return process.read_pid(self.pid_file)
 
 
+def nodes(size: int, name: str, port: int) -> tuple[Node, ...]:
+    """The ``size`` nodes of the cluster kept in ``<state>/kafka/<name>-<size>``: broker ports from ``port``,
+    controller ports from ``port + 50``."""
+    if size not in HEAP:
+        raise KafkaLauncherError(f"--brokers must be 1 or 3 (got {size})")
+    home = state_dir() / "kafka" / f"{name}-{size}"
+    return tuple(Node(node_id=i + 1, broker_port=port + i, controller_port=port + 50 + i, home=home / f"node-{i + 1}")
+                 for i in range(size))
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A local cluster of ``size`` combined broker/controller nodes."""
@@ -122,15 +132,7 @@ class Cluster:
 
     @classmethod
     def load(cls, size: int) -> Cluster:
-        if size not in HEAP:
-            raise KafkaLauncherError(f"--brokers must be 1 or 3 (got {size})")
-        base = SINGLE_PORT if size == 1 else CLUSTER_PORT
-        home = state_dir() / "kafka" / f"cluster-{size}"
-        nodes = tuple(
-            Node(node_id=i + 1, broker_port=base + i, controller_port=base + 50 + i, home=home / f"node-{i + 1}")
-            for i in range(size)
-        )
-        return cls(size=size, nodes=nodes)
+        return cls(size=size, nodes=nodes(size, "cluster", SINGLE_PORT if size == 1 else CLUSTER_PORT))
 
     @property
     def home(self) -> Path:
