@@ -75,3 +75,7 @@ async def current_caller(
         if entity.casefold() == legal_entity.casefold():
             return Caller(principal, entity)
     raise forbidden()
+
+
+CALLER = Depends(current_caller)
+"""The default of every operation's ``caller`` parameter: ``caller: Caller = CALLER``."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from cdx.realtime import accounts
-from cdx.realtime.auth import Caller, current_caller
+from cdx.realtime.auth import CALLER, Caller
 from cdx.realtime.common import NUMBER_PATTERN, Body, Code, Currency, Money, hq_of, mutate
 from cdx.realtime.idempotency import IdempotencyKey
 from cdx.realtime.units import from_cents, to_cents
@@ -30,22 +30,21 @@ class RedeemCreditMemo(Body):
 
 
 @router.post("", status_code=201, summary="Issue a credit memo")
-def issue(request: Request, body: IssueCreditMemo, caller: Caller = Depends(current_caller),
-          key: str = IdempotencyKey) -> Response:
+def issue(request: Request, body: IssueCreditMemo, caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, accounts.issue(
         tx, KIND, caller, key, number=None, units=to_cents(body.amount), currency=body.currency,
         customer=body.customer_account)))
 
 
 @router.get("/{number}", summary="Credit memo balance")
-def balance(request: Request, number: str = MemoNumber, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+def balance(request: Request, number: str = MemoNumber, caller: Caller = CALLER) -> dict[str, Any]:
     with hq_of(request).transaction(write=False) as tx:
         return accounts.read(tx, KIND, caller, number)
 
 
 @router.post("/{number}/redeem", summary="Redeem a credit memo, fully or in part")
 def redeem(request: Request, body: RedeemCreditMemo, number: str = MemoNumber,
-           caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> Response:
+           caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (200, accounts.change(
         tx, KIND, caller, key, number, to_cents(body.amount), debit=True, operation="redeem",
         currency=body.currency)))

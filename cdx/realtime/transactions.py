@@ -12,11 +12,11 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import Field, field_validator
 
-from cdx.realtime.auth import ID_PATTERN, Caller, current_caller
+from cdx.realtime.auth import CALLER, ID_PATTERN, Caller
 from cdx.realtime.common import Body, Quantity, document_id, hq_of, mutate
 from cdx.realtime.config import RealtimeSettings
 from cdx.realtime.db import Tx
@@ -94,7 +94,7 @@ def _view(tx: Tx, head: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/transactions/{receipt_id}", summary="A sale from any store of the legal entity, by receipt number")
 def lookup(request: Request, receipt_id: str = Path(pattern=RECEIPT_PATTERN),
-           store: str | None = Query(None, pattern=ID_PATTERN), caller: Caller = Depends(current_caller)
+           store: str | None = Query(None, pattern=ID_PATTERN), caller: Caller = CALLER
            ) -> dict[str, Any]:
     with hq_of(request).transaction(write=False) as tx:
         return _view(tx, _sale(tx, request.app.state.settings, caller, receipt_id, store))
@@ -135,7 +135,6 @@ def _return(tx: Tx, settings: RealtimeSettings, caller: Caller, body: NewReturn)
 
 
 @router.post("/returns", status_code=201, summary="Return items of a sale made in any store of the legal entity")
-def create_return(request: Request, body: NewReturn, caller: Caller = Depends(current_caller),
-                  key: str = IdempotencyKey) -> Response:
+def create_return(request: Request, body: NewReturn, caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     settings = request.app.state.settings
     return mutate(request, caller, key, body, lambda tx: (201, _return(tx, settings, caller, body)))
