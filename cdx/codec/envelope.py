@@ -87,18 +87,10 @@ class SourceInfo:
     version: str = SOURCE_VERSION
 
     def to_avro(self) -> dict[str, Any]:
-        snap = Snapshot(self.snapshot)
-        return {
-            "version": self.version,
-            "connector": self.connector,
-            "name": self.name,
-            "ts_ms": int(self.ts_ms),
-            "snapshot": snap.value,
-            "db": self.db,
-            "schema": self.schema,
-            "table": self.table,
-            "change_version": int(self.change_version),
-        }
+        out: dict[str, Any] = {f: getattr(self, f) for f in SOURCE_FIELDS}  # in the schema's field order
+        out.update(ts_ms=int(self.ts_ms), snapshot=Snapshot(self.snapshot).value,
+                   change_version=int(self.change_version))
+        return out
 
 
 def source_block(source: Mapping[str, Any]) -> dict[str, Any]:
