@@ -21,6 +21,17 @@ from cdx.errors import ConfigError, FatalError
 app = typer.Typer(help="Dead letters: list them, replay them once fixed.", no_args_is_help=True)
 
 
+def _of_channels(letters: list[Any], channel: list[str] | None) -> list[Any]:
+    """``letters`` of the channels given (all without ``channel``)."""
+    wanted = {c.casefold() for c in channel or ()}
+    return [x for x in letters if (x.channel or "").casefold() in wanted] if channel else letters
+
+
+def _one_choice(all_: bool, offset: list[int] | None) -> None:
+    if all_ == bool(offset):
+        raise ConfigError("give either --all or one or more --offset N")
+
+
 def _markers(topology: Any, owners: set[str]) -> dict[str, tuple[str, dict[tuple[int, int], dict[str, Any]] | None]]:
     """owner id (case-folded) -> (its group topic, its replay markers, None when unreachable)."""
     from cdx.connectors.sink.letters import load_markers
@@ -61,10 +72,7 @@ def list_(
     topo = load(topology)
     require_kafka(topo)
     tools = SinkTools(topo)
-    letters = read_letters(tools.config, tools.dlq_topic)
-    if channel:
-        wanted = {c.casefold() for c in channel}
-        letters = [x for x in letters if (x.channel or "").casefold() in wanted]
+    letters = _of_channels(read_letters(tools.config, tools.dlq_topic), channel)
     latest = latest_by_origin(letters)
     known = {d.owner_id.casefold() for d in topo.databases()}
     markers = _markers(topo, {(x.channel or "").casefold() for x in letters if x.component == "sink"} & known)
@@ -119,8 +127,7 @@ def replay(
     from cdx.connectors.sink.dlq_replay import FAILED_AGAIN, DlqReplayer
     from cdx.connectors.sink.tools import SinkTools
 
-    if all_ == bool(offset):
-        raise ConfigError("give either --all or one or more --offset N")
+    _one_choice(all_, offset)
     topo = load(topology)
     require_kafka(topo)
     tools = SinkTools(topo)
@@ -161,8 +168,7 @@ def ack(
     from cdx.connectors.sink.tools import SinkTools
     from cdx.connectors.upload.acks import acknowledge, load_acks, needs_attention
 
-    if all_ == bool(offset):
-        raise ConfigError("give either --all or one or more --offset N")
+    _one_choice(all_, offset)
     topo = load(topology)
     tools = SinkTools(topo)
     letters = read_letters(tools.config, tools.dlq_topic)
@@ -173,10 +179,7 @@ def ack(
             raise ConfigError(f"no dead letter at offset {missing[0]} of {tools.dlq_topic}; see cdx dlq list")
         chosen = [by_offset[o] for o in offset]
     else:
-        chosen = needs_attention(letters, load_acks(tools.config, topo.kafka.topic_prefix))
-        if channel:
-            wanted = {c.casefold() for c in channel}
-            chosen = [x for x in chosen if (x.channel or "").casefold() in wanted]
+        chosen = _of_channels(needs_attention(letters, load_acks(tools.config, topo.kafka.topic_prefix)), channel)
     n = acknowledge(tools.config, topo.kafka.topic_prefix, topo.kafka.replication_factor, chosen, note)
     console.print(f"{n} dead letter(s) acknowledged" + (": " + ", ".join(str(x.dlq_offset) for x in chosen)
                                                           if chosen else ""))
