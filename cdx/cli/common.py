@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,11 +63,8 @@ def channel_database(spec: SinkSpec) -> Iterator[tuple[Connection, Dialect]]:
     from cdx.connectors.sink.tools import open_database
     from cdx.dialects import get_dialect
 
-    conn = open_database(spec)
-    try:
+    with closing(open_database(spec)) as conn:
         yield conn, get_dialect(spec.dialect)
-    finally:
-        conn.close()
 
 
 def require_kafka(topology: Topology) -> None:
@@ -117,12 +114,10 @@ def run_role(live: LiveTopology, role: Any, instances: Iterable[str], what: str,
     live.set_instances(list(instances))
     stopped = on_stop_signals(role.stop)
     serve_metrics(metrics_port)
-    try:
+    with closing(live):
         if set_up(role.setup, what, stopped, kafka=live.current.kafka.bootstrap_servers if kafka else None):
             console.print(started())
             (run or role.run)()
-    finally:
-        live.close()
 
 
 def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_backoff: float = 30.0,

@@ -9,6 +9,7 @@ of the same record). ``replay`` applies pending channel letters to their databas
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +131,8 @@ def replay(
     _one_choice(all_, offset)
     topo = load(topology)
     require_kafka(topo)
-    tools = SinkTools(topo)
-    try:
+    with closing(SinkTools(topo)) as tools:
         outcomes = DlqReplayer(tools).replay(channel or None, offset or None)
-    finally:
-        tools.close()
     if as_json:
         typer.echo(json.dumps([o.to_json() for o in outcomes], indent=2))
     else:

@@ -8,6 +8,7 @@ replay is ``cdx replay``; the channel upload's is ``cdx channel upload --from-co
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from pathlib import Path
 
 import typer
@@ -124,7 +125,7 @@ def resnapshot(
     dialect = get_dialect(topo.hq.dialect.value)
     with naming(f"the HQ database ({topo.hq.redacted()})"):
         conn = dialect.connect(topo.hq.dsn)
-    try:
+    with closing(conn):
         value = requests.request_resnapshot(conn, dialect, name)
         console.print(f"re-snapshot of {name} requested ({value})")
         deadline = time.monotonic() + wait
@@ -136,5 +137,3 @@ def resnapshot(
         if wait > 0:
             console.print(f"no capture took it within {wait:g}s: it stays requested; the capture takes it when it"
                           " runs")
-    finally:
-        conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import typer
@@ -78,9 +79,6 @@ def init_realtime(topology: Path | None = TOPOLOGY_OPTION) -> None:
 
     topo = load(topology)
     dialect = get_dialect(topo.hq.dialect.value)
-    conn = open_hq(dialect.connect, topo.hq.dsn, topo.hq.redacted())
-    try:
+    with closing(open_hq(dialect.connect, topo.hq.dsn, topo.hq.redacted())) as conn:
         tables = create_tables(conn, dialect)
-    finally:
-        conn.close()
     console.print(f"Real-time Service tables ready in {topo.hq.redacted()}: {len(tables)} tables")

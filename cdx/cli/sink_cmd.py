@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -230,8 +231,7 @@ def resync(
         setup_logging(True)
     topo = load(topology)
     require_kafka(topo)
-    tools = SinkTools(topo)
-    try:
+    with closing(SinkTools(topo)) as tools:
         for spec in sink_specs(topo, channel):
             ensure_sink_stopped(tools, spec, wait)
             with channel_database(spec) as (conn, d):
@@ -251,8 +251,6 @@ def resync(
             console.print(f"[bold]{spec.owner_id}[/]: {report.records} records read, {report.live_rows} live rows,"
                           f" {report.upserted} upserted, {report.removed} removed, {report.refused} refused"
                           f" (dead-lettered), offsets now {report.ends}")
-    finally:
-        tools.close()
 
 
 @channel_app.command("sessions")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -138,12 +139,9 @@ def status(
 
     topo = load(topology)
     d = get_dialect(topo.hq.dialect.value)
-    conn = d.connect(topo.hq.dsn)
-    try:
+    with closing(d.connect(topo.hq.dsn)) as conn:
         summary = {s.channel: s for s in hist.summary(conn, d)}
         latest = hist.recent(conn, d, sessions)
-    finally:
-        conn.close()
     positions = _upload_positions(topo)
     pos_table, hq_table = _channel_tables(topo, positions, summary)
     console.print(pos_table)

@@ -15,6 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,8 @@ def open_hq(connect: Callable[[str], Connection], dsn: str, where: str) -> Conne
 
 def check_hq(hq: Hq, where: str) -> None:
     """Raise ``ConfigError`` unless HQ answers and holds the service's tables."""
-    conn = open_hq(hq.caps.connect, hq.dsn, where)
-    try:
+    with closing(open_hq(hq.caps.connect, hq.dsn, where)) as conn:
         missing = missing_tables(conn, hq.caps.dialect)
-    finally:
-        conn.close()
     if missing:
         raise ConfigError(f"the HQ database {where} lacks the Real-time Service tables ({', '.join(missing[:3])}"
                           f"{'...' if len(missing) > 3 else ''}); create them with `cdx hq init-realtime`")
@@ -159,10 +157,8 @@ def _run_uvicorn(settings: RealtimeSettings, hq: Hq, sock: socket.socket, tls: T
     # and one middleware less runs per request
     config = uvicorn.Config(app, log_level="info", access_log=access_log, timeout_graceful_shutdown=GRACE_SECONDS,
                             proxy_headers=False, **options)
-    try:
+    with closing(hq):
         uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        hq.close()
 
 
 __all__ = ["HqUnavailable", "Tls", "bind", "check_hq", "serve"]
