@@ -51,10 +51,10 @@ class NewReturn(Body):
 
 def _sale(tx: Tx, settings: RealtimeSettings, caller: Caller, receipt: str, store: str | None) -> dict[str, Any]:
     d, h = tx.d, settings.header_table
-    where = [d.quote_ident("DATAAREAID"), d.quote_ident("TRANSACTIONID")] + ([d.quote_ident("STORE")] if store else [])
-    params = [caller.legal_entity, receipt] + ([store] if store else [])
-    heads = tx.all(f"SELECT * FROM {d.qualified(h.schema, h.name)} WHERE "
-                   + " AND ".join(f"{w} = {tx.p}" for w in where), params)
+    names, params = ["DATAAREAID", "TRANSACTIONID"], [caller.legal_entity, receipt]
+    if store:
+        names, params = [*names, "STORE"], [*params, store]
+    heads = tx.all(f"SELECT * FROM {d.qualified(h.schema, h.name)} WHERE {tx.where(names)}", params)
     if not heads:
         raise not_found("sale")
     if len(heads) > 1:
