@@ -275,12 +275,14 @@ class SeedMerger:
         return items[index].origin if 0 <= index < len(items) else None
 
 
+def _data(**values: Any) -> dict[str, Any]:
+    """``values`` in order, without the ``None`` ones (left out of the topology)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _job_data(job: _Job) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": job.id}
-    if job.description:
-        data["description"] = job.description
-    data["direction"] = "upload" if job.is_upload else "download"
-    return data
+    return _data(id=job.id, description=job.description or None,
+                 direction="upload" if job.is_upload else "download")
 
 
 def _fields_data(fields: list[SeedField]) -> list[Any]:
@@ -288,26 +290,12 @@ def _fields_data(fields: list[SeedField]) -> list[Any]:
 
 
 def _subjob_data(s: _Subjob) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": s.id}
-    if s.description:
-        data["description"] = s.description
-    if s.is_upload:
-        data["direction"] = "upload"
-    data["hq_table"] = str(s.hq_table)
-    if s.channel_table is not None:
-        data["channel_table"] = str(s.channel_table)
-    data["fields"] = _fields_data(s.fields)
-    data["scheduled_by"] = [j for j, _ in s.scheduled_by]
-    if s.counter:
-        data["replication_counter"] = s.counter
-    if s.extension is not None:
-        ext: dict[str, Any] = {"table": str(s.extension.table)}
-        if s.extension.override:
-            ext["override_target"] = True
-        if s.extension.key:
-            ext["key"] = list(s.extension.key)
-        ext["fields"] = _fields_data(s.extension.fields)
-        data["extension"] = ext
-    if s.channel_filter:
-        data["channel_filter"] = dict(s.channel_filter)
-    return data
+    ext = s.extension
+    return _data(
+        id=s.id, description=s.description or None, direction="upload" if s.is_upload else None,
+        hq_table=str(s.hq_table), channel_table=None if s.channel_table is None else str(s.channel_table),
+        fields=_fields_data(s.fields), scheduled_by=[j for j, _ in s.scheduled_by],
+        replication_counter=s.counter or None,
+        extension=None if ext is None else _data(table=str(ext.table), override_target=ext.override or None,
+                                                 key=list(ext.key) or None, fields=_fields_data(ext.fields)),
+        channel_filter=dict(s.channel_filter) if s.channel_filter else None)
