@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 from rich.live import Live
@@ -173,12 +173,8 @@ def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, in
     """Refresh the view until ``done(snapshot)``; a live table on a terminal, a line every 5 s otherwise."""
     deadline = time.monotonic() + timeout
     interactive = console.is_terminal
-    live = Live(console=console, refresh_per_second=2, transient=False) if interactive else None
     last_line = 0.0
-    snap = snapshot(env, expected, sales)
-    try:
-        if live is not None:
-            live.start()
+    with Live(console=console, refresh_per_second=2, transient=False) if interactive else nullcontext() as live:
         while True:
             snap = snapshot(env, expected, sales, _lags(env))
             if live is not None:
@@ -198,9 +194,6 @@ def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, in
                     break
                 raise FatalError(f"{phase} did not finish within {timeout:.0f}s; logs in {env.run_dir / 'logs'}")
             time.sleep(1.0)
-    finally:
-        if live is not None:
-            live.stop()
     if not interactive and not quiet_timeout:
         console.print(render(snap, group, phase))
 
