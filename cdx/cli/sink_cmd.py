@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import closing
+from contextlib import closing, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,25 +49,20 @@ def show_progress(catch: CatchUp, *, timeout: float | None = None, title: str = 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     deadline = None if not timeout else time.monotonic() + timeout
-    if not console.is_terminal:
-        while not catch.done():
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.2)
-        return True
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console, transient=False) as bar:
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console, transient=False
+                   ) if console.is_terminal else None
+    with bar if bar is not None else nullcontext():
         tasks = {p.owner_id: bar.add_task(f"{title} {p.owner_id}", total=max(p.total, 1), state=p.status)
-                 for p in catch.progress()}
+                 for p in catch.progress()} if bar is not None else {}
         while True:
-            done = True
-            for p in catch.progress():
-                finished = p.caught_up or p.status in ("failed", "stopped")
-                done &= finished
+            progress = catch.progress()
+            for p in progress:
                 state = "caught up" if p.caught_up else p.status if p.status != "running" else ""
-                bar.update(tasks[p.owner_id], completed=p.total if p.caught_up else p.applied,
-                           total=max(p.total, 1), state=state)
-            if done:
+                if bar is not None:
+                    bar.update(tasks[p.owner_id], completed=p.total if p.caught_up else p.applied,
+                               total=max(p.total, 1), state=state)
+            if all(p.caught_up or p.status in ("failed", "stopped") for p in progress):  # as CatchUp.done
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
