@@ -199,7 +199,7 @@ def _subjobs(out: list[Change], old: Topology, new: Topology) -> None:
                 action = f"create {s.hq_table} at HQ; channels of {groups} start uploading {s.target}"
             out.append(Change("tables", f"table {s.hq_table} added (subjob {s.id!r})", action))
         else:
-            _subjob_change(out, o, s, new)
+            _subjob_change(out, o, s)
 
 
 def _fields_diff(out: list[Change], s: Subjob, table: str, before: tuple[FieldMap, ...],
@@ -226,7 +226,7 @@ def _fields_diff(out: list[Change], s: Subjob, table: str, before: tuple[FieldMa
                               f"channel schema change: rename column {old_name} to {f.channel_name}"))
 
 
-def _subjob_change(out: list[Change], o: Subjob, n: Subjob, new: Topology) -> None:
+def _subjob_change(out: list[Change], o: Subjob, n: Subjob) -> None:
     name = f"subjob {n.id!r}"
     if o.direction is not n.direction:
         out.append(Change("tables", f"{name} is now {n.direction.value}", "replication reverses: re-plan this table"))

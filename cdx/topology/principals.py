@@ -40,6 +40,10 @@ class KafkaPrincipals(Model):
     channels: dict[str, KafkaPrincipal] = Field(default_factory=dict)
     """By channel id or offline-register id: that database's sink (and, for a channel, its upload)."""
 
+    def identities(self) -> list[KafkaPrincipal]:
+        """Every identity given: the roles', then the channels'."""
+        return [p for p in (self.capture, self.router, self.upload_sink, *self.channels.values()) if p is not None]
+
 
 PRINCIPAL_ENV = "CDX_KAFKA_PRINCIPAL"
 ROLES = ("capture", "router", "upload_sink")
