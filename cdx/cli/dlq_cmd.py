@@ -45,12 +45,8 @@ def _markers(topology: Any, owners: set[str]) -> dict[str, tuple[str, dict[tuple
             continue
         d = get_dialect(spec.dialect)
         try:
-            conn = d.connect(spec.dsn)
-            try:
+            with closing(d.connect(spec.dsn)) as conn:  # closed without commit: a read
                 out[spec.owner_id.casefold()] = (spec.topic, load_markers(conn, d, spec.topic))
-            finally:
-                conn.rollback()
-                conn.close()
         except Exception:
             out[spec.owner_id.casefold()] = (spec.topic, None)
     return out

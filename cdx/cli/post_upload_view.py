@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 from cdx.cli.app import console, new_table
 from cdx.topology.root import Topology
 
@@ -15,12 +17,8 @@ def print_post_processing(topo: Topology, limit: int) -> None:
     if topo.hq.post_upload is None:
         return
     d = get_dialect(topo.hq.dialect.value)
-    conn = d.connect(topo.hq.dsn)
-    try:
+    with closing(d.connect(topo.hq.dsn)) as conn:  # closed without commit: a read
         rows = post.statuses(conn, d) if d.table_exists(conn, *kernel_ref(d, post.TABLE)) else []
-    finally:
-        conn.rollback()
-        conn.close()
     counts = {s: sum(1 for r in rows if r[1] == s) for s in (post.PENDING, post.DONE, post.FAILED)}
     table = new_table("Post-upload processing (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")",
                       ("session", "status", "attempts", "result", "error", "finished (UTC)"), overflow="fold")
