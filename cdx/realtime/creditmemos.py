@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from cdx.realtime import accounts
 from cdx.realtime.auth import CALLER, Caller
-from cdx.realtime.common import NUMBER_PATTERN, Body, Code, Currency, Money, hq_of, mutate
+from cdx.realtime.common import NUMBER_PATTERN, Body, Code, Currency, Money, mutate, read
 from cdx.realtime.idempotency import IdempotencyKey
 from cdx.realtime.units import from_cents, to_cents
 
@@ -38,8 +38,7 @@ def issue(request: Request, body: IssueCreditMemo, caller: Caller = CALLER, key:
 
 @router.get("/{number}", summary="Credit memo balance")
 def balance(request: Request, number: str = MemoNumber, caller: Caller = CALLER) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return accounts.read(tx, KIND, caller, number)
+    return read(request, lambda tx: accounts.read(tx, KIND, caller, number))
 
 
 @router.post("/{number}/redeem", summary="Redeem a credit memo, fully or in part")

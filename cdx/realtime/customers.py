@@ -20,7 +20,7 @@ from fastapi.responses import Response
 
 from cdx.dialects import ColumnInfo, LogicalType
 from cdx.realtime.auth import CALLER, Caller
-from cdx.realtime.common import CODE_PATTERN, Body, Code, Currency, Text, hq_of, mutate, next_number
+from cdx.realtime.common import CODE_PATTERN, Body, Code, Currency, Text, hq_of, mutate, next_number, read
 from cdx.realtime.config import RealtimeSettings
 from cdx.realtime.db import Tx
 from cdx.realtime.errors import ApiError, not_found
@@ -170,8 +170,7 @@ def update(request: Request, body: CustomerChange, account: str = Account, calle
 
 @router.get("/{account}", summary="One customer")
 def get(request: Request, account: str = Account, caller: Caller = CALLER) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return _one(_tables(request, tx), caller, account)
+    return read(request, lambda tx: _one(_tables(request, tx), caller, account))
 
 
 @router.get("", summary="Search customers by name (prefix, case-insensitive)")

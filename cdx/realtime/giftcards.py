@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from cdx.realtime import accounts
 from cdx.realtime.auth import CALLER, Caller
-from cdx.realtime.common import NUMBER_PATTERN, Body, Currency, Money, Number, hq_of, mutate
+from cdx.realtime.common import NUMBER_PATTERN, Body, Currency, Money, Number, mutate, read
 from cdx.realtime.idempotency import IdempotencyKey
 from cdx.realtime.units import from_cents, to_cents
 
@@ -40,8 +40,7 @@ def issue(request: Request, body: IssueGiftCard, caller: Caller = CALLER, key: s
 
 @router.get("/{number}", summary="Gift card balance")
 def balance(request: Request, number: str = CardNumber, caller: Caller = CALLER) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return accounts.read(tx, KIND, caller, number)
+    return read(request, lambda tx: accounts.read(tx, KIND, caller, number))
 
 
 def _change(request: Request, caller: Caller, key: str, number: str, body: AmountChange, *, debit: bool,

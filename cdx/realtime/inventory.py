@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from cdx.dialects import Connection, Dialect
 from cdx.realtime.auth import CALLER, Caller
-from cdx.realtime.common import CODE_PATTERN, Body, Code, Quantity, document_id, hq_of, mutate
+from cdx.realtime.common import CODE_PATTERN, Body, Code, Quantity, document_id, hq_of, mutate, read
 from cdx.realtime.db import SCHEMA, Tx
 from cdx.realtime.errors import conflict, not_found
 from cdx.realtime.idempotency import IdempotencyKey, now_text
@@ -144,8 +144,7 @@ def submit_count(request: Request, body: CountJournal, caller: Caller = CALLER, 
 @router.get("/count-journals/{journal_id}", summary="A submitted count journal")
 def count_journal(request: Request, journal_id: str = Path(pattern=CODE_PATTERN),
                   caller: Caller = CALLER) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return _journal(tx, caller, journal_id)
+    return read(request, lambda tx: _journal(tx, caller, journal_id))
 
 
 def add_order_lines(conn: Connection, dialect: Dialect, order_type: str, order_id: str, legal_entity: str,

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from cdx.realtime import accounts
 from cdx.realtime.auth import CALLER, Caller
-from cdx.realtime.common import CODE_PATTERN, NUMBER_PATTERN, Body, Code, Number, Points, hq_of, mutate
+from cdx.realtime.common import CODE_PATTERN, NUMBER_PATTERN, Body, Code, Number, Points, mutate, read
 from cdx.realtime.idempotency import IdempotencyKey
 
 KIND = accounts.AccountKind("LOYALTYCARD", "loyalty", "loyalty card", int)
@@ -35,14 +35,12 @@ def issue(request: Request, body: IssueLoyaltyCard, caller: Caller = CALLER, key
 @router.get("", summary="Look up the loyalty cards of a customer")
 def by_customer(request: Request, customer_account: str = Query(pattern=CODE_PATTERN),
                 caller: Caller = CALLER) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return {"cards": accounts.find_by_customer(tx, KIND, caller, customer_account)}
+    return read(request, lambda tx: {"cards": accounts.find_by_customer(tx, KIND, caller, customer_account)})
 
 
 @router.get("/{number}", summary="Loyalty card and its points balance")
 def lookup(request: Request, number: str = CardNumber, caller: Caller = CALLER) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return accounts.read(tx, KIND, caller, number)
+    return read(request, lambda tx: accounts.read(tx, KIND, caller, number))
 
 
 @router.post("/{number}/earn", summary="Earn points")

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from cdx.realtime.auth import CALLER, Caller
-from cdx.realtime.common import CODE_PATTERN, Body, Code, Money, Quantity, document_id, hq_of, mutate
+from cdx.realtime.common import CODE_PATTERN, Body, Code, Money, Quantity, document_id, hq_of, mutate, read
 from cdx.realtime.db import Tx
 from cdx.realtime.errors import conflict, not_found
 from cdx.realtime.idempotency import IdempotencyKey, now_text
@@ -121,8 +121,7 @@ def finish(request: Request, action: Literal["complete", "pickup"], order_id: st
 
 @router.get("/{order_id}", summary="One sales order with its lines")
 def get(request: Request, order_id: str = OrderId, caller: Caller = CALLER) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return _view(tx, _order(tx, caller, order_id))
+    return read(request, lambda tx: _view(tx, _order(tx, caller, order_id)))
 
 
 @router.get("", summary="The sales orders of a customer, newest first")

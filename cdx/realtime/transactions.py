@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from pydantic import Field, field_validator
 
 from cdx.realtime.auth import CALLER, ID_PATTERN, Caller
-from cdx.realtime.common import Body, Quantity, document_id, hq_of, mutate
+from cdx.realtime.common import Body, Quantity, document_id, mutate, read
 from cdx.realtime.config import RealtimeSettings
 from cdx.realtime.db import Tx
 from cdx.realtime.errors import conflict, not_found
@@ -96,8 +96,7 @@ def _view(tx: Tx, head: dict[str, Any]) -> dict[str, Any]:
 def lookup(request: Request, receipt_id: str = Path(pattern=RECEIPT_PATTERN),
            store: str | None = Query(None, pattern=ID_PATTERN), caller: Caller = CALLER
            ) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return _view(tx, _sale(tx, request.app.state.settings, caller, receipt_id, store))
+    return read(request, lambda tx: _view(tx, _sale(tx, request.app.state.settings, caller, receipt_id, store)))
 
 
 def _return(tx: Tx, settings: RealtimeSettings, caller: Caller, body: NewReturn) -> dict[str, Any]:
