@@ -67,6 +67,21 @@ def channel_database(spec: SinkSpec) -> Iterator[tuple[Connection, Dialect]]:
         yield conn, get_dialect(spec.dialect)
 
 
+def start_timestamp(from_offset: int | None, from_timestamp: str | None, from_beginning: bool | None = None
+                    ) -> int | None:
+    """For a replay: ``--from-timestamp`` in ms (None without it); ``ConfigError`` unless exactly one start
+    is given (``--from-beginning`` counts where the command has it: not None) and the offset is not negative."""
+    from cdx.connectors.sink.rewind import parse_timestamp
+    from cdx.errors import ConfigError
+
+    if sum((from_offset is not None, from_timestamp is not None, bool(from_beginning))) != 1:
+        raise ConfigError("give exactly one of --from-offset, --from-timestamp"
+                          + (", --from-beginning" if from_beginning is not None else ""))
+    if from_offset is not None and from_offset < 0:
+        raise ConfigError(f"--from-offset {from_offset}: must be 0 or more")
+    return parse_timestamp(from_timestamp) if from_timestamp is not None else None
+
+
 def require_kafka(topology: Topology) -> None:
     """For one-shot commands, before they change anything: ``KafkaUnreachable`` (one line naming the
     servers and the fix) at once when no bootstrap server accepts a connection."""
