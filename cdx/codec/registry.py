@@ -10,7 +10,7 @@ client between a test's producer and consumer codecs).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from cdx.codec.base import CodecBase, SchemaLike
@@ -56,7 +56,7 @@ class RegistryCodec(CodecBase):
         self.auto_register = auto_register
         self.use_latest_version = use_latest_version
         self._strategy = topic_subject_name_strategy
-        self._serializers: dict[tuple[str, bool], tuple[Any, Callable[..., Any]]] = {}
+        self._serializers: dict[tuple[str, bool], Any] = {}
         self._deserializers: dict[str | None, Any] = {}
         self._lock = threading.Lock()
 
@@ -80,7 +80,7 @@ class RegistryCodec(CodecBase):
         cache_key = (schema.identity, is_key)
         hit = self._serializers.get(cache_key)
         if hit is not None:
-            return hit[0]
+            return hit
         from confluent_kafka.schema_registry.avro import AvroSerializer
 
         prepare = schema.prepare
@@ -94,8 +94,7 @@ class RegistryCodec(CodecBase):
             "subject.name.strategy": self._strategy,
         })
         with self._lock:
-            self._serializers.setdefault(cache_key, (ser, to_dict))
-        return ser
+            return self._serializers.setdefault(cache_key, ser)
 
     def _encode(self, topic: str, schema: SchemaLike, datum: Mapping[str, Any], is_key: bool) -> bytes:
         from confluent_kafka.serialization import MessageField, SerializationContext
