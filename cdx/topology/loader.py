@@ -284,18 +284,17 @@ def _patch_lists(value: Any, exc: ValidationError) -> Any:
     return patched
 
 
-def _items(data: dict[str, Any], key: str, cls: type[BaseModel]) -> list[tuple[int, Any]]:
+def _list(data: dict[str, Any], key: str) -> list[Any]:
     raw = data.get(key)
-    if not isinstance(raw, list):
-        return []
-    return [(i, obj) for i, item in enumerate(raw) if (obj := _try(cls, item)) is not None]
+    return raw if isinstance(raw, list) else []
+
+
+def _items(data: dict[str, Any], key: str, cls: type[BaseModel]) -> list[tuple[int, Any]]:
+    return [(i, obj) for i, item in enumerate(_list(data, key)) if (obj := _try(cls, item)) is not None]
 
 
 def _declared(data: dict[str, Any], key: str) -> set[str]:
-    raw = data.get(key)
-    if not isinstance(raw, list):
-        return set()
-    return {str(i["id"]).casefold() for i in raw if isinstance(i, dict) and "id" in i}
+    return {str(i["id"]).casefold() for i in _list(data, key) if isinstance(i, dict) and "id" in i}
 
 
 def _partial(data: dict[str, Any]) -> Parts:

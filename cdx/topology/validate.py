@@ -152,15 +152,15 @@ def _check_groups(out: list[Issue], parts: Parts) -> None:
 
 def _owner(out: list[Issue], owners: dict[str, tuple[str, tuple[str | int, ...]]], owner_id: str, noun: str,
            path: tuple[str | int, ...]) -> None:
-    for key in {owner_id.casefold(), topics.collision_key(owner_id).casefold()}:
-        if key in owners:
-            first_noun, first_path = owners[key]
-            _issue(out, (*path, "id"),
-                   f"{noun} id {owner_id!r} is already used by a {first_noun} at {format_path(first_path)}; "
-                   "channel and register ids must be unique (they name upload topics)")
-            return
-    owners[owner_id.casefold()] = (noun, path)
-    owners[topics.collision_key(owner_id).casefold()] = (noun, path)
+    keys = {owner_id.casefold(), topics.collision_key(owner_id).casefold()}
+    clash = next(iter(keys & owners.keys()), None)
+    if clash is None:
+        owners.update(dict.fromkeys(keys, (noun, path)))
+        return
+    first_noun, first_path = owners[clash]
+    _issue(out, (*path, "id"), f"{noun} id {owner_id!r} is already used by a {first_noun} at"
+                               f" {format_path(first_path)}; channel and register ids must be unique (they name"
+                               " upload topics)")
 
 
 def _database(out: list[Issue], db_owner: dict[str, tuple[str, str, str]], db: Any,
