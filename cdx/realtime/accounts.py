@@ -38,13 +38,12 @@ def _view(kind: AccountKind, row: dict[str, Any]) -> dict[str, Any]:
             "customer_account": row["CUSTACCOUNT"], "issued_by": row["ISSUEDBY"], "created_at": row["CREATEDAT"]}
 
 
-def _columns() -> list[str]:
-    return ["NUMBER", "DATAAREAID", "CURRENCY", "BALANCE", "STATUS", "CUSTACCOUNT", "ISSUEDBY", "CREATEDAT"]
+_COLUMNS = ("NUMBER", "DATAAREAID", "CURRENCY", "BALANCE", "STATUS", "CUSTACCOUNT", "ISSUEDBY", "CREATEDAT")
 
 
 def _row(tx: Tx, kind: AccountKind, caller: Caller, number: str, lock: bool = False) -> dict[str, Any]:
     table, suffix = tx.caps.locked(tx.t(kind.table)) if lock else (tx.t(kind.table), "")
-    row = tx.one(f"SELECT {tx.cols(_columns())} FROM {table} WHERE {tx.where(['NUMBER', 'DATAAREAID'])}{suffix}",
+    row = tx.one(f"SELECT {tx.cols(_COLUMNS)} FROM {table} WHERE {tx.where(['NUMBER', 'DATAAREAID'])}{suffix}",
                  [number, caller.legal_entity])
     if row is None:
         raise not_found(kind.label)
@@ -56,7 +55,7 @@ def read(tx: Tx, kind: AccountKind, caller: Caller, number: str) -> dict[str, An
 
 
 def find_by_customer(tx: Tx, kind: AccountKind, caller: Caller, customer: str) -> list[dict[str, Any]]:
-    rows = tx.all(f"SELECT {tx.cols(_columns())} FROM {tx.t(kind.table)}"
+    rows = tx.all(f"SELECT {tx.cols(_COLUMNS)} FROM {tx.t(kind.table)}"
                   f" WHERE {tx.where(['CUSTACCOUNT', 'DATAAREAID'])} ORDER BY {tx.q('NUMBER')}",
                   [customer, caller.legal_entity])
     return [_view(kind, r) for r in rows]
@@ -95,7 +94,7 @@ def change(tx: Tx, kind: AccountKind, caller: Caller, key: str, number: str, uni
     enough = f" AND {bal} >= {tx.p}" if debit else ""
     params: list[Any] = [units, now_text(), number, caller.legal_entity, ACTIVE] + ([units] if debit else [])
     row = tx.update_returning(t, f"{bal} = {bal} {sign} {tx.p}, {tx.q('MODIFIEDAT')} = {tx.p}",
-                              tx.where(["NUMBER", "DATAAREAID", "STATUS"]) + enough, params, _columns(),
+                              tx.where(["NUMBER", "DATAAREAID", "STATUS"]) + enough, params, _COLUMNS,
                               ["NUMBER", "DATAAREAID"], [number, caller.legal_entity])
     if row is None:
         row = _row(tx, kind, caller, number)
