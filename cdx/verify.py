@@ -235,22 +235,16 @@ def _timestamp(value: dt.datetime, digits: int) -> str:
     return value.isoformat(sep=" ", timespec="microseconds")
 
 
-def _other(value: Any, digits: int) -> Any:
-    if isinstance(value, bool | int):
-        return _int(value, digits)
-    if isinstance(value, float | Decimal):
-        return _decimal(value, digits)
-    if isinstance(value, dt.datetime):
-        return _timestamp(value, digits)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return str(value)
-
-
 _BY_TYPE: dict[type, Any] = {int: _int, bool: _int, float: _decimal, Decimal: _decimal, dt.datetime: _timestamp,
                              dt.date: lambda v, _: v.isoformat(), uuid.UUID: lambda v, _: str(v)}
+"""Normalisers by exact type (datetime before date: subclasses are matched in this order by ``_other``)."""
+
+
+def _other(value: Any, digits: int) -> Any:
+    for kind, norm in _BY_TYPE.items():
+        if isinstance(value, kind):
+            return norm(value, digits)
+    return bytes(value).hex() if isinstance(value, bytes | bytearray | memoryview) else str(value)
 
 
 def normalise(value: Any, timestamp_digits: int = 6) -> Any:

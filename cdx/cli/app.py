@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from cdx.cli.boundary import error_boundary
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(
     name="cdx",
@@ -29,3 +34,13 @@ logging.getLogger("cdx.kafka.librdkafka").setLevel(logging.CRITICAL)
 
 user_errors = error_boundary
 """Decorator every command carries (see ``cdx.cli.boundary``): one ``error:`` line and exit 1, no traceback."""
+
+
+def new_table(title: str, columns: Iterable[str], **column_options: Any) -> Table:
+    """A rich table titled ``title`` with ``columns`` (``column_options``, e.g. ``overflow="fold"``, for each)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, **column_options)
+    return table

@@ -20,6 +20,7 @@ unchanged since then stay NULL until they change or the table is snapshotted aga
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import closing
 
 from cdx.errors import ConfigError
 from cdx.topology.diff import REROUTE, Change
@@ -55,20 +56,17 @@ def check_hq_columns(topology: Topology, fields: dict[str, tuple[Subjob, list[st
     with naming(f"the HQ database ({hq.redacted()})"):
         conn = connect(hq.dialect, hq.dsn)
     problems = []
-    try:
-        with d.transaction(conn):
-            for subjob, names in fields.values():
-                t = subjob.hq_table
-                try:
-                    have = {c.name.casefold() for c in d.introspect_columns(conn, t.schema, t.name)}
-                except ConfigError as exc:
-                    problems.append(f"subjob {subjob.id!r}: {exc}")
-                    continue
-                missing = [n for n in names if n.casefold() not in have]
-                if missing:
-                    problems.append(f"subjob {subjob.id!r}: {t} has no column {', '.join(missing)}")
-    finally:
-        conn.close()
+    with closing(conn), d.transaction(conn):
+        for subjob, names in fields.values():
+            t = subjob.hq_table
+            try:
+                have = {c.name.casefold() for c in d.introspect_columns(conn, t.schema, t.name)}
+            except ConfigError as exc:
+                problems.append(f"subjob {subjob.id!r}: {exc}")
+                continue
+            missing = [n for n in names if n.casefold() not in have]
+            if missing:
+                problems.append(f"subjob {subjob.id!r}: {t} has no column {', '.join(missing)}")
     if problems:
         raise ConfigError("new download fields name HQ columns that do not exist, nothing was applied: "
                           + "; ".join(problems) + " (add the columns at HQ first, or fix the field names)")

@@ -19,7 +19,8 @@ or edit the list below.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,8 +42,6 @@ class ApplyContext:
     in_force: Revision | None
     changes: tuple[Change, ...] = ()
     tracking_retention: timedelta = timedelta(days=2)
-    options: dict[str, object] = field(default_factory=dict)
-    """Free-form settings a builder may read (set by the command's options)."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +108,11 @@ def tracking_steps(ctx: ApplyContext) -> Iterable[Step]:
 
         with naming(f"the HQ database ({hq.redacted()})"):
             tracker = open_tracker(hq.dialect, hq.dsn)
-        try:  # only tables not tracked yet: enabling a tracked one re-installs triggers (deadlocks busy writers)
+        # only tables not tracked yet: enabling a tracked one re-installs triggers (deadlocks busy writers)
+        with closing(tracker.conn):
             todo = untracked_tables(tracker, [TableRef(schema, name) for schema, name in tables])
             if todo:
                 tracker.enable(todo, ctx.tracking_retention)
-        finally:
-            tracker.conn.close()
         return f"tracking {len(todo)} new table(s)" + (f" ({len(tables) - len(todo)} tracked already)"
                                                        if len(todo) < len(tables) else "")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -103,10 +104,8 @@ def enable_tracking(
         tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
     tables = [TableRef(s.hq_table.schema, s.hq_table.name) for s in topo.download_subjobs()
               if s.source_topic is None]
-    try:
+    with closing(tracker.conn):
         tracker.enable(tables, timedelta(days=retention_days))
-    finally:
-        tracker.conn.close()
     console.print(f"change tracking enabled on {len(tables)} tables (retention {retention_days:g} days)")
 
 
@@ -124,8 +123,6 @@ def tracking_cleanup(
     topo = load(topology)
     with naming(f"the HQ database ({topo.hq.redacted()})"):
         tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
-    try:
+    with closing(tracker.conn):
         tracker.cleanup(timedelta(hours=retention_hours) if retention_hours is not None else None)
-    finally:
-        tracker.conn.close()
     console.print("tracking cleanup done")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,8 @@ import typer
 from cdx.topology.root import Topology
 
 if TYPE_CHECKING:
+    from cdx.connectors.sink.spec import SinkSpec
+    from cdx.dialects import Connection, Dialect
     from cdx.topology.live import LiveTopology
 
 TOPOLOGY_OPTION = typer.Option(None, "--topology", "-t", envvar="CDX_TOPOLOGY",
@@ -53,6 +56,32 @@ def live_topology(path: Path | None, role: str, interval: float = 1.0,
     return live
 
 
+@contextmanager
+def channel_database(spec: SinkSpec) -> Iterator[tuple[Connection, Dialect]]:
+    """An open connection to the database of ``spec`` (a channel or register) and its dialect; closed
+    after the block (what it did not commit is rolled back)."""
+    from cdx.connectors.sink.tools import open_database
+    from cdx.dialects import get_dialect
+
+    with closing(open_database(spec)) as conn:
+        yield conn, get_dialect(spec.dialect)
+
+
+def start_timestamp(from_offset: int | None, from_timestamp: str | None, from_beginning: bool | None = None
+                    ) -> int | None:
+    """For a replay: ``--from-timestamp`` in ms (None without it); ``ConfigError`` unless exactly one start
+    is given (``--from-beginning`` counts where the command has it: not None) and the offset is not negative."""
+    from cdx.connectors.sink.rewind import parse_timestamp
+    from cdx.errors import ConfigError
+
+    if sum((from_offset is not None, from_timestamp is not None, bool(from_beginning))) != 1:
+        raise ConfigError("give exactly one of --from-offset, --from-timestamp"
+                          + (", --from-beginning" if from_beginning is not None else ""))
+    if from_offset is not None and from_offset < 0:
+        raise ConfigError(f"--from-offset {from_offset}: must be 0 or more")
+    return parse_timestamp(from_timestamp) if from_timestamp is not None else None
+
+
 def require_kafka(topology: Topology) -> None:
     """For one-shot commands, before they change anything: ``KafkaUnreachable`` (one line naming the
     servers and the fix) at once when no bootstrap server accepts a connection."""
@@ -87,6 +116,23 @@ def on_stop_signals(stop: Any) -> threading.Event:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     return stopped
+
+
+def run_role(live: LiveTopology, role: Any, instances: Iterable[str], what: str, metrics_port: int | None,
+             started: Callable[[], str], *, kafka: bool = True, run: Callable[[], None] | None = None) -> None:
+    """Serve a long-running ``role`` (``live``, ``setup``, ``stop``, ``run``) following ``live``: report its
+    ``instances``, stop it on SIGTERM/SIGINT, serve metrics, ``set_up`` it (first checking Kafka unless
+    ``kafka=False``), print ``started()`` and run it (``run``, default ``role.run``) until it stops."""
+    from cdx.cli.app import console
+
+    role.live = live
+    live.set_instances(list(instances))
+    stopped = on_stop_signals(role.stop)
+    serve_metrics(metrics_port)
+    with closing(live):
+        if set_up(role.setup, what, stopped, kafka=live.current.kafka.bootstrap_servers if kafka else None):
+            console.print(started())
+            (run or role.run)()
 
 
 def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_backoff: float = 30.0,

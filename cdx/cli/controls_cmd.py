@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
+from cdx.cli.common import TOPOLOGY_OPTION, channel_database, load, require_kafka
 from cdx.errors import ConfigError
 
 schedule_app = typer.Typer(help="Distribution schedules: windows, intervals, run now.", no_args_is_help=True)
@@ -19,19 +19,12 @@ schedule_app = typer.Typer(help="Distribution schedules: windows, intervals, run
 def _set_paused(topology: Path | None, ids: list[str], paused: bool) -> None:
     from cdx import controls
     from cdx.connectors.sink.spec import sink_specs
-    from cdx.connectors.sink.tools import open_database
-    from cdx.dialects import get_dialect
 
     topo = load(topology)
     specs = sink_specs(topo, ids)  # ConfigError naming unknown ids, before anything is written
     for spec in specs:
-        d = get_dialect(spec.dialect)
-        conn = open_database(spec)
-        try:
-            with d.transaction(conn):
-                controls.set_paused(conn, d, paused)
-        finally:
-            conn.close()
+        with channel_database(spec) as (conn, d), d.transaction(conn):
+            controls.set_paused(conn, d, paused)
         word = "paused: its sink and upload stop between two batches" if paused else "resumed"
         console.print(f"{spec.owner_id}: {word}")
 
@@ -66,8 +59,7 @@ def run_now(
     records up to the group topics' current end offsets; later records wait for the schedule again."""
     from cdx import controls
     from cdx.connectors.sink.spec import sink_specs
-    from cdx.connectors.sink.tools import SinkTools, open_database
-    from cdx.dialects import get_dialect
+    from cdx.connectors.sink.tools import SinkTools
     from cdx.kafka.reading import high_watermarks
     from cdx.topology.model import Direction
 
@@ -86,13 +78,8 @@ def run_now(
     for spec in specs:
         if spec.topic not in ends:
             ends[spec.topic] = high_watermarks(config, spec.topic)
-        d = get_dialect(spec.dialect)
-        conn = open_database(spec)
-        try:
-            with d.transaction(conn):
-                controls.raise_release(conn, d, sched.id, ends[spec.topic])
-        finally:
-            conn.close()
+        with channel_database(spec) as (conn, d), d.transaction(conn):
+            controls.raise_release(conn, d, sched.id, ends[spec.topic])
         console.print(f"{spec.owner_id}: schedule {sched.id} released up to {controls.encode_offsets(ends[spec.topic])}"
                       f" of {spec.topic}")
     if sched.plan.continuous:

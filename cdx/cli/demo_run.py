@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 from rich.live import Live
@@ -159,15 +160,12 @@ def _start_realtime(env: DemoEnv, group: ProcessGroup, owners: list[str]) -> Rea
 
 
 def _expected_counts(env: DemoEnv, owners: list[str]) -> dict[str, int]:
-    hq = env.hq()
-    try:
+    with closing(env.hq()) as hq:
         out = {}
         for owner in owners:
             rows = expected_channel_rows(hq, env.hq_dialect, env.topology, owner)
             out[owner] = sum(len(v) for v in rows.values())
         return out
-    finally:
-        hq.close()
 
 
 def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, int], sales: dict[str, int],
@@ -175,12 +173,8 @@ def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, in
     """Refresh the view until ``done(snapshot)``; a live table on a terminal, a line every 5 s otherwise."""
     deadline = time.monotonic() + timeout
     interactive = console.is_terminal
-    live = Live(console=console, refresh_per_second=2, transient=False) if interactive else None
     last_line = 0.0
-    snap = snapshot(env, expected, sales)
-    try:
-        if live is not None:
-            live.start()
+    with Live(console=console, refresh_per_second=2, transient=False) if interactive else nullcontext() as live:
         while True:
             snap = snapshot(env, expected, sales, _lags(env))
             if live is not None:
@@ -200,9 +194,6 @@ def _watch(env: DemoEnv, group: ProcessGroup, phase: str, expected: dict[str, in
                     break
                 raise FatalError(f"{phase} did not finish within {timeout:.0f}s; logs in {env.run_dir / 'logs'}")
             time.sleep(1.0)
-    finally:
-        if live is not None:
-            live.stop()
     if not interactive and not quiet_timeout:
         console.print(render(snap, group, phase))
 
@@ -233,15 +224,12 @@ def _lags(env: DemoEnv) -> dict[str, tuple[int | None, float | None]]:
 
 def _hq_traffic(env: DemoEnv, stop: threading.Event, rate: float, seed: int, done: dict[str, int]) -> None:
     rng = random.Random(seed + 1)
-    conn = env.hq()
     batch = max(1, int(rate / 10))
-    try:
+    with closing(env.hq()) as conn:
         while not stop.is_set():
             for op, n in hq_changes(conn, env.hq_dialect, rng, batch, batch=batch).items():
                 done[op] = done.get(op, 0) + n
             stop.wait(batch / rate)
-    finally:
-        conn.close()
 
 
 def _pos_traffic(env: DemoEnv, owner: str, stop: threading.Event, rate: float, seed: int, sales: dict[str, int],
@@ -253,16 +241,13 @@ def _pos_traffic(env: DemoEnv, owner: str, stop: threading.Event, rate: float, s
     hq.close()
     db = env.database(owner)
     d = get_dialect(db.dialect)
-    conn = connect(db.dialect, db.dsn)
-    try:
+    with closing(connect(db.dialect, db.dsn)) as conn:
         while not stop.is_set():
             result = write_sales(conn, d, term.channel, term.store, term.terminal, 1, rng,
                                  dataareaid=term.dataareaid, items=items)
             written.extend(result.transaction_ids)
             sales[owner] += len(result.transaction_ids)
             stop.wait(1.0 / rate)
-    finally:
-        conn.close()
 
 
 def _report(env: DemoEnv, owners: list[str], written: list[str], probe: LatencyProbe, hq_done: dict[str, int],

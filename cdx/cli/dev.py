@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.errors import ConfigError, FatalError
+from cdx.errors import ConfigError
 
 app = typer.Typer(help="Local development services: a real Kafka broker (KRaft) and PostgreSQL.",
                   no_args_is_help=True)
@@ -24,10 +24,7 @@ def pg_up() -> None:
     """Start (or find) PostgreSQL and print its DSN."""
     from cdx.infra.postgres import launcher
 
-    try:
-        console.print(launcher.up())
-    except launcher.PostgresError as exc:
-        raise FatalError(str(exc)) from exc
+    console.print(launcher.up())  # a PostgresError is a FatalError: one error line
 
 
 @pg_app.command("down")
@@ -75,20 +72,15 @@ def kafka_up(brokers: int = typer.Option(1, "--brokers", help="1 (combined broke
              security: str = SECURITY_OPTION,
              user: list[str] | None = USER_OPTION) -> None:
     """Start (or reuse) the local Kafka and print its bootstrap servers and log files."""
-    from cdx.infra.kafka import launcher
-
     users = dict(u.split("=", 1) for u in user or [] if "=" in u)
     if len(users) != len(user or []):
         raise ConfigError("--user takes NAME=PASSWORD (for example --user store-0001=s3cret)")
-    try:
-        cluster = _cluster(brokers, security, users)
-        bootstrap = cluster.up()
-        if users:
-            from cdx.infra.kafka.secure import upsert_scram_users
+    cluster = _cluster(brokers, security, users)  # a KafkaLauncherError is a FatalError: one error line
+    bootstrap = cluster.up()
+    if users:
+        from cdx.infra.kafka.secure import upsert_scram_users
 
-            upsert_scram_users(cluster.client_config(), users)  # storage formatted earlier: add them now
-    except launcher.KafkaLauncherError as exc:
-        raise FatalError(str(exc)) from exc
+        upsert_scram_users(cluster.client_config(), users)  # storage formatted earlier: add them now
     console.print(f"bootstrap servers: [bold]{bootstrap}[/]")
     if security != "plaintext":
         admin = cluster.client_config()
@@ -105,12 +97,7 @@ def kafka_up(brokers: int = typer.Option(1, "--brokers", help="1 (combined broke
 def kafka_down(brokers: int = typer.Option(1, "--brokers", help="1 or 3."),
                security: str = SECURITY_OPTION) -> None:
     """Stop exactly the broker processes the launcher started (by pid file)."""
-    from cdx.infra.kafka import launcher
-
-    try:
-        stopped = _cluster(brokers, security).down()
-    except launcher.KafkaLauncherError as exc:
-        raise FatalError(str(exc)) from exc
+    stopped = _cluster(brokers, security).down()
     console.print(f"stopped nodes: {stopped}" if stopped else "not running")
 
 
@@ -119,9 +106,4 @@ def kafka_down(brokers: int = typer.Option(1, "--brokers", help="1 or 3."),
 def kafka_status(brokers: int = typer.Option(1, "--brokers", help="1 or 3."),
                  security: str = SECURITY_OPTION) -> None:
     """Show each node's address, pid and log file."""
-    from cdx.infra.kafka import launcher
-
-    try:
-        console.print_json(json.dumps(_cluster(brokers, security).status()))
-    except launcher.KafkaLauncherError as exc:
-        raise FatalError(str(exc)) from exc
+    console.print_json(json.dumps(_cluster(brokers, security).status()))

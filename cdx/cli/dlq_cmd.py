@@ -9,16 +9,28 @@ of the same record). ``replay`` applies pending channel letters to their databas
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from cdx.cli.app import console, user_errors
+from cdx.cli.app import console, new_table, user_errors
 from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
 from cdx.errors import ConfigError, FatalError
 
 app = typer.Typer(help="Dead letters: list them, replay them once fixed.", no_args_is_help=True)
+
+
+def _of_channels(letters: list[Any], channel: list[str] | None) -> list[Any]:
+    """``letters`` of the channels given (all without ``channel``)."""
+    wanted = {c.casefold() for c in channel or ()}
+    return [x for x in letters if (x.channel or "").casefold() in wanted] if channel else letters
+
+
+def _one_choice(all_: bool, offset: list[int] | None) -> None:
+    if all_ == bool(offset):
+        raise ConfigError("give either --all or one or more --offset N")
 
 
 def _markers(topology: Any, owners: set[str]) -> dict[str, tuple[str, dict[tuple[int, int], dict[str, Any]] | None]]:
@@ -33,12 +45,8 @@ def _markers(topology: Any, owners: set[str]) -> dict[str, tuple[str, dict[tuple
             continue
         d = get_dialect(spec.dialect)
         try:
-            conn = d.connect(spec.dsn)
-            try:
+            with closing(d.connect(spec.dsn)) as conn:  # closed without commit: a read
                 out[spec.owner_id.casefold()] = (spec.topic, load_markers(conn, d, spec.topic))
-            finally:
-                conn.rollback()
-                conn.close()
         except Exception:
             out[spec.owner_id.casefold()] = (spec.topic, None)
     return out
@@ -55,18 +63,13 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Dead letters, newest last: channel, table, key, source position, group topic/partition/offset, error."""
-    from rich.table import Table
-
     from cdx.connectors.sink.letters import latest_by_origin, letter_status, read_letters
     from cdx.connectors.sink.tools import SinkTools
 
     topo = load(topology)
     require_kafka(topo)
     tools = SinkTools(topo)
-    letters = read_letters(tools.config, tools.dlq_topic)
-    if channel:
-        wanted = {c.casefold() for c in channel}
-        letters = [x for x in letters if (x.channel or "").casefold() in wanted]
+    letters = _of_channels(read_letters(tools.config, tools.dlq_topic), channel)
     latest = latest_by_origin(letters)
     known = {d.owner_id.casefold() for d in topo.databases()}
     markers = _markers(topo, {(x.channel or "").casefold() for x in letters if x.component == "sink"} & known)
@@ -89,10 +92,9 @@ def list_(
     if as_json:
         typer.echo(json.dumps([{**x.to_json(), "status": s} for x, s in rows], indent=2, default=str))
         return
-    table = Table(title=f"Dead letters on {tools.dlq_topic} ({len(rows)} shown)")
-    for col in ("offset", "time (UTC)", "from", "channel", "table", "key", "source", "group topic [p]@offset",
-                "error", "status"):
-        table.add_column(col, overflow="fold")
+    table = new_table(f"Dead letters on {tools.dlq_topic} ({len(rows)} shown)", (
+        "offset", "time (UTC)", "from", "channel", "table", "key", "source", "group topic [p]@offset", "error",
+        "status"), overflow="fold")
     for x, s in rows:
         src = f"{x.source.get('topic')}[{x.source.get('partition')}]@{x.source.get('offset')}" if x.source else ""
         grp = f"{x.group_topic}[{x.partition}]@{x.offset}" if x.group_topic else ""
@@ -122,15 +124,11 @@ def replay(
     from cdx.connectors.sink.dlq_replay import FAILED_AGAIN, DlqReplayer
     from cdx.connectors.sink.tools import SinkTools
 
-    if all_ == bool(offset):
-        raise ConfigError("give either --all or one or more --offset N")
+    _one_choice(all_, offset)
     topo = load(topology)
     require_kafka(topo)
-    tools = SinkTools(topo)
-    try:
+    with closing(SinkTools(topo)) as tools:
         outcomes = DlqReplayer(tools).replay(channel or None, offset or None)
-    finally:
-        tools.close()
     if as_json:
         typer.echo(json.dumps([o.to_json() for o in outcomes], indent=2))
     else:
@@ -164,8 +162,7 @@ def ack(
     from cdx.connectors.sink.tools import SinkTools
     from cdx.connectors.upload.acks import acknowledge, load_acks, needs_attention
 
-    if all_ == bool(offset):
-        raise ConfigError("give either --all or one or more --offset N")
+    _one_choice(all_, offset)
     topo = load(topology)
     tools = SinkTools(topo)
     letters = read_letters(tools.config, tools.dlq_topic)
@@ -176,10 +173,7 @@ def ack(
             raise ConfigError(f"no dead letter at offset {missing[0]} of {tools.dlq_topic}; see cdx dlq list")
         chosen = [by_offset[o] for o in offset]
     else:
-        chosen = needs_attention(letters, load_acks(tools.config, topo.kafka.topic_prefix))
-        if channel:
-            wanted = {c.casefold() for c in channel}
-            chosen = [x for x in chosen if (x.channel or "").casefold() in wanted]
+        chosen = _of_channels(needs_attention(letters, load_acks(tools.config, topo.kafka.topic_prefix)), channel)
     n = acknowledge(tools.config, topo.kafka.topic_prefix, topo.kafka.replication_factor, chosen, note)
     console.print(f"{n} dead letter(s) acknowledged" + (": " + ", ".join(str(x.dlq_offset) for x in chosen)
                                                           if chosen else ""))

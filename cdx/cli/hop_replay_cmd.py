@@ -8,12 +8,13 @@ replay is ``cdx replay``; the channel upload's is ``cdx channel upload --from-co
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from pathlib import Path
 
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
+from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka, start_timestamp
 
 capture_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 route_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -26,18 +27,6 @@ FROM_TIMESTAMP = typer.Option(None, "--from-timestamp", help="Start at the first
 PARTITION = typer.Option(None, "--partition", "-p", help="Only this partition (repeatable).")
 WAIT = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped role's group membership to expire"
                                         " before refusing.")
-
-
-def _start(from_offset: int | None, text: str | None) -> int | None:
-    """The ``--from-timestamp`` in ms; ``ConfigError`` unless exactly one start is given."""
-    from cdx.connectors.sink.rewind import parse_timestamp
-    from cdx.errors import ConfigError
-
-    if (from_offset is None) == (text is None):
-        raise ConfigError("give exactly one of --from-offset, --from-timestamp")
-    if from_offset is not None and from_offset < 0:
-        raise ConfigError(f"--from-offset {from_offset}: must be 0 or more")
-    return parse_timestamp(text) if text is not None else None
 
 
 def _moved(what: str, moved: dict[int, tuple[int, int]], then: str) -> None:
@@ -64,7 +53,7 @@ def route_replay(
     from cdx.streams.replay import download_subjob, replay_route
 
     topo = load(topology)
-    ts = _start(from_offset, from_timestamp)
+    ts = start_timestamp(from_offset, from_timestamp)
     download_subjob(topo, table)
     require_kafka(topo)
     result = replay_route(topo, table, from_offset=from_offset, from_timestamp_ms=ts, partitions=partition,
@@ -89,7 +78,7 @@ def upload_sink_replay(
     from cdx.connectors.upload.replay import replay_upload, upload_channel
 
     topo = load(topology)
-    ts = _start(from_offset, from_timestamp)
+    ts = start_timestamp(from_offset, from_timestamp)
     upload_channel(topo, channel)
     require_kafka(topo)
     result = replay_upload(topo, channel, from_offset=from_offset, from_timestamp_ms=ts, partitions=partition,
@@ -124,7 +113,7 @@ def resnapshot(
     dialect = get_dialect(topo.hq.dialect.value)
     with naming(f"the HQ database ({topo.hq.redacted()})"):
         conn = dialect.connect(topo.hq.dsn)
-    try:
+    with closing(conn):
         value = requests.request_resnapshot(conn, dialect, name)
         console.print(f"re-snapshot of {name} requested ({value})")
         deadline = time.monotonic() + wait
@@ -136,5 +125,3 @@ def resnapshot(
         if wait > 0:
             console.print(f"no capture took it within {wait:g}s: it stays requested; the capture takes it when it"
                           " runs")
-    finally:
-        conn.close()

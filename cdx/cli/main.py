@@ -85,11 +85,7 @@ def main() -> None:
     install_error_boundary(app)  # again: commands registered after the module-level call
     try:
         app()
-    except (SystemExit, KeyboardInterrupt) as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            sys.exit(report(exc))
-        raise
-    except Exception as exc:
+    except (KeyboardInterrupt, Exception) as exc:  # SystemExit (typer's own exits) passes
         sys.exit(report(exc))
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from cdx.cli.app import console, err_console, user_errors
+from cdx.cli.app import console, err_console, new_table, user_errors
 from cdx.cli.common import TOPOLOGY_OPTION, load
 from cdx.errors import ConfigError
 
@@ -93,11 +93,8 @@ def _run_with_progress(run: Callable[[Progress], list[DatabaseResult]], total: i
 
 
 def _summary(results: list[DatabaseResult], dry_run: bool) -> None:
-    from rich.table import Table
-
-    table = Table(title="extension scripts" + (" (dry run: nothing changed)" if dry_run else ""))
-    for col in ("database", "kind", "dialect", "ran", "skipped", "failed", "pending", "result"):
-        table.add_column(col)
+    table = new_table("extension scripts" + (" (dry run: nothing changed)" if dry_run else ""),
+                      ("database", "kind", "dialect", "ran", "skipped", "failed", "pending", "result"))
     for r in results:
         t = r.target
         failed = r.count("failed") + r.count("refused")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from cdx.cli.app import console
+from contextlib import closing
+
+from cdx.cli.app import console, new_table
 from cdx.topology.root import Topology
 
 
 def print_post_processing(topo: Topology, limit: int) -> None:
     """Counts per status and the latest ``limit`` calls; nothing when post-upload processing is off."""
-    from rich.table import Table
-
     from cdx.connectors.sink.sessions import kernel_ref
     from cdx.connectors.upload import post_processing as post
     from cdx.dialects import get_dialect
@@ -17,16 +17,11 @@ def print_post_processing(topo: Topology, limit: int) -> None:
     if topo.hq.post_upload is None:
         return
     d = get_dialect(topo.hq.dialect.value)
-    conn = d.connect(topo.hq.dsn)
-    try:
+    with closing(d.connect(topo.hq.dsn)) as conn:  # closed without commit: a read
         rows = post.statuses(conn, d) if d.table_exists(conn, *kernel_ref(d, post.TABLE)) else []
-    finally:
-        conn.rollback()
-        conn.close()
     counts = {s: sum(1 for r in rows if r[1] == s) for s in (post.PENDING, post.DONE, post.FAILED)}
-    table = Table(title="Post-upload processing (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")")
-    for col in ("session", "status", "attempts", "result", "error", "finished (UTC)"):
-        table.add_column(col, overflow="fold")
+    table = new_table("Post-upload processing (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")",
+                      ("session", "status", "attempts", "result", "error", "finished (UTC)"), overflow="fold")
     for session_id, status, attempts, result, error, finished in rows[:limit]:
         table.add_row(session_id, status if status != post.FAILED else f"[red]{status}[/]", str(attempts),
                       (result or "")[:60], (error or "")[:80], f"{finished:%Y-%m-%d %H:%M:%S}" if finished else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import typer
@@ -73,19 +74,11 @@ def hash_key(key: str = typer.Argument(..., help="An API key, to print its SHA-2
 def init_realtime(topology: Path | None = TOPOLOGY_OPTION) -> None:
     """Create the Real-time Service's tables in the HQ database (idempotent)."""
     from cdx.dialects import get_dialect
-    from cdx.errors import ConfigError
     from cdx.realtime.schema import create_tables
+    from cdx.realtime.server import open_hq
 
     topo = load(topology)
     dialect = get_dialect(topo.hq.dialect.value)
-    try:
-        conn = dialect.connect(topo.hq.dsn)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot open the HQ database {topo.hq.redacted()}: {reason}; check hq.dsn in the"
-                          " topology and that the database is running") from None
-    try:
+    with closing(open_hq(dialect.connect, topo.hq.dsn, topo.hq.redacted())) as conn:
         tables = create_tables(conn, dialect)
-    finally:
-        conn.close()
     console.print(f"Real-time Service tables ready in {topo.hq.redacted()}: {len(tables)} tables")

@@ -9,8 +9,7 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka, setup_logging
-from cdx.errors import ConfigError
+from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka, setup_logging, start_timestamp
 
 
 @user_errors
@@ -40,18 +39,14 @@ def replay(
     partitions are reset, so the records are applied again as idempotent upserts/deletes: once
     caught up, the database is identical to what it was."""
     from cdx.cli.sink_cmd import run_until_caught_up
-    from cdx.connectors.sink.rewind import ensure_sink_stopped, parse_timestamp, rewind
+    from cdx.connectors.sink.rewind import ensure_sink_stopped, rewind
     from cdx.connectors.sink.runner import SinkSettings
     from cdx.connectors.sink.spec import sink_specs
     from cdx.connectors.sink.tools import SinkTools
 
     if verbose:
         setup_logging(True)
-    if sum((from_offset is not None, from_timestamp is not None, from_beginning)) != 1:
-        raise ConfigError("give exactly one of --from-offset, --from-timestamp, --from-beginning")
-    if from_offset is not None and from_offset < 0:
-        raise ConfigError(f"--from-offset {from_offset}: must be 0 or more")
-    timestamp_ms = parse_timestamp(from_timestamp) if from_timestamp is not None else None
+    timestamp_ms = start_timestamp(from_offset, from_timestamp, from_beginning)
     topo = load(topology)
     (spec,) = sink_specs(topo, [channel])
     require_kafka(topo)

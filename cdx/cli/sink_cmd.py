@@ -5,23 +5,23 @@ sessions`` (download-session history)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
+from contextlib import closing, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from cdx.cli.app import console, user_errors
+from cdx.cli.app import console, new_table, user_errors
 from cdx.cli.common import (
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
+    channel_database,
     live_topology,
     load,
     on_stop_signals,
     require_kafka,
-    serve_metrics,
-    set_up,
+    run_role,
     setup_logging,
 )
 from cdx.errors import FatalError
@@ -43,37 +43,26 @@ WAIT_OPTION = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopp
                                                 " lock (a killed sink's SQLite lease: up to 30 s) before refusing.")
 
 
-def _settings(batch_size: int, retention_days: float = 14.0, max_sessions: int = 50_000) -> SinkSettings:
-    from cdx.connectors.sink.runner import SinkSettings
-
-    return SinkSettings(batch_size=batch_size, session_retention_days=retention_days, session_max_rows=max_sessions)
-
-
 def show_progress(catch: CatchUp, *, timeout: float | None = None, title: str = "bootstrap") -> bool:
     """Until every sink of ``catch`` caught up or stopped (or ``timeout``): a rich progress bar of
     records applied / group-topic end offsets on a terminal, nothing otherwise. True if done."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     deadline = None if not timeout else time.monotonic() + timeout
-    if not console.is_terminal:
-        while not catch.done():
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.2)
-        return True
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console, transient=False) as bar:
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console, transient=False
+                   ) if console.is_terminal else None
+    with bar if bar is not None else nullcontext():
         tasks = {p.owner_id: bar.add_task(f"{title} {p.owner_id}", total=max(p.total, 1), state=p.status)
-                 for p in catch.progress()}
+                 for p in catch.progress()} if bar is not None else {}
         while True:
-            done = True
-            for p in catch.progress():
-                finished = p.caught_up or p.status in ("failed", "stopped")
-                done &= finished
+            progress = catch.progress()
+            for p in progress:
                 state = "caught up" if p.caught_up else p.status if p.status != "running" else ""
-                bar.update(tasks[p.owner_id], completed=p.total if p.caught_up else p.applied,
-                           total=max(p.total, 1), state=state)
-            if done:
+                if bar is not None:
+                    bar.update(tasks[p.owner_id], completed=p.total if p.caught_up else p.applied,
+                               total=max(p.total, 1), state=state)
+            if all(p.caught_up or p.status in ("failed", "stopped") for p in progress):  # as CatchUp.done
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
@@ -136,29 +125,21 @@ def sink(
     On a terminal, a progress bar shows each database catching up with its group topic first
     (a new database bootstraps from the beginning of the topic)."""
     from cdx.connectors.sink.host import SinkHost
+    from cdx.connectors.sink.runner import SinkSettings
     from cdx.connectors.sink.spec import sink_specs
 
     setup_logging(verbose)
     live = live_topology(topology, "sink", serves=lambda t: [s.owner_id for s in sink_specs(t, channel or None)])
-    topo = live.current
-    host: SinkHost = SinkHost(topo, channel or None, _settings(batch_size, session_retention_days, max_sessions))
-    host.live = live
-    live.set_instances([s.owner_id for s in host.specs])
-    stopped = on_stop_signals(host.stop)
-    serve_metrics(metrics_port)
-    try:
-        _serve(host, stopped)
-    finally:
-        live.close()
+    host = SinkHost(live.current, channel or None, SinkSettings(
+        batch_size=batch_size, session_retention_days=session_retention_days, session_max_rows=max_sessions))
+    owners = [s.owner_id for s in host.specs]
+    run_role(live, host, owners, "sink", metrics_port, run=lambda: _serve(host), started=lambda: (
+        f"sinking {len(owners)} database{'s' if len(owners) != 1 else ''}: " + ", ".join(owners)))
 
 
-def _serve(host: SinkHost, stopped: threading.Event) -> None:
+def _serve(host: SinkHost) -> None:
     from cdx.connectors.sink.bootstrap import CatchUp
 
-    if not set_up(host.setup, "sink", stopped, kafka=host.topology.kafka.bootstrap_servers):
-        return
-    console.print(f"sinking {len(host.specs)} database{'s' if len(host.specs) != 1 else ''}: "
-                  + ", ".join(s.owner_id for s in host.specs))
     host.start()
     if console.is_terminal:
         catch = CatchUp(host)
@@ -239,21 +220,17 @@ def resync(
     from cdx.connectors.sink.spec import SinkSpec, sink_specs
     from cdx.connectors.sink.state import StateStore
     from cdx.connectors.sink.tables import TableManager
-    from cdx.connectors.sink.tools import SinkTools, open_database
-    from cdx.dialects import get_dialect
+    from cdx.connectors.sink.tools import SinkTools
 
     if verbose:
         setup_logging(True)
     topo = load(topology)
     require_kafka(topo)
-    tools = SinkTools(topo)
-    try:
+    with closing(SinkTools(topo)) as tools:
         for spec in sink_specs(topo, channel):
             ensure_sink_stopped(tools, spec, wait)
-            d = get_dialect(spec.dialect)
-            store, sessions = StateStore(d, spec.topic), SessionLog(d, spec.owner_id)
-            conn = open_database(spec)
-            try:
+            with channel_database(spec) as (conn, d):
+                store, sessions = StateStore(d, spec.topic), SessionLog(d, spec.owner_id)
                 with d.transaction(conn):
                     store.ensure(conn)
                     sessions.ensure(conn)
@@ -266,13 +243,9 @@ def resync(
                 report = Resync(conn, d, spec, store, tables, Decoder(tools.codec, spec.topic), tools.config,
                                 dead_letter, sessions, guard=lock.confirm).run("requested with cdx channel resync")
                 lock.release(conn)
-            finally:
-                conn.close()
             console.print(f"[bold]{spec.owner_id}[/]: {report.records} records read, {report.live_rows} live rows,"
                           f" {report.upserted} upserted, {report.removed} removed, {report.refused} refused"
                           f" (dead-lettered), offsets now {report.ends}")
-    finally:
-        tools.close()
 
 
 @channel_app.command("sessions")
@@ -284,28 +257,18 @@ def sessions_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The download-session history of one database, newest first."""
-    from rich.table import Table
-
     from cdx.connectors.sink import sessions as hist
     from cdx.connectors.sink.spec import sink_specs
-    from cdx.connectors.sink.tools import open_database
-    from cdx.dialects import get_dialect
 
     (spec,) = sink_specs(load(topology), [channel])
-    d = get_dialect(spec.dialect)
-    conn = open_database(spec)
-    try:
+    with channel_database(spec) as (conn, d):
         rows = hist.recent(conn, d, spec.owner_id, limit)
-    finally:
-        conn.rollback()
-        conn.close()
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in rows], indent=2, default=str))
         return
-    table = Table(title=f"Download sessions of {spec.owner_id} (newest first)")
-    for col in ("finished (UTC)", "kind", "status", "records", "upserted", "deleted", "filtered", "duplicates",
-                "dead", "offsets", "tables", "error / detail"):
-        table.add_column(col)
+    table = new_table(f"Download sessions of {spec.owner_id} (newest first)", (
+        "finished (UTC)", "kind", "status", "records", "upserted", "deleted", "filtered", "duplicates", "dead",
+        "offsets", "tables", "error / detail"))
     for s in rows:
         offsets = " ".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(s.offsets.items()))
         table.add_row(f"{s.finished_at:%Y-%m-%d %H:%M:%S}" if s.finished_at else "", s.kind,

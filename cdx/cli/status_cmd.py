@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from cdx.cli.app import console, user_errors
+from cdx.cli.app import console, new_table, user_errors
 from cdx.cli.common import TOPOLOGY_OPTION, load
 
 if TYPE_CHECKING:
@@ -50,21 +50,17 @@ def _lag(d: DatabaseStatus) -> tuple[str, str]:
 
 def render(st: Status) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    roles = Table(title=f"Roles (topic prefix {st.topic_prefix})")
-    for col in ("role", "name", "running", "detail"):
-        roles.add_column(col)
+    roles = new_table(f"Roles (topic prefix {st.topic_prefix})", ("role", "name", "running", "detail"))
     for r in st.roles:
         roles.add_row(r.role, r.name, _yes(r.running), r.detail)
     if st.roles:
         console.print(roles)
     if st.rollout is not None:
         render_rollout(st.rollout)
-    dbs = Table(title="Channel and register databases")
-    for col in ("database", "kind", "reachable", "sink", "last applied (UTC)", "stored offsets", "lag", "lag (s)",
-                "dead letters", "last error"):
-        dbs.add_column(col)
+    dbs = new_table("Channel and register databases", ("database", "kind", "reachable", "sink", "last applied (UTC)",
+                                                        "stored offsets", "lag", "lag (s)", "dead letters",
+                                                        "last error"))
     for d in st.databases:
         a, f = d.last_applied, d.last_failed
         offsets = " ".join(f"{p}:{o}/{d.end_offsets.get(p, '?')}" for p, o in sorted(d.stored_offsets.items()))
@@ -80,10 +76,9 @@ def render(st: Status) -> None:
                     offsets or "-", lag, lag_s, dead, f"[red]{error}[/]" if d.error else error)
     console.print(dbs)
     if st.uploads:
-        up = Table(title="Uploads (channel -> HQ)")
-        for col in ("channel", "table", "published counter", "low watermark", "open gaps", "received at HQ",
-                    "received (UTC)", "error"):
-            up.add_column(col, overflow="fold")
+        up = new_table("Uploads (channel -> HQ)", ("channel", "table", "published counter", "low watermark",
+                                                   "open gaps", "received at HQ", "received (UTC)", "error"),
+                       overflow="fold")
         for u in st.uploads:
             up.add_row(u.channel, u.table, *("" if v is None else str(v) for v in (
                 u.published_counter, u.low_watermark, u.open_gaps, u.received_counter, u.received_at)),
@@ -96,12 +91,10 @@ def render(st: Status) -> None:
 def render_rollout(r: Rollout) -> None:
     """The published topology revision and the revision each running role instance runs."""
     from rich.markup import escape
-    from rich.table import Table
 
     colour = "green" if r.complete else "yellow"
-    table = Table(title=f"Topology rollout: [{colour}]{escape(r.summary())}[/]")
-    for col in ("role", "instance", "revision", "state", "host/pid", "reported", "detail"):
-        table.add_column(col, overflow="fold")
+    table = new_table(f"Topology rollout: [{colour}]{escape(r.summary())}[/]",
+                      ("role", "instance", "revision", "state", "host/pid", "reported", "detail"), overflow="fold")
     for rep in r.reports:
         current = r.published is None or rep.sha256 == r.published.sha256
         revision = rep.revision if current else f"[yellow]{escape(rep.revision)}[/]"

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from cdx.cli.app import console, user_errors
+from cdx.cli.app import console, new_table, user_errors
 from cdx.cli.common import (
     HA_OPTION,
     LEASE_TIMEOUT_OPTION,
@@ -16,9 +17,7 @@ from cdx.cli.common import (
     TOPOLOGY_OPTION,
     live_topology,
     load,
-    on_stop_signals,
-    serve_metrics,
-    set_up,
+    run_role,
     setup_logging,
 )
 
@@ -60,23 +59,13 @@ def upload(
         raise ConfigError("--table only goes with --from-counter")
     setup_logging(verbose)
     live = live_topology(topology, "upload", serves=lambda t: [c.id for c in uploading_channels(t, channel or None)])
-    topo = live.current
-    connector = UploadConnector(topo, channel or None, UploadOptions(
+    connector = UploadConnector(live.current, channel or None, UploadOptions(
         poll_interval=poll_interval, batch_size=batch_size, gap_grace=gap_grace, gap_timeout=gap_timeout,
         max_backoff=max_backoff, from_counter=from_counter, from_tables=table or None, ha=ha,
         lease_timeout=lease_timeout))
-    connector.live = live
-    live.set_instances([c.id for c in connector.channels])
-    stopped = on_stop_signals(connector.stop)
-    serve_metrics(metrics_port)
-    try:
-        if not set_up(connector.setup, "upload", stopped, kafka=topo.kafka.bootstrap_servers):
-            return
-        console.print(f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels)
-                      + (" (each once it holds the channel's lease; standby until then)" if ha else ""))
-        connector.run()
-    finally:
-        live.close()
+    run_role(live, connector, [c.id for c in connector.channels], "upload", metrics_port,
+             lambda: f"uploading {len(connector.channels)} channels: " + ", ".join(c.id for c in connector.channels)
+             + (" (each once it holds the channel's lease; standby until then)" if ha else ""))
 
 
 @user_errors
@@ -98,18 +87,9 @@ def offline_sync(
                          serves=lambda t: [c.id for c in syncing_channels(t, channel or None)])
     sync = OfflineSync(live.current, channel or None, SyncOptions(poll_interval=poll_interval,
                                                                   gap_timeout=gap_timeout, max_backoff=max_backoff))
-    sync.live = live
-    live.set_instances([c.id for c in sync.channels])
-    stopped = on_stop_signals(sync.stop)
-    serve_metrics(metrics_port)
-    try:
-        if not set_up(sync.setup, "offline-sync", stopped):
-            return
-        registers = [r.id for c in sync.channels for r in c.offline_registers]
-        console.print(f"syncing {len(registers)} offline registers: " + ", ".join(registers))
-        sync.run()
-    finally:
-        live.close()
+    registers = lambda: [r.id for c in sync.channels for r in c.offline_registers]  # noqa: E731
+    run_role(live, sync, [c.id for c in sync.channels], "offline-sync", metrics_port, kafka=False,
+             started=lambda: f"syncing {len(registers())} offline registers: " + ", ".join(registers()))
 
 
 @user_errors
@@ -140,20 +120,11 @@ def upload_sink(
     if session_retention_days < 0 or max_sessions < 0:
         raise ConfigError("--session-retention-days and --max-sessions must be 0 or more (0: no limit)")
     live = live_topology(topology, "hq-upload-sink")
-    topo = live.current
-    sink = UploadSink(topo, SinkOptions(batch_size=batch_size, instance_id=instance_id,
-                                        session_retention_days=session_retention_days, session_max_rows=max_sessions))
-    sink.live = live
-    live.set_instances([instance_id or f"{socket.gethostname()}-{os.getpid()}"])
-    stopped = on_stop_signals(sink.stop)
-    serve_metrics(metrics_port)
-    try:
-        if not set_up(sink.setup, "upload sink", stopped, kafka=topo.kafka.bootstrap_servers):
-            return
-        console.print(f"applying uploads of {len(sink.channels)} channels to {len(sink.tables)} HQ tables")
-        sink.run()
-    finally:
-        live.close()
+    sink = UploadSink(live.current, SinkOptions(batch_size=batch_size, instance_id=instance_id,
+                                                session_retention_days=session_retention_days,
+                                                session_max_rows=max_sessions))
+    run_role(live, sink, [instance_id or f"{socket.gethostname()}-{os.getpid()}"], "upload sink", metrics_port,
+             lambda: f"applying uploads of {len(sink.channels)} channels to {len(sink.tables)} HQ tables")
 
 
 @user_errors
@@ -168,12 +139,9 @@ def status(
 
     topo = load(topology)
     d = get_dialect(topo.hq.dialect.value)
-    conn = d.connect(topo.hq.dsn)
-    try:
+    with closing(d.connect(topo.hq.dsn)) as conn:
         summary = {s.channel: s for s in hist.summary(conn, d)}
         latest = hist.recent(conn, d, sessions)
-    finally:
-        conn.close()
     positions = _upload_positions(topo)
     pos_table, hq_table = _channel_tables(topo, positions, summary)
     console.print(pos_table)
@@ -201,17 +169,12 @@ def _upload_positions(topo: Any) -> dict[str, Any]:
 
 def _channel_tables(topo: Any, positions: dict[str, Any], summary: dict[str, Any]) -> tuple[Any, Any]:
     """Per uploading channel: its tables' positions, and its HQ upload sessions summed up."""
-    from rich.table import Table
-
     from cdx.connectors.upload.uploader import uploading_channels
 
-    pos_table = Table(title="Upload positions (channel tables read so far)")
-    for col in ("channel", "table", "low watermark", "open gaps", "skipped"):
-        pos_table.add_column(col, overflow="fold")
-    hq_table = Table(title="Upload sessions at HQ")
-    for col in ("channel", "sessions", "failed", "inserted", "duplicates", "dead letters", "last session (UTC)",
-                "status"):
-        hq_table.add_column(col, overflow="fold")
+    pos_table = new_table("Upload positions (channel tables read so far)",
+                          ("channel", "table", "low watermark", "open gaps", "skipped"), overflow="fold")
+    hq_table = new_table("Upload sessions at HQ", ("channel", "sessions", "failed", "inserted", "duplicates",
+                                                   "dead letters", "last session (UTC)", "status"), overflow="fold")
     for c in uploading_channels(topo):
         mine = sorted((key.split("/", 1)[1], p) for key, p in positions.items() if key.startswith(f"{c.id}/"))
         if not mine:
@@ -230,12 +193,9 @@ def _channel_tables(topo: Any, positions: dict[str, Any], summary: dict[str, Any
 
 def _recent_sessions(latest: list[Any]) -> Any:
     """The latest upload sessions, one row each."""
-    from rich.table import Table
-
-    recent = Table(title=f"Latest {len(latest)} upload sessions")
-    for col in ("finished (UTC)", "channel", "job", "HQ table", "offsets", "received", "inserted", "duplicates",
-                "dead", "status", "error"):
-        recent.add_column(col, overflow="fold")
+    recent = new_table(f"Latest {len(latest)} upload sessions", (
+        "finished (UTC)", "channel", "job", "HQ table", "offsets", "received", "inserted", "duplicates", "dead",
+        "status", "error"), overflow="fold")
     for x in latest:
         recent.add_row(f"{x.finished_at:%H:%M:%S.%f}"[:-3] if x.finished_at else "", x.channel, x.job or "",
                        x.hq_table or "", f"{x.first_offset}-{x.last_offset}", str(x.rows_received),

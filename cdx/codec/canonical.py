@@ -63,10 +63,9 @@ def load_json(schema: Any) -> Any:
     return schema
 
 
-def _fullname(name: str, namespace: str | None) -> str:
-    if "." in name or not namespace:
-        return name
-    return f"{namespace}.{name}"
+def fullname(name: str, namespace: str | None) -> str:
+    """The full name of an Avro named type written as ``name`` inside ``namespace``."""
+    return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
 def _dump(value: Any) -> str:
@@ -82,7 +81,7 @@ class _Canon:
         if isinstance(schema, str):
             if schema in PRIMITIVES:
                 return _dump(schema)
-            return _dump(_fullname(schema, namespace))
+            return _dump(fullname(schema, namespace))
         if isinstance(schema, list):
             return "[" + ",".join(self.form(branch, namespace) for branch in schema) + "]"
         if not isinstance(schema, Mapping):
@@ -118,7 +117,7 @@ class _Canon:
         if not isinstance(name, str) or not name:
             raise SchemaError(f"named Avro type without a name: {schema!r}")
         own_ns = schema.get("namespace")
-        full = _fullname(name, own_ns if own_ns is not None else namespace)
+        full = fullname(name, own_ns if own_ns is not None else namespace)
         inner_ns = full.rpartition(".")[0] or None
         if full in self.defined:
             # A second definition of a name is invalid Avro; a reference is just the name.

@@ -1,4 +1,4 @@
-"""The ``Codec`` interface and its default implementation (Avro single-object encoding).
+"""The ``Codec`` interface (defined in ``cdx.codec.base``) and its default implementation (Avro single-object encoding).
 
 Every codec turns key/value dicts into Kafka record bytes and back::
 
@@ -21,39 +21,25 @@ format, ``registry.RegistryCodec``; also chosen when only ``schema_registry.url`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from cdx.codec.base import Codec, CodecBase, SchemaLike
 from cdx.codec.binary import read_body, write_body
-from cdx.codec.errors import DecodeError
 from cdx.codec.schema import AvroSchema
 from cdx.codec.schema_publisher import SchemaPublisher
 from cdx.codec.schema_store import SchemaStore
 from cdx.codec.single_object import frame, unframe
-
-SchemaLike = AvroSchema | Mapping[str, Any] | str
 
 AVRO = "avro"
 AVRO_REGISTRY = "avro-registry"
 CONNECT_JSON = "connect-json"
 ENCODINGS = (AVRO, AVRO_REGISTRY, CONNECT_JSON)
 """The values of the topology's ``kafka.encoding`` (and of ``make_codec``'s ``encoding`` key)."""
+__all__ = ["AVRO", "AVRO_REGISTRY", "CONNECT_JSON", "ENCODINGS", "Codec", "SchemaLike", "SingleObjectCodec",
+           "make_codec"]
 
 
-@runtime_checkable
-class Codec(Protocol):
-    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes: ...
-
-    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None: ...
-
-    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]: ...
-
-    def decode_value(self, topic: str, data: bytes | None,
-                     reader: SchemaLike | None = None) -> dict[str, Any] | None: ...
-
-    def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema: ...
-
-
-class SingleObjectCodec:
+class SingleObjectCodec(CodecBase):
     """Avro single-object encoding: ``C3 01`` + 8-byte LE CRC-64-AVRO fingerprint + Avro binary body.
 
     Encoding registers the writer schema in ``store`` and, with a ``publisher``, publishes it to the
@@ -72,33 +58,13 @@ class SingleObjectCodec:
             self.publisher.publish(s)
         return s
 
-    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes:
+    def _encode(self, topic: str, schema: SchemaLike, datum: Mapping[str, Any], is_key: bool) -> bytes:
         s = self._writer(schema)
-        return frame(s.fingerprint, write_body(s, key))
+        return frame(s.fingerprint, write_body(s, datum))
 
-    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None:
-        if value is None:
-            return None
-        s = self._writer(schema)
-        return frame(s.fingerprint, write_body(s, value))
-
-    def _decode(self, data: bytes, reader: SchemaLike | None) -> Any:
+    def _decode(self, topic: str, data: bytes, reader: SchemaLike | None, is_key: bool) -> Any:
         fp, body = unframe(data)
-        writer = self.store.resolve(fp)
-        return read_body(body, writer, AvroSchema.of(reader) if reader is not None else None)
-
-    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]:
-        if data is None:
-            raise DecodeError(f"record on {topic} has no key")
-        out: dict[str, Any] = self._decode(data, reader)
-        return out
-
-    def decode_value(self, topic: str, data: bytes | None,
-                     reader: SchemaLike | None = None) -> dict[str, Any] | None:
-        if data is None:
-            return None
-        out: dict[str, Any] = self._decode(data, reader)
-        return out
+        return read_body(body, self.store.resolve(fp), AvroSchema.of(reader) if reader is not None else None)
 
     def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema:
         fp, _ = unframe(data)

@@ -95,25 +95,25 @@ class Column:
         return avro_name(self.name)
 
 
+_AVRO_TYPES: dict[LogicalType, Any] = {
+    LogicalType.INT32: "int", LogicalType.INT64: "long", LogicalType.FLOAT64: "double", LogicalType.BOOL: "boolean",
+    LogicalType.DATE: {"type": "int", "logicalType": "date"},
+    LogicalType.TIMESTAMP: {"type": "long", "logicalType": "timestamp-micros"},
+    LogicalType.UUID: {"type": "string", "logicalType": "uuid"},
+}
+_SIMPLE_TYPES = {"int": LogicalType.INT32, "long": LogicalType.INT64, "float": LogicalType.FLOAT64,
+                 "double": LogicalType.FLOAT64, "boolean": LogicalType.BOOL}
+"""Avro types read back as columns (``float`` included, as other producers write it)."""
+
+
 def column_avro_type(column: Column) -> Any:
     """The Avro type of ``column``'s values, without the null branch."""
     t = column.type
-    if t is LogicalType.INT32:
-        return "int"
-    if t is LogicalType.INT64:
-        return "long"
-    if t is LogicalType.FLOAT64:
-        return "double"
-    if t is LogicalType.BOOL:
-        return "boolean"
     if t is LogicalType.DECIMAL:
         return {"type": "bytes", "logicalType": "decimal", "precision": column.precision, "scale": column.scale}
-    if t is LogicalType.DATE:
-        return {"type": "int", "logicalType": "date"}
-    if t is LogicalType.TIMESTAMP:
-        return {"type": "long", "logicalType": "timestamp-micros"}
-    if t is LogicalType.UUID:
-        return {"type": "string", "logicalType": "uuid"}
+    if t in _AVRO_TYPES:
+        fixed = _AVRO_TYPES[t]
+        return dict(fixed) if isinstance(fixed, dict) else fixed
     base = "string" if t is LogicalType.STRING else "bytes"
     if column.length is not None:
         return {"type": base, LENGTH_ATTR: column.length}
@@ -183,15 +183,8 @@ def avro_type_to_column(name: str, avro_type: Any, *, primary_key: bool = False)
         return col(LogicalType.TIMESTAMP)
     if logical == "uuid" and base == "string":
         return col(LogicalType.UUID)
-    simple = {
-        "int": LogicalType.INT32,
-        "long": LogicalType.INT64,
-        "float": LogicalType.FLOAT64,
-        "double": LogicalType.FLOAT64,
-        "boolean": LogicalType.BOOL,
-    }
-    if base in simple:
-        return col(simple[base])
+    if base in _SIMPLE_TYPES:
+        return col(_SIMPLE_TYPES[base])
     if base in ("string", "bytes"):
         return col(LogicalType.STRING if base == "string" else LogicalType.BYTES,
                    length=int(length) if length is not None else None)

@@ -22,12 +22,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cdx.codec import connect_schema as cs
+from cdx.codec.base import CodecBase, SchemaLike
 from cdx.codec.binary import read_body, write_body
 from cdx.codec.errors import DecodeError, EncodeError, SchemaError
 from cdx.codec.naming import avro_name
 from cdx.codec.schema import AvroSchema
 
-SchemaLike = AvroSchema | Mapping[str, Any] | str
 EPOCH_DATE = dt.date(1970, 1, 1)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _SCHEMA_PREFIX = '{"schema":'
@@ -39,7 +39,7 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-class ConnectJsonCodec:
+class ConnectJsonCodec(CodecBase):
     """``Codec`` writing and reading Kafka Connect JSON with embedded schemas (thread-safe)."""
 
     def __init__(self) -> None:
@@ -58,8 +58,8 @@ class ConnectJsonCodec:
                 self._connect[schema.identity] = hit
         return hit
 
-    def _encode(self, topic: str, schema: SchemaLike, datum: Any, what: str) -> bytes:
-        s = AvroSchema.of(schema)
+    def _encode(self, topic: str, schema: SchemaLike, datum: Mapping[str, Any], is_key: bool) -> bytes:
+        s, what = AvroSchema.of(schema), "key" if is_key else "value"
         connect, text = self._connect_schema(s)
         prepared = s.prepare(datum) if s.prepare is not None else datum
         try:
@@ -67,14 +67,6 @@ class ConnectJsonCodec:
             return (_SCHEMA_PREFIX + text + _PAYLOAD_SEP + _dumps(payload) + "}").encode()
         except (TypeError, ValueError) as e:
             raise EncodeError(f"{topic} {what} does not fit schema {s.name}: {e}") from None
-
-    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes:
-        return self._encode(topic, schema, key, "key")
-
-    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None:
-        if value is None:
-            return None
-        return self._encode(topic, schema, value, "value")
 
     # -- decode ---------------------------------------------------------------------------------
 
@@ -116,7 +108,7 @@ class ConnectJsonCodec:
                 self._avro[schema_text] = hit
         return hit
 
-    def _decode(self, topic: str, data: bytes, reader: SchemaLike | None) -> Any:
+    def _decode(self, topic: str, data: bytes, reader: SchemaLike | None, is_key: bool) -> Any:
         text, schema, payload = self._split(topic, data)
         writer = self._writer(topic, text, schema)
         value = _from_json(schema, payload, topic)
@@ -129,19 +121,6 @@ class ConnectJsonCodec:
             return read_body(write_body(writer, value), writer, r)
         except EncodeError as e:
             raise DecodeError(f"record on {topic}: {e}") from None
-
-    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]:
-        if data is None:
-            raise DecodeError(f"record on {topic} has no key")
-        out: dict[str, Any] = self._decode(topic, data, reader)
-        return out
-
-    def decode_value(self, topic: str, data: bytes | None,
-                     reader: SchemaLike | None = None) -> dict[str, Any] | None:
-        if data is None:
-            return None
-        out: dict[str, Any] | None = self._decode(topic, data, reader)
-        return out
 
     def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema:
         text, schema, _ = self._split(topic, data)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cdx.codec.canonical import fullname
 from cdx.codec.columns import COLUMN_ATTR, LENGTH_ATTR
 from cdx.codec.errors import SchemaError
 from cdx.codec.naming import avro_name
@@ -61,12 +62,6 @@ def to_connect(avro: Any) -> dict[str, Any]:
     return _to_connect(avro, {}, None)
 
 
-def _full_name(record: Mapping[str, Any], namespace: str | None) -> tuple[str, str | None]:
-    name = record["name"]
-    ns = record.get("namespace", namespace)
-    return (name if "." in name or not ns else f"{ns}.{name}"), (name.rsplit(".", 1)[0] if "." in name else ns)
-
-
 def _to_connect(avro: Any, named: dict[str, dict[str, Any]], namespace: str | None) -> dict[str, Any]:
     if isinstance(avro, list):
         branches = [b for b in avro if b != "null"]
@@ -84,7 +79,8 @@ def _to_connect(avro: Any, named: dict[str, dict[str, Any]], namespace: str | No
         raise SchemaError(f"not an Avro schema: {avro!r}")
     typ = avro.get("type")
     if typ == "record":
-        full, ns = _full_name(avro, namespace)
+        full = fullname(avro["name"], avro.get("namespace", namespace))
+        ns = full.rpartition(".")[0] or None
         out = {"type": "struct", "fields": [_connect_field(f, named, ns) for f in avro["fields"]],
                "optional": False, "name": full}
         named[full] = out

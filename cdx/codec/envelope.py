@@ -87,18 +87,10 @@ class SourceInfo:
     version: str = SOURCE_VERSION
 
     def to_avro(self) -> dict[str, Any]:
-        snap = Snapshot(self.snapshot)
-        return {
-            "version": self.version,
-            "connector": self.connector,
-            "name": self.name,
-            "ts_ms": int(self.ts_ms),
-            "snapshot": snap.value,
-            "db": self.db,
-            "schema": self.schema,
-            "table": self.table,
-            "change_version": int(self.change_version),
-        }
+        out: dict[str, Any] = {f: getattr(self, f) for f in SOURCE_FIELDS}  # in the schema's field order
+        out.update(ts_ms=int(self.ts_ms), snapshot=Snapshot(self.snapshot).value,
+                   change_version=int(self.change_version))
+        return out
 
 
 def source_block(source: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,17 +105,10 @@ def source_block(source: Mapping[str, Any]) -> dict[str, Any]:
     if position is None:
         position = next((source[k] for k in ("lsn", "change_lsn", "scn")
                          if isinstance(source.get(k), int) and not isinstance(source.get(k), bool)), 0)
-    return {
-        "version": str(source.get("version") or ""),
-        "connector": str(source.get("connector") or ""),
-        "name": str(source.get("name") or ""),
-        "ts_ms": int(source.get("ts_ms") or 0),
-        "snapshot": str(source.get("snapshot") or Snapshot.FALSE.value),
-        "db": str(source.get("db") or ""),
-        "schema": str(source.get("schema") or ""),
-        "table": str(source.get("table") or ""),
-        "change_version": int(position),
-    }
+    out: dict[str, Any] = {f: str(source.get(f) or "") for f in SOURCE_FIELDS}  # the text fields; then:
+    out.update(ts_ms=int(source.get("ts_ms") or 0), snapshot=str(source.get("snapshot") or Snapshot.FALSE.value),
+               change_version=int(position))
+    return out
 
 
 def key_schema(namespace: str, columns: Sequence[Column]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cdx.codec.canonical import NAMED, PRIMITIVES
+from cdx.codec.canonical import NAMED, PRIMITIVES, fullname
 from cdx.codec.errors import EncodeError, SchemaError
 
 Prepare = Callable[[Any], Any]
@@ -159,18 +159,14 @@ _PRIMITIVE_PREP: dict[str, Prepare] = {
 }
 
 
-def _fullname(name: str, namespace: str | None) -> str:
-    return name if "." in name or not namespace else f"{namespace}.{name}"
-
-
 def _branch_name(schema: Any, ns: str | None) -> str:
     """The name fastavro's tuple notation uses for a union branch."""
     if isinstance(schema, str):
-        return schema if schema in PRIMITIVES else _fullname(schema, ns)
+        return schema if schema in PRIMITIVES else fullname(schema, ns)
     if isinstance(schema, Mapping):
         typ = schema.get("type")
         if typ in NAMED:
-            return _fullname(schema["name"], schema.get("namespace", ns))
+            return fullname(schema["name"], schema.get("namespace", ns))
         if isinstance(typ, str):
             return _branch_name(typ, ns) if typ not in ("array", "map") else typ
     raise SchemaError(f"cannot name union branch {schema!r}")
@@ -186,7 +182,7 @@ class _Compiler:
         if isinstance(schema, str):
             if schema in PRIMITIVES:
                 return _PRIMITIVE_PREP.get(schema)
-            full = _fullname(schema, ns)
+            full = fullname(schema, ns)
             if full in self.named:
                 return self.named[full]
             if full in self.cells:
@@ -238,7 +234,7 @@ class _Compiler:
         return None
 
     def _named(self, schema: Mapping[str, Any], typ: str, ns: str | None) -> Prepare | None:
-        full = _fullname(schema["name"], schema.get("namespace", ns))
+        full = fullname(schema["name"], schema.get("namespace", ns))
         inner_ns = full.rpartition(".")[0] or None
         if typ not in ("record", "error"):
             self.named[full] = None

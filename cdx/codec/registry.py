@@ -10,15 +10,15 @@ client between a test's producer and consumer codecs).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from cdx.codec.base import CodecBase, SchemaLike
 from cdx.codec.errors import DecodeError, EncodeError, SchemaError, SchemaStoreUnavailable, UnknownSchemaError
 from cdx.codec.schema import AvroSchema
 from cdx.codec.single_object import MAGIC as SINGLE_OBJECT_MAGIC
 
 CONFIG_PREFIX = "schema_registry."
-SchemaLike = AvroSchema | Mapping[str, Any] | str
 
 
 def _is_transport_error(e: BaseException) -> bool:
@@ -46,7 +46,7 @@ def _registry_error(e: Exception, what: str, *, decoding: bool) -> Exception:
     return EncodeError(f"{what}: {type(e).__name__}: {e}")
 
 
-class RegistryCodec:
+class RegistryCodec(CodecBase):
     """``Codec`` over a Confluent Schema Registry (real, or ``mock://`` for tests)."""
 
     def __init__(self, client: Any, *, auto_register: bool = True, use_latest_version: bool = False) -> None:
@@ -56,7 +56,7 @@ class RegistryCodec:
         self.auto_register = auto_register
         self.use_latest_version = use_latest_version
         self._strategy = topic_subject_name_strategy
-        self._serializers: dict[tuple[str, bool], tuple[Any, Callable[..., Any]]] = {}
+        self._serializers: dict[tuple[str, bool], Any] = {}
         self._deserializers: dict[str | None, Any] = {}
         self._lock = threading.Lock()
 
@@ -80,7 +80,7 @@ class RegistryCodec:
         cache_key = (schema.identity, is_key)
         hit = self._serializers.get(cache_key)
         if hit is not None:
-            return hit[0]
+            return hit
         from confluent_kafka.schema_registry.avro import AvroSerializer
 
         prepare = schema.prepare
@@ -94,10 +94,9 @@ class RegistryCodec:
             "subject.name.strategy": self._strategy,
         })
         with self._lock:
-            self._serializers.setdefault(cache_key, (ser, to_dict))
-        return ser
+            return self._serializers.setdefault(cache_key, ser)
 
-    def _encode(self, topic: str, schema: SchemaLike, datum: Any, is_key: bool) -> bytes:
+    def _encode(self, topic: str, schema: SchemaLike, datum: Mapping[str, Any], is_key: bool) -> bytes:
         from confluent_kafka.serialization import MessageField, SerializationContext
 
         s = AvroSchema.of(schema)
@@ -110,14 +109,6 @@ class RegistryCodec:
         except Exception as e:
             raise _registry_error(e, what, decoding=False) from e
         return out
-
-    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes:
-        return self._encode(topic, schema, key, True)
-
-    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None:
-        if value is None:
-            return None
-        return self._encode(topic, schema, value, False)
 
     # -- decode ---------------------------------------------------------------------------------
 
@@ -152,19 +143,6 @@ class RegistryCodec:
             return self._deserializer(r)(data, ctx)
         except Exception as e:
             raise _registry_error(e, what, decoding=True) from e
-
-    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]:
-        if data is None:
-            raise DecodeError(f"record on {topic} has no key")
-        out: dict[str, Any] = self._decode(topic, data, reader, True)
-        return out
-
-    def decode_value(self, topic: str, data: bytes | None,
-                     reader: SchemaLike | None = None) -> dict[str, Any] | None:
-        if data is None:
-            return None
-        out: dict[str, Any] = self._decode(topic, data, reader, False)
-        return out
 
     def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema:
         self._check(topic, data)

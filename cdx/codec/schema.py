@@ -16,7 +16,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import SchemaParseException, UnknownType
 
-from cdx.codec.canonical import detailed_form, load_json, parsing_canonical_form, rabin64
+from cdx.codec.canonical import detailed_form, fullname, load_json, parsing_canonical_form, rabin64
 from cdx.codec.errors import SchemaError
 from cdx.codec.prepare import Prepare, compile_prepare
 
@@ -71,11 +71,7 @@ class AvroSchema:
     def name(self) -> str | None:
         """Full name of a named top-level schema (``ns.Envelope``), else None."""
         obj = self.to_dict()
-        if isinstance(obj, dict) and "name" in obj:
-            ns = obj.get("namespace")
-            n = obj["name"]
-            return n if "." in n or not ns else f"{ns}.{n}"
-        return None
+        return fullname(obj["name"], obj.get("namespace")) if isinstance(obj, dict) and "name" in obj else None
 
     def to_dict(self) -> Any:
         """A fresh copy of the schema's JSON value (usually a dict)."""

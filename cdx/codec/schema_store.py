@@ -104,25 +104,24 @@ class SchemaStore:
     def __len__(self) -> int:
         return len(self._schemas)
 
-    def get(self, fingerprint: bytes | str | int) -> AvroSchema | None:
-        """The schema if already known here (no Kafka read)."""
-        return self._schemas.get(fingerprint_key(fingerprint))
+    def _clashes(self, s: AvroSchema) -> bool:
+        """True if the fingerprint of ``s`` already names a different schema here."""
+        known = self._schemas.get(s.fingerprint_hex)
+        return known is not None and known.detailed != s.detailed
 
     def add(self, schema: AvroSchema | Mapping[str, Any] | str) -> AvroSchema:
         """Remember ``schema`` in memory; refuses a different schema with the same fingerprint."""
         s = AvroSchema.of(schema)
         key = s.fingerprint_hex
         with self._lock:
-            known = self._schemas.get(key)
-            if known is None:
-                self._schemas[key] = s
-            elif known.detailed != s.detailed:
+            if self._clashes(s):
                 raise SchemaConflictError(
                     f"fingerprint {key} already names a different schema: the two differ only in attributes the"
                     f" Avro canonical form ignores (logical types, decimal precision/scale, cdx.length).\n"
-                    f"  known: {known.detailed}\n  new:   {s.detailed}\n"
+                    f"  known: {self._schemas[key].detailed}\n  new:   {s.detailed}\n"
                     "Build the new schema with the next generation (SchemaStore.register_table does it)."
                 )
+            self._schemas.setdefault(key, s)
         return s
 
     def register(self, schema: AvroSchema | Mapping[str, Any] | str) -> bytes:
@@ -132,8 +131,7 @@ class SchemaStore:
         clashes with one published by an earlier run is caught (``SchemaConflictError``).
         """
         s = AvroSchema.of(schema)
-        known = self._schemas.get(s.fingerprint_hex)
-        if known is not None and known.detailed == s.detailed:
+        if s.fingerprint_hex in self._schemas and not self._clashes(s):
             return s.fingerprint
         if not self._synced and self.bootstrap_servers:
             self.refresh()
@@ -154,20 +152,12 @@ class SchemaStore:
         key_gen = value_gen = 0
         for _ in range(MAX_GENERATIONS):
             ts = TableSchemas.build(topic_or_table, cols, key_generation=key_gen, value_generation=value_gen)
-            clash = False
-            for attr in ("key", "value"):
-                s: AvroSchema = getattr(ts, attr)
-                known = self._schemas.get(s.fingerprint_hex)
-                if known is not None and known.detailed != s.detailed:
-                    clash = True
-                    if attr == "key":
-                        key_gen += 1
-                    else:
-                        value_gen += 1
-            if not clash:
+            key_clash, value_clash = self._clashes(ts.key), self._clashes(ts.value)
+            if not (key_clash or value_clash):
                 self.add(ts.key)
                 self.add(ts.value)
                 return ts
+            key_gen, value_gen = key_gen + key_clash, value_gen + value_clash
         raise SchemaError(f"{topic_or_table}: no free schema generation below {MAX_GENERATIONS}")
 
     # -- Kafka ----------------------------------------------------------------------------------
@@ -287,11 +277,10 @@ class SchemaStore:
         if key is not None and key.decode("ascii", "replace").lower() != s.fingerprint_hex:
             log.warning("ignoring schema at %s: key %r is not its fingerprint %s", where, key, s.fingerprint_hex)
             return 0
-        known = self._schemas.get(s.fingerprint_hex)
-        if known is None:
+        if s.fingerprint_hex not in self._schemas:
             self._schemas[s.fingerprint_hex] = s
             return 1
-        if known.detailed != s.detailed:
+        if self._clashes(s):
             msg = (f"schemas topic {self.topic!r} holds two different schemas for fingerprint {s.fingerprint_hex}"
                    f" (at {where}); records with it cannot be decoded safely")
             log.error(msg)

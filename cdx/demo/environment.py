@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cdx.demo.retail_schema import create_channel_upload_tables, create_hq_tables
+from cdx.demo.retail_schema import create_channel_upload_tables
 from cdx.demo.seed import seed_hq
 from cdx.dialects import Connection, Dialect, connect, get_dialect
 from cdx.realtime.schema import create_tables as create_realtime_tables
@@ -74,16 +74,12 @@ class DemoEnv:
     def _prepare_databases(self, scale: float, seed: int) -> dict[str, int]:
         d = self.hq_dialect
         conn = self.hq()
-        with d.transaction(conn):
-            create_hq_tables(conn, d, self.topology)
-        counts = seed_hq(conn, d, self.topology, scale=scale, seed=seed)
+        counts = seed_hq(conn, d, self.topology, scale=scale, seed=seed)  # creates the HQ tables first
         create_realtime_tables(conn, d)
         conn.close()
         for info in self.topology.databases():
-            cd = get_dialect(info.database.dialect)
             cconn = connect(info.database.dialect, info.database.dsn)
-            with cd.transaction(cconn):
-                create_channel_upload_tables(cconn, cd, self.topology)
+            create_channel_upload_tables(cconn, get_dialect(info.database.dialect), self.topology)
             cconn.close()
         return counts
 

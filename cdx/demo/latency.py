@@ -31,7 +31,6 @@ class LatencyProbe:
         so it never writes an amount a probed row already holds (that would be seen at once)."""
         self.samples_ms: list[float] = []
         self.lost = 0
-        self.deleted = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -44,16 +43,13 @@ class LatencyProbe:
         if self._thread is not None:
             self._thread.join(self.timeout + 5)
 
-    def _ph(self, dialect: Dialect) -> str:
-        return "?" if dialect.name == "sqlite" else "%s"
-
     def _run(self) -> None:
         hq, ch = self._hq_factory(), self._channel_factory()
         hq_table = self.hq_dialect.qualified("dbo", "PRICEDISCTABLE")
         ch_table = self.channel_dialect.qualified("ax", "PRICEDISCTABLE")
         q = self.hq_dialect.quote_ident
         c = self.channel_dialect.quote_ident
-        p, cp = self._ph(self.hq_dialect), self._ph(self.channel_dialect)
+        p, cp = self.hq_dialect.placeholder, self.channel_dialect.placeholder
         with self.hq_dialect.transaction(hq):
             recids = [r[0] for r in hq.execute(
                 f"SELECT {q('RECID')} FROM {hq_table} WHERE {q('DATAAREAID')} = {p} ORDER BY {q('RECID')}",
@@ -72,10 +68,8 @@ class LatencyProbe:
                 if seen is None and self._stop.is_set():
                     break  # stopped while waiting: neither seen nor lost
                 if seen is None:
-                    if self._exists(hq, hq_table, q, p, recid):
-                        self.lost += 1
-                    else:
-                        self.deleted += 1  # the workload deleted the probed row meanwhile
+                    # not lost when the workload deleted the probed row meanwhile
+                    self.lost += self._exists(hq, hq_table, q, p, recid)
                 else:
                     self.samples_ms.append((seen - committed) * 1000)
                 self._stop.wait(self.interval)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from rich.table import Table
@@ -35,9 +36,8 @@ def count_rows(demo: DemoEnv, owner: str) -> int:
     """Rows in the database's download tables (tables not created yet count 0)."""
     db = demo.database(owner)
     d = get_dialect(db.dialect)
-    conn = connect(db.dialect, db.dsn)
     total = 0
-    try:
+    with closing(connect(db.dialect, db.dsn)) as conn:
         for subjob in demo.topology.download_subjobs():
             target = subjob.target
             try:
@@ -45,18 +45,13 @@ def count_rows(demo: DemoEnv, owner: str) -> int:
             except Exception as exc:  # a table not created yet counts 0
                 log.debug("demo monitor: %s not countable yet: %s", target, exc)
             conn.rollback()
-    finally:
-        conn.close()
     return total
 
 
 def hq_sales(demo: DemoEnv) -> int:
     d = demo.hq_dialect
-    conn = demo.hq()
-    try:
+    with closing(demo.hq()) as conn:
         return int(conn.execute(f"SELECT count(*) FROM {d.qualified('dbo', 'RETAILTRANSACTIONTABLE')}").fetchone()[0])
-    finally:
-        conn.close()
 
 
 def snapshot(demo: DemoEnv, expected: dict[str, int], sales_written: dict[str, int],

@@ -20,7 +20,6 @@ from pathlib import Path
 @dataclass
 class Role:
     name: str
-    argv: tuple[str, ...]
     proc: subprocess.Popen[bytes]
     log: Path
 
@@ -42,7 +41,7 @@ class ProcessGroup:
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=self.env, start_new_session=True)
-        role = Role(name, tuple(args), proc, log)
+        role = Role(name, proc, log)
         self.roles[name] = role
         return role
 

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -154,11 +155,7 @@ class RealtimeScenario:
 def _accounts(topology: Topology, owner: str) -> set[str]:
     db = next(info.database for info in topology.databases() if info.owner_id == owner)
     d = get_dialect(db.dialect)
-    conn = connect(db.dialect, db.dsn)
-    try:
+    with closing(connect(db.dialect, db.dsn)) as conn:  # closed without commit: a read
         cur = conn.cursor()
         cur.execute(f"SELECT {d.quote_ident('ACCOUNTNUM')} FROM {d.qualified('ax', 'CUSTTABLE')}")
         return {str(r[0]) for r in cur.fetchall()}
-    finally:
-        conn.rollback()
-        conn.close()

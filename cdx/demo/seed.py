@@ -134,14 +134,11 @@ class _Gen:
                 yield {**common, "RECID": recid, "ACCOUNTCODE": 2, "ACCOUNTRELATION": "", "AMOUNT": base,
                        "QUANTITYAMOUNTFROM": Decimal(0), "QUANTITYAMOUNTTO": Decimal(0), **self.audit(rng)}
                 recid += 1
-                if rng.random() < 0.5:
-                    yield {**common, "RECID": recid, "ACCOUNTCODE": 1, "ACCOUNTRELATION": "VIP",
-                           "AMOUNT": (base * Decimal("0.9")).quantize(_CENT), "QUANTITYAMOUNTFROM": Decimal(0),
-                           "QUANTITYAMOUNTTO": Decimal(0), **self.audit(rng)}
-                else:
-                    yield {**common, "RECID": recid, "ACCOUNTCODE": 2, "ACCOUNTRELATION": "",
-                           "AMOUNT": (base * Decimal("0.95")).quantize(_CENT), "QUANTITYAMOUNTFROM": Decimal(5),
-                           "QUANTITYAMOUNTTO": Decimal(0), **self.audit(rng)}
+                vip = rng.random() < 0.5  # else a quantity break: 5% off from 5 pieces
+                yield {**common, "RECID": recid, "ACCOUNTCODE": 1 if vip else 2,
+                       "ACCOUNTRELATION": "VIP" if vip else "", "AMOUNT": (base * Decimal("0.9" if vip else "0.95"))
+                       .quantize(_CENT), "QUANTITYAMOUNTFROM": Decimal(0 if vip else 5),
+                       "QUANTITYAMOUNTTO": Decimal(0), **self.audit(rng)}
 
     def retailperiodicdiscount(self) -> Iterator[dict[str, Any]]:
         rng, recid = self.rng("RETAILPERIODICDISCOUNT"), RECID_BASE["RETAILPERIODICDISCOUNT"]

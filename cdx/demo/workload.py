@@ -35,10 +35,6 @@ MIX: dict[str, int] = {"price_update": 50, "product_insert": 10, "price_delete":
 """Operation -> relative weight."""
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
 def _take(rng: random.Random, items: list[Any]) -> Any:
     """Remove and return a random element in O(1) (order of the rest is not kept)."""
     i = rng.randrange(len(items))
@@ -180,7 +176,7 @@ def hq_changes(conn: Connection, dialect: Dialect, rng: random.Random, n: int, *
     counts = dict.fromkeys(_OPS, 0)
     for start in range(0, n, max(1, batch)):
         with dialect.transaction(conn):
-            now = _utcnow()
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             for op in ops[start:start + max(1, batch)]:
                 counts[_OPS[op](hq, rng, now)] += 1
     return counts

@@ -133,10 +133,9 @@ def _control_grants(topology: Topology) -> Iterator[Grant]:
     p = topology.kafka.principals
     assert p is not None
     prefix = topology.kafka.topic_prefix
-    for identity in [p.capture, p.router, p.upload_sink, *p.channels.values()]:
-        if identity is not None:
-            yield from _grants(identity.principal, TOPIC, [topics.topology_topic(prefix)], [READ])
-            yield from _grants(identity.principal, TOPIC, [topics.topology_roles_topic(prefix)], [WRITE])
+    for identity in p.identities():
+        yield from _grants(identity.principal, TOPIC, [topics.topology_topic(prefix)], [READ])
+        yield from _grants(identity.principal, TOPIC, [topics.topology_roles_topic(prefix)], [WRITE])
 
 
 def _channel_grants(topology: Topology, uploading: list[str]) -> Iterator[Grant]:
@@ -180,8 +179,7 @@ def plan_acls(config: Mapping[str, Any], topology: Topology, timeout: float = 30
     p = topology.kafka.principals
     if p is None:
         return AclPlan((), ())
-    identities = [p.capture, p.router, p.upload_sink, *p.channels.values()]
-    principals = {i.principal for i in identities if i is not None}
+    principals = {i.principal for i in p.identities()}
     prefix = topology.kafka.topic_prefix
     have = {g for g in existing_acls(config, principals, timeout)
             if g.name.startswith((prefix + ".", prefix + "-")) or g in desired}

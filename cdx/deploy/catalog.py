@@ -49,11 +49,8 @@ def min_insync_replicas(replication_factor: int) -> int:
 
 def uploading_channel_ids(topology: Topology) -> list[str]:
     """Channels with at least one upload subjob in their group (they get an upload topic)."""
-    out = []
-    for info in topology.channels():
-        if topology.subjobs_for_group(info.group.id, Direction.UPLOAD):
-            out.append(info.channel.id)
-    return out
+    return [info.channel.id for info in topology.channels()
+            if topology.subjobs_for_group(info.group.id, Direction.UPLOAD)]
 
 
 def desired_topics(topology: Topology) -> list[DesiredTopic]:

@@ -14,13 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def _start_time(pid: int) -> str | None:
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the parenthesised command name (state first, start
+    time 20th), or None when there is no such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    # field 22 (starttime) after the parenthesised command name
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _start_time(pid: int) -> str | None:
+    stat = _stat(pid)
+    return stat[19] if stat is not None else None
 
 
 def spawn(argv: Sequence[str], *, log_file: Path, pid_file: Path, env: dict[str, str] | None = None,
@@ -45,17 +50,9 @@ def read_pid(pid_file: Path) -> int | None:
     if not parts:
         return None
     pid = int(parts[0])
-    started = _start_time(pid)
-    if started is None:
-        return None
-    if len(parts) > 1 and parts[1] != started:
-        return None  # the pid was recycled by another process
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return None
-    except OSError:
-        return None
+    stat = _stat(pid)
+    if stat is None or stat[0] == "Z" or (len(parts) > 1 and parts[1] != stat[19]):
+        return None  # gone, a zombie, or the pid was recycled by another process
     return pid
 
 

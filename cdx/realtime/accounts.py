@@ -38,13 +38,12 @@ def _view(kind: AccountKind, row: dict[str, Any]) -> dict[str, Any]:
             "customer_account": row["CUSTACCOUNT"], "issued_by": row["ISSUEDBY"], "created_at": row["CREATEDAT"]}
 
 
-def _columns() -> list[str]:
-    return ["NUMBER", "DATAAREAID", "CURRENCY", "BALANCE", "STATUS", "CUSTACCOUNT", "ISSUEDBY", "CREATEDAT"]
+_COLUMNS = ("NUMBER", "DATAAREAID", "CURRENCY", "BALANCE", "STATUS", "CUSTACCOUNT", "ISSUEDBY", "CREATEDAT")
 
 
 def _row(tx: Tx, kind: AccountKind, caller: Caller, number: str, lock: bool = False) -> dict[str, Any]:
     table, suffix = tx.caps.locked(tx.t(kind.table)) if lock else (tx.t(kind.table), "")
-    row = tx.one(f"SELECT {tx.cols(_columns())} FROM {table} WHERE {tx.where(['NUMBER', 'DATAAREAID'])}{suffix}",
+    row = tx.one(f"SELECT {tx.cols(_COLUMNS)} FROM {table} WHERE {tx.where(['NUMBER', 'DATAAREAID'])}{suffix}",
                  [number, caller.legal_entity])
     if row is None:
         raise not_found(kind.label)
@@ -56,7 +55,7 @@ def read(tx: Tx, kind: AccountKind, caller: Caller, number: str) -> dict[str, An
 
 
 def find_by_customer(tx: Tx, kind: AccountKind, caller: Caller, customer: str) -> list[dict[str, Any]]:
-    rows = tx.all(f"SELECT {tx.cols(_columns())} FROM {tx.t(kind.table)}"
+    rows = tx.all(f"SELECT {tx.cols(_COLUMNS)} FROM {tx.t(kind.table)}"
                   f" WHERE {tx.where(['CUSTACCOUNT', 'DATAAREAID'])} ORDER BY {tx.q('NUMBER')}",
                   [customer, caller.legal_entity])
     return [_view(kind, r) for r in rows]
@@ -86,14 +85,16 @@ def issue(tx: Tx, kind: AccountKind, caller: Caller, key: str, *, number: str | 
 
 
 def change(tx: Tx, kind: AccountKind, caller: Caller, key: str, number: str, units: int, *, debit: bool,
-           operation: str) -> dict[str, Any]:
-    """Add (``debit=False``) or take ``units``; 404 unknown, 409 void or (debit) not enough balance."""
+           operation: str, currency: str | None = None) -> dict[str, Any]:
+    """Add (``debit=False``) or take ``units``; 404 unknown, 409 void, (debit) not enough balance or
+    ``currency`` given and not the account's."""
+    _check_currency(tx, kind, caller, number, currency)
     t, bal = tx.t(kind.table), tx.q("BALANCE")
     sign = "-" if debit else "+"
     enough = f" AND {bal} >= {tx.p}" if debit else ""
     params: list[Any] = [units, now_text(), number, caller.legal_entity, ACTIVE] + ([units] if debit else [])
     row = tx.update_returning(t, f"{bal} = {bal} {sign} {tx.p}, {tx.q('MODIFIEDAT')} = {tx.p}",
-                              tx.where(["NUMBER", "DATAAREAID", "STATUS"]) + enough, params, _columns(),
+                              tx.where(["NUMBER", "DATAAREAID", "STATUS"]) + enough, params, _COLUMNS,
                               ["NUMBER", "DATAAREAID"], [number, caller.legal_entity])
     if row is None:
         row = _row(tx, kind, caller, number)
@@ -118,7 +119,7 @@ def void(tx: Tx, kind: AccountKind, caller: Caller, key: str, number: str) -> di
     return {**_view(kind, after), "transaction": entry}
 
 
-def check_currency(tx: Tx, kind: AccountKind, caller: Caller, number: str, currency: str | None) -> None:
+def _check_currency(tx: Tx, kind: AccountKind, caller: Caller, number: str, currency: str | None) -> None:
     """409 when ``currency`` is given and is not the account's (404 when there is no such account)."""
     if currency is None:
         return

@@ -47,12 +47,9 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
     cert_name = cert_names.get(tuple(client)) if client else None
     if cert_name is not None:
         principal = settings.principals.get(cert_name)
-        if principal is None:
-            raise unauthorized()
-        return principal
-    if credentials is None or not credentials.credentials.strip():
-        raise unauthorized()
-    principal = settings.principal_for_key(credentials.credentials.strip())
+    else:
+        key = credentials.credentials.strip() if credentials is not None else ""
+        principal = settings.principal_for_key(key) if key else None
     if principal is None:
         raise unauthorized()
     return principal
@@ -78,3 +75,7 @@ async def current_caller(
         if entity.casefold() == legal_entity.casefold():
             return Caller(principal, entity)
     raise forbidden()
+
+
+CALLER = Depends(current_caller)
+"""The default of every operation's ``caller`` parameter: ``caller: Caller = CALLER``."""

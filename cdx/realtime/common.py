@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -25,6 +26,7 @@ Number = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{4,40}$", description="A ca
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. USD.")]
 Text = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
 NUMBER_PATTERN = r"^[A-Za-z0-9-]{4,40}$"
+T = TypeVar("T")
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,19}$"
 
 
@@ -37,6 +39,12 @@ class Body(BaseModel):
 def hq_of(request: Request) -> Hq:
     hq: Hq = request.app.state.hq
     return hq
+
+
+def read(request: Request, work: Callable[[Tx], T]) -> T:
+    """``work(tx)`` in a read-only HQ transaction (no write lock in SQLite)."""
+    with hq_of(request).transaction(write=False) as tx:
+        return work(tx)
 
 
 def mutate(request: Request, caller: Caller, key: str, body: BaseModel | None, work: Work) -> Response:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from cdx.realtime import accounts
-from cdx.realtime.auth import Caller, current_caller
-from cdx.realtime.common import NUMBER_PATTERN, Body, Code, Currency, Money, hq_of, mutate
+from cdx.realtime.auth import CALLER, Caller
+from cdx.realtime.common import NUMBER_PATTERN, Body, Code, Currency, Money, mutate, read
 from cdx.realtime.idempotency import IdempotencyKey
 from cdx.realtime.units import from_cents, to_cents
 
@@ -30,24 +30,20 @@ class RedeemCreditMemo(Body):
 
 
 @router.post("", status_code=201, summary="Issue a credit memo")
-def issue(request: Request, body: IssueCreditMemo, caller: Caller = Depends(current_caller),
-          key: str = IdempotencyKey) -> Response:
+def issue(request: Request, body: IssueCreditMemo, caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, accounts.issue(
         tx, KIND, caller, key, number=None, units=to_cents(body.amount), currency=body.currency,
         customer=body.customer_account)))
 
 
 @router.get("/{number}", summary="Credit memo balance")
-def balance(request: Request, number: str = MemoNumber, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return accounts.read(tx, KIND, caller, number)
+def balance(request: Request, number: str = MemoNumber, caller: Caller = CALLER) -> dict[str, Any]:
+    return read(request, lambda tx: accounts.read(tx, KIND, caller, number))
 
 
 @router.post("/{number}/redeem", summary="Redeem a credit memo, fully or in part")
 def redeem(request: Request, body: RedeemCreditMemo, number: str = MemoNumber,
-           caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> Response:
-    def work(tx: Any) -> tuple[int, dict[str, Any]]:
-        accounts.check_currency(tx, KIND, caller, number, body.currency)
-        return 200, accounts.change(tx, KIND, caller, key, number, to_cents(body.amount), debit=True,
-                                    operation="redeem")
-    return mutate(request, caller, key, body, work)
+           caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
+    return mutate(request, caller, key, body, lambda tx: (200, accounts.change(
+        tx, KIND, caller, key, number, to_cents(body.amount), debit=True, operation="redeem",
+        currency=body.currency)))

@@ -15,12 +15,12 @@ import uuid
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from cdx.dialects import ColumnInfo, LogicalType
-from cdx.realtime.auth import Caller, current_caller
-from cdx.realtime.common import CODE_PATTERN, Body, Code, Currency, Text, hq_of, mutate, next_number
+from cdx.realtime.auth import CALLER, Caller
+from cdx.realtime.common import CODE_PATTERN, Body, Code, Currency, Text, hq_of, mutate, next_number, read
 from cdx.realtime.config import RealtimeSettings
 from cdx.realtime.db import Tx
 from cdx.realtime.errors import ApiError, not_found
@@ -142,8 +142,7 @@ def _create(t: CustomerTables, caller: Caller, body: NewCustomer) -> dict[str, A
 
 
 @router.post("", status_code=201, summary="Create a customer")
-def create(request: Request, body: NewCustomer, caller: Caller = Depends(current_caller),
-           key: str = IdempotencyKey) -> Response:
+def create(request: Request, body: NewCustomer, caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, _create(_tables(request, tx), caller, body)))
 
 
@@ -164,20 +163,19 @@ def _update(t: CustomerTables, caller: Caller, account: str, body: CustomerChang
 
 
 @router.patch("/{account}", summary="Update a customer")
-def update(request: Request, body: CustomerChange, account: str = Account, caller: Caller = Depends(current_caller),
+def update(request: Request, body: CustomerChange, account: str = Account, caller: Caller = CALLER,
            key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (200, _update(_tables(request, tx), caller, account, body)))
 
 
 @router.get("/{account}", summary="One customer")
-def get(request: Request, account: str = Account, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return _one(_tables(request, tx), caller, account)
+def get(request: Request, account: str = Account, caller: Caller = CALLER) -> dict[str, Any]:
+    return read(request, lambda tx: _one(_tables(request, tx), caller, account))
 
 
 @router.get("", summary="Search customers by name (prefix, case-insensitive)")
 def search(request: Request, name: str = Query(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"),
-           limit: int = Query(20, ge=1, le=100), caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+           limit: int = Query(20, ge=1, le=100), caller: Caller = CALLER) -> dict[str, Any]:
     pattern = name.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
     with hq_of(request).transaction(write=False) as tx:
         t = _tables(request, tx)

@@ -12,13 +12,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import Field, field_validator
 
 from cdx.dialects import Connection, Dialect
-from cdx.realtime.auth import Caller, current_caller
-from cdx.realtime.common import CODE_PATTERN, Body, Code, Quantity, document_id, hq_of, mutate
+from cdx.realtime.auth import CALLER, Caller
+from cdx.realtime.common import CODE_PATTERN, Body, Code, Quantity, document_id, hq_of, mutate, read
 from cdx.realtime.db import SCHEMA, Tx
 from cdx.realtime.errors import conflict, not_found
 from cdx.realtime.idempotency import IdempotencyKey, now_text
@@ -98,14 +98,13 @@ def _refusal(tx: Tx, caller: Caller, body: Receipt, line: ReceiptLine) -> Except
 
 
 @router.post("/receipts", status_code=201, summary="Receive against purchase or transfer order lines")
-def receive(request: Request, body: Receipt, caller: Caller = Depends(current_caller),
-            key: str = IdempotencyKey) -> Response:
+def receive(request: Request, body: Receipt, caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, _receive(tx, caller, body)))
 
 
 @router.get("/orders/{order_type}/{order_id}", summary="A purchase or transfer order's lines, as received so far")
 def order(request: Request, order_type: OrderType, order_id: str = Path(pattern=CODE_PATTERN),
-          caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+          caller: Caller = CALLER) -> dict[str, Any]:
     with hq_of(request).transaction(write=False) as tx:
         lines = _lines(tx, caller, order_type, order_id)
     if not lines:
@@ -138,16 +137,14 @@ def _journal(tx: Tx, caller: Caller, journal_id: str) -> dict[str, Any]:
 
 
 @router.post("/count-journals", status_code=201, summary="Submit counted quantities per item and location")
-def submit_count(request: Request, body: CountJournal, caller: Caller = Depends(current_caller),
-                 key: str = IdempotencyKey) -> Response:
+def submit_count(request: Request, body: CountJournal, caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, _count(tx, caller, body)))
 
 
 @router.get("/count-journals/{journal_id}", summary="A submitted count journal")
 def count_journal(request: Request, journal_id: str = Path(pattern=CODE_PATTERN),
-                  caller: Caller = Depends(current_caller)) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return _journal(tx, caller, journal_id)
+                  caller: Caller = CALLER) -> dict[str, Any]:
+    return read(request, lambda tx: _journal(tx, caller, journal_id))
 
 
 def add_order_lines(conn: Connection, dialect: Dialect, order_type: str, order_id: str, legal_entity: str,

@@ -11,12 +11,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from cdx.realtime.auth import Caller, current_caller
-from cdx.realtime.common import CODE_PATTERN, Body, Code, Money, Quantity, document_id, hq_of, mutate
+from cdx.realtime.auth import CALLER, Caller
+from cdx.realtime.common import CODE_PATTERN, Body, Code, Money, Quantity, document_id, hq_of, mutate, read
 from cdx.realtime.db import Tx
 from cdx.realtime.errors import conflict, not_found
 from cdx.realtime.idempotency import IdempotencyKey, now_text
@@ -103,32 +103,30 @@ def _finish(tx: Tx, caller: Caller, order_id: str, action: str) -> dict[str, Any
 
 
 @router.post("", status_code=201, summary="Create a sales order")
-def create(request: Request, body: NewOrder, caller: Caller = Depends(current_caller),
-           key: str = IdempotencyKey) -> Response:
+def create(request: Request, body: NewOrder, caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (201, _create(tx, caller, body)))
 
 
 @router.put("/{order_id}/lines", summary="Replace the lines of an open sales order")
-def replace_lines(request: Request, body: NewLines, order_id: str = OrderId, caller: Caller = Depends(current_caller),
+def replace_lines(request: Request, body: NewLines, order_id: str = OrderId, caller: Caller = CALLER,
                   key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, body, lambda tx: (200, _replace_lines(tx, caller, order_id, body)))
 
 
 @router.post("/{order_id}/{action}", summary="Complete an open sales order, or record its pickup")
 def finish(request: Request, action: Literal["complete", "pickup"], order_id: str = OrderId,
-           caller: Caller = Depends(current_caller), key: str = IdempotencyKey) -> Response:
+           caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     return mutate(request, caller, key, None, lambda tx: (200, _finish(tx, caller, order_id, action)))
 
 
 @router.get("/{order_id}", summary="One sales order with its lines")
-def get(request: Request, order_id: str = OrderId, caller: Caller = Depends(current_caller)) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return _view(tx, _order(tx, caller, order_id))
+def get(request: Request, order_id: str = OrderId, caller: Caller = CALLER) -> dict[str, Any]:
+    return read(request, lambda tx: _view(tx, _order(tx, caller, order_id)))
 
 
 @router.get("", summary="The sales orders of a customer, newest first")
 def by_customer(request: Request, customer_account: str = Query(pattern=CODE_PATTERN),
-                limit: int = Query(20, ge=1, le=100), caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+                limit: int = Query(20, ge=1, le=100), caller: Caller = CALLER) -> dict[str, Any]:
     with hq_of(request).transaction(write=False) as tx:
         top, tail = tx.caps.top(limit)
         rows = tx.all(f"SELECT {top}* FROM {tx.t('SALESORDER')} WHERE {tx.where(['CUSTACCOUNT', 'DATAAREAID'])}"

@@ -27,19 +27,18 @@ _LE, _AT = _s("DATAAREAID", 8), _s("CREATEDAT", 32)
 _WHO = _s("PRINCIPAL", 60)
 
 
-def _account(name: str) -> tuple[list[ColumnInfo], list[str]]:
-    """Gift cards, loyalty cards, credit memos: a number with a balance in one legal entity."""
-    return ([_s("NUMBER", 40), _LE, _s("CURRENCY", 3), _n("BALANCE"), _s("STATUS", 10),
+_ACCOUNT = ([_s("NUMBER", 40), _LE, _s("CURRENCY", 3), _n("BALANCE"), _s("STATUS", 10),
              _s("CUSTACCOUNT", 20, nullable=True), _s("ISSUEDBY", 60), _AT, _s("MODIFIEDAT", 32)], ["NUMBER"])
+"""Gift cards, loyalty cards, credit memos: a number with a balance in one legal entity."""
 
 
 TABLES: dict[str, tuple[list[ColumnInfo], list[str]]] = {
     "IDEMPOTENCY": ([_WHO, _s("IDEMKEY", 100), _s("REQUESTHASH", 64), _i("STATUSCODE"), _s("RESPONSE", None), _AT],
                     ["PRINCIPAL", "IDEMKEY"]),
     "NUMBERSEQ": ([_s("NAME", 40), _n("LASTVAL")], ["NAME"]),
-    "GIFTCARD": _account("GIFTCARD"),
-    "LOYALTYCARD": _account("LOYALTYCARD"),
-    "CREDITMEMO": _account("CREDITMEMO"),
+    "GIFTCARD": _ACCOUNT,
+    "LOYALTYCARD": _ACCOUNT,
+    "CREDITMEMO": _ACCOUNT,
     "BALANCETRANS": ([_s("ENTRYID", 32), _s("KIND", 12), _s("NUMBER", 40), _LE, _s("OPERATION", 12),
                       _n("AMOUNT"), _n("BALANCEAFTER"), _WHO, _s("CHANNEL", 60), _s("IDEMKEY", 100), _AT],
                      ["ENTRYID"]),

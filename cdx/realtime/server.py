@@ -14,10 +14,13 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cdx.dialects import Connection
 from cdx.errors import ConfigError
 from cdx.realtime.config import RealtimeSettings
 from cdx.realtime.db import Hq, HqUnavailable
@@ -40,18 +43,20 @@ class Tls:
     client_ca: Path | None = None
 
 
-def check_hq(hq: Hq, where: str) -> None:
-    """Raise ``ConfigError`` unless HQ answers and holds the service's tables."""
+def open_hq(connect: Callable[[str], Connection], dsn: str, where: str) -> Connection:
+    """``connect(dsn)``; a failure is a ``ConfigError`` naming the HQ database ``where`` and the fix."""
     try:
-        conn = hq.caps.connect(hq.dsn)
+        return connect(dsn)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot open the HQ database {where}: {reason}; check hq.dsn in the topology and that"
                           " the database is running") from None
-    try:
+
+
+def check_hq(hq: Hq, where: str) -> None:
+    """Raise ``ConfigError`` unless HQ answers and holds the service's tables."""
+    with closing(open_hq(hq.caps.connect, hq.dsn, where)) as conn:
         missing = missing_tables(conn, hq.caps.dialect)
-    finally:
-        conn.close()
     if missing:
         raise ConfigError(f"the HQ database {where} lacks the Real-time Service tables ({', '.join(missing[:3])}"
                           f"{'...' if len(missing) > 3 else ''}); create them with `cdx hq init-realtime`")
@@ -152,10 +157,8 @@ def _run_uvicorn(settings: RealtimeSettings, hq: Hq, sock: socket.socket, tls: T
     # and one middleware less runs per request
     config = uvicorn.Config(app, log_level="info", access_log=access_log, timeout_graceful_shutdown=GRACE_SECONDS,
                             proxy_headers=False, **options)
-    try:
+    with closing(hq):
         uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        hq.close()
 
 
 __all__ = ["HqUnavailable", "Tls", "bind", "check_hq", "serve"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.dialects.sqlite import sqlite_path
@@ -33,6 +33,8 @@ class SqlCaps:
     """Statement shapes of one dialect; the base serves PostgreSQL."""
 
     dialect: Dialect
+    one_statement: ClassVar[bool] = True
+    """``finish`` runs the deferred statements as one (PostgreSQL); else one by one."""
 
     def connect(self, dsn: str) -> Connection:
         return self.dialect.connect(dsn)
@@ -55,14 +57,17 @@ class SqlCaps:
     def finish(self, conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run ``statements`` (independent INSERT/UPDATE/DELETE without their own ``WITH``) in the open
         transaction; its owner commits."""
-        if len(statements) < 2:
-            _run_each(conn, statements)
+        if len(statements) < 2 or not self.one_statement:
+            cur = conn.cursor()
+            for sql, params in statements:
+                cur.execute(sql, params)
             return
         ctes = ", ".join(f"d{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
         conn.cursor().execute(f"WITH {ctes} {statements[-1][0]}", [v for _, params in statements for v in params])
 
 
 class SQLiteCaps(SqlCaps):
+    one_statement = False
     def connect(self, dsn: str) -> Connection:
         conn = sqlite3.connect(sqlite_path(dsn), timeout=30, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -75,11 +80,9 @@ class SQLiteCaps(SqlCaps):
     def returning(self, columns: Sequence[str]) -> str | None:
         return super().returning(columns) if sqlite3.sqlite_version_info >= (3, 35) else None
 
-    def finish(self, conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        _run_each(conn, statements)
-
 
 class SQLServerCaps(SqlCaps):
+    one_statement = False
     def insert_if_absent(self, table_sql: str, columns: Sequence[str], key: Sequence[str]) -> str:
         d = self.dialect
         params = ", ".join(f"{d.placeholder} AS {d.quote_ident(c)}" for c in columns)
@@ -96,16 +99,6 @@ class SQLServerCaps(SqlCaps):
 
     def returning(self, columns: Sequence[str]) -> str | None:
         return None  # OUTPUT needs INTO on tables with triggers; read the row back instead
-
-    def finish(self, conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        _run_each(conn, statements)
-
-
-def _run_each(conn: Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-    """Run ``statements`` one by one in the open transaction; its owner commits."""
-    cur = conn.cursor()
-    for sql, params in statements:
-        cur.execute(sql, params)
 
 
 def caps_for(dialect_name: str) -> SqlCaps:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import Field, field_validator
 
-from cdx.realtime.auth import ID_PATTERN, Caller, current_caller
-from cdx.realtime.common import Body, Quantity, document_id, hq_of, mutate
+from cdx.realtime.auth import CALLER, ID_PATTERN, Caller
+from cdx.realtime.common import Body, Quantity, document_id, mutate, read
 from cdx.realtime.config import RealtimeSettings
 from cdx.realtime.db import Tx
 from cdx.realtime.errors import conflict, not_found
@@ -51,10 +51,10 @@ class NewReturn(Body):
 
 def _sale(tx: Tx, settings: RealtimeSettings, caller: Caller, receipt: str, store: str | None) -> dict[str, Any]:
     d, h = tx.d, settings.header_table
-    where = [d.quote_ident("DATAAREAID"), d.quote_ident("TRANSACTIONID")] + ([d.quote_ident("STORE")] if store else [])
-    params = [caller.legal_entity, receipt] + ([store] if store else [])
-    heads = tx.all(f"SELECT * FROM {d.qualified(h.schema, h.name)} WHERE "
-                   + " AND ".join(f"{w} = {tx.p}" for w in where), params)
+    names, params = ["DATAAREAID", "TRANSACTIONID"], [caller.legal_entity, receipt]
+    if store:
+        names, params = [*names, "STORE"], [*params, store]
+    heads = tx.all(f"SELECT * FROM {d.qualified(h.schema, h.name)} WHERE {tx.where(names)}", params)
     if not heads:
         raise not_found("sale")
     if len(heads) > 1:
@@ -94,10 +94,9 @@ def _view(tx: Tx, head: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/transactions/{receipt_id}", summary="A sale from any store of the legal entity, by receipt number")
 def lookup(request: Request, receipt_id: str = Path(pattern=RECEIPT_PATTERN),
-           store: str | None = Query(None, pattern=ID_PATTERN), caller: Caller = Depends(current_caller)
+           store: str | None = Query(None, pattern=ID_PATTERN), caller: Caller = CALLER
            ) -> dict[str, Any]:
-    with hq_of(request).transaction(write=False) as tx:
-        return _view(tx, _sale(tx, request.app.state.settings, caller, receipt_id, store))
+    return read(request, lambda tx: _view(tx, _sale(tx, request.app.state.settings, caller, receipt_id, store)))
 
 
 def _return(tx: Tx, settings: RealtimeSettings, caller: Caller, body: NewReturn) -> dict[str, Any]:
@@ -135,7 +134,6 @@ def _return(tx: Tx, settings: RealtimeSettings, caller: Caller, body: NewReturn)
 
 
 @router.post("/returns", status_code=201, summary="Return items of a sale made in any store of the legal entity")
-def create_return(request: Request, body: NewReturn, caller: Caller = Depends(current_caller),
-                  key: str = IdempotencyKey) -> Response:
+def create_return(request: Request, body: NewReturn, caller: Caller = CALLER, key: str = IdempotencyKey) -> Response:
     settings = request.app.state.settings
     return mutate(request, caller, key, body, lambda tx: (201, _return(tx, settings, caller, body)))

@@ -8,8 +8,9 @@ id (case-insensitively).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from cdx.topology.index import ChannelInfo
@@ -37,8 +38,13 @@ class Change:
         return "bootstrap" in self.action
 
 
-def _by_id(items: Iterable[T], key: Callable[[T], str]) -> dict[str, T]:
-    return {key(i).casefold(): i for i in items}
+def _pairs(old: Iterable[T], new: Iterable[T], key: Callable[[Any], str] = attrgetter("id")
+           ) -> Iterator[tuple[T | None, T | None]]:
+    """``(old item, new item)`` matched by case-folded ``key``: new items in order (``None`` when added), then
+    the removed ones in old order (``(old, None)``)."""
+    before, after = {key(i).casefold(): i for i in old}, {key(i).casefold(): i for i in new}
+    yield from ((before.get(k), i) for k, i in after.items())
+    yield from ((i, None) for k, i in before.items() if k not in after)
 
 
 def _names(items: Iterable[Any]) -> str:
@@ -102,13 +108,17 @@ def _kafka(out: list[Change], old: Topology, new: Topology) -> None:
 
 
 def _groups(out: list[Change], old: Topology, new: Topology) -> None:
-    og, ng = _by_id(old.channel_data_groups, lambda g: g.id), _by_id(new.channel_data_groups, lambda g: g.id)
-    for key, g in ng.items():
-        if key not in og:
+    for o, g in _pairs(old.channel_data_groups, new.channel_data_groups):
+        if g is None:
+            assert o is not None
+            out.append(Change("groups", f"channel data group {o.id!r} removed",
+                              f"its channels stop receiving data; topic {old.group_topic(o.id)} can be deleted"))
+            continue
+        if o is None:
             out.append(Change("groups", f"channel data group {g.id!r} added",
                               f"new topic {new.group_topic(g.id)}; its channels need a bootstrap"))
             continue
-        before = {e.casefold() for e in og[key].legal_entities}
+        before = {e.casefold() for e in o.legal_entities}
         after = {e.casefold() for e in g.legal_entities}
         tables = _names(s.target for s in new.subjobs_for_group(g.id))
         if after - before:
@@ -119,10 +129,6 @@ def _groups(out: list[Change], old: Topology, new: Topology) -> None:
             out.append(Change("groups", f"group {g.id!r} loses legal entities {_names(before - after)}",
                               f"{REROUTE} ({tables}) to {g.id!r}: rows of {_names(before - after)} are deleted"
                               " from its channels"))
-    for key, g in og.items():
-        if key not in ng:
-            out.append(Change("groups", f"channel data group {g.id!r} removed",
-                              f"its channels stop receiving data; topic {old.group_topic(g.id)} can be deleted"))
 
 
 def _endpoints(topo: Topology) -> dict[str, tuple[str, ChannelInfo, Any]]:
@@ -167,21 +173,23 @@ def _channels(out: list[Change], old: Topology, new: Topology) -> None:
 
 
 def _jobs(out: list[Change], old: Topology, new: Topology) -> None:
-    oj, nj = _by_id(old.jobs, lambda j: j.id), _by_id(new.jobs, lambda j: j.id)
-    for key, j in nj.items():
-        if key not in oj:
+    for o, j in _pairs(old.jobs, new.jobs):
+        if j is None:
+            assert o is not None
+            out.append(Change("jobs", f"job {o.id!r} removed", "its subjobs are no longer scheduled by it"))
+        elif o is None:
             out.append(Change("jobs", f"{j.direction.value} job {j.id!r} added", "no effect until a schedule runs it"))
-        elif oj[key].direction is not j.direction:
+        elif o.direction is not j.direction:
             out.append(Change("jobs", f"job {j.id!r} is now {j.direction.value}", "its subjobs change direction"))
-    for key, j in oj.items():
-        if key not in nj:
-            out.append(Change("jobs", f"job {j.id!r} removed", "its subjobs are no longer scheduled by it"))
 
 
 def _subjobs(out: list[Change], old: Topology, new: Topology) -> None:
-    os_, ns = _by_id(old.subjobs, lambda s: s.id), _by_id(new.subjobs, lambda s: s.id)
-    for key, s in ns.items():
-        if key not in os_:
+    for o, s in _pairs(old.subjobs, new.subjobs):
+        if s is None:
+            assert o is not None
+            out.append(Change("tables", f"table {o.hq_table} removed (subjob {o.id!r})",
+                              f"{o.target} is no longer updated; drop it from the channel databases if unused"))
+        elif o is None:
             groups = _names(g.id for g in new.groups_for_subjob(s))
             if s.direction is Direction.DOWNLOAD:
                 action = (f"enable change tracking on {s.hq_table} (`cdx hq enable-tracking --only-new`); capture"
@@ -191,39 +199,34 @@ def _subjobs(out: list[Change], old: Topology, new: Topology) -> None:
                 action = f"create {s.hq_table} at HQ; channels of {groups} start uploading {s.target}"
             out.append(Change("tables", f"table {s.hq_table} added (subjob {s.id!r})", action))
         else:
-            _subjob_change(out, os_[key], s, new)
-    for key, s in os_.items():
-        if key not in ns:
-            out.append(Change("tables", f"table {s.hq_table} removed (subjob {s.id!r})",
-                              f"{s.target} is no longer updated; drop it from the channel databases if unused"))
+            _subjob_change(out, o, s)
 
 
 def _fields_diff(out: list[Change], s: Subjob, table: str, before: tuple[FieldMap, ...],
                  after: tuple[FieldMap, ...]) -> None:
-    ob, nb = _by_id(before, lambda f: f.name), _by_id(after, lambda f: f.name)
     down = s.direction is Direction.DOWNLOAD
-    for key, f in nb.items():
-        if key not in ob:
+    for o, f in _pairs(before, after, lambda f: f.name):
+        if f is None:
+            assert o is not None
+            out.append(Change("schema", f"{table}: field {o.name} removed (channel column {o.channel_name})",
+                              f"column {o.channel_name} is no longer updated; "
+                              + ("the channels keep it with its values (never dropped by cdx: drop it by hand once"
+                                 " unused)" if down else "drop it when unused")))
+        elif o is None:
             out.append(Change("schema", f"{table}: field {f.name} added (channel column {f.channel_name})",
                               f"{REROUTE} {s.hq_table}: the sinks add column {f.channel_name} to {table} and fill it"
                               " for every existing row, no HQ load" if down else
                               f"channel schema change: add column {f.channel_name} to {table}; new uploads carry it"))
-        elif ob[key].channel_name.casefold() != f.channel_name.casefold():
-            old_name = ob[key].channel_name
+        elif o.channel_name.casefold() != f.channel_name.casefold():
+            old_name = o.channel_name
             out.append(Change("schema", f"{table}: field {f.name} renamed {old_name} -> {f.channel_name}",
                               f"{REROUTE} {s.hq_table}: the sinks add column {f.channel_name} to {table} and fill it"
                               f" for every existing row; column {old_name} is kept with its values, no longer written"
                               " (drop it by hand once unused)" if down else
                               f"channel schema change: rename column {old_name} to {f.channel_name}"))
-    for key, f in ob.items():
-        if key not in nb:
-            out.append(Change("schema", f"{table}: field {f.name} removed (channel column {f.channel_name})",
-                              f"column {f.channel_name} is no longer updated; "
-                              + ("the channels keep it with its values (never dropped by cdx: drop it by hand once"
-                                 " unused)" if down else "drop it when unused")))
 
 
-def _subjob_change(out: list[Change], o: Subjob, n: Subjob, new: Topology) -> None:
+def _subjob_change(out: list[Change], o: Subjob, n: Subjob) -> None:
     name = f"subjob {n.id!r}"
     if o.direction is not n.direction:
         out.append(Change("tables", f"{name} is now {n.direction.value}", "replication reverses: re-plan this table"))
@@ -286,14 +289,11 @@ def _routing(out: list[Change], old: Topology, new: Topology) -> None:
 
 
 def _schedules(out: list[Change], old: Topology, new: Topology) -> None:
-    od = _by_id(old.distribution_schedules, lambda d: d.id)
-    nd = _by_id(new.distribution_schedules, lambda d: d.id)
-    for key, d in nd.items():
-        if key not in od:
+    for o, d in _pairs(old.distribution_schedules, new.distribution_schedules):
+        if d is None:
+            assert o is not None
+            out.append(Change("schedules", f"schedule {o.id!r} removed", "see routing changes"))
+        elif o is None:
             out.append(Change("schedules", f"{d.direction.value} schedule {d.id!r} added", "see routing changes"))
-        elif (od[key].direction, od[key].jobs, od[key].channel_data_groups) != (
-                d.direction, d.jobs, d.channel_data_groups):
+        elif (o.direction, o.jobs, o.channel_data_groups) != (d.direction, d.jobs, d.channel_data_groups):
             out.append(Change("schedules", f"schedule {d.id!r} changed", "see routing changes"))
-    for key, d in od.items():
-        if key not in nd:
-            out.append(Change("schedules", f"schedule {d.id!r} removed", "see routing changes"))

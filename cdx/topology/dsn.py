@@ -74,10 +74,6 @@ def sqlite_path(dsn: str) -> str:
     return dsn[len("sqlite:///"):]
 
 
-def _kv_pairs(dsn: str) -> dict[str, str]:
-    return {m.group(1).strip().lower(): m.group(2).strip("{}").strip() for m in _KV_RE.finditer(dsn)}
-
-
 def dsn_key(dialect: Dialect, dsn: str) -> str:
     """A normalised identity: two DSNs with the same key reach the same database."""
     if dialect is Dialect.SQLITE:
@@ -91,10 +87,10 @@ def dsn_key(dialect: Dialect, dsn: str) -> str:
         except ValueError:
             port = default_port
         return f"{dialect.value}://{(url.hostname or 'localhost').lower()}:{port}{url.path.rstrip('/')}"
-    kv = _kv_pairs(dsn) if dialect is Dialect.SQLSERVER else dict(
-        part.split("=", 1) for part in dsn.split() if "=" in part
-    )
-    kv = {k.lower(): v for k, v in kv.items()}
+    if dialect is Dialect.SQLSERVER:  # ODBC: KEY=value; or KEY={value};
+        kv = {m.group(1).strip().lower(): m.group(2).strip("{}").strip() for m in _KV_RE.finditer(dsn)}
+    else:  # libpq: key=value separated by spaces
+        kv = {k.lower(): v for k, v in (part.split("=", 1) for part in dsn.split() if "=" in part)}
     host = (kv.get("server") or kv.get("host") or "localhost").lower().replace("tcp:", "").replace(",", ":")
     db = kv.get("database") or kv.get("dbname") or kv.get("initial catalog") or ""
     return f"{dialect.value}://{host}/{db}"

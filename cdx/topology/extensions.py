@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from cdx.topology.identifiers import Identifier
+from cdx.topology.model_base import Model
 
 DEFAULT_EXTENSION_SCHEMAS = ("ext",)
 DEFAULT_PROTECTED_SCHEMAS = ("crt", "ax", "dbo")
@@ -24,14 +25,7 @@ DEFAULT_TIMEOUT_MINUTES = 30.0
 """The documented limit of one extension script."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, repr(self.model_dump())))
-
-
-class ExtensionRoles(_Frozen):
+class ExtensionRoles(Model):
     """Database roles granted the documented permissions on new extension objects.
 
     ``users`` and ``deploy``: SELECT, INSERT, UPDATE, DELETE on tables, EXECUTE on procedures
@@ -49,7 +43,7 @@ class ExtensionRoles(_Frozen):
         return any((self.users, self.deploy, self.publishers, self.data_sync))
 
 
-class SeedData(_Frozen):
+class SeedData(Model):
     """The CDX seed data a topology was imported from (``Name``, ``ChannelDBMajorVersion``), recorded by
     ``cdx seed import`` so that later imports apply only extensions of the same version (N / N-1 guard)."""
 
@@ -71,7 +65,7 @@ class SeedData(_Frozen):
         return self
 
 
-class Extensions(_Frozen):
+class Extensions(Model):
     """Channel database extension settings (see module doc)."""
 
     scripts: str | None = None
@@ -105,7 +99,7 @@ class Extensions(_Frozen):
         return schema is not None and schema.casefold() in {s.casefold() for s in self.schemas}
 
 
-class PostUpload(_Frozen):
+class PostUpload(Model):
     """Called at HQ once per committed upload session, with the session id (``hq.post_upload``).
 
     Exactly one of ``procedure`` (``schema.name``, called with the session id as its only

@@ -181,12 +181,18 @@ class LiveTopology:
             self.refuse(f"{self.path} as changed", str(exc))
             return None
 
-    def poll(self) -> Candidate | None:
-        """The next revision to offer (at most one check per ``interval``), or None."""
+    def _due(self, interval: float) -> bool:
+        """Heartbeat the reports; True (and the next check ``interval`` from now) when a check is due."""
         self.reporter.heartbeat()
         if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + interval
+        return True
+
+    def poll(self) -> Candidate | None:
+        """The next revision to offer (at most one check per ``interval``), or None."""
+        if not self._due(self.interval):
             return None
-        self._next = time.monotonic() + self.interval
         rev = self.watcher.poll()
         if rev is not None:
             if rev.sha256 == self.sha256:
@@ -223,10 +229,8 @@ class LiveTopology:
         self._stat = None
 
     def _retry_due(self) -> Candidate | None:
-        self.reporter.heartbeat()
-        if time.monotonic() < self._next:
+        if not self._due(max(self.interval, 5.0)):
             return None
-        self._next = time.monotonic() + max(self.interval, 5.0)
         cand, self._retry = self._retry, None
         return cand
 

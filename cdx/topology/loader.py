@@ -132,7 +132,7 @@ def _without_follow_ons(issues: list[Issue], env_issues: list[Issue]) -> list[Is
 
 # -- locating issues ---------------------------------------------------------------------------
 def _locate_all(issues: list[Issue], parsed: Parsed) -> list[Issue]:
-    return [i if i.line is not None else i.located(line=_line_for_text_path(i.path, parsed)) for i in issues]
+    return [i if i.line is not None else i.located(line=parsed.line_of(parse_path(i.path))) for i in issues]
 
 
 _TOKEN_RE = re.compile(r"\[(\d+)\]|\[(['\"])(.*?)\2\]|\.?([^.\[]+)")
@@ -144,10 +144,6 @@ def parse_path(text: str) -> YPath:
     for index, _quote, quoted, plain in _TOKEN_RE.findall(text):
         out.append(int(index) if index else (quoted or plain))
     return tuple(out)
-
-
-def _line_for_text_path(text: str, parsed: Parsed) -> int | None:
-    return parsed.line_of(parse_path(text))
 
 
 def _walk(loc: tuple[Any, ...], data: Any, keep_last: bool) -> YPath:
@@ -288,18 +284,17 @@ def _patch_lists(value: Any, exc: ValidationError) -> Any:
     return patched
 
 
-def _items(data: dict[str, Any], key: str, cls: type[BaseModel]) -> list[tuple[int, Any]]:
+def _list(data: dict[str, Any], key: str) -> list[Any]:
     raw = data.get(key)
-    if not isinstance(raw, list):
-        return []
-    return [(i, obj) for i, item in enumerate(raw) if (obj := _try(cls, item)) is not None]
+    return raw if isinstance(raw, list) else []
+
+
+def _items(data: dict[str, Any], key: str, cls: type[BaseModel]) -> list[tuple[int, Any]]:
+    return [(i, obj) for i, item in enumerate(_list(data, key)) if (obj := _try(cls, item)) is not None]
 
 
 def _declared(data: dict[str, Any], key: str) -> set[str]:
-    raw = data.get(key)
-    if not isinstance(raw, list):
-        return set()
-    return {str(i["id"]).casefold() for i in raw if isinstance(i, dict) and "id" in i}
+    return {str(i["id"]).casefold() for i in _list(data, key) if isinstance(i, dict) and "id" in i}
 
 
 def _partial(data: dict[str, Any]) -> Parts:

@@ -66,10 +66,6 @@ DEFAULT_EXTENSION_SCHEMA = "ext"
 """Schema of an extension table when none is given (CDX only allows ``ext``)."""
 
 
-def _field_from_str(value: Any) -> Any:
-    return {"name": value} if isinstance(value, str) else value
-
-
 class FieldMap(Model):
     """One mapped column: ``name`` at HQ (AxFields/Field Name), ``to_name`` in the channel (ToName)."""
 
@@ -79,7 +75,7 @@ class FieldMap(Model):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
-        return _field_from_str(data)
+        return {"name": data} if isinstance(data, str) else data
 
     @property
     def channel_name(self) -> str:

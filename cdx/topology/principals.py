@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from cdx.topology.model_base import Model
 
 
-class KafkaPrincipal(BaseModel):
+class KafkaPrincipal(Model):
     """A SASL user: ``username`` is the principal ``User:<username>`` the ACLs name."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     username: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._@=-]+$")
     password: str = Field(default="", repr=False)
@@ -31,16 +31,18 @@ class KafkaPrincipal(BaseModel):
         return {"sasl.mechanism": self.mechanism, "sasl.username": self.username, "sasl.password": self.password}
 
 
-class KafkaPrincipals(BaseModel):
+class KafkaPrincipals(Model):
     """Who is who on the cluster. A role without an entry uses ``kafka.security`` and gets no ACLs."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     capture: KafkaPrincipal | None = None
     router: KafkaPrincipal | None = None
     upload_sink: KafkaPrincipal | None = None
     channels: dict[str, KafkaPrincipal] = Field(default_factory=dict)
     """By channel id or offline-register id: that database's sink (and, for a channel, its upload)."""
+
+    def identities(self) -> list[KafkaPrincipal]:
+        """Every identity given: the roles', then the channels'."""
+        return [p for p in (self.capture, self.router, self.upload_sink, *self.channels.values()) if p is not None]
 
 
 PRINCIPAL_ENV = "CDX_KAFKA_PRINCIPAL"

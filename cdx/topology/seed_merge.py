@@ -27,17 +27,10 @@ from cdx.topology.seed_xml import Origin, SeedField, SeedFile, SeedJob, SeedSubj
 
 
 @dataclass
-class _Field:
-    name: str
-    to_name: str | None
-    origin: Origin
-
-
-@dataclass
 class _Extension:
     table: TableRef
     override: bool
-    fields: list[_Field] = field(default_factory=list)
+    fields: list[SeedField] = field(default_factory=list)
     key: tuple[str, ...] = ()
 
 
@@ -58,7 +51,7 @@ class _Subjob:
     is_upload: bool
     origin: Origin
     file: str
-    fields: list[_Field] = field(default_factory=list)
+    fields: list[SeedField] = field(default_factory=list)
     scheduled_by: list[tuple[str, Origin]] = field(default_factory=list)
     counter: str | None = None
     extension: _Extension | None = None
@@ -94,10 +87,10 @@ class SeedMerger:
             ext = None
             if s.extension is not None:
                 ext = _Extension(s.extension.table, s.extension.override_target,
-                                 [_Field(f.name, f.to_name, origin) for f in s.extension.fields], s.extension.key)
+                                 [SeedField(f.name, f.to_name, origin) for f in s.extension.fields], s.extension.key)
             self.subjobs[s.id.casefold()] = _Subjob(
                 s.id, s.hq_table, s.channel_table, s.is_upload, origin, source,
-                [_Field(f.name, f.to_name, origin) for f in s.fields],
+                [SeedField(f.name, f.to_name, origin) for f in s.fields],
                 [(j, origin) for j in s.scheduled_by], s.replication_counter, ext, s.description,
                 s.channel_filter.model_dump() if s.channel_filter else None,
             )
@@ -221,7 +214,7 @@ class SeedMerger:
             return None
         return TableRef(sub.target_schema or known.target.schema, sub.target_table or known.target.name)
 
-    def _add_fields(self, owner: _Subjob, into: list[_Field], fields: list[SeedField]) -> None:
+    def _add_fields(self, owner: _Subjob, into: list[SeedField], fields: list[SeedField]) -> None:
         existing = {f.name.casefold(): f for f in owner.fields}
         if owner.extension is not None:
             existing.update({f.name.casefold(): f for f in owner.extension.fields})
@@ -239,9 +232,8 @@ class SeedMerger:
                 continue
             first = existing.get(f.name.casefold())
             if first is None:
-                new = _Field(f.name, f.to_name, f.origin)
-                into.append(new)
-                existing[f.name.casefold()] = new
+                into.append(f)
+                existing[f.name.casefold()] = f
             elif (first.to_name or first.name).casefold() == (f.to_name or f.name).casefold():
                 self.warnings.append(Issue("", f.origin.line, f"field {f.name!r} is already mapped in subjob "
                                                               f"{owner.id!r} ({first.origin}); ignored", f.origin.file))
@@ -283,39 +275,27 @@ class SeedMerger:
         return items[index].origin if 0 <= index < len(items) else None
 
 
+def _data(**values: Any) -> dict[str, Any]:
+    """``values`` in order, without the ``None`` ones (left out of the topology)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _job_data(job: _Job) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": job.id}
-    if job.description:
-        data["description"] = job.description
-    data["direction"] = "upload" if job.is_upload else "download"
-    return data
+    return _data(id=job.id, description=job.description or None,
+                 direction="upload" if job.is_upload else "download")
 
 
-def _fields_data(fields: list[_Field]) -> list[Any]:
+def _fields_data(fields: list[SeedField]) -> list[Any]:
     return [f.name if f.to_name is None else {"name": f.name, "to_name": f.to_name} for f in fields]
 
 
 def _subjob_data(s: _Subjob) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": s.id}
-    if s.description:
-        data["description"] = s.description
-    if s.is_upload:
-        data["direction"] = "upload"
-    data["hq_table"] = str(s.hq_table)
-    if s.channel_table is not None:
-        data["channel_table"] = str(s.channel_table)
-    data["fields"] = _fields_data(s.fields)
-    data["scheduled_by"] = [j for j, _ in s.scheduled_by]
-    if s.counter:
-        data["replication_counter"] = s.counter
-    if s.extension is not None:
-        ext: dict[str, Any] = {"table": str(s.extension.table)}
-        if s.extension.override:
-            ext["override_target"] = True
-        if s.extension.key:
-            ext["key"] = list(s.extension.key)
-        ext["fields"] = _fields_data(s.extension.fields)
-        data["extension"] = ext
-    if s.channel_filter:
-        data["channel_filter"] = dict(s.channel_filter)
-    return data
+    ext = s.extension
+    return _data(
+        id=s.id, description=s.description or None, direction="upload" if s.is_upload else None,
+        hq_table=str(s.hq_table), channel_table=None if s.channel_table is None else str(s.channel_table),
+        fields=_fields_data(s.fields), scheduled_by=[j for j, _ in s.scheduled_by],
+        replication_counter=s.counter or None,
+        extension=None if ext is None else _data(table=str(ext.table), override_target=ext.override or None,
+                                                 key=list(ext.key) or None, fields=_fields_data(ext.fields)),
+        channel_filter=dict(s.channel_filter) if s.channel_filter else None)

@@ -251,18 +251,14 @@ def _subjob(el: Element, seed: SeedFile, errors: list[Issue]) -> SeedSubjob | No
     )
     for child in el.children:
         kind = child.tag.lower()
-        if kind == "axfields":
-            for f in child.children:
+        items = child.children if kind in ("axfields", "scheduledbyjobs") else [child]  # a container, or one
+        if kind in ("axfields", "field"):
+            for f in items:
                 _field(f, sub, seed, errors)
-        elif kind == "field":
-            _field(child, sub, seed, errors)
-        elif kind == "scheduledbyjobs":
+        elif kind in ("scheduledbyjobs", "scheduledbyjob"):
             sub.scheduled_by = sub.scheduled_by or []
-            for job in child.children:
+            for job in items:
                 _scheduled_by(job, sub, seed, errors)
-        elif kind == "scheduledbyjob":
-            sub.scheduled_by = sub.scheduled_by or []
-            _scheduled_by(child, sub, seed, errors)
         else:
             _warn(seed, child, f"unknown element <{child.tag}> in <Subjob> ignored")
     return sub

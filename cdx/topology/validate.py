@@ -9,7 +9,7 @@ errors reported in the same run.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,15 +152,15 @@ def _check_groups(out: list[Issue], parts: Parts) -> None:
 
 def _owner(out: list[Issue], owners: dict[str, tuple[str, tuple[str | int, ...]]], owner_id: str, noun: str,
            path: tuple[str | int, ...]) -> None:
-    for key in {owner_id.casefold(), topics.collision_key(owner_id).casefold()}:
-        if key in owners:
-            first_noun, first_path = owners[key]
-            _issue(out, (*path, "id"),
-                   f"{noun} id {owner_id!r} is already used by a {first_noun} at {format_path(first_path)}; "
-                   "channel and register ids must be unique (they name upload topics)")
-            return
-    owners[owner_id.casefold()] = (noun, path)
-    owners[topics.collision_key(owner_id).casefold()] = (noun, path)
+    keys = {owner_id.casefold(), topics.collision_key(owner_id).casefold()}
+    clash = next(iter(keys & owners.keys()), None)
+    if clash is None:
+        owners.update(dict.fromkeys(keys, (noun, path)))
+        return
+    first_noun, first_path = owners[clash]
+    _issue(out, (*path, "id"), f"{noun} id {owner_id!r} is already used by a {first_noun} at"
+                               f" {format_path(first_path)}; channel and register ids must be unique (they name"
+                               " upload topics)")
 
 
 def _database(out: list[Issue], db_owner: dict[str, tuple[str, str, str]], db: Any,
@@ -198,7 +198,10 @@ def _check_subjobs(out: list[Issue], parts: Parts) -> None:
             if first != s.id:
                 _issue(out, (*path, "source_topic"), f"topic {s.source_topic!r} is already the source of subjob"
                                                      f" {first!r}: one table topic feeds one subjob")
-        _scheduled_by(out, path, s, jobs, parts.declared_jobs)
+        _references(out, (*path, "scheduled_by"), s.scheduled_by, "job", parts.declared_jobs,
+                    [j.id for j in jobs.values()], "; declare it under 'jobs'", _job_direction(
+                        jobs, s.direction, f"{s.direction.value} subjob {s.id!r} is scheduled by {{dir}} job"
+                        f" {{job!r}}; schedule it with {_a(s.direction.value)} job"))
         key = hq_table_key(s.hq_table, dialect)
         duplicate_source = key in hq_tables
         if duplicate_source:
@@ -226,26 +229,32 @@ def _check_subjobs(out: list[Issue], parts: Parts) -> None:
                 _issue(out, (*path, "hq_table"), str(exc))
 
 
-def _scheduled_by(out: list[Issue], path: tuple[str | int, ...], s: Subjob, jobs: dict[str, Job],
-                  declared: set[str]) -> None:
+def _references(out: list[Issue], path: tuple[str | int, ...], ids: Iterable[str], noun: str, declared: set[str],
+                known: list[str], hint: str = "", check: Callable[[str], str | None] | None = None) -> None:
+    """Each id of ``ids`` (at ``path[k]``) listed once and declared (else ``unknown``, with a suggestion from
+    ``known`` and ``hint``); ``check(id)`` may name a further problem. Placeholders are skipped."""
     seen: set[str] = set()
-    for k, job_id in enumerate(s.scheduled_by):
-        kpath = (*path, "scheduled_by", k)
-        if job_id.casefold() in seen:
-            _issue(out, kpath, f"job {job_id!r} is listed twice")
+    for k, ref in enumerate(ids):
+        if ref.startswith(PLACEHOLDER):
             continue
-        seen.add(job_id.casefold())
+        if ref.casefold() in seen:
+            _issue(out, (*path, k), f"{noun} {ref!r} is listed twice")
+        elif ref.casefold() not in declared:
+            _issue(out, (*path, k), f"unknown {noun} {ref!r}{_suggest(ref, known)}{hint}")
+        elif check is not None and (problem := check(ref)):
+            _issue(out, (*path, k), problem)
+        seen.add(ref.casefold())
+
+
+def _job_direction(jobs: dict[str, Job], direction: Direction, message: str) -> Callable[[str], str | None]:
+    """A ``_references`` check: ``message`` (ids are topic ids, never braces) formatted with the job's ``job``
+    id, ``dir``ection and ``a_dir`` when the job runs the other direction."""
+    def check(job_id: str) -> str | None:
         job = jobs.get(job_id.casefold())
-        if job_id.startswith(PLACEHOLDER):
-            continue
-        if job is None:
-            if job_id.casefold() not in declared:
-                _issue(out, kpath, f"unknown job {job_id!r}{_suggest(job_id, [j.id for j in jobs.values()])}; "
-                                   "declare it under 'jobs'")
-        elif job.direction is not s.direction:
-            _issue(out, kpath,
-                   f"{s.direction.value} subjob {s.id!r} is scheduled by {job.direction.value} job {job.id!r}; "
-                   f"schedule it with {_a(s.direction.value)} job")
+        if job is None or job.direction is direction:
+            return None
+        return message.format(job=job.id, dir=job.direction.value, a_dir=_a(job.direction.value))
+    return check
 
 
 def _fields(out: list[Issue], path: tuple[str | int, ...], s: Subjob) -> None:
@@ -319,30 +328,11 @@ def _check_schedules(out: list[Issue], parts: Parts) -> None:
     known_groups = [g.id for _, g in parts.groups]
     for i, sched in parts.schedules:
         path: tuple[str | int, ...] = ("distribution_schedules", i)
-        seen: set[str] = set()
-        for k, job_id in enumerate(sched.jobs):
-            kpath = (*path, "jobs", k)
-            job = jobs.get(job_id.casefold())
-            if job_id.startswith(PLACEHOLDER):
-                continue
-            if job_id.casefold() in seen:
-                _issue(out, kpath, f"job {job_id!r} is listed twice")
-            elif job is None and job_id.casefold() not in parts.declared_jobs:
-                _issue(out, kpath, f"unknown job {job_id!r}{_suggest(job_id, [j.id for j in jobs.values()])}")
-            elif job is not None and job.direction is not sched.direction:
-                _issue(out, kpath, f"{sched.direction.value} schedule {sched.id!r} runs {job.direction.value} job "
-                                   f"{job.id!r}; put it in {_a(job.direction.value)} schedule")
-            seen.add(job_id.casefold())
-        seen.clear()
-        for k, group_id in enumerate(sched.channel_data_groups):
-            kpath = (*path, "channel_data_groups", k)
-            if group_id.startswith(PLACEHOLDER):
-                continue
-            if group_id.casefold() in seen:
-                _issue(out, kpath, f"channel data group {group_id!r} is listed twice")
-            elif group_id.casefold() not in parts.declared_groups:
-                _issue(out, kpath, f"unknown channel data group {group_id!r}{_suggest(group_id, known_groups)}")
-            seen.add(group_id.casefold())
+        _references(out, (*path, "jobs"), sched.jobs, "job", parts.declared_jobs, [j.id for j in jobs.values()],
+                    check=_job_direction(jobs, sched.direction, f"{sched.direction.value} schedule {sched.id!r}"
+                                         " runs {dir} job {job!r}; put it in {a_dir} schedule"))
+        _references(out, (*path, "channel_data_groups"), sched.channel_data_groups, "channel data group",
+                    parts.declared_groups, known_groups)
 
 
 def _check_filters(out: list[Issue], parts: Parts) -> None:

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdx.errors import FatalError
 from cdx.infra import process
 from cdx.infra.paths import state_dir
 
@@ -43,8 +44,9 @@ CLUSTER_PORT = int(os.environ.get("CDX_KAFKA_CLUSTER_PORT", "29192"))
 HEAP = {1: "768m", 3: "512m"}
 
 
-class KafkaLauncherError(RuntimeError):
-    """The launcher could not provide a broker; the message says why and where to look."""
+class KafkaLauncherError(FatalError, RuntimeError):
+    """The launcher could not provide a broker; the message says why and where to look (a ``FatalError``:
+    a ``cdx`` command reports it as one ``error:`` line)."""
 
 
 def kafka_version() -> str:
@@ -54,13 +56,9 @@ def kafka_version() -> str:
     return match.group(1)
 
 
-def jars_dir() -> Path:
-    return state_dir() / "kafka" / f"jars-{kafka_version()}"
-
-
 def ensure_jars(quiet: bool = True) -> Path:
     """Resolve the broker jars once (Maven Central); return the folder holding them."""
-    target = jars_dir()
+    target = state_dir() / "kafka" / f"jars-{kafka_version()}"
     marker = target / ".complete"
     if marker.exists():
         return target
@@ -115,6 +113,16 @@ class Node:
         return process.read_pid(self.pid_file)
 
 
+def nodes(size: int, name: str, port: int) -> tuple[Node, ...]:
+    """The ``size`` nodes of the cluster kept in ``<state>/kafka/<name>-<size>``: broker ports from ``port``,
+    controller ports from ``port + 50``."""
+    if size not in HEAP:
+        raise KafkaLauncherError(f"--brokers must be 1 or 3 (got {size})")
+    home = state_dir() / "kafka" / f"{name}-{size}"
+    return tuple(Node(node_id=i + 1, broker_port=port + i, controller_port=port + 50 + i, home=home / f"node-{i + 1}")
+                 for i in range(size))
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A local cluster of ``size`` combined broker/controller nodes."""
@@ -124,15 +132,7 @@ class Cluster:
 
     @classmethod
     def load(cls, size: int) -> Cluster:
-        if size not in HEAP:
-            raise KafkaLauncherError(f"--brokers must be 1 or 3 (got {size})")
-        base = SINGLE_PORT if size == 1 else CLUSTER_PORT
-        home = state_dir() / "kafka" / f"cluster-{size}"
-        nodes = tuple(
-            Node(node_id=i + 1, broker_port=base + i, controller_port=base + 50 + i, home=home / f"node-{i + 1}")
-            for i in range(size)
-        )
-        return cls(size=size, nodes=nodes)
+        return cls(size=size, nodes=nodes(size, "cluster", SINGLE_PORT if size == 1 else CLUSTER_PORT))
 
     @property
     def home(self) -> Path:

@@ -19,8 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cdx.infra.kafka.launcher import CLUSTER_PORT, HEAP, SINGLE_PORT, Cluster, KafkaLauncherError, Node
-from cdx.infra.paths import state_dir
+from cdx.infra.kafka.launcher import CLUSTER_PORT, SINGLE_PORT, Cluster, Node, nodes
 
 SASL_PORT = int(os.environ.get("CDX_KAFKA_SASL_PORT", str(SINGLE_PORT + 10)))
 SECURE_CLUSTER_PORT = int(os.environ.get("CDX_KAFKA_SECURE_CLUSTER_PORT", str(CLUSTER_PORT + 10)))
@@ -36,14 +35,10 @@ class SecureCluster(Cluster):
 
     @classmethod
     def load(cls, size: int = 1, users: Mapping[str, str] | None = None, tls: bool = False) -> SecureCluster:
-        if size not in HEAP:
-            raise KafkaLauncherError(f"--brokers must be 1 or 3 (got {size})")
-        home = state_dir() / "kafka" / f"{'sasl-ssl' if tls else 'sasl'}-{size}"
         # the 3-node cluster: SASL_SSL on ports base..base+2, SASL_PLAINTEXT on base+3..base+5
         port = SASL_PORT + (1 if tls else 0) if size == 1 else SECURE_CLUSTER_PORT + (0 if tls else 3)
-        nodes = tuple(Node(node_id=i + 1, broker_port=port + i, controller_port=port + 50 + i,
-                           home=home / f"node-{i + 1}") for i in range(size))
-        return cls(size=size, nodes=nodes, users=dict(users or {}), tls=tls)
+        return cls(size=size, nodes=nodes(size, "sasl-ssl" if tls else "sasl", port), users=dict(users or {}),
+                   tls=tls)
 
     @property
     def protocol(self) -> str:

@@ -24,14 +24,16 @@ import subprocess
 import time
 from pathlib import Path
 
+from cdx.errors import FatalError
 from cdx.infra.paths import state_dir
 
 DEFAULT_PORT = 25432
 SUPERUSER = "postgres"
 
 
-class PostgresError(RuntimeError):
-    """The launcher could not provide a server; the message says why and what to do."""
+class PostgresError(FatalError, RuntimeError):
+    """The launcher could not provide a server; the message says why and what to do (a ``FatalError``:
+    a ``cdx`` command reports it as one ``error:`` line)."""
 
 
 def _port() -> int:
@@ -101,18 +103,18 @@ def _prepare_dir(path: Path) -> None:
 def up(logical: bool = False) -> str:
     """Ensure a server answers and return its DSN (see module docstring); with ``logical``, one whose
     ``wal_level`` is ``logical`` (a private cluster is restarted once to get it, if it must)."""
-    dsn = os.environ.get("CDX_PG_DSN")
-    if dsn:
-        if not answers(dsn, timeout=5):
-            raise PostgresError(f"CDX_PG_DSN is set but the server does not answer: {dsn}")
-        return _require_logical(dsn, private=False) if logical else dsn
-    own = private_dsn()
-    if answers(own):
-        return _require_logical(own, private=True) if logical else own
-    for candidate in ("postgresql://postgres@127.0.0.1:5432/postgres",):
-        if answers(candidate, timeout=1):
-            return _require_logical(candidate, private=False) if logical else candidate
-    return _start_private()
+    dsn, private = os.environ.get("CDX_PG_DSN"), False
+    if dsn and not answers(dsn, timeout=5):
+        raise PostgresError(f"CDX_PG_DSN is set but the server does not answer: {dsn}")
+    if not dsn:
+        own, local = private_dsn(), "postgresql://postgres@127.0.0.1:5432/postgres"
+        if answers(own):
+            dsn, private = own, True
+        elif answers(local, timeout=1):
+            dsn = local
+        else:
+            return _start_private()
+    return _require_logical(dsn, private) if logical else dsn
 
 
 def wal_level(dsn: str) -> str:
