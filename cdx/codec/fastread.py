@@ -190,7 +190,8 @@ class _Gen:
             self.emit(pad, f"{v} = {self.const(_decimal(precision, scale))}({v})")
         elif logical in ("long-timestamp-micros", "long-timestamp-millis"):
             self.varint(pad, v)
-            self.emit(pad, f"{v} = _EPOCH + _td(microseconds={v}{' * 1000' if logical.endswith('millis') else ''})")
+            # timedelta(days, seconds, microseconds) positionally: keywords double the cost of the call
+            self.emit(pad, f"{v} = _EPOCH + _td(0, 0, {v}{' * 1000' if logical.endswith('millis') else ''})")
         elif logical == "int-date":
             self.varint(pad, v)
             self.emit(pad, f"{v} = _date({v} + _DAYS_SHIFT)")

@@ -40,6 +40,11 @@ def _naive(v: Any) -> Any:
     return v
 
 
+_CONSTS = {"_RC": RoutedChange, "_SP": SourcePosition, "_new": object.__new__, "_naive": _naive,
+           "_NAIVE_EPOCH": dt.datetime(1970, 1, 1), "_UTC_EPOCH": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}
+"""The names the generated lines use."""
+
+
 def routed_reader(writer: AvroSchema, shape: Shape) -> Reader | None:
     """The compiled reader of routed value ``writer`` for ``shape``, or None (see the module docstring)."""
     schema = writer.to_dict()
@@ -49,9 +54,7 @@ def routed_reader(writer: AvroSchema, shape: Shape) -> Reader | None:
         return None
 
     def result(fields: Mapping[str, str]) -> tuple[list[str], Mapping[str, Any]]:
-        return _result_lines(fields, shape, row_types), {"_RC": RoutedChange, "_SP": SourcePosition,
-                                                         "_new": object.__new__,
-                                                         "_naive": _naive}
+        return _result_lines(fields, shape, row_types), _CONSTS
 
     return compile_reader(schema, SOURCE_KEPT, flat=(top, *_FLAT), result=result)
 
@@ -73,7 +76,8 @@ def _value(fields: Mapping[str, str], record: str, name: str, avro: Any, timesta
         return v
     kind = avro[1] if isinstance(avro, list) and len(avro) == 2 and avro[0] == "null" else avro
     if isinstance(kind, Mapping) and kind.get("type") == "long" and kind.get("logicalType") in _TIMESTAMPS:
-        return f"(None if {v} is None else {v}.replace(tzinfo=None))"  # the reader's are aware UTC
+        # the reader's are aware UTC: their naive twin by arithmetic (``replace(tzinfo=None)`` costs ten times more)
+        return f"(None if {v} is None else _NAIVE_EPOCH + ({v} - _UTC_EPOCH))"
     return f"_naive({v})"
 
 

@@ -138,8 +138,18 @@ class Decoder:
     def decode(self, partition: int, offset: int, key: bytes | None, value: bytes | None, *,
                timestamp: int = 0, headers: list[tuple[str, bytes]] | None = None) -> Record:
         """Raises ``RetriableError`` (schema store unreachable); every other failure sets ``error``."""
-        rec = Record(partition, offset, key, value, timestamp=timestamp, headers=headers,
-                     reroute=reroute_mark(headers) if headers else None)
+        reroute = reroute_mark(headers) if headers else None
+        if key is not None and value is not None:  # the common case first: a known pair, its routed reader
+            known = self._by_header.get((key[:HEADER_SIZE], value[:HEADER_SIZE]))  # only checked headers are in it
+            if known is not None and known[2] is not None:
+                try:
+                    got = known[2](value, HEADER_SIZE)
+                except CdxError:
+                    got = None  # the general path below says why
+                if got is not None:  # (positional: a bootstrap makes millions)
+                    return Record(partition, offset, key, value, got[0], known[0], None, timestamp, headers, False,
+                                  reroute, got[1], got[2])
+        rec = Record(partition, offset, key, value, timestamp=timestamp, headers=headers, reroute=reroute)
         if value is None:
             if key is not None and headers:
                 self._tombstone(rec, key, headers)
@@ -147,13 +157,7 @@ class Decoder:
         try:
             if key is None:
                 raise ValueError("record has no key")
-            known = self._by_header.get((key[:HEADER_SIZE], value[:HEADER_SIZE]))  # only checked headers are in it
-            if known is not None and known[2] is not None:  # the common case, first
-                got = known[2](value, HEADER_SIZE)
-                if got is not None:
-                    rec.change, rec.key_values, rec.row_values = got
-                    rec.shape = known[0]
-                    return rec
+            known = self._by_header.get((key[:HEADER_SIZE], value[:HEADER_SIZE]))
             if known is not None and known[1] is not None:
                 decoded = known[1](value, HEADER_SIZE) or {}
                 key_dict = _key_from_value(known[0], decoded)
