@@ -154,3 +154,14 @@ def test_result_builds_the_return_value_from_the_field_variables() -> None:
     assert compile_reader(rs.value.to_dict(), result=lambda fields: (["out = ("], {})) is None  # not Python
     with pytest.raises(DecodeError):
         read(body[:-1], 0)
+
+
+def test_decimal_values_are_kept_and_shared_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdx.codec import fastread
+
+    monkeypatch.setattr(fastread, "DECIMALS_KEPT", 2)
+    schema = {"type": "array", "items": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}}
+    values = [decimal.Decimal(x) for x in ("1.50", "-1.50", "1.50", "0.00", "0.00", "-0.01", "-1.50")]
+    got = same(schema, values, plain=True)
+    assert got[0] is got[2] and got[1] is got[6]  # kept: the same object again
+    assert got[3] is not got[4]  # past the bound: converted each time
