@@ -16,15 +16,25 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cdx.codec import AvroSchema
 from cdx.codec.fastread import Reader, compile_reader
 from cdx.codec.naming import SOURCE, SOURCE_NAMESPACE
 from cdx.routed import RoutedChange, SourcePosition
 
-if TYPE_CHECKING:
-    from cdx.connectors.sink.records import Shape
+
+class Shape(Protocol):
+    """What the reader needs of a ``records.Shape`` (not imported: ``records`` imports this module)."""
+
+    @property
+    def fields(self) -> tuple[str, ...]: ...
+
+    @property
+    def key_fields(self) -> tuple[str, ...]: ...
+
+    @property
+    def timestamps(self) -> frozenset[int]: ...
 
 SOURCE_KEPT = {f"{SOURCE_NAMESPACE}.{SOURCE}": ("change_version", "ts_ms")}
 """What a sink reads of a routed value's ``source`` (the rest is skipped over, not decoded)."""
