@@ -10,6 +10,13 @@ precision as context, as fastavro), aware UTC ``datetime``, ``date``, ``uuid.UUI
 ``keep`` projects: of a record whose full name is in it, only the fields named are decoded; the others
 are skipped over (their bytes are not made into values), so its dict holds those fields alone.
 
+``result`` lets a caller build its own value from the fields (a sink builds its records in the reader):
+``result(fields)`` receives the variables holding every field read outside arrays and maps, by dotted
+path (``"after"``, ``"after.ID"``, ``"position.topic"``), and returns lines of code that set ``out`` (what
+the reader returns) plus the constants they name. Records named in ``flat`` are not assembled as dicts
+(their fields are read, for ``result``). A field inside a nullable union is set only when its branch was
+taken: test the enclosing field's variable first.
+
 ``compile_reader`` returns None for what it does not handle (recursive schemas, the time and local-
 timestamp logical types, a decimal without a precision): callers then use ``read_body``. A reader
 raises ``DecodeError`` on malformed bytes, or when bytes are left over after the body (as ``read_body``).
@@ -63,12 +70,25 @@ def _size(data: bytes, i: int) -> tuple[int, int]:
     return n, i
 
 
+DECIMALS_KEPT = 4096
+"""Distinct values of one decimal field a reader keeps (``Decimal`` is immutable: equal bytes share one)."""
+
+
 def _decimal(precision: int, scale: int) -> Callable[[bytes], Any]:
+    """The converter of one decimal field: its unscaled bytes -> ``Decimal``; the first ``DECIMALS_KEPT``
+    distinct values are kept and handed out again (prices repeat: a look-up costs a fifth of a conversion)."""
     ctx = Context(prec=precision)
     create, shift = ctx.create_decimal, -scale
+    kept: dict[bytes, Any] = {}
 
     def read(raw: bytes) -> Any:
-        return create(int.from_bytes(raw, "big", signed=True)).scaleb(shift, ctx)
+        plain = type(raw) is bytes  # (a memoryview's slices are not hashable)
+        got = kept.get(raw) if plain else None
+        if got is None:
+            got = create(int.from_bytes(raw, "big", signed=True)).scaleb(shift, ctx)
+            if plain and len(kept) < DECIMALS_KEPT:
+                kept[raw] = got
+        return got
 
     return read
 
@@ -76,7 +96,7 @@ def _decimal(precision: int, scale: int) -> Callable[[bytes], Any]:
 class _Gen:
     """Writes the function's lines; ``consts`` are the names its code refers to (symbols, converters)."""
 
-    def __init__(self, keep: Mapping[str, Collection[str]]) -> None:
+    def __init__(self, keep: Mapping[str, Collection[str]], flat: Collection[str] = ()) -> None:
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {"_size": _size, "_float": struct.Struct("<f").unpack_from,
                                        "_double": struct.Struct("<d").unpack_from, "_EPOCH": _EPOCH,
@@ -84,6 +104,11 @@ class _Gen:
                                        "_DAYS_SHIFT": _DAYS_SHIFT}
         self.named: dict[str, Any] = {}
         self.keep = keep
+        self.flat = flat
+        self.fields: dict[str, str] = {}
+        """Dotted field path -> its variable (fields read outside arrays and maps, see ``result``)."""
+        self.path: list[str] = []
+        self.looped = 0
         self.active: set[str] = set()
         self.n = 0
 
@@ -178,7 +203,8 @@ class _Gen:
             self.emit(pad, f"{v} = {self.const(_decimal(precision, scale))}({v})")
         elif logical in ("long-timestamp-micros", "long-timestamp-millis"):
             self.varint(pad, v)
-            self.emit(pad, f"{v} = _EPOCH + _td(microseconds={v}{' * 1000' if logical.endswith('millis') else ''})")
+            # timedelta(days, seconds, microseconds) positionally: keywords double the cost of the call
+            self.emit(pad, f"{v} = _EPOCH + _td(0, 0, {v}{' * 1000' if logical.endswith('millis') else ''})")
         elif logical == "int-date":
             self.varint(pad, v)
             self.emit(pad, f"{v} = _date({v} + _DAYS_SHIFT)")
@@ -227,10 +253,15 @@ class _Gen:
                 self.skip(f["type"], pad, inner)
                 continue
             fv = self.var()
+            self.path.append(str(f["name"]))
+            if not self.looped:
+                self.fields[".".join(self.path)] = fv
             self.read(f["type"], fv, pad, inner)
+            self.path.pop()
             items.append(f"{str(f['name'])!r}: {fv}")
         self.active.discard(full)
-        self.emit(pad, f"{v} = {{{', '.join(items)}}}")
+        if full not in self.flat:
+            self.emit(pad, f"{v} = {{{', '.join(items)}}}")
 
     def skip(self, schema: Any, pad: str, ns: str) -> None:
         """Lines that move ``i`` past one value of ``schema`` (scalars without making their values)."""
@@ -259,7 +290,9 @@ class _Gen:
         self.emit(pad + "    ", f"if {c} == 0:", "    break", f"if {c} < 0:", f"    {c} = -{c}")
         self.varint(pad + "        ", "_")
         self.emit(pad + "    ", f"for _ in range({c}):")
+        self.looped += 1
         item(pad + "        ")
+        self.looped -= 1
 
     def array(self, schema: Mapping[str, Any], v: str, pad: str, ns: str) -> None:
         x = self.var()
@@ -283,11 +316,20 @@ class _Gen:
         self.blocks(pad, item)
 
 
-def compile_reader(schema: Any, keep: Mapping[str, Collection[str]] | None = None) -> Reader | None:
+Result = Callable[[Mapping[str, str]], tuple[list[str], Mapping[str, Any]]]
+"""``result(fields)``: lines that set ``out`` from the field variables, and the constants they name."""
+
+
+def compile_reader(schema: Any, keep: Mapping[str, Collection[str]] | None = None, *, flat: Collection[str] = (),
+                   result: Result | None = None) -> Reader | None:
     """The compiled reader of writer ``schema`` (its JSON value), or None (see the module docstring)."""
-    gen = _Gen(keep or {})
+    gen = _Gen(keep or {}, flat)
     try:
-        gen.read(schema, "out", "        ", "")
+        gen.read(schema, "_" if result is not None else "out", "        ", "")
+        if result is not None:
+            lines, consts = result(gen.fields)
+            gen.emit("        ", *lines)
+            gen.consts.update(consts)
     except (Unsupported, KeyError, TypeError, ValueError):
         return None
     source = "\n".join(["def read(data, i):", "    try:", *gen.lines,

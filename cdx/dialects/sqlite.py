@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 import re
 import sqlite3
 import uuid
@@ -87,6 +88,24 @@ _ENCODERS: dict[type, Any] = {
     Decimal: lambda v: format(v, "f"), dt.datetime: _timestamp_text, dt.date: dt.date.isoformat, uuid.UUID: str,
     bool: int, bytearray: bytes, memoryview: bytes}
 """``encode`` of one exact type (a column of one type is encoded without ``encode``'s type tests)."""
+_ENCODED: dict[type, type] = {Decimal: str, dt.datetime: str, dt.date: str, uuid.UUID: str, bool: int, bytearray: bytes,
+                              memoryview: bytes}
+"""The type ``_ENCODERS`` make of each."""
+_ISO = operator.methodcaller("isoformat", " ", "microseconds")
+_FIXED = operator.methodcaller("__format__", "f")
+_TZ = operator.attrgetter("tzinfo")
+
+
+def _encode_column(kind: type, column: Sequence[Any], nulls: bool) -> list[Any]:
+    """A column of ``kind`` values (and None where ``nulls``) as ``_ENCODERS`` encodes them: without nulls,
+    the common kinds through C-level calls (naive timestamps, decimals; a bootstrap encodes millions)."""
+    if not nulls:
+        if kind is dt.datetime and not any(map(_TZ, column)):
+            return list(map(_ISO, column))
+        if kind is Decimal:
+            return list(map(_FIXED, column))
+    convert = _ENCODERS[kind]
+    return [None if v is None else convert(v) for v in column]
 
 
 class SQLiteDialect(Dialect):
@@ -230,17 +249,21 @@ class SQLiteDialect(Dialect):
         encoded, exact = False, True
         for i, column in enumerate(columns):
             kinds = set(map(type, column))
+            nulls = type(None) in kinds
             kinds.discard(type(None))
             if not kinds <= _NATIVE:
-                convert = _ENCODERS.get(next(iter(kinds))) if len(kinds) == 1 else None
-                columns[i] = [None if v is None else convert(v) for v in column] if convert is not None \
-                    else tuple(map(self.encode, column))
-                kinds = {type(v) for v in columns[i] if v is not None}
+                kind = next(iter(kinds)) if len(kinds) == 1 else None
+                if kind in _ENCODERS:
+                    columns[i] = _encode_column(kind, column, nulls)
+                    kinds = {_ENCODED[kind]}
+                else:
+                    columns[i] = tuple(map(self.encode, column))
+                    kinds = {type(v) for v in columns[i] if v is not None}
                 encoded = True
             if kinds - {str, int}:
                 exact = False
             elif int in kinds:
-                ints = [v for v in columns[i] if type(v) is int]
+                ints = columns[i] if not nulls and len(kinds) == 1 else [v for v in columns[i] if type(v) is int]
                 exact = exact and _INT64[0] <= min(ints) and max(ints) <= _INT64[1]
         return (list(zip(*columns, strict=True)) if encoded else rows), exact
 

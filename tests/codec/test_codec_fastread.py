@@ -132,3 +132,36 @@ def test_keep_projects_a_record_and_skips_the_rest() -> None:
     assert skipped_all(body, 0)["after"] == {}
     with pytest.raises(DecodeError):
         read(body[:-1], 0)
+
+
+def test_result_builds_the_return_value_from_the_field_variables() -> None:
+    cols = (Column("ID", L.INT64, primary_key=True), Column("S", L.STRING))
+    rs = routed_schemas("ax", "P", cols)
+    value = make_value(rs, op="c", key={"ID": 1}, row={"ID": 1, "S": "x"}, source=SRC.to_avro(), ts_ms=9,
+                       subjob="S", position=SourcePosition("t", 0, 5))
+    body = write_body(rs.value, value)
+    seen: dict[str, str] = {}
+
+    def result(fields: Any) -> tuple[list[str], dict[str, Any]]:
+        seen.update(fields)
+        return [f"out = _mark, {fields['position.offset']}, {fields['after']}, {fields['after.S']}"
+                f" if {fields['after']} is not None else None, {fields['position']!r} in dir()"], {"_mark": "m"}
+
+    read = compile_reader(rs.value.to_dict(), flat=("cdx.Position", "routed.ax.P.Envelope"), result=result)
+    assert read is not None
+    assert read(body, 0) == ("m", 5, {"ID": 1, "S": "x"}, "x", False)  # flat: no dict built for ``position``
+    assert {"before", "before.ID", "after.S", "source.ts_ms", "position.topic", "filter", "filter.value"} <= set(seen)
+    assert compile_reader(rs.value.to_dict(), result=lambda fields: (["out = ("], {})) is None  # not Python
+    with pytest.raises(DecodeError):
+        read(body[:-1], 0)
+
+
+def test_decimal_values_are_kept_and_shared_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdx.codec import fastread
+
+    monkeypatch.setattr(fastread, "DECIMALS_KEPT", 2)
+    schema = {"type": "array", "items": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}}
+    values = [decimal.Decimal(x) for x in ("1.50", "-1.50", "1.50", "0.00", "0.00", "-0.01", "-1.50")]
+    got = same(schema, values, plain=True)
+    assert got[0] is got[2] and got[1] is got[6]  # kept: the same object again
+    assert got[3] is not got[4]  # past the bound: converted each time

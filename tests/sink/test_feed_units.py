@@ -79,18 +79,24 @@ class Reader:
     next: int = OFFSET_BEGINNING
     up: bool = True
     got: list[int] = field(default_factory=list)
+    room: int | None = None
+    """Records the inbox takes yet (None: no limit); at 0 it is full (wants nothing, ``full``)."""
 
     @property
     def topic(self) -> str:
         return TOPIC
 
     def wants(self, partitions: list[int]) -> dict[int, int] | None:
-        return {0: self.next} if self.up else None
+        return {0: self.next} if self.up and not self.full() else None
+
+    def full(self) -> bool:
+        return self.up and self.room == 0
 
     def offer(self, partition: int, offset: int, cursor: int, msg: Any) -> bool:
         if self.up and cursor <= self.next <= offset:
             self.got.append(offset)
             self.next = offset + 1
+            self.room = None if self.room is None else max(self.room - 1, 0)
             return True
         return False
 
@@ -153,3 +159,13 @@ def test_nobody_wanting_a_partition_unassigns_it() -> None:
     feed, consumer = feed_of(a)
     steps(feed, 2)
     assert consumer.assigns == [] and not feed.cursor
+
+
+def test_a_full_reader_keeps_its_partitions_assigned_and_nothing_is_consumed_meanwhile() -> None:
+    a = Reader("a", room=3)
+    feed, consumer = feed_of(a)
+    steps(feed)
+    assert a.got == [0, 1, 2] and consumer.assigns == [OFFSET_BEGINNING] and consumer.at == 3 and feed.cursor
+    a.room = None  # the worker took a batch: it reads on from the assigned position (kept prefetch)
+    steps(feed)
+    assert a.got == OFFSETS and consumer.assigns == [OFFSET_BEGINNING] and a.next == END

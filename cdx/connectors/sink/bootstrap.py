@@ -13,9 +13,12 @@ How a bootstrap is fast (``bootstrap_settings``, ``bulk_gc``): batches of ``BOOT
 so each table's rows reach ``apply.BULK_ROWS`` and go through the dialect's bulk load
 (``Dialect.load_rows``: PostgreSQL ``COPY`` into the table, the upsert only once a key exists; SQLite
 one ``INSERT ... SELECT`` over the batch as JSON, which runs without Python's GIL); larger Kafka
-fetches; and a garbage collector that runs rarely (the decoded records are acyclic and die with their batch).
-Decoding stays on the worker (compiled Avro readers, ``cdx.codec.fastread``): decoding on the feed's thread
-was removed, see docs/performance.md ("Decode ahead removed").
+fetches, kept while the sink's inbox is full (``feed.Feed``: the partitions stay assigned, librdkafka's
+prefetched records are not dropped and fetched again); and a garbage collector that runs rarely (the
+decoded records are acyclic and die with their batch). Decoding stays on the worker: one compiled reader
+per routed writer schema builds each record's change, key tuple and row tuple in one pass
+(``fastrecords``); decoding on the feed's thread was removed, see docs/performance.md ("Decode ahead
+removed").
 """
 
 from __future__ import annotations

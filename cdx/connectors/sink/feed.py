@@ -11,7 +11,10 @@ Contract
   to its database's offsets, released held records, or drained a full inbox) makes the feed
   re-position the partition at the reader's offset; the others skip what they already have.
 - A reader that wants nothing (database unreachable, standing by, paused, inbox full) is left out,
-  so it never holds back the others; a partition nobody wants is unassigned.
+  so it never holds back the others; a partition nobody wants is unassigned, except while no reader
+  wants anything and some are only full (``Reader.full``): then nothing is consumed and the partitions
+  stay assigned, so what librdkafka prefetched is kept (a bootstrap fills its inbox again and again:
+  unassigning dropped the prefetched records, which were fetched again).
 - While nothing arrives, records before the consumer's position are markers or gone: the readers
   there are moved on (``Reader.skip_to``), so they see themselves caught up with the end offsets.
 - ``auto.offset.reset=error``: an offset that left the log is reported to the readers positioned
@@ -58,6 +61,9 @@ class Reader(Protocol):
     def offer(self, partition: int, offset: int, cursor: int, msg: Message) -> bool:
         """Take ``msg`` when the reader's position is within ``[cursor, offset]``."""
 
+    def full(self) -> bool:
+        """Whether ``wants`` said None only because the reader has all the records it can hold now."""
+
     def skip_to(self, partition: int, cursor: int, position: int) -> None:
         """Nothing for the readers in ``[cursor, position)``."""
 
@@ -90,6 +96,8 @@ class Feed:
         """Assigned partitions -> the offset the feed expects next."""
         self._warned: dict[int, float] = {}
         self._ends: dict[str, dict[int, int]] = {}
+        self._holding = False
+        """No reader wants anything now and some are only full: the assignment is kept, nothing consumed."""
 
     # ------------------------------------------------------------------------------ readers
     def add(self, reader: Reader) -> None:
@@ -139,7 +147,7 @@ class Feed:
         if self.consumer is None:
             self.consumer = self._new_consumer()
         self._plan(readers)
-        if not self.cursor:
+        if not self.cursor or self._holding:
             stop.wait(self.poll_timeout)
             return
         msgs = next_batch(self.consumer, self.batch_size, self.poll_timeout)  # never waits for a full batch
@@ -167,12 +175,20 @@ class Feed:
     def _plan(self, readers: Mapping[str, list[Reader]]) -> None:
         """Assign, re-position and unassign partitions after what the readers want now."""
         targets: dict[tuple[str, int], int] = {}
+        full = False
         for topic, rs in readers.items():
             parts = self._partitions_of(topic)
             for r in rs:
-                for p, w in (r.wants(parts) or {}).items():
+                wanted = r.wants(parts)
+                if wanted is None:
+                    full = full or r.full()
+                    continue
+                for p, w in wanted.items():
                     tp = (topic, p)
                     targets[tp] = min(w, targets.get(tp, w))
+        self._holding = full and not targets
+        if self._holding:
+            return
         drop = [tp for tp in self.cursor if tp not in targets]
         move = {tp: off for tp, off in targets.items() if tp not in self.cursor or off < self.cursor[tp]
                 or off > self.cursor[tp] + FORWARD_SEEK}

@@ -117,8 +117,9 @@ def plan_batch(records: list[Record], state: SinkState, spec: SinkSpec, poison: 
             filtered += 1
             continue
         try:
-            key = shape.key_values(change.key)
-            row = None if change.is_delete or change.row is None else shape.row_values(change.row)
+            key = rec.key_values if rec.key_values is not None else shape.key_values(change.key)
+            row = None if change.is_delete or change.row is None else \
+                rec.row_values if rec.row_values is not None else shape.row_values(change.row)
         except (KeyError, TypeError, ValueError) as e:
             plan.dead.append((rec, f"malformed change: {type(e).__name__}: {e}"))
             continue

@@ -16,8 +16,8 @@ from cdx.codec import AvroSchema, Codec, Column, LogicalType, SingleObjectCodec
 from cdx.codec.binary import read_body
 from cdx.codec.errors import UnknownSchemaError
 from cdx.codec.fastread import Reader, compile_reader
-from cdx.codec.naming import SOURCE, SOURCE_NAMESPACE
 from cdx.codec.single_object import HEADER_SIZE, MAGIC, is_single_object
+from cdx.connectors.sink.fastrecords import SOURCE_KEPT, routed_reader
 from cdx.errors import CdxError, RetriableError
 from cdx.routed import RoutedChange, columns_of, parse_tombstone, parse_value
 
@@ -98,6 +98,10 @@ class Record:
     tombstone: bool = False
     reroute: str | None = None
     """The re-route mark (header ``cdx.reroute``, ``cdx.streams.reroute``) of a re-routed record, else None."""
+    key_values: tuple[Any, ...] | None = None
+    """``shape.key_values(change.key)`` when the decoder built it already (its compiled routed reader), else None."""
+    row_values: tuple[Any, ...] | None = None
+    """``shape.row_values(change.row)`` of an upsert when the decoder built it already, else None."""
 
 
 def decode_message(decoder: Decoder, msg: Any) -> Record:
@@ -126,15 +130,26 @@ class Decoder:
         self.codec = codec
         self.topic = topic
         self._shapes: dict[tuple[AvroSchema, AvroSchema], Shape] = {}
-        self._by_header: dict[tuple[bytes, bytes], tuple[Shape, Reader | None]] = {}
+        self._by_header: dict[tuple[bytes, bytes], tuple[Shape, Reader | None, Reader | None]] = {}
+        """Checked header pair -> (shape, compiled value reader, compiled routed reader: ``fastrecords``)."""
         self._direct = type(codec) is SingleObjectCodec
         self._unknown_since: dict[str, float] = {}
 
     def decode(self, partition: int, offset: int, key: bytes | None, value: bytes | None, *,
                timestamp: int = 0, headers: list[tuple[str, bytes]] | None = None) -> Record:
         """Raises ``RetriableError`` (schema store unreachable); every other failure sets ``error``."""
-        rec = Record(partition, offset, key, value, timestamp=timestamp, headers=headers,
-                     reroute=reroute_mark(headers) if headers else None)
+        reroute = reroute_mark(headers) if headers else None
+        if key is not None and value is not None:  # the common case first: a known pair, its routed reader
+            known = self._by_header.get((key[:HEADER_SIZE], value[:HEADER_SIZE]))  # only checked headers are in it
+            if known is not None and known[2] is not None:
+                try:
+                    got = known[2](value, HEADER_SIZE)
+                except CdxError:
+                    got = None  # the general path below says why
+                if got is not None:  # (positional: a bootstrap makes millions)
+                    return Record(partition, offset, key, value, got[0], known[0], None, timestamp, headers, False,
+                                  reroute, got[1], got[2])
+        rec = Record(partition, offset, key, value, timestamp=timestamp, headers=headers, reroute=reroute)
         if value is None:
             if key is not None and headers:
                 self._tombstone(rec, key, headers)
@@ -142,8 +157,8 @@ class Decoder:
         try:
             if key is None:
                 raise ValueError("record has no key")
-            known = self._by_header.get((key[:HEADER_SIZE], value[:HEADER_SIZE]))  # only checked headers are in it
-            if known is not None and known[1] is not None:  # the common case, first
+            known = self._by_header.get((key[:HEADER_SIZE], value[:HEADER_SIZE]))
+            if known is not None and known[1] is not None:
                 decoded = known[1](value, HEADER_SIZE) or {}
                 key_dict = _key_from_value(known[0], decoded)
                 rec.change = parse_value(key_dict if key_dict is not None else self.codec.decode_key(self.topic, key),
@@ -153,7 +168,7 @@ class Decoder:
             header = (key[:HEADER_SIZE], value[:HEADER_SIZE]) if key[:2] == MAGIC and is_single_object(value) \
                 and len(key) >= HEADER_SIZE else None
             known = self._by_header.get(header) if header is not None else None
-            shape, read = known if known is not None else (None, None)
+            shape, read = known[:2] if known is not None else (None, None)
             decoded = (read(value, HEADER_SIZE) if read is not None
                        else self.codec.decode_value(self.topic, value)) or {}
             key_dict = _key_from_value(shape, decoded) if shape is not None else None
@@ -162,7 +177,8 @@ class Decoder:
                 shape = self._shape(key, value, change)
                 if header is not None:
                     vs = self.codec.writer_schema(self.topic, value) if self._direct else None
-                    self._by_header[header] = (shape, _reader(vs) if vs is not None else None)
+                    self._by_header[header] = (shape, _reader(vs), routed_reader(vs, shape)) if vs is not None \
+                        else (shape, None, None)
             rec.shape = shape
             rec.change = change
         except RetriableError:
@@ -201,10 +217,6 @@ class Decoder:
             shape = shape_of(change.schema, change.table, ks, vs)
             self._shapes[(ks, vs)] = shape
         return shape
-
-
-SOURCE_KEPT = {f"{SOURCE_NAMESPACE}.{SOURCE}": ("change_version", "ts_ms")}
-"""What ``parse_value`` reads of a routed value's ``source`` (the rest is skipped over, not decoded)."""
 
 
 def _reader(writer: AvroSchema) -> Reader:

@@ -2,7 +2,9 @@
 
 - **The feed's side** (``feed.Reader``; the feed thread and a worker use it at once, under ``_mu``):
   ``wants`` (partition -> next offset; None: nothing now, as the database is not open, a resync is due
-  or the inbox is full), ``offer`` (takes a record when it is the next one of its partition),
+  or the inbox is full), ``full`` (only the inbox is: the feed keeps the partitions assigned),
+  ``offer`` (takes a record when it is the next one of its partition; the inbox holds up to ``limit``
+  records when ``wants`` is asked, so one more fetched batch still goes in: up to twice that),
   ``skip_to`` (markers, compacted offsets), ``resync_needed``.
 - **The stage's side**: ``poll`` pops up to a batch from the inbox and decodes it; ``position(records)``
   is the batch itself (the target stores its offsets and watermarks); ``rewind`` drops what was fetched
@@ -75,10 +77,17 @@ class FeedShare:
                 return None
             return {p: self._next.get(p, OFFSET_BEGINNING) for p in partitions if p not in self.held}
 
-    def offer(self, partition: int, offset: int, cursor: int, msg: Message) -> bool:
-        """Take ``msg`` into the inbox (undecoded: the worker decodes its batch, ``poll``)."""
+    def full(self) -> bool:
+        """Whether ``wants`` says nothing only because the inbox is full."""
         with self._mu:
-            if not self._accepting or partition in self.held or len(self._inbox) >= self._limit:
+            return self._accepting and self._resync_due is None and len(self._inbox) >= self._limit
+
+    def offer(self, partition: int, offset: int, cursor: int, msg: Message) -> bool:
+        """Take ``msg`` into the inbox (undecoded: the worker decodes its batch, ``poll``). Up to twice the
+        limit ``wants`` keeps to: a batch the feed fetched while there was room goes in whole (a record
+        refused here is fetched again, after a re-positioning of the partition)."""
+        with self._mu:
+            if not self._accepting or partition in self.held or len(self._inbox) >= 2 * self._limit:
                 return False
             if not cursor <= self._next.get(partition, OFFSET_BEGINNING) <= offset:
                 return False
