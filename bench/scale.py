@@ -18,10 +18,12 @@ behind, so polling costs next to nothing). Figures, each the median over ``--run
 - aggregate rows/s = N x rows / seconds, and the seconds;
 - seconds until all N channels were started (one ``assigned`` line each in the sink log):
   the start-up share of the time;
-- peak RSS (``VmHWM``) and RSS after catching up (``VmRSS``, 2 s later) from /proc, in MiB;
+- peak RSS (``VmHWM``) and RSS after catching up (``VmRSS``, once idle was measured) from /proc, in MiB;
 - threads (``Threads`` in /proc/<pid>/status) and open file descriptors after catching up;
 - in the JSON also: the sink's CPU seconds (user + system) to catch up, its CPU use while idle
-  (those 2 s), and how long it takes to exit after SIGTERM (it must exit 0).
+  (``IDLE_WINDOW_S`` seconds, starting ``IDLE_SETTLE_S`` after the last channel caught up: the channels
+  checked last may still be committing their final batch then), and how long it takes to exit after
+  SIGTERM (it must exit 0).
 
 The default ``--rows 200`` keeps the default run at about two minutes on two cores (start-up is most
 of it); at 500 channels the sink needs roughly 0.3 ms of CPU per row and channel, so
@@ -57,6 +59,10 @@ from tests.sink.helpers import Db, FakeRouter, sqlite_db, stored_offsets, write_
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
+IDLE_SETTLE_S = 5.0
+"""Seconds after catching up before the idle CPU is measured."""
+IDLE_WINDOW_S = 10.0
+"""Seconds the idle CPU is measured over."""
 
 
 def rows_of(n: int) -> Iterator[dict[str, Any]]:
@@ -143,8 +149,10 @@ def run_sink(n: int, run: int, rows: int, ends: dict[int, int], topic: str, pref
                     pending.pop(0)  # channels progress alike: stop at the first one behind (cheap polls)
             elapsed = time.perf_counter() - start
             cpu = cpu_seconds(proc.pid)
-            time.sleep(2.0)
-            idle_cpu = (cpu_seconds(proc.pid) - cpu) / 2.0 * 100
+            time.sleep(IDLE_SETTLE_S)  # the last batches' sessions, offset mirrors and idle marks finish
+            before_idle = cpu_seconds(proc.pid)
+            time.sleep(IDLE_WINDOW_S)
+            idle_cpu = (cpu_seconds(proc.pid) - before_idle) / IDLE_WINDOW_S * 100
             status, fds = proc_status(proc.pid), open_fds(proc.pid)
         finally:
             stopping = time.perf_counter()

@@ -57,9 +57,10 @@ def state_table_exists(conn: Connection, dialect: Dialect) -> bool:
     return dialect.table_exists(conn, *ref)
 
 
-def read(conn: Connection, dialect: Dialect) -> Controls:
-    """The controls (none when the state table does not exist yet)."""
-    if not state_table_exists(conn, dialect):
+def read(conn: Connection, dialect: Dialect, *, table_known: bool = False) -> Controls:
+    """The controls (none when the state table does not exist yet; ``table_known``: the caller made sure
+    it does, as a running sink has, so it is not looked up again)."""
+    if not table_known and not state_table_exists(conn, dialect):
         return Controls()
     items = dialect.read_state(conn, NAMESPACE)
     releases: dict[str, dict[int, int]] = {}

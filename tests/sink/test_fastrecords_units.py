@@ -75,3 +75,19 @@ def test_decoder_fills_the_records_and_falls_back_without_a_key_in_the_value() -
     assert delete.change.is_delete and delete.change.key == {"ID": 4}
     assert bare.key_values is None and bare.change is not None and bare.change.key == {"ID": 4}
     assert bare.error is None and first.shape is second.shape is delete.shape is bare.shape
+
+
+def test_decoders_of_many_channels_share_one_compiled_reader_per_schema() -> None:
+    """A sink host decodes one group topic for many channels: each writer schema is compiled once."""
+    cols = (Column("ID", L.INT64, primary_key=True), Column("N", L.STRING))
+    rs = routed_schemas("ax", "SHARED", cols)
+    codec = SingleObjectCodec(SchemaStore())
+    kb = codec.encode_key(TOPIC, rs.key, {"ID": 1})
+    vb = codec.encode_value(TOPIC, rs.value, make_value(rs, op="c", key={"ID": 1}, row={"ID": 1, "N": "a"},
+                                                        source=SOURCE, ts_ms=3, subjob="S",
+                                                        position=SourcePosition("hq.T", 0, 1)))
+    decoders = [Decoder(codec, TOPIC) for _ in range(3)]
+    for d in decoders:
+        assert d.decode(0, 0, kb, vb).error is None
+    (first,), *others = [list(d._by_header.values()) for d in decoders]
+    assert first[2] is not None and all(o == [first] for o in others)  # the same shape and reader objects

@@ -76,7 +76,7 @@ class Gate:
         self._refreshed = time.monotonic()
         before = (self.controls, dict(self.open))
         try:  # a plain read: no write lock (SQLite's transaction() begins IMMEDIATE)
-            self.controls = controls.read(conn, self.dialect)
+            self.controls = controls.read(conn, self.dialect, table_known=True)  # the sink ensured it on open
         finally:
             conn.rollback()
         now = clock_now()

@@ -49,8 +49,11 @@ RECORDS_BUDGET = 50_000
 """Decoded records a host holds at most (all sinks' batches together)."""
 PREFETCH_BUDGET_KB = 64 * 1024
 """Bytes librdkafka may prefetch for the whole host (split among its feeds, at most 16 MiB each)."""
-HOUSEKEEPING_PER_SECOND = 100
-"""Idle housekeeping steps a host does per second at most (the idle tick grows with the channels)."""
+HOUSEKEEPING_PER_SECOND = 50
+"""Idle housekeeping steps a host does per second at most (the idle tick grows with the channels: every 20 s
+at 1,000 channels; each step reads the controls and, with SQLite, renews the channel's lease, whose length
+grows with the tick). Records arriving are applied at once whatever the tick: the batch path re-reads the
+controls itself."""
 
 
 def same_spec(a: SinkSpec, b: SinkSpec) -> bool:

@@ -36,8 +36,8 @@ from cdx.errors import FatalError, RetriableError
 
 LEASE_SECONDS = 30.0
 """How long a SQLite lease lasts without renewal."""
-RENEW_EVERY = LEASE_SECONDS / 3
-"""An idle holder renews its lease this often; a batch renews it when less than 2/3 is left."""
+RENEW_SHARE = 1 / 3
+"""A holder renews its lease when this share of it is gone (idle: in its housekeeping step; else in a batch)."""
 NAMESPACE = "lock:"
 
 
@@ -95,12 +95,12 @@ class ChannelLock:
             self.held = False
             raise ChannelLocked(f"channel {self.channel}: this sink lost its lease on the channel database"
                                 f" ({held_text(info)}); standing by")
-        if time.time() - self._renewed >= RENEW_EVERY:
+        if time.time() - self._renewed >= self.lease * RENEW_SHARE:
             self._write(conn, expires=time.time() + self.lease)
 
     def renew(self, conn: Connection) -> None:
-        """``confirm`` in a transaction of its own (idle sinks), at most every ``RENEW_EVERY`` seconds."""
-        if self.dialect.session_locks or time.time() - self._renewed < RENEW_EVERY:
+        """``confirm`` in a transaction of its own (idle sinks), when a third of the lease is gone."""
+        if self.dialect.session_locks or time.time() - self._renewed < self.lease * RENEW_SHARE:
             return
         with self.dialect.transaction(conn):
             self.confirm(conn)

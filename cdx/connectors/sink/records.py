@@ -177,8 +177,7 @@ class Decoder:
                 shape = self._shape(key, value, change)
                 if header is not None:
                     vs = self.codec.writer_schema(self.topic, value) if self._direct else None
-                    self._by_header[header] = (shape, _reader(vs), routed_reader(vs, shape)) if vs is not None \
-                        else (shape, None, None)
+                    self._by_header[header] = _readers(vs, shape) if vs is not None else (shape, None, None)
             rec.shape = shape
             rec.change = change
         except RetriableError:
@@ -217,6 +216,22 @@ class Decoder:
             shape = shape_of(change.schema, change.table, ks, vs)
             self._shapes[(ks, vs)] = shape
         return shape
+
+
+_READERS: dict[tuple[Any, ...], tuple[Shape, Reader, Reader | None]] = {}
+"""Compiled readers shared by every channel's ``Decoder`` in the process: (writer schema text, the shape's
+table and columns) -> (shape, value reader, routed reader). A sink host with 1,000 channels on one group
+topic compiles each schema once, not once per channel (each compiled reader is tens of KiB of code)."""
+
+
+def _readers(writer: AvroSchema, shape: Shape) -> tuple[Shape, Reader, Reader | None]:
+    """``writer``'s compiled value and routed readers for ``shape`` (built once per process; a race builds
+    the same readers twice, harmlessly)."""
+    key = (writer.text, shape.schema, shape.table, shape.columns, shape.key_fields)
+    got = _READERS.get(key)
+    if got is None:
+        got = _READERS[key] = (shape, _reader(writer), routed_reader(writer, shape))
+    return got
 
 
 def _reader(writer: AvroSchema) -> Reader:

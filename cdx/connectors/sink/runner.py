@@ -45,7 +45,7 @@ from cdx.codec import Codec
 from cdx.connectors.sink import metrics, respec
 from cdx.connectors.sink.breaker import FailureBreaker
 from cdx.connectors.sink.gate import Gate
-from cdx.connectors.sink.lock import ChannelLock, ChannelLocked
+from cdx.connectors.sink.lock import LEASE_SECONDS, ChannelLock, ChannelLocked
 from cdx.connectors.sink.records import Decoder, Record
 from cdx.connectors.sink.resync import CAUGHT_UP_KEY, ResyncReport, resync_reason
 from cdx.connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
@@ -85,7 +85,9 @@ class ChannelSink(ChannelTarget, FeedShare):
         self.sessions = SessionLog(self.dialect, spec.owner_id, retention_days=s.session_retention_days,
                                    max_rows=s.session_max_rows)
         self.tables = TableManager(self.dialect, spec.extension_schemas)
-        self.lock = ChannelLock(self.dialect, spec.consumer_group, spec.owner_id)
+        # a lease outlives three housekeeping steps, whatever the idle tick of a host with many channels
+        self.lock = ChannelLock(self.dialect, spec.consumer_group, spec.owner_id,
+                                lease=max(LEASE_SECONDS, 3 * s.idle_tick))
         self.dead_letters = dead_letters
         self.kafka_config = dict(kafka_config)
         self.state, self.totals = SinkState(), Totals()
