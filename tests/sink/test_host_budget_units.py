@@ -22,3 +22,21 @@ def test_idle_tick_and_lease_grow_with_the_channels() -> None:
     assert _sink(few).lock.lease == LEASE_SECONDS
     lease = _sink(many).lock.lease
     assert lease >= 3 * many.idle_tick and lease * RENEW_SHARE <= many.idle_tick  # renewed at each step
+
+
+def test_a_host_thread_is_joined_until_it_ends_or_the_deadline() -> None:
+    import threading
+    import time
+
+    from cdx.connectors.sink.host import _join_naming
+
+    done, hold = threading.Thread(target=time.sleep, args=(0.1,)), threading.Event()
+    stuck = threading.Thread(target=hold.wait, daemon=True)
+    done.start()
+    stuck.start()
+    _join_naming(done, None)
+    assert not done.is_alive()
+    t0 = time.monotonic()
+    _join_naming(stuck, time.monotonic() + 0.2)
+    assert stuck.is_alive() and 0.15 < time.monotonic() - t0 < 5
+    hold.set()

@@ -69,6 +69,24 @@ def budgeted(settings: SinkSettings, sinks: int) -> SinkSettings:
         idle_tick=max(settings.idle_tick, n / HOUSEKEEPING_PER_SECOND))
 
 
+STOP_WARN_EVERY = 60.0
+"""Seconds between two warnings naming a host thread that has not ended after ``stop()``."""
+
+
+def _join_naming(thread: threading.Thread, deadline: float | None) -> None:
+    """Join ``thread`` until ``deadline`` (None: until it ends), warning every ``STOP_WARN_EVERY`` seconds
+    with its name while it has not ended, so a stop that hangs says where."""
+    started = time.monotonic()
+    while thread.is_alive():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        thread.join(STOP_WARN_EVERY if left is None else min(left, STOP_WARN_EVERY))
+        if thread.is_alive() and (left is None or left > STOP_WARN_EVERY):
+            log.warning("sink host: thread %s has not ended %.0f s after the stop", thread.name,
+                        time.monotonic() - started)
+
+
 def close_all(sinks: list[ChannelSink], threads: int) -> None:
     """Close ``sinks`` (release each lock, close each connection) on ``threads`` threads."""
     with ThreadPoolExecutor(max(1, min(threads, len(sinks))), thread_name_prefix="sink-close") as pool:
@@ -252,7 +270,7 @@ class SinkHost:
         self._halt.set()
         self.workers.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         for t in self._feed_threads:
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            _join_naming(t, deadline)
         if self.alive():
             return False
         close_all(self.sinks, self.settings.workers)
