@@ -177,7 +177,9 @@ class Decoder:
                 shape = self._shape(key, value, change)
                 if header is not None:
                     vs = self.codec.writer_schema(self.topic, value) if self._direct else None
-                    self._by_header[header] = _readers(vs, shape) if vs is not None else (shape, None, None)
+                    entry = _readers(vs, shape) if vs is not None else (shape, None, None)
+                    self._by_header[header] = entry
+                    shape = entry[0]  # the process-wide one: every record of this pair carries the same shape
             rec.shape = shape
             rec.change = change
         except RetriableError:
