@@ -3,6 +3,8 @@ idle tick, so a lease always outlives three housekeeping steps."""
 
 from __future__ import annotations
 
+import pytest
+
 from cdx.codec import SchemaStore, SingleObjectCodec
 from cdx.connectors.sink.host import HOUSEKEEPING_PER_SECOND, budgeted
 from cdx.connectors.sink.lock import LEASE_SECONDS, RENEW_SHARE
@@ -28,15 +30,56 @@ def test_a_host_thread_is_joined_until_it_ends_or_the_deadline() -> None:
     import threading
     import time
 
-    from cdx.connectors.sink.host import _join_naming
+    from cdx.connectors.sink.pool import join_naming
 
     done, hold = threading.Thread(target=time.sleep, args=(0.1,)), threading.Event()
     stuck = threading.Thread(target=hold.wait, daemon=True)
     done.start()
     stuck.start()
-    _join_naming(done, None)
+    join_naming(done, None)
     assert not done.is_alive()
     t0 = time.monotonic()
-    _join_naming(stuck, time.monotonic() + 0.2)
+    join_naming(stuck, time.monotonic() + 0.2)
     assert stuck.is_alive() and 0.15 < time.monotonic() - t0 < 5
     hold.set()
+
+
+def test_a_thread_that_does_not_end_is_named_with_where_it_is(monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The warning of a stop that hangs says which thread and where it waits (the one hang of ``cdx channel
+    bootstrap`` needed a py-spy dump, and two hosts' threads had the same names)."""
+    import threading
+
+    from cdx.connectors.sink import pool
+
+    hold = threading.Event()
+
+    def parked_in_a_call() -> None:
+        hold.wait(30)
+
+    stuck = threading.Thread(target=parked_in_a_call, name="sink7-feed-1", daemon=True)
+    stuck.start()
+    monkeypatch.setattr(pool, "STOP_WARN_EVERY", 0.05)
+    ended = threading.Timer(0.5, hold.set)
+    ended.start()
+    with caplog.at_level("WARNING", "cdx.sink"):
+        pool.join_naming(stuck, None)
+    assert not stuck.is_alive()
+    warned = [r.getMessage() for r in caplog.records if "has not ended" in r.getMessage()]
+    assert warned and all("sink7-feed-1" in w and "parked_in_a_call" in w for w in warned), warned
+
+
+def test_the_threads_of_two_hosts_have_different_names() -> None:
+    import threading
+
+    from cdx.connectors.sink.pool import Workers
+
+    a, b = Workers(1, list, threading.Event(), "sink1"), Workers(1, list, threading.Event(), "sink2")
+    a.start()
+    b.start()
+    a.stop.set()
+    b.stop.set()
+    a.join(5)
+    b.join(5)
+    names = [t.name for t in (*a._threads, *b._threads)]
+    assert len(set(names)) == len(names) == 4 and not a.alive() and not b.alive(), names

@@ -19,6 +19,7 @@ Design (issue #14: 1,000 channels per process)
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import threading
@@ -33,7 +34,7 @@ from cdx.connectors.sink import tools
 from cdx.connectors.sink.dlq import DeadLettersByOwner
 from cdx.connectors.sink.feed import Feed
 from cdx.connectors.sink.mirror import OffsetMirror
-from cdx.connectors.sink.pool import Workers
+from cdx.connectors.sink.pool import Workers, join_naming
 from cdx.connectors.sink.runner import ChannelSink, SinkSettings
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
 from cdx.errors import CdxError, ConfigError, FatalError, RetriableError
@@ -44,6 +45,9 @@ from cdx.topology.live import LiveTopology
 from cdx.topology.root import Topology
 
 log = logging.getLogger("cdx.sink")
+
+_NUMBERS = itertools.count(1)
+"""Numbers the hosts of a process (their threads' names: tests and tools run several hosts in one process)."""
 
 RECORDS_BUDGET = 50_000
 """Decoded records a host holds at most (all sinks' batches together)."""
@@ -69,27 +73,9 @@ def budgeted(settings: SinkSettings, sinks: int) -> SinkSettings:
         idle_tick=max(settings.idle_tick, n / HOUSEKEEPING_PER_SECOND))
 
 
-STOP_WARN_EVERY = 60.0
-"""Seconds between two warnings naming a host thread that has not ended after ``stop()``."""
-
-
-def _join_naming(thread: threading.Thread, deadline: float | None) -> None:
-    """Join ``thread`` until ``deadline`` (None: until it ends), warning every ``STOP_WARN_EVERY`` seconds
-    with its name while it has not ended, so a stop that hangs says where."""
-    started = time.monotonic()
-    while thread.is_alive():
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            return
-        thread.join(STOP_WARN_EVERY if left is None else min(left, STOP_WARN_EVERY))
-        if thread.is_alive() and (left is None or left > STOP_WARN_EVERY):
-            log.warning("sink host: thread %s has not ended %.0f s after the stop", thread.name,
-                        time.monotonic() - started)
-
-
-def close_all(sinks: list[ChannelSink], threads: int) -> None:
+def close_all(sinks: list[ChannelSink], threads: int, label: str = "sink") -> None:
     """Close ``sinks`` (release each lock, close each connection) on ``threads`` threads."""
-    with ThreadPoolExecutor(max(1, min(threads, len(sinks))), thread_name_prefix="sink-close") as pool:
+    with ThreadPoolExecutor(max(1, min(threads, len(sinks))), thread_name_prefix=f"{label}-close") as pool:
         list(pool.map(lambda s: s.close(), sinks))
 
 
@@ -102,6 +88,8 @@ class SinkHost:
         self.owner_ids = list(owner_ids) if owner_ids is not None else None
         self.specs = sink_specs(topology, self.owner_ids)
         self.settings = settings or SinkSettings()
+        self.label = f"sink{next(_NUMBERS)}"
+        """Prefix of this host's thread names (``sink1-feed-1``, ``sink1-worker-0``, ``sink1-offsets``)."""
         self.live: LiveTopology | None = None
         """Set by ``cdx sink``: ``wait`` then takes new topology revisions (``reload``)."""
         self.sinks: list[ChannelSink] = []
@@ -110,7 +98,7 @@ class SinkHost:
         self._stop = threading.Event()
         self._halt = threading.Event()
         """Set once every sink is to stop: ends the workers and the feeds."""
-        self.workers = Workers(self.settings.workers, lambda: self.sinks, self._halt)
+        self.workers = Workers(self.settings.workers, lambda: self.sinks, self._halt, self.label)
         self._started = False
         self._store: SchemaStore | None = None
         self._dead_letters: DeadLettersByOwner | None = None
@@ -188,7 +176,7 @@ class SinkHost:
             self._start_one(sink)
         self.workers.start()
         if self.settings.commit_to_kafka:
-            self._start_thread(self._mirror_offsets, "sink-offsets")
+            self._start_thread(self._mirror_offsets, f"{self.label}-offsets")
 
     def _mirror_offsets(self) -> None:
         mirror = OffsetMirror()
@@ -205,7 +193,7 @@ class SinkHost:
         self._feed_threads.append(t)
 
     def _start_feed(self, feed: Feed) -> None:
-        self._start_thread(feed.run, f"sink-feed-{feed.name}", self._halt)
+        self._start_thread(feed.run, f"{self.label}-feed-{feed.name}", self._halt)
 
     def _start_one(self, sink: ChannelSink) -> None:
         if self._stop.is_set():
@@ -270,10 +258,10 @@ class SinkHost:
         self._halt.set()
         self.workers.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         for t in self._feed_threads:
-            _join_naming(t, deadline)
+            join_naming(t, deadline)
         if self.alive():
             return False
-        close_all(self.sinks, self.settings.workers)
+        close_all(self.sinks, self.settings.workers, self.label)
         self.close()
         return not self.failed()
 
