@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,12 @@ def test_bootstrap_new_channel_and_register(tmp_path: Path, kafka: str, postgres
 
     screen = io.StringIO()
     monkeypatch.setattr(sink_cmd, "console", Console(file=screen, force_terminal=True, width=120))
+    before = set(threading.enumerate())
     res = cli("channel", "bootstrap", "--topology", path, "--channel", "c2", "--channel", "c2r1", "--timeout", "60")
     assert res.exit_code == 0, res.output + screen.getvalue()
+    # the bootstrap's host ended every thread it started (its own names: sinkN-feed-1, sinkN-offsets, ...)
+    left = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("sink")]
+    assert not left, left
     shown = screen.getvalue()
     assert "bootstrap c2" in shown and "bootstrap c2r1" in shown and "caught up" in shown
     total = sum(router.ends().values())

@@ -32,10 +32,11 @@ STOP_WARN_EVERY = 60.0
 
 
 def where(thread: threading.Thread, depth: int = 8) -> str:
-    """Where ``thread`` is now: its innermost Python frames, innermost first (what a stack dump shows)."""
+    """Where ``thread`` is now: its innermost Python frames, innermost first (what a stack dump shows; none
+    while it is past its Python code, in the interpreter's or a C library's clean-up of the thread)."""
     frame = sys._current_frames().get(thread.ident or -1)
     if frame is None:
-        return "no Python frame"
+        return "no Python frame (past its Python code)"
     frames = traceback.extract_stack(frame)[-depth:]
     return " <- ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(frames))
 
