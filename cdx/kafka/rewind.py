@@ -7,15 +7,15 @@ stores the result where its own role keeps its progress and never moves a positi
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from cdx.errors import ConfigError, RetriableError
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.lingering import admin_client
+from cdx.kafka.reading import assign_only_consumer, partition_watermarks
 
 
 def replay_targets(config: Mapping[str, Any], topic: str, *, from_offset: int | None = None,
@@ -38,10 +38,9 @@ def replay_targets(config: Mapping[str, Any], topic: str, *, from_offset: int | 
     if only - set(parts):
         raise ConfigError(f"{topic} has no partition {sorted(only - set(parts))}; it has {sorted(parts)}")
     chosen = sorted(only or parts)
-    consumer = Consumer({**config, "group.id": f"cdx-replay-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                         "isolation.level": "read_committed"})
+    consumer = assign_only_consumer(config)
     try:
-        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in chosen}
+        marks = {p: partition_watermarks(consumer, topic, p, timeout) for p in chosen}
         if from_offset is not None:
             wanted = {p: from_offset for p in chosen}
         else:

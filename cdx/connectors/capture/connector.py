@@ -111,11 +111,8 @@ class CaptureConnector:
                   TopicSpec(self.schemas_topic, 1, k.replication_factor, COMPACTED),
                   TopicSpec(self.dlq_topic, 1, k.replication_factor, DLQ_CONFIG)]
         created = ensure_topics(self.base_config, specs)
-        denied = raise_max_message_bytes(self.base_config, [t.topic for t in self.tables if t.topic not in created],
-                                         self.max_message_bytes)
-        for topic in denied:
-            log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
-                        " an administrator must, or larger rows will fail", topic, self.max_message_bytes)
+        raise_max_message_bytes(self.base_config, [t.topic for t in self.tables if t.topic not in created],
+                                self.max_message_bytes, log)
         self.target.open()
         store = SchemaStore(k.bootstrap_servers, self.schemas_topic, consumer_config=dict(self.base_config))
         codec = make_codec(k.codec_config(), store=store, publisher=self.target.publisher)
