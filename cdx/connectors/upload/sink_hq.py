@@ -37,7 +37,6 @@ from cdx.connectors.upload.sessions import (
     ensure_sessions_table,
     insert_sessions,
     prune_sessions,
-    utcnow,
 )
 from cdx.connectors.upload.sink_catalog import Catalog
 from cdx.connectors.upload.sink_decode import Item, Unusable
@@ -46,6 +45,7 @@ from cdx.connectors.upload.sink_kafka import offset_key
 from cdx.connectors.upload.source import db_error, typed_errors
 from cdx.dialects import Connection
 from cdx.errors import CdxError, RetriableError, SkippableError
+from cdx.stage.sessions import utcnow
 
 log = logging.getLogger("cdx.upload.sink")
 COMPONENT = "hq-upload-sink"
