@@ -36,14 +36,14 @@ from cdx.connectors.capture.writer import CaptureWriter
 from cdx.errors import ConfigError, FatalError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config, size_limited
+from cdx.kafka.lease import Lease
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
 from cdx.stage.contract import Stage, StageOptions
 from cdx.stage.loop import apply_batch, run_stage
-from cdx.topics import dlq_topic, positions_topic, schemas_topic
+from cdx.topics import dlq_topic, lease_topic, positions_topic, schemas_topic
 from cdx.topology.root import Topology
 
 if TYPE_CHECKING:
-    from cdx.kafka.lease import Lease
     from cdx.topology.live import LiveTopology
 
 log = logging.getLogger("cdx.capture")
@@ -81,7 +81,8 @@ class CaptureConnector:
             schemas_topic=self.schemas_topic)
         self.writer: CaptureWriter | None = None
         self.lease: Lease | None = None
-        """Set by ``cdx capture --ha``: a lost producer is recovered only while this process holds it."""
+        """Set by ``hold_lease`` (``cdx capture --ha``): a lost producer is recovered only while this process
+        holds it."""
         self.live: LiveTopology | None = None
         """Set by ``cdx capture``: new topology revisions are taken between polls (``reload``)."""
 
@@ -120,6 +121,16 @@ class CaptureConnector:
                                     self.max_message_bytes)
         self.source.codec, self.source.store = codec, store
         self.source.open()
+        log.info("capture of %s set up; publishing", self.hq_name)
+
+    def hold_lease(self, session_timeout: float) -> Lease:
+        """``--ha``: the lease this process must hold to capture (its holder for ``cdx.cli.common.run_role``);
+        losing it stops the connector."""
+        k = self.topology.kafka
+        self.lease = Lease(self.base_config, lease_topic(self.prefix), role="capture", name=self.hq_name,
+                           prefix=self.prefix, replication_factor=k.replication_factor,
+                           session_timeout=session_timeout, on_lost=self.stop)
+        return self.lease
 
     def stage(self) -> Stage[Unit, list[Outgoing], dict[str, Position]]:
         """The stage definition :func:`run_stage` runs."""
