@@ -1,13 +1,12 @@
-"""Kafka look-ups for sink operations: watermarks, tombstone retention, group membership, reading a range,
-first timestamps. Every function opens its own short-lived client and raises ``RetriableError``
+"""Kafka look-ups for sink operations: watermarks, tombstone retention, reading a range, first
+timestamps. Every function opens its own short-lived client and raises ``RetriableError``
 when the cluster does not answer.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaException, Message, TopicPartition
@@ -40,39 +39,6 @@ def delete_retention_ms(config: Mapping[str, Any], topic: str, timeout: float = 
     if "compact" not in cfg.get("cleanup.policy", ""):
         return None
     return int(cfg.get("delete.retention.ms", "86400000"))
-
-
-@dataclass(frozen=True)
-class GroupInfo:
-    state: str
-    members: tuple[str, ...]
-    """One ``client_id@host`` (static members: ``instance id@host``) per member."""
-
-    @property
-    def active(self) -> bool:
-        return bool(self.members)
-
-
-def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: float = 10.0) -> dict[str, GroupInfo]:
-    """Membership of consumer groups (``AdminClient.describe_consumer_groups``).
-
-    A static member (channel sinks before the shared feed used ``group.instance.id``) stays listed after its process
-    ended until ``session.timeout.ms`` passed (10 s for the sinks).
-    """
-    names = sorted(set(groups))
-    if not names:
-        return {}
-    out = {}
-    try:
-        with admin_client(config) as admin:
-            futures = admin.describe_consumer_groups(names, request_timeout=timeout)
-            for name, future in futures.items():
-                desc = future.result(timeout)
-                members = tuple(f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ())
-                out[name] = GroupInfo(str(getattr(desc.state, "name", desc.state)).lower(), members)
-    except (KafkaException, TimeoutError) as e:
-        raise kafka_failure(config, e, "consumer groups") from e
-    return out
 
 
 def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int], starts: Mapping[int, int] | None = None,
