@@ -24,9 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 from cdx.codec import AvroSchema
+from cdx.codec.binary import avro_long, avro_string
 from cdx.codec.envelope import Op, SourceInfo, make_envelope
 from cdx.codec.single_object import MAGIC
-from cdx.connectors.capture.records import avro_long, avro_string
 from cdx.stage.letters import OriginRecord, Position, make_letter
 
 CONNECTOR = "cdx-upload"
