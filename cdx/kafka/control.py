@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -126,21 +126,34 @@ def latest_revision(config: Mapping[str, Any], topic: str, name: str, timeout: f
         raise RetriableError(f"cannot read the topology control topic {topic}: {exc}") from exc
 
 
-def deliver(producer: Producer, topic: str, records: Iterable[tuple[bytes, bytes | None]], timeout: float,
-            what: str = "") -> None:
-    """Produce ``records`` (key, value) to ``topic`` and wait until Kafka has them all; ``RetriableError``
-    (``cannot write <what> to <topic>: <why>``) when one failed or the flush timed out."""
+def deliver(producer: Producer, topic: str,
+            records: Iterable[tuple[bytes, bytes | None] | tuple[bytes, bytes, Sequence[tuple[str, bytes]]]],
+            timeout: float, what: str = "") -> None:
+    """Produce ``records`` (key, value, optionally headers) to ``topic`` and wait until Kafka has them all (a
+    full local queue is drained as it goes); ``RetriableError`` (``cannot write <what> to <topic>: <why>``)
+    when one failed, the client failed or the flush timed out."""
     failures: list[KafkaError] = []
+    doing = f"cannot write {what + ' ' if what else ''}to {topic}"
 
     def delivered(err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
             failures.append(err)
 
-    for key, value in records:
-        producer.produce(topic, key=key, value=value, on_delivery=delivered)
-    if producer.flush(timeout) or failures:
+    try:
+        for key, value, *headers in records:
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value, headers=list(headers[0]) if headers else None,
+                                     on_delivery=delivered)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        left = producer.flush(timeout)
+    except KafkaException as exc:
+        raise RetriableError(f"{doing}: {exc}") from exc
+    if left or failures:
         why = failures[0].str() if failures else f"not acknowledged within {timeout:.0f}s"
-        raise RetriableError(f"cannot write {what + ' ' if what else ''}to {topic}: {why}")
+        raise RetriableError(f"{doing}: {why}")
 
 
 def publish_revision(config: Mapping[str, Any], topic: str, name: str, text: str,

@@ -86,31 +86,3 @@ def dlq_record(component: str, reason: str, *, channel: str | None = None, table
                        key=row if capture else ({"counter": counter} if counter is not None else None),
                        source=source, record=origin, extra=extra)
 
-
-def produce_and_flush(producer: Any, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
-                      timeout: float = 30.0) -> None:
-    """Produce dead letters with a plain producer and wait for every acknowledgement
-    (``RetriableError`` if the broker does not take them all)."""
-    from confluent_kafka import KafkaException
-
-    from cdx.errors import RetriableError
-
-    errors: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    try:
-        for key, value, headers in records:
-            while True:
-                try:
-                    producer.produce(topic, value, key=key, headers=headers, on_delivery=delivered)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-        left = producer.flush(timeout)
-    except KafkaException as exc:
-        raise RetriableError(f"dead-letter topic {topic}: {exc}") from exc
-    if left or errors:
-        raise RetriableError(f"dead-letter topic {topic} did not take {len(records)} records: {errors[:3]}")
