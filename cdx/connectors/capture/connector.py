@@ -124,7 +124,8 @@ class CaptureConnector:
         log.info("capture of %s set up; publishing", self.hq_name)
 
     def hold_lease(self, session_timeout: float) -> Lease:
-        """``--ha``: the lease this process must hold to capture (its holder for ``cdx.cli.common.run_role``);
+        """``--ha``: the capture lease of this HQ database, which ``cdx.cli.common.run_role`` waits for before
+        ``setup`` and releases after ``close``; a lost producer is recovered only while it is held, and
         losing it stops the connector."""
         k = self.topology.kafka
         self.lease = Lease(self.base_config, lease_topic(self.prefix), role="capture", name=self.hq_name,
