@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from cdx.errors import ConfigError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, partitions_of
 from cdx.kafka.config import producer_config
-from cdx.kafka.reading import read_to_end
+from cdx.kafka.reading import latest_values
 
 log = logging.getLogger("cdx.control")
 
@@ -119,8 +119,7 @@ def latest_revision(config: Mapping[str, Any], topic: str, name: str, timeout: f
     try:
         if not _exists(config, topic):
             return None
-        key = name.encode("utf-8")
-        value = _latest(config, topic, timeout, key.__eq__).get(key)
+        value = latest_values(config, topic, timeout).get(name)
         return Revision.from_bytes(value) if value else None
     except (KafkaException, TimeoutError) as exc:
         raise RetriableError(f"cannot read the topology control topic {topic}: {exc}") from exc
@@ -286,13 +285,6 @@ def read_role_reports(config: Mapping[str, Any], topic: str, topology: str,
     """The latest report of every role instance of ``topology`` (tombstoned ones left out), by key."""
     if not _exists(config, topic):
         return []
-    prefix = f"{topology}/".encode()
-    latest = _latest(config, topic, timeout, lambda key: key.startswith(prefix))
-    return sorted((RoleReport(**json.loads(v)) for v in latest.values() if v), key=lambda r: r.key)
-
-
-def _latest(config: Mapping[str, Any], topic: str, timeout: float, wanted: Callable[[bytes], bool]
-            ) -> dict[bytes, bytes | None]:
-    """The last value (None: a tombstone) of every key of ``topic`` that ``wanted`` accepts, read to its end."""
-    records = read_to_end(config, topic, timeout=timeout)
-    return {key: msg.value() for msg in records if wanted(key := msg.key() or b"")}
+    latest = latest_values(config, topic, timeout)
+    return sorted((RoleReport(**json.loads(v)) for k, v in latest.items() if k.startswith(f"{topology}/") and v),
+                  key=lambda r: r.key)

@@ -80,6 +80,19 @@ def read_to_end(config: Mapping[str, Any], topic: str, *, start: Mapping[int, in
     yield from read_range(config, topic, high_watermarks(config, topic), start, batch=batch, timeout=timeout)
 
 
+def latest_values(config: Mapping[str, Any], topic: str, timeout: float = 30.0) -> dict[str, bytes]:
+    """The last value of every (UTF-8) key of a compacted topic (read_committed, to the end; a tombstone
+    removes it)."""
+    out: dict[str, bytes] = {}
+    for msg in read_to_end(config, topic, timeout=timeout):
+        key, value = (msg.key() or b"").decode(), msg.value()
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
 def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int],
                starts: Mapping[int, int] | None = None, *, batch: int = 1000,
                timeout: float = 30.0) -> Generator[Message]:

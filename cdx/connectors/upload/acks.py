@@ -18,10 +18,10 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from cdx.connectors.upload.plan import latest_values
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, partitions_of
 from cdx.kafka.config import producer_config
 from cdx.kafka.control import deliver
+from cdx.kafka.reading import latest_values
 from cdx.topics import check_topic
 
 
