@@ -109,15 +109,11 @@ def ensure_control_topics(config: Mapping[str, Any], topics: tuple[str, str], re
     ensure_topics(config, [TopicSpec(t, 1, replication_factor, COMPACTED) for t in topics])
 
 
-def _exists(config: Mapping[str, Any], topic: str) -> bool:
-    return bool(partitions_of(config, topic))
-
-
 def latest_revision(config: Mapping[str, Any], topic: str, name: str, timeout: float = 15.0) -> Revision | None:
     """The newest revision of topology ``name`` on ``topic``; None when none was ever published
     (or the topic does not exist). ``RetriableError`` when Kafka does not answer in ``timeout``."""
     try:
-        if not _exists(config, topic):
+        if not partitions_of(config, topic):
             return None
         value = latest_values(config, topic, timeout).get(name)
         return Revision.from_bytes(value) if value else None
@@ -159,7 +155,7 @@ def publish_revision(config: Mapping[str, Any], topic: str, name: str, text: str
                      source: str = "") -> tuple[Revision, bool]:
     """Publish ``text`` as the next revision of ``name`` (idempotent). Returns the revision in force
     and whether it is new: the text already published (same SHA-256) is not published again."""
-    if not _exists(config, topic):
+    if not partitions_of(config, topic):
         raise ConfigError(f"the topology control topic {topic} does not exist: `cdx topology apply` (or"
                           " `cdx kafka apply`) creates it")
     digest = text_hash(text)
@@ -198,7 +194,7 @@ class RevisionWatcher:
             return False
         self._next_check = time.monotonic() + self.recheck
         try:
-            if not _exists(self._config, self.topic):
+            if not partitions_of(self._config, self.topic):
                 return False
         except (KafkaException, RetriableError) as exc:
             log.debug("control topic %s not described: %s", self.topic, exc)
@@ -283,7 +279,7 @@ class RoleReporter:
 def read_role_reports(config: Mapping[str, Any], topic: str, topology: str,
                       timeout: float = 15.0) -> list[RoleReport]:
     """The latest report of every role instance of ``topology`` (tombstoned ones left out), by key."""
-    if not _exists(config, topic):
+    if not partitions_of(config, topic):
         return []
     latest = latest_values(config, topic, timeout)
     return sorted((RoleReport(**json.loads(v)) for k, v in latest.items() if k.startswith(f"{topology}/") and v),
