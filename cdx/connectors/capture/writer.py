@@ -23,8 +23,8 @@ from cdx.connectors.capture.positions import Position, encode_position, position
 from cdx.connectors.capture.records import ChangeEncoder
 from cdx.connectors.capture.tables import TableState, Unit
 from cdx.connectors.upload.guards import oversize_reason
-from cdx.connectors.upload.records import dlq_record
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
+from cdx.stage.letters import make_letter
 
 log = logging.getLogger("cdx.capture")
 
@@ -72,8 +72,8 @@ class CaptureWriter:
 
     def _dead_letter(self, table: TableState, key: dict[str, Any], reason: str) -> dict[str, Any]:
         """A change too large to publish: its dead letter (table, key, size, reason)."""
-        dkey, dvalue, headers = dlq_record("capture", reason, error_kind="oversize", table=table.name,
-                                           topic=table.topic, row=key)
+        dkey, dvalue, headers = make_letter("capture", reason, error_kind="oversize", table=table.name, key=key,
+                                            extra={"topic": table.topic})
         metrics.DEAD_LETTERS.labels(table.name).inc()
         log.error("%s: change of key %s not published: %s", table.name, key, reason)
         return {"key": dkey, "value": dvalue, "headers": headers}
