@@ -3,8 +3,8 @@
 Contract
 - ``encode(unit)`` (the stage's ``decode``) returns the unit's records for its table topic (a tombstone
   after each delete) and its dead letters. A record larger than ``max_message_bytes`` (less
-  ``guards.RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size, reason) goes
-  to the dead-letter topic in the same transaction and the position moves on.
+  ``cdx.kafka.config.RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size,
+  reason) goes to the dead-letter topic in the same transaction and the position moves on.
 - New schemas of the unit's table are published first, in a short transaction of their own
   (:meth:`~cdx.kafka.txn_target.KafkaTxnTarget.publish`; not inside a long snapshot chunk's).
 - ``position_records(position)`` gives the positions to store with the records (key ``<hqdb>/<table>``).
@@ -22,7 +22,7 @@ from cdx.connectors.capture import metrics
 from cdx.connectors.capture.positions import Position, encode_position, position_key
 from cdx.connectors.capture.records import ChangeEncoder
 from cdx.connectors.capture.tables import TableState, Unit
-from cdx.connectors.upload.guards import oversize_reason
+from cdx.kafka.config import oversize_reason
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
 from cdx.stage.letters import make_letter
 
