@@ -1,4 +1,4 @@
-"""Reading topics without a consumer group: to the end, from a position."""
+"""Reading topics without a consumer group: watermarks, to the end, from a position, the latest value per key."""
 
 from __future__ import annotations
 
