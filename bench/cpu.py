@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
+
+from cdx.infra.process import proc_stat
 
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()  # fields from 3 (state) on: index i is field i + 3
 
 
 def _own(fields: list[str]) -> float:
@@ -31,7 +24,7 @@ def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            fields = _stat(int(entry))
+            fields = proc_stat(int(entry))
             if fields is not None:
                 tree.setdefault(int(fields[1]), []).append(int(entry))
     return tree
@@ -39,14 +32,14 @@ def _children() -> dict[int, list[int]]:
 
 def cpu_seconds(pid: int) -> float:
     """CPU seconds of ``pid`` and its descendants (0.0 once it is gone)."""
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     if fields is None:
         return 0.0
     total, tree = _own(fields), _children()
     todo = list(tree.get(pid, []))
     while todo:
         child = todo.pop()
-        child_fields = _stat(child)
+        child_fields = proc_stat(child)
         if child_fields is not None:
             total += _own(child_fields)
         todo.extend(tree.get(child, []))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -17,9 +16,7 @@ from cdx.cli.common import (
     TOPOLOGY_OPTION,
     live_topology,
     load,
-    on_stop_signals,
-    serve_metrics,
-    set_up,
+    run_role,
     setup_logging,
 )
 
@@ -42,41 +39,14 @@ def capture(
     if ctx.invoked_subcommand is not None:  # cdx capture resnapshot
         return
     from cdx.connectors.capture.connector import CaptureConnector
-    from cdx.kafka.config import client_config
-    from cdx.kafka.lease import Lease, LeaseLost
-    from cdx.topics import lease_topic
 
     setup_logging(verbose)
     live = live_topology(topology, "capture")
     topo = live.current
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
-    connector.live = live
-    live.set_instances([topo.hq.name])
-    stopped = on_stop_signals(connector.stop)
-    serve_metrics(metrics_port)
-    k = topo.kafka
-    lease = Lease(client_config(k.bootstrap_servers, k.security), lease_topic(k.topic_prefix), role="capture",
-                  name=topo.hq.name, prefix=k.topic_prefix, replication_factor=k.replication_factor,
-                  session_timeout=lease_timeout, on_lost=connector.stop) if ha else None
-    connector.lease = lease
-    try:
-        if lease is not None:
-            console.print(f"capture of {topo.hq.name}: waiting for its lease (standby while another process holds it)")
-            if not lease.acquire(stopped):
-                return
-        if not set_up(connector.setup, "capture", stopped, kafka=k.bootstrap_servers):
-            return
-        console.print(f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}")
-        logging.getLogger("cdx.capture").info("capture of %s set up; publishing", topo.hq.name)
-        connector.run()
-    finally:
-        live.close()
-        if lease is not None:
-            connector.close()  # the last transaction ends before the standby may start
-            lease.release()
-    if lease is not None and lease.lost:
-        raise LeaseLost(f"capture of {topo.hq.name}: another process took over (this one was paused or cut off"
-                        " from Kafka past --lease-timeout); exiting so a supervisor restarts it as standby")
+    run_role(live, connector, [topo.hq.name], "capture", metrics_port,
+             started=lambda: f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}",
+             lease=connector.hold_lease(lease_timeout) if ha else None)
 
 
 @hq_app.command("enable-tracking")

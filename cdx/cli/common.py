@@ -17,6 +17,7 @@ from cdx.topology.root import Topology
 if TYPE_CHECKING:
     from cdx.connectors.sink.spec import SinkSpec
     from cdx.dialects import Connection, Dialect
+    from cdx.kafka.lease import Lease
     from cdx.topology.live import LiveTopology
 
 TOPOLOGY_OPTION = typer.Option(None, "--topology", "-t", envvar="CDX_TOPOLOGY",
@@ -119,20 +120,39 @@ def on_stop_signals(stop: Any) -> threading.Event:
 
 
 def run_role(live: LiveTopology, role: Any, instances: Iterable[str], what: str, metrics_port: int | None,
-             started: Callable[[], str], *, kafka: bool = True, run: Callable[[], None] | None = None) -> None:
+             started: Callable[[], str], *, kafka: bool = True, run: Callable[[], None] | None = None,
+             lease: Lease | None = None) -> None:
     """Serve a long-running ``role`` (``live``, ``setup``, ``stop``, ``run``) following ``live``: report its
     ``instances``, stop it on SIGTERM/SIGINT, serve metrics, ``set_up`` it (first checking Kafka unless
-    ``kafka=False``), print ``started()`` and run it (``run``, default ``role.run``) until it stops."""
+    ``kafka=False``), print ``started()`` and run it (``run``, default ``role.run``) until it stops.
+
+    With a ``lease`` (``--ha``) the role is set up only once this process holds it (standby until then);
+    on the way out the role is closed (its last transaction ends) before the lease is released, and
+    ``LeaseLost`` is raised when another process took the lease over."""
     from cdx.cli.app import console
+    from cdx.kafka.lease import LeaseLost
 
     role.live = live
     live.set_instances(list(instances))
     stopped = on_stop_signals(role.stop)
     serve_metrics(metrics_port)
-    with closing(live):
-        if set_up(role.setup, what, stopped, kafka=live.current.kafka.bootstrap_servers if kafka else None):
-            console.print(started())
-            (run or role.run)()
+    holder = f"{lease.role} of {lease.name}" if lease is not None else what
+    try:
+        with closing(live):
+            if lease is not None:
+                console.print(f"{holder}: waiting for its lease (standby while another process holds it)")
+                if not lease.acquire(stopped):
+                    return
+            if set_up(role.setup, what, stopped, kafka=live.current.kafka.bootstrap_servers if kafka else None):
+                console.print(started())
+                (run or role.run)()
+    finally:
+        if lease is not None:
+            role.close()  # the last transaction ends before the standby may start
+            lease.release()
+    if lease is not None and lease.lost:
+        raise LeaseLost(f"{holder}: another process took over (this one was paused or cut off from Kafka past"
+                        " --lease-timeout); exiting so a supervisor restarts it as standby")
 
 
 def set_up(setup: Callable[[], None], what: str, stopped: threading.Event, max_backoff: float = 30.0,

@@ -10,9 +10,9 @@ from cdx.topology.root import Topology
 
 def print_post_processing(topo: Topology, limit: int) -> None:
     """Counts per status and the latest ``limit`` calls; nothing when post-upload processing is off."""
-    from cdx.connectors.sink.sessions import kernel_ref
     from cdx.connectors.upload import post_processing as post
     from cdx.dialects import get_dialect
+    from cdx.stage.sessions import kernel_ref
 
     if topo.hq.post_upload is None:
         return

@@ -27,6 +27,30 @@ def write_body(schema: AvroSchema, datum: Any) -> bytes:
     return buf.getvalue()
 
 
+def avro_long(n: int) -> bytes:
+    """Avro ``int``/``long``: zigzag, then base-128 varint (up to 4 bytes unrolled: the hot paths splice
+    partitions, offsets and lengths into records byte by byte)."""
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x4000:
+        return bytes((z,)) if z < 0x80 else bytes((z & 0x7F | 0x80, z >> 7))
+    if z < 0x10000000:
+        if z < 0x200000:
+            return bytes((z & 0x7F | 0x80, (z >> 7) & 0x7F | 0x80, z >> 14))
+        return bytes((z & 0x7F | 0x80, (z >> 7) & 0x7F | 0x80, (z >> 14) & 0x7F | 0x80, z >> 21))
+    out = bytearray()
+    while z & ~0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def avro_string(s: str) -> bytes:
+    """Avro ``string``: its UTF-8 length, then the bytes."""
+    data = s.encode()
+    return avro_long(len(data)) + data
+
+
 def _explain(schema: AvroSchema, datum: Any, error: Exception) -> str:
     """fastavro's validator names the offending field; used on the error path only."""
     try:

@@ -63,11 +63,6 @@ class AvroSchema:
         return self.fingerprint.hex()
 
     @property
-    def fingerprint_int(self) -> int:
-        """The fingerprint as Java's ``SchemaNormalization.parsingFingerprint64`` returns it (signed)."""
-        return int.from_bytes(self.fingerprint, "little", signed=True)
-
-    @property
     def name(self) -> str | None:
         """Full name of a named top-level schema (``ns.Envelope``), else None."""
         obj = self.to_dict()

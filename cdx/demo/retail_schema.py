@@ -56,10 +56,6 @@ class TableDef:
     identity: str | None = None
 
     @property
-    def has_dataareaid(self) -> bool:
-        return any(c.name == DATAAREAID for c in self.columns)
-
-    @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def _stat(pid: int) -> list[str] | None:
+def proc_stat(pid: int) -> list[str] | None:
     """The fields of ``/proc/<pid>/stat`` after the parenthesised command name (state first, start
     time 20th), or None when there is no such process."""
     try:
@@ -24,7 +24,7 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def _start_time(pid: int) -> str | None:
-    stat = _stat(pid)
+    stat = proc_stat(pid)
     return stat[19] if stat is not None else None
 
 
@@ -50,7 +50,7 @@ def read_pid(pid_file: Path) -> int | None:
     if not parts:
         return None
     pid = int(parts[0])
-    stat = _stat(pid)
+    stat = proc_stat(pid)
     if stat is None or stat[0] == "Z" or (len(parts) > 1 and parts[1] != stat[19]):
         return None  # gone, a zombie, or the pid was recycled by another process
     return pid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -155,18 +156,19 @@ def max_message_config(max_message_bytes: int) -> dict[str, str]:
     return {"max.message.bytes": str(int(max_message_bytes))}
 
 
-def raise_max_message_bytes(config: Mapping[str, Any], names: Iterable[str], limit: int,
-                            timeout: float = 30.0) -> list[str]:
-    """Raise ``max.message.bytes`` of existing topics to ``limit`` where it is lower (idempotent).
+def raise_max_message_bytes(config: Mapping[str, Any], names: Iterable[str], limit: int, log: logging.Logger,
+                            timeout: float = 30.0) -> None:
+    """Raise ``max.message.bytes`` of existing topics to ``limit`` (``kafka.max_message_bytes``) where it
+    is lower (idempotent).
 
     ``ensure_topics`` only applies settings when it creates a topic: this brings topics created
-    earlier (or by an older release) in line. Returns the topics whose setting could not be
-    changed for lack of rights (the caller warns: an administrator must raise it)."""
+    earlier (or by an older release) in line. A topic whose setting could not be changed for lack of
+    rights gets a warning on the caller's ``log``: an administrator must raise it."""
     from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
     names = list(names)
     if not names or not topic_management():  # kafka.manage_topics false: `cdx kafka apply` owns the settings
-        return []
+        return
     admin = AdminClient(dict(config))
     low = []
     described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in names],
@@ -176,18 +178,17 @@ def raise_max_message_bytes(config: Mapping[str, Any], names: Iterable[str], lim
         if entry is None or int(entry.value) < limit:
             low.append(resource.name)
     if not low:
-        return []
+        return
     setting = [ConfigEntry("max.message.bytes", str(int(limit)), incremental_operation=AlterConfigOpType.SET)]
     resources = [ConfigResource(ConfigResource.Type.TOPIC, n, incremental_configs=setting) for n in low]
-    denied = []
     for resource, future in admin.incremental_alter_configs(resources, request_timeout=timeout).items():
         try:
             _settle(future, timeout, f"setting max.message.bytes={limit} on topic {resource.name}")
         except FatalError as exc:
             if "AUTHORIZATION" not in str(exc).upper() and "POLICY" not in str(exc).upper():
                 raise
-            denied.append(resource.name)
-    return denied
+            log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter"
+                        " it; an administrator must, or larger rows will fail", resource.name, limit)
 
 
 def _settle(future: Any, timeout: float, what: str) -> Any:

@@ -36,6 +36,19 @@ def size_limited(config: Mapping[str, Any], max_message_bytes: int) -> dict[str,
     return {**config, "message.max.bytes": int(max_message_bytes)}
 
 
+RECORD_OVERHEAD = 1024
+"""Bytes kept free below ``max_message_bytes`` for the record and batch headers."""
+
+
+def oversize_reason(size: int, limit: int) -> str | None:
+    """Why a record of ``size`` bytes cannot be published under ``kafka.max_message_bytes`` = ``limit``
+    (None: it can)."""
+    if size + RECORD_OVERHEAD <= limit:
+        return None
+    return (f"record of {size:,} bytes exceeds kafka.max_message_bytes ({limit:,} bytes, less {RECORD_OVERHEAD}"
+            f" for headers); raise the setting or shrink the row")
+
+
 TRANSACTIONAL_RETRY = {"retry.backoff.ms": 5, "retry.backoff.max.ms": 1000}
 """Retry back-off of transactional producers. A transaction that starts right after a commit finds the
 coordinator still writing the previous one's markers: the broker answers CONCURRENT_TRANSACTIONS and

@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from cdx.errors import ConfigError, RetriableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, partitions_of
 from cdx.kafka.config import producer_config
-from cdx.kafka.reading import read_to_end
+from cdx.kafka.reading import latest_values
 
 log = logging.getLogger("cdx.control")
 
@@ -109,45 +109,53 @@ def ensure_control_topics(config: Mapping[str, Any], topics: tuple[str, str], re
     ensure_topics(config, [TopicSpec(t, 1, replication_factor, COMPACTED) for t in topics])
 
 
-def _exists(config: Mapping[str, Any], topic: str) -> bool:
-    return bool(partitions_of(config, topic))
-
-
 def latest_revision(config: Mapping[str, Any], topic: str, name: str, timeout: float = 15.0) -> Revision | None:
     """The newest revision of topology ``name`` on ``topic``; None when none was ever published
     (or the topic does not exist). ``RetriableError`` when Kafka does not answer in ``timeout``."""
     try:
-        if not _exists(config, topic):
+        if not partitions_of(config, topic):
             return None
-        key = name.encode("utf-8")
-        value = _latest(config, topic, timeout, key.__eq__).get(key)
+        value = latest_values(config, topic, timeout).get(name)
         return Revision.from_bytes(value) if value else None
     except (KafkaException, TimeoutError) as exc:
         raise RetriableError(f"cannot read the topology control topic {topic}: {exc}") from exc
 
 
-def deliver(producer: Producer, topic: str, records: Iterable[tuple[bytes, bytes | None]], timeout: float,
-            what: str = "") -> None:
-    """Produce ``records`` (key, value) to ``topic`` and wait until Kafka has them all; ``RetriableError``
-    (``cannot write <what> to <topic>: <why>``) when one failed or the flush timed out."""
+def deliver(producer: Producer, topic: str,
+            records: Iterable[tuple[bytes, bytes | None] | tuple[bytes, bytes, Sequence[tuple[str, bytes]]]],
+            timeout: float, what: str = "") -> None:
+    """Produce ``records`` (key, value, optionally headers) to ``topic`` and wait until Kafka has them all (a
+    full local queue is drained as it goes); ``RetriableError`` (``cannot write <what> to <topic>: <why>``)
+    when one failed, the client failed or the flush timed out."""
     failures: list[KafkaError] = []
+    doing = f"cannot write {what + ' ' if what else ''}to {topic}"
 
     def delivered(err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
             failures.append(err)
 
-    for key, value in records:
-        producer.produce(topic, key=key, value=value, on_delivery=delivered)
-    if producer.flush(timeout) or failures:
+    try:
+        for key, value, *headers in records:
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value, headers=list(headers[0]) if headers else None,
+                                     on_delivery=delivered)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        left = producer.flush(timeout)
+    except KafkaException as exc:
+        raise RetriableError(f"{doing}: {exc}") from exc
+    if left or failures:
         why = failures[0].str() if failures else f"not acknowledged within {timeout:.0f}s"
-        raise RetriableError(f"cannot write {what + ' ' if what else ''}to {topic}: {why}")
+        raise RetriableError(f"{doing}: {why}")
 
 
 def publish_revision(config: Mapping[str, Any], topic: str, name: str, text: str,
                      source: str = "") -> tuple[Revision, bool]:
     """Publish ``text`` as the next revision of ``name`` (idempotent). Returns the revision in force
     and whether it is new: the text already published (same SHA-256) is not published again."""
-    if not _exists(config, topic):
+    if not partitions_of(config, topic):
         raise ConfigError(f"the topology control topic {topic} does not exist: `cdx topology apply` (or"
                           " `cdx kafka apply`) creates it")
     digest = text_hash(text)
@@ -186,7 +194,7 @@ class RevisionWatcher:
             return False
         self._next_check = time.monotonic() + self.recheck
         try:
-            if not _exists(self._config, self.topic):
+            if not partitions_of(self._config, self.topic):
                 return False
         except (KafkaException, RetriableError) as exc:
             log.debug("control topic %s not described: %s", self.topic, exc)
@@ -271,15 +279,8 @@ class RoleReporter:
 def read_role_reports(config: Mapping[str, Any], topic: str, topology: str,
                       timeout: float = 15.0) -> list[RoleReport]:
     """The latest report of every role instance of ``topology`` (tombstoned ones left out), by key."""
-    if not _exists(config, topic):
+    if not partitions_of(config, topic):
         return []
-    prefix = f"{topology}/".encode()
-    latest = _latest(config, topic, timeout, lambda key: key.startswith(prefix))
-    return sorted((RoleReport(**json.loads(v)) for v in latest.values() if v), key=lambda r: r.key)
-
-
-def _latest(config: Mapping[str, Any], topic: str, timeout: float, wanted: Callable[[bytes], bool]
-            ) -> dict[bytes, bytes | None]:
-    """The last value (None: a tombstone) of every key of ``topic`` that ``wanted`` accepts, read to its end."""
-    records = read_to_end(config, topic, timeout=timeout)
-    return {key: msg.value() for msg in records if wanted(key := msg.key() or b"")}
+    latest = latest_values(config, topic, timeout)
+    return sorted((RoleReport(**json.loads(v)) for k, v in latest.items() if k.startswith(f"{topology}/") and v),
+                  key=lambda r: r.key)

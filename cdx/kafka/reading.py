@@ -1,4 +1,4 @@
-"""Reading topics without a consumer group: to the end, from a position, and lag."""
+"""Reading topics without a consumer group: watermarks, to the end, from a position, the latest value per key."""
 
 from __future__ import annotations
 
@@ -18,28 +18,33 @@ _LEADERSHIP = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILA
                KafkaError._UNKNOWN_PARTITION)
 
 
-def _assign_only_consumer(config: Mapping[str, Any], isolation: str = "read_committed") -> Consumer:
+def assign_only_consumer(config: Mapping[str, Any], isolation: str = "read_committed") -> Consumer:
+    """A consumer for ``assign`` and offset look-ups: it never joins or commits to its throw-away group
+    (``cdx-reader-*``, the prefix the ACLs let every principal describe)."""
     return Consumer({**config, "group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
                      "isolation.level": isolation, "auto.offset.reset": "earliest"})
+
+
+def watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0,
+               isolation: str = "read_committed") -> tuple[dict[int, int], dict[int, int]]:
+    """``(low, high)`` offsets per partition (high under ``isolation``: read_committed, the last stable
+    offset). Empty when the topic is missing."""
+    consumer = assign_only_consumer(config, isolation)
+    try:
+        marks = {p: partition_watermarks(consumer, topic, p, timeout) for p in partitions_of(config, topic, timeout)}
+    finally:
+        consumer.close()
+    return {p: low for p, (low, _) in marks.items()}, {p: high for p, (_, high) in marks.items()}
 
 
 def high_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0, *,
                     committed: bool = True) -> dict[int, int]:
     """The end offset of each partition: the next offset to be written, or with ``committed`` (read_committed)
     the last stable offset (before the first record of a transaction still open)."""
-    return _watermark_map(config, topic, timeout, 1, "read_committed" if committed else "read_uncommitted")
+    return watermarks(config, topic, timeout, "read_committed" if committed else "read_uncommitted")[1]
 
 
-def _watermark_map(config: Mapping[str, Any], topic: str, timeout: float, which: int,
-                   isolation: str = "read_committed") -> dict[int, int]:
-    consumer = _assign_only_consumer(config, isolation)
-    try:
-        return {p: _watermarks(consumer, topic, p, timeout)[which] for p in partitions_of(config, topic, timeout)}
-    finally:
-        consumer.close()
-
-
-def _watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+def partition_watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
     """``get_watermark_offsets``, retried while leadership moves (a new topic, a broker restart)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -55,7 +60,7 @@ def _watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) 
 
 
 def low_watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> dict[int, int]:
-    return _watermark_map(config, topic, timeout, 0)
+    return watermarks(config, topic, timeout)[0]
 
 
 def _known_leaders(consumer: Consumer, topic: str, timeout: float) -> None:
@@ -75,6 +80,19 @@ def read_to_end(config: Mapping[str, Any], topic: str, *, start: Mapping[int, in
     yield from read_range(config, topic, high_watermarks(config, topic), start, batch=batch, timeout=timeout)
 
 
+def latest_values(config: Mapping[str, Any], topic: str, timeout: float = 30.0) -> dict[str, bytes]:
+    """The last value of every (UTF-8) key of a compacted topic (read_committed, to the end; a tombstone
+    removes it)."""
+    out: dict[str, bytes] = {}
+    for msg in read_to_end(config, topic, timeout=timeout):
+        key, value = (msg.key() or b"").decode(), msg.value()
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
 def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int],
                starts: Mapping[int, int] | None = None, *, batch: int = 1000,
                timeout: float = 30.0) -> Generator[Message]:
@@ -90,7 +108,7 @@ def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int],
             pending[p] = end
     if not assignment:
         return
-    consumer = _assign_only_consumer(config)
+    consumer = assign_only_consumer(config)
     try:
         _known_leaders(consumer, topic, timeout)
         consumer.assign(assignment)
@@ -117,15 +135,3 @@ def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int],
     finally:
         consumer.close()
 
-
-def group_lag(config: Mapping[str, Any], group_id: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
-    """Records behind per partition for a consumer group's committed offsets (Kafka-side)."""
-    ends = high_watermarks(config, topic, timeout)
-    cfg = dict(config)
-    cfg.update({"group.id": group_id, "enable.auto.commit": False})
-    consumer = Consumer(cfg)
-    try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=timeout)
-        return {tp.partition: ends[tp.partition] - (tp.offset if tp.offset >= 0 else 0) for tp in committed}
-    finally:
-        consumer.close()

@@ -1,4 +1,5 @@
-"""Where a replay starts: per-partition offsets from an offset or a time, and who still consumes a group.
+"""Where a replay starts: per-partition offsets from an offset or a time, and who still consumes a group
+(the membership of consumer groups, also for ``cdx status``).
 
 Shared by the replay commands of every hop (``cdx route replay``, ``cdx hq upload-sink replay``); each
 stores the result where its own role keeps its progress and never moves a position forward.
@@ -7,15 +8,17 @@ stores the result where its own role keeps its progress and never moves a positi
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from cdx.errors import ConfigError, RetriableError
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.lingering import admin_client
+from cdx.kafka.reach import kafka_failure
+from cdx.kafka.reading import assign_only_consumer, partition_watermarks
 
 
 def replay_targets(config: Mapping[str, Any], topic: str, *, from_offset: int | None = None,
@@ -38,10 +41,9 @@ def replay_targets(config: Mapping[str, Any], topic: str, *, from_offset: int | 
     if only - set(parts):
         raise ConfigError(f"{topic} has no partition {sorted(only - set(parts))}; it has {sorted(parts)}")
     chosen = sorted(only or parts)
-    consumer = Consumer({**config, "group.id": f"cdx-replay-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                         "isolation.level": "read_committed"})
+    consumer = assign_only_consumer(config)
     try:
-        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in chosen}
+        marks = {p: partition_watermarks(consumer, topic, p, timeout) for p in chosen}
         if from_offset is not None:
             wanted = {p: from_offset for p in chosen}
         else:
@@ -56,16 +58,44 @@ def replay_targets(config: Mapping[str, Any], topic: str, *, from_offset: int | 
     return targets, {p: marks[p][1] for p in chosen}
 
 
+@dataclass(frozen=True)
+class GroupInfo:
+    state: str
+    members: tuple[str, ...]
+    """One ``client_id@host`` (static members: ``instance id@host``) per member."""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.members)
+
+
+def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: float = 10.0) -> dict[str, GroupInfo]:
+    """Membership of consumer groups (``AdminClient.describe_consumer_groups``).
+
+    A static member (channel sinks before the shared feed used ``group.instance.id``) stays listed after its process
+    ended until ``session.timeout.ms`` passed (10 s for the sinks).
+    """
+    names = sorted(set(groups))
+    if not names:
+        return {}
+    out = {}
+    try:
+        with admin_client(config) as admin:
+            futures = admin.describe_consumer_groups(names, request_timeout=timeout)
+            for name, future in futures.items():
+                desc = future.result(timeout)
+                members = tuple(f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ())
+                out[name] = GroupInfo(str(getattr(desc.state, "name", desc.state)).lower(), members)
+    except (KafkaException, TimeoutError) as e:
+        raise kafka_failure(config, e, "consumer groups") from e
+    return out
+
+
 def group_members(config: Mapping[str, Any], group: str, wait: float = 0.0, timeout: float = 10.0) -> list[str]:
     """The members of consumer group ``group`` (after waiting up to ``wait`` s for it to empty)."""
     deadline = time.monotonic() + wait
     while True:
-        try:
-            with admin_client(config) as admin:
-                desc = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
-        except (KafkaException, TimeoutError) as e:
-            raise RetriableError(f"cannot describe consumer group {group}: {e}") from e
-        members = [f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ()]
+        members = list(describe_groups(config, [group], timeout)[group].members)
         if not members or time.monotonic() >= deadline:
             return members
         time.sleep(1.0)

@@ -5,7 +5,8 @@
 - :mod:`cdx.stage.loop`: ``run_stage``, the one loop (batching, back-off, dead letters, shutdown, progress).
 - :mod:`cdx.stage.metrics`: the metrics every stage exports under the same names.
 - :mod:`cdx.stage.backoff`: the one back-off policy for retriable failures;
-- :mod:`cdx.stage.letters`: the one dead-letter format (``make_letter``, ``parse_letter``).
+- :mod:`cdx.stage.letters`: the one dead-letter format (``make_letter``, ``parse_letter``);
+- :mod:`cdx.stage.sessions`: what the session tables share (columns, clock, kernel-table names, insert).
 
 Stages import from here; nothing here imports a connector, a stream or the CLI.
 """

@@ -33,11 +33,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from cdx.codec.binary import avro_long, avro_string
 from cdx.codec.single_object import HEADER_SIZE, MAGIC
 from cdx.routed import RoutedSchemas, SourcePosition, tombstone_headers
 from cdx.streams.avroscan import EnvelopeLayout, read_long, read_string
 from cdx.streams.routing import Projection, RoutingPlan
-from cdx.streams.splice import avro_string, zigzag
 from cdx.topology import DATAAREAID
 
 log = logging.getLogger("cdx.router")
@@ -164,8 +164,8 @@ class FastTable:
         source = data[end:]
         part = self._partitions.get(partition)
         if part is None:
-            part = self._partitions[partition] = zigzag(partition)
-        position = part + zigzag(offset) + self.filter_tail(data, starts)
+            part = self._partitions[partition] = avro_long(partition)
+        position = part + avro_long(offset) + self.filter_tail(data, starts)
         body = key[HEADER_SIZE:]
         out = []
         for t in self.targets:
@@ -182,7 +182,7 @@ def delete_records(table: FastTable, data: bytes, key: bytes, source: int, parti
                    ) -> list[tuple[bytes, bytes | None, Any]]:
     """Per target: the routed delete (key columns in ``before``, ``after`` null), then its tombstone."""
     tail = data[source:]
-    position = zigzag(partition) + zigzag(offset) + b"\x00"
+    position = avro_long(partition) + avro_long(offset) + b"\x00"
     body = key[HEADER_SIZE:]
     out: list[tuple[bytes, bytes | None, Any]] = []
     for t in table.targets:

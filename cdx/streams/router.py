@@ -76,9 +76,7 @@ def ensure_router_topics(topology: Topology, plan: RoutingPlan) -> None:
              TopicSpec(dlq_topic(k.topic_prefix), 1, k.replication_factor, {})]
     created = ensure_topics(k.client_config(), specs)
     groups = [t for t in plan.group_topics.values() if t not in created]
-    for topic in raise_max_message_bytes(k.client_config(), groups, k.max_message_bytes):
-        log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
-                    " an administrator must, or larger rows will fail", topic, k.max_message_bytes)
+    raise_max_message_bytes(k.client_config(), groups, k.max_message_bytes, log)
 
 
 def needs_restart(old: Topology, new: Topology, subscribed: Iterable[str]) -> str | None:

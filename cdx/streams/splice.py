@@ -16,30 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cdx.codec.binary import avro_long, avro_string
 from cdx.codec.single_object import HEADER_SIZE
 from cdx.streams.routing import Route, SourceRecord
-
-
-def zigzag(n: int) -> bytes:
-    """Avro ``int``/``long``: zigzag, then base-128 varint."""
-    z = (n << 1) ^ (n >> 63)
-    if z < 0x4000:
-        return bytes((z,)) if z < 0x80 else bytes((z & 0x7F | 0x80, z >> 7))
-    if z < 0x10000000:
-        if z < 0x200000:
-            return bytes((z & 0x7F | 0x80, (z >> 7) & 0x7F | 0x80, z >> 14))
-        return bytes((z & 0x7F | 0x80, (z >> 7) & 0x7F | 0x80, (z >> 14) & 0x7F | 0x80, z >> 21))
-    out = bytearray()
-    while z & ~0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-def avro_string(s: str) -> bytes:
-    data = s.encode()
-    return zigzag(len(data)) + data
 
 
 def routing_tail(value: dict[str, Any]) -> bytes:
@@ -71,8 +50,8 @@ class Splicer:
             fixed = (avro_string(r.value["target"]["schema"]) + avro_string(r.value["target"]["table"])
                      + avro_string(r.value["subjob"]) + avro_string(pos.topic))
             kh, vh = kb[:HEADER_SIZE], (vb or b"")[:HEADER_SIZE]
-            spliced = (kh + raw_key[HEADER_SIZE:], vh + raw_value[HEADER_SIZE:] + fixed + zigzag(pos.partition)
-                       + zigzag(pos.offset) + routing_tail(r.value))
+            spliced = (kh + raw_key[HEADER_SIZE:], vh + raw_value[HEADER_SIZE:] + fixed + avro_long(pos.partition)
+                       + avro_long(pos.offset) + routing_tail(r.value))
             self._plans[ident] = (kh, vh, fixed) if spliced == (kb, vb) else None
             return kb, vb
         plan = self._plans[ident]
@@ -80,5 +59,5 @@ class Splicer:
             return encode()
         kh, vh, fixed = plan
         assert r.value is not None
-        return (kh + raw_key[HEADER_SIZE:], vh + raw_value[HEADER_SIZE:] + fixed + zigzag(pos.partition)
-                + zigzag(pos.offset) + routing_tail(r.value))
+        return (kh + raw_key[HEADER_SIZE:], vh + raw_value[HEADER_SIZE:] + fixed + avro_long(pos.partition)
+                + avro_long(pos.offset) + routing_tail(r.value))

@@ -91,10 +91,6 @@ class TopologyIndex:
         self.by_hq_table: dict[tuple[str, str], Subjob] = {
             hq_table_key(s.hq_table, topo.hq.dialect): s for s in topo.subjobs
         }
-        self.subjobs_by_job: dict[str, list[Subjob]] = {}
-        for s in topo.subjobs:
-            for job_id in s.scheduled_by:
-                self.subjobs_by_job.setdefault(job_id.casefold(), []).append(s)
         self._groups_for: dict[str, tuple[ChannelDataGroup, ...]] = {}
         for s in topo.subjobs:
             self._groups_for[s.id.casefold()] = self._compute_groups(s)

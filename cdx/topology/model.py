@@ -224,11 +224,6 @@ class ChannelDataGroup(Model):
                 raise ValueError(f"{entity!r} is not a legal entity id (DATAAREAID): use up to 8 letters/digits")
         return value
 
-    def receives_legal_entity(self, dataareaid: str) -> bool:
-        """True if rows with this DATAAREAID value belong to the group."""
-        wanted = dataareaid.strip().casefold()
-        return any(e.casefold() == wanted for e in self.legal_entities)
-
 
 class DistributionSchedule(Model):
     """Runs jobs for channel data groups: downloads to, or uploads from, their channels."""

@@ -89,21 +89,9 @@ class Topology(Model):
         """The jobs scheduling a subjob."""
         return list(self.index.jobs_of(subjob))
 
-    def subjobs_of_job(self, job_id: str) -> list[Subjob]:
-        """The subjobs a job schedules, in file order."""
-        return list(self.index.subjobs_by_job.get(job_id.casefold(), ()))
-
     def groups_for_subjob(self, subjob: Subjob | str) -> list[ChannelDataGroup]:
         """Groups a subjob reaches: those of the schedules (same direction) that run one of its jobs."""
         return list(self.index.groups_for_subjob(subjob))
-
-    def groups_for_row(self, subjob: Subjob | str, dataareaid: str | None) -> list[ChannelDataGroup]:
-        """Groups a row of a download subjob goes to: all reached groups when ``dataareaid`` is
-        ``None`` (the table has no DATAAREAID), else those listing that legal entity."""
-        groups = self.groups_for_subjob(subjob)
-        if dataareaid is None:
-            return groups
-        return [g for g in groups if g.receives_legal_entity(dataareaid)]
 
     def subjobs_for_group(self, group_id: str, direction: Direction = Direction.DOWNLOAD) -> list[Subjob]:
         """Subjobs of ``direction`` that reach a group, in file order."""

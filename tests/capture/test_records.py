@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdx.codec import Column, LogicalType, SingleObjectCodec, TableSchemas
+from cdx.codec.binary import avro_long
 from cdx.codec.envelope import Op
 from cdx.codec.errors import EncodeError
-from cdx.connectors.capture.records import ChangeEncoder, avro_long
+from cdx.connectors.capture.records import ChangeEncoder
 
 COLUMNS = (
     Column("ID", LogicalType.INT64, nullable=False, primary_key=True),

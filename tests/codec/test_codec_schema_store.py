@@ -58,7 +58,7 @@ def test_memory_store_register_resolve() -> None:
     assert fp == ts.value.fingerprint and len(fp) == 8
     assert store.resolve(fp) is ts.value
     assert store.resolve(ts.value.fingerprint_hex) is ts.value
-    assert store.resolve(ts.value.fingerprint_int) is ts.value
+    assert store.resolve(int.from_bytes(ts.value.fingerprint, "little", signed=True)) is ts.value
     assert ts.value.fingerprint in store and len(store) == 1
     with pytest.raises(UnknownSchemaError, match="no schemas topic"):
         store.resolve(b"\x00" * 8)

@@ -36,8 +36,9 @@ def test_definitions_cover_the_sample(sample: Topology) -> None:
 def test_legal_entity_columns(sample: Topology) -> None:
     for s in sample.download_subjobs():
         table = HQ_TABLES[s.hq_table.name]
-        assert table.has_dataareaid is (s.hq_table.name not in SHARED), s.hq_table
-        if table.has_dataareaid:
+        has_dataareaid = DATAAREAID in table.column_names
+        assert has_dataareaid is (s.hq_table.name not in SHARED), s.hq_table
+        if has_dataareaid:
             assert table.primary_key[0] == DATAAREAID
     for table in (*CHANNEL_UPLOAD_TABLES.values(), HQ_TABLES["RETAILTRANSACTIONTABLE"]):
         assert table.primary_key[:5] == (DATAAREAID, "CHANNEL", "STORE", "TERMINAL", "TRANSACTIONID")

@@ -20,7 +20,7 @@ from cdx.connectors.capture.tracking.sqlserver import SQLServerChangeTracker
 from cdx.connectors.migrate import history
 from cdx.connectors.migrate.grants import grant_statements
 from cdx.connectors.migrate.scripts import Script, checksum
-from cdx.connectors.migrate.sqlparse import parse_all
+from cdx.connectors.migrate.sqlparse import glot
 from cdx.connectors.sink import sessions as download_sessions
 from cdx.connectors.upload import sessions as upload_sessions
 from cdx.dialects import ColumnInfo, LogicalType, get_dialect
@@ -36,6 +36,11 @@ COLUMNS = [ColumnInfo("ITEMID", LogicalType.STRING, nullable=False, primary_key=
            ColumnInfo("MODIFIED", LogicalType.TIMESTAMP), ColumnInfo("PHOTO", LogicalType.BYTES),
            ColumnInfo("ACTIVE", LogicalType.BOOL, default="0", nullable=False)]
 CATALOG = [("ITEMID", "nvarchar", 40, 1), ("PRICE", "decimal", 17, 0), ("MODIFIED", "datetime2", 8, 0)]
+
+
+def parse_all(text: str, dialect: str) -> list[exp.Expression]:
+    """Every statement of ``text`` (raises ``ParseError``)."""
+    return [s for s in glot(dialect).parse(text) if s is not None]
 
 
 def for_sqlglot(sql: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 from cdx.connectors.upload import sessions as hist
 from cdx.connectors.upload.sink import SinkOptions, UploadSink
 from cdx.dialects import connect, get_dialect
+from cdx.stage.sessions import utcnow
 from tests.upload.helpers import create_databases, fresh_pg, make_topology
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,7 @@ def test_upload_sessions_are_pruned_by_age_then_count(tmp_path: Path, kafka: str
     create_databases(topo)
     d = get_dialect(hq_kind)
     conn = connect(hq_kind, hq_dsn)
-    now = hist.utcnow()
+    now = utcnow()
 
     def session(channel: str, age_days: float, n: int) -> hist.Session:
         at = now - dt.timedelta(days=age_days, seconds=n)

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from cdx.codec import SchemaStore, SingleObjectCodec
+from cdx.codec.binary import avro_long
 from cdx.codec.envelope import SourceInfo, change_records, make_envelope
 from cdx.routed import parse_tombstone, parse_value, tombstone_headers
 from cdx.streams.keystate import MemoryKeys, SqliteKeys, decode_held, encode_held
 from cdx.streams.routing import RoutingPlan, SourceRecord, hq_columns
-from cdx.streams.splice import Splicer, zigzag
+from cdx.streams.splice import Splicer
 from cdx.streams.stateful import route_stateful
 from cdx.topology import load_topology
 from tests.routing.helpers import TABLES, Workload, topology_text
@@ -94,7 +95,7 @@ def test_identity_projections_pass_values_through(tmp_path: Path) -> None:
                 parse_value(r.key, r.value or {})
     spliced = sum(p is not None for p in splicer._plans.values())
     assert spliced == 2  # STAFF and NOTES keep every column in order; ITEMS and PRODUCTS drop some
-    assert zigzag(0) == b"\x00" and zigzag(-1) == b"\x01" and zigzag(64) == b"\x80\x01"
+    assert avro_long(0) == b"\x00" and avro_long(-1) == b"\x01" and avro_long(64) == b"\x80\x01"
 
 
 def test_key_stores_keep_sets_and_changelog_positions(tmp_path: Path) -> None:

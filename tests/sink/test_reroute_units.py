@@ -8,7 +8,7 @@ from typing import Any
 from cdx.codec import Column, LogicalType, SchemaStore, SingleObjectCodec
 from cdx.connectors.sink.plan import plan_batch
 from cdx.connectors.sink.records import Decoder, Record
-from cdx.connectors.sink.respec import resync_reason_for
+from cdx.connectors.sink.respec import describe_change
 from cdx.connectors.sink.spec import FilterRule, SinkSpec
 from cdx.connectors.sink.state import SinkState, Watermark, reroute_key, watermark_key
 from cdx.routed import SourcePosition, make_value, routed_schemas, tombstone_headers
@@ -83,15 +83,12 @@ def test_reroute_watermark_encoding_and_junk_headers() -> None:
 
 
 def test_a_changed_row_filter_resyncs_other_changes_do_not() -> None:
-    def spec(**filters: FilterRule) -> SinkSpec:
-        return SinkSpec("c1", "channel", "c1", "g1", "sqlite", "x", TOPIC, "g", filters=filters)
-
-    assert resync_reason_for(spec(), spec()) is None
-    assert resync_reason_for(spec(items=FilterRule("STORE", "1")), spec(items=FilterRule("STORE", "1"))) is None
-    why = resync_reason_for(spec(items=FilterRule("STORE", "1")), spec(items=FilterRule("STORE", "3")))
-    assert why == "row filter changed (items: STORE = '1' -> STORE = '3')"
-    assert "none -> STORE" in (resync_reason_for(spec(), spec(items=FilterRule("STORE", "1"))) or "")
-    assert "-> none" in (resync_reason_for(spec(items=FilterRule("STORE", "1")), spec()) or "")
+    store1, store3 = {"items": FilterRule("STORE", "1")}, {"items": FilterRule("STORE", "3")}
+    assert describe_change({}, {}) is None
+    assert describe_change(store1, dict(store1)) is None
+    assert describe_change(store1, store3) == "row filter changed (items: STORE = '1' -> STORE = '3')"
+    assert "none -> STORE" in (describe_change({}, store1) or "")
+    assert "-> none" in (describe_change(store1, {}) or "")
 
 
 def test_the_database_remembers_its_filters_and_a_changed_one_asks_for_a_resync(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cdx.connectors.sink.kafkaops import offsets_for_time
 from cdx.connectors.sink.rewind import parse_timestamp
+from cdx.kafka.rewind import replay_targets
 from tests.sink.helpers import (
     FakeRouter,
     assert_tables_equal,
@@ -72,7 +72,7 @@ def test_replay_from_offset_timestamp_beginning(tmp_path: Path, kafka: str, post
 
     # from a timestamp (PostgreSQL channel): starts at the first record written at or after it
     when = dt.datetime.fromtimestamp(middle / 1000, dt.UTC).isoformat()
-    starts = offsets_for_time({"bootstrap.servers": kafka}, router.topic, parse_timestamp(when))
+    starts, _ = replay_targets({"bootstrap.servers": kafka}, router.topic, from_timestamp_ms=parse_timestamp(when))
     assert all(0 < starts[p] < ends[p] for p in ends)
     res = cli("replay", "--topology", path, "--channel", "c2", "--from-timestamp", when, "--timeout", "60")
     assert res.exit_code == 0, res.output

@@ -21,6 +21,7 @@ from cdx.connectors.sink import sessions as hist
 from cdx.connectors.sink.init import init_databases
 from cdx.connectors.sink.sessions import APPLIED, Session, SessionLog
 from cdx.dialects import connect, get_dialect
+from cdx.stage.sessions import kernel_ref
 from tests.sink.helpers import (
     Db,
     FakeRouter,
@@ -108,9 +109,9 @@ def test_session_retention_by_age_and_count(tmp_path: Path) -> None:
     assert hist.last(conn, d, "c1").offsets == {0: (17, 17)}  # type: ignore[union-attr]
     assert hist.last(conn, d, "c1", "Failed") is None
     conn.close()
-    assert hist.kernel_ref(get_dialect("postgresql"), hist.TABLE) == ("cdx", hist.TABLE)
-    assert hist.kernel_ref(d, hist.TABLE) == (None, hist.TABLE)
-    assert get_dialect("sqlserver").qualified(*hist.kernel_ref(get_dialect("sqlserver"), hist.TABLE)) \
+    assert kernel_ref(get_dialect("postgresql"), hist.TABLE) == ("cdx", hist.TABLE)
+    assert kernel_ref(d, hist.TABLE) == (None, hist.TABLE)
+    assert get_dialect("sqlserver").qualified(*kernel_ref(get_dialect("sqlserver"), hist.TABLE)) \
         == get_dialect("sqlserver").kernel_table(hist.TABLE)
 
 

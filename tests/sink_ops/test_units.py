@@ -46,8 +46,8 @@ def test_router_and_upload_letters_are_listed_not_replayed() -> None:
     assert letter_status(upload, {}, {}) == "-" and not wants_attention(upload)
     gap = parse_letter(0, 3, 5, *dlq_record("upload", "gave up", error_kind="gap", channel="c1", table="T",
                                             counter=3, topic="p.upload.c1"))
-    capture = parse_letter(0, 4, 5, *dlq_record("capture", "too big", error_kind="oversize", table="dbo.T",
-                                                topic="p.hq.dbo.T", row={"ID": 2}))
+    capture = parse_letter(0, 4, 5, *make_letter("capture", "too big", error_kind="oversize", table="dbo.T",
+                                                 key={"ID": 2}, extra={"topic": "p.hq.dbo.T"}))
     assert wants_attention(gap) and wants_attention(capture) and capture.key == {"ID": 2}
 
 

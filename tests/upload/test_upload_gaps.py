@@ -6,6 +6,7 @@ transaction can still fill it."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from cdx.connectors.upload.sink import SinkOptions, UploadSink
 from cdx.connectors.upload.uploader import UploadConnector, UploadOptions
 from cdx.demo.retail_schema import CHANNEL_UPLOAD_TABLES, insert_sql
 from cdx.dialects import connect
+from cdx.stage.loop import apply_batch
 from tests.upload.helpers import PG, create_databases, fresh_pg, make_topology, upload_records, wait_until
 
 pytestmark = pytest.mark.integration
@@ -87,7 +89,7 @@ def test_lower_counter_committing_last_is_not_lost(tmp_path: Path, kafka: str, p
     def applied() -> bool:
         msgs = [m for m in sink.consumer.consume(100, timeout=0.5) if m.error() is None]  # type: ignore[union-attr]
         if msgs:
-            sink.apply_with_retry(msgs)
+            apply_batch(sink.stage(), msgs, threading.Event())
         hq = connect("sqlite", topo.hq.dsn)
         n = hq.execute('SELECT COUNT(*) FROM "dbo_RETAILTRANSACTIONTABLE"').fetchone()[0]
         hq.close()

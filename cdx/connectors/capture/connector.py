@@ -36,14 +36,14 @@ from cdx.connectors.capture.writer import CaptureWriter
 from cdx.errors import ConfigError, FatalError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config, size_limited
+from cdx.kafka.lease import Lease
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
 from cdx.stage.contract import Stage, StageOptions
 from cdx.stage.loop import apply_batch, run_stage
-from cdx.topics import dlq_topic, positions_topic, schemas_topic
+from cdx.topics import dlq_topic, lease_topic, positions_topic, schemas_topic
 from cdx.topology.root import Topology
 
 if TYPE_CHECKING:
-    from cdx.kafka.lease import Lease
     from cdx.topology.live import LiveTopology
 
 log = logging.getLogger("cdx.capture")
@@ -81,7 +81,8 @@ class CaptureConnector:
             schemas_topic=self.schemas_topic)
         self.writer: CaptureWriter | None = None
         self.lease: Lease | None = None
-        """Set by ``cdx capture --ha``: a lost producer is recovered only while this process holds it."""
+        """Set by ``hold_lease`` (``cdx capture --ha``): a lost producer is recovered only while this process
+        holds it."""
         self.live: LiveTopology | None = None
         """Set by ``cdx capture``: new topology revisions are taken between polls (``reload``)."""
 
@@ -111,11 +112,8 @@ class CaptureConnector:
                   TopicSpec(self.schemas_topic, 1, k.replication_factor, COMPACTED),
                   TopicSpec(self.dlq_topic, 1, k.replication_factor, DLQ_CONFIG)]
         created = ensure_topics(self.base_config, specs)
-        denied = raise_max_message_bytes(self.base_config, [t.topic for t in self.tables if t.topic not in created],
-                                         self.max_message_bytes)
-        for topic in denied:
-            log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter it;"
-                        " an administrator must, or larger rows will fail", topic, self.max_message_bytes)
+        raise_max_message_bytes(self.base_config, [t.topic for t in self.tables if t.topic not in created],
+                                self.max_message_bytes, log)
         self.target.open()
         store = SchemaStore(k.bootstrap_servers, self.schemas_topic, consumer_config=dict(self.base_config))
         codec = make_codec(k.codec_config(), store=store, publisher=self.target.publisher)
@@ -123,6 +121,17 @@ class CaptureConnector:
                                     self.max_message_bytes)
         self.source.codec, self.source.store = codec, store
         self.source.open()
+        log.info("capture of %s set up; publishing", self.hq_name)
+
+    def hold_lease(self, session_timeout: float) -> Lease:
+        """``--ha``: the capture lease of this HQ database, which ``cdx.cli.common.run_role`` waits for before
+        ``setup`` and releases after ``close``; a lost producer is recovered only while it is held, and
+        losing it stops the connector."""
+        k = self.topology.kafka
+        self.lease = Lease(self.base_config, lease_topic(self.prefix), role="capture", name=self.hq_name,
+                           prefix=self.prefix, replication_factor=k.replication_factor,
+                           session_timeout=session_timeout, on_lost=self.stop)
+        return self.lease
 
     def stage(self) -> Stage[Unit, list[Outgoing], dict[str, Position]]:
         """The stage definition :func:`run_stage` runs."""

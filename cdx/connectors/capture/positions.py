@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from cdx.connectors.upload.plan import latest_values
+from cdx.kafka.reading import latest_values
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from cdx.codec import AvroSchema, Codec, Column, SingleObjectCodec, TableSchemas
-from cdx.codec.binary import write_body
+from cdx.codec.binary import avro_long, avro_string, write_body
 from cdx.codec.envelope import SOURCE_VERSION, Op, Snapshot
 from cdx.codec.errors import EncodeError
 from cdx.codec.single_object import frame
@@ -39,22 +39,6 @@ def to_codec_columns(columns: Iterable[ColumnInfo]) -> list[Column]:
     ordered = [by_name[n] for n in order] + [c for c in cols if c.name not in order]
     return [Column(c.name, c.logical_type, nullable=c.nullable, primary_key=c.name in order,
                    precision=c.precision, scale=c.scale, length=c.length) for c in ordered]
-
-
-def avro_long(n: int) -> bytes:
-    """Avro's zig-zag varint encoding of a long."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z & ~0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-def avro_string(s: str) -> bytes:
-    data = s.encode("utf-8")
-    return avro_long(len(data)) + data
 
 
 class ChangeEncoder:

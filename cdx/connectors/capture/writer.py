@@ -3,8 +3,8 @@
 Contract
 - ``encode(unit)`` (the stage's ``decode``) returns the unit's records for its table topic (a tombstone
   after each delete) and its dead letters. A record larger than ``max_message_bytes`` (less
-  ``guards.RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size, reason) goes
-  to the dead-letter topic in the same transaction and the position moves on.
+  ``cdx.kafka.config.RECORD_OVERHEAD``) is not published: a dead letter (kind ``capture``: table, key, size,
+  reason) goes to the dead-letter topic in the same transaction and the position moves on.
 - New schemas of the unit's table are published first, in a short transaction of their own
   (:meth:`~cdx.kafka.txn_target.KafkaTxnTarget.publish`; not inside a long snapshot chunk's).
 - ``position_records(position)`` gives the positions to store with the records (key ``<hqdb>/<table>``).
@@ -22,9 +22,9 @@ from cdx.connectors.capture import metrics
 from cdx.connectors.capture.positions import Position, encode_position, position_key
 from cdx.connectors.capture.records import ChangeEncoder
 from cdx.connectors.capture.tables import TableState, Unit
-from cdx.connectors.upload.guards import oversize_reason
-from cdx.connectors.upload.records import dlq_record
+from cdx.kafka.config import oversize_reason
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
+from cdx.stage.letters import make_letter
 
 log = logging.getLogger("cdx.capture")
 
@@ -72,8 +72,8 @@ class CaptureWriter:
 
     def _dead_letter(self, table: TableState, key: dict[str, Any], reason: str) -> dict[str, Any]:
         """A change too large to publish: its dead letter (table, key, size, reason)."""
-        dkey, dvalue, headers = dlq_record("capture", reason, error_kind="oversize", table=table.name,
-                                           topic=table.topic, row=key)
+        dkey, dvalue, headers = make_letter("capture", reason, error_kind="oversize", table=table.name, key=key,
+                                            extra={"topic": table.topic})
         metrics.DEAD_LETTERS.labels(table.name).inc()
         log.error("%s: change of key %s not published: %s", table.name, key, reason)
         return {"key": dkey, "value": dvalue, "headers": headers}

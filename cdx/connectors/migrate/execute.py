@@ -21,8 +21,8 @@ from typing import Any
 
 from cdx.connectors.migrate import history
 from cdx.connectors.migrate.scripts import Script
-from cdx.connectors.sink.sessions import utcnow
 from cdx.dialects import Connection, Dialect
+from cdx.stage.sessions import utcnow
 
 CANCEL: dict[str, Callable[[Any, Any], None]] = {
     "sqlite": lambda conn, cur: conn.interrupt(),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from cdx.connectors.sink.sessions import kernel_ref
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
+from cdx.stage.sessions import kernel_ref
 
 TABLE = "cdx_extension_history"
 COLUMNS = [

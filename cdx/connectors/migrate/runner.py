@@ -17,8 +17,8 @@ from typing import Protocol
 from cdx.connectors.migrate import history
 from cdx.connectors.migrate.execute import AlreadyRecorded, ScriptFailed, run_script
 from cdx.connectors.migrate.scripts import Script
-from cdx.connectors.sink.sessions import kernel_ref
 from cdx.dialects import Connection, Dialect, get_dialect
+from cdx.stage.sessions import kernel_ref
 
 log = logging.getLogger("cdx.migrate")
 

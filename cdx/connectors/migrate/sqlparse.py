@@ -41,7 +41,3 @@ def parse_one(text: str, dialect: str) -> tuple[exp.Expression | None, str | Non
         return None, f"{len(statements)} statements where one was expected"
     return statements[0], None
 
-
-def parse_all(text: str, dialect: str) -> list[Any]:
-    """Every statement of ``text`` (raises ``ParseError``); used by the tests of generated SQL."""
-    return [s for s in glot(dialect).parse(text) if s is not None]

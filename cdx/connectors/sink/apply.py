@@ -27,11 +27,12 @@ from typing import Any
 
 from cdx.connectors.sink.plan import Plan, TableBatch, plan_batch
 from cdx.connectors.sink.records import Record
-from cdx.connectors.sink.sessions import APPLIED, BATCH, Session, SessionLog, utcnow
+from cdx.connectors.sink.sessions import APPLIED, BATCH, Session, SessionLog
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import SinkState, StateStore
 from cdx.connectors.sink.tables import TableManager
 from cdx.dialects import Connection, Dialect
+from cdx.stage.sessions import utcnow
 
 BULK_ROWS = 10_000
 """Rows of one table in one batch from which ``upsert`` tries the dialect's plain bulk load first (above a

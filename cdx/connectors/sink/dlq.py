@@ -20,10 +20,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 
 from cdx.connectors.sink.records import Record
-from cdx.errors import RetriableError
+from cdx.kafka.control import deliver
 from cdx.stage.letters import OriginRecord, Position, json_safe, make_letter
 
 __all__ = ["DeadLettersByOwner", "KafkaDeadLetters", "json_safe", "sink_letter"]
@@ -57,17 +57,8 @@ class KafkaDeadLetters:
     def send(self, owner_id: str, kind: str, group_topic: str, rec: Record, error: str,
              extra: Mapping[str, Any] | None = None) -> None:
         """Write the letter and wait for the broker's acknowledgement (one owner's sink sends one at a time)."""
-        key, value, headers = sink_letter(owner_id, kind, group_topic, rec, error, extra)
-        failures: list[Any] = []
-        try:
-            self.producer.produce(self.topic, key=key, value=value, headers=list(headers),
-                                  on_delivery=lambda err, _msg: failures.append(err) if err is not None else None)
-            left = self.producer.flush(self.timeout)
-        except (BufferError, KafkaException) as e:
-            raise RetriableError(f"cannot write dead letter to {self.topic}: {e}") from e
-        if failures or left:
-            why = failures[0] if failures else f"not acknowledged in {self.timeout:.0f}s"
-            raise RetriableError(f"cannot write dead letter to {self.topic}: {why}")
+        deliver(self.producer, self.topic, [sink_letter(owner_id, kind, group_topic, rec, error, extra)], self.timeout,
+                "dead letter")
 
     def close(self) -> None:
         self.producer.flush(self.timeout)

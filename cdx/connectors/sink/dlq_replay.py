@@ -41,7 +41,7 @@ from cdx.connectors.sink.kafkaops import read_range, watermarks
 from cdx.connectors.sink.letters import DeadLetter, Origin, latest_by_origin, load_markers, read_letters, write_marker
 from cdx.connectors.sink.plan import plan_batch
 from cdx.connectors.sink.records import Decoder, Record
-from cdx.connectors.sink.sessions import DLQ_REPLAY, FAILED, SessionLog, utcnow
+from cdx.connectors.sink.sessions import DLQ_REPLAY, FAILED, SessionLog
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
 from cdx.connectors.sink.state import SinkState, StateStore
 from cdx.connectors.sink.tables import TableManager
@@ -50,6 +50,7 @@ from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.dialects.base import STATE_TABLE
 from cdx.errors import CdxError, ConfigError, RetriableError, SkippableError
 from cdx.stage.backoff import Backoff
+from cdx.stage.sessions import utcnow
 
 log = logging.getLogger("cdx.sink")
 

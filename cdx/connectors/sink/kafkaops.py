@@ -1,43 +1,26 @@
-"""Kafka look-ups for sink operations: watermarks, tombstone retention, group membership, reading a range,
-offsets by time. Every function opens its own short-lived client and raises ``RetriableError``
+"""Kafka look-ups for sink operations: watermarks, tombstone retention, reading a range, first
+timestamps. Every function opens its own short-lived client and raises ``RetriableError``
 when the cluster does not answer.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from cdx.kafka import reading
-from cdx.kafka.admin import partitions_of
 from cdx.kafka.lingering import admin_client
 from cdx.kafka.reach import kafka_failure
 
 
-def reader(config: Mapping[str, Any]) -> Consumer:
-    """An assign-only consumer (never joins its throw-away group), read_committed."""
-    return Consumer({**config, "group.id": f"cdx-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                     "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
-
-
 def watermarks(config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> tuple[dict[int, int], dict[int, int]]:
-    """``(low, high)`` offsets per partition (high: read_committed end). Empty when the topic is missing."""
+    """``cdx.kafka.reading.watermarks`` (read_committed) with its failures as ``RetriableError``."""
     try:
-        parts = partitions_of(config, topic, timeout)
-        consumer = reader(config)
-        try:
-            lows, highs = {}, {}
-            for p in parts:
-                lows[p], highs[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            return lows, highs
-        finally:
-            consumer.close()
+        return reading.watermarks(config, topic, timeout)
     except (KafkaException, TimeoutError) as e:
         raise kafka_failure(config, e, f"watermarks of {topic}") from e
 
@@ -58,39 +41,6 @@ def delete_retention_ms(config: Mapping[str, Any], topic: str, timeout: float = 
     return int(cfg.get("delete.retention.ms", "86400000"))
 
 
-@dataclass(frozen=True)
-class GroupInfo:
-    state: str
-    members: tuple[str, ...]
-    """One ``client_id@host`` (static members: ``instance id@host``) per member."""
-
-    @property
-    def active(self) -> bool:
-        return bool(self.members)
-
-
-def describe_groups(config: Mapping[str, Any], groups: Iterable[str], timeout: float = 10.0) -> dict[str, GroupInfo]:
-    """Membership of consumer groups (``AdminClient.describe_consumer_groups``).
-
-    A static member (channel sinks before the shared feed used ``group.instance.id``) stays listed after its process
-    ended until ``session.timeout.ms`` passed (10 s for the sinks).
-    """
-    names = sorted(set(groups))
-    if not names:
-        return {}
-    out = {}
-    try:
-        with admin_client(config) as admin:
-            futures = admin.describe_consumer_groups(names, request_timeout=timeout)
-            for name, future in futures.items():
-                desc = future.result(timeout)
-                members = tuple(f"{m.group_instance_id or m.client_id}@{m.host}" for m in desc.members or ())
-                out[name] = GroupInfo(str(getattr(desc.state, "name", desc.state)).lower(), members)
-    except (KafkaException, TimeoutError) as e:
-        raise kafka_failure(config, e, "consumer groups") from e
-    return out
-
-
 def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int], starts: Mapping[int, int] | None = None,
                *, batch: int = 2000, timeout: float = 30.0) -> Iterator[Message]:
     """``cdx.kafka.reading.read_range`` with its failures as ``RetriableError``."""
@@ -100,20 +50,6 @@ def read_range(config: Mapping[str, Any], topic: str, ends: Mapping[int, int], s
         raise kafka_failure(config, e, f"reading {topic}") from e
 
 
-def offsets_for_time(config: Mapping[str, Any], topic: str, ts_ms: int, timeout: float = 10.0) -> dict[int, int]:
-    """Per partition, the first offset whose record timestamp is ``>= ts_ms`` (the end offset when
-    there is none)."""
-    _, highs = watermarks(config, topic, timeout)
-    consumer = reader(config)
-    try:
-        found = consumer.offsets_for_times([TopicPartition(topic, p, ts_ms) for p in highs], timeout=timeout)
-    except (KafkaException, TimeoutError) as e:
-        raise kafka_failure(config, e, f"offsets for a time of {topic}") from e
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset if tp.offset >= 0 else highs[tp.partition] for tp in found}
-
-
 def first_timestamps(config: Mapping[str, Any], topic: str, starts: Mapping[int, int], ends: Mapping[int, int],
                      timeout: float = 10.0) -> dict[int, int]:
     """Kafka timestamp (ms) of the first record at or after ``starts[p]`` (before ``ends[p]``), per
@@ -121,7 +57,7 @@ def first_timestamps(config: Mapping[str, Any], topic: str, starts: Mapping[int,
     wanted = {p: s for p, s in starts.items() if ends.get(p, 0) > s}
     if not wanted:
         return {}
-    consumer = reader(config)
+    consumer = reading.assign_only_consumer(config)
     out: dict[int, int] = {}
     try:
         consumer.assign([TopicPartition(topic, p, max(s, 0)) for p, s in wanted.items()])

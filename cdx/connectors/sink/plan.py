@@ -7,7 +7,7 @@ offset order) and:
   delete of its key at its source position: right after its delete the watermark covers it (not
   counted as a duplicate); alone (compaction removed the delete) it is applied as a delete;
 - skips **re-sends**: a change whose source offset the watermark of (group partition, source
-  topic, source partition) already covers (``Watermark.covers``);
+  topic, source partition) already covers (a lower offset, or that offset for a target already applied);
 - applies **re-routed** records (header ``cdx.reroute``: the router routed the table again after a
   topology change, ``cdx.streams.reroute``) although the live watermark covers their source offsets:
   they are new content (a new column, a row that moved in or out) at an old position. They are

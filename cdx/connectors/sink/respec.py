@@ -49,11 +49,6 @@ def _text(rule: FilterRule | None) -> str:
     return f"{rule.column} = {rule.value!r}" if rule else "none"
 
 
-def resync_reason_for(old: SinkSpec, new: SinkSpec) -> str | None:
-    """Why a database written under ``old`` needs re-evaluating under ``new``, or None."""
-    return describe_change(dict(old.filters), dict(new.filters))
-
-
 def filter_change(conn: Connection, dialect: Dialect, namespace: str, spec: SinkSpec) -> str | None:
     """Why the database must be resynced for ``spec``'s row filters (in the caller's transaction), or None.
     A database that never stored its filters stores the spec's now and needs nothing."""

@@ -43,11 +43,12 @@ from cdx.connectors.sink.conflicts import primary_key
 from cdx.connectors.sink.kafkaops import delete_retention_ms, read_range, watermarks
 from cdx.connectors.sink.plan import TableBatch, plan_batch
 from cdx.connectors.sink.records import Decoder, Record, decode_message
-from cdx.connectors.sink.sessions import APPLIED, BATCH, FAILED, RESYNC, Session, SessionLog, utcnow
+from cdx.connectors.sink.sessions import APPLIED, BATCH, FAILED, RESYNC, Session, SessionLog
 from cdx.connectors.sink.spec import SinkSpec, target_key
 from cdx.connectors.sink.state import SinkState, StateStore, Watermark
 from cdx.dialects import Connection, Dialect
 from cdx.errors import FatalError, RetriableError, SkippableError
+from cdx.stage.sessions import utcnow
 
 log = logging.getLogger("cdx.sink")
 

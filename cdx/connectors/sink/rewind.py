@@ -44,7 +44,7 @@ from typing import Any
 from cdx.cleanup import quietly
 from cdx.connectors.sink.letters import load_markers, marker_key, marker_namespace
 from cdx.connectors.sink.lock import held_text, live_holder, take_or_refuse
-from cdx.connectors.sink.sessions import REWIND, Session, SessionLog, utcnow
+from cdx.connectors.sink.sessions import REWIND, Session, SessionLog
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import StateStore
 from cdx.connectors.sink.tools import SinkTools, open_database
@@ -53,6 +53,7 @@ from cdx.dialects.base import STATE_TABLE
 from cdx.dialects.sqlite import sqlite_path
 from cdx.errors import ConfigError, FatalError, RetriableError
 from cdx.kafka.rewind import group_members, replay_targets
+from cdx.stage.sessions import utcnow
 
 log = logging.getLogger("cdx.sink")
 

@@ -22,11 +22,12 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from cdx.connectors.sink.kafkaops import GroupInfo, describe_groups, read_range, watermarks
+from cdx.connectors.sink.kafkaops import read_range, watermarks
 from cdx.connectors.sink.spec import sink_group
 from cdx.connectors.upload.plan import uploading_channels
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.lease import describe_leases, lease_group
+from cdx.kafka.rewind import GroupInfo, describe_groups
 from cdx.topics import positions_topic
 from cdx.topology.root import Topology
 

@@ -48,7 +48,7 @@ from cdx.connectors.sink.gate import Gate
 from cdx.connectors.sink.lock import LEASE_SECONDS, ChannelLock, ChannelLocked
 from cdx.connectors.sink.records import Decoder, Record
 from cdx.connectors.sink.resync import CAUGHT_UP_KEY, ResyncReport, resync_reason
-from cdx.connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
+from cdx.connectors.sink.sessions import FAILED, Session, SessionLog
 from cdx.connectors.sink.settings import DeadLetterSink, SinkSettings, Totals
 from cdx.connectors.sink.share import FeedShare
 from cdx.connectors.sink.spec import SinkSpec
@@ -60,6 +60,7 @@ from cdx.dialects import get_dialect
 from cdx.errors import CdxError, FatalError, RetriableError
 from cdx.stage.backoff import Backoff
 from cdx.stage.contract import Stage
+from cdx.stage.sessions import utcnow
 from cdx.stage.step import apply_once
 
 __all__ = ["ChannelSink", "DeadLetterSink", "SinkSettings", "Totals"]

@@ -50,9 +50,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
-from cdx.dialects.base import KERNEL_SCHEMA
-from cdx.errors import FatalError
+from cdx.dialects import Connection, Dialect
+from cdx.stage.sessions import insert_rows, int_columns, kernel_ref, text_column, time_columns, utcnow
 
 log = logging.getLogger("cdx.sink")
 
@@ -62,31 +61,15 @@ FAILED = "Failed"
 BATCH, RESYNC, REWIND, DLQ_REPLAY = "batch", "resync", "rewind", "dlq-replay"
 ERROR_LIMIT = 2000
 
-
-def _s(name: str, length: int | None = None, nullable: bool = True) -> ColumnInfo:
-    return ColumnInfo(name, LogicalType.STRING, nullable=nullable, length=length)
-
-
-def _i(name: str) -> ColumnInfo:
-    return ColumnInfo(name, LogicalType.INT64, nullable=True)
-
-
-def _t(name: str) -> ColumnInfo:
-    return ColumnInfo(name, LogicalType.TIMESTAMP, nullable=True)
-
-
 COLUMNS = (
-    _s("session_id", 40, nullable=False), _s("channel", 128), _s("kind", 16), _s("group_topic", 249), _s("jobs"),
-    _s("tables"), _i("records"), _i("rows_upserted"), _i("rows_deleted"), _i("rows_filtered"), _i("duplicates"),
-    _i("dead_lettered"), _s("offsets"), _t("last_source_ts"), _s("status", 10), _t("started_at"), _t("finished_at"),
-    _s("error"), _s("detail"),
+    text_column("session_id", 40, nullable=False), text_column("channel", 128), text_column("kind", 16),
+    text_column("group_topic", 249), text_column("jobs"), text_column("tables"),
+    *int_columns("records", "rows_upserted", "rows_deleted", "rows_filtered", "duplicates", "dead_lettered"),
+    text_column("offsets"), *time_columns("last_source_ts"), text_column("status", 10),
+    *time_columns("started_at", "finished_at"), text_column("error"), text_column("detail"),
 )
 NAMES = tuple(c.name for c in COLUMNS)
 BY_NAME = {c.name: c for c in COLUMNS}
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def new_session_id() -> str:
@@ -146,16 +129,6 @@ class Session:
         for k in ("last_source_ts", "started_at", "finished_at"):
             out[k] = out[k].replace(tzinfo=dt.UTC).isoformat() if out[k] is not None else None
         return out
-
-
-def kernel_ref(dialect: Dialect, name: str) -> tuple[str | None, str]:
-    """``(schema, table)`` such that ``dialect.qualified(schema, table) == dialect.kernel_table(name)``,
-    so the generic table helpers (create, exists, introspect) work on a cdx-owned table."""
-    want = dialect.kernel_table(name)
-    for ref in ((KERNEL_SCHEMA, name), (None, name)):
-        if dialect.qualified(*ref) == want:
-            return ref
-    raise FatalError(f"cannot name the kernel table {name} in {dialect.name}")
 
 
 class SessionLog:
@@ -230,15 +203,7 @@ def ensure_table(conn: Connection, dialect: Dialect) -> None:
 
 
 def insert(conn: Connection, dialect: Dialect, sessions: Iterable[Session]) -> None:
-    rows = [[dialect.encode(v) for v in s.row()] for s in sessions]
-    if not rows:
-        return
-    sql = (f"INSERT INTO {dialect.kernel_table(TABLE)} ({dialect.columns_sql(NAMES)})"
-           f" VALUES ({', '.join([dialect.placeholder] * len(NAMES))})")
-    if len(rows) == 1:  # a batch's one session: a plain statement (executemany costs a pipeline round)
-        conn.cursor().execute(sql, rows[0])
-    else:
-        conn.cursor().executemany(sql, rows)
+    insert_rows(conn, dialect, dialect.kernel_table(TABLE), NAMES, [s.row() for s in sessions])
 
 
 def _select(conn: Connection, dialect: Dialect, tail: str, args: Sequence[Any], limit: int) -> list[Session]:

@@ -57,10 +57,6 @@ class Watermark:
     targets: frozenset[str] = frozenset()
     gen: str = ""
 
-    def covers(self, offset: int, target: str) -> bool:
-        """True if a change at ``offset`` for ``target`` was already applied (a re-send)."""
-        return offset < self.offset or (offset == self.offset and target in self.targets)
-
     def advance(self, offset: int, target: str) -> Watermark:
         if offset > self.offset:
             return Watermark(offset, frozenset((target,)), self.gen)

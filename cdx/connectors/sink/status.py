@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from cdx import controls
 from cdx.cleanup import quietly
 from cdx.connectors.sink import sessions as hist
-from cdx.connectors.sink.kafkaops import describe_groups, first_timestamps, watermarks
+from cdx.connectors.sink.kafkaops import first_timestamps, watermarks
 from cdx.connectors.sink.letters import DeadLetter, latest_by_origin, load_markers, read_letters
 from cdx.connectors.sink.lock import live_holder, member_name
 from cdx.connectors.sink.roles import Role, roles
@@ -47,6 +47,7 @@ from cdx.dialects import get_dialect
 from cdx.errors import CdxError, Unreachable
 from cdx.kafka.config import client_config
 from cdx.kafka.reach import require_kafka
+from cdx.kafka.rewind import describe_groups
 from cdx.topics import dlq_topic
 from cdx.topology.rollout import Rollout, rollout
 from cdx.topology.root import Topology

@@ -25,13 +25,14 @@ from cdx.connectors.sink.breaker import FailureBreaker, dry_run
 from cdx.connectors.sink.lock import ChannelLock
 from cdx.connectors.sink.records import Decoder, Record
 from cdx.connectors.sink.resync import Resync, ResyncReport
-from cdx.connectors.sink.sessions import FAILED, Session, SessionLog, utcnow
+from cdx.connectors.sink.sessions import FAILED, Session, SessionLog
 from cdx.connectors.sink.settings import DeadLetterSink, Totals
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.connectors.sink.state import SinkState, StateStore
 from cdx.connectors.sink.tables import TableManager
 from cdx.dialects.base import Dialect, cdx_category
 from cdx.errors import CdxError, RetriableError, SkippableError
+from cdx.stage.sessions import utcnow
 
 log = logging.getLogger("cdx.sink")
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from cdx.connectors.upload.plan import latest_values
-from cdx.connectors.upload.records import produce_and_flush
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, partitions_of
 from cdx.kafka.config import producer_config
+from cdx.kafka.control import deliver
+from cdx.kafka.reading import latest_values
 from cdx.topics import check_topic
 
 
@@ -53,10 +53,10 @@ def acknowledge(config: Mapping[str, Any], prefix: str, replication_factor: int,
     topic = dlq_acks_topic(prefix)
     ensure_topics(config, [TopicSpec(topic, 1, replication_factor, COMPACTED)])
     at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = [(f"{x.dlq_partition}:{x.dlq_offset}".encode(),
+    records = [(f"{x.dlq_partition}:{x.dlq_offset}".encode(),
                 json.dumps({"at": at, "note": note, "kind": x.component, "channel": x.channel,
-                            "table": x.table}).encode(), []) for x in letters]
-    produce_and_flush(Producer(producer_config(config)), topic, records)
+                            "table": x.table}).encode()) for x in letters]
+    deliver(Producer(producer_config(config)), topic, records, 30.0, "dead-letter acknowledgements")
     return len(records)
 
 

@@ -39,7 +39,7 @@ from cdx.connectors.upload.records import (
 )
 from cdx.connectors.upload.source import SourceRow
 from cdx.errors import SkippableError
-from cdx.kafka.config import producer_config, size_limited
+from cdx.kafka.config import oversize_reason, producer_config, size_limited
 from cdx.kafka.txn_target import KafkaTxnTarget, Outgoing
 from cdx.stage.budget import FailureBudget
 from cdx.topics import dlq_topic, schemas_topic, upload_topic
@@ -113,7 +113,7 @@ class ChannelWriter:
             self._dead(enc, row, str(exc), dlq_record("upload", str(exc), channel=self.channel_id, table=table,
                                                       counter=row.counter, topic=self.topic, row=row.values))
             return
-        too_big = guards.oversize_reason(len(key) + len(value or b""), self.max_message_bytes)
+        too_big = oversize_reason(len(key) + len(value or b""), self.max_message_bytes)
         if too_big is not None:
             self._dead(enc, row, too_big, dlq_record("upload", too_big, channel=self.channel_id, table=table,
                                                      counter=row.counter, topic=self.topic, error_kind="oversize"))

@@ -13,7 +13,8 @@
   new rows would reuse published counters and be lost, so the table is halted (the position says
   why) until ``cdx channel upload --from-counter N``.
 
-Every letter uses :func:`cdx.connectors.upload.records.dlq_record` (the one format, :mod:`cdx.stage.letters`).
+Every letter uses :func:`cdx.connectors.upload.records.dlq_record` (the one format, :mod:`cdx.stage.letters`);
+the size check is :func:`cdx.kafka.config.oversize_reason`, as capture's.
 """
 
 from __future__ import annotations
@@ -23,18 +24,8 @@ from cdx.connectors.upload.records import dlq_record
 
 GAP_KIND = "upload-gap"
 """The metric label of gap letters."""
-RECORD_OVERHEAD = 1024
-"""Bytes kept free below ``max_message_bytes`` for the record and batch headers."""
 
 Letter = tuple[bytes, bytes, list[tuple[str, bytes]]]
-
-
-def oversize_reason(size: int, limit: int) -> str | None:
-    """Why a record of ``size`` bytes cannot be published (None: it can)."""
-    if size + RECORD_OVERHEAD <= limit:
-        return None
-    return (f"record of {size:,} bytes exceeds kafka.max_message_bytes ({limit:,} bytes, less {RECORD_OVERHEAD}"
-            f" for headers); raise the setting or shrink the row")
 
 
 def gap_letter(channel: str, table: str, topic: str, gap: Gap, now_ms: int, timeout_s: float) -> Letter:

@@ -35,10 +35,11 @@ from cdx.connectors.upload.offline_merge import (
 )
 from cdx.connectors.upload.offline_plan import OfflinePlan
 from cdx.connectors.upload.positions import UploadPosition, resume
-from cdx.connectors.upload.records import dlq_record, produce_and_flush
+from cdx.connectors.upload.records import dlq_record
 from cdx.connectors.upload.source import close_quietly, db_error, open_database, read_snapshot
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.errors import RetriableError, SkippableError
+from cdx.kafka.control import deliver
 from cdx.topology import Subjob
 from cdx.topology.model import Channel, OfflineRegister
 
@@ -122,7 +123,7 @@ class ChannelMerge:
     def _letters(self, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> None:
         if self.dlq is None:
             raise RetriableError("no dead-letter producer for offline-sync dead letters")
-        produce_and_flush(self.dlq, self.dlq_topic, records)
+        deliver(self.dlq, self.dlq_topic, records, 30.0, "dead letters")
         metrics.DEAD_LETTERS.labels(COMPONENT).inc(len(records))
 
     def refuse(self, record: TableWork, exc: SkippableError) -> None:

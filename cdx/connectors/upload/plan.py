@@ -10,7 +10,7 @@ from typing import Any
 
 from cdx.connectors.upload.positions import UploadPosition
 from cdx.errors import ConfigError
-from cdx.kafka.reading import read_to_end
+from cdx.kafka.reading import latest_values
 from cdx.topics import check_topic
 from cdx.topology import Direction, Subjob, Topology
 from cdx.topology.model import Channel
@@ -27,18 +27,6 @@ def upload_positions_topic(prefix: str) -> str:
 
 def position_key(channel_id: str, table: str) -> str:
     return f"{channel_id}/{table}"
-
-
-def latest_values(config: Mapping[str, Any], topic: str) -> dict[str, bytes]:
-    """The last value of every key of a compacted topic (read_committed, to the end; a tombstone removes it)."""
-    out: dict[str, bytes] = {}
-    for msg in read_to_end(config, topic):
-        key, value = (msg.key() or b"").decode(), msg.value()
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = value
-    return out
 
 
 def load_upload_positions(config: Mapping[str, Any], topic: str) -> dict[str, UploadPosition]:

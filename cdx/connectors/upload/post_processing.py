@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from cdx.connectors.migrate.execute import time_limit
-from cdx.connectors.sink.sessions import kernel_ref
-from cdx.connectors.upload.sessions import APPLIED, Session, utcnow
+from cdx.connectors.upload.sessions import APPLIED, Session
 from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
 from cdx.errors import ConfigError
+from cdx.stage.sessions import kernel_ref, utcnow
 from cdx.topology.extensions import PostUpload
 from cdx.topology.identifiers import TableRef
 

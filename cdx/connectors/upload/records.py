@@ -12,11 +12,11 @@
   = ``present`` / ``absent`` (absent: the HQ sink leaves the extension columns to their defaults).
 
 Dead-letter records (``<prefix>._dlq``): the one format of :mod:`cdx.stage.letters`, built by
-:func:`dlq_record` for the channel upload (component ``upload``), the HQ upload sink (``upload-sink``),
-the offline-register sync (``offline``) and HQ capture (``capture``): ``channel``, ``table``, ``key``
-(capture: the change's primary key; the upload side: ``{"counter"}``), ``source`` (the upload record
-the HQ upload sink read, when there is one) and ``record`` (its bytes); ``extra``: ``counter``,
-``topic`` (the topic the row was for, when it is not the source), ``row`` (the row, JSON-safe).
+:func:`dlq_record` for the channel upload (component ``upload``), the HQ upload sink (``upload-sink``)
+and the offline-register sync (``offline``): ``channel``, ``table``, ``key`` (``{"counter"}``),
+``source`` (the upload record the HQ upload sink read, when there is one) and ``record`` (its bytes);
+``extra``: ``counter``, ``topic`` (the topic the row was for, when it is not the source), ``row`` (the
+row, JSON-safe).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 from cdx.codec import AvroSchema
+from cdx.codec.binary import avro_long, avro_string
 from cdx.codec.envelope import Op, SourceInfo, make_envelope
 from cdx.codec.single_object import MAGIC
-from cdx.connectors.capture.records import avro_long, avro_string
 from cdx.stage.letters import OriginRecord, Position, make_letter
 
 CONNECTOR = "cdx-upload"
@@ -68,49 +68,20 @@ def dlq_record(component: str, reason: str, *, channel: str | None = None, table
                counter: int | None = None, topic: str | None = None, partition: int | None = None,
                offset: int | None = None, row: dict[str, Any] | None = None, value: bytes | None = None,
                key: bytes | None = None, error_kind: str = "skippable") -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """``(key, value, headers)`` of a dead letter of the upload side or capture (see module docstring).
+    """``(key, value, headers)`` of a dead letter of the upload side (see module docstring).
 
     ``topic``/``partition``/``offset`` with ``key``/``value``: the Kafka record the letter comes from;
-    ``topic`` alone: the topic the row was for. Capture passes the primary key as ``row``."""
-    capture = component == "capture"
+    ``topic`` alone: the topic the row was for."""
     source = Position(topic, partition, offset) if topic and partition is not None and offset is not None else None
     extra: dict[str, Any] = {}
     if counter is not None:
         extra["counter"] = counter
     if topic and source is None:
         extra["topic"] = topic
-    if row is not None and not capture:
+    if row is not None:
         extra["row"] = row
     origin = OriginRecord(key, value) if key is not None or value is not None else None
     return make_letter(component, reason, error_kind=error_kind, channel=channel, table=table,
-                       key=row if capture else ({"counter": counter} if counter is not None else None),
+                       key={"counter": counter} if counter is not None else None,
                        source=source, record=origin, extra=extra)
 
-
-def produce_and_flush(producer: Any, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
-                      timeout: float = 30.0) -> None:
-    """Produce dead letters with a plain producer and wait for every acknowledgement
-    (``RetriableError`` if the broker does not take them all)."""
-    from confluent_kafka import KafkaException
-
-    from cdx.errors import RetriableError
-
-    errors: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    try:
-        for key, value, headers in records:
-            while True:
-                try:
-                    producer.produce(topic, value, key=key, headers=headers, on_delivery=delivered)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-        left = producer.flush(timeout)
-    except KafkaException as exc:
-        raise RetriableError(f"dead-letter topic {topic}: {exc}") from exc
-    if left or errors:
-        raise RetriableError(f"dead-letter topic {topic} did not take {len(records)} records: {errors[:3]}")

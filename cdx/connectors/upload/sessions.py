@@ -14,32 +14,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from cdx.connectors.sink.sessions import utcnow
-from cdx.dialects import ColumnInfo, Connection, Dialect, LogicalType
+from cdx.dialects import Connection, Dialect
+from cdx.stage.sessions import insert_rows, int_columns, text_column, time_columns, utcnow
 
 SCHEMA = "cdx"
 TABLE = "upload_sessions"
 APPLIED = "Applied"
 FAILED = "Failed"
 
-
-def _s(name: str, length: int | None = None, nullable: bool = True) -> ColumnInfo:
-    return ColumnInfo(name, LogicalType.STRING, nullable=nullable, length=length)
-
-
-def _i(name: str) -> ColumnInfo:
-    return ColumnInfo(name, LogicalType.INT64, nullable=True)
-
-
-def _t(name: str) -> ColumnInfo:
-    return ColumnInfo(name, LogicalType.TIMESTAMP, nullable=True)
-
-
 COLUMNS = (
-    _s("session_id", 32, nullable=False), _s("channel", 100), _s("job", 100), _s("subjob", 100), _s("hq_table", 260),
-    _s("topic", 249), _i("partition"), _i("first_offset"), _i("last_offset"), _i("first_counter"),
-    _i("last_counter"), _i("rows_received"), _i("rows_inserted"), _i("rows_duplicate"), _i("rows_dead_lettered"),
-    _s("status", 10), _t("started_at"), _t("finished_at"), _s("error", 2000),
+    text_column("session_id", 32, nullable=False), text_column("channel", 100), text_column("job", 100),
+    text_column("subjob", 100), text_column("hq_table", 260), text_column("topic", 249),
+    *int_columns("partition", "first_offset", "last_offset", "first_counter", "last_counter", "rows_received",
+                 "rows_inserted", "rows_duplicate", "rows_dead_lettered"),
+    text_column("status", 10), *time_columns("started_at", "finished_at"), text_column("error", 2000),
 )
 
 
@@ -81,12 +69,7 @@ def ensure_sessions_table(conn: Connection, dialect: Dialect) -> None:
 
 def insert_sessions(conn: Connection, dialect: Dialect, sessions: Sequence[Session]) -> None:
     """Insert session rows in the caller's transaction."""
-    if not sessions:
-        return
-    names = [c.name for c in COLUMNS]
-    sql = (f"INSERT INTO {dialect.qualified(SCHEMA, TABLE)} ({dialect.columns_sql(names)})"
-           f" VALUES ({', '.join([dialect.placeholder] * len(names))})")
-    conn.cursor().executemany(sql, [[dialect.encode(v) for v in s.row()] for s in sessions])
+    insert_rows(conn, dialect, dialect.qualified(SCHEMA, TABLE), [c.name for c in COLUMNS], [s.row() for s in sessions])
 
 
 @dataclass

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,7 @@ from cdx.errors import CdxError, RetriableError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
 from cdx.stage.contract import Stage, StageOptions
-from cdx.stage.loop import apply_batch, run_stage
+from cdx.stage.loop import run_stage
 from cdx.topics import dlq_topic, schemas_topic
 from cdx.topology import Topology
 
@@ -149,10 +148,6 @@ class UploadSink:
     def close(self) -> None:
         self.source.close()
         self.target.close()
-
-    def apply_with_retry(self, msgs: Sequence[Message]) -> bool:
-        """Apply one batch the caller consumed; retriable failures are recorded, backed off and retried."""
-        return apply_batch(self.stage(), msgs, self._stop)
 
     def reload(self, topology: Topology) -> None:
         """Take a new topology revision between two batches: new channels' upload topics are subscribed

@@ -29,7 +29,7 @@ from confluent_kafka import Message, Producer
 from cdx.cleanup import quietly
 from cdx.connectors.upload import metrics
 from cdx.connectors.upload.post_processing import PostUploadHook
-from cdx.connectors.upload.records import dlq_record, produce_and_flush
+from cdx.connectors.upload.records import dlq_record
 from cdx.connectors.upload.sessions import (
     APPLIED,
     FAILED,
@@ -37,7 +37,6 @@ from cdx.connectors.upload.sessions import (
     ensure_sessions_table,
     insert_sessions,
     prune_sessions,
-    utcnow,
 )
 from cdx.connectors.upload.sink_catalog import Catalog
 from cdx.connectors.upload.sink_decode import Item, Unusable
@@ -46,6 +45,8 @@ from cdx.connectors.upload.sink_kafka import offset_key
 from cdx.connectors.upload.source import db_error, typed_errors
 from cdx.dialects import Connection
 from cdx.errors import CdxError, RetriableError, SkippableError
+from cdx.kafka.control import deliver
+from cdx.stage.sessions import utcnow
 
 log = logging.getLogger("cdx.upload.sink")
 COMPONENT = "hq-upload-sink"
@@ -220,11 +221,11 @@ class HqTarget:
         if not self.dead:
             return
         assert self.dlq is not None
-        produce_and_flush(self.dlq, self.dlq_topic, [
+        deliver(self.dlq, self.dlq_topic, [
             dlq_record("upload-sink", x.error.reason, channel=x.error.channel, table=x.error.table,
                        counter=x.error.counter, topic=x.msg.topic(), partition=x.msg.partition(),
                        offset=x.msg.offset(), row=x.error.row, value=x.msg.value(), key=x.msg.key())
-            for x in self.dead])
+            for x in self.dead], 30.0, "dead letters")
 
     def _after_commit(self) -> None:
         for g in self._groups:

@@ -88,9 +88,7 @@ class UploadConnector(ChannelThreads):
             config, topic = client_config(k.bootstrap_servers, k.security_of(c.id)), upload_topic(self.prefix, c.id)
             created = ensure_topics(config, [TopicSpec(topic, k.default_partitions, k.replication_factor, limit),
                                              *shared])
-            for low in raise_max_message_bytes(config, [topic] if topic not in created else [], k.max_message_bytes):
-                log.warning("cannot raise max.message.bytes of %s to kafka.max_message_bytes (%d): no right to alter"
-                            " it; an administrator must, or larger rows will fail", low, k.max_message_bytes)
+            raise_max_message_bytes(config, [topic] if topic not in created else [], k.max_message_bytes, log)
         self.store = SchemaStore(k.bootstrap_servers, schemas_topic(self.prefix), consumer_config=client_config(
             k.bootstrap_servers, k.shared_security(c.id for c in self.channels)))
         self.uploaders = [ChannelUploader(self.topology, c, self.store, self.options, threading.Event())
