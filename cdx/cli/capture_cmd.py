@@ -18,6 +18,7 @@ from cdx.cli.common import (
     live_topology,
     load,
     on_stop_signals,
+    require_hq,
     serve_metrics,
     set_up,
     setup_logging,
@@ -92,6 +93,7 @@ def enable_tracking(
     from cdx.dialects.reach import naming
 
     topo = load(topology)
+    require_hq(topo)
     if only_new:
         from cdx.connectors.capture.enable import enable_new_tables
 
@@ -121,6 +123,7 @@ def tracking_cleanup(
     from cdx.dialects.reach import naming
 
     topo = load(topology)
+    require_hq(topo)
     with naming(f"the HQ database ({topo.hq.redacted()})"):
         tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
     with closing(tracker.conn):

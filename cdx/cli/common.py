@@ -90,6 +90,16 @@ def require_kafka(topology: Topology) -> None:
     probe(topology.kafka.bootstrap_servers)
 
 
+def require_hq(topology: Topology) -> None:
+    """For one-shot commands on HQ, before they open it: ``DatabaseUnreachable`` when HQ is a SQLite file
+    that does not exist (opening it would create an empty HQ database, and its folders)."""
+    from cdx.dialects.reach import require_existing
+
+    hq = topology.hq
+    require_existing(hq.dialect.value, hq.dsn, f"the HQ database ({hq.redacted()})",
+                     "fix hq.dsn or create the HQ database")
+
+
 def serve_metrics(port: int | None) -> None:
     if port:
         from prometheus_client import start_http_server

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, setup_logging
+from cdx.cli.common import TOPOLOGY_OPTION, load, require_hq, setup_logging
 
 app = typer.Typer(help="Real-time Service: the calls registers make to HQ while the customer waits.",
                   no_args_is_help=True)
@@ -78,6 +78,7 @@ def init_realtime(topology: Path | None = TOPOLOGY_OPTION) -> None:
     from cdx.realtime.server import open_hq
 
     topo = load(topology)
+    require_hq(topo)
     dialect = get_dialect(topo.hq.dialect.value)
     with closing(open_hq(dialect.connect, topo.hq.dsn, topo.hq.redacted())) as conn:
         tables = create_tables(conn, dialect)

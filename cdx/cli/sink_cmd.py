@@ -253,14 +253,17 @@ def resync(
 def sessions_(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: str = typer.Option(..., "--channel", "-c", help="Channel or offline-register id."),
-    limit: int = typer.Option(20, "--limit", "-n", help="Newest sessions to show."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Newest sessions to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The download-session history of one database, newest first."""
     from cdx.connectors.sink import sessions as hist
     from cdx.connectors.sink.spec import sink_specs
+    from cdx.connectors.sink.tools import database_of
+    from cdx.dialects.reach import require_existing
 
     (spec,) = sink_specs(load(topology), [channel])
+    require_existing(spec.dialect, spec.dsn, database_of(spec), "run cdx channel init or fix its dsn")
     with channel_database(spec) as (conn, d):
         rows = hist.recent(conn, d, spec.owner_id, limit)
     if as_json:

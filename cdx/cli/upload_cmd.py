@@ -17,6 +17,7 @@ from cdx.cli.common import (
     TOPOLOGY_OPTION,
     live_topology,
     load,
+    require_hq,
     run_role,
     setup_logging,
 )
@@ -130,16 +131,20 @@ def upload_sink(
 @user_errors
 def status(
     topology: Path | None = TOPOLOGY_OPTION,
-    sessions: int = typer.Option(10, "--sessions", help="Latest upload sessions to list."),
+    sessions: int = typer.Option(10, "--sessions", min=0, help="Latest upload sessions to list."),
 ) -> None:
     """Upload status: per channel, the HQ upload sessions and each upload table's position."""
     from cdx.cli.post_upload_view import print_post_processing
     from cdx.connectors.upload import sessions as hist
     from cdx.dialects import get_dialect
+    from cdx.dialects.reach import naming
 
     topo = load(topology)
+    require_hq(topo)
     d = get_dialect(topo.hq.dialect.value)
-    with closing(d.connect(topo.hq.dsn)) as conn:
+    with naming(f"the HQ database ({topo.hq.redacted()})"):
+        conn = d.connect(topo.hq.dsn)
+    with closing(conn):
         summary = {s.channel: s for s in hist.summary(conn, d)}
         latest = hist.recent(conn, d, sessions)
     positions = _upload_positions(topo)
