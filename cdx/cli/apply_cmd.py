@@ -18,7 +18,7 @@ from cdx.topology.issues import IssuesError
 def apply(
     file: Path = typer.Argument(..., help="The new topology file.", show_default=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the diff and the steps; change nothing."),
-    tracking_retention_days: float = typer.Option(2.0, help="Change-tracking retention for new HQ tables"
+    tracking_retention_days: float = typer.Option(2.0, min=0.0, help="Change-tracking retention for new HQ tables"
                                                             " (as `cdx hq enable-tracking`)."),
 ) -> None:
     """Roll out FILE: Kafka topics, HQ change tracking, channel tables, then publish it as the next revision

@@ -31,9 +31,9 @@ hq_app = typer.Typer(help="HQ database: change tracking set-up and cleanup.", no
 def capture(
     ctx: typer.Context,
     topology: Path | None = TOPOLOGY_OPTION,
-    poll_interval: float = typer.Option(0.05, help="Seconds between polls when idle (an idle poll asks HQ"
+    poll_interval: float = typer.Option(0.05, min=0.0, help="Seconds between polls when idle (an idle poll asks HQ"
                                         " for its tracking version only)."),
-    batch_size: int = typer.Option(5000, help="Tracking entries read per table per transaction."),
+    batch_size: int = typer.Option(5000, min=1, help="Tracking entries read per table per transaction."),
     ha: bool = HA_OPTION,
     lease_timeout: float = LEASE_TIMEOUT_OPTION,
     metrics_port: int | None = METRICS_PORT_OPTION,
@@ -84,7 +84,7 @@ def capture(
 @user_errors
 def enable_tracking(
     topology: Path | None = TOPOLOGY_OPTION,
-    retention_days: float = typer.Option(2.0, help="How long change-tracking entries are kept."),
+    retention_days: float = typer.Option(2.0, min=0.0, help="How long change-tracking entries are kept."),
     only_new: bool = typer.Option(False, "--only-new", help="Only the tables not tracked yet (no DDL on tracked"
                                   " tables: safe while HQ applications write to them)."),
 ) -> None:
@@ -115,7 +115,7 @@ def enable_tracking(
 @user_errors
 def tracking_cleanup(
     topology: Path | None = TOPOLOGY_OPTION,
-    retention_hours: float | None = typer.Option(None, help="Keep entries this recent (default: the"
+    retention_hours: float | None = typer.Option(None, min=0.0, help="Keep entries this recent (default: the"
                                                  " retention given to enable-tracking)."),
 ) -> None:
     """Remove change-tracking entries older than the retention; raises the minimum valid version."""

@@ -174,8 +174,8 @@ def init(
 def bootstrap(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: list[str] = typer.Option(..., "--channel", "-c", help="Channel or offline-register id (repeatable)."),
-    batch_size: int = typer.Option(20_000, help="Records applied per database transaction (at most)."),
-    timeout: float = typer.Option(0.0, help="Give up after this many seconds (0: no limit)."),
+    batch_size: int = typer.Option(20_000, min=1, help="Records applied per database transaction (at most)."),
+    timeout: float = typer.Option(0.0, min=0.0, help="Give up after this many seconds (0: no limit)."),
     wait: float = WAIT_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:

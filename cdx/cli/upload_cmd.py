@@ -31,13 +31,14 @@ VERBOSE_OPTION = typer.Option(False, "--verbose", "-v")
 def upload(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: list[str] | None = CHANNELS_OPTION,
-    poll_interval: float = typer.Option(0.2, help="Seconds between polls of an idle channel."),
-    batch_size: int = typer.Option(5000, help="Rows read per table per poll (at most)."),
-    gap_grace: float = typer.Option(5.0, help="Seconds a counter gap is awaited at least, even when the database"
-                                              " shows it is permanent."),
-    gap_timeout: float = typer.Option(600.0, help="Seconds after which a counter gap is given up in any case;"
-                                                  " longer than any POS transaction."),
-    max_backoff: float = typer.Option(30.0, help="Longest wait (seconds) before retrying an unreachable database."),
+    poll_interval: float = typer.Option(0.2, min=0.0, help="Seconds between polls of an idle channel."),
+    batch_size: int = typer.Option(5000, min=1, help="Rows read per table per poll (at most)."),
+    gap_grace: float = typer.Option(5.0, min=0.0, help="Seconds a counter gap is awaited at least, even when"
+                                                      " the database shows it is permanent."),
+    gap_timeout: float = typer.Option(600.0, min=0.0, help="Seconds after which a counter gap is given up in any"
+                                                          " case; longer than any POS transaction."),
+    max_backoff: float = typer.Option(30.0, min=0.1,
+                                      help="Longest wait (seconds) before retrying an unreachable database."),
     from_counter: int | None = typer.Option(None, "--from-counter", min=1,
                                             help="Recovery: publish the channel's upload tables again from this"
                                                  " counter (once, on start; lifts a halt). Needs one --channel."
@@ -74,9 +75,11 @@ def offline_sync(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: list[str] | None = typer.Option(None, "--channel", "-c",
                                              help="Channel id (repeatable; default: every channel with registers)."),
-    poll_interval: float = typer.Option(1.0, help="Seconds between polls when nothing is new."),
-    gap_timeout: float = typer.Option(600.0, help="Seconds after which a counter gap in a register is given up."),
-    max_backoff: float = typer.Option(30.0, help="Longest wait (seconds) before retrying an unreachable database."),
+    poll_interval: float = typer.Option(1.0, min=0.0, help="Seconds between polls when nothing is new."),
+    gap_timeout: float = typer.Option(600.0, min=0.0,
+                                      help="Seconds after which a counter gap in a register is given up."),
+    max_backoff: float = typer.Option(30.0, min=0.1,
+                                      help="Longest wait (seconds) before retrying an unreachable database."),
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
@@ -97,14 +100,14 @@ def offline_sync(
 def upload_sink(
     ctx: typer.Context,
     topology: Path | None = TOPOLOGY_OPTION,
-    batch_size: int = typer.Option(5000, help="Records applied per HQ transaction (at most)."),
+    batch_size: int = typer.Option(5000, min=1, help="Records applied per HQ transaction (at most)."),
     instance_id: str | None = typer.Option(None, "--instance-id",
                                            help="Kafka static group membership id: a restarted sink gets its"
                                                 " partitions back at once (one per running sink)."),
-    session_retention_days: float = typer.Option(14.0, "--session-retention-days",
+    session_retention_days: float = typer.Option(14.0, "--session-retention-days", min=0.0,
                                                  help="Delete upload sessions older than this (0: by count only)."),
-    max_sessions: int = typer.Option(50_000, "--max-sessions", help="Upload sessions kept per channel at most"
-                                                                    " (0: no limit)."),
+    max_sessions: int = typer.Option(50_000, "--max-sessions", min=0, help="Upload sessions kept per channel at"
+                                                                           " most (0: no limit)."),
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
