@@ -52,6 +52,7 @@ def serve(
     setup_logging(verbose)
     topo = load(topology)
     settings = load_settings(_config_path(config), topo)
+    require_hq(topo)
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca is not None and tls_cert is None):
         raise ConfigError("TLS needs both --tls-cert and --tls-key (and --tls-client-ca only with them)")
     if not settings.key_hashes and tls_client_ca is None:
@@ -63,10 +64,14 @@ def serve(
 
 
 @app.command("hash-key")
+@user_errors
 def hash_key(key: str = typer.Argument(..., help="An API key, to print its SHA-256 for api_key_sha256.")) -> None:
     """Print the SHA-256 of an API key (for ``api_key_sha256`` in realtime.yaml)."""
+    from cdx.errors import ConfigError
     from cdx.realtime.config import hash_key as digest
 
+    if not key.strip():
+        raise ConfigError("the API key is empty: give the key the register sends (cdx realtime hash-key KEY)")
     typer.echo(digest(key))
 
 
