@@ -50,6 +50,7 @@ def capture(
     setup_logging(verbose)
     live = live_topology(topology, "capture")
     topo = live.current
+    require_hq(topo, live.close)
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
     connector.live = live
     live.set_instances([topo.hq.name])

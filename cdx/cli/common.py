@@ -90,14 +90,20 @@ def require_kafka(topology: Topology) -> None:
     probe(topology.kafka.bootstrap_servers)
 
 
-def require_hq(topology: Topology) -> None:
-    """For one-shot commands on HQ, before they open it: ``DatabaseUnreachable`` when HQ is a SQLite file
-    that does not exist (opening it would create an empty HQ database, and its folders)."""
+def require_hq(topology: Topology, close: Callable[[], None] | None = None) -> None:
+    """For commands on HQ, before they open it: ``DatabaseUnreachable`` when HQ is a SQLite file that does
+    not exist (opening it would create an empty HQ database, and its folders); ``close`` is called first
+    (a role's live topology)."""
     from cdx.dialects.reach import require_existing
 
     hq = topology.hq
-    require_existing(hq.dialect.value, hq.dsn, f"the HQ database ({hq.redacted()})",
-                     "fix hq.dsn or create the HQ database")
+    try:
+        require_existing(hq.dialect.value, hq.dsn, f"the HQ database ({hq.redacted()})",
+                         "fix hq.dsn or create the HQ database")
+    except Exception:
+        if close is not None:
+            close()
+        raise
 
 
 def serve_metrics(port: int | None) -> None:

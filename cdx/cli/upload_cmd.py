@@ -124,6 +124,7 @@ def upload_sink(
     if session_retention_days < 0 or max_sessions < 0:
         raise ConfigError("--session-retention-days and --max-sessions must be 0 or more (0: no limit)")
     live = live_topology(topology, "hq-upload-sink")
+    require_hq(live.current, live.close)
     sink = UploadSink(live.current, SinkOptions(batch_size=batch_size, instance_id=instance_id,
                                                 session_retention_days=session_retention_days,
                                                 session_max_rows=max_sessions))
