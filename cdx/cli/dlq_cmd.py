@@ -33,12 +33,15 @@ def _one_choice(all_: bool, offset: list[int] | None) -> None:
         raise ConfigError("give either --all or one or more --offset N")
 
 
-def _known_channels(topology: Any, channel: list[str] | None) -> None:
-    """``ConfigError`` naming the known ids when a ``--channel`` is no channel or register of ``topology``."""
-    from cdx.connectors.sink.spec import sink_specs
-
-    if channel:
-        sink_specs(topology, channel)
+def _known_channels(topology: Any, channel: list[str] | None, letters: list[Any]) -> None:
+    """``ConfigError`` naming the known ids when a ``--channel`` is no channel or register of ``topology``
+    and no dead letter names it (letters of a channel removed from the topology can still be selected)."""
+    lettered = {(x.channel or "").casefold() for x in letters}
+    known = sorted(d.owner_id for d in topology.databases())
+    unknown = [c for c in channel or () if c.casefold() not in lettered | {k.casefold() for k in known}]
+    if unknown:
+        raise ConfigError(f"no channel or offline register {', '.join(map(repr, unknown))} in the topology or"
+                          f" the dead letters; known: {', '.join(known) or 'none'}")
 
 
 def _markers(topology: Any, owners: set[str]) -> dict[str, tuple[str, dict[tuple[int, int], dict[str, Any]] | None]]:
@@ -79,10 +82,11 @@ def list_(
     from cdx.connectors.sink.tools import SinkTools
 
     topo = load(topology)
-    _known_channels(topo, channel)
     require_kafka(topo)
     tools = SinkTools(topo)
-    letters = _of_channels(read_letters(tools.config, tools.dlq_topic), channel)
+    every = read_letters(tools.config, tools.dlq_topic)
+    _known_channels(topo, channel, every)
+    letters = _of_channels(every, channel)
     latest = latest_by_origin(letters)
     known = {d.owner_id.casefold() for d in topo.databases()}
     markers = _markers(topo, {(x.channel or "").casefold() for x in letters if x.component == "sink"} & known)
@@ -177,10 +181,10 @@ def ack(
 
     _one_choice(all_, offset)
     topo = load(topology)
-    _known_channels(topo, channel)
     require_kafka(topo)
     tools = SinkTools(topo)
     letters = read_letters(tools.config, tools.dlq_topic)
+    _known_channels(topo, channel, letters)
     if offset:
         by_offset = {x.dlq_offset: x for x in letters}
         missing = [o for o in offset if o not in by_offset]

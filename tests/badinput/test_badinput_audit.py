@@ -171,12 +171,15 @@ def test_option_out_of_range(tmp_path: Path, command: list[str], option: str) ->
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("command", [["dlq", "list"], ["dlq", "ack", "--all"]], ids=["list", "ack"])
-def test_dlq_unknown_channel(tmp_path: Path, command: list[str]) -> None:
-    """Before: ``dlq list -c nope`` printed an empty table and exited 0."""
-    path = write(tmp_path / "topology.yaml", base_topology(tmp_path))
+def test_dlq_unknown_channel(tmp_path: Path, kafka: str, command: list[str]) -> None:
+    """Before: ``dlq list -c nope`` printed an empty table and exited 0 (a typo looked like no letters)."""
+    path = write(tmp_path / "topology.yaml", base_topology(tmp_path, kafka=kafka, prefix=f"audit{tmp_path.name[-8:]}"))
+    before = snapshot(tmp_path)
     assert_clean_error(cli(*command, "-c", "nope", "-t", path), "no channel or offline register 'nope'",
                        "known: s1, s1-pos-01")
+    assert snapshot(tmp_path) == before
 
 
 def test_dlq_ack_with_kafka_down_is_one_plain_line(tmp_path: Path) -> None:
