@@ -52,7 +52,8 @@ def serve(
     setup_logging(verbose)
     topo = load(topology)
     settings = load_settings(_config_path(config), topo)
-    require_hq(topo)
+    require_hq(topo, fix="fix hq.dsn, or create the HQ database and its Real-time Service tables with"
+                         " `cdx hq init-realtime`")
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca is not None and tls_cert is None):
         raise ConfigError("TLS needs both --tls-cert and --tls-key (and --tls-client-ca only with them)")
     if not settings.key_hashes and tls_client_ca is None:
@@ -83,7 +84,7 @@ def init_realtime(topology: Path | None = TOPOLOGY_OPTION) -> None:
     from cdx.realtime.server import open_hq
 
     topo = load(topology)
-    require_hq(topo)
+    require_hq(topo, create=True)  # a new SQLite file is fine, a folder that does not exist is a typo
     dialect = get_dialect(topo.hq.dialect.value)
     with closing(open_hq(dialect.connect, topo.hq.dsn, topo.hq.redacted())) as conn:
         tables = create_tables(conn, dialect)

@@ -104,9 +104,19 @@ def missing_sqlite_file(dialect: str, dsn: str) -> str | None:
     return None if path == ":memory:" or Path(path).exists() else path
 
 
-def require_existing(dialect: str, dsn: str, what: str, fix: str) -> None:
+def require_existing(dialect: str, dsn: str, what: str, fix: str, folder_only: bool = False) -> None:
     """``DatabaseUnreachable`` naming ``what`` and ``fix`` when ``dsn`` is a SQLite file that does not exist:
-    a command that only reads or changes an existing database must not create an empty one."""
+    a command that only reads or changes an existing database must not create an empty one. With
+    ``folder_only`` (a command that may create the file) only its folder must exist: a mistyped path
+    is refused, not created folder by folder."""
+    from pathlib import Path
+
     path = missing_sqlite_file(dialect, dsn)
-    if path is not None:
+    if path is None:
+        return
+    if not folder_only:
         raise DatabaseUnreachable(what, f"{path} does not exist", fix)
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise DatabaseUnreachable(what, f"the folder {folder} does not exist", "fix the path in the DSN or create"
+                                                                                  " the folder")

@@ -43,7 +43,6 @@ HQ_COMMANDS: list[list[str]] = [
     ["hq", "enable-tracking", "--only-new"],
     ["hq", "tracking-cleanup"],
     ["hq", "upload-status"],
-    ["hq", "init-realtime"],
     ["capture", "resnapshot", "--table", "dbo.PARENT", "--wait", "0"],
     ["realtime", "serve"],
 ]
@@ -55,8 +54,20 @@ def test_missing_sqlite_hq_is_reported_not_created(tmp_path: Path, command: list
     path = _missing_hq(tmp_path)
     before = snapshot(tmp_path)
     assert_clean_error(cli(*command, "-t", path), "the HQ database", f"{tmp_path}/nowhere/hq.db does not exist",
-                       "fix hq.dsn or create the HQ database")
+                       "fix hq.dsn")
     assert snapshot(tmp_path) == before and not (tmp_path / "nowhere").exists()
+
+
+def test_init_realtime_creates_a_sqlite_hq_only_in_an_existing_folder(tmp_path: Path) -> None:
+    """Before: a mistyped folder was created, folder by folder, with an HQ holding only the service's tables."""
+    path = _missing_hq(tmp_path)
+    before = snapshot(tmp_path)
+    assert_clean_error(cli("hq", "init-realtime", "-t", path), f"the folder {tmp_path}/nowhere does not exist",
+                       "fix the path in the DSN or create the folder")
+    assert snapshot(tmp_path) == before and not (tmp_path / "nowhere").exists()
+    (tmp_path / "nowhere").mkdir()
+    made = cli("hq", "init-realtime", "-t", path)
+    assert made.exit_code == 0 and (tmp_path / "nowhere" / "hq.db").exists(), made.stderr
 
 
 def test_missing_sqlite_hq_through_the_console_script(tmp_path: Path) -> None:
