@@ -137,6 +137,11 @@ TOPOLOGY_CASES: list[tuple[str, Any, list[str]]] = [
      ["kafka.bootstrap_servers", "'kafka:99999'", "port must be 1 to 65535"]),
     ("port zero", lambda d: d["kafka"].update(bootstrap_servers="a:9092,b:0"), ["'b:0'", "1 to 65535"]),
     ("empty host", lambda d: d["kafka"].update(bootstrap_servers=":9092"), ["':9092'", "host must not be empty"]),
+    ("dsn not a URL", lambda d: d.update(hq={"name": "hq", "dialect": "postgresql", "dsn": "postgresql://u:pw@[bad/x"}),
+     ["hq.dsn: dsn is not a valid URL (Invalid IPv6 URL)", "postgresql://user@host:5432/db"]),
+    ("dsn port out of range", lambda d: _channel(d).update(database={"dialect": "sqlserver",
+                                                                     "dsn": "mssql://sa:pw@h:70000/x"}),
+     ["channels[0].database.dsn: dsn is not a valid URL (Port out of range 0-65535)"]),
 ]
 
 
@@ -146,7 +151,7 @@ def test_invalid_topology_says_how_to_fix(tmp_path: Path, mutate: Any, expected:
     mutate(data)
     path = write(tmp_path / "topology.yaml", data)
     text = assert_clean_error(cli("topology", "validate", path), *expected, max_lines=2)
-    assert "(1 problem)" in text and "did you mean 'offline'" not in text
+    assert "(1 problem)" in text and "did you mean 'offline'" not in text and ":pw@" not in text
 
 
 # -- command options -------------------------------------------------------------------------------------
