@@ -39,8 +39,9 @@ CHANNEL_OPTION = typer.Option(None, "--channel", "-c",
 BATCH_OPTION = typer.Option(5000, help="Records applied per database transaction (at most).")
 RETENTION_OPTION = typer.Option(14.0, help="Days of download sessions kept in each database (0: by count only).")
 MAX_SESSIONS_OPTION = typer.Option(50_000, help="Download sessions kept per database at most (0: no limit).")
-WAIT_OPTION = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped sink to release its channel"
-                                                " lock (a killed sink's SQLite lease: up to 30 s) before refusing.")
+WAIT_OPTION = typer.Option(0.0, "--wait", min=0.0, help="Seconds to wait for a just-stopped sink to release its"
+                                                        " channel lock (a killed sink's SQLite lease: up to 30 s)"
+                                                        " before refusing.")
 
 
 def show_progress(catch: CatchUp, *, timeout: float | None = None, title: str = "bootstrap") -> bool:
@@ -158,8 +159,10 @@ def init(
 ) -> None:
     """Create the state table and the channel tables (types from the routed Avro schemas)."""
     from cdx.connectors.sink.init import init_databases
+    from cdx.connectors.sink.spec import sink_specs
 
     topo = load(topology)
+    sink_specs(topo, channel or None)  # an unknown id is bad input: said before Kafka is asked
     require_kafka(topo)
     for r in init_databases(topo, channel or None):
         console.print(f"[bold]{r.owner_id}[/] ({r.database}): {len(r.created)} created, {len(r.existing)} existing,"
@@ -193,6 +196,7 @@ def bootstrap(
     if verbose:
         setup_logging(True)
     topo = load(topology)
+    sink_specs(topo, channel)  # an unknown id is bad input: said before Kafka is asked
     require_kafka(topo)
     tools = SinkTools(topo)
     for spec in sink_specs(topo, channel):
@@ -225,6 +229,7 @@ def resync(
     if verbose:
         setup_logging(True)
     topo = load(topology)
+    sink_specs(topo, channel)  # an unknown id is bad input: said before Kafka is asked
     require_kafka(topo)
     with closing(SinkTools(topo)) as tools:
         for spec in sink_specs(topo, channel):

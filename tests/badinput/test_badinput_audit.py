@@ -173,6 +173,7 @@ OPTION_CASES: list[tuple[list[str], str]] = [
     (["hq", "enable-tracking", "--retention-days", "-1"], "--retention-days"),
     (["hq", "upload-status", "--sessions", "-1"], "--sessions"),
     (["topic", "tail", "bad.x", "--idle-exit", "-1"], "--idle-exit"),
+    (["channel", "resync", "-c", "s1", "--wait", "-1"], "--wait"),
 ]
 
 
@@ -185,6 +186,15 @@ def test_option_out_of_range(tmp_path: Path, command: list[str], option: str) ->
     before = snapshot(tmp_path)
     _usage_error(cli(*command, "-t", path), option)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", [["channel", "init"], ["channel", "bootstrap"], ["channel", "resync"]],
+                         ids=["init", "bootstrap", "resync"])
+def test_unknown_channel_before_kafka(tmp_path: Path, command: list[str]) -> None:
+    """Before: 'cannot reach Kafka' first (the topology points at a closed port), hiding the typo."""
+    path = write(tmp_path / "topology.yaml", base_topology(tmp_path))
+    assert_clean_error(cli(*command, "-c", "nope", "-t", path), "no channel or offline register 'nope'",
+                       "known: s1, s1-pos-01")
 
 
 @pytest.mark.integration
