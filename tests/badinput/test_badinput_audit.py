@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from cdx.codec import Column, LogicalType
 from tests.badinput.helpers import (
     CLOSED_PORT,
     Outcome,
@@ -27,6 +28,7 @@ from tests.badinput.helpers import (
     snapshot,
     write,
 )
+from tests.sink.helpers import FakeRouter, sqlite_db, write_topology
 
 SEEDS = Path(__file__).parent.parent / "fixtures" / "seed"
 
@@ -281,3 +283,18 @@ def test_seed_major_version_checked_without_name(tmp_path: Path) -> None:
     ok = cli("seed", "import", named, "-o", tmp_path / "out.yaml")
     assert ok.exit_code == 0, ok.stderr
     assert "has no ChannelDBMajorVersion:" in ok.stderr and "has no Name" not in ok.stderr
+
+
+@pytest.mark.integration
+def test_replay_of_a_never_created_channel_creates_nothing(tmp_path: Path, kafka: str) -> None:
+    """Before: ``nothing to rewind`` (right) after creating the channel's empty SQLite file (wrong)."""
+    subjob = {"id": "Items", "hq_table": "dbo.ITEMS", "fields": ["ID", "CODE"], "scheduled_by": ["1040"]}
+    path, topo = write_topology(tmp_path, kafka, [sqlite_db(tmp_path, "s1")], subjobs=[subjob], partitions=1)
+    router = FakeRouter(topo, partitions=1)
+    columns = (Column("ID", LogicalType.INT64, primary_key=True), Column("CODE", LogicalType.STRING, length=20))
+    router.change("ITEMS", "c", {"ID": 1, "CODE": "a"}, columns=columns, subjob="Items")
+    router.flush()
+    before = snapshot(tmp_path)
+    out = cli("replay", "-c", "s1", "--from-beginning", "-t", path)
+    assert out.exit_code == 0 and "nothing to rewind" in out.stdout, out.stderr
+    assert snapshot(tmp_path) == before and not (tmp_path / "s1.db").exists()
