@@ -298,3 +298,37 @@ def test_replay_of_a_never_created_channel_creates_nothing(tmp_path: Path, kafka
     out = cli("replay", "-c", "s1", "--from-beginning", "-t", path)
     assert out.exit_code == 0 and "nothing to rewind" in out.stdout, out.stderr
     assert snapshot(tmp_path) == before and not (tmp_path / "s1.db").exists()
+
+
+def test_kafka_port_of_another_service_is_one_plain_line(tmp_path: Path) -> None:
+    """A port that accepts connections but is no Kafka broker (a typo'd port of another service): before,
+    'cannot reach Kafka at X: watermarks of p._dlq: cannot reach Kafka at X: reading the metadata ...'
+    with the fix said twice."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def refuse_kafka() -> None:  # accept and hang up: the TCP probe passes, every Kafka request fails
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                server.accept()[0].close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=refuse_kafka, daemon=True)
+    thread.start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    try:
+        path = write(tmp_path / "topology.yaml", base_topology(tmp_path, kafka=address))
+        text = assert_clean_error(cli("dlq", "list", "-t", path), f"cannot reach Kafka at {address}",
+                                  "fix kafka.bootstrap_servers")
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert text.count("cannot reach Kafka") == 1 and text.count("fix kafka.bootstrap_servers") == 1, text
