@@ -176,6 +176,9 @@ OPTION_CASES: list[tuple[list[str], str]] = [
     (["hq", "upload-status", "--sessions", "-1"], "--sessions"),
     (["topic", "tail", "bad.x", "--idle-exit", "-1"], "--idle-exit"),
     (["channel", "resync", "-c", "s1", "--wait", "-1"], "--wait"),
+    (["demo", "--scale", "-1"], "--scale"),
+    (["demo", "--hq-rate", "0"], "--hq-rate"),
+    (["demo", "--sales-rate", "0"], "--sales-rate"),
 ]
 
 
@@ -186,7 +189,7 @@ def test_option_out_of_range(tmp_path: Path, command: list[str], option: str) ->
     entries not captured yet)."""
     path = write(tmp_path / "topology.yaml", base_topology(tmp_path))
     before = snapshot(tmp_path)
-    _usage_error(cli(*command, "-t", path), option)
+    _usage_error(cli(*command, "-t", path), option)  # demo: refused before it starts Kafka or seeds HQ
     assert snapshot(tmp_path) == before
 
 
