@@ -202,6 +202,23 @@ def test_unknown_channel_before_kafka(tmp_path: Path, command: list[str]) -> Non
                        "known: s1, s1-pos-01")
 
 
+TABLE_OPTIONS: list[tuple[list[str], str, str]] = [
+    (["capture", "resnapshot"], "", "table name must not be empty"),
+    (["route", "replay", "--from-offset", "0"], 'x"y', "is not a valid SQL identifier"),
+    (["capture", "resnapshot"], "a.b.c", "write 'TABLE' or 'schema.TABLE'"),
+]
+
+
+@pytest.mark.parametrize(("command", "table", "says"), TABLE_OPTIONS, ids=["empty", "quote", "three parts"])
+def test_table_option_that_is_no_table_name(tmp_path: Path, command: list[str], table: str, says: str) -> None:
+    """Before: 'unexpected ValueError: ... (a bug in cdx: ...)'."""
+    path = write(tmp_path / "topology.yaml", base_topology(tmp_path))
+    before = snapshot(tmp_path)
+    assert_clean_error(cli(*command, "--table", table, "-t", path), f"--table {table!r}", says,
+                       "known HQ tables: dbo.PARENT")
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("command", [["dlq", "list"], ["dlq", "ack", "--all"]], ids=["list", "ack"])
 def test_dlq_unknown_channel(tmp_path: Path, kafka: str, command: list[str]) -> None:
