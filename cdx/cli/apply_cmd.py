@@ -18,7 +18,7 @@ from cdx.topology.issues import IssuesError
 def apply(
     file: Path = typer.Argument(..., help="The new topology file.", show_default=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the diff and the steps; change nothing."),
-    tracking_retention_days: float = typer.Option(2.0, help="Change-tracking retention for new HQ tables"
+    tracking_retention_days: float = typer.Option(2.0, min=0.0, help="Change-tracking retention for new HQ tables"
                                                             " (as `cdx hq enable-tracking`)."),
 ) -> None:
     """Roll out FILE: Kafka topics, HQ change tracking, channel tables, then publish it as the next revision
@@ -26,7 +26,7 @@ def apply(
     Idempotent: run it again after a failure; an unchanged file publishes nothing new."""
     from cdx.cli.apply_steps import ApplyContext, plan_steps
     from cdx.cli.boundary import KAFKA
-    from cdx.cli.common import require_kafka
+    from cdx.cli.common import require_hq, require_kafka
     from cdx.kafka.control import latest_revision
     from cdx.topics import topology_topic
     from cdx.topology.diff import diff_topologies
@@ -40,6 +40,7 @@ def apply(
         print_issues(exc)
     KAFKA["servers"] = after.kafka.bootstrap_servers
     require_kafka(after)
+    require_hq(after)  # before step 1: a wrong hq.dsn would otherwise fail at step 2, after the topics
     name, topic = topology_name(after), topology_topic(after.kafka.topic_prefix)
     in_force = latest_revision(after.kafka.client_config(), topic, name)
     before = None

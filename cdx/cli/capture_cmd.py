@@ -16,6 +16,7 @@ from cdx.cli.common import (
     TOPOLOGY_OPTION,
     live_topology,
     load,
+    require_hq,
     run_role,
     setup_logging,
 )
@@ -27,9 +28,9 @@ hq_app = typer.Typer(help="HQ database: change tracking set-up and cleanup.", no
 def capture(
     ctx: typer.Context,
     topology: Path | None = TOPOLOGY_OPTION,
-    poll_interval: float = typer.Option(0.05, help="Seconds between polls when idle (an idle poll asks HQ"
+    poll_interval: float = typer.Option(0.05, min=0.0, help="Seconds between polls when idle (an idle poll asks HQ"
                                         " for its tracking version only)."),
-    batch_size: int = typer.Option(5000, help="Tracking entries read per table per transaction."),
+    batch_size: int = typer.Option(5000, min=1, help="Tracking entries read per table per transaction."),
     ha: bool = HA_OPTION,
     lease_timeout: float = LEASE_TIMEOUT_OPTION,
     metrics_port: int | None = METRICS_PORT_OPTION,
@@ -43,6 +44,7 @@ def capture(
     setup_logging(verbose)
     live = live_topology(topology, "capture")
     topo = live.current
+    require_hq(topo, live.close)
     connector = CaptureConnector(topo, poll_interval=poll_interval, batch_size=batch_size)
     run_role(live, connector, [topo.hq.name], "capture", metrics_port,
              started=lambda: f"capturing {len(connector.tables)} HQ tables from {topo.hq.redacted()}",
@@ -53,7 +55,7 @@ def capture(
 @user_errors
 def enable_tracking(
     topology: Path | None = TOPOLOGY_OPTION,
-    retention_days: float = typer.Option(2.0, help="How long change-tracking entries are kept."),
+    retention_days: float = typer.Option(2.0, min=0.0, help="How long change-tracking entries are kept."),
     only_new: bool = typer.Option(False, "--only-new", help="Only the tables not tracked yet (no DDL on tracked"
                                   " tables: safe while HQ applications write to them)."),
 ) -> None:
@@ -62,6 +64,7 @@ def enable_tracking(
     from cdx.dialects.reach import naming
 
     topo = load(topology)
+    require_hq(topo)
     if only_new:
         from cdx.connectors.capture.enable import enable_new_tables
 
@@ -83,7 +86,7 @@ def enable_tracking(
 @user_errors
 def tracking_cleanup(
     topology: Path | None = TOPOLOGY_OPTION,
-    retention_hours: float | None = typer.Option(None, help="Keep entries this recent (default: the"
+    retention_hours: float | None = typer.Option(None, min=0.0, help="Keep entries this recent (default: the"
                                                  " retention given to enable-tracking)."),
 ) -> None:
     """Remove change-tracking entries older than the retention; raises the minimum valid version."""
@@ -91,6 +94,7 @@ def tracking_cleanup(
     from cdx.dialects.reach import naming
 
     topo = load(topology)
+    require_hq(topo)
     with naming(f"the HQ database ({topo.hq.redacted()})"):
         tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
     with closing(tracker.conn):

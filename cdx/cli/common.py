@@ -91,6 +91,22 @@ def require_kafka(topology: Topology) -> None:
     probe(topology.kafka.bootstrap_servers)
 
 
+def require_hq(topology: Topology, close: Callable[[], None] | None = None,
+               fix: str = "fix hq.dsn or create the HQ database", create: bool = False) -> None:
+    """For commands on HQ, before they open it: ``DatabaseUnreachable`` when HQ is a SQLite file that does
+    not exist (opening it would create an empty HQ database, and its folders); with ``create`` (a command
+    that creates HQ tables) only its folder must exist. ``close`` is called first (a role's live topology)."""
+    from cdx.dialects.reach import require_existing
+
+    hq = topology.hq
+    try:
+        require_existing(hq.dialect.value, hq.dsn, f"the HQ database ({hq.redacted()})", fix, folder_only=create)
+    except Exception:
+        if close is not None:
+            close()
+        raise
+
+
 def serve_metrics(port: int | None) -> None:
     if port:
         from prometheus_client import start_http_server

@@ -20,10 +20,10 @@ app = typer.Typer(help="Run the whole exchange on the embedded default and verif
 def demo(
     db: str = typer.Option("sqlite", help="Database for HQ and channels: sqlite or postgresql."),
     topology: Path = typer.Option(Path("topology.yaml"), "--topology", "-t", help="The topology to run."),
-    scale: float = typer.Option(1.0, help="Size of the seeded HQ (1.0 = ~46k master-data rows)."),
-    duration: float = typer.Option(20.0, help="Seconds of live traffic after the initial sync."),
-    hq_rate: float = typer.Option(100.0, help="HQ changes per second during live traffic."),
-    sales_rate: float = typer.Option(2.0, help="Sales per second per channel and register."),
+    scale: float = typer.Option(1.0, min=0.001, help="Size of the seeded HQ (1.0 = ~46k master-data rows)."),
+    duration: float = typer.Option(20.0, min=0.0, help="Seconds of live traffic after the initial sync."),
+    hq_rate: float = typer.Option(100.0, min=0.01, help="HQ changes per second during live traffic."),
+    sales_rate: float = typer.Option(2.0, min=0.01, help="Sales per second per channel and register."),
     seed: int = typer.Option(42, help="Seed of the generated data."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Leave the pipeline up; Ctrl-C stops it."),
 ) -> None:

@@ -32,6 +32,19 @@ def _yaml(docs: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def _check_names(fmt: str, cluster: str, namespace: str, image: str) -> None:
+    """``ConfigError`` for a Kubernetes name (RFC 1123 label) or image the manifests could not use."""
+    import re
+
+    names = {"strimzi": [("--cluster", cluster)], "kubernetes": [("--namespace", namespace)]}.get(fmt, [])
+    for option, value in names:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+            raise ConfigError(f"{option} {value!r} is not a Kubernetes name: use at most 63 lower-case letters,"
+                              " digits and '-', starting and ending with a letter or digit")
+    if fmt == "kubernetes" and (not image or any(c.isspace() for c in image)):
+        raise ConfigError(f"--image {image!r} is not a container image reference (e.g. registry/cdx:1.0)")
+
+
 @app.command("export")
 @user_errors
 def export(
@@ -50,6 +63,9 @@ def export(
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    _check_names(fmt, cluster, namespace, image)
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file: give a folder (created when missing)")
     topo = load(topology)
     if fmt == "systemd":
         files = manifests.systemd(topo, ha=ha)

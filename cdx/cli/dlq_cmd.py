@@ -33,17 +33,32 @@ def _one_choice(all_: bool, offset: list[int] | None) -> None:
         raise ConfigError("give either --all or one or more --offset N")
 
 
+def _known_channels(topology: Any, channel: list[str] | None, letters: list[Any]) -> None:
+    """``ConfigError`` naming the known ids when a ``--channel`` is no channel or register of ``topology``
+    and no dead letter names it (letters of a channel removed from the topology can still be selected)."""
+    lettered = {(x.channel or "").casefold() for x in letters}
+    known = sorted(d.owner_id for d in topology.databases())
+    unknown = [c for c in channel or () if c.casefold() not in lettered | {k.casefold() for k in known}]
+    if unknown:
+        raise ConfigError(f"no channel or offline register {', '.join(map(repr, unknown))} in the topology or"
+                          f" the dead letters; known: {', '.join(known) or 'none'}")
+
+
 def _markers(topology: Any, owners: set[str]) -> dict[str, tuple[str, dict[tuple[int, int], dict[str, Any]] | None]]:
     """owner id (case-folded) -> (its group topic, its replay markers, None when unreachable)."""
     from cdx.connectors.sink.letters import load_markers
     from cdx.connectors.sink.spec import sink_specs
     from cdx.dialects import get_dialect
+    from cdx.dialects.reach import missing_sqlite_file
 
     out: dict[str, tuple[str, dict[tuple[int, int], dict[str, Any]] | None]] = {}
     for spec in sink_specs(topology):
         if spec.owner_id.casefold() not in owners:
             continue
         d = get_dialect(spec.dialect)
+        if missing_sqlite_file(spec.dialect, spec.dsn) is not None:  # not created yet (not created here): no marker
+            out[spec.owner_id.casefold()] = (spec.topic, {})
+            continue
         try:
             with closing(d.connect(spec.dsn)) as conn:  # closed without commit: a read
                 out[spec.owner_id.casefold()] = (spec.topic, load_markers(conn, d, spec.topic))
@@ -58,7 +73,7 @@ def list_(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: list[str] | None = typer.Option(None, "--channel", "-c", help="Only letters of this channel or register"
                                                                            " (repeatable)."),
-    limit: int = typer.Option(50, "--limit", "-n", help="Newest letters to show (0: all)."),
+    limit: int = typer.Option(50, "--limit", "-n", min=0, help="Newest letters to show (0: all)."),
     pending: bool = typer.Option(False, "--pending", help="Only channel letters still to replay."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -69,7 +84,9 @@ def list_(
     topo = load(topology)
     require_kafka(topo)
     tools = SinkTools(topo)
-    letters = _of_channels(read_letters(tools.config, tools.dlq_topic), channel)
+    every = read_letters(tools.config, tools.dlq_topic)
+    _known_channels(topo, channel, every)
+    letters = _of_channels(every, channel)
     latest = latest_by_origin(letters)
     known = {d.owner_id.casefold() for d in topo.databases()}
     markers = _markers(topo, {(x.channel or "").casefold() for x in letters if x.component == "sink"} & known)
@@ -164,8 +181,10 @@ def ack(
 
     _one_choice(all_, offset)
     topo = load(topology)
+    require_kafka(topo)
     tools = SinkTools(topo)
     letters = read_letters(tools.config, tools.dlq_topic)
+    _known_channels(topo, channel, letters)
     if offset:
         by_offset = {x.dlq_offset: x for x in letters}
         missing = [o for o in offset if o not in by_offset]

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka, start_timestamp
+from cdx.cli.common import TOPOLOGY_OPTION, load, require_hq, require_kafka, start_timestamp
 
 capture_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 route_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -91,7 +91,7 @@ def upload_sink_replay(
 @user_errors
 def resnapshot(
     table: str = typer.Option(..., "--table", help="HQ table (dbo.INVENTTABLE) or download subjob id."),
-    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for the capture to take the request"
+    wait: float = typer.Option(30.0, "--wait", min=0.0, help="Seconds to wait for the capture to take the request"
                                                     " (0: do not wait)."),
     topology: Path | None = TOPOLOGY_OPTION,
 ) -> None:
@@ -104,6 +104,7 @@ def resnapshot(
 
     topo = load(topology)
     subjob = download_subjob(topo, table)
+    require_hq(topo)
     if subjob.source_topic is not None:
         from cdx.errors import ConfigError
 

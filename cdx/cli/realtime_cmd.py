@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, setup_logging
+from cdx.cli.common import TOPOLOGY_OPTION, load, require_hq, setup_logging
 
 app = typer.Typer(help="Real-time Service: the calls registers make to HQ while the customer waits.",
                   no_args_is_help=True)
@@ -52,6 +52,8 @@ def serve(
     setup_logging(verbose)
     topo = load(topology)
     settings = load_settings(_config_path(config), topo)
+    require_hq(topo, fix="fix hq.dsn, or create the HQ database and its Real-time Service tables with"
+                         " `cdx hq init-realtime`")
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca is not None and tls_cert is None):
         raise ConfigError("TLS needs both --tls-cert and --tls-key (and --tls-client-ca only with them)")
     if not settings.key_hashes and tls_client_ca is None:
@@ -63,10 +65,14 @@ def serve(
 
 
 @app.command("hash-key")
+@user_errors
 def hash_key(key: str = typer.Argument(..., help="An API key, to print its SHA-256 for api_key_sha256.")) -> None:
     """Print the SHA-256 of an API key (for ``api_key_sha256`` in realtime.yaml)."""
+    from cdx.errors import ConfigError
     from cdx.realtime.config import hash_key as digest
 
+    if not key.strip():
+        raise ConfigError("the API key is empty: give the key the register sends (cdx realtime hash-key KEY)")
     typer.echo(digest(key))
 
 
@@ -78,6 +84,7 @@ def init_realtime(topology: Path | None = TOPOLOGY_OPTION) -> None:
     from cdx.realtime.server import open_hq
 
     topo = load(topology)
+    require_hq(topo, create=True)  # a new SQLite file is fine, a folder that does not exist is a typo
     dialect = get_dialect(topo.hq.dialect.value)
     with closing(open_hq(dialect.connect, topo.hq.dsn, topo.hq.redacted())) as conn:
         tables = create_tables(conn, dialect)

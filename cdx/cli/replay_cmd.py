@@ -27,10 +27,10 @@ def replay(
                                                                               " (repeatable)."),
     apply: bool = typer.Option(True, "--apply/--no-apply", help="Run the sink until caught up (default), or only"
                                                                  " rewind (the sink re-applies when next started)."),
-    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped sink to release its"
+    wait: float = typer.Option(0.0, "--wait", min=0.0, help="Seconds to wait for a just-stopped sink to release its"
                                                    " channel lock before refusing."),
-    batch_size: int = typer.Option(5000, help="Records applied per database transaction (at most)."),
-    timeout: float = typer.Option(0.0, help="Give up re-applying after this many seconds (0: no limit)."),
+    batch_size: int = typer.Option(5000, min=1, help="Records applied per database transaction (at most)."),
+    timeout: float = typer.Option(0.0, min=0.0, help="Give up re-applying after this many seconds (0: no limit)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Rewind a channel and re-apply its group topic from an offset, a time or the beginning.

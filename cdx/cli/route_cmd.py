@@ -29,8 +29,8 @@ def route(
     key_store: str = typer.Option("memory", help="Transactional engine's per-key state: memory, or sqlite"
                                                   " (a file in --datadir, for millions of keys)."),
     web_port: int | None = typer.Option(None, help="Enable faust's web server on this port."),
-    reload_interval: float = typer.Option(1.0, help="Seconds between checks of the topology file."),
-    session_timeout: float = typer.Option(10.0, help="Seconds before a dead worker's partitions move on."),
+    reload_interval: float = typer.Option(1.0, min=0.0, help="Seconds between checks of the topology file."),
+    session_timeout: float = typer.Option(10.0, min=1.0, help="Seconds before a dead worker's partitions move on."),
     instance_id: str | None = typer.Option(None, envvar="CDX_ROUTER_INSTANCE_ID",
                                            help="Static group membership id (unique per worker): a restarted"
                                                 " worker takes its partitions back at once."),

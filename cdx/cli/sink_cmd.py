@@ -39,8 +39,9 @@ CHANNEL_OPTION = typer.Option(None, "--channel", "-c",
 BATCH_OPTION = typer.Option(5000, help="Records applied per database transaction (at most).")
 RETENTION_OPTION = typer.Option(14.0, help="Days of download sessions kept in each database (0: by count only).")
 MAX_SESSIONS_OPTION = typer.Option(50_000, help="Download sessions kept per database at most (0: no limit).")
-WAIT_OPTION = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped sink to release its channel"
-                                                " lock (a killed sink's SQLite lease: up to 30 s) before refusing.")
+WAIT_OPTION = typer.Option(0.0, "--wait", min=0.0, help="Seconds to wait for a just-stopped sink to release its"
+                                                        " channel lock (a killed sink's SQLite lease: up to 30 s)"
+                                                        " before refusing.")
 
 
 def show_progress(catch: CatchUp, *, timeout: float | None = None, title: str = "bootstrap") -> bool:
@@ -158,8 +159,10 @@ def init(
 ) -> None:
     """Create the state table and the channel tables (types from the routed Avro schemas)."""
     from cdx.connectors.sink.init import init_databases
+    from cdx.connectors.sink.spec import sink_specs
 
     topo = load(topology)
+    sink_specs(topo, channel or None)  # an unknown id is bad input: said before Kafka is asked
     require_kafka(topo)
     for r in init_databases(topo, channel or None):
         console.print(f"[bold]{r.owner_id}[/] ({r.database}): {len(r.created)} created, {len(r.existing)} existing,"
@@ -174,8 +177,8 @@ def init(
 def bootstrap(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: list[str] = typer.Option(..., "--channel", "-c", help="Channel or offline-register id (repeatable)."),
-    batch_size: int = typer.Option(20_000, help="Records applied per database transaction (at most)."),
-    timeout: float = typer.Option(0.0, help="Give up after this many seconds (0: no limit)."),
+    batch_size: int = typer.Option(20_000, min=1, help="Records applied per database transaction (at most)."),
+    timeout: float = typer.Option(0.0, min=0.0, help="Give up after this many seconds (0: no limit)."),
     wait: float = WAIT_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -193,6 +196,7 @@ def bootstrap(
     if verbose:
         setup_logging(True)
     topo = load(topology)
+    sink_specs(topo, channel)  # an unknown id is bad input: said before Kafka is asked
     require_kafka(topo)
     tools = SinkTools(topo)
     for spec in sink_specs(topo, channel):
@@ -225,6 +229,7 @@ def resync(
     if verbose:
         setup_logging(True)
     topo = load(topology)
+    sink_specs(topo, channel)  # an unknown id is bad input: said before Kafka is asked
     require_kafka(topo)
     with closing(SinkTools(topo)) as tools:
         for spec in sink_specs(topo, channel):
@@ -253,14 +258,17 @@ def resync(
 def sessions_(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: str = typer.Option(..., "--channel", "-c", help="Channel or offline-register id."),
-    limit: int = typer.Option(20, "--limit", "-n", help="Newest sessions to show."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Newest sessions to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The download-session history of one database, newest first."""
     from cdx.connectors.sink import sessions as hist
     from cdx.connectors.sink.spec import sink_specs
+    from cdx.connectors.sink.tools import database_of
+    from cdx.dialects.reach import require_existing
 
     (spec,) = sink_specs(load(topology), [channel])
+    require_existing(spec.dialect, spec.dsn, database_of(spec), "run cdx channel init or fix its dsn")
     with channel_database(spec) as (conn, d):
         rows = hist.recent(conn, d, spec.owner_id, limit)
     if as_json:

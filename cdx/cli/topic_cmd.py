@@ -89,8 +89,8 @@ def tail(
                                                               " key, COL=V[,COL=V], or a JSON object."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per record (topic, partition, offset,"
                                                       " timestamp, encoding, key, value)."),
-    max_messages: int = typer.Option(0, "--max-messages", "-n", help="Stop after this many records (0: never)."),
-    idle_exit: float = typer.Option(0.0, "--idle-exit", help="Stop after this many seconds without a record"
+    max_messages: int = typer.Option(0, "--max-messages", "-n", min=0, help="Stop after this many records (0: never)."),
+    idle_exit: float = typer.Option(0.0, "--idle-exit", min=0.0, help="Stop after this many seconds without a record"
                                                              " (0: follow until interrupted)."),
 ) -> None:
     """Print TOPIC's records decoded (all cdx encodings), following it like `tail -f`."""

@@ -17,6 +17,7 @@ from cdx.cli.common import (
     TOPOLOGY_OPTION,
     live_topology,
     load,
+    require_hq,
     run_role,
     setup_logging,
 )
@@ -30,13 +31,14 @@ VERBOSE_OPTION = typer.Option(False, "--verbose", "-v")
 def upload(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: list[str] | None = CHANNELS_OPTION,
-    poll_interval: float = typer.Option(0.2, help="Seconds between polls of an idle channel."),
-    batch_size: int = typer.Option(5000, help="Rows read per table per poll (at most)."),
-    gap_grace: float = typer.Option(5.0, help="Seconds a counter gap is awaited at least, even when the database"
-                                              " shows it is permanent."),
-    gap_timeout: float = typer.Option(600.0, help="Seconds after which a counter gap is given up in any case;"
-                                                  " longer than any POS transaction."),
-    max_backoff: float = typer.Option(30.0, help="Longest wait (seconds) before retrying an unreachable database."),
+    poll_interval: float = typer.Option(0.2, min=0.0, help="Seconds between polls of an idle channel."),
+    batch_size: int = typer.Option(5000, min=1, help="Rows read per table per poll (at most)."),
+    gap_grace: float = typer.Option(5.0, min=0.0, help="Seconds a counter gap is awaited at least, even when"
+                                                      " the database shows it is permanent."),
+    gap_timeout: float = typer.Option(600.0, min=0.0, help="Seconds after which a counter gap is given up in any"
+                                                          " case; longer than any POS transaction."),
+    max_backoff: float = typer.Option(30.0, min=0.1,
+                                      help="Longest wait (seconds) before retrying an unreachable database."),
     from_counter: int | None = typer.Option(None, "--from-counter", min=1,
                                             help="Recovery: publish the channel's upload tables again from this"
                                                  " counter (once, on start; lifts a halt). Needs one --channel."
@@ -73,9 +75,11 @@ def offline_sync(
     topology: Path | None = TOPOLOGY_OPTION,
     channel: list[str] | None = typer.Option(None, "--channel", "-c",
                                              help="Channel id (repeatable; default: every channel with registers)."),
-    poll_interval: float = typer.Option(1.0, help="Seconds between polls when nothing is new."),
-    gap_timeout: float = typer.Option(600.0, help="Seconds after which a counter gap in a register is given up."),
-    max_backoff: float = typer.Option(30.0, help="Longest wait (seconds) before retrying an unreachable database."),
+    poll_interval: float = typer.Option(1.0, min=0.0, help="Seconds between polls when nothing is new."),
+    gap_timeout: float = typer.Option(600.0, min=0.0,
+                                      help="Seconds after which a counter gap in a register is given up."),
+    max_backoff: float = typer.Option(30.0, min=0.1,
+                                      help="Longest wait (seconds) before retrying an unreachable database."),
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
@@ -96,14 +100,14 @@ def offline_sync(
 def upload_sink(
     ctx: typer.Context,
     topology: Path | None = TOPOLOGY_OPTION,
-    batch_size: int = typer.Option(5000, help="Records applied per HQ transaction (at most)."),
+    batch_size: int = typer.Option(5000, min=1, help="Records applied per HQ transaction (at most)."),
     instance_id: str | None = typer.Option(None, "--instance-id",
                                            help="Kafka static group membership id: a restarted sink gets its"
                                                 " partitions back at once (one per running sink)."),
-    session_retention_days: float = typer.Option(14.0, "--session-retention-days",
+    session_retention_days: float = typer.Option(14.0, "--session-retention-days", min=0.0,
                                                  help="Delete upload sessions older than this (0: by count only)."),
-    max_sessions: int = typer.Option(50_000, "--max-sessions", help="Upload sessions kept per channel at most"
-                                                                    " (0: no limit)."),
+    max_sessions: int = typer.Option(50_000, "--max-sessions", min=0, help="Upload sessions kept per channel at"
+                                                                           " most (0: no limit)."),
     metrics_port: int | None = METRICS_PORT_OPTION,
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
@@ -120,6 +124,7 @@ def upload_sink(
     if session_retention_days < 0 or max_sessions < 0:
         raise ConfigError("--session-retention-days and --max-sessions must be 0 or more (0: no limit)")
     live = live_topology(topology, "hq-upload-sink")
+    require_hq(live.current, live.close)
     sink = UploadSink(live.current, SinkOptions(batch_size=batch_size, instance_id=instance_id,
                                                 session_retention_days=session_retention_days,
                                                 session_max_rows=max_sessions))
@@ -130,16 +135,20 @@ def upload_sink(
 @user_errors
 def status(
     topology: Path | None = TOPOLOGY_OPTION,
-    sessions: int = typer.Option(10, "--sessions", help="Latest upload sessions to list."),
+    sessions: int = typer.Option(10, "--sessions", min=0, help="Latest upload sessions to list."),
 ) -> None:
     """Upload status: per channel, the HQ upload sessions and each upload table's position."""
     from cdx.cli.post_upload_view import print_post_processing
     from cdx.connectors.upload import sessions as hist
     from cdx.dialects import get_dialect
+    from cdx.dialects.reach import naming
 
     topo = load(topology)
+    require_hq(topo)
     d = get_dialect(topo.hq.dialect.value)
-    with closing(d.connect(topo.hq.dsn)) as conn:
+    with naming(f"the HQ database ({topo.hq.redacted()})"):
+        conn = d.connect(topo.hq.dsn)
+    with closing(conn):
         summary = {s.channel: s for s in hist.summary(conn, d)}
         latest = hist.recent(conn, d, sessions)
     positions = _upload_positions(topo)

@@ -29,7 +29,8 @@ _HINTS: tuple[tuple[str, str], ...] = (
     (r"timeout expired|timed out|Login timeout", "the server did not answer in time: check the host, port and"
                                                    " firewall"),
     (r"Login failed for user '([^']+)'", "fix the user or password of {0} in the connection string"),
-    (r"Data source name not found|Can't open lib", "install the ODBC driver the connection string names"),
+    (r"Data source name not found|Can't open lib|ODBC driver '.*' is not installed",
+     "install the ODBC driver the connection string names (odbcinst -q -d lists the installed ones)"),
     (r"unable to open database file|No such file or directory|Permission denied|Read-only file system|Is a directory",
      "check that the directory exists and is writable by this user"),
     (r"file is not a database", "the file is not a SQLite database: fix the path in the DSN"),
@@ -39,6 +40,9 @@ _HINTS: tuple[tuple[str, str], ...] = (
 def _reason(exc: BaseException) -> str:
     """The driver's message without its boilerplate (``connection failed: connection to server at ...``)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    driver = re.search(r"Can't open lib '([^']+)'", text)
+    if driver:  # pyodbc's ('01000', "[01000] [unixODBC][Driver Manager]Can't open lib ... (SQLDriverConnect)")
+        return f"the ODBC driver '{driver.group(1)}' is not installed"
     fatal = re.search(r"FATAL:\s*(.*)", text)
     if fatal:
         return fatal.group(1).strip()
@@ -85,3 +89,34 @@ def open_connection(dialect: Any, dsn: str, what: str) -> Any:
         return dialect.connect(dsn)
     except DatabaseUnreachable as exc:
         raise exc.about(f"{what} ({redact(str(dsn))})") from exc.__cause__
+
+
+def missing_sqlite_file(dialect: str, dsn: str) -> str | None:
+    """The path of a SQLite database ``dsn`` names when the file does not exist (opening it would create
+    it, and its folders), else None (another dialect, ``:memory:``, or the file exists)."""
+    from pathlib import Path
+
+    from cdx.topology.dsn import sqlite_path
+
+    if str(dialect) != "sqlite" or not str(dsn).startswith("sqlite:///"):
+        return None
+    path = sqlite_path(str(dsn))
+    return None if path == ":memory:" or Path(path).exists() else path
+
+
+def require_existing(dialect: str, dsn: str, what: str, fix: str, folder_only: bool = False) -> None:
+    """``DatabaseUnreachable`` naming ``what`` and ``fix`` when ``dsn`` is a SQLite file that does not exist:
+    a command that only reads or changes an existing database must not create an empty one. With
+    ``folder_only`` (a command that may create the file) only its folder must exist: a mistyped path
+    is refused, not created folder by folder."""
+    from pathlib import Path
+
+    path = missing_sqlite_file(dialect, dsn)
+    if path is None:
+        return
+    if not folder_only:
+        raise DatabaseUnreachable(what, f"{path} does not exist", fix)
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise DatabaseUnreachable(what, f"the folder {folder} does not exist", "fix the path in the DSN or create"
+                                                                                  " the folder")

@@ -55,6 +55,8 @@ def require_kafka(target: str | Mapping[str, Any], timeout: float = 3.0) -> None
 
 def kafka_failure(target: str | Mapping[str, Any], exc: BaseException, doing: str = "") -> KafkaUnreachable:
     """A Kafka client's ``KafkaException`` or ``TimeoutError`` as one ``KafkaUnreachable`` line."""
+    if isinstance(exc, KafkaUnreachable):  # already one line: say what failed once, not nested
+        return exc
     err = exc.args[0] if exc.args else None
     text = str(err.str()) if err is not None and hasattr(err, "str") else str(exc)
     if not text:

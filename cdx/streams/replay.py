@@ -43,9 +43,12 @@ class RouteReplay:
 
 def download_subjob(topology: Topology, table: str) -> Subjob:
     """The download subjob of an HQ table (``dbo.INVENTTABLE``, ``INVENTTABLE``) or a subjob id; ``ConfigError``."""
-    subjob = topology.subjob(table) or topology.subjob_for_hq_table(table)
+    known = ", ".join(str(s.hq_table) for s in topology.download_subjobs()) or "none"
+    try:
+        subjob = topology.subjob(table) or topology.subjob_for_hq_table(table)
+    except ValueError as exc:  # not a table name at all: empty, 'a.b.c', quotes
+        raise ConfigError(f"--table {table!r}: {exc}; known HQ tables: {known}") from None
     if subjob is None or subjob.is_upload:
-        known = ", ".join(str(s.hq_table) for s in topology.download_subjobs()) or "none"
         raise ConfigError(f"no download subjob for table {table!r} in the topology; known HQ tables: {known}")
     return subjob
 

@@ -49,6 +49,12 @@ def infer_dialect(dsn: str) -> Dialect | None:
     return None
 
 
+_FORMS = {
+    Dialect.POSTGRESQL: "'postgresql://user@host:5432/db' or 'host=... dbname=...'",
+    Dialect.SQLSERVER: "an ODBC string 'Driver={...};Server=...;Database=...;' or 'mssql://user@host/db'",
+}
+
+
 def check_dsn(dialect: Dialect, dsn: str) -> None:
     """Raise ``ValueError`` if ``dsn`` is not a usable DSN for ``dialect``."""
     if not dsn.strip():
@@ -62,11 +68,13 @@ def check_dsn(dialect: Dialect, dsn: str) -> None:
                 f"{dsn!r} is not a SQLite DSN: write 'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db'"
             )
     elif found is None:
-        forms = {
-            Dialect.POSTGRESQL: "'postgresql://user@host:5432/db' or 'host=... dbname=...'",
-            Dialect.SQLSERVER: "an ODBC string 'Driver={...};Server=...;Database=...;' or 'mssql://user@host/db'",
-        }[dialect]
-        raise ValueError(f"dsn is not a {dialect.value} DSN: write {forms}")
+        raise ValueError(f"dsn is not a {dialect.value} DSN: write {_FORMS[dialect]}")
+    elif "://" in dsn:
+        try:
+            url = urlsplit(dsn)
+            url.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+        except ValueError as exc:  # the DSN itself is not echoed: it may hold a password
+            raise ValueError(f"dsn is not a valid URL ({exc}): write {_FORMS[dialect]}") from None
 
 
 def sqlite_path(dsn: str) -> str:

@@ -96,6 +96,10 @@ class KafkaConfig(Model):
             bad = [h for h in hosts if not h or ":" not in h or not h.rsplit(":", 1)[1].isdigit()]
             if bad:
                 raise ValueError(f"{value!r} is not a list of host:port (bad entry {bad[0]!r})")
+            ports = [h for h in hosts if not 1 <= int(h.rsplit(":", 1)[1]) <= 65535 or not h.rsplit(":", 1)[0]]
+            if ports:
+                raise ValueError(f"{ports[0]!r} is not a host:port: the host must not be empty and the port must"
+                                 " be 1 to 65535")
             return ",".join(hosts)
         return value
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -211,12 +213,43 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
+@functools.cache
+def _sections() -> dict[str, set[str]]:
+    """Each model's place in the file (``subjobs[].fields[]``, breadth first) with its keys."""
+    out: dict[str, set[str]] = {}
+    todo: list[tuple[str, type[BaseModel]]] = [("the top level", Topology)]
+    seen: set[type[BaseModel]] = set()
+    while todo:
+        where, cls = todo.pop(0)
+        if cls in seen:
+            continue
+        seen.add(cls)
+        out[where] = set(cls.model_fields)
+        for name, info in cls.model_fields.items():
+            args, inner = [info.annotation], []
+            while args:
+                arg = args.pop()
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    inner.append(arg)
+                args += typing.get_args(arg)
+            for sub in inner:
+                many = typing.get_origin(info.annotation) in (tuple, list) or "tuple[" in str(info.annotation)
+                prefix = "" if where == "the top level" else f"{where}."
+                todo.append((f"{prefix}{name}{'[]' if many else ''}", sub))
+    return out
+
+
 def _vocabulary() -> list[str]:
-    names: set[str] = set(Topology.model_fields)
-    for obj in vars(m).values():
-        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == m.__name__:
-            names.update(obj.model_fields)
-    return sorted(names)
+    return sorted(set().union(*_sections().values()))
+
+
+def _key_hint(key: str) -> str:
+    """A close known key, or where ``key`` belongs when it is a key of other sections only."""
+    owners = [where for where, keys in _sections().items() if key in keys]
+    if owners:
+        return f" here (it is a key of {', '.join(owners[:4])})"
+    match = difflib.get_close_matches(key, _vocabulary(), n=1, cutoff=0.7)
+    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def _message(err: Any, loc: tuple[Any, ...]) -> str:
@@ -224,9 +257,7 @@ def _message(err: Any, loc: tuple[Any, ...]) -> str:
     if kind == "missing":
         return f"required key {loc[-1]!r} is missing"
     if kind == "extra_forbidden":
-        match = difflib.get_close_matches(str(loc[-1]), _vocabulary(), n=1, cutoff=0.7)
-        hint = f" (did you mean {match[0]!r}?)" if match else ""
-        return f"unknown key {loc[-1]!r}{hint}; see docs/topology.md"
+        return f"unknown key {loc[-1]!r}{_key_hint(str(loc[-1]))}; see docs/topology.md"
     if kind == "value_error":
         return str(ctx.get("error") or err["msg"]).removeprefix("Value error, ")
     if kind in ("enum", "literal_error"):

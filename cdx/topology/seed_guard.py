@@ -27,11 +27,14 @@ def check_versions(seeds: Sequence[SeedFile], recorded: SeedData | None) -> tupl
     errors: list[Issue] = []
     warnings: list[Issue] = []
     for seed in seeds:
-        if seed.name is None or seed.major_version is None:
-            warnings.append(Issue("", seed.line, "<RetailCdxSeedData> has no Name and ChannelDBMajorVersion: cannot"
-                                                 " check it extends the right seed data version (add both)", seed.path))
-            continue
         try:
+            if seed.name is None or seed.major_version is None:
+                SeedData(name="seed", channel_db_major_version=seed.major_version or "0")  # the number, when given
+                lacks = " and ".join(a for a, v in (("Name", seed.name), ("ChannelDBMajorVersion", seed.major_version))
+                                     if v is None)
+                warnings.append(Issue("", seed.line, f"<RetailCdxSeedData> has no {lacks}: cannot check it extends"
+                                                     " the right seed data version (add both)", seed.path))
+                continue
             mine = SeedData(name=seed.name, channel_db_major_version=seed.major_version)
         except ValidationError:
             errors.append(Issue("", seed.line, f"ChannelDBMajorVersion={seed.major_version!r} is not a number"

@@ -60,7 +60,7 @@ DSN_CASES: list[tuple[str, Callable[[Data, str, Path], None], list[str], list[st
     ("HQ host unknown", _hq(lambda s: _pg(s, host="cdx-badinput.invalid")), ["hq", "enable-tracking"],
      ["cdx-badinput.invalid", "fix the host name"]),
     ("HQ SQLite directory impossible", _hq(lambda s: "sqlite:////proc/cdx-badinput/hq.db"), ["hq", "enable-tracking"],
-     ["/proc/cdx-badinput", "check that the directory exists"]),
+     ["/proc/cdx-badinput/hq.db does not exist", "fix hq.dsn or create the HQ database"]),
     ("HQ upload status, database unknown", _hq(lambda s: _pg(s, db=NOSUCH_DB)), ["hq", "upload-status"],
      [f'database "{NOSUCH_DB}" does not exist']),
     ("channel database unknown", _channel(lambda s: _pg(s, db=NOSUCH_DB)), ["channel", "sessions", "-c", "s1"],

@@ -84,7 +84,8 @@ def test_poison_dlq_list_fix_replay_once(dialect: str, tmp_path: Path, kafka: st
     assert a["group_topic"] == router.topic and a["offset"] >= 0 and a["partition"] in (0, 1)
     assert a["source"]["topic"].endswith(".hq.dbo.ITEMS") and a["time"]
     assert ("negative" in a["error"]) if dialect == "sqlite" else ("qty_nonneg" in a["error"])
-    assert _letters(path, "--channel", "zz") == []
+    unknown = cli("dlq", "list", "--topology", path, "--json", "--channel", "zz")  # a typo, not an empty list
+    assert unknown.exit_code == 1 and "no channel or offline register 'zz'" in unknown.stderr, unknown.output
 
     # replayed before the fix: refused again, dead-lettered again with the new error
     res = cli("dlq", "replay", "--topology", path, "--offset", by_id[9]["dlq_offset"])

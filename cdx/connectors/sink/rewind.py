@@ -127,6 +127,8 @@ def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, 
         raise ConfigError("give exactly one of --from-offset, --from-timestamp, --from-beginning")
     wanted, _ = replay_targets(tools.config, spec.topic, from_offset=0 if from_beginning else from_offset,
                                from_timestamp_ms=from_timestamp_ms, partitions=partitions)  # clamped to the log
+    if spec.dialect == "sqlite" and not Path(sqlite_path(spec.dsn)).exists():
+        return RewindResult()  # never read: its sink starts from the beginning anyway (and it is not created here)
     dialect = get_dialect(spec.dialect)
     store = StateStore(dialect, spec.topic)
     sessions = SessionLog(dialect, spec.owner_id)

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 from cdx import controls
@@ -44,6 +43,7 @@ from cdx.connectors.sink.sessions import APPLIED, BATCH, DLQ_REPLAY, FAILED, RES
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
 from cdx.connectors.sink.state import StateStore
 from cdx.dialects import get_dialect
+from cdx.dialects.reach import missing_sqlite_file
 from cdx.errors import CdxError, Unreachable
 from cdx.kafka.config import client_config
 from cdx.kafka.reach import require_kafka
@@ -195,8 +195,8 @@ def gather(topology: Topology, owner_ids: Iterable[str] | None = None, *, includ
 def hq_unreachable(topology: Topology) -> str | None:
     """Why the HQ database cannot be opened (``unreachable: <reason>; <fix>``), or None when it opens.
     A SQLite file that does not exist is reported, not created."""
-    path = topology.hq.sqlite_path if topology.hq.dialect.value == "sqlite" else None
-    if path and path != ":memory:" and not Path(path).exists():
+    path = missing_sqlite_file(topology.hq.dialect.value, topology.hq.dsn)
+    if path is not None:
         return f"unreachable: {path} does not exist; fix hq.dsn or create the HQ database"
     try:
         conn = get_dialect(topology.hq.dialect.value).connect(topology.hq.dsn)
@@ -222,33 +222,11 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
     st.schedules = schedule_states(spec)
     mine = [x for x in latest.values() if (x.channel or "").casefold() == spec.owner_id.casefold()]
     st.dead_letters = len(mine)
-    d = get_dialect(spec.dialect)
-    markers: dict[tuple[int, int], dict[str, Any]] | None = None
-    try:
-        conn = d.connect(spec.dsn)
-    except Unreachable as e:
-        st.error = f"unreachable: {e.reason}; {e.hint}"
-    except Exception as e:
-        st.error = f"cannot open the database: {_why(e)}"
+    markers: dict[tuple[int, int], dict[str, Any]] | None
+    if missing_sqlite_file(spec.dialect, spec.dsn) is not None:  # not created yet: nothing applied; not created here
+        markers, st.reachable = {}, True
     else:
-        try:
-            if controls.state_table_exists(conn, d):
-                st.stored_offsets = StateStore(d, spec.topic).load(conn).offsets
-                markers = load_markers(conn, d, spec.topic)
-                st.paused = controls.read(conn, d).paused
-            else:
-                markers = {}
-            st.last_applied = hist.last(conn, d, spec.owner_id, APPLIED, kinds=(BATCH, RESYNC, DLQ_REPLAY))
-            st.last_failed = hist.last(conn, d, spec.owner_id, FAILED)
-            st.reachable = True
-            holder = live_holder(d, conn, spec.consumer_group)
-            if holder is not None:  # a shared-consumer host is in no consumer group: its channel lock says it runs
-                st.sink_running, st.sink_members = True, [member_name(spec.consumer_group, holder)]
-        except Exception as e:
-            st.error = f"cannot read the database: {_why(e)}"
-        finally:
-            quietly(conn.rollback, "status: rolling back a read")
-            quietly(conn.close, "status: closing a connection")
+        markers = _read_database(spec, st)
     if markers is not None:
         st.dead_letters_pending = sum(1 for x in mine if x.origin is not None and x.origin[0] == spec.topic
                                       and (x.origin[1], x.origin[2]) not in markers)
@@ -272,6 +250,40 @@ def _database(spec: SinkSpec, config: Mapping[str, Any], bounds: tuple[dict[int,
         src = st.last_applied.last_source_ts.replace(tzinfo=dt.UTC).timestamp()
         st.lag_seconds = round(max(0.0, time.time() - src), 3)
     return st
+
+
+def _read_database(spec: SinkSpec, st: DatabaseStatus) -> dict[tuple[int, int], dict[str, Any]] | None:
+    """Fill ``st`` from the database of ``spec`` (offsets, sessions, pause, lock holder); its replay
+    markers, or None (with ``st.error``) when it cannot be opened or read."""
+    d = get_dialect(spec.dialect)
+    markers: dict[tuple[int, int], dict[str, Any]] | None = None
+    try:
+        conn = d.connect(spec.dsn)
+    except Unreachable as e:
+        st.error = f"unreachable: {e.reason}; {e.hint}"
+        return None
+    except Exception as e:
+        st.error = f"cannot open the database: {_why(e)}"
+        return None
+    try:
+        if controls.state_table_exists(conn, d):
+            st.stored_offsets = StateStore(d, spec.topic).load(conn).offsets
+            markers = load_markers(conn, d, spec.topic)
+            st.paused = controls.read(conn, d).paused
+        else:
+            markers = {}
+        st.last_applied = hist.last(conn, d, spec.owner_id, APPLIED, kinds=(BATCH, RESYNC, DLQ_REPLAY))
+        st.last_failed = hist.last(conn, d, spec.owner_id, FAILED)
+        st.reachable = True
+        holder = live_holder(d, conn, spec.consumer_group)
+        if holder is not None:  # a shared-consumer host is in no consumer group: its channel lock says it runs
+            st.sink_running, st.sink_members = True, [member_name(spec.consumer_group, holder)]
+    except Exception as e:
+        st.error = f"cannot read the database: {_why(e)}"
+    finally:
+        quietly(conn.rollback, "status: rolling back a read")
+        quietly(conn.close, "status: closing a connection")
+    return markers
 
 
 def upload_status(config: Mapping[str, Any], topology: Topology) -> list[UploadStatus]:

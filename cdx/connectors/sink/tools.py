@@ -10,7 +10,7 @@ from cdx.codec import Codec, SchemaStore, make_codec
 from cdx.connectors.sink.dlq import KafkaDeadLetters
 from cdx.connectors.sink.spec import SinkSpec
 from cdx.dialects import Connection, get_dialect
-from cdx.dialects.reach import open_connection
+from cdx.dialects.reach import naming
 from cdx.errors import RetriableError
 from cdx.kafka.admin import TopicSpec, ensure_topics
 from cdx.kafka.config import client_config, producer_config
@@ -52,7 +52,8 @@ class SinkTools:
 def open_database(spec: SinkSpec) -> Connection:
     """A connection to the sink's database; ``RetriableError`` naming it when it cannot be opened."""
     try:
-        return open_connection(get_dialect(spec.dialect), spec.dsn, database_of(spec))
+        with naming(database_of(spec)):  # names the DSN already
+            return get_dialect(spec.dialect).connect(spec.dsn)
     except RetriableError:
         raise
     except Exception as e:

@@ -114,7 +114,8 @@ class PostgresChangeTracker(TriggerTracker):
         if self._known_installed:
             return
         if not self._installed():
-            raise ConfigError("change tracking is not enabled in this PostgreSQL database; run enable() first")
+            raise ConfigError("change tracking is not enabled in this PostgreSQL database;"
+                              " run `cdx hq enable-tracking` first")
         self._known_installed = True
 
     def _columns(self, ref: TableRef, keys: list[str], token: str | None = None) -> list[ColumnInfo]:

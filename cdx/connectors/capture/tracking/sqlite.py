@@ -69,7 +69,8 @@ class SQLiteChangeTracker(TriggerTracker):
 
     def _require_installed(self) -> None:
         if not self._installed():
-            raise ConfigError("change tracking is not enabled in this SQLite database; run enable() first")
+            raise ConfigError("change tracking is not enabled in this SQLite database;"
+                              " run `cdx hq enable-tracking` first")
 
     # -- enable / disable ----------------------------------------------------------------
     def _setup(self, retention: timedelta) -> None:

@@ -116,7 +116,8 @@ class SQLServerChangeTracker(ChangeTracker):
         version = self._scalar("SELECT CHANGE_TRACKING_CURRENT_VERSION()")
         self.conn.commit()
         if version is None:
-            raise ConfigError("change tracking is not enabled on this SQL Server database; run enable() first")
+            raise ConfigError("change tracking is not enabled on this SQL Server database;"
+                              " run `cdx hq enable-tracking` first")
         return int(version)
 
     def _min_valid(self, ref: TableRef) -> int:
@@ -154,7 +155,8 @@ class SQLServerChangeTracker(ChangeTracker):
         with self._snapshot():
             current = self._scalar("SELECT CHANGE_TRACKING_CURRENT_VERSION()")
             if current is None:
-                raise ConfigError("change tracking is not enabled on this SQL Server database; run enable() first")
+                raise ConfigError("change tracking is not enabled on this SQL Server database;"
+                                  " run `cdx hq enable-tracking` first")
             self._check_since(ref, since_version, self._min_valid(ref), int(current))
             rows = self.conn.execute(sql, since_version, limit).fetchall()
         reached = int(rows[-1][1]) if limit is not None and len(rows) >= limit else int(current)
