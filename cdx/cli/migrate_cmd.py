@@ -19,18 +19,22 @@ if TYPE_CHECKING:
     from cdx.topology.root import Topology
 
 
-def scripts_dir(topo: Topology, given: Path | None) -> Path | None:
-    """``--scripts`` or the topology's ``extensions.scripts`` (None when neither is set)."""
+def scripts_dir(topo: Topology, given: str | None) -> Path | None:
+    """``--scripts`` or the topology's ``extensions.scripts`` (None when neither is set). An empty
+    ``--scripts`` is a ``ConfigError``: ``Path("")`` is the current folder, never what was meant (``.``
+    says so when it is)."""
     if given is not None:
-        return given
+        if not given.strip():
+            raise ConfigError("--scripts is empty: give the folder of the .sql scripts (`.` for this folder)")
+        return Path(given)
     return Path(topo.extensions.scripts) if topo.extensions.scripts else None
 
 
 @user_errors
 def migrate(
     topology: Path | None = TOPOLOGY_OPTION,
-    scripts: Path | None = typer.Option(None, "--scripts", "-s",
-                                        help="Directory of .sql scripts (default: extensions.scripts)."),
+    scripts: str | None = typer.Option(None, "--scripts", "-s", metavar="<path>",
+                                       help="Directory of .sql scripts (default: extensions.scripts)."),
     channel: list[str] | None = typer.Option(None, "--channel", "-c",
                                              help="Channel or offline-register id (repeatable)."),
     all_: bool = typer.Option(False, "--all", help="Every channel and offline-register database."),

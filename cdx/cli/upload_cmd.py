@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -25,6 +25,9 @@ from cdx.cli.common import (
 CHANNELS_OPTION = typer.Option(None, "--channel", "-c",
                                help="Channel id (repeatable; default: every uploading channel).")
 VERBOSE_OPTION = typer.Option(False, "--verbose", "-v")
+
+if TYPE_CHECKING:
+    from cdx.topology import Topology
 
 
 @user_errors
@@ -51,7 +54,7 @@ def upload(
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
     """Publish new rows of the channels' upload tables to their upload topics, exactly once (until SIGTERM)."""
-    from cdx.connectors.upload.plan import uploading_channels
+    from cdx.connectors.upload.plan import restart_tables, uploading_channels
     from cdx.connectors.upload.uploader import UploadConnector, UploadOptions
     from cdx.errors import ConfigError
 
@@ -59,8 +62,16 @@ def upload(
         raise ConfigError("--from-counter restarts one channel's upload: give exactly one --channel")
     if table and from_counter is None:
         raise ConfigError("--table only goes with --from-counter")
+
+    def serves(t: Topology) -> list[str]:
+        """The channels served; unknown ids and --table names refused on the file, before Kafka."""
+        channels = uploading_channels(t, channel or None)
+        for c in channels if from_counter is not None else ():
+            restart_tables(t, c.id, table)
+        return [c.id for c in channels]
+
     setup_logging(verbose)
-    live = live_topology(topology, "upload", serves=lambda t: [c.id for c in uploading_channels(t, channel or None)])
+    live = live_topology(topology, "upload", serves=serves)
     connector = UploadConnector(live.current, channel or None, UploadOptions(
         poll_interval=poll_interval, batch_size=batch_size, gap_grace=gap_grace, gap_timeout=gap_timeout,
         max_backoff=max_backoff, from_counter=from_counter, from_tables=table or None, ha=ha,

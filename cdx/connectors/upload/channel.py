@@ -26,8 +26,8 @@ from confluent_kafka import KafkaException
 from cdx.codec import SchemaStore, make_codec
 from cdx.connectors.upload.channel_read import ChannelRows, Pending, Positions, UploadTable
 from cdx.connectors.upload.channel_writer import ChannelWriter, Encoded, upload_target
-from cdx.connectors.upload.plan import UploadOptions, load_upload_positions, upload_subjobs_for
-from cdx.errors import ConfigError, RetriableError
+from cdx.connectors.upload.plan import UploadOptions, load_upload_positions, restart_tables, upload_subjobs_for
+from cdx.errors import RetriableError
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.config import client_config
 from cdx.kafka.lease import Lease, LeaseLost
@@ -156,12 +156,8 @@ class ChannelUploader:
     def _restart_tables(self) -> None:
         """``from_counter``: restart the chosen tables at that counter (one transaction, once); a wrong
         ``--table`` is a ``ConfigError`` that stops the upload."""
-        wanted = {n.casefold() for n in self.options.from_tables or ()}
-        chosen = [t for t in self.tables if not wanted or str(t.source.table).casefold() in wanted
-                  or t.source.table.name.casefold() in wanted or t.subjob.id.casefold() in wanted]
-        if wanted and not chosen:
-            raise ConfigError(f"channel {self.id}: no upload table named {sorted(wanted)}; it uploads "
-                              + ", ".join(str(t.source.table) for t in self.tables))
+        subjobs = {s.id for s in restart_tables(self.topology, self.id, self.options.from_tables)}
+        chosen = [t for t in self.tables if t.subjob.id in subjobs]
         restarted = [(t, t.position.copy()) for t in chosen]
         for _, pos in restarted:
             pos.restart_at(int(self.options.from_counter or 0))

@@ -100,14 +100,16 @@ class ChannelOfflineSync:
 
 def syncing_channels(topology: Topology, channels: list[str] | None = None) -> list[Channel]:
     """Channels with offline registers and upload subjobs (all, or those named); ``ConfigError`` for others."""
-    wanted = {c.casefold() for c in channels or []}
-    out = [c.channel for c in topology.channels()
-           if c.channel.offline_registers and offline_subjobs_for(topology, c.channel.id)
-           and (not wanted or c.channel.id.casefold() in wanted)]
-    unknown = wanted - {c.id.casefold() for c in out}
+    syncing = [c.channel for c in topology.channels()
+               if c.channel.offline_registers and offline_subjobs_for(topology, c.channel.id)]
+    known = {c.id.casefold() for c in syncing}
+    unknown = [c for c in channels or [] if c.casefold() not in known]
     if unknown:
-        raise ConfigError(f"channels {sorted(unknown)} are unknown or have no offline registers to sync")
-    return out
+        raise ConfigError(f"channel {', '.join(repr(c) for c in unknown)}: not in the topology or no offline"
+                          " registers to sync; the channels with offline registers are "
+                          + (", ".join(c.id for c in syncing) or "none") + ": fix --channel")
+    wanted = {c.casefold() for c in channels or []}
+    return [c for c in syncing if not wanted or c.id.casefold() in wanted]
 
 
 class OfflineSync(ChannelThreads):

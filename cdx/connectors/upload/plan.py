@@ -59,7 +59,8 @@ def uploading_channels(topology: Topology, only: list[str] | None = None) -> lis
         if found is None:
             known = topology.channel(wanted)
             why = "uploads nothing (no upload schedule reaches its group)" if known else "is not in the topology"
-            raise ConfigError(f"channel {wanted!r} {why}")
+            raise ConfigError(f"channel {wanted!r} {why}; the uploading channels are "
+                              + (", ".join(c.id for c in channels) or "none") + ": fix --channel")
         out.append(found)
     return out
 
@@ -78,3 +79,28 @@ class UploadOptions:
     """Each channel runs under its lease (``cdx.kafka.lease``): active where it holds it, standby elsewhere."""
     lease_timeout: float = 10.0
     """Seconds without a heartbeat before a dead active's channel moves to a standby (``--ha``)."""
+
+
+def restart_tables(topology: Topology, channel_id: str, names: list[str] | None) -> list[Subjob]:
+    """The upload subjobs of ``channel_id`` that ``--table`` ``names`` choose (all when none): a name is the
+    channel table (``schema.name`` or ``name``) or the subjob id, any case. ``ConfigError`` naming the
+    channel's upload tables when one name matches none; checked against the topology alone (before any
+    database or Kafka is reached) and again when the restart runs."""
+    from cdx.connectors.upload.source import source_table
+
+    subjobs = upload_subjobs_for(topology, channel_id)
+    if not names:
+        return subjobs
+
+    def names_of(s: Subjob) -> set[str]:
+        table = source_table(s)
+        return {str(table).casefold(), table.name.casefold(), s.id.casefold()}
+
+    unknown = [n for n in names if not any(n.strip().casefold() in names_of(s) for s in subjobs)]
+    if unknown:
+        raise ConfigError(f"channel {channel_id}: --table {', '.join(repr(n) for n in unknown)} "
+                          + ("is no upload table" if len(unknown) == 1 else "are no upload tables")
+                          + " of the channel; it uploads " + (", ".join(f"{source_table(s)} (subjob {s.id})"
+                                                                      for s in subjobs) or "nothing"))
+    wanted = {n.strip().casefold() for n in names}
+    return [s for s in subjobs if names_of(s) & wanted]

@@ -35,6 +35,7 @@ from cdx.connectors.upload.channel import ChannelUploader
 from cdx.connectors.upload.plan import (
     UploadOptions,
     load_upload_positions,
+    restart_tables,
     upload_positions_topic,
     upload_subjobs_for,
     uploading_channels,
@@ -69,6 +70,8 @@ class UploadConnector(ChannelThreads):
         self.topology = topology
         self.options = options or UploadOptions()
         self.channels = uploading_channels(topology, channels)
+        for c in self.channels if self.options.from_counter is not None else ():
+            restart_tables(topology, c.id, self.options.from_tables)  # ConfigError before any database or Kafka
         k = topology.kafka
         self.prefix = k.topic_prefix
         self.base_config = client_config(k.bootstrap_servers, k.security)
