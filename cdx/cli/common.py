@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from cdx.stage.signals import stop_on_signals
 from cdx.topology.root import Topology
 
 if TYPE_CHECKING:
@@ -120,21 +120,6 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("cdx.kafka.librdkafka").setLevel(logging.WARNING)
 
 
-def on_stop_signals(stop: Any) -> threading.Event:
-    """Call ``stop()`` on SIGTERM and SIGINT (the current unit of work then finishes).
-
-    Returns an event that is set once a stop signal arrived."""
-    stopped = threading.Event()
-
-    def handler(signum: int, _frame: Any) -> None:
-        stopped.set()
-        stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stopped
-
-
 def run_role(live: LiveTopology, role: Any, instances: Iterable[str], what: str, metrics_port: int | None,
              started: Callable[[], str], *, kafka: bool = True, run: Callable[[], None] | None = None,
              lease: Lease | None = None) -> None:
@@ -150,22 +135,22 @@ def run_role(live: LiveTopology, role: Any, instances: Iterable[str], what: str,
 
     role.live = live
     live.set_instances(list(instances))
-    stopped = on_stop_signals(role.stop)
-    serve_metrics(metrics_port)
     holder = f"{lease.role} of {lease.name}" if lease is not None else what
-    try:
-        with closing(live):
+    with stop_on_signals(role.stop) as stopped:  # the previous handlers are back when the role ends
+        serve_metrics(metrics_port)
+        try:
+            with closing(live):
+                if lease is not None:
+                    console.print(f"{holder}: waiting for its lease (standby while another process holds it)")
+                    if not lease.acquire(stopped):
+                        return
+                if set_up(role.setup, what, stopped, kafka=live.current.kafka.bootstrap_servers if kafka else None):
+                    console.print(started())
+                    (run or role.run)()
+        finally:
             if lease is not None:
-                console.print(f"{holder}: waiting for its lease (standby while another process holds it)")
-                if not lease.acquire(stopped):
-                    return
-            if set_up(role.setup, what, stopped, kafka=live.current.kafka.bootstrap_servers if kafka else None):
-                console.print(started())
-                (run or role.run)()
-    finally:
-        if lease is not None:
-            role.close()  # the last transaction ends before the standby may start
-            lease.release()
+                role.close()  # the last transaction ends before the standby may start
+                lease.release()
     if lease is not None and lease.lost:
         raise LeaseLost(f"{holder}: another process took over (this one was paused or cut off from Kafka past"
                         " --lease-timeout); exiting so a supervisor restarts it as standby")

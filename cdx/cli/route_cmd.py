@@ -12,10 +12,10 @@ from cdx.cli.common import (
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
     load,
-    on_stop_signals,
     serve_metrics,
     set_up,
 )
+from cdx.stage.signals import stop_on_signals
 
 
 @user_errors
@@ -46,12 +46,12 @@ def route(
     from cdx.streams.worker import run
 
     topo = load(topology)  # the worker loads it again; here: errors before anything starts
-    stopped = on_stop_signals(lambda: None)
-    if not set_up(lambda: None, "router", stopped, kafka=topo.kafka.bootstrap_servers):
-        return
-    serve_metrics(metrics_port)
-    code = run(topology, datadir=datadir, loglevel="debug" if verbose else "info", web_port=web_port,
-               reload_interval=reload_interval, session_timeout=session_timeout, instance_id=instance_id,
-               engine=engine, key_store=key_store)
+    with stop_on_signals(lambda: None) as stopped:  # the worker installs its own within; all restored after
+        if not set_up(lambda: None, "router", stopped, kafka=topo.kafka.bootstrap_servers):
+            return
+        serve_metrics(metrics_port)
+        code = run(topology, datadir=datadir, loglevel="debug" if verbose else "info", web_port=web_port,
+                   reload_interval=reload_interval, session_timeout=session_timeout, instance_id=instance_id,
+                   engine=engine, key_store=key_store)
     if code:
         sys.exit(code)

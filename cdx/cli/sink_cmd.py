@@ -19,12 +19,12 @@ from cdx.cli.common import (
     channel_database,
     live_topology,
     load,
-    on_stop_signals,
     require_kafka,
     run_role,
     setup_logging,
 )
 from cdx.errors import FatalError
+from cdx.stage.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from cdx.connectors.sink.bootstrap import CatchUp, SinkProgress
@@ -90,15 +90,15 @@ def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, setting
     from cdx.connectors.sink.host import SinkHost
 
     host = SinkHost(topology, owner_ids, dataclasses.replace(settings, stand_by=False, controls=False))
-    on_stop_signals(host.stop)
-    host.setup()
-    catch = CatchUp(host)
-    host.start()
-    try:
-        finished = show_progress(catch, timeout=timeout, title=title)
-    finally:
-        host.stop()
-        ok = host.wait()
+    with stop_on_signals(host.stop):  # the previous handlers are back once the sinks ended
+        host.setup()
+        catch = CatchUp(host)
+        host.start()
+        try:
+            finished = show_progress(catch, timeout=timeout, title=title)
+        finally:
+            host.stop()
+            ok = host.wait()
     progress = catch.progress()
     _summary(progress)
     if not ok:

@@ -14,7 +14,7 @@ source and target promise):
   it are written once, in order.
 - **Fatal errors** (``FatalError`` and anything unexpected): rolled back, ``on_failure``, the source and
   target are closed and the error propagates with its message.
-- **Clean shutdown**: ``stop`` (set by SIGTERM/SIGINT, see :func:`stop_on_signals`) is checked between
+- **Clean shutdown**: ``stop`` (set by SIGTERM/SIGINT, see :func:`cdx.stage.signals.stop_on_signals`) is checked between
   batches and ends a back-off wait at once; the batch being written is finished (or rolled back by a
   failure), never cut in two. Source and target are closed on the way out.
 - **Metrics** (:mod:`cdx.stage.metrics`, the same names for every stage) and **progress**: a log line
@@ -24,19 +24,19 @@ source and target promise):
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Generic
+from typing import Generic
 
 from cdx.cleanup import quietly
 from cdx.errors import RetriableError, SkippableError
 from cdx.stage import metrics as m
 from cdx.stage.backoff import Backoff
 from cdx.stage.contract import P, R, Stage, T, _identity
+from cdx.stage.signals import stop_on_signals
 
 log = logging.getLogger("cdx.stage")
 
@@ -56,7 +56,7 @@ def run_stage(stage: Stage[R, T, P], stop: threading.Event, handle_signals: bool
     """Run ``stage`` until ``stop`` is set (or a fatal error); see the module docstring.
 
     With ``handle_signals`` (and on the main thread) SIGTERM and SIGINT set ``stop`` while it runs."""
-    with stop_on_signals(stop) if handle_signals else nullcontext():
+    with stop_on_signals(stop.set) if handle_signals else nullcontext():
         return _Loop(stage, stop).run()
 
 
@@ -76,26 +76,6 @@ def apply_batch(stage: Stage[R, T, P], records: Sequence[R], stop: threading.Eve
         except Exception as exc:
             loop._failed(records, exc)
             raise
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop`` inside the block (previous handlers restored after it). Only the
-    main thread may install handlers; elsewhere this does nothing (the caller sets ``stop``)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        log.info("signal %d: finishing the current batch, then stopping", signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 class _Loop(Generic[R, T, P]):

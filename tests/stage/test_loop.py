@@ -179,6 +179,7 @@ def test_sigterm_finishes_the_current_batch_then_stops() -> None:
         def write(self, items: Sequence[int], position: int) -> None:
             if not self.transactions:
                 os.kill(os.getpid(), signal.SIGTERM)
+                assert source.stop.wait(10)  # set by the signal watcher thread while the batch is written
             super().write(items, position)
 
     target = SignalOnWrite()
