@@ -318,17 +318,16 @@ def _check_keys(columns: Sequence[str], key_columns: Sequence[str], where: str) 
         raise ConfigError(f"table {where}: key columns {missing} are not among the columns {list(columns)}")
 
 
-def check_bulk_args(columns: Sequence[str], key_columns: Sequence[str], where: str) -> None:
-    """Validate the column lists of a bulk call (``ConfigError`` on a mismatch)."""
+def bulk_rows(schema: str | None, table: str, columns: Sequence[str], key_columns: Sequence[str],
+              rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
+    """The rows of a bulk call on ``schema.table``, materialised: ``ConfigError`` when the key columns are not
+    among ``columns``, ``ValueError`` (a caller bug) when a row's width is not ``len(columns)``."""
+    where = display_name(schema, table)
     _check_keys(columns, key_columns, where)
-
-
-def as_rows(rows: Iterable[Sequence[Any]], width: int, where: str) -> list[Sequence[Any]]:
-    """Materialise ``rows`` and check their width (a caller bug: ``ValueError``)."""
     out = list(rows)
     for row in out:
-        if len(row) != width:
-            raise ValueError(f"{where}: a row has {len(row)} values, expected {width}: {row!r}")
+        if len(row) != len(columns):
+            raise ValueError(f"{where}: a row has {len(row)} values, expected {len(columns)}: {row!r}")
     return out
 
 

@@ -29,9 +29,7 @@ from typing import Any
 from cdx.dialects.base import (
     Connection,
     Dialect,
-    as_rows,
-    check_bulk_args,
-    display_name,
+    bulk_rows,
     missing_table,
     no_primary_key,
     unsupported_type,
@@ -287,9 +285,7 @@ class SQLiteDialect(Dialect):
         Python's GIL, so another thread (a sink's feed decoding the next batch) runs meanwhile; ``executemany``
         takes the GIL back for every row, and waits for it behind a busy thread. Values JSON does not carry
         exactly (bytes, floats, ints beyond 64 bits, strings with NUL) and small batches: ``executemany``."""
-        where = display_name(schema, table)
-        check_bulk_args(columns, key_columns, where)
-        data, exact = self._encode_columns(as_rows(rows, len(columns), where))
+        data, exact = self._encode_columns(bulk_rows(schema, table, columns, key_columns, rows))
         if not data:
             return 0
         text = json.dumps(data, ensure_ascii=False, check_circular=False) if exact and len(data) >= JSON_ROWS \
@@ -313,9 +309,7 @@ class SQLiteDialect(Dialect):
 
     def delete_rows(self, conn: Connection, schema: str | None, table: str, key_columns: Sequence[str],
                     keys: Iterable[Sequence[Any]]) -> int:
-        where = display_name(schema, table)
-        check_bulk_args(key_columns, key_columns, where)
-        data = self._encode_rows(as_rows(keys, len(key_columns), where))
+        data = self._encode_rows(bulk_rows(schema, table, key_columns, key_columns, keys))
         if not data:
             return 0
         cond = " AND ".join(f"{self.quote_ident(k)} = ?" for k in key_columns)
