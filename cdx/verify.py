@@ -29,6 +29,7 @@ the end; SQLite's holds the write lock while it reads), so call it with no trans
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +78,10 @@ def _targets(subjob: Subjob, is_key: Callable[[FieldMap], bool] | None = None) -
                  if (f.channel_name.casefold() in wanted if ext.key else is_key is not None and is_key(f)))
     return [_Target(subjob.target, subjob.fields),
             _Target(ext.target, keys + ext.fields, tuple(f.channel_name for f in keys) if ext.key else None)]
+
+
+def _named_in(names: set[str], field: FieldMap) -> bool:
+    return field.channel_name.casefold() in names
 
 
 def _key(table: TableRef) -> Target:
@@ -184,7 +189,7 @@ def actual_channel_rows(channel_conn: Connection, channel_dialect: Dialect, topo
         for s in subjobs:
             ext_cols = _columns(channel_conn, channel_dialect, s.extension.target) if s.extension else None
             ext_key = {k.casefold() for k in key_columns(list(ext_cols.values()))} if ext_cols else set()
-            for t in _targets(s, lambda f, keys=ext_key: f.channel_name.casefold() in keys):
+            for t in _targets(s, functools.partial(_named_in, ext_key)):
                 rows = out.setdefault(_key(t.table), {})
                 cols = _columns(channel_conn, channel_dialect, t.table)
                 if cols is None:

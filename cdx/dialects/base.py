@@ -185,10 +185,7 @@ class Dialect(ABC):
             raise ConfigError(f"table {display_name(schema, table)}: duplicate column names in {names}")
         body = [self.column_ddl(c, nullable=False if c.name in primary_key else None) for c in columns]
         body.append(f"PRIMARY KEY ({self.columns_sql(primary_key)})")
-        conn.execute(self._create_table_sql(schema, table, ",\n  ".join(body)))
-
-    def _create_table_sql(self, schema: str | None, table: str, body: str) -> str:
-        return f"CREATE TABLE IF NOT EXISTS {self.qualified(schema, table)} (\n  {body}\n)"
+        conn.execute(self._create_table_sql(self.qualified(schema, table), ", ".join(body)))
 
     def add_column(self, conn: Connection, schema: str | None, table: str, column: ColumnInfo) -> bool:
         """Add ``column``: NOT NULL when it has a ``default`` (existing rows get it), else NULLable
@@ -240,12 +237,12 @@ class Dialect(ABC):
         """Create ``cdx_state(namespace, key, value)`` (schema ``cdx`` where schemas exist)."""
         self.ensure_schema(conn, KERNEL_SCHEMA)
         q = self.quote_ident
-        conn.execute(self._create_table_sql_raw(
+        conn.execute(self._create_table_sql(
             self.kernel_table(STATE_TABLE),
             f"{q('namespace')} {self._state_text(128)} NOT NULL, {q('key')} {self._state_text(256)} NOT NULL,"
             f" {q('value')} {self._state_text(None)} NOT NULL, PRIMARY KEY ({q('namespace')}, {q('key')})"))
 
-    def _create_table_sql_raw(self, qualified: str, body: str) -> str:
+    def _create_table_sql(self, qualified: str, body: str) -> str:
         return f"CREATE TABLE IF NOT EXISTS {qualified} ({body})"
 
     def _state_text(self, length: int | None) -> str:

@@ -192,10 +192,7 @@ class SQLServerDialect(Dialect):
             name = self.quote_ident(schema)
             conn.execute(f"IF SCHEMA_ID(N'{schema}') IS NULL EXEC(N'CREATE SCHEMA {name}')")
 
-    def _create_table_sql(self, schema: str | None, table: str, body: str) -> str:
-        return self._create_table_sql_raw(self.qualified(schema, table), body)
-
-    def _create_table_sql_raw(self, qualified: str, body: str) -> str:
+    def _create_table_sql(self, qualified: str, body: str) -> str:
         return f"IF OBJECT_ID(N'{qualified}', N'U') IS NULL CREATE TABLE {qualified} ({body})"
 
     def _state_text(self, length: int | None) -> str:
