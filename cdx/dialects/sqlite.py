@@ -85,7 +85,8 @@ def _timestamp_text(value: dt.datetime) -> str:
 _ENCODERS: dict[type, Any] = {
     Decimal: lambda v: format(v, "f"), dt.datetime: _timestamp_text, dt.date: dt.date.isoformat, uuid.UUID: str,
     bool: int, bytearray: bytes, memoryview: bytes}
-"""``encode`` of one exact type (a column of one type is encoded without ``encode``'s type tests)."""
+"""How ``encode`` converts each type (in this order: a datetime is a date); a column of one exact type is
+encoded with its converter alone."""
 _ENCODED: dict[type, type] = {Decimal: str, dt.datetime: str, dt.date: str, uuid.UUID: str, bool: int, bytearray: bytes,
                               memoryview: bytes}
 """The type ``_ENCODERS`` make of each."""
@@ -198,18 +199,9 @@ class SQLiteDialect(Dialect):
                           key_position=pk, **info)
 
     def encode(self, value: Any) -> Any:
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, Decimal):
-            return format(value, "f")
-        if isinstance(value, uuid.UUID):
-            return str(value)
-        if isinstance(value, dt.datetime):
-            return _timestamp_text(value)
-        if isinstance(value, dt.date):
-            return value.isoformat()
-        if isinstance(value, bytearray | memoryview):
-            return bytes(value)
+        for kind, convert in _ENCODERS.items():  # datetime before date
+            if isinstance(value, kind):
+                return convert(value)
         return value
 
     def decode(self, column: ColumnInfo, value: Any) -> Any:
