@@ -219,6 +219,13 @@ class Dialect(ABC):
         self.upsert_rows(conn, schema, table, columns, key_columns, rows)
         return False
 
+    def _upsert_action(self, columns: Sequence[str], key_columns: Sequence[str]) -> str:
+        """The ``ON CONFLICT`` action of an upsert (PostgreSQL, SQLite): the non-key columns take the
+        conflicting row's values (``DO NOTHING`` when every column is a key)."""
+        q = self.quote_ident
+        others = [c for c in columns if c not in key_columns]
+        return "DO UPDATE SET " + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in others) if others else "DO NOTHING"
+
     @abstractmethod
     def delete_rows(self, conn: Connection, schema: str | None, table: str, key_columns: Sequence[str],
                     keys: Iterable[Sequence[Any]]) -> int:

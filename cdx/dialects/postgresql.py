@@ -197,12 +197,6 @@ class PostgreSQLDialect(Dialect):
         return self._insert_select(conn, schema, table, columns, key_columns, rows, "DESC",
                                    self._upsert_action(columns, key_columns))
 
-    def _upsert_action(self, columns: Sequence[str], key_columns: Sequence[str]) -> str:
-        others = [c for c in columns if c not in key_columns]
-        q = self.quote_ident
-        return ("DO UPDATE SET " + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in others)) \
-            if others else "DO NOTHING"
-
     def load_rows(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
                   key_columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
         """``COPY`` straight into the table, in a savepoint; on a key that exists already (unique

@@ -292,10 +292,7 @@ class SQLiteDialect(Dialect):
 
     def _insert_sql(self, schema: str | None, table: str, columns: Sequence[str], key_columns: Sequence[str],
                     source: str, *, update: bool) -> str:
-        q = self.quote_ident
-        others = [c for c in columns if c not in key_columns]
-        action = ("DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others)) \
-            if update and others else "DO NOTHING"
+        action = self._upsert_action(columns, key_columns) if update else "DO NOTHING"
         return (f"INSERT INTO {self.qualified(schema, table)} ({self.columns_sql(columns)})"
                 f" {source} ON CONFLICT ({self.columns_sql(key_columns)}) {action}")
 
