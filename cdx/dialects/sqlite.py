@@ -37,6 +37,7 @@ from cdx.dialects.base import (
 from cdx.dialects.reach import connect_failure
 from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, RetriableError, SkippableError
+from cdx.topology.dsn import sqlite_path
 
 _DDL = {
     LogicalType.INT32: "INT", LogicalType.INT64: "BIGINT", LogicalType.FLOAT64: "DOUBLE",
@@ -64,16 +65,6 @@ _NATIVE = frozenset({str, int, float, bytes, type(None)})
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 JSON_ROWS = 200
 """Rows from which a bulk upsert is one ``INSERT ... SELECT`` over JSON (see ``SQLiteDialect._insert``)."""
-
-
-def sqlite_path(dsn: str | Path) -> str:
-    """The file path of a SQLite DSN (see module docstring)."""
-    text = str(dsn)
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///"):]
-    elif text.startswith("sqlite://"):
-        text = text[len("sqlite://"):] or ":memory:"
-    return text or ":memory:"
 
 
 def _timestamp_text(value: dt.datetime) -> str:
