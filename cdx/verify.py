@@ -186,27 +186,22 @@ def actual_channel_rows(channel_conn: Connection, channel_dialect: Dialect, topo
     _, subjobs = _group_subjobs(topology, channel_id)
     out: dict[Target, Rows] = {}
     with channel_dialect.transaction(channel_conn):
-        _read_channel(channel_conn, channel_dialect, subjobs, out)
+        for s in subjobs:
+            ext_cols = _columns(channel_conn, channel_dialect, s.extension.target) if s.extension else None
+            ext_key = {k.casefold() for k in key_columns(list(ext_cols.values()))} if ext_cols else set()
+            for t in _targets(s, functools.partial(_named_in, ext_key)):
+                rows = out.setdefault(_key(t.table), {})
+                cols = _columns(channel_conn, channel_dialect, t.table)
+                if cols is None:
+                    continue
+                wanted = ([cols[_LE]] if _LE in cols else []) + \
+                    [cols.get(f.channel_name.casefold()) for f in t.fields]
+                names = [c.name.casefold() if c else "" for c in wanted]
+                pk = [k.casefold() for k in key_columns(list(cols.values()))]
+                kidx = [names.index(k) for k in pk] if pk and all(k in names for k in pk) else None
+                for row in _read(channel_conn, channel_dialect, t.table, wanted):
+                    rows[row if kidx is None else tuple(row[i] for i in kidx)] = row
     return out
-
-
-def _read_channel(channel_conn: Connection, channel_dialect: Dialect, subjobs: list[Subjob],
-                  out: dict[Target, Rows]) -> None:
-    for s in subjobs:
-        ext_cols = _columns(channel_conn, channel_dialect, s.extension.target) if s.extension else None
-        ext_key = {k.casefold() for k in key_columns(list(ext_cols.values()))} if ext_cols else set()
-        for t in _targets(s, functools.partial(_named_in, ext_key)):
-            rows = out.setdefault(_key(t.table), {})
-            cols = _columns(channel_conn, channel_dialect, t.table)
-            if cols is None:
-                continue
-            wanted = ([cols[_LE]] if _LE in cols else []) + \
-                [cols.get(f.channel_name.casefold()) for f in t.fields]
-            names = [c.name.casefold() if c else "" for c in wanted]
-            pk = [k.casefold() for k in key_columns(list(cols.values()))]
-            kidx = [names.index(k) for k in pk] if pk and all(k in names for k in pk) else None
-            for row in _read(channel_conn, channel_dialect, t.table, wanted):
-                rows[row if kidx is None else tuple(row[i] for i in kidx)] = row
 
 
 # -- comparison -------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""The ``Codec`` interface (see ``cdx.codec.codec``) and the half of it every wire format shares."""
+"""The ``Codec`` base class: the half of the interface every wire format shares (see ``cdx.codec.codec``)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from cdx.codec.errors import DecodeError
 from cdx.codec.schema import AvroSchema
@@ -11,29 +12,19 @@ from cdx.codec.schema import AvroSchema
 SchemaLike = AvroSchema | Mapping[str, Any] | str
 
 
-@runtime_checkable
-class Codec(Protocol):
-    def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes: ...
+class Codec(ABC):
+    """A wire format: key/value dicts <-> Kafka record bytes (see ``cdx.codec.codec``). Subclasses give the
+    ``_encode``/``_decode`` of one datum and ``writer_schema``; the rest is shared: a ``None`` value is a
+    tombstone (``None`` both ways), a missing key a ``DecodeError``."""
 
-    def encode_value(self, topic: str, schema: SchemaLike, value: Mapping[str, Any] | None) -> bytes | None: ...
+    @abstractmethod
+    def _encode(self, topic: str, schema: SchemaLike, datum: Mapping[str, Any], is_key: bool) -> bytes: ...
 
-    def decode_key(self, topic: str, data: bytes, reader: SchemaLike | None = None) -> dict[str, Any]: ...
+    @abstractmethod
+    def _decode(self, topic: str, data: bytes, reader: SchemaLike | None, is_key: bool) -> Any: ...
 
-    def decode_value(self, topic: str, data: bytes | None,
-                     reader: SchemaLike | None = None) -> dict[str, Any] | None: ...
-
+    @abstractmethod
     def writer_schema(self, topic: str, data: bytes, is_key: bool = False) -> AvroSchema: ...
-
-
-class CodecBase:
-    """The ``Codec`` methods every wire format shares, over its ``_encode``/``_decode`` of one datum:
-    a ``None`` value is a tombstone (``None`` both ways), a missing key a ``DecodeError``."""
-
-    def _encode(self, topic: str, schema: SchemaLike, datum: Mapping[str, Any], is_key: bool) -> bytes:
-        raise NotImplementedError
-
-    def _decode(self, topic: str, data: bytes, reader: SchemaLike | None, is_key: bool) -> Any:
-        raise NotImplementedError
 
     def encode_key(self, topic: str, schema: SchemaLike, key: Mapping[str, Any]) -> bytes:
         return self._encode(topic, schema, key, True)

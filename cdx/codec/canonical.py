@@ -20,7 +20,6 @@ from cdx.codec.errors import SchemaError
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 NAMED = frozenset({"record", "error", "enum", "fixed"})
-_ORDER = ("name", "type", "fields", "symbols", "items", "values", "size")
 _DETAIL_ORDER = ("logicalType", "precision", "scale")
 
 # CRC-64-AVRO: the Rabin fingerprint with the spec's EMPTY polynomial.
@@ -68,22 +67,19 @@ def fullname(name: str, namespace: str | None) -> str:
     return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 class _Canon:
+    """One walk over a schema; ``form`` returns the canonical JSON value (keys in the spec's order), which
+    ``text`` dumps without whitespace."""
+
     def __init__(self, detailed: bool) -> None:
         self.detailed = detailed
         self.defined: set[str] = set()
 
-    def form(self, schema: Any, namespace: str | None) -> str:
+    def form(self, schema: Any, namespace: str | None) -> Any:
         if isinstance(schema, str):
-            if schema in PRIMITIVES:
-                return _dump(schema)
-            return _dump(fullname(schema, namespace))
+            return schema if schema in PRIMITIVES else fullname(schema, namespace)
         if isinstance(schema, list):
-            return "[" + ",".join(self.form(branch, namespace) for branch in schema) + "]"
+            return [self.form(branch, namespace) for branch in schema]
         if not isinstance(schema, Mapping):
             raise SchemaError(f"not an Avro schema: {schema!r}")
         typ = schema.get("type")
@@ -94,25 +90,19 @@ class _Canon:
             return self.form(typ, namespace)
         details = self._details(schema)
         if typ in PRIMITIVES:
-            if details:
-                return "{" + _dump("type") + ":" + _dump(typ) + "," + ",".join(details) + "}"
-            return _dump(typ)
+            return {"type": typ, **details} if details else typ
         if typ in NAMED:
             return self._named(schema, typ, namespace, details)
-        if typ == "array":
-            items = self.form(schema["items"], namespace)
-            parts = [_dump("type") + ":" + _dump("array"), _dump("items") + ":" + items]
-        elif typ == "map":
-            values = self.form(schema["values"], namespace)
-            parts = [_dump("type") + ":" + _dump("map"), _dump("values") + ":" + values]
-        else:
-            # A reference to a named type written as {"type": "a.b.Name"}.
-            if details:
-                raise SchemaError(f"logical type on a named-type reference: {schema!r}")
-            return self.form(typ, namespace)
-        return "{" + ",".join(parts + details) + "}"
+        if typ in ("array", "map"):
+            inner = "items" if typ == "array" else "values"
+            return {"type": typ, inner: self.form(schema[inner], namespace), **details}
+        # A reference to a named type written as {"type": "a.b.Name"}.
+        if details:
+            raise SchemaError(f"logical type on a named-type reference: {schema!r}")
+        return self.form(typ, namespace)
 
-    def _named(self, schema: Mapping[str, Any], typ: str, namespace: str | None, details: list[str]) -> str:
+    def _named(self, schema: Mapping[str, Any], typ: str, namespace: str | None, details: dict[str, Any]
+               ) -> dict[str, Any]:
         name = schema.get("name")
         if not isinstance(name, str) or not name:
             raise SchemaError(f"named Avro type without a name: {schema!r}")
@@ -123,44 +113,36 @@ class _Canon:
             # A second definition of a name is invalid Avro; a reference is just the name.
             raise SchemaError(f"Avro type {full!r} is defined twice")
         self.defined.add(full)
-        parts = [_dump("name") + ":" + _dump(full), _dump("type") + ":" + _dump("record" if typ == "error" else typ)]
+        out: dict[str, Any] = {"name": full, "type": "record" if typ == "error" else typ}
         if typ in ("record", "error"):
-            fields = []
-            for field in schema.get("fields", []):
-                fparts = [
-                    _dump("name") + ":" + _dump(field["name"]),
-                    _dump("type") + ":" + self.form(field["type"], inner_ns),
-                ]
-                fparts += self._field_details(field)
-                fields.append("{" + ",".join(fparts) + "}")
-            parts.append(_dump("fields") + ":[" + ",".join(fields) + "]")
+            out["fields"] = [{"name": field["name"], "type": self.form(field["type"], inner_ns),
+                              **self._cdx_attributes(field)} for field in schema.get("fields", [])]
         elif typ == "enum":
-            parts.append(_dump("symbols") + ":" + "[" + ",".join(_dump(s) for s in schema["symbols"]) + "]")
+            out["symbols"] = list(schema["symbols"])
         else:  # fixed
-            parts.append(_dump("size") + ":" + _dump(int(schema["size"])))
-        return "{" + ",".join(parts + details) + "}"
+            out["size"] = int(schema["size"])
+        return {**out, **details}
 
-    def _details(self, schema: Mapping[str, Any]) -> list[str]:
+    def _details(self, schema: Mapping[str, Any]) -> dict[str, Any]:
         if not self.detailed:
-            return []
-        out = [_dump(k) + ":" + _dump(schema[k]) for k in _DETAIL_ORDER if k in schema]
-        out += [_dump(k) + ":" + _dump(schema[k]) for k in sorted(schema) if k.startswith("cdx.")]
-        return out
+            return {}
+        return {**{k: schema[k] for k in _DETAIL_ORDER if k in schema}, **self._cdx_attributes(schema)}
 
-    def _field_details(self, field: Mapping[str, Any]) -> list[str]:
-        if not self.detailed:
-            return []
-        return [_dump(k) + ":" + _dump(field[k]) for k in sorted(field) if k.startswith("cdx.")]
+    def _cdx_attributes(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: item[k] for k in sorted(item) if k.startswith("cdx.")} if self.detailed else {}
+
+    def text(self, schema: Any) -> str:
+        return json.dumps(self.form(load_json(schema), None), ensure_ascii=False, separators=(",", ":"))
 
 
 def parsing_canonical_form(schema: Any) -> str:
     """The Parsing Canonical Form of ``schema`` (a JSON string or the decoded JSON value)."""
-    return _Canon(detailed=False).form(load_json(schema), None)
+    return _Canon(detailed=False).text(schema)
 
 
 def detailed_form(schema: Any) -> str:
     """The canonical form plus logical-type and ``cdx.*`` attributes (cdx's conflict check only)."""
-    return _Canon(detailed=True).form(load_json(schema), None)
+    return _Canon(detailed=True).text(schema)
 
 
 def fingerprint(schema: Any) -> bytes:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cdx.codec.base import Codec, CodecBase, SchemaLike
+from cdx.codec.base import Codec, SchemaLike
 from cdx.codec.binary import read_body, write_body
 from cdx.codec.schema import AvroSchema
 from cdx.codec.schema_publisher import SchemaPublisher
@@ -39,7 +39,7 @@ __all__ = ["AVRO", "AVRO_REGISTRY", "CONNECT_JSON", "ENCODINGS", "Codec", "Schem
            "make_codec"]
 
 
-class SingleObjectCodec(CodecBase):
+class SingleObjectCodec(Codec):
     """Avro single-object encoding: ``C3 01`` + 8-byte LE CRC-64-AVRO fingerprint + Avro binary body.
 
     Encoding registers the writer schema in ``store`` and, with a ``publisher``, publishes it to the

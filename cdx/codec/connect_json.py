@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cdx.codec import connect_schema as cs
-from cdx.codec.base import CodecBase, SchemaLike
+from cdx.codec.base import Codec, SchemaLike
 from cdx.codec.binary import read_body, write_body
 from cdx.codec.errors import DecodeError, EncodeError, SchemaError
 from cdx.codec.naming import avro_name
@@ -39,7 +39,7 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-class ConnectJsonCodec(CodecBase):
+class ConnectJsonCodec(Codec):
     """``Codec`` writing and reading Kafka Connect JSON with embedded schemas (thread-safe)."""
 
     def __init__(self) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection, Mapping
 from decimal import Context
 from typing import Any
 
+from cdx.codec.canonical import fullname
 from cdx.codec.errors import DecodeError
 
 Reader = Callable[[bytes, int], Any]
@@ -139,11 +140,8 @@ class _Gen:
 
     def name_of(self, schema: Mapping[str, Any], ns: str) -> tuple[str, str]:
         """(full name, namespace for what it encloses)."""
-        name = str(schema["name"])
-        if "." in name:
-            return name, name.rsplit(".", 1)[0]
-        space = schema.get("namespace", ns) or ""
-        return (f"{space}.{name}" if space else name), space
+        full = fullname(str(schema["name"]), schema.get("namespace", ns) or None)
+        return full, full.rpartition(".")[0]
 
     def resolve(self, ref: str, ns: str) -> Any:
         for full in (f"{ns}.{ref}" if ns and "." not in ref else ref, ref):

@@ -16,11 +16,6 @@ SOURCE = "Source"
 SOURCE_NAMESPACE = "cdx"
 
 
-def is_avro_name(name: str) -> bool:
-    """True if ``name`` is a valid Avro name (``[A-Za-z_][A-Za-z0-9_]*``)."""
-    return bool(_NAME.match(name))
-
-
 def avro_name(name: str) -> str:
     """``name`` made into a valid Avro name: every other character becomes ``_``, a leading digit gets ``_``.
 
@@ -28,7 +23,7 @@ def avro_name(name: str) -> str:
     """
     if not name:
         raise SchemaError("an empty name cannot be an Avro name")
-    if is_avro_name(name):
+    if _NAME.match(name):  # already a valid Avro name: [A-Za-z_][A-Za-z0-9_]*
         return name
     out = _BAD.sub("_", name)
     if out[0].isdigit():

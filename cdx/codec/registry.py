@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from cdx.codec.base import CodecBase, SchemaLike
+from cdx.codec.base import Codec, SchemaLike
 from cdx.codec.errors import DecodeError, EncodeError, SchemaError, SchemaStoreUnavailable, UnknownSchemaError
 from cdx.codec.schema import AvroSchema
 from cdx.codec.single_object import MAGIC as SINGLE_OBJECT_MAGIC
@@ -46,7 +46,7 @@ def _registry_error(e: Exception, what: str, *, decoding: bool) -> Exception:
     return EncodeError(f"{what}: {type(e).__name__}: {e}")
 
 
-class RegistryCodec(CodecBase):
+class RegistryCodec(Codec):
     """``Codec`` over a Confluent Schema Registry (real, or ``mock://`` for tests)."""
 
     def __init__(self, client: Any, *, auto_register: bool = True, use_latest_version: bool = False) -> None:

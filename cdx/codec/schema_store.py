@@ -50,8 +50,7 @@ def fingerprint_key(fingerprint: bytes | str | int) -> str:
 
 
 def ensure_schemas_topic(bootstrap_servers: str, topic: str = DEFAULT_SCHEMAS_TOPIC, *,
-                         replication_factor: int = -1, timeout: float = 30.0,
-                         admin_config: Mapping[str, Any] | None = None) -> bool:
+                         replication_factor: int = -1, timeout: float = 30.0) -> bool:
     """Create the compacted schemas topic (1 partition) if it does not exist. True if created.
 
     ``replication_factor=-1`` uses the brokers' default.
@@ -59,7 +58,7 @@ def ensure_schemas_topic(bootstrap_servers: str, topic: str = DEFAULT_SCHEMAS_TO
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(admin_config or {})})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     futures = admin.create_topics(
         [NewTopic(topic, num_partitions=1, replication_factor=replication_factor, config=dict(SCHEMAS_TOPIC_CONFIG))],
         request_timeout=timeout,

@@ -185,10 +185,7 @@ class Dialect(ABC):
             raise ConfigError(f"table {display_name(schema, table)}: duplicate column names in {names}")
         body = [self.column_ddl(c, nullable=False if c.name in primary_key else None) for c in columns]
         body.append(f"PRIMARY KEY ({self.columns_sql(primary_key)})")
-        conn.execute(self._create_table_sql(schema, table, ",\n  ".join(body)))
-
-    def _create_table_sql(self, schema: str | None, table: str, body: str) -> str:
-        return f"CREATE TABLE IF NOT EXISTS {self.qualified(schema, table)} (\n  {body}\n)"
+        conn.execute(self._create_table_sql(self.qualified(schema, table), ", ".join(body)))
 
     def add_column(self, conn: Connection, schema: str | None, table: str, column: ColumnInfo) -> bool:
         """Add ``column``: NOT NULL when it has a ``default`` (existing rows get it), else NULLable
@@ -222,6 +219,13 @@ class Dialect(ABC):
         self.upsert_rows(conn, schema, table, columns, key_columns, rows)
         return False
 
+    def _upsert_action(self, columns: Sequence[str], key_columns: Sequence[str]) -> str:
+        """The ``ON CONFLICT`` action of an upsert (PostgreSQL, SQLite): the non-key columns take the
+        conflicting row's values (``DO NOTHING`` when every column is a key)."""
+        q = self.quote_ident
+        others = [c for c in columns if c not in key_columns]
+        return "DO UPDATE SET " + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in others) if others else "DO NOTHING"
+
     @abstractmethod
     def delete_rows(self, conn: Connection, schema: str | None, table: str, key_columns: Sequence[str],
                     keys: Iterable[Sequence[Any]]) -> int:
@@ -240,12 +244,12 @@ class Dialect(ABC):
         """Create ``cdx_state(namespace, key, value)`` (schema ``cdx`` where schemas exist)."""
         self.ensure_schema(conn, KERNEL_SCHEMA)
         q = self.quote_ident
-        conn.execute(self._create_table_sql_raw(
+        conn.execute(self._create_table_sql(
             self.kernel_table(STATE_TABLE),
             f"{q('namespace')} {self._state_text(128)} NOT NULL, {q('key')} {self._state_text(256)} NOT NULL,"
             f" {q('value')} {self._state_text(None)} NOT NULL, PRIMARY KEY ({q('namespace')}, {q('key')})"))
 
-    def _create_table_sql_raw(self, qualified: str, body: str) -> str:
+    def _create_table_sql(self, qualified: str, body: str) -> str:
         return f"CREATE TABLE IF NOT EXISTS {qualified} ({body})"
 
     def _state_text(self, length: int | None) -> str:
@@ -318,17 +322,16 @@ def _check_keys(columns: Sequence[str], key_columns: Sequence[str], where: str) 
         raise ConfigError(f"table {where}: key columns {missing} are not among the columns {list(columns)}")
 
 
-def check_bulk_args(columns: Sequence[str], key_columns: Sequence[str], where: str) -> None:
-    """Validate the column lists of a bulk call (``ConfigError`` on a mismatch)."""
+def bulk_rows(schema: str | None, table: str, columns: Sequence[str], key_columns: Sequence[str],
+              rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
+    """The rows of a bulk call on ``schema.table``, materialised: ``ConfigError`` when the key columns are not
+    among ``columns``, ``ValueError`` (a caller bug) when a row's width is not ``len(columns)``."""
+    where = display_name(schema, table)
     _check_keys(columns, key_columns, where)
-
-
-def as_rows(rows: Iterable[Sequence[Any]], width: int, where: str) -> list[Sequence[Any]]:
-    """Materialise ``rows`` and check their width (a caller bug: ``ValueError``)."""
     out = list(rows)
     for row in out:
-        if len(row) != width:
-            raise ValueError(f"{where}: a row has {len(row)} values, expected {width}: {row!r}")
+        if len(row) != len(columns):
+            raise ValueError(f"{where}: a row has {len(row)} values, expected {len(columns)}: {row!r}")
     return out
 
 

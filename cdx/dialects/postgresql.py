@@ -22,9 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from cdx.dialects.base import (
     Connection,
     Dialect,
-    as_rows,
-    check_bulk_args,
-    display_name,
+    bulk_rows,
     missing_table,
     no_primary_key,
     unsupported_type,
@@ -199,21 +197,13 @@ class PostgreSQLDialect(Dialect):
         return self._insert_select(conn, schema, table, columns, key_columns, rows, "DESC",
                                    self._upsert_action(columns, key_columns))
 
-    def _upsert_action(self, columns: Sequence[str], key_columns: Sequence[str]) -> str:
-        others = [c for c in columns if c not in key_columns]
-        q = self.quote_ident
-        return ("DO UPDATE SET " + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in others)) \
-            if others else "DO NOTHING"
-
     def load_rows(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
                   key_columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
         """``COPY`` straight into the table, in a savepoint; on a key that exists already (unique
         violation) back to the savepoint and the staged upsert, without its sort (keys are distinct).
         The server inserts while the rows stream in. ``COPY`` fires the table's triggers and checks its
         constraints like ``INSERT`` (not its rules)."""
-        where = display_name(schema, table)
-        check_bulk_args(columns, key_columns, where)
-        data = as_rows(rows, len(columns), where)
+        data = bulk_rows(schema, table, columns, key_columns, rows)
         if len(data) * len(columns) <= SMALL_BATCH_VALUES:
             self.upsert_rows(conn, schema, table, columns, key_columns, data)
             return False
@@ -240,9 +230,7 @@ class PostgreSQLDialect(Dialect):
     def _insert_select(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
                        key_columns: Sequence[str], rows: Iterable[Sequence[Any]], order: str,
                        action: str) -> int:
-        where = display_name(schema, table)
-        check_bulk_args(columns, key_columns, where)
-        data = as_rows(rows, len(columns), where)
+        data = bulk_rows(schema, table, columns, key_columns, rows)
         if not data:
             return 0
         keys, cols = self.columns_sql(key_columns), self.columns_sql(columns)
@@ -266,9 +254,7 @@ class PostgreSQLDialect(Dialect):
 
     def delete_rows(self, conn: Connection, schema: str | None, table: str, key_columns: Sequence[str],
                     keys: Iterable[Sequence[Any]]) -> int:
-        where = display_name(schema, table)
-        check_bulk_args(key_columns, key_columns, where)
-        data = as_rows(keys, len(key_columns), where)
+        data = bulk_rows(schema, table, key_columns, key_columns, keys)
         if not data:
             return 0
         with self._atomic(conn):

@@ -2,7 +2,7 @@
 
 Every dialect's ``connect`` turns a driver's failure to *open* a connection into a
 ``DatabaseUnreachable`` (a ``RetriableError``: long-running roles retry it, one-shot commands report
-it). ``open_connection`` names the database as the caller knows it (``the HQ database``).
+it). ``naming`` names the database as the caller knows it (``the HQ database``).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from cdx.errors import DatabaseUnreachable
+from cdx.topology.dsn import redact, sqlite_path
 
 _LABEL = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "sqlserver": "SQL Server"}
 
@@ -63,8 +63,6 @@ def _hint(text: str) -> str:
 
 def connect_failure(dialect: str, dsn: str, exc: BaseException) -> DatabaseUnreachable:
     """``exc`` (raised while opening ``dsn``) as a ``DatabaseUnreachable`` naming the database and a fix."""
-    from cdx.topology.dsn import redact
-
     full = f"{exc} {getattr(exc, 'strerror', '') or ''}"
     err = DatabaseUnreachable(f"the {_LABEL.get(dialect, dialect)} database {redact(str(dsn))}", _reason(exc),
                               _hint(full))
@@ -81,22 +79,10 @@ def naming(what: str) -> Iterator[None]:
         raise exc.about(what) from exc.__cause__
 
 
-def open_connection(dialect: Any, dsn: str, what: str) -> Any:
-    """``dialect.connect(dsn)``; a failure names the database as ``what`` (e.g. ``the HQ database``)."""
-    from cdx.topology.dsn import redact
-
-    try:
-        return dialect.connect(dsn)
-    except DatabaseUnreachable as exc:
-        raise exc.about(f"{what} ({redact(str(dsn))})") from exc.__cause__
-
-
 def missing_sqlite_file(dialect: str, dsn: str) -> str | None:
     """The path of a SQLite database ``dsn`` names when the file does not exist (opening it would create
     it, and its folders), else None (another dialect, ``:memory:``, or the file exists)."""
     from pathlib import Path
-
-    from cdx.topology.dsn import sqlite_path
 
     if str(dialect) != "sqlite" or not str(dsn).startswith("sqlite:///"):
         return None

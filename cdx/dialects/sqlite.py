@@ -29,9 +29,7 @@ from typing import Any
 from cdx.dialects.base import (
     Connection,
     Dialect,
-    as_rows,
-    check_bulk_args,
-    display_name,
+    bulk_rows,
     missing_table,
     no_primary_key,
     unsupported_type,
@@ -39,6 +37,7 @@ from cdx.dialects.base import (
 from cdx.dialects.reach import connect_failure
 from cdx.dialects.types import ColumnInfo, LogicalType
 from cdx.errors import CdxError, RetriableError, SkippableError
+from cdx.topology.dsn import sqlite_path
 
 _DDL = {
     LogicalType.INT32: "INT", LogicalType.INT64: "BIGINT", LogicalType.FLOAT64: "DOUBLE",
@@ -68,16 +67,6 @@ JSON_ROWS = 200
 """Rows from which a bulk upsert is one ``INSERT ... SELECT`` over JSON (see ``SQLiteDialect._insert``)."""
 
 
-def sqlite_path(dsn: str | Path) -> str:
-    """The file path of a SQLite DSN (see module docstring)."""
-    text = str(dsn)
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///"):]
-    elif text.startswith("sqlite://"):
-        text = text[len("sqlite://"):] or ":memory:"
-    return text or ":memory:"
-
-
 def _timestamp_text(value: dt.datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
@@ -87,7 +76,8 @@ def _timestamp_text(value: dt.datetime) -> str:
 _ENCODERS: dict[type, Any] = {
     Decimal: lambda v: format(v, "f"), dt.datetime: _timestamp_text, dt.date: dt.date.isoformat, uuid.UUID: str,
     bool: int, bytearray: bytes, memoryview: bytes}
-"""``encode`` of one exact type (a column of one type is encoded without ``encode``'s type tests)."""
+"""How ``encode`` converts each type (in this order: a datetime is a date); a column of one exact type is
+encoded with its converter alone."""
 _ENCODED: dict[type, type] = {Decimal: str, dt.datetime: str, dt.date: str, uuid.UUID: str, bool: int, bytearray: bytes,
                               memoryview: bytes}
 """The type ``_ENCODERS`` make of each."""
@@ -200,18 +190,9 @@ class SQLiteDialect(Dialect):
                           key_position=pk, **info)
 
     def encode(self, value: Any) -> Any:
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, Decimal):
-            return format(value, "f")
-        if isinstance(value, uuid.UUID):
-            return str(value)
-        if isinstance(value, dt.datetime):
-            return _timestamp_text(value)
-        if isinstance(value, dt.date):
-            return value.isoformat()
-        if isinstance(value, bytearray | memoryview):
-            return bytes(value)
+        for kind, convert in _ENCODERS.items():  # datetime before date
+            if isinstance(value, kind):
+                return convert(value)
         return value
 
     def decode(self, column: ColumnInfo, value: Any) -> Any:
@@ -287,9 +268,7 @@ class SQLiteDialect(Dialect):
         Python's GIL, so another thread (a sink's feed decoding the next batch) runs meanwhile; ``executemany``
         takes the GIL back for every row, and waits for it behind a busy thread. Values JSON does not carry
         exactly (bytes, floats, ints beyond 64 bits, strings with NUL) and small batches: ``executemany``."""
-        where = display_name(schema, table)
-        check_bulk_args(columns, key_columns, where)
-        data, exact = self._encode_columns(as_rows(rows, len(columns), where))
+        data, exact = self._encode_columns(bulk_rows(schema, table, columns, key_columns, rows))
         if not data:
             return 0
         text = json.dumps(data, ensure_ascii=False, check_circular=False) if exact and len(data) >= JSON_ROWS \
@@ -304,18 +283,13 @@ class SQLiteDialect(Dialect):
 
     def _insert_sql(self, schema: str | None, table: str, columns: Sequence[str], key_columns: Sequence[str],
                     source: str, *, update: bool) -> str:
-        q = self.quote_ident
-        others = [c for c in columns if c not in key_columns]
-        action = ("DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others)) \
-            if update and others else "DO NOTHING"
+        action = self._upsert_action(columns, key_columns) if update else "DO NOTHING"
         return (f"INSERT INTO {self.qualified(schema, table)} ({self.columns_sql(columns)})"
                 f" {source} ON CONFLICT ({self.columns_sql(key_columns)}) {action}")
 
     def delete_rows(self, conn: Connection, schema: str | None, table: str, key_columns: Sequence[str],
                     keys: Iterable[Sequence[Any]]) -> int:
-        where = display_name(schema, table)
-        check_bulk_args(key_columns, key_columns, where)
-        data = self._encode_rows(as_rows(keys, len(key_columns), where))
+        data = self._encode_rows(bulk_rows(schema, table, key_columns, key_columns, keys))
         if not data:
             return 0
         cond = " AND ".join(f"{self.quote_ident(k)} = ?" for k in key_columns)

@@ -23,10 +23,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from cdx.dialects.base import (
     Connection,
     Dialect,
-    as_rows,
-    check_bulk_args,
+    bulk_rows,
     chunks,
-    display_name,
     missing_table,
     no_primary_key,
     unsupported_type,
@@ -194,10 +192,7 @@ class SQLServerDialect(Dialect):
             name = self.quote_ident(schema)
             conn.execute(f"IF SCHEMA_ID(N'{schema}') IS NULL EXEC(N'CREATE SCHEMA {name}')")
 
-    def _create_table_sql(self, schema: str | None, table: str, body: str) -> str:
-        return self._create_table_sql_raw(self.qualified(schema, table), body)
-
-    def _create_table_sql_raw(self, qualified: str, body: str) -> str:
+    def _create_table_sql(self, qualified: str, body: str) -> str:
         return f"IF OBJECT_ID(N'{qualified}', N'U') IS NULL CREATE TABLE {qualified} ({body})"
 
     def _state_text(self, length: int | None) -> str:
@@ -247,9 +242,7 @@ class SQLServerDialect(Dialect):
 
     def upsert_rows(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
                     key_columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        where = display_name(schema, table)
-        check_bulk_args(columns, key_columns, where)
-        data = as_rows(rows, len(columns), where)
+        data = bulk_rows(schema, table, columns, key_columns, rows)
         if not data:
             return 0
         stage = self._stage(conn, schema, table, columns, data)
@@ -266,9 +259,7 @@ class SQLServerDialect(Dialect):
 
     def insert_ignore_existing(self, conn: Connection, schema: str | None, table: str, columns: Sequence[str],
                                key_columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        where = display_name(schema, table)
-        check_bulk_args(columns, key_columns, where)
-        data = as_rows(rows, len(columns), where)
+        data = bulk_rows(schema, table, columns, key_columns, rows)
         if not data:
             return 0
         stage = self._stage(conn, schema, table, columns, data)
@@ -282,9 +273,7 @@ class SQLServerDialect(Dialect):
 
     def delete_rows(self, conn: Connection, schema: str | None, table: str, key_columns: Sequence[str],
                     keys: Iterable[Sequence[Any]]) -> int:
-        where = display_name(schema, table)
-        check_bulk_args(key_columns, key_columns, where)
-        data = as_rows(keys, len(key_columns), where)
+        data = bulk_rows(schema, table, key_columns, key_columns, keys)
         if not data:
             return 0
         stage = self._stage(conn, schema, table, key_columns, data)

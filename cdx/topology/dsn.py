@@ -77,9 +77,15 @@ def check_dsn(dialect: Dialect, dsn: str) -> None:
             raise ValueError(f"dsn is not a valid URL ({exc}): write {_FORMS[dialect]}") from None
 
 
-def sqlite_path(dsn: str) -> str:
-    """The file path of a ``sqlite:///`` DSN (``:memory:`` for an in-memory database)."""
-    return dsn[len("sqlite:///"):]
+def sqlite_path(dsn: str | os.PathLike[str]) -> str:
+    """The file path of a SQLite DSN: ``sqlite:///`` + path, or a plain path; ``:memory:`` for an in-memory
+    database (also ``sqlite://`` and an empty path)."""
+    text = str(dsn)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///"):]
+    elif text.startswith("sqlite://"):
+        text = text[len("sqlite://"):] or ":memory:"
+    return text or ":memory:"
 
 
 def dsn_key(dialect: Dialect, dsn: str) -> str:

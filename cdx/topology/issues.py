@@ -48,16 +48,9 @@ class IssuesError(ConfigError):
     def __init__(self, issues: Sequence[Issue], source: str | None = None) -> None:
         self.issues: list[Issue] = _sorted(i.located(file=source) for i in issues)
         self.source = source
-        super().__init__(self._render())
-
-    def _render(self) -> str:
         n = len(self.issues)
-        what = self.source or f"the {self.noun}"
-        head = f"{what} is invalid ({n} problem{'s' if n != 1 else ''}):"
-        return "\n".join([head, *(f"  {issue}" for issue in self.issues)])
-
-    def __str__(self) -> str:
-        return self._render()
+        head = f"{source or f'the {self.noun}'} is invalid ({n} problem{'s' if n != 1 else ''}):"
+        super().__init__("\n".join([head, *(f"  {issue}" for issue in self.issues)]))
 
 
 class TopologyError(IssuesError):

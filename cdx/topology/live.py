@@ -118,9 +118,9 @@ class LiveTopology:
         k = topology.kafka
         try:
             require_kafka(k.bootstrap_servers)  # a closed port answers at once, not after the timeout
-            config = control_config(topology, owners)
-            _control_topics(topology, config)
-            rev = latest_revision(config, topology_topic(k.topic_prefix), topology_name(topology), timeout=10.0)
+            _control_topics(topology, live.control_config)
+            rev = latest_revision(live.control_config, topology_topic(k.topic_prefix), topology_name(topology),
+                                  timeout=10.0)
         except RetriableError as exc:
             log.warning("%s: starting with %s (%s); published revisions are followed once Kafka answers",
                         role, p, exc)
@@ -174,9 +174,10 @@ class LiveTopology:
         self._stat = stat
         try:
             text = read_text(self.path)
-            if text_hash(text) == self.sha256:
+            digest = text_hash(text)
+            if digest == self.sha256:
                 return None
-            return Candidate(load_topology_text(text, str(self.path)), file_label(text_hash(text)), text_hash(text))
+            return Candidate(load_topology_text(text, str(self.path)), file_label(digest), digest)
         except CdxError as exc:
             self.refuse(f"{self.path} as changed", str(exc))
             return None

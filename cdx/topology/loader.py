@@ -42,20 +42,19 @@ def default_topology_path() -> Path:
     return Path(os.environ.get(ENV_TOPOLOGY) or "topology.yaml")
 
 
-def read_text(path: str | Path, what: str = "topology file") -> str:
-    """Read a UTF-8 text file, turning every OS/decoding failure into a :class:`ConfigError`."""
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 topology file, turning every OS/decoding failure into a :class:`ConfigError`."""
     p = Path(path)
     try:
         return p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        hint = f"; pass the file or set ${ENV_TOPOLOGY}" if what == "topology file" else ""
-        raise ConfigError(f"{what} {str(p)!r} not found{hint}") from None
+        raise ConfigError(f"topology file {str(p)!r} not found; pass the file or set ${ENV_TOPOLOGY}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{what} {str(p)!r} is a directory, not a file") from None
+        raise ConfigError(f"topology file {str(p)!r} is a directory, not a file") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} {str(p)!r} is not UTF-8 text (byte {exc.start})") from None
+        raise ConfigError(f"topology file {str(p)!r} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read topology file {str(p)!r}: {exc.strerror or exc}") from None
 
 
 def load_topology(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> Topology:
@@ -163,12 +162,12 @@ def _walk(loc: tuple[Any, ...], data: Any, keep_last: bool) -> YPath:
     return tuple(out)
 
 
-def issues_from_validation(exc: ValidationError, parsed: Parsed, base: YPath = ()) -> list[Issue]:
+def issues_from_validation(exc: ValidationError, parsed: Parsed) -> list[Issue]:
     """Turn pydantic errors into located, readable issues."""
     out: list[Issue] = []
     nouns: dict[YPath, list[str]] = {}  # a union reports one type error per member: merge them
     for err in _real_errors(exc):
-        loc = (*base, *err["loc"])
+        loc = err["loc"]
         path = _walk(loc, parsed.data, keep_last=err["type"] in ("missing", "extra_forbidden"))
         noun = _NOUNS.get(err["type"])
         if noun and path in nouns:

@@ -40,7 +40,6 @@ class _Job:
     description: str | None
     is_upload: bool | None
     origin: Origin
-    file: str
 
 
 @dataclass
@@ -50,7 +49,6 @@ class _Subjob:
     channel_table: TableRef | None
     is_upload: bool
     origin: Origin
-    file: str
     fields: list[SeedField] = field(default_factory=list)
     scheduled_by: list[tuple[str, Origin]] = field(default_factory=list)
     counter: str | None = None
@@ -81,15 +79,14 @@ class SeedMerger:
     def _load_base(self, base: Topology, source: str) -> None:
         origin = Origin(source, None)
         for job in base.jobs:
-            self.jobs[job.id.casefold()] = _Job(job.id, job.description, job.direction is Direction.UPLOAD,
-                                                origin, source)
+            self.jobs[job.id.casefold()] = _Job(job.id, job.description, job.direction is Direction.UPLOAD, origin)
         for s in base.subjobs:
             ext = None
             if s.extension is not None:
                 ext = _Extension(s.extension.table, s.extension.override_target,
                                  [SeedField(f.name, f.to_name, origin) for f in s.extension.fields], s.extension.key)
             self.subjobs[s.id.casefold()] = _Subjob(
-                s.id, s.hq_table, s.channel_table, s.is_upload, origin, source,
+                s.id, s.hq_table, s.channel_table, s.is_upload, origin,
                 [SeedField(f.name, f.to_name, origin) for f in s.fields],
                 [(j, origin) for j in s.scheduled_by], s.replication_counter, ext, s.description,
                 s.channel_filter.model_dump() if s.channel_filter else None,
@@ -115,8 +112,8 @@ class SeedMerger:
             return
         known = self.jobs.get(job.id.casefold())
         if known is None:
-            self.jobs[job.id.casefold()] = _Job(job.id, job.description, job.is_upload, job.origin, seed.path)
-        elif known.file == seed.path:
+            self.jobs[job.id.casefold()] = _Job(job.id, job.description, job.is_upload, job.origin)
+        elif known.origin.file == seed.path:
             self._error(job.origin,
                         f"job {job.id!r} is declared twice in this file (first at line {known.origin.line})")
         else:
@@ -136,7 +133,7 @@ class SeedMerger:
             self._error(sub.origin, str(exc))
             return
         known = self.subjobs.get(sub.id.casefold())
-        if known is not None and known.file == seed.path:
+        if known is not None and known.origin.file == seed.path:
             self._error(sub.origin, f"subjob {sub.id!r} is declared twice in this file (first at line "
                                     f"{known.origin.line})")
         elif known is not None:
@@ -166,7 +163,7 @@ class SeedMerger:
         table = TableRef(schema, sub.target_table or hq.name) if (schema or sub.target_table) else None
         if table is not None and table.key(DEFAULT_CHANNEL_SCHEMA) == (DEFAULT_CHANNEL_SCHEMA, hq.name.casefold()):
             table = None  # the default: ax.<AxTableName>
-        new = _Subjob(sub.id, hq, table, bool(sub.is_upload), sub.origin, seed.path,
+        new = _Subjob(sub.id, hq, table, bool(sub.is_upload), sub.origin,
                       counter=sub.replication_counter, description=sub.description)
         new.scheduled_by = list(sub.scheduled_by or [])
         self.subjobs[sub.id.casefold()] = new
