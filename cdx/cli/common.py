@@ -31,14 +31,17 @@ LEASE_TIMEOUT_OPTION = typer.Option(10.0, "--lease-timeout", min=6.0, max=300.0,
                                          " to a standby (Kafka's session timeout, 6 at least).")
 
 
-def load(path: Path | None) -> Topology:
+def load(path: Path | None, kafka: bool = False) -> Topology:
     """The topology at ``path`` (default ``$CDX_TOPOLOGY``, else ./topology.yaml); the error boundary
-    learns its Kafka servers, so a Kafka client error can name them."""
+    learns its Kafka servers, so a Kafka client error can name them. With ``kafka``: ``require_kafka``
+    too (a one-shot command that checks nothing else first)."""
     from cdx.cli.boundary import KAFKA
     from cdx.topology import load_topology
 
     topo = load_topology(path)
     KAFKA["servers"] = topo.kafka.bootstrap_servers
+    if kafka:
+        require_kafka(topo)
     return topo
 
 
@@ -66,6 +69,20 @@ def channel_database(spec: SinkSpec) -> Iterator[tuple[Connection, Dialect]]:
 
     with closing(open_database(spec)) as conn:
         yield conn, get_dialect(spec.dialect)
+
+
+@contextmanager
+def hq_database(topology: Topology) -> Iterator[tuple[Connection, Dialect]]:
+    """An open connection to the topology's HQ database and its dialect (a connection failure names the HQ
+    database); closed after the block (what it did not commit is rolled back)."""
+    from cdx.dialects import get_dialect
+    from cdx.dialects.reach import naming
+
+    d = get_dialect(topology.hq.dialect.value)
+    with naming(f"the HQ database ({topology.hq.redacted()})"):
+        conn = d.connect(topology.hq.dsn)
+    with closing(conn):
+        yield conn, d
 
 
 def start_timestamp(from_offset: int | None, from_timestamp: str | None, from_beginning: bool | None = None

@@ -8,13 +8,12 @@ replay is ``cdx replay``; the channel upload's is ``cdx channel upload --from-co
 from __future__ import annotations
 
 import time
-from contextlib import closing
 from pathlib import Path
 
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_hq, require_kafka, start_timestamp
+from cdx.cli.common import TOPOLOGY_OPTION, hq_database, load, require_hq, require_kafka, start_timestamp
 
 capture_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 route_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -98,8 +97,6 @@ def resnapshot(
     """Re-snapshot one HQ table: the running capture publishes all its rows again (and deletes for keys gone
     from HQ), resumable and idempotent. The request is kept in HQ until a capture takes it."""
     from cdx.connectors.capture import requests
-    from cdx.dialects import get_dialect
-    from cdx.dialects.reach import naming
     from cdx.streams.replay import download_subjob
 
     topo = load(topology)
@@ -111,10 +108,7 @@ def resnapshot(
         raise ConfigError(f"{subjob.hq_table} is captured by another tool (source_topic {subjob.source_topic}):"
                           " re-snapshot it there")
     name = f"{subjob.hq_table.schema}.{subjob.hq_table.name}" if subjob.hq_table.schema else subjob.hq_table.name
-    dialect = get_dialect(topo.hq.dialect.value)
-    with naming(f"the HQ database ({topo.hq.redacted()})"):
-        conn = dialect.connect(topo.hq.dsn)
-    with closing(conn):
+    with hq_database(topo) as (conn, dialect):
         value = requests.request_resnapshot(conn, dialect, name)
         console.print(f"re-snapshot of {name} requested ({value})")
         deadline = time.monotonic() + wait

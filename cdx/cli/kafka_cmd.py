@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
+from cdx.cli.common import TOPOLOGY_OPTION, load
 
 if TYPE_CHECKING:
     from cdx.deploy.acls import AclPlan
@@ -34,8 +34,7 @@ def _plan(topology: Path | None) -> tuple[Any, dict[str, str], TopicPlan]:
     from cdx.deploy.catalog import desired_topics
     from cdx.deploy.topic_plan import make_plan
 
-    topo = load(topology)
-    require_kafka(topo)
+    topo = load(topology, kafka=True)
     config = topo.kafka.client_config()
     return topo, config, make_plan(config, desired_topics(topo), topo.kafka.topic_prefix)
 
