@@ -100,6 +100,19 @@ def start_timestamp(from_offset: int | None, from_timestamp: str | None, from_be
     return parse_timestamp(from_timestamp) if from_timestamp is not None else None
 
 
+def print_rewound(what: str, moved: dict[int, tuple[int, int]], after: str,
+                  nothing: str = "already at or before that position") -> None:
+    """A replay's outcome: each partition rewound (old -> new offset) followed by ``after``, or nothing to
+    rewind (``nothing`` says why)."""
+    from cdx.cli.app import console
+
+    if not moved:
+        console.print(f"{what}: nothing to rewind ({nothing})")
+        return
+    console.print(f"{what}: rewound " + ", ".join(f"partition {p} {old} -> {new}" for p, (old, new)
+                                                 in sorted(moved.items())) + after, soft_wrap=True)
+
+
 def require_kafka(topology: Topology) -> None:
     """For one-shot commands, before they change anything: ``KafkaUnreachable`` (one line naming the
     servers and the fix) at once when no bootstrap server accepts a connection."""

@@ -13,7 +13,15 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, hq_database, load, require_hq, require_kafka, start_timestamp
+from cdx.cli.common import (
+    TOPOLOGY_OPTION,
+    hq_database,
+    load,
+    print_rewound,
+    require_hq,
+    require_kafka,
+    start_timestamp,
+)
 
 capture_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 route_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -24,16 +32,9 @@ FROM_TIMESTAMP = typer.Option(None, "--from-timestamp", help="Start at the first
                                                              " time (ISO 8601, UTC unless an offset is given; or"
                                                              " epoch ms).")
 PARTITION = typer.Option(None, "--partition", "-p", help="Only this partition (repeatable).")
+NEVER_CONSUMED = "already at or before that position, or never consumed"
 WAIT = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped role's group membership to expire"
                                         " before refusing.")
-
-
-def _moved(what: str, moved: dict[int, tuple[int, int]], then: str) -> None:
-    if not moved:
-        console.print(f"{what}: nothing to rewind (already at or before that position, or never consumed)")
-        return
-    console.print(f"{what}: rewound " + ", ".join(f"partition {p} {old} -> {new}" for p, (old, new)
-                                                 in sorted(moved.items())) + f"; {then}", soft_wrap=True)
 
 
 @route_app.command("replay")
@@ -57,8 +58,8 @@ def route_replay(
     require_kafka(topo)
     result = replay_route(topo, table, from_offset=from_offset, from_timestamp_ms=ts, partitions=partition,
                           wait=wait)
-    _moved(result.topic, result.moved, "start the router (cdx route): it routes them again; the sinks absorb"
-                                       " what they already applied")
+    print_rewound(result.topic, result.moved, "; start the router (cdx route): it routes them again; the sinks"
+                                              " absorb what they already applied", NEVER_CONSUMED)
 
 
 @upload_sink_app.command("replay")
@@ -82,8 +83,8 @@ def upload_sink_replay(
     require_kafka(topo)
     result = replay_upload(topo, channel, from_offset=from_offset, from_timestamp_ms=ts, partitions=partition,
                            wait=wait)
-    _moved(result.topic, result.moved, "start the HQ upload sink (cdx hq upload-sink): rows already at HQ count"
-                                       " as duplicates")
+    print_rewound(result.topic, result.moved, "; start the HQ upload sink (cdx hq upload-sink): rows already at"
+                                              " HQ count as duplicates", NEVER_CONSUMED)
 
 
 @capture_app.command("resnapshot")

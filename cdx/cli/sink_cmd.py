@@ -79,6 +79,10 @@ def _summary(progress: list[SinkProgress]) -> None:
                       + (f" ({p.error})" if p.error and not p.caught_up else ""))
 
 
+def _failures(host: SinkHost) -> str:
+    return "; ".join(f"{s.name}: {s.last_error}" for s in host.failed())
+
+
 def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, settings: SinkSettings, *,
                         timeout: float | None = None, title: str = "bootstrap") -> list[SinkProgress]:
     """Run the sinks of ``owner_ids`` until they reach the group topics' current end offsets, then stop
@@ -104,7 +108,7 @@ def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, setting
     progress = catch.progress()
     _summary(progress)
     if not ok:
-        raise FatalError("; ".join(f"{s.name}: {s.last_error}" for s in host.failed()) or "a sink failed")
+        raise FatalError(_failures(host) or "a sink failed")
     if not finished:
         raise FatalError(f"not caught up within {timeout:.0f}s")
     lagging = [p.owner_id for p in progress if not p.caught_up]
@@ -149,8 +153,7 @@ def _serve(host: SinkHost) -> None:
         if not catch.done():
             show_progress(catch, title="catching up")
     if not host.wait():
-        failed = "; ".join(f"{s.name}: {s.last_error}" for s in host.failed())
-        raise FatalError(f"sink stopped with errors: {failed}")
+        raise FatalError(f"sink stopped with errors: {_failures(host)}")
 
 
 def stopped_sinks(topology: Path | None, channel: list[str], wait: float, verbose: bool
