@@ -45,8 +45,8 @@ def load(path: Path | None, kafka: bool = False) -> Topology:
     return topo
 
 
-def live_topology(path: Path | None, role: str, interval: float = 1.0,
-                  serves: Callable[[Topology], Iterable[str]] | None = None) -> LiveTopology:
+def live_topology(path: Path | None, role: str, serves: Callable[[Topology], Iterable[str]] | None = None
+                  ) -> LiveTopology:
     """For a long-running role: its topology (the latest published revision, else the file at ``path``),
     following new revisions (``cdx.topology.live``); the role sets its instances and calls ``offer``.
     ``serves``: for a process of channels, the owner ids it serves in a topology; its control clients
@@ -55,7 +55,7 @@ def live_topology(path: Path | None, role: str, interval: float = 1.0,
     from cdx.topology.live import LiveTopology
     from cdx.topology.loader import default_topology_path
 
-    live = LiveTopology.start(path or default_topology_path(), role, [], interval=interval, serves=serves)
+    live = LiveTopology.start(path or default_topology_path(), role, [], serves=serves)
     KAFKA["servers"] = live.current.kafka.bootstrap_servers
     return live
 

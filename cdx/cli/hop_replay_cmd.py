@@ -13,15 +13,7 @@ from pathlib import Path
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import (
-    TOPOLOGY_OPTION,
-    hq_database,
-    load,
-    print_rewound,
-    require_hq,
-    require_kafka,
-    start_timestamp,
-)
+from cdx.cli.common import TOPOLOGY_OPTION, load, print_rewound, require_hq, require_kafka, start_timestamp
 
 capture_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 route_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -97,6 +89,7 @@ def resnapshot(
 ) -> None:
     """Re-snapshot one HQ table: the running capture publishes all its rows again (and deletes for keys gone
     from HQ), resumable and idempotent. The request is kept in HQ until a capture takes it."""
+    from cdx.cli.common import hq_database
     from cdx.connectors.capture import requests
     from cdx.streams.replay import download_subjob
 
