@@ -17,17 +17,18 @@ from typing import Any
 
 from cdx.dialects import Connection, Dialect
 
-INTERVAL, POLL, TIMEOUT = 0.2, 0.005, 30.0
-"""Seconds between two probes, between two polls of the channel database (the resolution), and before an
-update not seen in the channel counts as lost."""
-
 
 class LatencyProbe:
     def __init__(self, hq: Callable[[], Connection], hq_dialect: Dialect, channel: Callable[[], Connection],
-                 channel_dialect: Dialect, dataareaid: str) -> None:
+                 channel_dialect: Dialect, dataareaid: str, interval: float = 0.2, poll: float = 0.005,
+                 timeout: float = 30.0, first: int = 0) -> None:
         self._hq_factory, self._channel_factory = hq, channel
         self.hq_dialect, self.channel_dialect = hq_dialect, channel_dialect
         self.dataareaid = dataareaid
+        self.interval, self.poll, self.timeout = interval, poll, timeout
+        self.first = first
+        """Number of the first probe: a later probe on the same databases starts past an earlier one's last,
+        so it never writes an amount a probed row already holds (that would be seen at once)."""
         self.samples_ms: list[float] = []
         self.lost = 0
         self._stop = threading.Event()
@@ -40,7 +41,7 @@ class LatencyProbe:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(TIMEOUT + 5)
+            self._thread.join(self.timeout + 5)
 
     def _run(self) -> None:
         hq, ch = self._hq_factory(), self._channel_factory()
@@ -53,7 +54,7 @@ class LatencyProbe:
             recids = [r[0] for r in hq.execute(
                 f"SELECT {q('RECID')} FROM {hq_table} WHERE {q('DATAAREAID')} = {p} ORDER BY {q('RECID')}",
                 (self.dataareaid,)).fetchall()[:50]]
-        n = 0
+        n = self.first
         try:
             while not self._stop.is_set() and recids:
                 recid = recids[n % len(recids)]
@@ -71,7 +72,7 @@ class LatencyProbe:
                     self.lost += self._exists(hq, hq_table, q, p, recid)
                 else:
                     self.samples_ms.append((seen - committed) * 1000)
-                self._stop.wait(INTERVAL)
+                self._stop.wait(self.interval)
         finally:
             hq.close()
             ch.close()
@@ -85,7 +86,7 @@ class LatencyProbe:
     def _wait_for(self, ch: Connection, table: str, c: Callable[[str], str], ph: str, recid: Any, amount: Decimal,
                   committed: float) -> float | None:
         sql = f"SELECT {c('AMOUNT')} FROM {table} WHERE {c('DATAAREAID')} = {ph} AND {c('RECID')} = {ph}"
-        while time.perf_counter() - committed < TIMEOUT and not self._stop.is_set():
+        while time.perf_counter() - committed < self.timeout and not self._stop.is_set():
             try:
                 row = ch.execute(sql, (self.dataareaid, recid)).fetchone()
                 ch.rollback()
@@ -94,7 +95,7 @@ class LatencyProbe:
                 ch.rollback()
             if row is not None and Decimal(str(row[0])) == amount:
                 return time.perf_counter()
-            time.sleep(POLL)
+            time.sleep(self.poll)
         return None
 
     def percentiles(self) -> dict[str, float]:
