@@ -20,7 +20,6 @@ unchanged since then stay NULL until they change or the table is snapshotted aga
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import closing
 
 from cdx.errors import ConfigError
 from cdx.topology.diff import REROUTE, Change
@@ -46,17 +45,12 @@ def _new_fields(before: Topology, after: Topology) -> dict[str, tuple[Subjob, li
 
 def check_hq_columns(topology: Topology, fields: dict[str, tuple[Subjob, list[str]]]) -> None:
     """``ConfigError`` naming every new field whose HQ table lacks the column (or lacks the table)."""
-    from cdx.dialects import connect, get_dialect
-    from cdx.dialects.reach import naming
+    from cdx.cli.common import hq_database
 
     if not fields:
         return
-    hq = topology.hq
-    d = get_dialect(hq.dialect)
-    with naming(f"the HQ database ({hq.redacted()})"):
-        conn = connect(hq.dialect, hq.dsn)
     problems = []
-    with closing(conn), d.transaction(conn):
+    with hq_database(topology) as (conn, d), d.transaction(conn):
         for subjob, names in fields.values():
             t = subjob.hq_table
             try:

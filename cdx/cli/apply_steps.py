@@ -19,7 +19,6 @@ or edit the list below.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -99,17 +98,15 @@ def tracking_steps(ctx: ApplyContext) -> Iterable[Step]:
     tables = [ref for key, ref in sorted(new.items()) if key not in old]
     if not tables:
         return
-    hq = ctx.after.hq
 
     def run() -> str:
+        from cdx.cli.common import hq_database
         from cdx.connectors.capture.enable import untracked_tables
-        from cdx.connectors.capture.tracking import TableRef, open_tracker
-        from cdx.dialects.reach import naming
+        from cdx.connectors.capture.tracking import TableRef, tracker_for
 
-        with naming(f"the HQ database ({hq.redacted()})"):
-            tracker = open_tracker(hq.dialect, hq.dsn)
         # only tables not tracked yet: enabling a tracked one re-installs triggers (deadlocks busy writers)
-        with closing(tracker.conn):
+        with hq_database(ctx.after) as (conn, _):
+            tracker = tracker_for(conn, ctx.after.hq.dialect)
             todo = untracked_tables(tracker, [TableRef(schema, name) for schema, name in tables])
             if todo:
                 tracker.enable(todo, ctx.tracking_retention)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from cdx.cli.common import (
     LEASE_TIMEOUT_OPTION,
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
+    hq_database,
     live_topology,
     load,
     require_hq,
@@ -60,7 +60,7 @@ def enable_tracking(
                                   " tables: safe while HQ applications write to them)."),
 ) -> None:
     """Enable change tracking on the HQ database and every download subjob's table (idempotent)."""
-    from cdx.connectors.capture.tracking import TableRef, open_tracker
+    from cdx.connectors.capture.tracking import TableRef, tracker_for
     from cdx.dialects.reach import naming
 
     topo = load(topology)
@@ -73,12 +73,10 @@ def enable_tracking(
         console.print(f"change tracking enabled on {len(new)} new tables"
                       + (f": {', '.join(map(str, new))}" if new else " (every table was tracked already)"))
         return
-    with naming(f"the HQ database ({topo.hq.redacted()})"):
-        tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
     tables = [TableRef(s.hq_table.schema, s.hq_table.name) for s in topo.download_subjobs()
               if s.source_topic is None]
-    with closing(tracker.conn):
-        tracker.enable(tables, timedelta(days=retention_days))
+    with hq_database(topo) as (conn, _):
+        tracker_for(conn, topo.hq.dialect).enable(tables, timedelta(days=retention_days))
     console.print(f"change tracking enabled on {len(tables)} tables (retention {retention_days:g} days)")
 
 
@@ -90,13 +88,11 @@ def tracking_cleanup(
                                                  " retention given to enable-tracking)."),
 ) -> None:
     """Remove change-tracking entries older than the retention; raises the minimum valid version."""
-    from cdx.connectors.capture.tracking import open_tracker
-    from cdx.dialects.reach import naming
+    from cdx.connectors.capture.tracking import tracker_for
 
     topo = load(topology)
     require_hq(topo)
-    with naming(f"the HQ database ({topo.hq.redacted()})"):
-        tracker = open_tracker(topo.hq.dialect, topo.hq.dsn)
-    with closing(tracker.conn):
-        tracker.cleanup(timedelta(hours=retention_hours) if retention_hours is not None else None)
+    with hq_database(topo) as (conn, _):
+        tracker_for(conn, topo.hq.dialect).cleanup(timedelta(hours=retention_hours) if retention_hours is not None
+                                                   else None)
     console.print("tracking cleanup done")

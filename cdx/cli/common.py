@@ -31,19 +31,22 @@ LEASE_TIMEOUT_OPTION = typer.Option(10.0, "--lease-timeout", min=6.0, max=300.0,
                                          " to a standby (Kafka's session timeout, 6 at least).")
 
 
-def load(path: Path | None) -> Topology:
+def load(path: Path | None, kafka: bool = False) -> Topology:
     """The topology at ``path`` (default ``$CDX_TOPOLOGY``, else ./topology.yaml); the error boundary
-    learns its Kafka servers, so a Kafka client error can name them."""
+    learns its Kafka servers, so a Kafka client error can name them. With ``kafka``: ``require_kafka``
+    too (a one-shot command that checks nothing else first)."""
     from cdx.cli.boundary import KAFKA
     from cdx.topology import load_topology
 
     topo = load_topology(path)
     KAFKA["servers"] = topo.kafka.bootstrap_servers
+    if kafka:
+        require_kafka(topo)
     return topo
 
 
-def live_topology(path: Path | None, role: str, interval: float = 1.0,
-                  serves: Callable[[Topology], Iterable[str]] | None = None) -> LiveTopology:
+def live_topology(path: Path | None, role: str, serves: Callable[[Topology], Iterable[str]] | None = None
+                  ) -> LiveTopology:
     """For a long-running role: its topology (the latest published revision, else the file at ``path``),
     following new revisions (``cdx.topology.live``); the role sets its instances and calls ``offer``.
     ``serves``: for a process of channels, the owner ids it serves in a topology; its control clients
@@ -52,7 +55,7 @@ def live_topology(path: Path | None, role: str, interval: float = 1.0,
     from cdx.topology.live import LiveTopology
     from cdx.topology.loader import default_topology_path
 
-    live = LiveTopology.start(path or default_topology_path(), role, [], interval=interval, serves=serves)
+    live = LiveTopology.start(path or default_topology_path(), role, [], serves=serves)
     KAFKA["servers"] = live.current.kafka.bootstrap_servers
     return live
 
@@ -68,6 +71,20 @@ def channel_database(spec: SinkSpec) -> Iterator[tuple[Connection, Dialect]]:
         yield conn, get_dialect(spec.dialect)
 
 
+@contextmanager
+def hq_database(topology: Topology) -> Iterator[tuple[Connection, Dialect]]:
+    """An open connection to the topology's HQ database and its dialect (a connection failure names the HQ
+    database); closed after the block (what it did not commit is rolled back)."""
+    from cdx.dialects import get_dialect
+    from cdx.dialects.reach import naming
+
+    d = get_dialect(topology.hq.dialect.value)
+    with naming(f"the HQ database ({topology.hq.redacted()})"):
+        conn = d.connect(topology.hq.dsn)
+    with closing(conn):
+        yield conn, d
+
+
 def start_timestamp(from_offset: int | None, from_timestamp: str | None, from_beginning: bool | None = None
                     ) -> int | None:
     """For a replay: ``--from-timestamp`` in ms (None without it); ``ConfigError`` unless exactly one start
@@ -81,6 +98,19 @@ def start_timestamp(from_offset: int | None, from_timestamp: str | None, from_be
     if from_offset is not None and from_offset < 0:
         raise ConfigError(f"--from-offset {from_offset}: must be 0 or more")
     return parse_timestamp(from_timestamp) if from_timestamp is not None else None
+
+
+def print_rewound(what: str, moved: dict[int, tuple[int, int]], after: str,
+                  nothing: str = "already at or before that position") -> None:
+    """A replay's outcome: each partition rewound (old -> new offset) followed by ``after``, or nothing to
+    rewind (``nothing`` says why)."""
+    from cdx.cli.app import console
+
+    if not moved:
+        console.print(f"{what}: nothing to rewind ({nothing})")
+        return
+    console.print(f"{what}: rewound " + ", ".join(f"partition {p} {old} -> {new}" for p, (old, new)
+                                                 in sorted(moved.items())) + after, soft_wrap=True)
 
 
 def require_kafka(topology: Topology) -> None:

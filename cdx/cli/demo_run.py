@@ -236,9 +236,8 @@ def _pos_traffic(env: DemoEnv, owner: str, stop: threading.Event, rate: float, s
                  written: list[str]) -> None:
     rng = random.Random(f"{seed}-{owner}")
     term = terminal_for(env.topology, owner)
-    hq = env.hq()
-    items = catalog(hq, env.hq_dialect, term.dataareaid)
-    hq.close()
+    with closing(env.hq()) as hq:
+        items = catalog(hq, env.hq_dialect, term.dataareaid)
     db = env.database(owner)
     d = get_dialect(db.dialect)
     with closing(connect(db.dialect, db.dsn)) as conn:

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from cdx.cli.app import console, new_table, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
+from cdx.cli.common import TOPOLOGY_OPTION, load
 from cdx.errors import ConfigError, FatalError
 
 app = typer.Typer(help="Dead letters: list them, replay them once fixed.", no_args_is_help=True)
@@ -81,8 +81,7 @@ def list_(
     from cdx.connectors.sink.letters import latest_by_origin, letter_status, read_letters
     from cdx.connectors.sink.tools import SinkTools
 
-    topo = load(topology)
-    require_kafka(topo)
+    topo = load(topology, kafka=True)
     tools = SinkTools(topo)
     every = read_letters(tools.config, tools.dlq_topic)
     _known_channels(topo, channel, every)
@@ -142,8 +141,7 @@ def replay(
     from cdx.connectors.sink.tools import SinkTools
 
     _one_choice(all_, offset)
-    topo = load(topology)
-    require_kafka(topo)
+    topo = load(topology, kafka=True)
     with closing(SinkTools(topo)) as tools:
         outcomes = DlqReplayer(tools).replay(channel or None, offset or None)
     if as_json:
@@ -180,8 +178,7 @@ def ack(
     from cdx.connectors.upload.acks import acknowledge, load_acks, needs_attention
 
     _one_choice(all_, offset)
-    topo = load(topology)
-    require_kafka(topo)
+    topo = load(topology, kafka=True)
     tools = SinkTools(topo)
     letters = read_letters(tools.config, tools.dlq_topic)
     _known_channels(topo, channel, letters)

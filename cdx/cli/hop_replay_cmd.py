@@ -8,13 +8,12 @@ replay is ``cdx replay``; the channel upload's is ``cdx channel upload --from-co
 from __future__ import annotations
 
 import time
-from contextlib import closing
 from pathlib import Path
 
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_hq, require_kafka, start_timestamp
+from cdx.cli.common import TOPOLOGY_OPTION, load, print_rewound, require_hq, require_kafka, start_timestamp
 
 capture_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 route_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -25,16 +24,9 @@ FROM_TIMESTAMP = typer.Option(None, "--from-timestamp", help="Start at the first
                                                              " time (ISO 8601, UTC unless an offset is given; or"
                                                              " epoch ms).")
 PARTITION = typer.Option(None, "--partition", "-p", help="Only this partition (repeatable).")
+NEVER_CONSUMED = "already at or before that position, or never consumed"
 WAIT = typer.Option(0.0, "--wait", help="Seconds to wait for a just-stopped role's group membership to expire"
                                         " before refusing.")
-
-
-def _moved(what: str, moved: dict[int, tuple[int, int]], then: str) -> None:
-    if not moved:
-        console.print(f"{what}: nothing to rewind (already at or before that position, or never consumed)")
-        return
-    console.print(f"{what}: rewound " + ", ".join(f"partition {p} {old} -> {new}" for p, (old, new)
-                                                 in sorted(moved.items())) + f"; {then}", soft_wrap=True)
 
 
 @route_app.command("replay")
@@ -58,8 +50,8 @@ def route_replay(
     require_kafka(topo)
     result = replay_route(topo, table, from_offset=from_offset, from_timestamp_ms=ts, partitions=partition,
                           wait=wait)
-    _moved(result.topic, result.moved, "start the router (cdx route): it routes them again; the sinks absorb"
-                                       " what they already applied")
+    print_rewound(result.topic, result.moved, "; start the router (cdx route): it routes them again; the sinks"
+                                              " absorb what they already applied", NEVER_CONSUMED)
 
 
 @upload_sink_app.command("replay")
@@ -83,8 +75,8 @@ def upload_sink_replay(
     require_kafka(topo)
     result = replay_upload(topo, channel, from_offset=from_offset, from_timestamp_ms=ts, partitions=partition,
                            wait=wait)
-    _moved(result.topic, result.moved, "start the HQ upload sink (cdx hq upload-sink): rows already at HQ count"
-                                       " as duplicates")
+    print_rewound(result.topic, result.moved, "; start the HQ upload sink (cdx hq upload-sink): rows already at"
+                                              " HQ count as duplicates", NEVER_CONSUMED)
 
 
 @capture_app.command("resnapshot")
@@ -97,9 +89,8 @@ def resnapshot(
 ) -> None:
     """Re-snapshot one HQ table: the running capture publishes all its rows again (and deletes for keys gone
     from HQ), resumable and idempotent. The request is kept in HQ until a capture takes it."""
+    from cdx.cli.common import hq_database
     from cdx.connectors.capture import requests
-    from cdx.dialects import get_dialect
-    from cdx.dialects.reach import naming
     from cdx.streams.replay import download_subjob
 
     topo = load(topology)
@@ -111,10 +102,7 @@ def resnapshot(
         raise ConfigError(f"{subjob.hq_table} is captured by another tool (source_topic {subjob.source_topic}):"
                           " re-snapshot it there")
     name = f"{subjob.hq_table.schema}.{subjob.hq_table.name}" if subjob.hq_table.schema else subjob.hq_table.name
-    dialect = get_dialect(topo.hq.dialect.value)
-    with naming(f"the HQ database ({topo.hq.redacted()})"):
-        conn = dialect.connect(topo.hq.dsn)
-    with closing(conn):
+    with hq_database(topo) as (conn, dialect):
         value = requests.request_resnapshot(conn, dialect, name)
         console.print(f"re-snapshot of {name} requested ({value})")
         deadline = time.monotonic() + wait

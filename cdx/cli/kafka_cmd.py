@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka
+from cdx.cli.common import TOPOLOGY_OPTION, load
 
 if TYPE_CHECKING:
     from cdx.deploy.acls import AclPlan
@@ -34,8 +34,7 @@ def _plan(topology: Path | None) -> tuple[Any, dict[str, str], TopicPlan]:
     from cdx.deploy.catalog import desired_topics
     from cdx.deploy.topic_plan import make_plan
 
-    topo = load(topology)
-    require_kafka(topo)
+    topo = load(topology, kafka=True)
     config = topo.kafka.client_config()
     return topo, config, make_plan(config, desired_topics(topo), topo.kafka.topic_prefix)
 
@@ -48,12 +47,6 @@ def _show(plan: TopicPlan, prune: bool = False) -> None:
     console.print(f"{len(plan.desired)} topics in the topology: {counts['create']} to create,"
                   f" {counts['configure'] + counts['add-partitions']} to change, {counts['impossible']} needing"
                   f" manual work, {counts['extra']} extra")
-
-
-def _acl_plan(topo: Any, config: dict[str, str]) -> AclPlan:
-    from cdx.deploy.acls import plan_acls
-
-    return plan_acls(config, topo)
 
 
 def _show_acls(acls: AclPlan, prune: bool = False) -> None:
@@ -70,9 +63,11 @@ def _show_acls(acls: AclPlan, prune: bool = False) -> None:
 @user_errors
 def plan_(topology: Path | None = TOPOLOGY_OPTION) -> None:
     """Show what `cdx kafka apply` would change; exit 2 when the cluster differs from the topology."""
+    from cdx.deploy.acls import plan_acls
+
     topo, config, plan = _plan(topology)
     _show(plan)
-    acls = _acl_plan(topo, config)
+    acls = plan_acls(config, topo)
     _show_acls(acls)
     if plan.drift or acls.drift:
         raise typer.Exit(2)
@@ -88,12 +83,12 @@ def apply(
 ) -> None:
     """Create and change topics until the cluster matches the topology (idempotent; never deletes
     without --prune). Exit 1 when changes Kafka cannot make remain (printed with the manual path)."""
-    from cdx.deploy.acls import create_acls, delete_acls
+    from cdx.deploy.acls import create_acls, delete_acls, plan_acls
     from cdx.deploy.topic_plan import apply_plan
 
     topo, config, plan = _plan(topology)
     _show(plan, prune)
-    acls = _acl_plan(topo, config)
+    acls = plan_acls(config, topo)
     _show_acls(acls, prune)
     done = apply_plan(config, plan, prune=prune)
     create_acls(config, acls.missing)

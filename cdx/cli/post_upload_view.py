@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from contextlib import closing
-
 from cdx.cli.app import console, new_table
+from cdx.cli.common import hq_database
 from cdx.topology.root import Topology
 
 
 def print_post_processing(topo: Topology, limit: int) -> None:
     """Counts per status and the latest ``limit`` calls; nothing when post-upload processing is off."""
     from cdx.connectors.upload import post_processing as post
-    from cdx.dialects import get_dialect
     from cdx.stage.sessions import kernel_ref
 
     if topo.hq.post_upload is None:
         return
-    d = get_dialect(topo.hq.dialect.value)
-    with closing(d.connect(topo.hq.dsn)) as conn:  # closed without commit: a read
+    with hq_database(topo) as (conn, d):  # closed without commit: a read
         rows = post.statuses(conn, d) if d.table_exists(conn, *kernel_ref(d, post.TABLE)) else []
     counts = {s: sum(1 for r in rows if r[1] == s) for s in (post.PENDING, post.DONE, post.FAILED)}
     table = new_table("Post-upload processing (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")",

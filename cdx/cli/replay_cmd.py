@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from cdx.cli.app import console, user_errors
-from cdx.cli.common import TOPOLOGY_OPTION, load, require_kafka, setup_logging, start_timestamp
+from cdx.cli.app import user_errors
+from cdx.cli.common import TOPOLOGY_OPTION, print_rewound, start_timestamp
 
 
 @user_errors
@@ -38,29 +38,16 @@ def replay(
     The sink of the channel must not be running (refused otherwise). The watermarks of the rewound
     partitions are reset, so the records are applied again as idempotent upserts/deletes: once
     caught up, the database is identical to what it was."""
-    from cdx.cli.sink_cmd import run_until_caught_up
-    from cdx.connectors.sink.rewind import ensure_sink_stopped, rewind
+    from cdx.cli.sink_cmd import run_until_caught_up, stopped_sinks
+    from cdx.connectors.sink.rewind import rewind
     from cdx.connectors.sink.runner import SinkSettings
-    from cdx.connectors.sink.spec import sink_specs
-    from cdx.connectors.sink.tools import SinkTools
 
-    if verbose:
-        setup_logging(True)
     timestamp_ms = start_timestamp(from_offset, from_timestamp, from_beginning)
-    topo = load(topology)
-    (spec,) = sink_specs(topo, [channel])
-    require_kafka(topo)
-    tools = SinkTools(topo)
-    ensure_sink_stopped(tools, spec, wait)
+    topo, tools, (spec,) = stopped_sinks(topology, [channel], wait, verbose)
     result = rewind(tools, spec, from_offset=from_offset, from_timestamp_ms=timestamp_ms,
                     from_beginning=from_beginning, partitions=partition)
-    if not result.moved:
-        console.print(f"{spec.owner_id}: nothing to rewind (already at or before that position)")
-        return
-    console.print(f"{spec.owner_id}: rewound " + ", ".join(
-        f"partition {p} {old} -> {new}" for p, (old, new) in sorted(result.moved.items()))
-                  + f" ({result.records} offsets to apply again; {result.markers_removed} dead-letter replay markers"
-                    " reset)", soft_wrap=True)
-    if apply:
+    print_rewound(spec.owner_id, result.moved, f" ({result.records} offsets to apply again;"
+                                                f" {result.markers_removed} dead-letter replay markers reset)")
+    if apply and result.moved:
         run_until_caught_up(topo, [spec.owner_id], SinkSettings(batch_size=batch_size), timeout=timeout or None,
                             title="replay")

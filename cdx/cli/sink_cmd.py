@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from cdx.connectors.sink.bootstrap import CatchUp, SinkProgress
     from cdx.connectors.sink.host import SinkHost
     from cdx.connectors.sink.runner import SinkSettings
+    from cdx.connectors.sink.spec import SinkSpec
+    from cdx.connectors.sink.tools import SinkTools
     from cdx.topology.root import Topology
 
 channel_app = typer.Typer(help="Channel and offline-register databases.", no_args_is_help=True)
@@ -77,6 +79,10 @@ def _summary(progress: list[SinkProgress]) -> None:
                       + (f" ({p.error})" if p.error and not p.caught_up else ""))
 
 
+def _failures(host: SinkHost) -> str:
+    return "; ".join(f"{s.name}: {s.last_error}" for s in host.failed())
+
+
 def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, settings: SinkSettings, *,
                         timeout: float | None = None, title: str = "bootstrap") -> list[SinkProgress]:
     """Run the sinks of ``owner_ids`` until they reach the group topics' current end offsets, then stop
@@ -102,7 +108,7 @@ def run_until_caught_up(topology: Topology, owner_ids: list[str] | None, setting
     progress = catch.progress()
     _summary(progress)
     if not ok:
-        raise FatalError("; ".join(f"{s.name}: {s.last_error}" for s in host.failed()) or "a sink failed")
+        raise FatalError(_failures(host) or "a sink failed")
     if not finished:
         raise FatalError(f"not caught up within {timeout:.0f}s")
     lagging = [p.owner_id for p in progress if not p.caught_up]
@@ -147,8 +153,27 @@ def _serve(host: SinkHost) -> None:
         if not catch.done():
             show_progress(catch, title="catching up")
     if not host.wait():
-        failed = "; ".join(f"{s.name}: {s.last_error}" for s in host.failed())
-        raise FatalError(f"sink stopped with errors: {failed}")
+        raise FatalError(f"sink stopped with errors: {_failures(host)}")
+
+
+def stopped_sinks(topology: Path | None, channel: list[str], wait: float, verbose: bool
+                  ) -> tuple[Topology, SinkTools, list[SinkSpec]]:
+    """For a one-shot command on the databases ``channel``: the topology, sink tools and their specs once no
+    sink serves them (``ensure_sink_stopped``, waiting up to ``wait`` seconds). An unknown id is bad input,
+    said before Kafka is asked."""
+    from cdx.connectors.sink.rewind import ensure_sink_stopped
+    from cdx.connectors.sink.spec import sink_specs
+    from cdx.connectors.sink.tools import SinkTools
+
+    if verbose:
+        setup_logging(True)
+    topo = load(topology)
+    specs = sink_specs(topo, channel)
+    require_kafka(topo)
+    tools = SinkTools(topo)
+    for spec in specs:
+        ensure_sink_stopped(tools, spec, wait)
+    return topo, tools, specs
 
 
 @channel_app.command("init")
@@ -189,18 +214,8 @@ def bootstrap(
     with a progress bar on a terminal. Refuses while a sink already serves one of them."""
     from cdx.connectors.sink.bootstrap import bootstrap_settings, bulk_gc
     from cdx.connectors.sink.init import init_databases
-    from cdx.connectors.sink.rewind import ensure_sink_stopped
-    from cdx.connectors.sink.spec import sink_specs
-    from cdx.connectors.sink.tools import SinkTools
 
-    if verbose:
-        setup_logging(True)
-    topo = load(topology)
-    sink_specs(topo, channel)  # an unknown id is bad input: said before Kafka is asked
-    require_kafka(topo)
-    tools = SinkTools(topo)
-    for spec in sink_specs(topo, channel):
-        ensure_sink_stopped(tools, spec, wait)
+    topo, _, _ = stopped_sinks(topology, channel, wait, verbose)
     init_databases(topo, channel)
     with bulk_gc():
         run_until_caught_up(topo, channel, bootstrap_settings(batch_size), timeout=timeout or None)
@@ -219,21 +234,13 @@ def resync(
     from cdx.connectors.sink.lock import take_or_refuse
     from cdx.connectors.sink.records import Decoder, Record
     from cdx.connectors.sink.resync import Resync
-    from cdx.connectors.sink.rewind import ensure_sink_stopped
     from cdx.connectors.sink.sessions import SessionLog
-    from cdx.connectors.sink.spec import SinkSpec, sink_specs
     from cdx.connectors.sink.state import StateStore
     from cdx.connectors.sink.tables import TableManager
-    from cdx.connectors.sink.tools import SinkTools
 
-    if verbose:
-        setup_logging(True)
-    topo = load(topology)
-    sink_specs(topo, channel)  # an unknown id is bad input: said before Kafka is asked
-    require_kafka(topo)
-    with closing(SinkTools(topo)) as tools:
-        for spec in sink_specs(topo, channel):
-            ensure_sink_stopped(tools, spec, wait)
+    _, tools, specs = stopped_sinks(topology, channel, wait, verbose)
+    with closing(tools):
+        for spec in specs:
             with channel_database(spec) as (conn, d):
                 store, sessions = StateStore(d, spec.topic), SessionLog(d, spec.owner_id)
                 with d.transaction(conn):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from cdx.cli.common import (
     LEASE_TIMEOUT_OPTION,
     METRICS_PORT_OPTION,
     TOPOLOGY_OPTION,
+    hq_database,
     live_topology,
     load,
     require_hq,
@@ -151,15 +151,10 @@ def status(
     """Upload status: per channel, the HQ upload sessions and each upload table's position."""
     from cdx.cli.post_upload_view import print_post_processing
     from cdx.connectors.upload import sessions as hist
-    from cdx.dialects import get_dialect
-    from cdx.dialects.reach import naming
 
     topo = load(topology)
     require_hq(topo)
-    d = get_dialect(topo.hq.dialect.value)
-    with naming(f"the HQ database ({topo.hq.redacted()})"):
-        conn = d.connect(topo.hq.dsn)
-    with closing(conn):
+    with hq_database(topo) as (conn, d):
         summary = {s.channel: s for s in hist.summary(conn, d)}
         latest = hist.recent(conn, d, sessions)
     positions = _upload_positions(topo)

@@ -198,7 +198,7 @@ class _Gen:
                    "PASSWORDHASH": hashlib.sha256(f"{self.seed}/{le}/{n}".encode()).hexdigest(), **self.audit(rng)}
 
     # -- channels and terminals ---------------------------------------------------------
-    def channels(self) -> list[dict[str, Any]]:
+    def retailchanneltable(self) -> list[dict[str, Any]]:
         """Topology channels (RECID from ``attributes.recid``), then 2 undeployed stores per legal entity."""
         found = []
         for info in self.topology.channels():
@@ -220,13 +220,10 @@ class _Gen:
                         **self.audit(rng)})
         return out
 
-    def retailchanneltable(self) -> Iterator[dict[str, Any]]:
-        yield from self.channels()
-
     def retailterminaltable(self) -> Iterator[dict[str, Any]]:
         registers = {c.channel.id: [r.id for r in c.channel.offline_registers] for c in self.topology.channels()}
         rng, recid = self.rng("RETAILTERMINALTABLE"), RECID_BASE["RETAILTERMINALTABLE"]
-        for ch in self.channels():
+        for ch in self.retailchanneltable():
             if ch["_type"] is not ChannelType.STORE:
                 continue
             store = ch["STORENUMBER"]

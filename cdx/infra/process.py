@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 
@@ -23,11 +24,6 @@ def proc_stat(pid: int) -> list[str] | None:
         return None
 
 
-def _start_time(pid: int) -> str | None:
-    stat = proc_stat(pid)
-    return stat[19] if stat is not None else None
-
-
 def spawn(argv: Sequence[str], *, log_file: Path, pid_file: Path, env: dict[str, str] | None = None,
           cwd: Path | None = None) -> int:
     """Start ``argv`` detached in its own session; write its pid file; return the pid."""
@@ -37,7 +33,8 @@ def spawn(argv: Sequence[str], *, log_file: Path, pid_file: Path, env: dict[str,
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=env, cwd=cwd,
         )
-    pid_file.write_text(f"{proc.pid} {_start_time(proc.pid) or ''}\n")
+    stat = proc_stat(proc.pid)
+    pid_file.write_text(f"{proc.pid} {stat[19] if stat is not None else ''}\n")
     return proc.pid
 
 
@@ -65,19 +62,15 @@ def stop(pid_file: Path, *, timeout: float = 30.0) -> bool:
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
-    try:
+    with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and read_pid(pid_file) is not None:
         _reap(pid)
         time.sleep(0.1)
     if read_pid(pid_file) is not None:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         time.sleep(0.2)
         _reap(pid)
     pid_file.unlink(missing_ok=True)
@@ -99,7 +92,5 @@ def kill9(pid_file: Path) -> int | None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

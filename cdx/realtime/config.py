@@ -91,8 +91,7 @@ class RealtimeSettings:
     lines_table: TableRef
 
     def principal_for_key(self, key: str) -> Principal | None:
-        wanted = hash_key(key)
-        principal_id = self.key_hashes.get(wanted)
+        principal_id = self.key_hashes.get(hash_key(key))
         return self.principals.get(principal_id) if principal_id else None
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from cdx.cleanup import quietly
 from cdx.dialects import Connection, classify_error
 from cdx.errors import CdxError, RetriableError
 from cdx.realtime.sqlcaps import SqlCaps, caps_for
@@ -55,14 +56,16 @@ class Tx:
         """``"A" = ? AND "B" = ?`` for ``names``."""
         return " AND ".join(f"{self.q(n)} = {self.p}" for n in names)
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
         cur = self.conn.cursor()
         cur.execute(sql, [self.d.encode(v) for v in params])
-        return int(cur.rowcount or 0)
+        return cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(self._run(sql, params).rowcount or 0)
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.conn.cursor()
-        cur.execute(sql, [self.d.encode(v) for v in params])
+        cur = self._run(sql, params)
         names = [c[0] for c in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
@@ -142,7 +145,7 @@ class Hq:
             if healthy:
                 self._idle.put(conn)
             else:
-                _close_quietly(conn)
+                quietly(conn.close, "closing a broken HQ connection", log)
         finally:
             self._slots.release()
 
@@ -174,9 +177,10 @@ class Hq:
     def close(self) -> None:
         while True:
             try:
-                _close_quietly(self._idle.get_nowait())
+                conn = self._idle.get_nowait()
             except queue.Empty:
                 return
+            quietly(conn.close, "closing an idle HQ connection", log)
 
 
 def _unavailable_or(exc: BaseException) -> BaseException:
@@ -187,10 +191,3 @@ def _unavailable_or(exc: BaseException) -> BaseException:
         log.warning("HQ database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
         return exc if isinstance(exc, HqUnavailable) else HqUnavailable("HQ database unavailable")
     return exc
-
-
-def _close_quietly(conn: Connection) -> None:
-    try:
-        conn.close()
-    except Exception as exc:  # a broken connection may fail to close; it is dropped either way
-        log.debug("closing a broken HQ connection failed: %s", exc)

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from types import FrameType
 
 log = logging.getLogger("cdx.realtime")
@@ -31,9 +32,7 @@ POLL_S = 0.2
 
 def default_workers(dialect_name: str) -> int:
     """One worker per CPU; SQLite one (its writers queue on one file lock anyway)."""
-    if dialect_name == "sqlite":
-        return 1
-    return max(1, os.cpu_count() or 1)
+    return 1 if dialect_name == "sqlite" else max(1, os.cpu_count() or 1)
 
 
 def supervise(count: int, run_worker: Callable[[], None], *, grace_seconds: float) -> None:
@@ -105,14 +104,12 @@ def _fork(run_worker: Callable[[], None]) -> int:
 
 def _die_with_parent(parent: int) -> None:
     """Be SIGKILLed when the supervisor dies (Linux), else exit once it is gone (checked each second)."""
-    try:
+    with suppress(OSError, AttributeError):  # no libc prctl: watch the parent instead
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
             if os.getppid() != parent:
                 os._exit(1)
             return
-    except (OSError, AttributeError):
-        pass
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -122,10 +119,8 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:
-    try:
+    with suppress(ProcessLookupError):  # exited meanwhile
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _describe(status: int) -> str:

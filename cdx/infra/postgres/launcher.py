@@ -84,17 +84,27 @@ def _as_owner(argv: list[str]) -> list[str]:
     return argv
 
 
-def _prepare_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
+def _pg_ctl(bindir: Path, data: Path, *args: str, check: bool = True) -> None:
+    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), *args]), check=check,
+                   stdout=subprocess.DEVNULL)
+
+
+def _give_to_owner(path: Path) -> None:
+    """Running as root: ``path`` belongs to the ``postgres`` user (the server's)."""
     if os.geteuid() == 0:
         user = pwd.getpwnam(SUPERUSER)
         os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def _prepare_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    _give_to_owner(path)
+    if os.geteuid() == 0:
         # every parent must be traversable by the server's user
         for parent in path.parents:
             if parent == Path("/"):
                 break
-            mode = parent.stat().st_mode
-            if not mode & 0o001:
+            if not parent.stat().st_mode & 0o001:
                 raise PostgresError(
                     f"{parent} is not traversable by the 'postgres' user; set CDX_STATE_DIR to a folder"
                     " outside it (for example /var/tmp/cdx) or set CDX_PG_DSN to an existing server.")
@@ -144,8 +154,7 @@ def _require_logical(dsn: str, private: bool) -> str:
     root = _cluster_dir()
     if bindir is None:
         raise PostgresError("pg_ctl is missing: cannot restart the private cluster for wal_level = logical")
-    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"),
-                              "-m", "fast", "-w", "-t", "60", "restart"]), check=True, stdout=subprocess.DEVNULL)
+    _pg_ctl(bindir, root / "data", "-l", str(root / "server.log"), "-m", "fast", "-w", "-t", "60", "restart")
     _wait_answers(dsn, root / "server.log")
     if wal_level(dsn) != "logical":
         raise PostgresError(f"the private cluster restarted without wal_level = logical; see {root / 'server.log'}")
@@ -188,11 +197,9 @@ def _start_private() -> str:
                 "wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n"
             )
     if os.geteuid() == 0:
-        Path(log).touch()
-        user = pwd.getpwnam(SUPERUSER)
-        os.chown(log, user.pw_uid, user.pw_gid)
-    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                              "start"]), check=True, stdout=subprocess.DEVNULL)
+        log.touch()
+        _give_to_owner(log)
+    _pg_ctl(bindir, data, "-l", str(log), "-w", "-t", "60", "start")
     dsn = private_dsn()
     _wait_answers(dsn, log)
     return dsn
@@ -204,8 +211,7 @@ def down() -> bool:
     data = _cluster_dir() / "data"
     if bindir is None or not (data / "postmaster.pid").exists():
         return False
-    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                   check=False, stdout=subprocess.DEVNULL)
+    _pg_ctl(bindir, data, "-m", "fast", "-w", "stop", check=False)
     return True
 
 
