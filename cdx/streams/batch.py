@@ -125,8 +125,8 @@ class RecordRouter:
         self._fast: dict[tuple[str, bytes, bytes], FastTable | None] = {}
         self._fast_plan = plan
         self.fast_routed = 0
-        self._held_bytes: dict[frozenset[str] | None, bytes] = {}
         """Records routed by the byte-level path (the rest were decoded)."""
+        self._held_bytes: dict[frozenset[str] | None, bytes] = {}
         self._capture: list[tuple[str, bytes | None, bytes | None, Any]] | None = None
 
     def reset(self) -> None:

@@ -36,6 +36,7 @@ from cdx.codec.errors import SchemaError
 from cdx.errors import FatalError, RetriableError, SkippableError
 from cdx.kafka.admin import COMPACTED, TopicSpec, ensure_topics, max_message_config, raise_max_message_bytes
 from cdx.kafka.config import client_config, producer_config
+from cdx.kafka.control import deliver
 from cdx.kafka.reading import read_range
 from cdx.stage import metrics as stage_metrics
 from cdx.stage.letters import OriginRecord, Position, make_letter
@@ -181,12 +182,9 @@ class Router:
     def _dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
                      reason: str) -> None:
         log.error("router: %s[%d]@%d to the dead-letter topic: %s", topic, partition, offset, reason)
-        dkey, dvalue, letter_headers = make_letter("router", reason, source=Position(topic, partition, offset),
-                                                   record=OriginRecord(key, value))
-        headers: list[tuple[str, str | bytes | None]] = list(letter_headers)
-        self.control.produce(self.dlq, key=dkey, value=dvalue, headers=headers)
-        if self.control.flush(30):
-            raise RetriableError(f"dead-letter record not written to {self.dlq}")
+        letter = make_letter("router", reason, source=Position(topic, partition, offset),
+                             record=OriginRecord(key, value))
+        deliver(self.control, self.dlq, [letter], 30, "dead-letter record")  # RetriableError: retried
         metrics.DEAD_LETTERS.inc()
 
     # ------------------------------------------------------------- activation

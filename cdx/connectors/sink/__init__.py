@@ -23,16 +23,3 @@ Layers (each a seam other commands build on):
 
 See docs/sinks.md and docs/operations.md.
 """
-
-from cdx.connectors.sink.apply import BatchResult, apply_plan, write_batch
-from cdx.connectors.sink.host import SinkHost
-from cdx.connectors.sink.plan import Plan, plan_batch
-from cdx.connectors.sink.records import Decoder, Record, Shape
-from cdx.connectors.sink.runner import ChannelSink, SinkSettings
-from cdx.connectors.sink.spec import FilterRule, SinkSpec, sink_specs
-from cdx.connectors.sink.state import SinkState, StateStore, Watermark
-
-__all__ = [
-    "BatchResult", "ChannelSink", "Decoder", "FilterRule", "Plan", "Record", "Shape", "SinkHost", "SinkSettings",
-    "SinkSpec", "SinkState", "StateStore", "Watermark", "apply_plan", "plan_batch", "sink_specs", "write_batch",
-]

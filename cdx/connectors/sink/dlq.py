@@ -24,9 +24,7 @@ from confluent_kafka import Producer
 
 from cdx.connectors.sink.records import Record
 from cdx.kafka.control import deliver
-from cdx.stage.letters import OriginRecord, Position, json_safe, make_letter
-
-__all__ = ["DeadLettersByOwner", "KafkaDeadLetters", "json_safe", "sink_letter"]
+from cdx.stage.letters import OriginRecord, Position, make_letter
 
 
 def sink_letter(owner_id: str, kind: str, topic: str, rec: Record, error: str,

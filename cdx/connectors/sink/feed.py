@@ -86,7 +86,6 @@ class Feed:
         self.batch_size, self.poll_timeout, self.kb = batch_size, poll_timeout, queued_max_kbytes
         self.on_ready = on_ready
         self.overrides = dict(overrides or {})
-        self.restarts = 0
         self.consumer: Consumer | None = None
         self._readers: dict[str, list[Reader]] = {}
         self._mu = threading.Lock()
@@ -286,7 +285,6 @@ class Feed:
             log.warning("feed %s: Kafka consumer failed (%s); starting a new one at the channels' positions",
                         self.name, err.str())
             self.close()
-            self.restarts += 1
             for rs in readers.values():
                 for r in rs:
                     r.consumer_replaced()

@@ -27,7 +27,7 @@ from cdx.connectors.sink.state import StateStore
 from cdx.connectors.sink.tables import TableManager, column_info
 from cdx.connectors.sink.tools import database_of, open_database
 from cdx.dialects import Connection, get_dialect
-from cdx.dialects.sqlite import sqlite_path
+from cdx.dialects.reach import missing_sqlite_file
 from cdx.errors import DatabaseUnreachable, RetriableError
 from cdx.kafka.admin import partitions_of
 from cdx.kafka.config import client_config
@@ -149,11 +149,10 @@ def init_databases(topology: Topology, owner_ids: Iterable[str] | None = None) -
 def _new_sqlite_file(spec: SinkSpec) -> bool:
     """True when ``spec`` is a SQLite file that does not exist yet but can be created (opening it would
     create it); a file that cannot be created raises ``DatabaseUnreachable`` now, before any change."""
-    if get_dialect(spec.dialect).name != "sqlite":
+    missing = missing_sqlite_file(spec.dialect, spec.dsn)
+    if missing is None:
         return False
-    path = Path(sqlite_path(spec.dsn)).absolute()
-    if str(path).endswith(":memory:") or path.exists():
-        return False
+    path = Path(missing).absolute()
     folder = next((p for p in path.parents if p.exists()), Path("/"))
     if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise DatabaseUnreachable(database_of(spec), f"cannot create {path}: {folder} is not a writable directory",

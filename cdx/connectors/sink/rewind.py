@@ -38,7 +38,6 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cdx.cleanup import quietly
@@ -50,7 +49,7 @@ from cdx.connectors.sink.state import StateStore
 from cdx.connectors.sink.tools import SinkTools, open_database
 from cdx.dialects import Connection, Dialect, get_dialect
 from cdx.dialects.base import STATE_TABLE
-from cdx.dialects.sqlite import sqlite_path
+from cdx.dialects.reach import missing_sqlite_file
 from cdx.errors import ConfigError, FatalError, RetriableError
 from cdx.kafka.rewind import group_members, replay_targets
 from cdx.stage.sessions import utcnow
@@ -78,7 +77,7 @@ def ensure_sink_stopped(tools: SinkTools, spec: SinkSpec, wait: float = 0.0) -> 
 def _lock_holder(spec: SinkSpec) -> dict[str, Any] | None:
     """The live holder of the channel lock (None also when the database cannot be opened: the command
     that needs it says so next, and when a SQLite database does not exist yet: opening it would create it)."""
-    if spec.dialect == "sqlite" and not Path(sqlite_path(spec.dsn)).exists():
+    if missing_sqlite_file(spec.dialect, spec.dsn) is not None:
         return None
     try:
         conn = open_database(spec)
@@ -127,7 +126,7 @@ def rewind(tools: SinkTools, spec: SinkSpec, *, from_offset: int | None = None, 
         raise ConfigError("give exactly one of --from-offset, --from-timestamp, --from-beginning")
     wanted, _ = replay_targets(tools.config, spec.topic, from_offset=0 if from_beginning else from_offset,
                                from_timestamp_ms=from_timestamp_ms, partitions=partitions)  # clamped to the log
-    if spec.dialect == "sqlite" and not Path(sqlite_path(spec.dsn)).exists():
+    if missing_sqlite_file(spec.dialect, spec.dsn) is not None:
         return RewindResult()  # never read: its sink starts from the beginning anyway (and it is not created here)
     dialect = get_dialect(spec.dialect)
     store = StateStore(dialect, spec.topic)

@@ -47,7 +47,6 @@ from cdx.dialects.reach import missing_sqlite_file
 from cdx.errors import CdxError, Unreachable
 from cdx.kafka.config import client_config
 from cdx.kafka.reach import require_kafka
-from cdx.kafka.rewind import describe_groups
 from cdx.topics import dlq_topic
 from cdx.topology.rollout import Rollout, rollout
 from cdx.topology.root import Topology
@@ -354,10 +353,3 @@ def _received_at_hq(topology: Topology) -> list[tuple[str, str, int | None, str 
         conn.rollback()
         conn.close()
 
-
-def sink_running(topology: Topology, owner_id: str) -> bool:
-    """Whether the consumer group of ``owner_id``'s sink has a member."""
-    spec = sink_specs(topology, [owner_id])[0]
-    k = topology.kafka
-    return describe_groups(client_config(k.bootstrap_servers, k.security_of(owner_id)), [spec.consumer_group])[
-        spec.consumer_group].active

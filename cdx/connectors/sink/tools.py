@@ -27,7 +27,6 @@ class SinkTools:
         self.topology = topology
         self.config = client_config(k.bootstrap_servers, k.security)
         self.dlq_topic = dlq_topic(k.topic_prefix)
-        self._letters: KafkaDeadLetters | None = None
 
     @cached_property
     def codec(self) -> Codec:
@@ -35,18 +34,16 @@ class SinkTools:
         store = SchemaStore(k.bootstrap_servers, schemas_topic(k.topic_prefix), consumer_config=dict(self.config))
         return make_codec(k.codec_config(), store=store)
 
-    @property
+    @cached_property
     def dead_letters(self) -> KafkaDeadLetters:
-        if self._letters is None:
-            k = self.topology.kafka
-            ensure_topics(self.config, [TopicSpec(self.dlq_topic, 1, k.replication_factor, DLQ_CONFIG)])
-            self._letters = KafkaDeadLetters(producer_config(self.config), self.dlq_topic)
-        return self._letters
+        k = self.topology.kafka
+        ensure_topics(self.config, [TopicSpec(self.dlq_topic, 1, k.replication_factor, DLQ_CONFIG)])
+        return KafkaDeadLetters(producer_config(self.config), self.dlq_topic)
 
     def close(self) -> None:
-        if self._letters is not None:
-            self._letters.close()
-            self._letters = None
+        letters = self.__dict__.pop("dead_letters", None)
+        if letters is not None:
+            letters.close()
 
 
 def open_database(spec: SinkSpec) -> Connection:
