@@ -83,3 +83,25 @@ def test_the_threads_of_two_hosts_have_different_names() -> None:
     b.join(5)
     names = [t.name for t in (*a._threads, *b._threads)]
     assert len(set(names)) == len(names) == 4 and not a.alive() and not b.alive(), names
+
+
+def test_a_stop_that_times_out_names_every_thread_still_running(caplog: pytest.LogCaptureFixture) -> None:
+    """``SinkHost.wait(timeout)`` giving up names each thread still running and where it is (a test's
+    ``assert host.wait(30)`` failing then shows the stuck thread in its captured log)."""
+    import threading
+    from types import SimpleNamespace
+
+    from cdx.connectors.sink.host import SinkHost
+    from cdx.connectors.sink.pool import Workers
+
+    release = threading.Event()
+    stuck = threading.Thread(target=release.wait, name="sink9-feed-1", daemon=True)
+    stuck.start()
+    workers = Workers(1, list, threading.Event(), "sink9")
+    try:
+        with caplog.at_level("WARNING", logger="cdx.sink"):
+            SinkHost._name_stuck_threads(SimpleNamespace(workers=workers, _feed_threads=[stuck]))  # type: ignore[arg-type]
+    finally:
+        release.set()
+        stuck.join(5)
+    assert "thread sink9-feed-1 still runs after the stop timed out; at wait (threading.py" in caplog.text

@@ -34,7 +34,7 @@ from cdx.connectors.sink import tools
 from cdx.connectors.sink.dlq import DeadLettersByOwner
 from cdx.connectors.sink.feed import Feed
 from cdx.connectors.sink.mirror import OffsetMirror
-from cdx.connectors.sink.pool import Workers, join_naming
+from cdx.connectors.sink.pool import Workers, join_naming, where
 from cdx.connectors.sink.runner import ChannelSink, SinkSettings
 from cdx.connectors.sink.spec import SinkSpec, sink_specs
 from cdx.errors import CdxError, ConfigError, FatalError, RetriableError
@@ -260,10 +260,17 @@ class SinkHost:
         for t in self._feed_threads:
             join_naming(t, deadline)
         if self.alive():
+            self._name_stuck_threads()
             return False
         close_all(self.sinks, self.settings.workers, self.label)
         self.close()
         return not self.failed()
+
+    def _name_stuck_threads(self) -> None:
+        """Warn once per thread still running when ``wait``'s timeout ran out: its name and where it is."""
+        for t in [*self.workers.threads(), *self._feed_threads]:
+            if t.is_alive():
+                log.warning("sink host: thread %s still runs after the stop timed out; at %s", t.name, where(t))
 
     def alive(self) -> bool:
         """Whether a thread of the host (worker, feed) still runs."""

@@ -79,6 +79,9 @@ class Workers:
         if sink.claim():
             self._queue.put(sink)
 
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
     def alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
